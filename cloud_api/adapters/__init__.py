@@ -1,0 +1,1 @@
+"""Adapters of the central side: database tables and queries."""

@@ -1,0 +1,40 @@
+"""Async SQLAlchemy engine creation and the transaction helper use cases run in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Database:
+    """What a use case needs from the outside world: a transaction, a clock and the factory's zone."""
+
+    engine: AsyncEngine
+    zone: ZoneInfo
+    shift_day_start_hour: int = 8
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def local(self, moment: datetime) -> datetime:
+        return moment.astimezone(self.zone)

@@ -1,0 +1,1 @@
+"""Domain core: rules of the MES with no I/O."""

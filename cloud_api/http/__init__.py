@@ -1,0 +1,1 @@
+"""REST adapter: FastAPI application, routes and the error mapping."""

@@ -1,0 +1,69 @@
+"""The one place that maps errors to the spec's error body; no stack trace or SQL ever leaves the API."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+
+from cloud_api.domain.errors import DomainError
+from cloud_api.http.deps import get_lang, get_settings
+from mes_contracts.errors import ERRORS, ErrorCode, error_message
+from mes_contracts.start import error_body
+
+log = logging.getLogger(__name__)
+
+
+def _lang(request: Request) -> str:
+    return get_lang(get_settings(request), request.headers.get("accept-language"))
+
+
+def error_response(code: ErrorCode, lang: str, data: dict | None = None, status: int | None = None) -> JSONResponse:
+    body = error_body(code.value, error_message(code, lang), data).to_json_dict()
+    return JSONResponse(status_code=status or ERRORS[code].http_status, content=body)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[str]:
+    lines = []
+    for item in exc.errors():
+        location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        lines.append(f"{location}: {item.get('msg')}")
+    return lines
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return error_response(exc.code, _lang(request), exc.data)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(ErrorCode.INVALID_REQUEST, _lang(request), {"errors": _validation_errors(exc)})
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.INVALID_REQUEST
+        return error_response(code, _lang(request), None, exc.status_code)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(ConnectionError)
+    @app.exception_handler(OSError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable for %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        response = error_response(ErrorCode.SERVICE_UNAVAILABLE, _lang(request))
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return await _unavailable(request, exc)
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(ErrorCode.INTERNAL_ERROR, _lang(request))

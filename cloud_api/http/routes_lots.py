@@ -1,0 +1,57 @@
+"""LOT routes: create (FR-LOT-001), look up with per-process state (TC-LOT-006), list, close."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from cloud_api.http.deps import ActorDep, DbDep, LangDep
+from cloud_api.services import lots, queries
+from mes_contracts.errors import success_message
+from mes_contracts.start import success_body
+
+router = APIRouter(prefix="/api/v1/lots", tags=["lots"])
+
+
+class CloseLot(BaseModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+@router.post("", status_code=201, summary="Create a LOT; the number WF-KR-YYMMDD{D|N}-NNN is issued here")
+async def create(command: lots.CreateLot, db: DbDep, lang: LangDep, actor: ActorDep) -> JSONResponse:
+    async with db.transaction() as conn:
+        data = await lots.create_lot(db, conn, command, actor)
+    return JSONResponse(status_code=201, content=success_body(success_message("lot_created", lang),
+                                                              data).to_json_dict())
+
+
+@router.get("", summary="List LOTs, newest first")
+async def list_all(
+    db: DbDep,
+    production_date: date | None = None,
+    status: Annotated[str | None, Query(pattern="^(CREATED|IN_PROGRESS|COMPLETED|CLOSED)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    async with db.engine.connect() as conn:
+        rows = await queries.list_lots(db, conn, production_date, status, limit)
+    return {"status": "success", "data": rows}
+
+
+@router.get("/{lot_number}", summary="LOT detail with per-process state, history, components and serials")
+async def detail(lot_number: str, db: DbDep, lang: LangDep) -> dict[str, Any]:
+    async with db.engine.connect() as conn:
+        data = await queries.lot_detail(db, conn, lot_number, lang)
+    return {"status": "success", "data": data}
+
+
+@router.post("/{lot_number}/close", summary="Close a LOT (COMPLETED → CLOSED, or cancel a LOT not yet started)")
+async def close(
+    lot_number: str, db: DbDep, lang: LangDep, actor: ActorDep, body: Annotated[CloseLot | None, Body()] = None
+) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        data = await lots.close_lot(conn, lot_number, actor, body.reason if body else None)
+    return success_body(success_message("lot_closed", lang), data).to_json_dict()

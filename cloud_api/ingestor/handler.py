@@ -1,0 +1,87 @@
+"""Translate one MQTT message into a use-case call and a reply envelope; no MQTT client in here."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from cloud_api.adapters.database import Database
+from cloud_api.domain.errors import DomainError
+from cloud_api.services.handlers import Answer, error_answer, handle_completion, handle_start
+from cloud_api.services.process_complete import CompletionSource
+from mes_contracts.envelope import Envelope, MessageType, ReplyPayload, Source, make_envelope
+from mes_contracts.errors import ErrorCode
+from mes_contracts.topics import ParsedTopic, parse_topic
+
+log = logging.getLogger(__name__)
+
+
+class UnreadableMessage(ValueError):
+    """A message that is not an MES envelope; it is logged and counted, as nobody can be answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    request: Envelope
+    answer: Answer
+
+
+def read_envelope(topic: str, raw: bytes) -> tuple[ParsedTopic, Envelope]:
+    try:
+        parsed = parse_topic(topic)
+        envelope = Envelope.from_bytes(raw)
+    except (ValueError, ValidationError) as error:
+        raise UnreadableMessage(f"{topic}: {error}") from error
+    return parsed, envelope
+
+
+async def handle(db: Database, topic: str, raw: bytes, lang: str) -> Handled:
+    parsed, envelope = read_envelope(topic, raw)
+    station = parsed.address.prefix
+    if (envelope.source.site, envelope.source.line, envelope.source.station) != (
+        parsed.address.site, parsed.address.line, parsed.address.station
+    ):
+        # A station speaks only for itself: the topic (which the broker's ACL guards) must match the source.
+        error = DomainError(ErrorCode.INVALID_REQUEST, {"topic": topic}, "source does not match topic")
+        return Handled(envelope, error_answer(error, lang))
+    if envelope.type is MessageType.PROCESS_START_REQUEST:
+        answer = await handle_start(db, envelope.payload, station, envelope.message_id, lang)
+    elif envelope.type is MessageType.PROCESS_COMPLETED:
+        answer = await handle_completion(db, _record(envelope), _completion_source(station, envelope), lang)
+    else:
+        error = DomainError(ErrorCode.INVALID_REQUEST, {"type": envelope.type.value}, "unsupported message type")
+        answer = error_answer(error, lang)
+    return Handled(envelope, answer)
+
+
+def _record(envelope: Envelope) -> dict[str, Any]:
+    record = envelope.payload.get("record")
+    return record if isinstance(record, dict) else {}
+
+
+def _completion_source(station: str, envelope: Envelope) -> CompletionSource:
+    payload = envelope.payload
+    sha = payload.get("sha256")
+    name = payload.get("file_name")
+    return CompletionSource(
+        station=station,
+        message_id=envelope.message_id,
+        file_name=name if isinstance(name, str) else None,
+        sha256=sha if isinstance(sha, str) and len(sha) == 64 else None,
+        replay=envelope.replay,
+    )
+
+
+def reply_envelope(handled: Handled, responder: Source, seq: int) -> Envelope:
+    reply = ReplyPayload(
+        in_reply_to=handled.request.message_id,
+        outcome=handled.answer.outcome,
+        http_status=handled.answer.http_status,
+        body=handled.answer.body,
+    )
+    return make_envelope(MessageType.REPLY, responder, seq, reply.model_dump(mode="json"),
+                         message_id=str(uuid.uuid4()))

@@ -1,0 +1,128 @@
+"""The ingestor process: one persistent MQTT session, shared subscriptions, bounded concurrent handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from contextlib import suppress
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from cloud_api.adapters.database import Database, make_engine
+from cloud_api.ingestor import metrics
+from cloud_api.ingestor.handler import Handled, UnreadableMessage, handle, reply_envelope
+from cloud_api.settings import CentralSettings
+from mes_contracts.envelope import Source
+from mes_contracts.topics import ingestor_subscriptions
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, PoolTimeout, ConnectionError, OSError)
+RESPONDER = Source(site="central", line="central", station="ingestor", gateway_id="ingestor")
+
+
+class Ingestor:
+    def __init__(self, settings: CentralSettings, db: Database):
+        self.settings = settings
+        self.db = db
+        self._seq = 0
+        self._slots = asyncio.Semaphore(settings.ingestor_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _client(self) -> aiomqtt.Client:
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = self.settings.ingestor_session_expiry_s
+        password = self.settings.mqtt_password.get_secret_value() if self.settings.mqtt_password else None
+        return aiomqtt.Client(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            identifier=self.settings.ingestor_client_id,
+            username=self.settings.mqtt_username,
+            password=password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=connect,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            max_queued_incoming_messages=10_000,
+        )
+
+    async def run_forever(self) -> None:
+        """Reconnect with backoff whenever the broker goes away; never crash-loop."""
+        delay = 1.0
+        while True:
+            try:
+                async with self._client() as client:
+                    delay = 1.0
+                    for topic in ingestor_subscriptions():
+                        await client.subscribe(topic, qos=1)
+                    log.info("ingestor connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+                    metrics.CONNECTED.set(1)
+                    async for message in client.messages:
+                        await self._slots.acquire()
+                        task = asyncio.create_task(self._process(client, message))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+            except aiomqtt.MqttError as error:
+                metrics.CONNECTED.set(0)
+                log.warning("broker link lost (%s); reconnecting in %.0f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _process(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        try:
+            await self._process_one(client, message)
+        finally:
+            self._slots.release()
+
+    async def _process_one(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        topic = message.topic.value
+        delay = 0.5
+        while True:
+            try:
+                with metrics.HANDLE_SECONDS.time():
+                    handled = await handle(self.db, topic, raw, self.settings.language)
+                break
+            except UnreadableMessage as error:
+                metrics.UNREADABLE.inc()
+                log.error("unreadable message dropped from %s: %s; first bytes %r", topic, error, raw[:200])
+                return
+            except (*TRANSIENT, DBAPIError) as error:
+                if isinstance(error, DBAPIError) and not isinstance(error, OperationalError) \
+                        and not error.connection_invalidated:
+                    raise
+                # Keep the message and retry: the database will come back, the record must not be lost.
+                metrics.DB_RETRIES.inc()
+                log.warning("database unavailable (%s); retrying message in %.1f s", type(error).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        metrics.HANDLED.labels(handled.request.type.value, handled.answer.outcome.value).inc()
+        await self._reply(client, message, handled)
+
+    async def _reply(self, client: aiomqtt.Client, message: aiomqtt.Message, handled: Handled) -> None:
+        props = getattr(message, "properties", None)
+        response_topic = getattr(props, "ResponseTopic", None)
+        if not response_topic:
+            return
+        self._seq += 1
+        reply = reply_envelope(handled, RESPONDER, self._seq)
+        out = Properties(PacketTypes.PUBLISH)
+        correlation = getattr(props, "CorrelationData", None)
+        if correlation:
+            out.CorrelationData = correlation
+        with suppress(aiomqtt.MqttError):
+            # A lost reply is repaired by the station's retry: the stored answer is sent again.
+            await client.publish(response_topic, reply.to_bytes(), qos=1, properties=out)
+
+
+async def run_ingestor(settings: CentralSettings) -> None:
+    engine = make_engine(settings.database_url, settings.db_pool_size)
+    db = Database(engine, settings.zone, settings.shift_day_start_hour)
+    try:
+        await Ingestor(settings, db).run_forever()
+    finally:
+        await engine.dispose()

@@ -1,0 +1,96 @@
+"""Transactional entry points shared by the REST routes and the MQTT handler: idempotency + error bodies."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cloud_api.adapters.database import Database
+from cloud_api.domain.errors import DomainError
+from cloud_api.services import idempotency
+from cloud_api.services.process_complete import CompletionSource, complete_process, parse_completion
+from cloud_api.services.process_start import start_process
+from mes_contracts.envelope import MessageType, Outcome
+from mes_contracts.errors import ErrorCode, success_message
+from mes_contracts.process_data import describe_validation_error
+from mes_contracts.start import StartRequest, error_body, success_body
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    outcome: Outcome
+    http_status: int
+    body: dict[str, Any]
+
+
+def error_answer(error: DomainError, lang: str) -> Answer:
+    body = error_body(error.code.value, error.message(lang), error.data).to_json_dict()
+    return Answer(Outcome.REJECTED, error.http_status, body)
+
+
+def parse_start_request(raw: dict[str, Any]) -> StartRequest:
+    try:
+        return StartRequest.model_validate(raw)
+    except ValidationError as error:
+        raise DomainError(ErrorCode.INVALID_REQUEST, {"errors": describe_validation_error(error)}) from error
+
+
+Work = Callable[[AsyncConnection], Awaitable[Answer]]
+
+
+async def run_once(
+    db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str, lang: str
+) -> Answer:
+    """Run `work` in one transaction; with a message id, a redelivery gets the first answer, never a 2nd row."""
+    try:
+        async with db.transaction() as conn:
+            if message_id is not None and not await idempotency.claim(conn, message_id, message_type, source):
+                stored = await idempotency.load(conn, message_id)
+                if stored is not None:
+                    return _as_duplicate(stored)
+            answer = await work(conn)
+            if message_id is not None:
+                await idempotency.finish(conn, message_id, answer.outcome, answer.http_status, answer.body)
+            return answer
+    except DomainError as error:
+        answer = error_answer(error, lang)
+        if message_id is None:
+            return answer
+        async with db.transaction() as conn:
+            stored = await idempotency.record_rejection(
+                conn, message_id, message_type, source, answer.http_status, answer.body
+            )
+        return Answer(stored.outcome, stored.http_status, stored.body)
+
+
+def _as_duplicate(stored: idempotency.StoredReply) -> Answer:
+    outcome = Outcome.DUPLICATE if stored.outcome is not Outcome.REJECTED else Outcome.REJECTED
+    return Answer(outcome, stored.http_status, stored.body)
+
+
+async def handle_start(
+    db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID | None, lang: str
+) -> Answer:
+    async def work(conn: AsyncConnection) -> Answer:
+        request = parse_start_request(raw)
+        data = await start_process(db, conn, request, source, message_id, lang)
+        body = success_body(success_message("process_started", lang), data).to_json_dict()
+        return Answer(Outcome.ACCEPTED, 200, body)
+
+    return await run_once(db, work, message_id, MessageType.PROCESS_START_REQUEST, source, lang)
+
+
+async def handle_completion(db: Database, raw: dict[str, Any], source: CompletionSource, lang: str) -> Answer:
+    async def work(conn: AsyncConnection) -> Answer:
+        record = parse_completion(raw)
+        outcome = await complete_process(db, conn, record, source)
+        key = "duplicate_completion" if outcome.duplicate else "process_completed"
+        body = success_body(success_message(key, lang), outcome.data).to_json_dict()
+        return Answer(Outcome.DUPLICATE if outcome.duplicate else Outcome.ACCEPTED, 200, body)
+
+    return await run_once(db, work, source.message_id, MessageType.PROCESS_COMPLETED, source.station, lang)

@@ -1,0 +1,79 @@
+"""Processed-message ids: a message id is claimed inside the use case's transaction, answered once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mes_contracts.envelope import Outcome
+
+PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    outcome: Outcome
+    http_status: int
+    body: dict[str, Any]
+
+
+async def claim(conn: AsyncConnection, message_id: uuid.UUID, message_type: str, source: str) -> bool:
+    """True when this transaction owns the id; a concurrent holder makes us wait, then see it as taken."""
+    row = await conn.execute(
+        text(
+            "INSERT INTO processed_messages (message_id, message_type, source_station, outcome, http_status, "
+            "response) VALUES (:id, :type, :source, :pending, 0, '{}'::jsonb) "
+            "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+        ),
+        {"id": message_id, "type": message_type, "source": source, "pending": PENDING},
+    )
+    return row.first() is not None
+
+
+async def load(conn: AsyncConnection, message_id: uuid.UUID) -> StoredReply | None:
+    row = await conn.execute(
+        text("SELECT outcome, http_status, response FROM processed_messages WHERE message_id = :id"),
+        {"id": message_id},
+    )
+    found = row.first()
+    if found is None or found.outcome == PENDING:
+        return None
+    return StoredReply(Outcome(found.outcome), found.http_status, found.response)
+
+
+async def finish(
+    conn: AsyncConnection, message_id: uuid.UUID, outcome: Outcome, http_status: int, body: dict[str, Any]
+) -> None:
+    await conn.execute(
+        text(
+            "UPDATE processed_messages SET outcome = :o, http_status = :s, response = CAST(:b AS jsonb) "
+            "WHERE message_id = :id"
+        ),
+        {"o": outcome.value, "s": http_status, "b": json.dumps(body, ensure_ascii=False), "id": message_id},
+    )
+
+
+async def record_rejection(
+    conn: AsyncConnection,
+    message_id: uuid.UUID,
+    message_type: str,
+    source: str,
+    http_status: int,
+    body: dict[str, Any],
+) -> StoredReply:
+    """Store a rejection so a redelivery gets the same answer; a racing first writer wins."""
+    await conn.execute(
+        text(
+            "INSERT INTO processed_messages (message_id, message_type, source_station, outcome, http_status, "
+            "response) VALUES (:id, :type, :source, :o, :s, CAST(:b AS jsonb)) ON CONFLICT (message_id) DO NOTHING"
+        ),
+        {"id": message_id, "type": message_type, "source": source, "o": Outcome.REJECTED.value,
+         "s": http_status, "b": json.dumps(body, ensure_ascii=False)},
+    )
+    stored = await load(conn, message_id)
+    return stored or StoredReply(Outcome.REJECTED, http_status, body)

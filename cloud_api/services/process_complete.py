@@ -1,0 +1,122 @@
+"""Completion (완공) use case (spec §3.4.2): validate, then store run, measurements and component lots at once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cloud_api.adapters import repository as repo
+from cloud_api.adapters.database import Database
+from cloud_api.domain.errors import DomainError
+from cloud_api.domain.lots import LotStatus, status_after_completion
+from cloud_api.domain.measurements import extract_measurements
+from mes_contracts.completion import CompletionRecord
+from mes_contracts.errors import ErrorCode
+from mes_contracts.process_data import describe_validation_error
+
+MEASUREMENT_SQL = (
+    "INSERT INTO measurements (time, lot_id, process_id, result_id, test_point_id, characteristic, value, unit, "
+    "target, tolerance, lower_limit, upper_limit, result) VALUES (:time, :lot_id, :process_id, :result_id, "
+    ":test_point_id, :characteristic, :value, :unit, :target, :tolerance, :lower, :upper, :result)"
+)
+COMPONENT_SQL = (
+    "INSERT INTO component_lots (lot_id, result_id, process_id, component_kind, component_lot) "
+    "VALUES (:lot_id, :result_id, :process_id, :kind, :lot)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionSource:
+    station: str
+    message_id: uuid.UUID
+    file_name: str | None = None
+    sha256: str | None = None
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionOutcome:
+    duplicate: bool
+    data: dict[str, Any]
+
+
+def parse_completion(raw: dict[str, Any]) -> CompletionRecord:
+    try:
+        return CompletionRecord.model_validate(raw)
+    except ValidationError as error:
+        raise DomainError(
+            ErrorCode.INVALID_PROCESS_DATA,
+            {"lot_number": raw.get("lot_number"), "process_id": raw.get("process_id"),
+             "errors": describe_validation_error(error)},
+            "; ".join(describe_validation_error(error)),
+        ) from error
+
+
+async def complete_process(
+    db: Database, conn: AsyncConnection, record: CompletionRecord, source: CompletionSource
+) -> CompletionOutcome:
+    lot = await repo.lock_lot(conn, record.lot_number)
+    if lot is None:
+        raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": record.lot_number})
+    if source.sha256 is not None and (await repo.result_id_by_sha(conn, source.sha256)) is not None:
+        return CompletionOutcome(True, _summary(record, "duplicate"))
+    run = next((r for r in await repo.runs_of_lot(conn, lot["id"]) if r["process_id"] == record.process_id), None)
+    if run is None:
+        raise DomainError(ErrorCode.PROCESS_NOT_STARTED,
+                          {"lot_number": record.lot_number, "process_id": record.process_id})
+    if not await repo.worker_is_active(conn, record.worker_id):
+        raise DomainError(ErrorCode.WORKER_NOT_FOUND, {"worker_id": record.worker_id})
+
+    typed = record.typed_data()
+    verdict = typed.outcome()
+    result_id = await repo.insert_result(conn, {
+        "run_id": run["id"], "lot_id": lot["id"], "process_id": record.process_id,
+        "message_id": source.message_id, "source_station": source.station, "source_file_name": source.file_name,
+        "source_sha256": source.sha256, "worker_id": record.worker_id, "start_time": record.start_time,
+        "complete_time": record.complete_time, "result": verdict,
+        "failure_reasons": json.dumps(typed.failure_reasons()),
+        "process_data": json.dumps(record.process_data, ensure_ascii=False), "replay": source.replay,
+    })
+    await _store_details(conn, lot["id"], record, result_id)
+    await repo.complete_run(conn, run["id"], record.complete_time, record.worker_id, verdict)
+    current = LotStatus(lot["status"])
+    new_status = status_after_completion(current, record.process_id)
+    if new_status is not None:
+        await repo.set_lot_status(conn, lot["id"], current, new_status, record.worker_id,
+                                  f"{record.process_id} completion", source.message_id)
+    summary = _summary(record, verdict)
+    summary["lot_status"] = (new_status or current).value
+    summary["failure_reasons"] = typed.failure_reasons()
+    return CompletionOutcome(False, summary)
+
+
+async def _store_details(conn: AsyncConnection, lot_id: int, record: CompletionRecord, result_id: int) -> None:
+    typed = record.typed_data()
+    await repo.insert_many(conn, MEASUREMENT_SQL, [
+        {"time": m.time, "lot_id": lot_id, "process_id": record.process_id, "result_id": result_id,
+         "test_point_id": m.test_point_id, "characteristic": m.characteristic, "value": m.value, "unit": m.unit,
+         "target": m.target, "tolerance": m.tolerance, "lower": m.lower_limit, "upper": m.upper_limit,
+         "result": m.result}
+        for m in extract_measurements(typed, record.complete_time)
+    ])
+    await repo.insert_many(conn, COMPONENT_SQL, [
+        {"lot_id": lot_id, "result_id": result_id, "process_id": record.process_id, "kind": kind, "lot": value}
+        for kind, value in typed.component_lots().items()
+    ])
+
+
+def _summary(record: CompletionRecord, result: str) -> dict[str, Any]:
+    return {
+        "lot_number": record.lot_number,
+        "process_id": record.process_id,
+        "process_name": record.process_name,
+        "worker_id": record.worker_id,
+        "start_time": record.start_time.isoformat(),
+        "complete_time": record.complete_time.isoformat(),
+        "result": result,
+    }

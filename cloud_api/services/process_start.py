@@ -1,0 +1,66 @@
+"""Start (착공) use case (spec §3.4.1): one decision for the REST route and the MQTT request handler."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cloud_api.adapters import repository as repo
+from cloud_api.adapters.database import Database
+from cloud_api.domain.errors import DomainError
+from cloud_api.domain.lots import LotStatus, status_after_start
+from cloud_api.domain.sequencing import RunSnapshot, check_start_allowed, resolve_step
+from mes_contracts.errors import ErrorCode
+from mes_contracts.numbering import format_work_order_id
+from mes_contracts.start import StartData, StartRequest
+
+
+async def start_process(
+    db: Database,
+    conn: AsyncConnection,
+    request: StartRequest,
+    source: str,
+    message_id: uuid.UUID | None = None,
+    lang: str = "ko",
+) -> StartData:
+    lot = await repo.lock_lot(conn, request.lot_number)
+    if lot is None:
+        raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": request.lot_number})
+    step = resolve_step(request.process_id, request.process_name, request.lot_number, lang)
+    if not await repo.worker_is_active(conn, request.worker_id):
+        raise DomainError(ErrorCode.WORKER_NOT_FOUND, {"worker_id": request.worker_id})
+    runs = {
+        run["process_id"]: RunSnapshot(run["status"], run["work_order_id"], db.local(run["start_time"]).isoformat())
+        for run in await repo.runs_of_lot(conn, lot["id"])
+    }
+    lot_status = LotStatus(lot["status"])
+    check_start_allowed(request.lot_number, lot_status, step, runs, lang)
+
+    work_day = db.local(request.start_time).date()
+    order_no = await repo.next_daily_value(conn, "work_order_sequences", "work_day", work_day)
+    work_order_id = format_work_order_id(work_day, order_no)
+    try:
+        async with conn.begin_nested():
+            await repo.insert_run(conn, {
+                "lot_id": lot["id"], "process_id": step.process_id, "work_order_id": work_order_id,
+                "sequence_number": step.sequence, "start_time": request.start_time,
+                "worker_id": request.worker_id, "message_id": message_id, "source": source,
+            })
+    except IntegrityError as error:  # a racing start of the same process slipped past the lock
+        raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
+                                                      "process_id": step.process_id}) from error
+    new_status = status_after_start(lot_status)
+    if new_status is not None:
+        await repo.set_lot_status(conn, lot["id"], lot_status, new_status, request.worker_id,
+                                  f"{step.process_id} start", message_id)
+    return StartData(
+        lot_number=request.lot_number,
+        process_id=step.process_id,
+        process_name=request.process_name,
+        worker_id=request.worker_id,
+        start_time=request.start_time,
+        work_order_id=work_order_id,
+        sequence_number=step.sequence,
+    )

@@ -1,0 +1,44 @@
+"""Central-side settings from MES_* environment variables, validated at start (12-factor)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CentralSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MES_", extra="ignore")
+
+    database_url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://mes:pw@127.0.0.1:5432/mes")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    timezone: str = "Asia/Seoul"
+    shift_day_start_hour: int = Field(default=8, ge=0, le=23)
+    language: Literal["ko", "en"] = "ko"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    db_pool_size: int = Field(default=10, ge=1)
+    ingestor_client_id: str = "mes-ingestor-1"
+    ingestor_concurrency: int = Field(default=8, ge=1, le=64)
+    ingestor_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except ZoneInfoNotFoundError as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

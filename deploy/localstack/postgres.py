@@ -1,0 +1,227 @@
+"""A real PostgreSQL server for tests and `mes up`: initdb once per state dir, never run as root."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+from deploy.localstack.common import ManagedServer, ServiceError, find_binary, pid_alive, wait_until
+
+logger = logging.getLogger(__name__)
+
+SUPERUSER = "postgres"
+_MAX_SOCKET_DIR = 80  # sun_path holds 107 bytes and PostgreSQL appends "/.s.PGSQL.<port>"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+class PostgresServer(ManagedServer):
+    """PostgreSQL on 127.0.0.1:port, cluster in base_dir/pgdata; role and database created if missing."""
+
+    name = "postgres"
+    binary = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown
+    ready_timeout = 30.0
+
+    def __init__(
+        self,
+        base_dir: Path,
+        port: int | None = None,
+        user: str = "mes",
+        password: str = "mes",
+        database: str = "mes",
+    ) -> None:
+        super().__init__(base_dir, port)
+        self.user = user
+        self.password = password
+        self.database = database
+        self._socket_tmp: Path | None = None
+
+    # -- addresses ------------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL (psycopg 3 driver)."""
+        return self.dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @property
+    def dsn(self) -> str:
+        """Plain libpq URI, for psycopg.connect() and psql."""
+        return f"postgresql://{self._userinfo()}@127.0.0.1:{self.port}/{quote(self.database, safe='')}"
+
+    @property
+    def superuser_dsn(self) -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+
+    def _userinfo(self) -> str:
+        return f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+
+    # -- files ---------------------------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        """base_dir/pgdata; as root, a symlink into /var/tmp if base_dir is closed to the postgres user."""
+        return self.base_dir / "pgdata"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "postmaster.pid"
+
+    def _write_pid_file(self, pid: int) -> None:
+        """The postmaster writes its own postmaster.pid."""
+
+    # -- running as an unprivileged user -------------------------------------------------------------------
+    @staticmethod
+    def _os_user() -> pwd.struct_passwd | None:
+        """The account to run PostgreSQL as when we are root (it refuses to run as root), else None."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam(SUPERUSER)
+        except KeyError:
+            raise ServiceError(
+                "running as root but there is no 'postgres' OS user to run PostgreSQL as: "
+                "apt-get install postgresql (or run deploy/setup.sh)"
+            ) from None
+
+    @staticmethod
+    def _reachable(path: Path, owner: pwd.struct_passwd | None) -> bool:
+        if owner is None:
+            return True
+        check = ["test", "-x", str(path)]
+        done = subprocess.run(check, cwd="/", user=owner.pw_uid, group=owner.pw_gid, extra_groups=[])
+        return done.returncode == 0
+
+    @staticmethod
+    def _chown_tree(path: Path, owner: pwd.struct_passwd) -> None:
+        for root, dirs, files in os.walk(path):
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), owner.pw_uid, owner.pw_gid, follow_symlinks=False)
+
+    def _prepare_data_dir(self, owner: pwd.struct_passwd | None) -> Path:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        link = self.data_dir
+        if link.is_symlink() and not link.exists():
+            logger.warning("%s points to missing %s; creating a new cluster", link, os.readlink(link))
+            link.unlink()
+        if not link.exists():
+            if self._reachable(self.base_dir, owner):
+                link.mkdir(mode=0o700)
+            else:  # e.g. pytest's tmp_path under /tmp/pytest-of-root (mode 0700) when running as root
+                digest = hashlib.sha256(str(self.base_dir.resolve()).encode()).hexdigest()[:16]
+                parent = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path(tempfile.gettempdir())
+                target = parent / f"mes-localstack-pgdata-{digest}"
+                target.mkdir(mode=0o700, exist_ok=True)
+                link.symlink_to(target, target_is_directory=True)
+                logger.info("%s is closed to the postgres OS user; data lives in %s", self.base_dir, target)
+        real = link.resolve()
+        if owner is not None:
+            if real.stat().st_uid != owner.pw_uid:
+                self._chown_tree(real, owner)
+            if not self._reachable(real, owner):
+                raise ServiceError(f"{real} is not reachable by the postgres OS user; move the state dir")
+        real.chmod(0o700)
+        return real
+
+    def _socket_dir(self, owner: pwd.struct_passwd | None) -> Path:
+        candidate = self.base_dir / "pgsock"
+        if len(str(candidate)) <= _MAX_SOCKET_DIR and self._reachable(self.base_dir, owner):
+            candidate.mkdir(mode=0o700, exist_ok=True)
+        else:
+            candidate = self._socket_tmp = Path(tempfile.mkdtemp(prefix="mes-pg-", dir="/tmp"))
+        if owner is not None:
+            os.chown(candidate, owner.pw_uid, owner.pw_gid)
+        return candidate
+
+    # -- lifecycle hooks ------------------------------------------------------------------------------------
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        bin_dir = Path(find_binary("postgres")).resolve().parent
+        owner = self._os_user()
+        uid, gid = (owner.pw_uid, owner.pw_gid) if owner else (None, None)
+        data = self._prepare_data_dir(owner)
+        if not (data / "PG_VERSION").exists():
+            logger.info("initdb %s", data)
+            initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
+                      "--no-locale"]
+            with open(self.log_file, "ab") as log:
+                done = subprocess.run(
+                    initdb, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd="/", user=uid, group=gid, extra_groups=None if owner is None else [],
+                )
+            if done.returncode != 0:
+                raise ServiceError(f"initdb failed ({done.returncode}); log {self.log_file}:\n{self._tail()}")
+        if self.pid_file.exists():  # left behind by a crash / kill(); the process is gone
+            logger.info("removing stale %s", self.pid_file)
+            self.pid_file.unlink()
+        socket_dir = self._socket_dir(owner)
+        cmd = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(socket_dir),
+               "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
+        return self._popen(cmd, cwd="/", user=uid, group=gid)
+
+    def _ready(self) -> bool:
+        try:
+            with psycopg.connect(self.superuser_dsn, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def _after_ready(self) -> None:
+        with psycopg.connect(self.superuser_dsn, autocommit=True) as conn:
+            if self.user != SUPERUSER:
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.user,)).fetchone()
+                verb = sql.SQL("ALTER" if exists else "CREATE")
+                conn.execute(sql.SQL("{} ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                    verb, sql.Identifier(self.user), sql.Literal(self.password)
+                ))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone():
+                logger.info("creating database %s owned by %s", self.database, self.user)
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(self.database), sql.Identifier(self.user)
+                ))
+
+    def _after_exit(self, pid: int, killed: bool) -> None:
+        super()._after_exit(pid, killed)
+        if self._socket_tmp is not None:
+            shutil.rmtree(self._socket_tmp, ignore_errors=True)
+            self._socket_tmp = None
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster, then wait for its orphaned backends to exit so start() can recover."""
+        pid = self.pid
+        children = _children(pid) if pid is not None else []
+        super().kill()
+        if not wait_until(lambda: not any(pid_alive(c, "postgres") for c in children), 10.0):
+            for child in children:
+                if pid_alive(child, "postgres"):
+                    logger.warning("postgres backend %s outlived its postmaster; killing it", child)
+                    os.kill(child, signal.SIGKILL)
+
+    def destroy(self) -> None:
+        """Stop and delete the cluster (also its /var/tmp location when it was relocated)."""
+        self.stop()
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir.resolve(), ignore_errors=True)
+        if self.data_dir.is_symlink():
+            self.data_dir.unlink()
+        shutil.rmtree(self.base_dir / "pgsock", ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Line simulator: plays the vendor test apps and the operators of the eight-process Withforce line."""

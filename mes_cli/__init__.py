@@ -1,0 +1,1 @@
+"""The `mes` command line: one entry point that starts each process of the MES."""

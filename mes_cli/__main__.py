@@ -1,0 +1,5 @@
+"""`python -m mes_cli` runs the `mes` command."""
+
+from mes_cli.main import app
+
+app()

@@ -1,0 +1,134 @@
+"""`mes` console script (Typer): api, ingest, gateway, simulate, up, db, worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mes_cli.logging_setup import configure_logging
+
+app = typer.Typer(help="Withforce MES: start each process of the system.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+worker_app = typer.Typer(help="Workers (operators) whose ids stations send.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(worker_app, name="worker")
+
+LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
+
+
+def _central():
+    from cloud_api.settings import CentralSettings
+
+    return CentralSettings()  # type: ignore[call-arg]
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (default MES_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default MES_API_PORT)")] = None,
+    workers: Annotated[int, typer.Option(help="Uvicorn worker processes")] = 1,
+    log_file: LogFile = None,
+) -> None:
+    """Run the REST API (FastAPI under uvicorn)."""
+    import uvicorn
+
+    settings = _central()
+    configure_logging(settings.log_level, settings.log_json, log_file, "api")
+    uvicorn.run("cloud_api.http.asgi:app", host=host or settings.api_host, port=port or settings.api_port,
+                workers=workers, log_config=None, access_log=False, factory=False)
+
+
+@app.command()
+def ingest(log_file: LogFile = None) -> None:
+    """Run the ingestor: MQTT station messages → PostgreSQL, replies after commit."""
+    from cloud_api.ingestor.runner import run_ingestor
+
+    settings = _central()
+    configure_logging(settings.log_level, settings.log_json, log_file, "ingestor")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_ingestor(settings))
+
+
+@app.command()
+def gateway(
+    station: Annotated[str, typer.Option(help="Station id, e.g. st03 (MES_GW_STATION)")],
+    work_dir: Annotated[Path | None, typer.Option(help="Work directory with pending/, completed/, error/")] = None,
+    local_port: Annotated[int | None, typer.Option(help="Loopback port of the station interface")] = None,
+    log_file: LogFile = None,
+) -> None:
+    """Run one station's edge gateway."""
+    from edge_gateway.bootstrap import run_gateway
+    from edge_gateway.settings import GatewaySettings
+
+    overrides: dict[str, object] = {"station": station}
+    if work_dir is not None:
+        overrides["work_dir"] = work_dir
+    if local_port is not None:
+        overrides["local_port"] = local_port
+    settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings.log_level, True, log_file, f"gateway-{station}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_gateway(settings))
+
+
+@app.command()
+def simulate(
+    stations: Annotated[Path, typer.Option(help="JSON list of {process_id, station_id, work_dir, gateway_url}")],
+    api_url: Annotated[str, typer.Option(help="Central API base URL")] = "http://127.0.0.1:8000",
+    lots: Annotated[int, typer.Option(help="LOTs to run; 0 = until stopped")] = 0,
+    speed: Annotated[float, typer.Option(help="Speed factor; higher is faster")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
+    failure_rate: Annotated[float, typer.Option(help="Share of failing process results")] = 0.05,
+    log_file: LogFile = None,
+) -> None:
+    """Play the vendor apps and operators: create LOTs, start processes, drop completion files."""
+    from line_simulator.cli_entry import main as simulate_main
+
+    configure_logging(os.environ.get("MES_LOG_LEVEL", "INFO"), True, log_file, "simulator")
+    raise typer.Exit(simulate_main(api_url, stations, lots, speed, seed, failure_rate))
+
+
+@app.command()
+def up(
+    state_dir: Annotated[Path, typer.Option(help="Where data, logs and station folders live")] = Path(".state"),
+    api_port: Annotated[int, typer.Option(help="API port")] = 8000,
+    speed: Annotated[float, typer.Option(help="Simulator speed factor")] = 1.0,
+    lots: Annotated[int, typer.Option(help="LOTs the simulator runs; 0 = until Ctrl-C")] = 0,
+    simulate_line: Annotated[bool, typer.Option("--simulate/--no-simulate", help="Run the line simulator")] = True,
+    exit_when_done: Annotated[bool, typer.Option(help="Stop everything when the simulator has run --lots")] = False,
+) -> None:
+    """Set up and run the whole system locally: services, migrations, API, ingestor, 8 gateways, simulator."""
+    from mes_cli.stack import run_stack
+
+    raise typer.Exit(run_stack(state_dir.resolve(), api_port, speed, lots, simulate_line, exit_when_done))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default head)."""
+    from db.migrate import upgrade
+
+    upgrade(_central().database_url, revision)
+    typer.echo(f"database upgraded to {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the applied revision."""
+    from db.migrate import current
+
+    current(_central().database_url)
+
+
+@worker_app.command("add")
+def worker_add(worker_id: str, name: str, inactive: bool = False) -> None:
+    """Register (or update) a worker."""
+    from mes_cli.admin import add_worker
+
+    typer.echo(add_worker(_central(), worker_id, name, not inactive))

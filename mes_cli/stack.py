@@ -1,0 +1,162 @@
+"""`mes up`: the whole system on one machine — services, migrations, API, ingestor, 8 gateways, simulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from db.migrate import upgrade
+from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
+from deploy.localstack.services import (
+    ManagedServer,
+    MosquittoServer,
+    PostgresServer,
+    RedisServer,
+    find_free_port,
+    port_is_free,
+)
+from mes_cli.logging_setup import configure_logging
+from mes_contracts.route import ROUTE
+
+log = logging.getLogger(__name__)
+SITE, LINE = "KR", "L1"
+DEMO_WORKERS = [(f"W{n:03d}", f"작업자 {n:03d}") for n in range(1, 9)]
+
+
+@dataclass
+class Stack:
+    state_dir: Path
+    api_port: int
+    servers: list[ManagedServer] = field(default_factory=list)
+    children: list[ChildProcess] = field(default_factory=list)
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    def child(self, name: str, argv: list[str], env: dict[str, str], to_terminal: bool = False) -> ChildProcess:
+        process = ChildProcess(name, argv, env, self.logs / f"{name}.log", to_terminal=to_terminal)
+        self.children.append(process.start())
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.children):
+            process.stop()
+        for server in reversed(self.servers):
+            server.stop()
+
+
+def run_stack(state_dir: Path, api_port: int, speed: float, lots: int, simulate: bool,
+              exit_when_done: bool = False) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(state_dir, api_port)
+    stack.logs.mkdir(exist_ok=True)
+    configure_logging("INFO", True, stack.logs / "up.log", "up")
+    if not port_is_free(api_port):
+        print(f"port {api_port} is taken: choose another with --api-port")
+        return 2
+    try:
+        env = _start_services(stack)
+        stations = _start_processes(stack, env)
+        _print_banner(stack, stations)
+        simulator = _start_simulator(stack, stations, speed, lots) if simulate else None
+        _supervise(stack, simulator, exit_when_done)
+    except KeyboardInterrupt:
+        print("\nstopping …")
+    finally:
+        stack.stop()
+        print(f"stopped. Data kept in {state_dir}; run the same command again to continue.")
+    return 0
+
+
+def _start_services(stack: Stack) -> dict[str, str]:
+    print(f"state directory: {stack.state_dir}")
+    postgres = PostgresServer(stack.state_dir / "postgres")
+    broker = MosquittoServer(stack.state_dir / "mosquitto")
+    redis = RedisServer(stack.state_dir / "redis")
+    for server in (postgres, broker, redis):
+        server.start()
+        stack.servers.append(server)
+        print(f"  {type(server).__name__:<16} 127.0.0.1:{server.port}  log {server.log_file}")
+    upgrade(postgres.url)
+    _seed_workers(postgres.dsn)
+    return {
+        "MES_DATABASE_URL": postgres.url,
+        "MES_REDIS_URL": redis.url,
+        "MES_MQTT_HOST": "127.0.0.1",
+        "MES_MQTT_PORT": str(broker.port),
+        "MES_API_PORT": str(stack.api_port),
+    }
+
+
+def _seed_workers(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT (worker_id) DO NOTHING", DEMO_WORKERS
+        )
+
+
+def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
+    api = stack.child("api", mes_command("api", "--port", str(stack.api_port)), env)
+    stack.child("ingestor", mes_command("ingest"), env)
+    stations = []
+    for step in ROUTE:
+        station_id = f"st{step.sequence:02d}"
+        port = find_free_port()
+        work_dir = stack.state_dir / "stations" / station_id
+        gateway_env = {
+            "MES_GW_SITE": SITE, "MES_GW_LINE": LINE, "MES_GW_STATION": station_id,
+            "MES_GW_WORK_DIR": str(work_dir), "MES_GW_MQTT_PORT": env["MES_MQTT_PORT"],
+            "MES_GW_LOCAL_PORT": str(port),
+        }
+        gateway = stack.child(f"gateway-{station_id}", mes_command("gateway", "--station", station_id), gateway_env)
+        stations.append({"process_id": step.process_id, "station_id": station_id, "work_dir": str(work_dir),
+                         "gateway_url": f"http://127.0.0.1:{port}", "_child": gateway.name})
+    wait_http_ok(f"http://127.0.0.1:{stack.api_port}/health", 60, api)
+    for station in stations:
+        child = next(c for c in stack.children if c.name == station["_child"])
+        wait_http_ok(f"{station['gateway_url']}/status", 60, child)
+    return [{k: v for k, v in s.items() if not k.startswith("_")} for s in stations]
+
+
+def _start_simulator(stack: Stack, stations: list[dict[str, str]], speed: float, lots: int) -> ChildProcess:
+    stations_file = stack.state_dir / "stations.json"
+    stations_file.write_text(json.dumps(stations, ensure_ascii=False, indent=2))
+    argv = mes_command("simulate", "--stations", str(stations_file), "--api-url",
+                       f"http://127.0.0.1:{stack.api_port}", "--lots", str(lots), "--speed", str(speed),
+                       "--log-file", str(stack.logs / "simulator.json.log"))
+    print("line simulator running (Ctrl-C stops everything):\n")
+    return stack.child("simulator", argv, {}, to_terminal=True)
+
+
+def _print_banner(stack: Stack, stations: list[dict[str, str]]) -> None:
+    api = f"http://127.0.0.1:{stack.api_port}"
+    print(f"\nAPI         {api}   docs {api}/docs   health {api}/health")
+    print(f"logs        {stack.logs}/ (api.log, ingestor.log, gateway-stNN.log, simulator.json.log)")
+    for station in stations:
+        print(f"  {station['station_id']} {station['process_id']}  {station['work_dir']}/{{pending,completed,error}}"
+              f"  local {station['gateway_url']}")
+    print()
+
+
+def _supervise(stack: Stack, simulator: ChildProcess | None, exit_when_done: bool) -> None:
+    """Keep the line up: restart a crashed service process; stop when asked."""
+    restarts: dict[str, int] = {}
+    while True:
+        time.sleep(1.0)
+        for process in stack.children:
+            if process.running:
+                continue
+            if process is simulator:
+                if exit_when_done:
+                    return
+                continue
+            restarts[process.name] = restarts.get(process.name, 0) + 1
+            print(f"! {process.name} exited; restarting (#{restarts[process.name]}). Log tail:\n"
+                  f"{process.log_tail(10)}")
+            process.start()

@@ -1,0 +1,3 @@
+"""Shared contract of the Withforce MES: route, numbering, payload models, topics and envelopes."""
+
+CONTRACT_VERSION = "v1"

@@ -1,0 +1,182 @@
+"""Per-process completion data (spec §3.4.2): required fields enforced, unknown extra fields kept."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from mes_contracts.numbering import LOT_PATTERN
+
+PassFail = Literal["PASS", "FAIL"]
+SuccessFail = Literal["SUCCESS", "FAIL"]
+TEST_POINT_RE = re.compile(r"^T(?P<temp>\d+(?:\.\d+)?)_P(?P<pos>\d+(?:\.\d+)?)$")
+
+
+class _ProcessData(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def outcome(self) -> PassFail:
+        return "FAIL" if self.failure_reasons() else "PASS"
+
+    def failure_reasons(self) -> list[str]:
+        """Names of the checks that failed; empty when the process passed."""
+        return []
+
+    def component_lots(self) -> dict[str, str]:
+        return {}
+
+
+class LaserMarkingData(_ProcessData):
+    lot_number_engraved: str = Field(pattern=rf"^{LOT_PATTERN}$")
+    marking_result: SuccessFail
+
+    def failure_reasons(self) -> list[str]:
+        return ["marking_result"] if self.marking_result == "FAIL" else []
+
+
+class LmaAssemblyData(_ProcessData):
+    sma_spring_lot: str = Field(min_length=1, max_length=100)
+    busbar_lot: str = Field(min_length=1, max_length=100)
+
+    def component_lots(self) -> dict[str, str]:
+        """Every `*_lot` field is a component lot, so new component kinds need no contract change."""
+        lots = {"sma_spring": self.sma_spring_lot, "busbar": self.busbar_lot}
+        for key, value in (self.model_extra or {}).items():
+            if key.endswith("_lot") and isinstance(value, str) and value:
+                lots[key.removesuffix("_lot")] = value
+        return lots
+
+
+class TempSensorCheck(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    measured_temp: float
+    target_temp: float
+    tolerance: float = Field(ge=0)
+    result: PassFail
+
+
+class TofSensorCheck(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    i2c_communication: bool
+    result: PassFail
+
+
+class SensorTestData(_ProcessData):
+    temp_sensor: TempSensorCheck
+    tof_sensor: TofSensorCheck
+    overall_result: PassFail
+
+    def outcome(self) -> PassFail:
+        return self.overall_result
+
+    def failure_reasons(self) -> list[str]:
+        reasons = [name for name in ("temp_sensor", "tof_sensor") if getattr(self, name).result == "FAIL"]
+        if self.overall_result == "FAIL" and not reasons:
+            reasons.append("overall_result")
+        return reasons
+
+
+class FirmwareUploadData(_ProcessData):
+    firmware_version: str = Field(min_length=1, max_length=50)
+    upload_result: SuccessFail
+
+    def failure_reasons(self) -> list[str]:
+        return ["upload_result"] if self.upload_result == "FAIL" else []
+
+
+class RobotAssemblyData(_ProcessData):
+    """The spec names no data for robot assembly; anything the station sends is kept."""
+
+
+class ForceSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    target_force: float
+    tolerance: float = Field(ge=0)
+
+
+class TestPointResult(BaseModel):
+    """One test point, e.g. T52_P200 = heated to 52 °C at 200 mm displacement."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    test_point_id: str = Field(min_length=1, max_length=50)
+    spec: ForceSpec
+    result: PassFail
+
+    def condition(self) -> tuple[float | None, float | None]:
+        """(temperature °C, displacement mm) encoded in the test point id, when it follows T{temp}_P{pos}."""
+        match = TEST_POINT_RE.match(self.test_point_id)
+        if match is None:
+            return None, None
+        return float(match["temp"]), float(match["pos"])
+
+
+class PerformanceTestData(_ProcessData):
+    test_results: list[TestPointResult] = Field(min_length=1)
+    overall_result: PassFail
+    test_duration_seconds: float = Field(ge=0)
+    tested_at: AwareDatetime
+
+    def outcome(self) -> PassFail:
+        return self.overall_result
+
+    def failure_reasons(self) -> list[str]:
+        reasons = [point.test_point_id for point in self.test_results if point.result == "FAIL"]
+        if self.overall_result == "FAIL" and not reasons:
+            reasons.append("overall_result")
+        return reasons
+
+
+class LabelPrintingData(_ProcessData):
+    label_printed: bool
+    printer_id: str = Field(min_length=1, max_length=50)
+    print_time: AwareDatetime
+    barcode_verified: bool
+
+    def failure_reasons(self) -> list[str]:
+        return [name for name in ("label_printed", "barcode_verified") if not getattr(self, name)]
+
+
+class PackingInspectionData(_ProcessData):
+    inspection_result: PassFail
+
+    def failure_reasons(self) -> list[str]:
+        return ["inspection_result"] if self.inspection_result == "FAIL" else []
+
+
+ProcessData = (
+    LaserMarkingData
+    | LmaAssemblyData
+    | SensorTestData
+    | FirmwareUploadData
+    | RobotAssemblyData
+    | PerformanceTestData
+    | LabelPrintingData
+    | PackingInspectionData
+)
+
+PROCESS_DATA_MODELS: dict[str, type[_ProcessData]] = {
+    "PROC-001": LaserMarkingData,
+    "PROC-002": LmaAssemblyData,
+    "PROC-003": SensorTestData,
+    "PROC-004": FirmwareUploadData,
+    "PROC-005": RobotAssemblyData,
+    "PROC-006": PerformanceTestData,
+    "PROC-007": LabelPrintingData,
+    "PROC-008": PackingInspectionData,
+}
+
+
+def parse_process_data(process_id: str, data: Any) -> _ProcessData:
+    """Validate one process's data; raises pydantic.ValidationError (or KeyError for an unknown process)."""
+    return PROCESS_DATA_MODELS[process_id].model_validate(data)
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """Readable one-line descriptions such as `process_data.temp_sensor.measured_temp: Field required`."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        lines.append(f"{location}: {item['msg']}")
+    return lines

@@ -1,0 +1,62 @@
+"""Start (착공) request and response bodies (spec §3.4.1) and the common response envelope."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class StartRequest(BaseModel):
+    """POST /api/v1/process/start body; all five fields are required."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lot_number: str = Field(min_length=1, max_length=40)
+    process_id: str = Field(min_length=1, max_length=20)
+    process_name: str = Field(min_length=1, max_length=50)
+    worker_id: str = Field(min_length=1, max_length=50)
+    start_time: AwareDatetime
+
+
+class FirmwareInfo(BaseModel):
+    version: str
+    filename: str
+    file_size: int
+    md5_hash: str
+    download_url: str
+
+
+class StartData(BaseModel):
+    lot_number: str
+    process_id: str
+    process_name: str
+    worker_id: str
+    start_time: AwareDatetime
+    work_order_id: str
+    sequence_number: int
+    firmware_info: FirmwareInfo | None = None
+
+
+class ApiBody(BaseModel):
+    """`{"status", "message", "error_code"?, "data"}` — the spec's response shape for success and error."""
+
+    status: Literal["success", "error"]
+    message: str
+    error_code: str | None = None
+    data: dict[str, Any] | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        body = self.model_dump(mode="json")
+        if body["error_code"] is None:
+            del body["error_code"]
+        return body
+
+
+def success_body(message: str, data: BaseModel | dict[str, Any]) -> ApiBody:
+    payload = data.model_dump(mode="json", exclude_none=True) if isinstance(data, BaseModel) else data
+    return ApiBody(status="success", message=message, data=payload)
+
+
+def error_body(code: str, message: str, data: dict[str, Any] | None = None) -> ApiBody:
+    return ApiBody(status="error", message=message, error_code=code, data=data)

@@ -1,0 +1,124 @@
+"""Session fixtures: real PostgreSQL, Mosquitto and Redis on free ports, and the MES processes on top."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from db.migrate import upgrade
+from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
+from deploy.localstack.services import MosquittoServer, PostgresServer, RedisServer, find_free_port
+from mes_contracts.route import ROUTE
+from tests.support.line import Line, Station, station_ids
+
+WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    upgrade(server.url)
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS
+        )
+        conn.execute("INSERT INTO workers (worker_id, name, active) VALUES ('W999', '퇴사자', false) "
+                     "ON CONFLICT DO NOTHING")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def central_env(postgres: PostgresServer, broker: MosquittoServer, redis_server: RedisServer) -> dict[str, str]:
+    return {
+        "MES_DATABASE_URL": postgres.url,
+        "MES_REDIS_URL": redis_server.url,
+        "MES_MQTT_HOST": "127.0.0.1",
+        "MES_MQTT_PORT": str(broker.port),
+        "MES_LOG_JSON": "true",
+    }
+
+
+@pytest.fixture
+def db(postgres: PostgresServer) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def api_url(central_env: dict[str, str], logs_dir: Path) -> Iterator[str]:
+    port = find_free_port()
+    child = ChildProcess("api", mes_command("api", "--port", str(port)), central_env, logs_dir / "api.log").start()
+    url = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{url}/health", 30, child)
+    yield url
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def ingestor(central_env: dict[str, str], logs_dir: Path) -> Iterator[ChildProcess]:
+    env = {**central_env, "MES_INGESTOR_CLIENT_ID": "ingestor-test"}
+    child = ChildProcess("ingestor", mes_command("ingest"), env, logs_dir / "ingestor.log").start()
+    yield child
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def line(api_url: str, ingestor: ChildProcess, broker: MosquittoServer,
+         tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[Line]:
+    root = tmp_path_factory.mktemp("stations")
+    the_line = Line(api_url)
+    children = []
+    for step in ROUTE:
+        station_id = station_ids()[step.process_id]
+        port = find_free_port()
+        work_dir = root / station_id
+        env = {
+            "MES_GW_STATION": station_id,
+            "MES_GW_WORK_DIR": str(work_dir),
+            "MES_GW_MQTT_PORT": str(broker.port),
+            "MES_GW_LOCAL_PORT": str(port),
+            "MES_GW_STABLE_WINDOW_S": "0.2",
+            "MES_GW_RESCAN_INTERVAL_S": "0.5",
+            "MES_GW_RETRY_INTERVAL_S": "0.5",
+        }
+        child = ChildProcess(f"gateway-{station_id}", mes_command("gateway", "--station", station_id), env,
+                             logs_dir / f"gateway-{station_id}.log").start()
+        children.append(child)
+        the_line.stations[step.process_id] = Station(step.process_id, station_id, work_dir,
+                                                     f"http://127.0.0.1:{port}")
+    for child, station in zip(children, the_line.stations.values(), strict=True):
+        wait_http_ok(f"{station.gateway_url}/status", 30, child)
+    yield the_line
+    for child in children:
+        child.stop()
+
+
+def pytest_report_header() -> str:
+    return f"withforce-mes tests; uid={os.getuid()}"
