@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from db.migrate import upgrade
 from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
+from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import (
     ManagedServer,
     MosquittoServer,
@@ -51,6 +53,7 @@ class Stack:
 
 def run_stack(state_dir: Path, api_port: int, speed: float, lots: int, simulate: bool,
               exit_when_done: bool = False) -> int:
+    _stop_on_signals()
     state_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(state_dir, api_port)
     stack.logs.mkdir(exist_ok=True)
@@ -70,6 +73,16 @@ def run_stack(state_dir: Path, api_port: int, speed: float, lots: int, simulate:
         stack.stop()
         print(f"stopped. Data kept in {state_dir}; run the same command again to continue.")
     return 0
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the stack in order (SIGINT may arrive ignored from a non-interactive shell)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _start_services(stack: Stack) -> dict[str, str]:
@@ -103,7 +116,7 @@ def _seed_workers(dsn: str) -> None:
 
 def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
     api = stack.child("api", mes_command("api", "--port", str(stack.api_port)), env)
-    stack.child("ingestor", mes_command("ingest"), env)
+    ingestor = stack.child("ingestor", mes_command("ingest"), env)
     stations = []
     for step in ROUTE:
         station_id = f"st{step.sequence:02d}"
@@ -118,6 +131,10 @@ def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
         stations.append({"process_id": step.process_id, "station_id": station_id, "work_dir": str(work_dir),
                          "gateway_url": f"http://127.0.0.1:{port}", "_child": gateway.name})
     wait_http_ok(f"http://127.0.0.1:{stack.api_port}/health", 60, api)
+    try:
+        wait_service_online(int(env["MES_MQTT_PORT"]), "mes-ingestor-1", 60)
+    except TimeoutError:
+        raise RuntimeError(f"the ingestor did not come online:\n{ingestor.log_tail()}") from None
     for station in stations:
         child = next(c for c in stack.children if c.name == station["_child"])
         wait_http_ok(f"{station['gateway_url']}/status", 60, child)

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mes_contracts.numbering import LOT_PATTERN
-from mes_contracts.process_data import PROCESS_DATA_MODELS, _ProcessData, parse_process_data
+from mes_contracts.process_data import PROCESS_DATA_MODELS, ProcessDataBase, parse_process_data
 from mes_contracts.route import find_step
 
 FILE_NAME_RE = re.compile(rf"^(?P<lot>{LOT_PATTERN})_(?P<process>PROC-\d{{3}})_(?P<stamp>\d{{14}})\.json$")
@@ -68,7 +68,7 @@ class CompletionRecord(BaseModel):
                 raise ValueError(_prefixed(error)) from None
         return self
 
-    def typed_data(self) -> _ProcessData:
+    def typed_data(self) -> ProcessDataBase:
         return parse_process_data(self.process_id, self.process_data)
 
 

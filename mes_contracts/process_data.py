@@ -14,7 +14,7 @@ SuccessFail = Literal["SUCCESS", "FAIL"]
 TEST_POINT_RE = re.compile(r"^T(?P<temp>\d+(?:\.\d+)?)_P(?P<pos>\d+(?:\.\d+)?)$")
 
 
-class _ProcessData(BaseModel):
+class ProcessDataBase(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     def outcome(self) -> PassFail:
@@ -28,7 +28,7 @@ class _ProcessData(BaseModel):
         return {}
 
 
-class LaserMarkingData(_ProcessData):
+class LaserMarkingData(ProcessDataBase):
     lot_number_engraved: str = Field(pattern=rf"^{LOT_PATTERN}$")
     marking_result: SuccessFail
 
@@ -36,7 +36,7 @@ class LaserMarkingData(_ProcessData):
         return ["marking_result"] if self.marking_result == "FAIL" else []
 
 
-class LmaAssemblyData(_ProcessData):
+class LmaAssemblyData(ProcessDataBase):
     sma_spring_lot: str = Field(min_length=1, max_length=100)
     busbar_lot: str = Field(min_length=1, max_length=100)
 
@@ -63,7 +63,7 @@ class TofSensorCheck(BaseModel):
     result: PassFail
 
 
-class SensorTestData(_ProcessData):
+class SensorTestData(ProcessDataBase):
     temp_sensor: TempSensorCheck
     tof_sensor: TofSensorCheck
     overall_result: PassFail
@@ -78,7 +78,7 @@ class SensorTestData(_ProcessData):
         return reasons
 
 
-class FirmwareUploadData(_ProcessData):
+class FirmwareUploadData(ProcessDataBase):
     firmware_version: str = Field(min_length=1, max_length=50)
     upload_result: SuccessFail
 
@@ -86,7 +86,7 @@ class FirmwareUploadData(_ProcessData):
         return ["upload_result"] if self.upload_result == "FAIL" else []
 
 
-class RobotAssemblyData(_ProcessData):
+class RobotAssemblyData(ProcessDataBase):
     """The spec names no data for robot assembly; anything the station sends is kept."""
 
 
@@ -112,7 +112,7 @@ class TestPointResult(BaseModel):
         return float(match["temp"]), float(match["pos"])
 
 
-class PerformanceTestData(_ProcessData):
+class PerformanceTestData(ProcessDataBase):
     test_results: list[TestPointResult] = Field(min_length=1)
     overall_result: PassFail
     test_duration_seconds: float = Field(ge=0)
@@ -128,7 +128,7 @@ class PerformanceTestData(_ProcessData):
         return reasons
 
 
-class LabelPrintingData(_ProcessData):
+class LabelPrintingData(ProcessDataBase):
     label_printed: bool
     printer_id: str = Field(min_length=1, max_length=50)
     print_time: AwareDatetime
@@ -138,7 +138,7 @@ class LabelPrintingData(_ProcessData):
         return [name for name in ("label_printed", "barcode_verified") if not getattr(self, name)]
 
 
-class PackingInspectionData(_ProcessData):
+class PackingInspectionData(ProcessDataBase):
     inspection_result: PassFail
 
     def failure_reasons(self) -> list[str]:
@@ -156,7 +156,7 @@ ProcessData = (
     | PackingInspectionData
 )
 
-PROCESS_DATA_MODELS: dict[str, type[_ProcessData]] = {
+PROCESS_DATA_MODELS: dict[str, type[ProcessDataBase]] = {
     "PROC-001": LaserMarkingData,
     "PROC-002": LmaAssemblyData,
     "PROC-003": SensorTestData,
@@ -168,7 +168,7 @@ PROCESS_DATA_MODELS: dict[str, type[_ProcessData]] = {
 }
 
 
-def parse_process_data(process_id: str, data: Any) -> _ProcessData:
+def parse_process_data(process_id: str, data: Any) -> ProcessDataBase:
     """Validate one process's data; raises pydantic.ValidationError (or KeyError for an unknown process)."""
     return PROCESS_DATA_MODELS[process_id].model_validate(data)
 

@@ -73,3 +73,8 @@ def parse_topic(topic: str) -> ParsedTopic:
 def ingestor_subscriptions(share_group: str = INGESTOR_SHARE_GROUP) -> list[str]:
     """MQTT 5 shared subscriptions, so several ingestor instances split the load."""
     return [f"$share/{share_group}/{ROOT}/+/+/+/{branch}/#" for branch in (Branch.REQUEST, Branch.EVENT)]
+
+
+def service_address(service_id: str) -> StationAddress:
+    """Central services publish their retained state like a station: mes/v1/central/services/{id}/state."""
+    return StationAddress("central", "services", service_id)

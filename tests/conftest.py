@@ -11,6 +11,7 @@ import pytest
 
 from db.migrate import upgrade
 from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
+from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import MosquittoServer, PostgresServer, RedisServer, find_free_port
 from mes_contracts.route import ROUTE
 from tests.support.line import Line, Station, station_ids
@@ -82,9 +83,13 @@ def api_url(central_env: dict[str, str], logs_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def ingestor(central_env: dict[str, str], logs_dir: Path) -> Iterator[ChildProcess]:
+def ingestor(central_env: dict[str, str], logs_dir: Path, broker: MosquittoServer) -> Iterator[ChildProcess]:
     env = {**central_env, "MES_INGESTOR_CLIENT_ID": "ingestor-test"}
     child = ChildProcess("ingestor", mes_command("ingest"), env, logs_dir / "ingestor.log").start()
+    try:
+        wait_service_online(broker.port, "ingestor-test")
+    except TimeoutError:
+        raise RuntimeError(f"ingestor did not come up:\n{child.log_tail()}") from None
     yield child
     child.stop()
 

@@ -92,3 +92,8 @@ def test_tc_lot_006_lookup_shows_basics_and_every_process(api_url: str) -> None:
     assert missing.status_code == 404 and missing.json()["error_code"] == "LOT_NOT_FOUND"
     english = httpx.get(f"{api_url}/api/v1/lots/{number}", headers={"Accept-Language": "en"}, timeout=10)
     assert english.json()["data"]["processes"][2]["process_name"] == "Sensor test"
+
+
+def test_console_page_is_served(api_url: str) -> None:
+    page = httpx.get(f"{api_url}/", follow_redirects=True, timeout=10)
+    assert page.status_code == 200 and "LOT 생성" in page.text and "/api/v1/lots" in page.text

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from line_simulator.payloads import completion_record
 
+from line_simulator.payloads import completion_record
 from tests.support.line import SEOUL, start_body
 
 Post = Callable[..., httpx.Response]

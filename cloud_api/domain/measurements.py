@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from mes_contracts.process_data import PerformanceTestData, SensorTestData, _ProcessData
+from mes_contracts.process_data import PerformanceTestData, ProcessDataBase, SensorTestData
 
 # Names a performance-test station may use for measured values beside the spec's fields.
 PERFORMANCE_MEASURES: tuple[tuple[str, str, str], ...] = (
@@ -35,7 +35,7 @@ class Measurement:
         return None if self.target is None or self.tolerance is None else self.target + self.tolerance
 
 
-def extract_measurements(data: _ProcessData, completed_at: datetime) -> list[Measurement]:
+def extract_measurements(data: ProcessDataBase, completed_at: datetime) -> list[Measurement]:
     if isinstance(data, SensorTestData):
         return _sensor_measurements(data, completed_at)
     if isinstance(data, PerformanceTestData):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from contextlib import suppress
@@ -18,7 +19,7 @@ from cloud_api.ingestor import metrics
 from cloud_api.ingestor.handler import Handled, UnreadableMessage, handle, reply_envelope
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Source
-from mes_contracts.topics import ingestor_subscriptions
+from mes_contracts.topics import ingestor_subscriptions, service_address
 
 log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, PoolTimeout, ConnectionError, OSError)
@@ -48,7 +49,12 @@ class Ingestor:
             properties=connect,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             max_queued_incoming_messages=10_000,
+            will=aiomqtt.Will(self._state_topic, _state(False), qos=1, retain=True),
         )
+
+    @property
+    def _state_topic(self) -> str:
+        return service_address(self.settings.ingestor_client_id).state()
 
     async def run_forever(self) -> None:
         """Reconnect with backoff whenever the broker goes away; never crash-loop."""
@@ -59,18 +65,28 @@ class Ingestor:
                     delay = 1.0
                     for topic in ingestor_subscriptions():
                         await client.subscribe(topic, qos=1)
+                    # Retained state + last will: a gateway can tell "server down" from "broker down".
+                    await client.publish(self._state_topic, _state(True), qos=1, retain=True)
                     log.info("ingestor connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
                     metrics.CONNECTED.set(1)
-                    async for message in client.messages:
-                        await self._slots.acquire()
-                        task = asyncio.create_task(self._process(client, message))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                    try:
+                        await self._consume(client)
+                    except asyncio.CancelledError:
+                        with suppress(aiomqtt.MqttError, TimeoutError):
+                            await client.publish(self._state_topic, _state(False), qos=1, retain=True, timeout=2)
+                        raise
             except aiomqtt.MqttError as error:
                 metrics.CONNECTED.set(0)
                 log.warning("broker link lost (%s); reconnecting in %.0f s", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._process(client, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _process(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         try:
@@ -117,6 +133,10 @@ class Ingestor:
         with suppress(aiomqtt.MqttError):
             # A lost reply is repaired by the station's retry: the stored answer is sent again.
             await client.publish(response_topic, reply.to_bytes(), qos=1, properties=out)
+
+
+def _state(online: bool) -> bytes:
+    return json.dumps({"service": "ingestor", "online": online}).encode()
 
 
 async def run_ingestor(settings: CentralSettings) -> None:

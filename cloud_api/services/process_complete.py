@@ -17,7 +17,7 @@ from cloud_api.domain.lots import LotStatus, status_after_completion
 from cloud_api.domain.measurements import extract_measurements
 from mes_contracts.completion import CompletionRecord
 from mes_contracts.errors import ErrorCode
-from mes_contracts.process_data import describe_validation_error
+from mes_contracts.process_data import ProcessDataBase, describe_validation_error
 
 MEASUREMENT_SQL = (
     "INSERT INTO measurements (time, lot_id, process_id, result_id, test_point_id, characteristic, value, unit, "
@@ -82,7 +82,7 @@ async def complete_process(
         "failure_reasons": json.dumps(typed.failure_reasons()),
         "process_data": json.dumps(record.process_data, ensure_ascii=False), "replay": source.replay,
     })
-    await _store_details(conn, lot["id"], record, result_id)
+    await _store_details(conn, lot["id"], record, typed, result_id)
     await repo.complete_run(conn, run["id"], record.complete_time, record.worker_id, verdict)
     current = LotStatus(lot["status"])
     new_status = status_after_completion(current, record.process_id)
@@ -95,8 +95,9 @@ async def complete_process(
     return CompletionOutcome(False, summary)
 
 
-async def _store_details(conn: AsyncConnection, lot_id: int, record: CompletionRecord, result_id: int) -> None:
-    typed = record.typed_data()
+async def _store_details(
+    conn: AsyncConnection, lot_id: int, record: CompletionRecord, typed: ProcessDataBase, result_id: int
+) -> None:
     await repo.insert_many(conn, MEASUREMENT_SQL, [
         {"time": m.time, "lot_id": lot_id, "process_id": record.process_id, "result_id": result_id,
          "test_point_id": m.test_point_id, "characteristic": m.characteristic, "value": m.value, "unit": m.unit,

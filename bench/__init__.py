@@ -1,0 +1,1 @@
+"""Benchmarks of the Withforce MES against real PostgreSQL, Mosquitto and Redis on loopback."""

@@ -1,0 +1,65 @@
+"""Runs the moves of finished files in a worker thread in batches: one thread hop per tick, not per file."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_gateway.dispositions import ErrorReport, move_to_completed, move_to_error
+
+BATCH_TICK_S = 0.02
+
+
+@dataclass(slots=True)
+class _Order:
+    source: Path
+    report: ErrorReport | None  # None: to completed/
+    done: asyncio.Future[Path] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def _execute(orders: list[_Order], completed_dir: Path, error_dir: Path) -> list[Path | OSError]:
+    results: list[Path | OSError] = []
+    for order in orders:
+        try:
+            if order.report is None:
+                results.append(move_to_completed(order.source, completed_dir))
+            else:
+                results.append(move_to_error(order.source, error_dir, order.report))
+        except OSError as error:
+            results.append(error)
+    return results
+
+
+class BatchMover:
+    """`await move(...)` returns the stored path or raises the OSError of that file's move."""
+
+    def __init__(self, completed_dir: Path, error_dir: Path, tick: float = BATCH_TICK_S) -> None:
+        self._completed_dir = completed_dir
+        self._error_dir = error_dir
+        self._tick = tick
+        self._orders: list[_Order] = []
+        self._ready = asyncio.Event()
+
+    async def move(self, source: Path, report: ErrorReport | None) -> Path:
+        order = _Order(source, report)
+        self._orders.append(order)
+        self._ready.set()
+        return await order.done
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            batch, self._orders = self._orders, []
+            if not batch:
+                continue
+            results = await asyncio.to_thread(_execute, batch, self._completed_dir, self._error_dir)
+            for order, result in zip(batch, results, strict=True):
+                if order.done.done():
+                    continue
+                if isinstance(result, OSError):
+                    order.done.set_exception(result)
+                else:
+                    order.done.set_result(result)
+            await asyncio.sleep(self._tick)  # let the next finished files gather into one batch

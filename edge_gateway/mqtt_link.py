@@ -1,0 +1,149 @@
+"""The gateway's one long-lived MQTT 5 connection: reconnect loop, reply subscription and request/response."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import logging
+import socket
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_gateway.ports import NotConnected, ReplyTimeout
+from edge_gateway.replies import PendingReplies, decode_reply
+from edge_gateway.settings import GatewaySettings
+from mes_contracts.envelope import Envelope, ReplyPayload
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 10.0
+KEEPALIVE_S = 15
+REPLY_QOS = 1
+REQUEST_QOS = 1
+
+
+class MqttLink:
+    """Owns the `aiomqtt.Client`; `run()` keeps it connected until cancelled, never raising on broker trouble."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._settings = settings
+        self._reply_topic = settings.address.reply()
+        self._pending = PendingReplies()
+        self._seq = itertools.count()
+        self._connected = False
+        self._client: aiomqtt.Client | None = None
+        self._publish_template: Any = Properties(PacketTypes.PUBLISH)
+        self._publish_template.ResponseTopic = self._reply_topic
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def next_seq(self) -> int:
+        """Per-gateway publication order (in memory; a durable outbox will own this later)."""
+        return next(self._seq)
+
+    def _make_client(self) -> aiomqtt.Client:
+        settings = self._settings
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        client = aiomqtt.Client(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=password,
+            identifier=settings.gateway_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            keepalive=KEEPALIVE_S,
+            timeout=settings.reply_timeout_s,
+            max_inflight_messages=max(20, settings.max_in_flight),
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+        )
+        # aiomqtt warns above 10 concurrent publishes; up to max_in_flight of them is the design.
+        client.pending_calls_threshold = settings.max_in_flight * 2 + 10
+        return client
+
+    async def run(self) -> None:
+        """Connect, subscribe to the reply topic, dispatch replies; on any broker error wait and reconnect."""
+        self._client = self._make_client()
+        backoff = BACKOFF_START_S
+        target = f"{self._settings.mqtt_host}:{self._settings.mqtt_port}"
+        try:
+            while True:
+                try:
+                    async with self._client as client:
+                        await client.subscribe(self._reply_topic, qos=REPLY_QOS)
+                        self._connected = True
+                        backoff = BACKOFF_START_S
+                        logger.info("MQTT connected to %s as %s, replies on %s",
+                                    target, self._settings.gateway_id, self._reply_topic)
+                        async for message in client.messages:
+                            self._on_message(message)
+                except aiomqtt.MqttError as error:
+                    was_connected = self._mark_down(f"MQTT link lost: {error}")
+                    log = logger.warning if was_connected else logger.info
+                    log("MQTT %s unavailable (%s); retrying in %.0f s", target, error, backoff)
+                except OSError as error:
+                    self._mark_down(f"MQTT link lost: {error}")
+                    logger.warning("MQTT %s socket error (%s); retrying in %.0f s", target, error, backoff)
+                except Exception:
+                    self._mark_down("MQTT link failed")
+                    logger.exception("MQTT link to %s failed unexpectedly; retrying in %.0f s", target, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+        finally:
+            self._mark_down("gateway stopping")
+
+    def _mark_down(self, reason: str) -> bool:
+        was_connected = self._connected
+        self._connected = False
+        self._pending.fail_all(reason)
+        return was_connected
+
+    def _on_message(self, message: aiomqtt.Message) -> None:
+        if not message.topic.matches(self._reply_topic):
+            logger.debug("ignoring message on %s", message.topic)
+            return
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            logger.warning("ignoring non-binary payload on %s", message.topic)
+            return
+        correlation = getattr(message.properties, "CorrelationData", None) if message.properties else None
+        reply = decode_reply(bytes(payload), correlation)
+        if reply is not None:
+            self._pending.deliver(reply)
+
+    async def request(self, topic: str, envelope: Envelope, timeout: float) -> ReplyPayload:
+        """Publish QoS 1 with ResponseTopic/CorrelationData and wait for the matching reply."""
+        client = self._client
+        if client is None or not self._connected:
+            raise NotConnected()
+        future = self._pending.register(envelope.message_id)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._publish(client, topic, envelope, timeout)
+                return await future
+        except TimeoutError:
+            raise ReplyTimeout(envelope.message_id, timeout) from None
+        finally:
+            self._pending.forget(envelope.message_id)
+            if future.done() and not future.cancelled():
+                future.exception()  # mark retrieved when a link drop raced the timeout
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, envelope: Envelope, timeout: float) -> None:
+        """The single publish path (a durable outbox slots in here)."""
+        properties = copy.copy(self._publish_template)  # paho's attribute setter is slow; set only what varies
+        properties.CorrelationData = str(envelope.message_id).encode()
+        try:
+            await client.publish(topic, envelope.to_bytes(), qos=REQUEST_QOS, properties=properties,
+                                 timeout=timeout)
+        except aiomqtt.MqttCodeError as error:  # paho refused it, e.g. not connected (any more)
+            raise NotConnected(f"publish failed: {error}") from error
+        except aiomqtt.MqttError as error:  # no PUBACK in time
+            if not self._connected:
+                raise NotConnected(f"publish failed, link down: {error}") from error
+            raise ReplyTimeout(envelope.message_id, timeout) from error

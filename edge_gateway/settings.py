@@ -1,0 +1,106 @@
+"""Gateway configuration from `MES_GW_*` environment variables, validated before anything starts."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mes_contracts.topics import StationAddress
+
+GATEWAY_ID_MAX = 64
+
+
+def default_work_dir() -> Path:
+    """`C:\\neurohub_work` on the Windows station PCs (spec §3.4.2), `~/neurohub_work` elsewhere."""
+    if os.name == "nt":
+        return Path("C:\\neurohub_work")
+    return Path.home() / "neurohub_work"
+
+
+class GatewaySettings(BaseSettings):
+    """One station's gateway; `station` is the only value without a default."""
+
+    model_config = SettingsConfigDict(env_prefix="MES_GW_", extra="ignore")
+
+    site: str = "KR"
+    line: str = "L1"
+    station: str
+    gateway_id: str = ""
+    work_dir: Path = Field(default_factory=default_work_dir)
+    mqtt_host: str = Field(default="127.0.0.1", min_length=1)
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    local_host: str = "127.0.0.1"
+    local_port: int = Field(default=8710, ge=0, le=65535)
+    stable_window_s: float = Field(default=0.5, gt=0, le=60)
+    rescan_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    reply_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    retry_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    max_in_flight: int = Field(default=64, ge=1, le=4096)
+    log_level: str = "INFO"
+
+    @field_validator("local_host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if value.lower() == "localhost":
+            return value
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"local_host must be a loopback address, not {value!r}") from None
+        if not address.is_loopback:
+            raise ValueError(f"local_host must be a loopback address, not {value!r}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @field_validator("work_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _derive(self) -> GatewaySettings:
+        _ = self.address  # raises ValueError on a bad site, line or station segment
+        if not self.gateway_id:
+            self.gateway_id = f"gw-{self.station}"
+        if len(self.gateway_id) > GATEWAY_ID_MAX or any(ch.isspace() for ch in self.gateway_id):
+            raise ValueError(f"gateway_id must be at most {GATEWAY_ID_MAX} characters without spaces")
+        return self
+
+    @property
+    def address(self) -> StationAddress:
+        return StationAddress(self.site, self.line, self.station)
+
+    @property
+    def pending_dir(self) -> Path:
+        return self.work_dir / "pending"
+
+    @property
+    def completed_dir(self) -> Path:
+        return self.work_dir / "completed"
+
+    @property
+    def error_dir(self) -> Path:
+        return self.work_dir / "error"
+
+    def prepare_work_dirs(self) -> None:
+        """Create pending/, completed/ and error/; they must share one filesystem so moves stay atomic."""
+        folders = (self.pending_dir, self.completed_dir, self.error_dir)
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        devices = {folder.stat().st_dev for folder in folders}
+        if len(devices) != 1:
+            raise ValueError(f"{self.work_dir}: pending/, completed/ and error/ must be on one filesystem")

@@ -1,0 +1,125 @@
+"""Deciding when a completion file is complete: stat unchanged for the window and its bytes parse (pure)."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The stat last seen for a name and since when it has not changed (None until first probed)."""
+
+    stat: FileStat | None
+    since: float
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What a look at one file found: its stat (None = gone) and, when asked for, its bytes and parse."""
+
+    name: str
+    stat: FileStat | None
+    data: bytes | None = None
+    parsed_ok: bool = False
+    parsed: Any = None
+
+
+class Decision(Enum):
+    WAIT = "wait"  # still tracked, looked at again at its deadline
+    GONE = "gone"  # vanished; no longer tracked
+    READY = "ready"  # stable and parses; no longer tracked
+    MALFORMED = "malformed"  # stable for 2 × window and still does not parse; no longer tracked
+
+
+class StabilityTracker:
+    """Names under watch with their deadlines; the caller supplies probes and the (monotonic) clock."""
+
+    def __init__(self, window: float) -> None:
+        if window <= 0:
+            raise ValueError("window must be positive")
+        self.window = window
+        self._entries: dict[str, Observation] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, name: str) -> Observation | None:
+        return self._entries.get(name)
+
+    def add(self, name: str, now: float) -> bool:
+        """Start watching `name`; it is due at once so its first stat is taken promptly. False if known."""
+        if name in self._entries:
+            return False
+        self._schedule(name, Observation(None, now, now))
+        return True
+
+    def discard(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def next_deadline(self) -> float | None:
+        while self._heap:
+            deadline, name = self._heap[0]
+            entry = self._entries.get(name)
+            if entry is not None and entry.deadline == deadline:
+                return deadline
+            heapq.heappop(self._heap)  # stale heap item
+        return None
+
+    def due(self, now: float, limit: int | None = None) -> list[tuple[str, Observation]]:
+        """Names whose deadline has passed, with their observation, earliest first."""
+        found: dict[str, Observation] = {}
+        while self._heap and (limit is None or len(found) < limit):
+            deadline, name = self._heap[0]
+            if deadline > now:
+                break
+            heapq.heappop(self._heap)
+            entry = self._entries.get(name)
+            if entry is not None and entry.deadline == deadline:
+                found[name] = entry
+        return list(found.items())
+
+    def wants_content(self, observation: Observation, stat: FileStat | None, now: float) -> bool:
+        """Read the bytes only when the stat has held for a full window."""
+        return stat is not None and stat == observation.stat and now - observation.since >= self.window
+
+    def apply(self, probe: Probe, now: float) -> Decision:
+        """Fold one probe into the state and say what became of the name."""
+        entry = self._entries.get(probe.name)
+        if entry is None:
+            return Decision.GONE
+        if probe.stat is None:
+            del self._entries[probe.name]
+            return Decision.GONE
+        if probe.stat != entry.stat or (probe.data is not None and len(probe.data) != probe.stat.size):
+            self._schedule(probe.name, Observation(probe.stat, now, now + self.window))
+            return Decision.WAIT
+        stable_for = now - entry.since
+        if probe.data is None or stable_for < self.window:
+            self._schedule(probe.name, Observation(entry.stat, entry.since, entry.since + self.window))
+            return Decision.WAIT
+        if probe.parsed_ok:
+            del self._entries[probe.name]
+            return Decision.READY
+        if stable_for >= 2 * self.window:
+            del self._entries[probe.name]
+            return Decision.MALFORMED
+        self._schedule(probe.name, Observation(entry.stat, entry.since, entry.since + 2 * self.window))
+        return Decision.WAIT
+
+    def _schedule(self, name: str, observation: Observation) -> None:
+        self._entries[name] = observation
+        heapq.heappush(self._heap, (observation.deadline, name))
