@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import queue
 import socket
 import threading
 import time
@@ -110,42 +110,57 @@ def mqtt_run(stack: BenchStack, lots: list[str], rate: float) -> dict[str, Any]:
     return summarize("mqtt", rate, intended, done, outcomes, lag)
 
 
-def rest_run(stack: BenchStack, lots: list[str], rate: float) -> dict[str, Any]:
-    """asyncio + one keep-alive httpx.AsyncClient; a request is fired on schedule without awaiting the last."""
+def rest_run(stack: BenchStack, lots: list[str], rate: float, concurrency: int = 16) -> dict[str, Any]:
+    """A timer thread queues each start on schedule; `concurrency` threads, each with a keep-alive httpx.Client,
+    send them. Latency counts from the scheduled time, so waiting for a free connection is included."""
     payloads = list(bodies(lots))
     intended: list[float] = []
     lag: list[float] = []
     done: dict[int, float] = {}
     outcomes: dict[int, str] = {}
+    work: queue.Queue[int | None] = queue.Queue()
+    give_up = time.perf_counter() + len(payloads) / rate + REPLY_WAIT_S
 
-    async def one(client: httpx.AsyncClient, i: int) -> None:
-        try:
-            response = await client.post("/api/v1/process/start", json=payloads[i])
-        except httpx.HTTPError as error:
-            outcomes[i] = type(error).__name__
-            return
-        done[i] = time.perf_counter()
-        outcomes[i] = "200" if response.status_code == 200 else \
-            f"{response.status_code}:{response.json().get('error_code')}"
+    def sender() -> None:
+        with httpx.Client(base_url=stack.api_url, timeout=REPLY_WAIT_S) as client:
+            client.get("/health")  # connect before the clock starts
+            ready.wait()
+            while (i := work.get()) is not None:
+                if time.perf_counter() > give_up:
+                    outcomes[i] = "not sent (gave up)"
+                    continue
+                try:
+                    response = client.post("/api/v1/process/start", json=payloads[i])
+                except httpx.HTTPError as error:
+                    outcomes[i] = type(error).__name__
+                    continue
+                done[i] = time.perf_counter()
+                outcomes[i] = "200" if response.status_code == 200 else \
+                    f"{response.status_code}:{response.json().get('error_code')}"
 
-    async def run() -> None:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=stack.api_url, timeout=REPLY_WAIT_S, limits=limits) as client:
-            await asyncio.gather(*(client.get("/health") for _ in range(4)))  # open a few connections
-            tasks = []
-            start = time.perf_counter() + 0.05
-            for i in range(len(payloads)):
-                due = start + i / rate
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                intended.append(due)
-                tasks.append(asyncio.create_task(one(client, i)))
-                lag.append(time.perf_counter() - due)
-            await asyncio.wait_for(asyncio.gather(*tasks), REPLY_WAIT_S + 5)
-
-    asyncio.run(run())
+    ready = threading.Event()
+    threads = [threading.Thread(target=sender, daemon=True) for _ in range(max(1, min(concurrency, 256)))]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    ready.set()
+    start = time.perf_counter() + 0.05
+    for i in range(len(payloads)):
+        due = start + i / rate
+        while (delay := due - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.01))
+        intended.append(due)
+        work.put(i)
+        lag.append(time.perf_counter() - due)
+    for _ in threads:
+        work.put(None)
+    for thread in threads:
+        thread.join(max(0.1, give_up + 5 - time.perf_counter()))
     return summarize("rest", rate, intended, done, outcomes, lag)
+
+
+def measure(stack: BenchStack, transport: str, lots: list[str], rate: float, concurrency: int) -> dict[str, Any]:
+    return mqtt_run(stack, lots, rate) if transport == "mqtt" else rest_run(stack, lots, rate, concurrency)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -165,6 +180,7 @@ def main() -> None:
     parser.add_argument("--transports", default="mqtt,rest")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured starts before each run")
     parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--rest-concurrency", type=int, default=16, help="REST sender threads (connections)")
     parser.add_argument("--ingestors", type=int, default=1, help="`mes ingest` processes (shared subscription)")
     parser.add_argument("--log-level", default="INFO", help="MES_LOG_LEVEL of the API and ingestor")
     parser.add_argument("--keep-logs", action="store_true")
@@ -179,11 +195,10 @@ def main() -> None:
         print(f"created {needed} LOTs in {time.perf_counter() - began:.1f} s")
         rows, used = [], 0
         for transport, rate, count in runs:
-            run = mqtt_run if transport == "mqtt" else rest_run
-            run(stack, lots[used:used + args.warmup], min(rate, 50.0))
+            measure(stack, transport, lots[used:used + args.warmup], min(rate, 50.0), args.rest_concurrency)
             used += args.warmup
             before, began = cpu_seconds(stack.groups()), time.perf_counter()
-            row = run(stack, lots[used:used + count], rate)
+            row = measure(stack, transport, lots[used:used + count], rate, args.rest_concurrency)
             row["cpu"] = cpu_used(before, cpu_seconds(stack.groups()), time.perf_counter() - began)
             used += count
             rows.append(row)

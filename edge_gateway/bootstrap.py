@@ -20,9 +20,12 @@ from edge_gateway.pending_io import scan_candidates
 from edge_gateway.pickup import Pickup
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.start_relay import StartRelay
+from edge_gateway.tasks import cancel_and_wait
 from edge_gateway.watcher import PendingWatcher
 
 logger = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 10.0
 
 
 class _Status:
@@ -105,8 +108,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
                 logger.info("gateway %s stopping", settings.gateway_id)
                 await watcher.stop()
                 for task in (pickup_task, server_task, link_task):  # in-flight files stay in pending/
-                    task.cancel()
-                    await asyncio.wait([task])
+                    await cancel_and_wait([task], grace=SHUTDOWN_GRACE_S)
     finally:
         await watcher.stop()
         logger.info("gateway %s stopped; unfinished files stay in %s", settings.gateway_id, settings.pending_dir)

@@ -97,6 +97,9 @@ class LocalServer:
             await asyncio.shield(serving)
         finally:
             self._server.should_exit = True
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(serving, SHUTDOWN_GRACE_S + 1)
-            self._sock.close()
+            try:
+                await asyncio.wait([serving], timeout=SHUTDOWN_GRACE_S + 1)
+            finally:
+                if not serving.done():
+                    serving.cancel()
+                self._sock.close()

@@ -48,18 +48,25 @@ class BatchMover:
         return await order.done
 
     async def run(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            batch, self._orders = self._orders, []
-            if not batch:
-                continue
-            results = await asyncio.to_thread(_execute, batch, self._completed_dir, self._error_dir)
-            for order, result in zip(batch, results, strict=True):
-                if order.done.done():
+        batch: list[_Order] = []
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                batch, self._orders = self._orders, []
+                if not batch:
                     continue
-                if isinstance(result, OSError):
-                    order.done.set_exception(result)
-                else:
-                    order.done.set_result(result)
-            await asyncio.sleep(self._tick)  # let the next finished files gather into one batch
+                results = await asyncio.to_thread(_execute, batch, self._completed_dir, self._error_dir)
+                for order, result in zip(batch, results, strict=True):
+                    if order.done.done():
+                        continue
+                    if isinstance(result, OSError):
+                        order.done.set_exception(result)
+                    else:
+                        order.done.set_result(result)
+                batch = []
+                await asyncio.sleep(self._tick)  # let the next finished files gather into one batch
+        finally:
+            for order in (*batch, *self._orders):  # nobody is left to answer these waiters
+                order.done.cancel()
+            self._orders = []

@@ -16,6 +16,7 @@ from paho.mqtt.properties import Properties
 from edge_gateway.ports import NotConnected, ReplyTimeout
 from edge_gateway.replies import PendingReplies, decode_reply
 from edge_gateway.settings import GatewaySettings
+from edge_gateway.tasks import raise_if_cancelled
 from mes_contracts.envelope import Envelope, ReplyPayload
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class MqttLink:
                 try:
                     async with self._client as client:
                         await client.subscribe(self._reply_topic, qos=REPLY_QOS)
+                        raise_if_cancelled()
                         self._connected = True
                         backoff = BACKOFF_START_S
                         logger.info("MQTT connected to %s as %s, replies on %s",
@@ -147,3 +149,4 @@ class MqttLink:
             if not self._connected:
                 raise NotConnected(f"publish failed, link down: {error}") from error
             raise ReplyTimeout(envelope.message_id, timeout) from error
+        raise_if_cancelled()

@@ -18,7 +18,9 @@ from edge_gateway.pending_io import probe_many, scan_candidates
 from edge_gateway.ports import Link, LinkError
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import Decision, Probe, StabilityTracker
+from edge_gateway.tasks import cancel_and_wait
 from edge_gateway.validation import Completion, Rejection, check_completion, reply_rejection
+from mes_contracts.completion import CompletionEvent
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
 from mes_contracts.topics import Name
 
@@ -47,7 +49,8 @@ class Minted:
 
 
 def completion_payload(completion: Completion) -> dict[str, Any]:
-    return {"record": completion.record, "file_name": completion.file_name, "sha256": completion.sha256}
+    event = CompletionEvent(record=completion.record, file_name=completion.file_name, sha256=completion.sha256)
+    return event.model_dump(mode="json")
 
 
 class Pickup:
@@ -117,13 +120,12 @@ class Pickup:
     async def run(self) -> None:
         """Run until cancelled; cancelling abandons in-flight work, whose files stay in pending/."""
         workers = [asyncio.create_task(self._worker(), name=f"pickup-worker-{i}") for i in range(self._workers)]
-        workers.append(asyncio.create_task(self._mover.run(), name="pickup-mover"))
+        mover = asyncio.create_task(self._mover.run(), name="pickup-mover")
         try:
             await self._loop()
         finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await cancel_and_wait(workers)  # the mover outlives them: a worker past its reply still moves its file
+            await cancel_and_wait([mover])
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -153,7 +155,8 @@ class Pickup:
             if backoff is not None:
                 wake = min(wake, backoff)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), max(0.0, wake - loop.time()))
+                async with asyncio.timeout(max(0.0, wake - loop.time())):  # not wait_for: it can eat a cancel
+                    await self._wakeup.wait()
 
     def _apply(self, probes: list[Probe], now: float) -> None:
         for probe in probes:

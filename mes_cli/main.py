@@ -63,7 +63,7 @@ def gateway(
     log_file: LogFile = None,
 ) -> None:
     """Run one station's edge gateway."""
-    from edge_gateway.bootstrap import run_gateway
+    from edge_gateway.bootstrap import run
     from edge_gateway.settings import GatewaySettings
 
     overrides: dict[str, object] = {"station": station}
@@ -73,8 +73,7 @@ def gateway(
         overrides["local_port"] = local_port
     settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level, True, log_file, f"gateway-{station}")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_gateway(settings))
+    run(settings)  # picks an event loop aiomqtt supports (selector loop on Windows station PCs)
 
 
 @app.command()

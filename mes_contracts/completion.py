@@ -13,7 +13,7 @@ from mes_contracts.numbering import LOT_PATTERN
 from mes_contracts.process_data import PROCESS_DATA_MODELS, ProcessDataBase, parse_process_data
 from mes_contracts.route import find_step
 
-FILE_NAME_RE = re.compile(rf"^(?P<lot>{LOT_PATTERN})_(?P<process>PROC-\d{{3}})_(?P<stamp>\d{{14}})\.json$")
+FILE_NAME_RE = re.compile(rf"^(?P<lot>{LOT_PATTERN})_(?P<process>PROC-\d{{3}})_(?P<stamp>\d{{14}})\.(?i:json)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +78,11 @@ def _prefixed(error: ValidationError) -> str:
         location = ".".join(["process_data", *(str(p) for p in item["loc"])])
         parts.append(f"{location}: {item['msg']}")
     return "; ".join(parts)
+
+
+class CompletionEvent(BaseModel):
+    """Payload of a `process.completed` envelope: the file's JSON exactly as written, its name and its hash."""
+
+    record: dict[str, Any]
+    file_name: str | None = Field(default=None, max_length=255)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")

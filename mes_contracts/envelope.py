@@ -78,12 +78,13 @@ def make_envelope(
     payload: dict[str, Any],
     message_id: str | None = None,
     replay: bool = False,
+    occurred_at: datetime | None = None,
 ) -> Envelope:
     return Envelope(
         message_id=uuid.UUID(message_id or new_message_id()),
         type=message_type,
         source=source,
-        occurred_at=datetime.now(UTC),
+        occurred_at=occurred_at or datetime.now(UTC),
         seq=seq,
         replay=replay,
         payload=payload,

@@ -177,6 +177,6 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     """Readable one-line descriptions such as `process_data.temp_sensor.measured_temp: Field required`."""
     lines = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
+        location = ".".join(str(part) for part in item["loc"]) or "record"
         lines.append(f"{location}: {item['msg']}")
     return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,6 +15,7 @@ from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
 from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import MosquittoServer, PostgresServer, RedisServer, find_free_port
 from mes_contracts.route import ROUTE
+from tests.support.containers import docker_requested, mosquitto_container, postgres_container, redis_container
 from tests.support.line import Line, Station, station_ids
 
 WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
@@ -21,8 +23,11 @@ WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
-    server.start()
+    if docker_requested():
+        server: Any = postgres_container()
+    else:
+        server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+        server.start()
     upgrade(server.url)
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.cursor().executemany(
@@ -36,16 +41,22 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
-    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"))
-    server.start()
+    if docker_requested():
+        server: Any = mosquitto_container()
+    else:
+        server = MosquittoServer(tmp_path_factory.mktemp("mosquitto"))
+        server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
+    if docker_requested():
+        server: Any = redis_container()
+    else:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        server.start()
     yield server
     server.stop()
 

@@ -137,3 +137,14 @@ def test_envelope_golden_sample_and_message_ids() -> None:
     parsed = [uuid.UUID(i) for i in ids]
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
     assert [u.int >> 80 for u in parsed] == sorted(u.int >> 80 for u in parsed)
+
+
+def test_completion_event_payload_and_case_insensitive_extension() -> None:
+    from mes_contracts.completion import CompletionEvent
+
+    envelope = Envelope.from_bytes((GOLDEN / "envelope_completed.json").read_bytes())
+    event = CompletionEvent.model_validate(envelope.payload)
+    assert event.file_name == "WF-KR-251110D-001_PROC-003_20250110091500.json" and len(event.sha256 or "") == 64
+    with pytest.raises(ValidationError):
+        CompletionEvent.model_validate({**envelope.payload, "sha256": "not-a-hash"})
+    assert parse_completion_file_name("WF-KR-251110D-001_PROC-003_20250110090000.JSON") is not None

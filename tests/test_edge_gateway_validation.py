@@ -73,7 +73,6 @@ def _rejected(name: str, data: bytes) -> Rejection:
         "WF-KR-251110D-001_PROC-009_20250110090000.json",  # no such process
         "WF-KR-251110D-001_PROC-003_20251310090000.json",  # month 13
         "WF-KR-251110D-001_PROC-003_2025011009000.json",  # short stamp
-        "WF-KR-251110D-001_PROC-003_20250110090000.JSON",
     ],
 )
 def test_bad_names_are_invalid_file_name_before_anything_else(name: str) -> None:

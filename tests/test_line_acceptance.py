@@ -98,7 +98,11 @@ def test_tc_proc_003_completion_file_is_picked_up_and_stored(line: Line, db: psy
 
 
 def _error_log(line: Line, process_id: str, name: str) -> str:
-    return (line.stations[process_id].error / f"{name}.error.log").read_text(encoding="utf-8")
+    path = line.stations[process_id].error / f"{name}.error.log"
+    deadline = time.monotonic() + 5
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.read_text(encoding="utf-8")
 
 
 def test_tc_proc_004_missing_required_data_goes_to_error_with_a_log(line: Line, db: psycopg.Connection) -> None:

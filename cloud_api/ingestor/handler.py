@@ -13,6 +13,7 @@ from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.services.handlers import Answer, error_answer, handle_completion, handle_start
 from cloud_api.services.process_complete import CompletionSource
+from mes_contracts.completion import CompletionEvent
 from mes_contracts.envelope import Envelope, MessageType, ReplyPayload, Source, make_envelope
 from mes_contracts.errors import ErrorCode
 from mes_contracts.topics import ParsedTopic, parse_topic
@@ -51,29 +52,23 @@ async def handle(db: Database, topic: str, raw: bytes, lang: str) -> Handled:
     if envelope.type is MessageType.PROCESS_START_REQUEST:
         answer = await handle_start(db, envelope.payload, station, envelope.message_id, lang)
     elif envelope.type is MessageType.PROCESS_COMPLETED:
-        answer = await handle_completion(db, _record(envelope), _completion_source(station, envelope), lang)
+        record, source = _completion(envelope, station)
+        answer = await handle_completion(db, record, source, lang)
     else:
         error = DomainError(ErrorCode.INVALID_REQUEST, {"type": envelope.type.value}, "unsupported message type")
         answer = error_answer(error, lang)
     return Handled(envelope, answer)
 
 
-def _record(envelope: Envelope) -> dict[str, Any]:
-    record = envelope.payload.get("record")
-    return record if isinstance(record, dict) else {}
-
-
-def _completion_source(station: str, envelope: Envelope) -> CompletionSource:
-    payload = envelope.payload
-    sha = payload.get("sha256")
-    name = payload.get("file_name")
-    return CompletionSource(
-        station=station,
-        message_id=envelope.message_id,
-        file_name=name if isinstance(name, str) else None,
-        sha256=sha if isinstance(sha, str) and len(sha) == 64 else None,
-        replay=envelope.replay,
-    )
+def _completion(envelope: Envelope, station: str) -> tuple[dict[str, Any], CompletionSource]:
+    try:
+        event = CompletionEvent.model_validate(envelope.payload)
+    except ValidationError:
+        # The record is validated by the use case, which answers INVALID_PROCESS_DATA for a bad one.
+        event = CompletionEvent(record={})
+    source = CompletionSource(station=station, message_id=envelope.message_id, file_name=event.file_name,
+                              sha256=event.sha256, replay=envelope.replay)
+    return event.record, source
 
 
 def reply_envelope(handled: Handled, responder: Source, seq: int) -> Envelope:
