@@ -61,7 +61,7 @@ def mqtt_run(stack: BenchStack, lots: list[str], rate: float) -> dict[str, Any]:
 
     def on_message(client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         corr = getattr(message.properties, "CorrelationData", b"")
-        received[bytes(corr)] = (time.perf_counter(), message.payload)
+        received[bytes(corr)] = (time.perf_counter(), bytes(message.payload))
         if len(received) >= len(lots):
             all_in.set()
 
@@ -85,8 +85,9 @@ def mqtt_run(stack: BenchStack, lots: list[str], rate: float) -> dict[str, Any]:
             envelope = make_envelope(MessageType.PROCESS_START_REQUEST, source, seq, body)
             props = Properties(PacketTypes.PUBLISH)
             props.ResponseTopic = STATION.reply()
-            props.CorrelationData = str(envelope.message_id).encode()
-            messages.append((props.CorrelationData, envelope.to_bytes(), props))
+            correlation = str(envelope.message_id).encode()
+            props.CorrelationData = correlation
+            messages.append((correlation, envelope.to_bytes(), props))
         intended, lag = [], []
         start = time.perf_counter() + 0.05
         for i, (_, payload, props) in enumerate(messages):

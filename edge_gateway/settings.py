@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mes_contracts.topics import StationAddress
 
 GATEWAY_ID_MAX = 64
+OUTBOX_FILE = "outbox.sqlite3"
 
 
 def default_work_dir() -> Path:
@@ -43,6 +44,10 @@ class GatewaySettings(BaseSettings):
     reply_timeout_s: float = Field(default=10.0, gt=0, le=300)
     retry_interval_s: float = Field(default=2.0, gt=0, le=3600)
     max_in_flight: int = Field(default=64, ge=1, le=4096)
+    retry_max_s: float = Field(default=30.0, gt=0, le=3600)
+    outbox_max_records: int = Field(default=100_000, ge=1, le=10_000_000)
+    outbox_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    state_interval_s: float = Field(default=15.0, gt=0, le=3600)
     log_level: str = "INFO"
 
     @field_validator("local_host")
@@ -95,6 +100,10 @@ class GatewaySettings(BaseSettings):
     @property
     def error_dir(self) -> Path:
         return self.work_dir / "error"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.work_dir / OUTBOX_FILE
 
     def prepare_work_dirs(self) -> None:
         """Create pending/, completed/ and error/; they must share one filesystem so moves stay atomic."""

@@ -46,10 +46,16 @@ async def set_lot_status(
     reason: str | None = None,
     message_id: uuid.UUID | None = None,
 ) -> None:
+    """Change the status and record the transition in one round trip."""
     await conn.execute(
-        text("UPDATE lots SET status = :s, updated_at = now() WHERE id = :id"), {"s": new.value, "id": lot_id}
+        text(
+            "WITH changed AS (UPDATE lots SET status = :new, updated_at = now() WHERE id = :lot RETURNING id) "
+            "INSERT INTO lot_status_history (lot_id, from_status, to_status, actor, reason, message_id) "
+            "SELECT id, :old, :new, :actor, :reason, :mid FROM changed"
+        ),
+        {"lot": lot_id, "old": old.value if old else None, "new": new.value, "actor": actor,
+         "reason": reason, "mid": message_id},
     )
-    await record_lot_status(conn, lot_id, old, new, actor, reason, message_id)
 
 
 async def record_lot_status(

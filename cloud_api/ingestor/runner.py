@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cloud_api.adapters.database import Database, make_engine
-from cloud_api.ingestor import metrics
+from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.handler import Handled, UnreadableMessage, handle, reply_envelope
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Source
@@ -97,6 +97,7 @@ class Ingestor:
     async def _process_one(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         topic = message.topic.value
+        faults.bind_message(client, message)  # test-only hooks: no-ops unless MES_FAULT_INJECT is set
         delay = 0.5
         while True:
             try:
@@ -116,6 +117,7 @@ class Ingestor:
                 log.warning("database unavailable (%s); retrying message in %.1f s", type(error).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        faults.after_commit(handled.request.type, handled.request.message_id, handled.answer.outcome)
         metrics.HANDLED.labels(handled.request.type.value, handled.answer.outcome.value).inc()
         await self._reply(client, message, handled)
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
+from cloud_api.ingestor import faults
 from cloud_api.services import idempotency
 from cloud_api.services.process_complete import CompletionSource, complete_process, parse_completion
 from cloud_api.services.process_start import start_process
@@ -56,6 +57,7 @@ async def run_once(
             answer = await work(conn)
             if message_id is not None:
                 await idempotency.finish(conn, message_id, answer.outcome, answer.http_status, answer.body)
+            await faults.before_commit(message_type, message_id, answer)  # test-only; no-op unless MES_FAULT_INJECT
             return answer
     except DomainError as error:
         answer = error_answer(error, lang)

@@ -12,6 +12,8 @@ from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus, status_after_start
 from cloud_api.domain.sequencing import RunSnapshot, check_start_allowed, resolve_step
+from cloud_api.firmware.domain import FIRMWARE_PROCESS_ID
+from cloud_api.firmware.service import active_firmware_info
 from mes_contracts.errors import ErrorCode
 from mes_contracts.numbering import format_work_order_id
 from mes_contracts.start import StartData, StartRequest
@@ -55,6 +57,7 @@ async def start_process(
     if new_status is not None:
         await repo.set_lot_status(conn, lot["id"], lot_status, new_status, request.worker_id,
                                   f"{step.process_id} start", message_id)
+    firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
     return StartData(
         lot_number=request.lot_number,
         process_id=step.process_id,
@@ -63,4 +66,5 @@ async def start_process(
         start_time=request.start_time,
         work_order_id=work_order_id,
         sequence_number=step.sequence,
+        firmware_info=firmware_info,
     )

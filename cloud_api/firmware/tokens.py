@@ -1,0 +1,69 @@
+"""Station Bearer tokens for firmware downloads: issued once in plain text, stored only as a SHA-256 hash."""
+
+# Self-contained until the security work folds stations into its JWT/role model.
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cloud_api.firmware import repository as repo
+from cloud_api.firmware.errors import INVALID_FIRMWARE, UNAUTHORIZED, FirmwareError
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "mes_st_"
+_STATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def check_station_id(station_id: str) -> str:
+    if not _STATION.fullmatch(station_id):
+        raise FirmwareError(INVALID_FIRMWARE, {"station_id": station_id},
+                            "station_id must be 1-64 letters, digits, '.', '_' or '-'")
+    return station_id
+
+
+async def create_station_token(conn: AsyncConnection, station_id: str, actor: str = "system",
+                               revoke_previous: bool = True) -> str:
+    """A new random token for `station_id` (returned once, never stored); by default it replaces older ones."""
+    check_station_id(station_id)
+    if revoke_previous:
+        await repo.revoke_tokens(conn, station_id)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    await repo.insert_token(conn, station_id, hash_token(token), actor)
+    log.info("station token issued for %s by %s", station_id, actor)
+    return token
+
+
+async def revoke_station_tokens(conn: AsyncConnection, station_id: str) -> int:
+    count = await repo.revoke_tokens(conn, check_station_id(station_id))
+    log.info("revoked %s token(s) of station %s", count, station_id)
+    return count
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, else None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def authenticate_station(conn: AsyncConnection, authorization: str | None) -> str:
+    """The station id behind a valid Bearer token; FirmwareError(UNAUTHORIZED) when missing, unknown or revoked."""
+    token = bearer_token(authorization)
+    if token is None:
+        raise FirmwareError(UNAUTHORIZED, None, "missing bearer token")
+    station = await repo.use_token(conn, hash_token(token))
+    if station is None:
+        raise FirmwareError(UNAUTHORIZED, None, "unknown or revoked token")
+    return station

@@ -1,0 +1,147 @@
+"""Firmware routes (spec §4.4): upload, list, activate, station download with a Bearer token, station tokens."""
+
+# Upload, activation and token issuing take the acting user from ActorDep; the security issue adds the admin
+# role check (one dependency per route) and folds station tokens into its own model.
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+
+from cloud_api.firmware import service, tokens
+from cloud_api.firmware.domain import DEFAULT_TARGET_MCU
+from cloud_api.firmware.errors import FirmwareError, success_message
+from cloud_api.firmware.settings import FirmwareSettings
+from cloud_api.firmware.storage import FirmwareStorage, make_storage
+from cloud_api.http.deps import ActorDep, DbDep, LangDep, get_lang, get_settings
+from mes_contracts.start import error_body, success_body
+
+log = logging.getLogger(__name__)
+
+
+class _FirmwareRoute(APIRoute):
+    """Renders FirmwareError with its own code and status (not the placeholder DomainError code)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except FirmwareError as error:
+                lang = get_lang(get_settings(request), request.headers.get("accept-language"))
+                body = error_body(error.spec.code, error.message(lang), error.data).to_json_dict()
+                headers = {"WWW-Authenticate": "Bearer"} if error.spec.http_status == 401 else None
+                return JSONResponse(status_code=error.spec.http_status, content=body, headers=headers)
+
+        return handle
+
+
+router = APIRouter(tags=["firmware"], route_class=_FirmwareRoute)
+
+
+def configure(app: FastAPI, settings: FirmwareSettings | None = None) -> None:
+    """Validate MES_FIRMWARE_* and make the storage at start; without it both are made on first use."""
+    app.state.firmware_settings = settings or FirmwareSettings()
+    app.state.firmware_storage = make_storage(app.state.firmware_settings)
+
+
+def get_firmware_settings(request: Request) -> FirmwareSettings:
+    if getattr(request.app.state, "firmware_settings", None) is None:
+        request.app.state.firmware_settings = FirmwareSettings()
+    settings: FirmwareSettings = request.app.state.firmware_settings
+    return settings
+
+
+def get_firmware_storage(request: Request) -> FirmwareStorage:
+    if getattr(request.app.state, "firmware_storage", None) is None:
+        request.app.state.firmware_storage = make_storage(get_firmware_settings(request))
+    storage: FirmwareStorage = request.app.state.firmware_storage
+    return storage
+
+
+SettingsDep = Annotated[FirmwareSettings, Depends(get_firmware_settings)]
+StorageDep = Annotated[FirmwareStorage, Depends(get_firmware_storage)]
+
+
+@router.post("/api/v1/firmware", status_code=201, summary="Upload a firmware version (multipart)")
+async def upload(
+    db: DbDep, lang: LangDep, actor: ActorDep, settings: SettingsDep, storage: StorageDep,
+    file: Annotated[UploadFile, File(description="The firmware binary (.bin)")],
+    version: Annotated[str, Form(min_length=1, max_length=40, description="e.g. v1.2.3")],
+    target_mcu: Annotated[str, Form(max_length=40)] = DEFAULT_TARGET_MCU,
+    notes: Annotated[str | None, Form()] = None,
+) -> JSONResponse:
+    data = await file.read(settings.max_size_bytes + 1)
+    command = service.UploadCommand(version=version, data=data, target_mcu=target_mcu, notes=notes)
+    async with db.transaction() as conn:
+        record = await service.upload_firmware(db, conn, storage, command, actor, settings.max_size_bytes)
+    body = success_body(success_message("firmware_uploaded", lang), record.public())
+    return JSONResponse(status_code=201, content=body.to_json_dict())
+
+
+@router.get("/api/v1/firmware", summary="List firmware versions, newest first")
+async def list_versions(
+    db: DbDep, target_mcu: Annotated[str | None, Query(max_length=40)] = None
+) -> dict[str, Any]:
+    async with db.engine.connect() as conn:
+        records = await service.list_firmware(conn, target_mcu)
+    return {"status": "success", "data": [record.public() for record in records]}
+
+
+@router.get("/api/v1/firmware/download/{version}", summary="Download a firmware binary (station Bearer token)",
+            response_class=StreamingResponse, responses={200: {"content": {"application/octet-stream": {}}}})
+async def download(
+    version: str, db: DbDep, storage: StorageDep, authorization: Annotated[str | None, Header()] = None
+) -> StreamingResponse:
+    async with db.transaction() as conn:
+        station = await tokens.authenticate_station(conn, authorization)
+        record = await service.find_firmware(conn, version)
+    stream = await service.open_firmware_stream(storage, record)
+    log.info("firmware %s downloaded by station %s", record.version, station)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{record.filename}"',
+        "Content-Length": str(record.file_size),
+        "X-Firmware-Version": record.version,
+        "X-Firmware-MD5": record.md5_hash,
+        "X-Firmware-SHA256": record.sha256,
+        "X-Firmware-Target-MCU": record.target_mcu,
+        "Cache-Control": "no-store",
+    }
+    return StreamingResponse(stream, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/api/v1/firmware/{version}", summary="One firmware version")
+async def detail(version: str, db: DbDep) -> dict[str, Any]:
+    async with db.engine.connect() as conn:
+        record = await service.find_firmware(conn, version)
+    return {"status": "success", "data": record.public()}
+
+
+@router.post("/api/v1/firmware/{version}/activate", summary="Make a version the active firmware of its MCU")
+async def activate(version: str, db: DbDep, lang: LangDep, actor: ActorDep) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        record = await service.activate_firmware(db, conn, version, actor)
+    return success_body(success_message("firmware_activated", lang), record.public()).to_json_dict()
+
+
+@router.post("/api/v1/stations/{station_id}/token", status_code=201,
+             summary="Issue a station's download token (shown once; earlier tokens of the station are revoked)")
+async def issue_token(station_id: str, db: DbDep, lang: LangDep, actor: ActorDep) -> JSONResponse:
+    async with db.transaction() as conn:
+        token = await tokens.create_station_token(conn, station_id, actor)
+    body = success_body(success_message("station_token_created", lang), {"station_id": station_id, "token": token})
+    return JSONResponse(status_code=201, content=body.to_json_dict(), headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/api/v1/stations/{station_id}/token", summary="Revoke all tokens of a station")
+async def revoke_tokens(station_id: str, db: DbDep, lang: LangDep) -> dict[str, Any]:
+    async with db.transaction() as conn:
+        count = await tokens.revoke_station_tokens(conn, station_id)
+    return success_body(success_message("station_token_revoked", lang),
+                        {"station_id": station_id, "revoked": count}).to_json_dict()

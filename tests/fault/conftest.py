@@ -1,0 +1,45 @@
+"""Fault-test fixtures: a module's own PostgreSQL + API, and per test its own broker, ingestors and gateways."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support.faults import Central, Rig
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
+    """PostgreSQL (migrated, workers seeded) and `mes api`, shared by the tests of one module only."""
+    stack = Central.start(tmp_path_factory.mktemp("fault-central"))
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def rig(central: Central, tmp_path: Any, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """A new Mosquitto for this test; the test starts ingestors and gateways on it and may kill anything."""
+    the_rig = Rig(central, tmp_path)
+    yield the_rig
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(f"\nlogs of {request.node.name} in {the_rig.logs}:\n{the_rig.tails()}")
+    the_rig.stop()
+    if not central.postgres.is_running():  # a test that stopped PostgreSQL and failed before restarting it
+        central.postgres.start()
+
+
+@pytest.fixture
+def db(central: Central) -> Iterator[psycopg.Connection[Any]]:
+    with central.connect() as conn:
+        yield conn
