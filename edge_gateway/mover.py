@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,28 +12,35 @@ from edge_gateway.dispositions import ErrorReport, move_to_completed, move_to_er
 BATCH_TICK_S = 0.02
 
 
+class ContentChanged(Exception):
+    """The file under this name is not the one that was sent (rewritten meanwhile): it is left where it is."""
+
+
 @dataclass(slots=True)
 class _Order:
     source: Path
     report: ErrorReport | None  # None: to completed/
+    sha256: str | None = None  # when given, move only a file with exactly this content
     done: asyncio.Future[Path] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-def _execute(orders: list[_Order], completed_dir: Path, error_dir: Path) -> list[Path | OSError]:
-    results: list[Path | OSError] = []
+def _execute(orders: list[_Order], completed_dir: Path, error_dir: Path) -> list[Path | Exception]:
+    results: list[Path | Exception] = []
     for order in orders:
         try:
+            if order.sha256 is not None and hashlib.sha256(order.source.read_bytes()).hexdigest() != order.sha256:
+                raise ContentChanged(f"{order.source.name} changed since it was sent")
             if order.report is None:
                 results.append(move_to_completed(order.source, completed_dir))
             else:
                 results.append(move_to_error(order.source, error_dir, order.report))
-        except OSError as error:
+        except (OSError, ContentChanged) as error:
             results.append(error)
     return results
 
 
 class BatchMover:
-    """`await move(...)` returns the stored path or raises the OSError of that file's move."""
+    """`await move(...)` returns the stored path or raises that file's OSError (or ContentChanged)."""
 
     def __init__(self, completed_dir: Path, error_dir: Path, tick: float = BATCH_TICK_S) -> None:
         self._completed_dir = completed_dir
@@ -41,8 +49,8 @@ class BatchMover:
         self._orders: list[_Order] = []
         self._ready = asyncio.Event()
 
-    async def move(self, source: Path, report: ErrorReport | None) -> Path:
-        order = _Order(source, report)
+    async def move(self, source: Path, report: ErrorReport | None, sha256: str | None = None) -> Path:
+        order = _Order(source, report, sha256)
         self._orders.append(order)
         self._ready.set()
         return await order.done
@@ -60,7 +68,7 @@ class BatchMover:
                 for order, result in zip(batch, results, strict=True):
                     if order.done.done():
                         continue
-                    if isinstance(result, OSError):
+                    if isinstance(result, Exception):
                         order.done.set_exception(result)
                     else:
                         order.done.set_result(result)

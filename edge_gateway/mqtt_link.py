@@ -7,17 +7,20 @@ import copy
 import itertools
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_gateway.health import Health
 from edge_gateway.ports import NotConnected, ReplyTimeout
 from edge_gateway.replies import PendingReplies, decode_reply
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import raise_if_cancelled
 from mes_contracts.envelope import Envelope, ReplyPayload
+from mes_contracts.station_state import service_state_filter
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +29,23 @@ BACKOFF_MAX_S = 10.0
 KEEPALIVE_S = 15
 REPLY_QOS = 1
 REQUEST_QOS = 1
+STATE_QOS = 1
+WillSource = Callable[[], tuple[str, bytes]]
 
 
 class MqttLink:
     """Owns the `aiomqtt.Client`; `run()` keeps it connected until cancelled, never raising on broker trouble."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, health: Health | None = None, will: WillSource | None = None,
+                 seq: Callable[[], int] | None = None) -> None:
         self._settings = settings
         self._reply_topic = settings.address.reply()
+        self._services_filter = service_state_filter()
         self._pending = PendingReplies()
-        self._seq = itertools.count()
+        self._seq = seq or itertools.count().__next__
+        self._will = will
+        self.health = health or Health()
+        self.late_reply: Callable[[ReplyPayload], None] | None = None  # a reply nobody waits for any more
         self._connected = False
         self._client: aiomqtt.Client | None = None
         self._publish_template: Any = Properties(PacketTypes.PUBLISH)
@@ -46,12 +56,16 @@ class MqttLink:
         return self._connected
 
     def next_seq(self) -> int:
-        """Per-gateway publication order (in memory; a durable outbox will own this later)."""
-        return next(self._seq)
+        """Per-gateway publication order (the outbox's durable counter when the gateway wires one in)."""
+        return self._seq()
 
     def _make_client(self) -> aiomqtt.Client:
         settings = self._settings
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        will = None
+        if self._will is not None:
+            topic, payload = self._will()
+            will = aiomqtt.Will(topic, payload, qos=STATE_QOS, retain=True)  # the broker says "offline" for us
         client = aiomqtt.Client(
             settings.mqtt_host,
             settings.mqtt_port,
@@ -63,6 +77,7 @@ class MqttLink:
             timeout=settings.reply_timeout_s,
             max_inflight_messages=max(20, settings.max_in_flight),
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+            will=will,
         )
         # aiomqtt warns above 10 concurrent publishes; up to max_in_flight of them is the design.
         client.pending_calls_threshold = settings.max_in_flight * 2 + 10
@@ -78,8 +93,10 @@ class MqttLink:
                 try:
                     async with self._client as client:
                         await client.subscribe(self._reply_topic, qos=REPLY_QOS)
+                        await client.subscribe(self._services_filter, qos=STATE_QOS)  # retained: arrive at once
                         raise_if_cancelled()
                         self._connected = True
+                        self.health.link_up()
                         backoff = BACKOFF_START_S
                         logger.info("MQTT connected to %s as %s, replies on %s",
                                     target, self._settings.gateway_id, self._reply_topic)
@@ -104,20 +121,36 @@ class MqttLink:
         was_connected = self._connected
         self._connected = False
         self._pending.fail_all(reason)
+        self.health.link_down(reason)
         return was_connected
 
     def _on_message(self, message: aiomqtt.Message) -> None:
-        if not message.topic.matches(self._reply_topic):
-            logger.debug("ignoring message on %s", message.topic)
-            return
         payload = message.payload
         if not isinstance(payload, bytes | bytearray):
             logger.warning("ignoring non-binary payload on %s", message.topic)
             return
+        if message.topic.matches(self._services_filter):
+            self.health.service_message(message.topic.value, bytes(payload))
+            return
+        if not message.topic.matches(self._reply_topic):
+            logger.debug("ignoring message on %s", message.topic)
+            return
         correlation = getattr(message.properties, "CorrelationData", None) if message.properties else None
         reply = decode_reply(bytes(payload), correlation)
-        if reply is not None:
-            self._pending.deliver(reply)
+        if reply is not None and not self._pending.deliver(reply) and self.late_reply is not None:
+            self.late_reply(reply)
+
+    async def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float | None = None) -> None:
+        """A plain QoS 1 publish (station state); raises NotConnected when the broker link is down."""
+        client = self._client
+        if client is None or not self._connected:
+            raise NotConnected()
+        try:
+            await client.publish(topic, payload, qos=STATE_QOS, retain=retain,
+                                 timeout=timeout or self._settings.reply_timeout_s)
+        except aiomqtt.MqttError as error:
+            raise NotConnected(f"publish failed: {error}") from error
+        raise_if_cancelled()
 
     async def request(self, topic: str, envelope: Envelope, timeout: float) -> ReplyPayload:
         """Publish QoS 1 with ResponseTopic/CorrelationData and wait for the matching reply."""

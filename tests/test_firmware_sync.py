@@ -36,7 +36,7 @@ def centre() -> Iterator[FakeCentre]:
     state = FakeCentre(payload=secrets.token_bytes(65536))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             state.requests.append({"path": self.path, "authorization": self.headers.get("Authorization", "")})
             spoil = state.mode != "ok" and len(state.requests) <= state.bad_answers
             if self.headers.get("Authorization") != f"Bearer {TOKEN}" or (spoil and state.mode == "401"):

@@ -135,12 +135,6 @@ async def insert_run(conn: AsyncConnection, values: dict[str, Any]) -> int:
     return int(row.scalar_one())
 
 
-async def result_id_by_sha(conn: AsyncConnection, sha256: str) -> int | None:
-    row = await conn.execute(text("SELECT id FROM process_results WHERE source_sha256 = :s"), {"s": sha256})
-    value = row.scalar_one_or_none()
-    return int(value) if value is not None else None
-
-
 async def insert_result(conn: AsyncConnection, values: dict[str, Any]) -> int:
     row = await conn.execute(
         text(
@@ -173,3 +167,39 @@ async def complete_run(
 async def insert_many(conn: AsyncConnection, sql: str, rows: list[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(text(sql), rows)
+
+
+async def lock_lot_for_start(conn: AsyncConnection, lot_number: str, worker_id: str) -> dict[str, Any] | None:
+    """LOT row (locked), whether the worker is active and the LOT's runs: one round trip for a start."""
+    row = await conn.execute(
+        text(
+            "SELECT l.id, l.status, "
+            "EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :w AND w.active) AS worker_active, "
+            "COALESCE((SELECT json_agg(json_build_object('process_id', r.process_id, 'status', r.status, "
+            "'work_order_id', r.work_order_id, 'start_time', r.start_time)) FROM process_runs r "
+            "WHERE r.lot_id = l.id AND r.serial_id IS NULL), '[]'::json) AS runs "
+            "FROM lots l WHERE l.lot_number = :n FOR UPDATE OF l"
+        ),
+        {"n": lot_number, "w": worker_id},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def lock_lot_for_completion(
+    conn: AsyncConnection, lot_number: str, process_id: str, worker_id: str, sha256: str | None
+) -> dict[str, Any] | None:
+    """LOT row (locked), its run of the process, worker check and whether the file was stored: one round trip."""
+    row = await conn.execute(
+        text(
+            "SELECT l.id, l.status, r.id AS run_id, "
+            "EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :w AND w.active) AS worker_active, "
+            "(CAST(:sha AS text) IS NOT NULL AND EXISTS (SELECT 1 FROM process_results pr "
+            "WHERE pr.source_sha256 = :sha)) AS seen_file "
+            "FROM lots l LEFT JOIN process_runs r ON r.lot_id = l.id AND r.process_id = :p AND r.serial_id IS NULL "
+            "WHERE l.lot_number = :n FOR UPDATE OF l"
+        ),
+        {"n": lot_number, "p": process_id, "w": worker_id, "sha": sha256},
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None

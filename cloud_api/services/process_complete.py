@@ -60,22 +60,22 @@ def parse_completion(raw: dict[str, Any]) -> CompletionRecord:
 async def complete_process(
     db: Database, conn: AsyncConnection, record: CompletionRecord, source: CompletionSource
 ) -> CompletionOutcome:
-    lot = await repo.lock_lot(conn, record.lot_number)
+    lot = await repo.lock_lot_for_completion(conn, record.lot_number, record.process_id, record.worker_id,
+                                             source.sha256)
     if lot is None:
         raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": record.lot_number})
-    if source.sha256 is not None and (await repo.result_id_by_sha(conn, source.sha256)) is not None:
+    if lot["seen_file"]:
         return CompletionOutcome(True, _summary(record, "duplicate"))
-    run = next((r for r in await repo.runs_of_lot(conn, lot["id"]) if r["process_id"] == record.process_id), None)
-    if run is None:
+    if lot["run_id"] is None:
         raise DomainError(ErrorCode.PROCESS_NOT_STARTED,
                           {"lot_number": record.lot_number, "process_id": record.process_id})
-    if not await repo.worker_is_active(conn, record.worker_id):
+    if not lot["worker_active"]:
         raise DomainError(ErrorCode.WORKER_NOT_FOUND, {"worker_id": record.worker_id})
 
     typed = record.typed_data()
     verdict = typed.outcome()
     result_id = await repo.insert_result(conn, {
-        "run_id": run["id"], "lot_id": lot["id"], "process_id": record.process_id,
+        "run_id": lot["run_id"], "lot_id": lot["id"], "process_id": record.process_id,
         "message_id": source.message_id, "source_station": source.station, "source_file_name": source.file_name,
         "source_sha256": source.sha256, "worker_id": record.worker_id, "start_time": record.start_time,
         "complete_time": record.complete_time, "result": verdict,
@@ -83,7 +83,7 @@ async def complete_process(
         "process_data": json.dumps(record.process_data, ensure_ascii=False), "replay": source.replay,
     })
     await _store_details(conn, lot["id"], record, typed, result_id)
-    await repo.complete_run(conn, run["id"], record.complete_time, record.worker_id, verdict)
+    await repo.complete_run(conn, lot["run_id"], record.complete_time, record.worker_id, verdict)
     current = LotStatus(lot["status"])
     new_status = status_after_completion(current, record.process_id)
     if new_status is not None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -16,6 +16,8 @@ from tests.support.faults import (
     completed_count,
     completion_files,
     drop,
+    fault_rng,
+    outcomes,
     produced,
     progress_points,
     run_start_time,
@@ -23,6 +25,7 @@ from tests.support.faults import (
     wait_disposed,
     wait_for,
 )
+from tests.support.line import SEOUL
 from tests.support.verifier import assert_clean, verify
 
 FILES = sized(400, 2000)
@@ -32,7 +35,8 @@ WAVES = 8
 
 @pytest.mark.timeout(600)
 def test_gateway_sigkilled_five_times_during_a_burst(central: Central, rig: Rig, db: psycopg.Connection[Any]) -> None:
-    rng = random.Random(20260101)
+    rng = fault_rng("gateway-sigkill")
+    begin = datetime.now(SEOUL)
     started = run_start_time()
     lots = central.create_started_lots(50, started)
     files = completion_files(lots, FILES, started, seed=1)
@@ -52,7 +56,7 @@ def test_gateway_sigkilled_five_times_during_a_burst(central: Central, rig: Rig,
     for planned in progress_points(rng, FILES, KILLS, 0.05, 0.8):
         # Each life of the gateway does some work first, so every kill lands in publish / reply wait / move.
         target = max(planned, (kills[-1] if kills else 0) + rng.randint(5, max(6, FILES // 25)))
-        reached = wait_for(lambda t=target: completed_count([gateway]) >= t, 120)
+        reached = wait_for(lambda: completed_count([gateway]) >= target, 120)  # noqa: B023 (used at once)
         assert reached, f"no progress to {target} files before kill {len(kills) + 1}:\n{rig.tails()}"
         time.sleep(rng.uniform(0, 0.15))  # somewhere in publish / wait for reply / move
         in_flight = completed_count([gateway])
@@ -62,6 +66,6 @@ def test_gateway_sigkilled_five_times_during_a_burst(central: Central, rig: Rig,
     writer.join()
     elapsed = wait_disposed(items, 180)
     print(f"\n{FILES} files, gateway SIGKILLed at {kills} completed files; drained {elapsed:.1f} s after the "
-          f"last restart ({gateway.starts} starts)")
+          f"last restart ({gateway.starts} starts); centre answers {outcomes(db, begin)}")
     assert len(kills) == KILLS
     assert_clean(verify(items, db))

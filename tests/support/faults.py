@@ -335,8 +335,8 @@ class Rig:
         return gateway.start() if start else gateway
 
     def log_files(self) -> list[Path]:
-        return sorted(self.logs.glob("*.log")) + [self.broker.log_file, self.central.logs / "api.log",
-                                                  self.central.postgres.log_file]
+        return [*sorted(self.logs.glob("*.log")), self.broker.log_file, self.central.logs / "api.log",
+                self.central.postgres.log_file]
 
     def tails(self, lines: int = 12) -> str:
         parts = []
@@ -473,3 +473,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float, poll: float = 0.02) 
 def progress_points(rng: random.Random, total: int, count: int, low: float = 0.05, high: float = 0.9) -> list[int]:
     """`count` increasing random numbers of completed files in [low·total, high·total]: when to strike."""
     return sorted(rng.sample(range(int(low * total), int(high * total)), count))
+
+
+def fault_rng(name: str) -> random.Random:
+    """A seeded RNG per test; `MES_FAULT_SEED` replays a run, the seed used is printed either way."""
+    seed = int(os.environ.get("MES_FAULT_SEED") or random.SystemRandom().randrange(1 << 30))
+    print(f"\n[{name}] MES_FAULT_SEED={seed}")
+    return random.Random(f"{seed}|{name}")
+
+
+def outcomes(conn: psycopg.Connection[Any], since: datetime) -> dict[str, int]:
+    """processed_messages outcomes (accepted / duplicate / rejected) recorded since `since`."""
+    rows = conn.execute("SELECT outcome, count(*) FROM processed_messages WHERE received_at >= %s GROUP BY 1",
+                        (since,)).fetchall()
+    return {str(outcome): int(n) for outcome, n in rows}

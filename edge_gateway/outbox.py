@@ -1,0 +1,204 @@
+"""Durable outbox: a valid completion is committed here before it is published and stays until answered.
+
+Every SQLite call runs on one dedicated thread (a single-worker executor) holding one connection:
+sqlite3 connections must not be shared between threads, SQLite has a single writer anyway, and the fsync
+of `synchronous=FULL` must not stall the event loop. Writes are group-committed: all the writes submitted
+during one loop turn (and while the previous batch was on disk) share one transaction, so one fsync covers
+a whole window of files instead of one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge_gateway.outbox_store import (
+    AdmitStatus,
+    Admission,
+    Answered,
+    NewRecord,
+    Outbound,
+    OutboxStore,
+    Totals,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Op = Callable[[OutboxStore], Any]
+SEQ_BLOCK = 100_000
+ROOM_AGAIN_RATIO = 0.9  # hysteresis: after a full alarm, take new files again only below 90 % of the bound
+CLOSE_GRACE_S = 5.0
+
+
+class OutboxClosed(RuntimeError):
+    """The outbox is not open (not yet, or any more)."""
+
+
+class Outbox:
+    """Async face of the outbox file; `depth`, `bytes` and `full` are mirrored after every committed batch."""
+
+    def __init__(self, path: Path, max_records: int, max_bytes: int) -> None:
+        self.path = path
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.depth = 0
+        self.bytes = 0
+        self.full = False
+        self.boot_last_id = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
+        self._store: OutboxStore | None = None
+        self._ops: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._seq_next = 0
+        self._seq_limit = 0
+        self._reserving: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        store = await self._call(OutboxStore, self.path, self.max_records, self.max_bytes)
+        self._store = store
+        self.depth, self.bytes, self.boot_last_id = store.depth, store.bytes, store.boot_last_id
+        self._seq_next, self._seq_limit = await self._write(functools.partial(OutboxStore.reserve_seq,
+                                                                                block=SEQ_BLOCK))
+        logger.info("outbox %s open: %d record(s), %d bytes", self.path, self.depth, self.bytes)
+
+    async def close(self) -> None:
+        """Let the batch on its way finish, then close the connection on its own thread."""
+        pending = [t for t in (self._flusher, self._reserving) if t is not None and not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_GRACE_S)
+        store, self._store = self._store, None
+        if store is not None:
+            await self._call(store.close)
+        self._executor.shutdown(wait=False)
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Called (in the loop) after every committed batch: depth, bytes or `full` may have changed."""
+        self._listeners.append(listener)
+
+    # -- writes (group-committed) ---------------------------------------------------------------------------
+
+    async def admit(self, new: NewRecord) -> Admission:
+        """Commit a new record, or find the one with the same name and content; FULL when over the bound."""
+        result: Admission = await self._write(functools.partial(OutboxStore.admit, new=new))
+        return result
+
+    async def fail(self, record_id: int, error: str, next_attempt_at: float, server_failure: bool = False) -> None:
+        await self._write(functools.partial(OutboxStore.fail, record_id=record_id, error=error,
+                                            next_attempt_at=next_attempt_at, server_failure=server_failure))
+
+    async def answer(self, record_id: int, outcome: str, http_status: int, body: dict[str, Any], at: float) -> None:
+        await self._write(functools.partial(OutboxStore.answer, record_id=record_id, outcome=outcome,
+                                            http_status=http_status, body=body, at=at))
+
+    async def delete(self, record_ids: Iterable[int]) -> None:
+        await self._write(functools.partial(OutboxStore.delete, record_ids=list(record_ids)))
+
+    async def make_due(self, now: float) -> int:
+        result: int = await self._write(functools.partial(OutboxStore.make_due, now=now))
+        return result
+
+    # -- reads ----------------------------------------------------------------------------------------------
+
+    async def due(self, now: float, limit: int, in_flight: Iterable[int]) -> tuple[list[Outbound], float | None]:
+        return await self._call(self._opened().due, now, limit, list(in_flight))
+
+    async def answered(self) -> list[Answered]:
+        return await self._call(self._opened().answered)
+
+    async def names(self) -> list[str]:
+        return await self._call(self._opened().names)
+
+    async def totals(self) -> Totals:
+        return await self._call(self._opened().totals)
+
+    async def find_queued(self, message_id: str) -> int | None:
+        return await self._call(self._opened().find_queued, message_id)
+
+    # -- envelope sequence ----------------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        """Per-gateway envelope order, increasing across restarts (blocks are reserved in the file ahead)."""
+        value = self._seq_next
+        self._seq_next += 1
+        if self._store is not None and self._reserving is None and self._seq_limit - self._seq_next < SEQ_BLOCK // 2:
+            self._reserving = asyncio.get_running_loop().create_task(self._reserve_more(), name="outbox-seq")
+        if value >= self._seq_limit:
+            logger.warning("envelope seq %d is past the reserved block; reservation still on its way", value)
+        return value
+
+    async def _reserve_more(self) -> None:
+        try:
+            _, self._seq_limit = await self._write(functools.partial(OutboxStore.reserve_seq, block=SEQ_BLOCK))
+        except Exception:
+            logger.exception("could not reserve envelope seq numbers")
+        finally:
+            self._reserving = None
+
+    # -- machinery ------------------------------------------------------------------------------------------
+
+    def _opened(self) -> OutboxStore:
+        if self._store is None:
+            raise OutboxClosed(f"outbox {self.path} is not open")
+        return self._store
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _write(self, op: Op) -> Any:
+        self._opened()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._ops.append((op, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="outbox-commit")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._ops:
+            await asyncio.sleep(0)  # the other writers of this loop turn join the batch
+            batch, self._ops = self._ops, []
+            try:
+                results, depth, size = await self._call(self._commit, [op for op, _ in batch])
+            except Exception as error:
+                logger.error("outbox commit of %d write(s) failed: %s", len(batch), error)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            except asyncio.CancelledError:
+                for _, future in (*batch, *self._ops):
+                    future.cancel()
+                raise
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            refused = any(isinstance(r, Admission) and r.status is AdmitStatus.FULL for r in results)
+            self._mirror(depth, size, refused)
+
+    def _commit(self, ops: list[Op]) -> tuple[list[Any], int, int]:
+        store = self._opened()
+        results = store.transaction(ops)
+        return results, store.depth, store.bytes
+
+    def _mirror(self, depth: int, size: int, refused: bool) -> None:
+        self.depth, self.bytes = depth, size
+        if refused and not self.full:
+            self.full = True
+            logger.error("OUTBOX FULL: %d record(s), %d bytes (bounds %d records, %d bytes); new files stay in "
+                         "pending/ until the centre takes the backlog", depth, size, self.max_records, self.max_bytes)
+        elif self.full and depth <= self.max_records * ROOM_AGAIN_RATIO and size <= self.max_bytes * ROOM_AGAIN_RATIO:
+            self.full = False
+            logger.warning("outbox has room again (%d record(s)); taking new files", depth)
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                logger.exception("outbox listener failed")
