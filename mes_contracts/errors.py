@@ -26,6 +26,10 @@ class ErrorCode(StrEnum):
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     GATEWAY_TIMEOUT = "GATEWAY_TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    FIRMWARE_NOT_FOUND = "FIRMWARE_NOT_FOUND"
+    DUPLICATE_FIRMWARE_VERSION = "DUPLICATE_FIRMWARE_VERSION"
+    INVALID_FIRMWARE = "INVALID_FIRMWARE"
+    UNAUTHORIZED = "UNAUTHORIZED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,14 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         504, "서버 응답 시간이 초과되었습니다", "The server did not answer in time"
     ),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(500, "내부 오류가 발생했습니다", "Internal error"),
+    ErrorCode.FIRMWARE_NOT_FOUND: ErrorSpec(404, "펌웨어 버전이 존재하지 않습니다", "Firmware version does not exist"),
+    ErrorCode.DUPLICATE_FIRMWARE_VERSION: ErrorSpec(
+        409, "이미 등록된 펌웨어 버전입니다", "The firmware version already exists"
+    ),
+    ErrorCode.INVALID_FIRMWARE: ErrorSpec(
+        422, "펌웨어 파일 또는 정보가 올바르지 않습니다", "Invalid firmware file or data"
+    ),
+    ErrorCode.UNAUTHORIZED: ErrorSpec(401, "인증이 필요합니다", "Authentication required"),
 }
 
 SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
@@ -84,6 +96,10 @@ SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
     "lot_created": ("LOT이 생성되었습니다", "LOT created"),
     "lot_closed": ("LOT이 종료되었습니다", "LOT closed"),
     "worker_created": ("작업자가 등록되었습니다", "Worker registered"),
+    "firmware_uploaded": ("펌웨어가 등록되었습니다", "Firmware uploaded"),
+    "firmware_activated": ("펌웨어가 활성화되었습니다", "Firmware activated"),
+    "station_token_created": ("스테이션 토큰이 발급되었습니다", "Station token issued"),
+    "station_token_revoked": ("스테이션 토큰이 폐기되었습니다", "Station tokens revoked"),
 }
 
 

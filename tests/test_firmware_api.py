@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
-import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from deploy.localstack.children import ChildProcess, wait_http_ok
+from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
 from deploy.localstack.postgres import PostgresServer
 from deploy.localstack.services import find_free_port
 from edge_gateway.firmware_sync import META_NAME, sync_firmware
@@ -26,28 +26,10 @@ from tests.support.line import SEOUL, start_body
 REPO = Path(__file__).resolve().parents[1]
 
 
-def serve(port: int) -> None:
-    """The central API with the firmware router, whether or not app.py includes it yet (child process entry)."""
-    import uvicorn
-
-    from cloud_api.http import routes_firmware
-    from cloud_api.http.app import create_app
-    from cloud_api.settings import CentralSettings
-    from mes_cli.logging_setup import configure_logging
-
-    settings = CentralSettings()  # type: ignore[call-arg]
-    configure_logging(settings.log_level, settings.log_json, None, "api-firmware")
-    app = create_app(settings)
-    if not any(getattr(route, "path", "") == "/api/v1/firmware" for route in app.routes):
-        app.include_router(routes_firmware.router)
-    routes_firmware.configure(app)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-
-
 @contextmanager
 def firmware_api(central_env: dict[str, str], logs_dir: Path, name: str, env: dict[str, str]) -> Iterator[str]:
     port = find_free_port()
-    argv = [sys.executable, "-c", f"from tests.test_firmware_api import serve; serve({port})"]
+    argv = mes_command("api", "--port", str(port))
     child = ChildProcess(name, argv, {**central_env, **env}, logs_dir / f"{name}.log", cwd=REPO).start()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -80,9 +62,12 @@ def deactivate_all(dsn: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def api(central_env: dict[str, str], logs_dir: Path, postgres: PostgresServer,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    store = tmp_path_factory.mktemp("firmware-store")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("firmware-store")
+
+
+@pytest.fixture(scope="module")
+def api(central_env: dict[str, str], logs_dir: Path, postgres: PostgresServer, store: Path) -> Iterator[str]:
     deactivate_all(postgres.dsn)
     with firmware_api(central_env, logs_dir, "api-firmware",
                       {"MES_FIRMWARE_STORAGE": "local", "MES_FIRMWARE_LOCAL_DIR": str(store),
@@ -220,6 +205,38 @@ def test_duplicate_version_is_409(client: httpx.Client) -> None:
     assert again.status_code == 409
     assert again.json() == {"status": "error", "message": "이미 등록된 펌웨어 버전입니다",
                             "error_code": "DUPLICATE_FIRMWARE_VERSION", "data": {"version": version}}
+
+
+def test_concurrent_uploads_of_one_version_store_one_row_and_one_object(api: str, store: Path,
+                                                                        db: psycopg.Connection) -> None:
+    version, data = new_version(), firmware_bytes(4096)
+
+    def attempt(_: int) -> int:
+        with httpx.Client(base_url=api, timeout=15) as http:
+            return upload(http, version, data).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = sorted(pool.map(attempt, range(6)))
+    assert statuses == [201, 409, 409, 409, 409, 409]
+    assert db.execute("SELECT count(*) FROM firmware_versions WHERE version = %s", (version,)).fetchone() == (1,)
+    assert [p.name for p in (store / version).rglob("*") if p.is_file()] == [f"firmware_{version}.bin"]
+
+
+def test_concurrent_activations_leave_exactly_one_active(api: str, client: httpx.Client,
+                                                         db: psycopg.Connection) -> None:
+    mcu = f"RACE-{secrets.token_hex(3)}"
+    versions = [new_version() for _ in range(4)]
+    for version in versions:
+        assert upload(client, version, firmware_bytes(64), target_mcu=mcu).status_code == 201
+
+    def activate(version: str) -> int:
+        with httpx.Client(base_url=api, timeout=15) as http:
+            return http.post(f"/api/v1/firmware/{version}/activate").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(activate, versions * 3)) == {200}
+    active = db.execute("SELECT count(*) FROM firmware_versions WHERE target_mcu = %s AND active", (mcu,))
+    assert active.fetchone() == (1,)
 
 
 def test_invalid_uploads_are_422(client: httpx.Client) -> None:

@@ -14,7 +14,6 @@ from cloud_api.firmware.domain import (
     normalize_mcu,
     normalize_version,
 )
-from cloud_api.firmware.errors import DUPLICATE_FIRMWARE_VERSION, UNAUTHORIZED, FirmwareError
 from cloud_api.firmware.storage import check_key
 from cloud_api.firmware.tokens import bearer_token, hash_token
 from mes_contracts.errors import ErrorCode
@@ -48,11 +47,11 @@ def test_digests_match_the_seed_example() -> None:
     assert sums.size == 5 and sums.md5 == "5d41402abc4b2a76b9719d911017c592"  # the seed's md5_hash example
 
 
-def test_firmware_errors_are_domain_errors_with_their_own_status() -> None:
-    error = FirmwareError(DUPLICATE_FIRMWARE_VERSION, {"version": "v1.2.3"})
-    assert isinstance(error, DomainError) and error.code is ErrorCode.INVALID_REQUEST  # placeholder code
+def test_firmware_error_codes_have_their_status_and_messages() -> None:
+    error = DomainError(ErrorCode.DUPLICATE_FIRMWARE_VERSION, {"version": "v1.2.3"})
     assert error.http_status == 409 and error.message() == "이미 등록된 펌웨어 버전입니다"
-    assert FirmwareError(UNAUTHORIZED).message("en") == "Authentication required"
+    assert DomainError(ErrorCode.UNAUTHORIZED).message("en") == "Authentication required"
+    assert DomainError(ErrorCode.FIRMWARE_NOT_FOUND).http_status == 404
 
 
 def test_bearer_header_parsing() -> None:

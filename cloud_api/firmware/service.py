@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
+from cloud_api.domain.errors import DomainError
 from cloud_api.firmware import repository as repo
 from cloud_api.firmware.domain import (
     DEFAULT_TARGET_MCU,
@@ -22,8 +23,8 @@ from cloud_api.firmware.domain import (
     normalize_mcu,
     normalize_version,
 )
-from cloud_api.firmware.errors import DUPLICATE_FIRMWARE_VERSION, FIRMWARE_NOT_FOUND, INVALID_FIRMWARE, FirmwareError
 from cloud_api.firmware.storage import FirmwareStorage, ObjectMissing
+from mes_contracts.errors import ErrorCode
 from mes_contracts.start import FirmwareInfo
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ class UploadCommand:
     notes: str | None = None
 
 
-def _invalid(*errors: str) -> FirmwareError:
-    return FirmwareError(INVALID_FIRMWARE, {"errors": list(errors)})
+def _invalid(*errors: str) -> DomainError:
+    return DomainError(ErrorCode.INVALID_FIRMWARE, {"errors": list(errors)})
 
 
 def _validated(command: UploadCommand, max_size: int) -> tuple[str, str]:
@@ -62,7 +63,7 @@ async def upload_firmware(db: Database, conn: AsyncConnection, storage: Firmware
     """Store the binary under a fresh key, then the row; a refused row removes its own object again."""
     version, mcu = _validated(command, max_size)
     if await repo.version_exists(conn, version):
-        raise FirmwareError(DUPLICATE_FIRMWARE_VERSION, {"version": version})
+        raise DomainError(ErrorCode.DUPLICATE_FIRMWARE_VERSION, {"version": version})
     sums = digests(command.data)
     key = new_storage_key(version)
     await storage.put(key, command.data)
@@ -79,7 +80,7 @@ async def upload_firmware(db: Database, conn: AsyncConnection, storage: Firmware
         except Exception:
             log.exception("could not remove the stored object %s of a refused upload", key)
         if isinstance(error, IntegrityError):  # a concurrent upload of the same version won
-            raise FirmwareError(DUPLICATE_FIRMWARE_VERSION, {"version": version}) from error
+            raise DomainError(ErrorCode.DUPLICATE_FIRMWARE_VERSION, {"version": version}) from error
         raise
     log.info("firmware %s (%s, %s bytes, md5 %s) uploaded by %s", version, mcu, sums.size, sums.md5, actor)
     return record
@@ -96,7 +97,7 @@ async def find_firmware(conn: AsyncConnection, version: str) -> FirmwareRecord:
         canonical = None
     record = await repo.find_version(conn, canonical) if canonical else None
     if record is None:
-        raise FirmwareError(FIRMWARE_NOT_FOUND, {"version": version})
+        raise DomainError(ErrorCode.FIRMWARE_NOT_FOUND, {"version": version})
     return record
 
 
@@ -115,7 +116,7 @@ async def open_firmware_stream(storage: FirmwareStorage, record: FirmwareRecord)
         first = await anext(stream)
     except ObjectMissing:
         log.error("firmware %s: object %s missing from storage", record.version, record.storage_key)
-        raise FirmwareError(FIRMWARE_NOT_FOUND, {"version": record.version}, "stored object missing") from None
+        raise DomainError(ErrorCode.FIRMWARE_NOT_FOUND, {"version": record.version}, "stored object missing") from None
     except StopAsyncIteration:
         first = b""
 

@@ -11,8 +11,9 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud_api.domain.errors import DomainError
 from cloud_api.firmware import repository as repo
-from cloud_api.firmware.errors import INVALID_FIRMWARE, UNAUTHORIZED, FirmwareError
+from mes_contracts.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def hash_token(token: str) -> str:
 
 def check_station_id(station_id: str) -> str:
     if not _STATION.fullmatch(station_id):
-        raise FirmwareError(INVALID_FIRMWARE, {"station_id": station_id},
+        raise DomainError(ErrorCode.INVALID_FIRMWARE, {"station_id": station_id},
                             "station_id must be 1-64 letters, digits, '.', '_' or '-'")
     return station_id
 
@@ -59,11 +60,11 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 async def authenticate_station(conn: AsyncConnection, authorization: str | None) -> str:
-    """The station id behind a valid Bearer token; FirmwareError(UNAUTHORIZED) when missing, unknown or revoked."""
+    """The station id behind a valid Bearer token; UNAUTHORIZED when missing, unknown or revoked."""
     token = bearer_token(authorization)
     if token is None:
-        raise FirmwareError(UNAUTHORIZED, None, "missing bearer token")
+        raise DomainError(ErrorCode.UNAUTHORIZED, None, "missing bearer token")
     station = await repo.use_token(conn, hash_token(token))
     if station is None:
-        raise FirmwareError(UNAUTHORIZED, None, "unknown or revoked token")
+        raise DomainError(ErrorCode.UNAUTHORIZED, None, "unknown or revoked token")
     return station

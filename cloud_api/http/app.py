@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from cloud_api.adapters.database import Database, make_engine
-from cloud_api.http import routes_console, routes_lots, routes_process, routes_reference
+from cloud_api.http import routes_console, routes_firmware, routes_lots, routes_process, routes_reference
 from cloud_api.http.errors import install_error_handlers
 from cloud_api.settings import CentralSettings
 
@@ -36,6 +36,7 @@ def create_app(settings: CentralSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (routes_process, routes_lots, routes_reference, routes_console):
+    for module in (routes_process, routes_lots, routes_firmware, routes_reference, routes_console):
         app.include_router(module.router)
+    routes_firmware.configure(app)
     return app

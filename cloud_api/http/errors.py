@@ -39,7 +39,10 @@ def _validation_errors(exc: RequestValidationError) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        return error_response(exc.code, _lang(request), exc.data)
+        response = error_response(exc.code, _lang(request), exc.data)
+        if exc.code is ErrorCode.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,43 +6,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
 
 from cloud_api.firmware import service, tokens
 from cloud_api.firmware.domain import DEFAULT_TARGET_MCU
-from cloud_api.firmware.errors import FirmwareError, success_message
 from cloud_api.firmware.settings import FirmwareSettings
 from cloud_api.firmware.storage import FirmwareStorage, make_storage
-from cloud_api.http.deps import ActorDep, DbDep, LangDep, get_lang, get_settings
-from mes_contracts.start import error_body, success_body
+from cloud_api.http.deps import ActorDep, DbDep, LangDep
+from mes_contracts.errors import success_message
+from mes_contracts.start import success_body
 
 log = logging.getLogger(__name__)
 
 
-class _FirmwareRoute(APIRoute):
-    """Renders FirmwareError with its own code and status (not the placeholder DomainError code)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except FirmwareError as error:
-                lang = get_lang(get_settings(request), request.headers.get("accept-language"))
-                body = error_body(error.spec.code, error.message(lang), error.data).to_json_dict()
-                headers = {"WWW-Authenticate": "Bearer"} if error.spec.http_status == 401 else None
-                return JSONResponse(status_code=error.spec.http_status, content=body, headers=headers)
-
-        return handle
-
-
-router = APIRouter(tags=["firmware"], route_class=_FirmwareRoute)
+router = APIRouter(tags=["firmware"])
 
 
 def configure(app: FastAPI, settings: FirmwareSettings | None = None) -> None:
