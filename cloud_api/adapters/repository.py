@@ -110,11 +110,6 @@ async def find_product_model(conn: AsyncConnection, code_or_name: str) -> dict[s
     return dict(found) if found else None
 
 
-async def worker_is_active(conn: AsyncConnection, worker_id: str) -> bool:
-    row = await conn.execute(text("SELECT active FROM workers WHERE worker_id = :w"), {"w": worker_id})
-    return bool(row.scalar_one_or_none())
-
-
 async def runs_of_lot(conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]]:
     rows = await conn.execute(
         text("SELECT * FROM process_runs WHERE lot_id = :lot AND serial_id IS NULL ORDER BY sequence_number"),
@@ -123,16 +118,19 @@ async def runs_of_lot(conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]
     return [dict(r) for r in rows.mappings()]
 
 
-async def insert_run(conn: AsyncConnection, values: dict[str, Any]) -> int:
+async def insert_run(conn: AsyncConnection, values: dict[str, Any]) -> int | None:
+    """The new run's id, or None when the LOT already has a run of that process (no savepoint needed)."""
     row = await conn.execute(
         text(
             "INSERT INTO process_runs (lot_id, process_id, work_order_id, sequence_number, status, start_time, "
             "start_worker_id, start_message_id, start_source) VALUES (:lot_id, :process_id, :work_order_id, "
-            ":sequence_number, 'STARTED', :start_time, :worker_id, :message_id, :source) RETURNING id"
+            ":sequence_number, 'STARTED', :start_time, :worker_id, :message_id, :source) "
+            "ON CONFLICT (lot_id, process_id) WHERE serial_id IS NULL DO NOTHING RETURNING id"
         ),
         values,
     )
-    return int(row.scalar_one())
+    value = row.scalar_one_or_none()
+    return int(value) if value is not None else None
 
 
 async def insert_result(conn: AsyncConnection, values: dict[str, Any]) -> int:

@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import repository as repo
@@ -43,20 +42,19 @@ async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, ac
         if sequence > MAX_LOT_SEQUENCE:
             raise DomainError(ErrorCode.LOT_SEQUENCE_EXHAUSTED, {"production_date": day.isoformat()})
         lot_number = format_lot_number(day, shift, sequence)
-    try:
-        async with conn.begin_nested():
-            row = await conn.execute(
-                text(
-                    "INSERT INTO lots (lot_number, product_model_id, target_quantity, shift, production_date, "
-                    "sequence, status, created_by) VALUES (:n, :m, :q, :s, :d, :seq, 'CREATED', :actor) "
-                    "RETURNING id, created_at"
-                ),
-                {"n": lot_number, "m": model["id"], "q": command.target_quantity, "s": shift.value, "d": day,
-                 "seq": sequence, "actor": actor},
-            )
-    except IntegrityError as error:
-        raise DomainError(ErrorCode.DUPLICATE_LOT, {"lot_number": lot_number}) from error
-    lot_id, created_at = row.one()
+    row = await conn.execute(
+        text(
+            "INSERT INTO lots (lot_number, product_model_id, target_quantity, shift, production_date, "
+            "sequence, status, created_by) VALUES (:n, :m, :q, :s, :d, :seq, 'CREATED', :actor) "
+            "ON CONFLICT (lot_number) DO NOTHING RETURNING id, created_at"
+        ),
+        {"n": lot_number, "m": model["id"], "q": command.target_quantity, "s": shift.value, "d": day,
+         "seq": sequence, "actor": actor},
+    )
+    created = row.first()
+    if created is None:
+        raise DomainError(ErrorCode.DUPLICATE_LOT, {"lot_number": lot_number})
+    lot_id, created_at = created
     await repo.record_lot_status(conn, lot_id, None, LotStatus.CREATED, actor)
     return {
         "lot_number": lot_number,

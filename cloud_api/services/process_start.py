@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import repository as repo
@@ -27,32 +28,34 @@ async def start_process(
     message_id: uuid.UUID | None = None,
     lang: str = "ko",
 ) -> StartData:
-    lot = await repo.lock_lot(conn, request.lot_number)
+    lot = await repo.lock_lot_for_start(conn, request.lot_number, request.worker_id)
     if lot is None:
         raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": request.lot_number})
     step = resolve_step(request.process_id, request.process_name, request.lot_number, lang)
-    if not await repo.worker_is_active(conn, request.worker_id):
+    if not lot["worker_active"]:
         raise DomainError(ErrorCode.WORKER_NOT_FOUND, {"worker_id": request.worker_id})
-    runs = {
-        run["process_id"]: RunSnapshot(run["status"], run["work_order_id"], db.local(run["start_time"]).isoformat())
-        for run in await repo.runs_of_lot(conn, lot["id"])
-    }
     lot_status = LotStatus(lot["status"])
-    check_start_allowed(request.lot_number, lot_status, step, runs, lang)
+    try:
+        check_start_allowed(request.lot_number, lot_status, step, _snapshots(db, lot["runs"]), lang)
+    except DomainError as error:
+        if error.code is not ErrorCode.PREVIOUS_PROCESS_NOT_COMPLETED:
+            raise
+        # The runs came with the locking statement's snapshot: a completion committed while we waited for the
+        # lock is missing there. Read them again before refusing.
+        fresh = await repo.runs_of_lot(conn, lot["id"])
+        check_start_allowed(request.lot_number, lot_status, step, _snapshots(db, fresh), lang)
 
     work_day = db.local(request.start_time).date()
     order_no = await repo.next_daily_value(conn, "work_order_sequences", "work_day", work_day)
     work_order_id = format_work_order_id(work_day, order_no)
-    try:
-        async with conn.begin_nested():
-            await repo.insert_run(conn, {
-                "lot_id": lot["id"], "process_id": step.process_id, "work_order_id": work_order_id,
-                "sequence_number": step.sequence, "start_time": request.start_time,
-                "worker_id": request.worker_id, "message_id": message_id, "source": source,
-            })
-    except IntegrityError as error:  # a racing start of the same process slipped past the lock
+    inserted = await repo.insert_run(conn, {
+        "lot_id": lot["id"], "process_id": step.process_id, "work_order_id": work_order_id,
+        "sequence_number": step.sequence, "start_time": request.start_time,
+        "worker_id": request.worker_id, "message_id": message_id, "source": source,
+    })
+    if inserted is None:  # a racing start of the same process committed while we waited for the lock
         raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
-                                                      "process_id": step.process_id}) from error
+                                                      "process_id": step.process_id})
     new_status = status_after_start(lot_status)
     if new_status is not None:
         await repo.set_lot_status(conn, lot["id"], lot_status, new_status, request.worker_id,
@@ -68,3 +71,12 @@ async def start_process(
         sequence_number=step.sequence,
         firmware_info=firmware_info,
     )
+
+
+def _snapshots(db: Database, runs: list[dict[str, Any]]) -> dict[str, RunSnapshot]:
+    snapshots = {}
+    for run in runs:
+        started = run["start_time"]
+        moment = datetime.fromisoformat(started) if isinstance(started, str) else started
+        snapshots[run["process_id"]] = RunSnapshot(run["status"], run["work_order_id"], db.local(moment).isoformat())
+    return snapshots
