@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import grp
 import logging
 import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +27,11 @@ DEFAULT_INGESTOR_CLIENT_ID = "mes-ingestor-1"  # the default MES_INGESTOR_CLIENT
 CONFIG_NAME, PASSWORD_NAME, ACL_NAME = "mosquitto.conf", "passwords", "acl"
 BROKER_GROUP = "mosquitto"  # Mosquitto 2.0 drops root right after reading its config: files must be readable by it
 FILE_MODE, DIR_MODE = 0o640, 0o750
+# Not 0 ("no limit"): Mosquitto 2.0.11 then disconnects an MQTT 5 client after every refused publish (its
+# quota check `out_packet_count >= max_queued_messages` is always true for 0). RAM is the real bound anyway.
+MAX_QUEUED_MESSAGES = 1_000_000
 PASSWORD_BYTES = 24  # 32 URL-safe characters, 192 bits
+MIN_PASSWORD_LENGTH = 12  # for passwords the operator chooses
 EXTRA_BIN_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 BEGIN, END = "# BEGIN mes-account ", "# END mes-account "
 ANY = "+"
@@ -286,8 +292,10 @@ def render_conf(site: BrokerSite) -> str:
         "persistence true",
         f"persistence_location {site.persistence_dir}/",
         "autosave_interval 30",
-        "# No limit: a long ingestor outage queues everything instead of silently dropping the overflow.",
-        "max_queued_messages 0",
+        "# Effectively no limit, so a long ingestor outage queues everything instead of silently dropping the",
+        "# overflow; RAM is the real bound (size the server for the backlog it must survive). Not 0 (= no limit):",
+        "# with 0, Mosquitto 2.0.11 disconnects an MQTT 5 client after any publish it refuses (ACL).",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         "max_queued_bytes 0",
         "# Sessions nobody resumes (MQTT 3.1.1 clean session off, v5 without expiry) are dropped after 14 days,",
         "# longer than the ingestor's own session expiry.",
@@ -372,39 +380,58 @@ def ensure_password_file(path: Path) -> None:
         write_file(path, "")
 
 
+def _init_hint(site: BrokerSite) -> str:
+    return f"run `mes broker init --config-dir {site.config_dir}` first"
+
+
 def read_acl(site: BrokerSite) -> str:
     if not site.acl_file.exists():
-        raise BrokerConfigError(f"{site.acl_file} does not exist: run `mes broker init --config-dir {site.config_dir}`")
+        raise BrokerConfigError(f"{site.acl_file} does not exist: {_init_hint(site)}")
     return site.acl_file.read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _locked(site: BrokerSite) -> Iterator[None]:
+    """One `mes broker` change at a time per config dir (read-modify-write of the ACL file)."""
+    if not site.config_dir.is_dir():
+        raise BrokerConfigError(f"{site.config_dir} does not exist: {_init_hint(site)}")
+    with open(site.config_dir / ".mes-broker.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def add_account(site: BrokerSite, block: AclBlock, password: str | None) -> str | None:
     """Set the account's password and ACL block; returns the password when it was generated here."""
-    merged = merge_block(read_acl(site), block)  # fails before anything is written
-    binary = find_mosquitto_passwd()
-    ensure_password_file(site.password_file)
-    generated = None if password else generate_password()
-    set_password(site.password_file, block.username, password or str(generated), binary)
-    write_file(site.acl_file, merged)
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise BrokerConfigError(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters "
+                                "(or none, for a generated one)")
+    with _locked(site):
+        merged = merge_block(read_acl(site), block)  # fails before anything is written
+        binary = find_mosquitto_passwd()
+        ensure_password_file(site.password_file)
+        generated = None if password else generate_password()
+        set_password(site.password_file, block.username, password or str(generated), binary)
+        write_file(site.acl_file, merged)
     return generated
 
 
 def remove_account(site: BrokerSite, username: str) -> bool:
     """Delete the account's ACL block and password entry; False when neither existed."""
-    text = read_acl(site)
-    remaining = remove_block(text, username)
-    in_passwords = site.password_file.exists() and any(
-        line.split(":", 1)[0] == username for line in site.password_file.read_text().splitlines()
-    )
-    if in_passwords:
-        delete_password(site.password_file, username, find_mosquitto_passwd())
-    if remaining != text:
-        write_file(site.acl_file, remaining)
+    with _locked(site):
+        text = read_acl(site)
+        remaining = remove_block(text, username)
+        in_passwords = site.password_file.exists() and any(
+            line.split(":", 1)[0] == username for line in site.password_file.read_text().splitlines()
+        )
+        if in_passwords:
+            delete_password(site.password_file, username, find_mosquitto_passwd())
+        if remaining != text:
+            write_file(site.acl_file, remaining)
     return in_passwords or remaining != text
 
 
 def init_site(site: BrokerSite, client_ids: Sequence[str], force: bool = False) -> list[str]:
-    """Config dir, mosquitto.conf, an empty password file and the ACL with the service blocks; returns notes."""
+    """Config dir, mosquitto.conf, an empty password file, the ACL with the missing service blocks; returns notes."""
     notes: list[str] = []
     site.config_dir.mkdir(parents=True, exist_ok=True)
     _secure(site.config_dir, DIR_MODE)
@@ -414,11 +441,13 @@ def init_site(site: BrokerSite, client_ids: Sequence[str], force: bool = False) 
     else:
         write_file(site.config_file, conf)
         notes.append(f"wrote {site.config_file}")
-    ensure_password_file(site.password_file)
-    acl = site.acl_file.read_text(encoding="utf-8") if site.acl_file.exists() else ACL_HEADER
-    for block in (service_block(ServiceKind.INGESTOR, client_ids=client_ids), service_block(ServiceKind.API)):
-        acl = merge_block(acl, block)
-    write_file(site.acl_file, acl)
+    with _locked(site):
+        ensure_password_file(site.password_file)
+        acl = site.acl_file.read_text(encoding="utf-8") if site.acl_file.exists() else ACL_HEADER
+        for block in (service_block(ServiceKind.INGESTOR, client_ids=client_ids), service_block(ServiceKind.API)):
+            if block.username not in accounts(acl):  # `add-service` owns them once they exist
+                acl = merge_block(acl, block)
+        write_file(site.acl_file, acl)
     notes.append(f"password file {site.password_file}, ACL {site.acl_file} (accounts: {', '.join(accounts(acl))})")
     return notes
 
@@ -431,7 +460,8 @@ broker_app = typer.Typer(help="Mosquitto broker of a site: configuration, statio
 ConfigDir = Annotated[Path, typer.Option(help="Directory of mosquitto.conf, passwords and acl")]
 Password = Annotated[str | None, typer.Option(envvar="MES_BROKER_PASSWORD", show_default=False,
                                               help="Password to set (default: a generated one, printed once)")]
-Username = Annotated[str | None, typer.Option(show_default=False, help="Account name (default: see above)")]
+StationUser = Annotated[str | None, typer.Option(show_default=False, help="Account name (default: the station id)")]
+ServiceUser = Annotated[str | None, typer.Option(show_default=False, help="Account name (default: the --name)")]
 ClientIds = Annotated[list[str] | None, typer.Option(
     "--client-id", show_default=False,
     help=f"MES_INGESTOR_CLIENT_ID whose state the ingestor may publish (repeatable; {DEFAULT_INGESTOR_CLIENT_ID})",
@@ -445,10 +475,11 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _report(username: str, generated: str | None) -> None:
+def _report(username: str, generated: str | None, settings: str) -> None:
     typer.echo(f"account {username!r}: password set, ACL block written")
     if generated:
         typer.echo(f"password for {username!r} (shown once, store it now): {generated}")
+    typer.echo(settings)
     typer.echo(RELOAD_HINT)
 
 
@@ -476,8 +507,9 @@ def init_command(
         raise _fail(error) from None
     for note in notes:
         typer.echo(note)
-    typer.echo("next: mes broker add-service --name ingestor / --name api, then mes broker add-station per station")
-    typer.echo(RELOAD_HINT)
+    typer.echo("next: mes broker add-service --name ingestor, --name api; mes broker add-station for each station")
+    typer.echo("then (re)start Mosquitto with this configuration (listeners are not reloaded by SIGHUP): "
+               f"mosquitto -c {site.config_file}, or systemctl restart mosquitto (mosquitto/README.md)")
 
 
 @broker_app.command("add-station")
@@ -486,7 +518,7 @@ def add_station_command(
     site_id: Annotated[str, typer.Option("--site", help="Site (MES_GW_SITE)")] = "KR",
     line: Annotated[str, typer.Option(help="Line (MES_GW_LINE)")] = "L1",
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
-    username: Username = None,
+    username: StationUser = None,
     password: Password = None,
 ) -> None:
     """Create or update a station account (username = station id) and its ACL block (re-running replaces it)."""
@@ -499,16 +531,15 @@ def add_station_command(
         generated = add_account(BrokerSite(config_dir.absolute()), block, password)
     except (BrokerConfigError, OSError) as error:
         raise _fail(error) from None
-    _report(block.username, generated)
-    typer.echo(f"gateway settings: MES_GW_STATION={station} MES_GW_SITE={site_id} MES_GW_LINE={line} "
-               f"MES_GW_MQTT_USERNAME={block.username} MES_GW_MQTT_PASSWORD=<the password>")
+    _report(block.username, generated, f"gateway settings: MES_GW_STATION={station} MES_GW_SITE={site_id} "
+            f"MES_GW_LINE={line} MES_GW_MQTT_USERNAME={block.username} MES_GW_MQTT_PASSWORD=<the password>")
 
 
 @broker_app.command("add-service")
 def add_service_command(
     name: Annotated[ServiceKind, typer.Option(help="Which central service")],
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
-    username: Username = None,
+    username: ServiceUser = None,
     client_ids: ClientIds = None,
     password: Password = None,
 ) -> None:
@@ -518,9 +549,15 @@ def add_service_command(
         generated = add_account(BrokerSite(config_dir.absolute()), block, password)
     except (BrokerConfigError, OSError) as error:
         raise _fail(error) from None
-    _report(block.username, generated)
-    if name is ServiceKind.INGESTOR:
-        typer.echo(f"ingestor settings: MES_MQTT_USERNAME={block.username} MES_MQTT_PASSWORD=<the password>")
+    ids = ", ".join(client_ids or [DEFAULT_INGESTOR_CLIENT_ID])
+    settings = {
+        ServiceKind.INGESTOR: f"ingestor settings: MES_MQTT_USERNAME={block.username} MES_MQTT_PASSWORD=<the password> "
+                              f"MES_INGESTOR_CLIENT_ID=<one of: {ids}>",
+        ServiceKind.API: f"api account {block.username!r}: for label-printing commands (cmd/#) and station states",
+        ServiceKind.MONITOR: f"monitor account {block.username!r}: e.g. mosquitto_sub -v -t 'mes/v1/#' -u "
+                             f"{block.username} -P <the password>",
+    }
+    _report(block.username, generated, settings[name])
 
 
 @broker_app.command("remove-account")

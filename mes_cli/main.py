@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from mes_cli.broker import broker_app
 from mes_cli.logging_setup import configure_logging
 
 app = typer.Typer(help="Withforce MES: start each process of the system.", no_args_is_help=True,
@@ -18,6 +19,7 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 worker_app = typer.Typer(help="Workers (operators) whose ids stations send.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(worker_app, name="worker")
+app.add_typer(broker_app, name="broker", help="Broker accounts and ACL for a site (Mosquitto).")
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
 

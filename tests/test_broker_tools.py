@@ -136,7 +136,7 @@ def test_repository_files_are_what_the_tool_renders() -> None:
 def test_site_config_has_the_required_settings() -> None:
     lines = render_conf(BrokerSite(config_dir=Path("/srv/mqtt"), tls=True)).splitlines()
     for expected in ("allow_anonymous false", "password_file /srv/mqtt/passwords", "acl_file /srv/mqtt/acl",
-                     "persistence true", "max_queued_messages 0", "max_queued_bytes 0",
+                     "persistence true", "max_queued_messages 1000000", "max_queued_bytes 0",
                      "persistent_client_expiration 14d", "set_tcp_nodelay true", "listener 8883 0.0.0.0",
                      "cafile /srv/mqtt/certs/ca.crt", "certfile /srv/mqtt/certs/server.crt",
                      "keyfile /srv/mqtt/certs/server.key", "tls_version tlsv1.2", "require_certificate false"):
@@ -175,7 +175,9 @@ def test_init_writes_config_empty_passwords_and_service_blocks(config_dir: Path)
         assert stat.S_IMODE((config_dir / name).stat().st_mode) == 0o640
     again = CliRunner().invoke(broker_app, ["init", "--config-dir", str(config_dir), "--port", "1999"])
     assert again.exit_code == 0 and "kept" in again.output  # a changed config is not overwritten silently
-    assert (config_dir / "acl").read_text().count("user ingestor") == 1
+    assert (config_dir / "acl").read_text() == acl  # existing service blocks belong to `add-service`
+    forced = CliRunner().invoke(broker_app, ["init", "--config-dir", str(config_dir), "--port", "1999", "--force"])
+    assert forced.exit_code == 0 and "listener 1999 0.0.0.0" in (config_dir / "mosquitto.conf").read_text()
 
 
 def test_add_station_prints_a_generated_password_once_and_is_idempotent(config_dir: Path) -> None:
@@ -212,9 +214,13 @@ def test_add_service_and_remove_account(config_dir: Path) -> None:
     assert nothing.exit_code == 0 and "nothing changed" in nothing.output
 
 
-def test_add_station_needs_init_and_a_valid_station(tmp_path: Path, config_dir: Path) -> None:
-    no_init = CliRunner().invoke(broker_app, ["add-station", "--station", "st01", "--config-dir", str(tmp_path)])
-    assert no_init.exit_code == 2 and "mes broker init" in no_init.output
+def test_add_station_needs_init_a_valid_station_and_a_long_password(tmp_path: Path, config_dir: Path) -> None:
+    for missing in (tmp_path, tmp_path / "nowhere"):
+        no_init = CliRunner().invoke(broker_app, ["add-station", "--station", "st01", "--config-dir", str(missing)])
+        assert no_init.exit_code == 2 and "mes broker init" in no_init.output
+    short = CliRunner().invoke(broker_app, ["add-station", "--station", "st01", "--config-dir", str(config_dir),
+                                            "--password", "short"])
+    assert short.exit_code == 2 and "too short" in short.output and _password_lines(config_dir, "st01") == []
     bad = CliRunner().invoke(broker_app, ["add-station", "--station", "st 01", "--config-dir", str(config_dir)])
     assert bad.exit_code == 2 and "invalid topic segment" in bad.output
 

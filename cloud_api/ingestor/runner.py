@@ -19,7 +19,7 @@ from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.handler import Handled, UnreadableMessage, handle, reply_envelope
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Source
-from mes_contracts.topics import ingestor_subscriptions, service_address
+from mes_contracts.topics import ingestor_subscriptions, parse_topic, service_address
 
 log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, PoolTimeout, ConnectionError, OSError)
@@ -126,6 +126,12 @@ class Ingestor:
         response_topic = getattr(props, "ResponseTopic", None)
         if not response_topic:
             return
+        own_reply = parse_topic(message.topic.value).address.reply()
+        if response_topic != own_reply:
+            # A station may not aim our answers at another station's reply topic; answer it on its own.
+            log.warning("response topic %s is not the sender's %s; answering on the sender's", response_topic,
+                        own_reply)
+            response_topic = own_reply
         self._seq += 1
         reply = reply_envelope(handled, RESPONDER, self._seq)
         out = Properties(PacketTypes.PUBLISH)
