@@ -102,6 +102,7 @@ def _start_services(stack: Stack) -> dict[str, str]:
         "MES_MQTT_HOST": "127.0.0.1",
         "MES_MQTT_PORT": str(broker.port),
         "MES_API_PORT": str(stack.api_port),
+        "MES_FIRMWARE_LOCAL_DIR": str(stack.state_dir / "firmware"),
     }
 
 

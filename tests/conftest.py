@@ -62,8 +62,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
-def central_env(postgres: PostgresServer, broker: MosquittoServer, redis_server: RedisServer) -> dict[str, str]:
+def central_env(postgres: PostgresServer, broker: MosquittoServer, redis_server: RedisServer,
+                tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {
+        "MES_FIRMWARE_LOCAL_DIR": str(tmp_path_factory.mktemp("firmware")),
         "MES_DATABASE_URL": postgres.url,
         "MES_REDIS_URL": redis_server.url,
         "MES_MQTT_HOST": "127.0.0.1",
