@@ -28,6 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from mes_contracts.envelope import MessageType, Outcome, ReplyPayload, Source, make_envelope
+from mes_contracts.topics import parse_topic
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -126,9 +127,9 @@ async def _publish_early_reply(message_id: uuid.UUID, answer: Answer) -> None:
         return
     client, message = target
     props = getattr(message, "properties", None)
-    response_topic = getattr(props, "ResponseTopic", None)
-    if not response_topic:
+    if not getattr(props, "ResponseTopic", None):
         return
+    response_topic = parse_topic(message.topic.value).address.reply()  # like the runner: the sender's own
     reply = ReplyPayload(in_reply_to=message_id, outcome=answer.outcome, http_status=answer.http_status,
                          body=answer.body)
     envelope = make_envelope(MessageType.REPLY, _RESPONDER, 0, reply.model_dump(mode="json"),

@@ -60,6 +60,22 @@ async def handle(db: Database, topic: str, raw: bytes, lang: str) -> Handled:
     return Handled(envelope, answer)
 
 
+def completion_item(topic: str, raw: bytes) -> tuple[Envelope, tuple[dict[str, Any], CompletionSource]] | None:
+    """A well-formed completion from the station that sent it, ready for the batch path; None for anything else
+    (unreadable, forged source, other types), which takes the one-by-one path and its error answers."""
+    try:
+        parsed, envelope = read_envelope(topic, raw)
+    except UnreadableMessage:
+        return None
+    address = parsed.address
+    if envelope.type is not MessageType.PROCESS_COMPLETED or (
+        envelope.source.site, envelope.source.line, envelope.source.station
+    ) != (address.site, address.line, address.station):
+        return None
+    record, source = _completion(envelope, address.prefix)
+    return envelope, (record, source)
+
+
 def _completion(envelope: Envelope, station: str) -> tuple[dict[str, Any], CompletionSource]:
     try:
         event = CompletionEvent.model_validate(envelope.payload)

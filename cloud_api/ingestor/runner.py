@@ -6,7 +6,9 @@ import asyncio
 import json
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from typing import TypeVar
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -16,12 +18,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cloud_api.adapters.database import Database, make_engine
 from cloud_api.ingestor import faults, metrics
-from cloud_api.ingestor.handler import Handled, UnreadableMessage, handle, reply_envelope
+from cloud_api.ingestor.batching import MAX_BATCH, CompletionBatcher, Pending
+from cloud_api.ingestor.handler import Handled, UnreadableMessage, completion_item, handle, reply_envelope
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Source
 from mes_contracts.topics import ingestor_subscriptions, parse_topic, service_address
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 TRANSIENT = (OperationalError, PoolTimeout, ConnectionError, OSError)
 RESPONDER = Source(site="central", line="central", station="ingestor", gateway_id="ingestor")
 
@@ -32,6 +36,8 @@ class Ingestor:
         self.db = db
         self._seq = 0
         self._slots = asyncio.Semaphore(settings.ingestor_concurrency)
+        # Completions wait in the batch queue; bounded so a flood cannot grow memory without limit.
+        self._batch_slots = asyncio.Semaphore(2 * MAX_BATCH)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _client(self) -> aiomqtt.Client:
@@ -69,20 +75,32 @@ class Ingestor:
                     await client.publish(self._state_topic, _state(True), qos=1, retain=True)
                     log.info("ingestor connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
                     metrics.CONNECTED.set(1)
+                    batcher = CompletionBatcher(self.db, self.settings.language, self._with_db_retry,
+                                                lambda message, handled: self._reply(client, message, handled),
+                                                self._batch_slots.release)
+                    collector = asyncio.create_task(batcher.run(client))
                     try:
-                        await self._consume(client)
+                        await self._consume(client, batcher)
                     except asyncio.CancelledError:
                         with suppress(aiomqtt.MqttError, TimeoutError):
                             await client.publish(self._state_topic, _state(False), qos=1, retain=True, timeout=2)
                         raise
+                    finally:
+                        collector.cancel()
             except aiomqtt.MqttError as error:
                 metrics.CONNECTED.set(0)
                 log.warning("broker link lost (%s); reconnecting in %.0f s", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
+    async def _consume(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> None:
         async for message in client.messages:
+            raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            completion = completion_item(message.topic.value, raw)
+            if completion is not None:
+                await self._batch_slots.acquire()
+                batcher.put(Pending(message, *completion))
+                continue
             await self._slots.acquire()
             task = asyncio.create_task(self._process(client, message))
             self._tasks.add(task)
@@ -98,28 +116,31 @@ class Ingestor:
         raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         topic = message.topic.value
         faults.bind_message(client, message)  # test-only hooks: no-ops unless MES_FAULT_INJECT is set
+        try:
+            with metrics.HANDLE_SECONDS.time():
+                handled = await self._with_db_retry(lambda: handle(self.db, topic, raw, self.settings.language))
+        except UnreadableMessage as error:
+            metrics.UNREADABLE.inc()
+            log.error("unreadable message dropped from %s: %s; first bytes %r", topic, error, raw[:200])
+            return
+        faults.after_commit(handled.request.type, handled.request.message_id, handled.answer.outcome)
+        metrics.HANDLED.labels(handled.request.type.value, handled.answer.outcome.value).inc()
+        await self._reply(client, message, handled)
+
+    async def _with_db_retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Keep the message and retry while the database is away: the record must not be lost."""
         delay = 0.5
         while True:
             try:
-                with metrics.HANDLE_SECONDS.time():
-                    handled = await handle(self.db, topic, raw, self.settings.language)
-                break
-            except UnreadableMessage as error:
-                metrics.UNREADABLE.inc()
-                log.error("unreadable message dropped from %s: %s; first bytes %r", topic, error, raw[:200])
-                return
+                return await attempt()
             except (*TRANSIENT, DBAPIError) as error:
                 if isinstance(error, DBAPIError) and not isinstance(error, OperationalError) \
                         and not error.connection_invalidated:
                     raise
-                # Keep the message and retry: the database will come back, the record must not be lost.
                 metrics.DB_RETRIES.inc()
-                log.warning("database unavailable (%s); retrying message in %.1f s", type(error).__name__, delay)
+                log.warning("database unavailable (%s); retrying in %.1f s", type(error).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        faults.after_commit(handled.request.type, handled.request.message_id, handled.answer.outcome)
-        metrics.HANDLED.labels(handled.request.type.value, handled.answer.outcome.value).inc()
-        await self._reply(client, message, handled)
 
     async def _reply(self, client: aiomqtt.Client, message: aiomqtt.Message, handled: Handled) -> None:
         props = getattr(message, "properties", None)
