@@ -74,8 +74,13 @@ def parse_serial_number(text: str) -> tuple[str, int]:
     return match["lot"], int(match["unit"])
 
 
+def work_order_prefix(day: date) -> str:
+    return f"WO-{day:%Y%m%d}-"
+
+
 def format_work_order_id(day: date, sequence: int) -> str:
-    return f"WO-{day:%Y%m%d}-{sequence:03d}"
+    """WO-YYYYMMDD-NNN: the day's running number of starts, at least three digits."""
+    return f"{work_order_prefix(day)}{sequence:03d}"
 
 
 def production_date(local_now: datetime, shift: Shift | str, day_start_hour: int) -> date:

@@ -148,3 +148,7 @@ def test_completion_event_payload_and_case_insensitive_extension() -> None:
     with pytest.raises(ValidationError):
         CompletionEvent.model_validate({**envelope.payload, "sha256": "not-a-hash"})
     assert parse_completion_file_name("WF-KR-251110D-001_PROC-003_20250110090000.JSON") is not None
+
+
+def test_work_order_numbers_keep_growing_past_999() -> None:
+    assert format_work_order_id(date(2025, 1, 10), 1000) == "WO-20250110-1000"

@@ -118,19 +118,28 @@ async def runs_of_lot(conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]
     return [dict(r) for r in rows.mappings()]
 
 
-async def insert_run(conn: AsyncConnection, values: dict[str, Any]) -> int | None:
-    """The new run's id, or None when the LOT already has a run of that process (no savepoint needed)."""
+async def insert_run(conn: AsyncConnection, values: dict[str, Any]) -> tuple[int, str] | None:
+    """Take the day's next work-order number and insert the run in one round trip.
+
+    Returns (run id, work-order id), or None when the LOT already has a run of that process (the whole
+    transaction is then abandoned, so the counter does not move). The number is padded as
+    `mes_contracts.numbering.format_work_order_id` pads it (at least three digits).
+    """
     row = await conn.execute(
         text(
+            "WITH wo AS (INSERT INTO work_order_sequences (work_day, last_value) VALUES (:work_day, 1) "
+            "ON CONFLICT (work_day) DO UPDATE SET last_value = work_order_sequences.last_value + 1 "
+            "RETURNING last_value) "
             "INSERT INTO process_runs (lot_id, process_id, work_order_id, sequence_number, status, start_time, "
-            "start_worker_id, start_message_id, start_source) VALUES (:lot_id, :process_id, :work_order_id, "
-            ":sequence_number, 'STARTED', :start_time, :worker_id, :message_id, :source) "
-            "ON CONFLICT (lot_id, process_id) WHERE serial_id IS NULL DO NOTHING RETURNING id"
+            "start_worker_id, start_message_id, start_source) SELECT :lot_id, :process_id, "
+            ":prefix || lpad(wo.last_value::text, GREATEST(3, length(wo.last_value::text)), '0'), "
+            ":sequence_number, 'STARTED', :start_time, :worker_id, :message_id, :source FROM wo "
+            "ON CONFLICT (lot_id, process_id) WHERE serial_id IS NULL DO NOTHING RETURNING id, work_order_id"
         ),
         values,
     )
-    value = row.scalar_one_or_none()
-    return int(value) if value is not None else None
+    found = row.first()
+    return (int(found.id), str(found.work_order_id)) if found else None
 
 
 async def insert_result(conn: AsyncConnection, values: dict[str, Any]) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
@@ -44,30 +45,62 @@ def parse_start_request(raw: dict[str, Any]) -> StartRequest:
 Work = Callable[[AsyncConnection], Awaitable[Answer]]
 
 
+class _AnsweredElsewhere(Exception):
+    """Another handler stored an answer for this message id first: undo our work, give its answer."""
+
+
 async def run_once(
     db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str, lang: str
 ) -> Answer:
-    """Run `work` in one transaction; with a message id, a redelivery gets the first answer, never a 2nd row."""
-    try:
-        async with db.transaction() as conn:
-            if message_id is not None and not await idempotency.claim(conn, message_id, message_type, source):
-                stored = await idempotency.load(conn, message_id)
+    """Run `work` and store its answer in one transaction; a redelivery gets the first answer, never a 2nd row.
+
+    The stored answer is looked up only when the message turns out to be a repeat (the insert of its id
+    conflicts, or the work refuses it): a first delivery costs no extra round trip.
+    """
+    for attempt in (1, 2):
+        try:
+            return await _attempt(db, work, message_id, message_type, source)
+        except DomainError as error:
+            return await _rejected(db, error, message_id, message_type, source, lang)
+        except (_AnsweredElsewhere, IntegrityError):
+            # Someone committed the same thing first (this id, or a unique key of the work such as the file's
+            # hash under another id): the first answer stands, or a fresh attempt sees the row and says so.
+            if message_id is not None:
+                async with db.transaction() as conn:
+                    stored = await idempotency.load(conn, message_id)
                 if stored is not None:
                     return _as_duplicate(stored)
-            answer = await work(conn)
-            if message_id is not None:
-                await idempotency.finish(conn, message_id, answer.outcome, answer.http_status, answer.body)
-            await faults.before_commit(message_type, message_id, answer)  # test-only; no-op unless MES_FAULT_INJECT
-            return answer
-    except DomainError as error:
-        answer = error_answer(error, lang)
-        if message_id is None:
-            return answer
-        async with db.transaction() as conn:
-            stored = await idempotency.record_rejection(
-                conn, message_id, message_type, source, answer.http_status, answer.body
-            )
-        return Answer(stored.outcome, stored.http_status, stored.body)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _attempt(
+    db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str
+) -> Answer:
+    async with db.transaction() as conn:
+        answer = await work(conn)
+        if message_id is not None and not await idempotency.record(
+            conn, message_id, message_type, source, answer.outcome, answer.http_status, answer.body
+        ):
+            raise _AnsweredElsewhere
+        await faults.before_commit(message_type, message_id, answer)  # test-only; no-op unless MES_FAULT_INJECT
+        return answer
+
+
+async def _rejected(
+    db: Database, error: DomainError, message_id: uuid.UUID | None, message_type: MessageType, source: str,
+    lang: str,
+) -> Answer:
+    answer = error_answer(error, lang)
+    if message_id is None:
+        return answer
+    async with db.transaction() as conn:
+        stored = await idempotency.record_rejection(conn, message_id, message_type, source, answer.http_status,
+                                                    answer.body)
+    if stored.body == answer.body and stored.http_status == answer.http_status:
+        return answer
+    return _as_duplicate(stored)  # a redelivery refused by the state its first delivery created
 
 
 def _as_duplicate(stored: idempotency.StoredReply) -> Answer:

@@ -1,4 +1,4 @@
-"""Processed-message ids: a message id is claimed inside the use case's transaction, answered once."""
+"""Processed-message ids: the answer to a message id is stored in the transaction of its work, once."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mes_contracts.envelope import Outcome
 
+# The batch path claims ids with this placeholder inside its own transaction (see adapters/batch_sql.py).
 PENDING = "pending"
 
 
@@ -20,19 +21,6 @@ class StoredReply:
     outcome: Outcome
     http_status: int
     body: dict[str, Any]
-
-
-async def claim(conn: AsyncConnection, message_id: uuid.UUID, message_type: str, source: str) -> bool:
-    """True when this transaction owns the id; a concurrent holder makes us wait, then see it as taken."""
-    row = await conn.execute(
-        text(
-            "INSERT INTO processed_messages (message_id, message_type, source_station, outcome, http_status, "
-            "response) VALUES (:id, :type, :source, :pending, 0, '{}'::jsonb) "
-            "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
-        ),
-        {"id": message_id, "type": message_type, "source": source, "pending": PENDING},
-    )
-    return row.first() is not None
 
 
 async def load(conn: AsyncConnection, message_id: uuid.UUID) -> StoredReply | None:
@@ -46,16 +34,26 @@ async def load(conn: AsyncConnection, message_id: uuid.UUID) -> StoredReply | No
     return StoredReply(Outcome(found.outcome), found.http_status, found.response)
 
 
-async def finish(
-    conn: AsyncConnection, message_id: uuid.UUID, outcome: Outcome, http_status: int, body: dict[str, Any]
-) -> None:
-    await conn.execute(
+async def record(
+    conn: AsyncConnection,
+    message_id: uuid.UUID,
+    message_type: str,
+    source: str,
+    outcome: Outcome,
+    http_status: int,
+    body: dict[str, Any],
+) -> bool:
+    """Store the answer with the work it answers; False when another handler stored this id first."""
+    row = await conn.execute(
         text(
-            "UPDATE processed_messages SET outcome = :o, http_status = :s, response = CAST(:b AS jsonb) "
-            "WHERE message_id = :id"
+            "INSERT INTO processed_messages (message_id, message_type, source_station, outcome, http_status, "
+            "response) VALUES (:id, :type, :source, :o, :s, CAST(:b AS jsonb)) "
+            "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
         ),
-        {"o": outcome.value, "s": http_status, "b": json.dumps(body, ensure_ascii=False), "id": message_id},
+        {"id": message_id, "type": message_type, "source": source, "o": outcome.value, "s": http_status,
+         "b": json.dumps(body, ensure_ascii=False)},
     )
+    return row.first() is not None
 
 
 async def record_rejection(

@@ -16,7 +16,7 @@ from cloud_api.domain.sequencing import RunSnapshot, check_start_allowed, resolv
 from cloud_api.firmware.domain import FIRMWARE_PROCESS_ID
 from cloud_api.firmware.service import active_firmware_info
 from mes_contracts.errors import ErrorCode
-from mes_contracts.numbering import format_work_order_id
+from mes_contracts.numbering import work_order_prefix
 from mes_contracts.start import StartData, StartRequest
 
 
@@ -46,16 +46,15 @@ async def start_process(
         check_start_allowed(request.lot_number, lot_status, step, _snapshots(db, fresh), lang)
 
     work_day = db.local(request.start_time).date()
-    order_no = await repo.next_daily_value(conn, "work_order_sequences", "work_day", work_day)
-    work_order_id = format_work_order_id(work_day, order_no)
     inserted = await repo.insert_run(conn, {
-        "lot_id": lot["id"], "process_id": step.process_id, "work_order_id": work_order_id,
-        "sequence_number": step.sequence, "start_time": request.start_time,
-        "worker_id": request.worker_id, "message_id": message_id, "source": source,
+        "lot_id": lot["id"], "process_id": step.process_id, "sequence_number": step.sequence,
+        "start_time": request.start_time, "worker_id": request.worker_id, "message_id": message_id,
+        "source": source, "work_day": work_day, "prefix": work_order_prefix(work_day),
     })
     if inserted is None:  # a racing start of the same process committed while we waited for the lock
         raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
                                                       "process_id": step.process_id})
+    _, work_order_id = inserted
     new_status = status_after_start(lot_status)
     if new_status is not None:
         await repo.set_lot_status(conn, lot["id"], lot_status, new_status, request.worker_id,
