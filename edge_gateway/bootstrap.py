@@ -9,53 +9,21 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
 
+from edge_gateway.health import Health
 from edge_gateway.local_api import LocalServer, bind_loopback, create_app
 from edge_gateway.mqtt_link import MqttLink
-from edge_gateway.pending_io import scan_candidates
-from edge_gateway.pickup import Pickup
+from edge_gateway.pipeline import FilePipeline
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.start_relay import StartRelay
+from edge_gateway.station_status import StationReporter, StatusView
 from edge_gateway.tasks import cancel_and_wait
 from edge_gateway.watcher import PendingWatcher
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 10.0
-
-
-class _Status:
-    """GET /status: who this gateway is, the broker link, counters and the work folders."""
-
-    def __init__(self, settings: GatewaySettings, link: MqttLink, pickup: Pickup) -> None:
-        self._settings = settings
-        self._link = link
-        self._pickup = pickup
-        self._started_wall = datetime.now().astimezone()
-        self._started = time.monotonic()
-
-    async def __call__(self) -> dict[str, Any]:
-        settings = self._settings
-        try:
-            pending_count: int | None = len(await asyncio.to_thread(scan_candidates, settings.pending_dir))
-        except OSError:
-            pending_count = None
-        return {
-            "station": {"site": settings.site, "line": settings.line, "station": settings.station,
-                        "gateway_id": settings.gateway_id},
-            "connected": self._link.connected,
-            "broker": f"{settings.mqtt_host}:{settings.mqtt_port}",
-            "counters": self._pickup.counters(),
-            "pending_count": pending_count,
-            "work_dirs": {"work_dir": str(settings.work_dir), "pending": str(settings.pending_dir),
-                          "completed": str(settings.completed_dir), "error": str(settings.error_dir)},
-            "started_at": self._started_wall.isoformat(timespec="seconds"),
-            "uptime_s": round(time.monotonic() - self._started, 1),
-        }
 
 
 @contextlib.contextmanager
@@ -74,6 +42,17 @@ def _sigterm_stops(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
+async def _until_stopped(stop: asyncio.Event) -> None:
+    """Wait for SIGTERM or Ctrl-C. `asyncio.run` turns Ctrl-C into a cancel of the main task: take it back, so
+    the stop is the same orderly one (records settled, offline state published), not an abrupt teardown."""
+    try:
+        await stop.wait()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.uncancel() > 0:
+            raise  # cancelled more than once: stop right away
+
+
 def _require_selector_loop() -> None:
     """aiomqtt drives paho through `add_reader`, which Windows' default Proactor loop does not have."""
     loop = asyncio.get_running_loop()
@@ -83,32 +62,39 @@ def _require_selector_loop() -> None:
 
 
 async def run_gateway(settings: GatewaySettings) -> None:
-    """Run one station's gateway until cancelled (Ctrl-C) or SIGTERM; files in flight stay in pending/."""
+    """Run one station's gateway until cancelled (Ctrl-C) or SIGTERM; unfinished work stays in the outbox."""
     _require_selector_loop()
     settings.prepare_work_dirs()
     address = settings.address
-    link = MqttLink(settings)
-    pickup = Pickup(settings, link)
-    relay = StartRelay(link, address, settings.gateway_id, settings.reply_timeout_s)
-    server = LocalServer(create_app(relay, _Status(settings, link, pickup)),
-                         bind_loopback(settings.local_host, settings.local_port))
-    watcher = PendingWatcher(settings.pending_dir, pickup.notify)
-    logger.info("gateway %s for %s: work dir %s, broker %s:%s, local API http://%s:%s",
-                settings.gateway_id, address.prefix, settings.work_dir, settings.mqtt_host, settings.mqtt_port,
-                settings.local_host, server.port)
+    health = Health()
+    # The will and the envelope seq come from objects built just below; the link asks for them on connect.
+    link = MqttLink(settings, health, will=lambda: reporter.will(), seq=lambda: pipeline.outbox.next_seq())
+    pipeline = FilePipeline(settings, link, health)
+    reporter = StationReporter(settings, pipeline)
+    sock = bind_loopback(settings.local_host, settings.local_port)  # a taken port fails before anything opens
+    await pipeline.open()  # outbox first: restart reconciliation happens before any file is looked at
+    relay = StartRelay(link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable)
+    server = LocalServer(create_app(relay, StatusView(settings, pipeline, reporter)), sock)
+    watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
+    logger.info("gateway %s for %s: work dir %s, outbox %d record(s), broker %s:%s, local API http://%s:%s",
+                settings.gateway_id, address.prefix, settings.work_dir, pipeline.outbox.depth, settings.mqtt_host,
+                settings.mqtt_port, settings.local_host, server.port)
     stop = asyncio.Event()
     try:
         with _sigterm_stops(stop):
             async with asyncio.TaskGroup() as group:
                 link_task = group.create_task(link.run(), name="mqtt-link")
                 server_task = group.create_task(server.run(), name="local-api")
-                pickup_task = group.create_task(pickup.run(), name="pickup")
+                pipeline_task = group.create_task(pipeline.run(), name="pipeline")
+                state_task = group.create_task(reporter.run(link), name="station-state")
                 watcher.start()
-                await stop.wait()
+                await _until_stopped(stop)
                 logger.info("gateway %s stopping", settings.gateway_id)
                 await watcher.stop()
-                for task in (pickup_task, server_task, link_task):  # in-flight files stay in pending/
+                for task in (state_task, pipeline_task, server_task):  # records stay in the outbox
                     await cancel_and_wait([task], grace=SHUTDOWN_GRACE_S)
+                await reporter.goodbye(link)
+                await cancel_and_wait([link_task], grace=SHUTDOWN_GRACE_S)
     finally:
         await watcher.stop()
         logger.info("gateway %s stopped; unfinished files stay in %s", settings.gateway_id, settings.pending_dir)

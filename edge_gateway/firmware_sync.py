@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,7 @@ BIN_GLOB = "firmware_v*.bin"
 DEFAULT_TARGET_MCU = "STM32F103"
 _FILENAME = re.compile(r"^firmware_v[0-9A-Za-z][0-9A-Za-z.-]{0,60}\.bin$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
+_DISK = "펌웨어 폴더를 정리하거나 쓸 수 없습니다 (파일이 사용 중일 수 있습니다: {})"
 
 
 class FirmwareSyncFailed(Exception):
@@ -43,8 +44,7 @@ class FirmwareSyncFailed(Exception):
 class _Failure(Exception):
     def __init__(self, reason: str, retry: bool = True) -> None:
         super().__init__(reason)
-        self.reason = reason
-        self.retry = retry
+        self.reason, self.retry = reason, retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +60,16 @@ class Wanted:
 
     @classmethod
     def parse(cls, info: dict[str, Any]) -> Wanted:
-        if not isinstance(info, dict):
-            raise FirmwareSyncFailed("?", "착공 응답의 펌웨어 정보가 올바르지 않습니다", 0)
         try:
             wanted = cls(str(info["version"]), str(info["filename"]), int(info["file_size"]),
                          str(info["md5_hash"]).lower(), str(info["download_url"]), info.get("target_mcu"))
-        except (KeyError, TypeError, ValueError):
-            wanted = None
-        if wanted is None or not _FILENAME.fullmatch(wanted.filename) or not _MD5.fullmatch(wanted.md5_hash) \
-                or wanted.file_size <= 0 or not wanted.download_url:
-            raise FirmwareSyncFailed(str(info.get("version", "?")), "착공 응답의 펌웨어 정보가 올바르지 않습니다", 0)
+            valid = bool(_FILENAME.fullmatch(wanted.filename) and _MD5.fullmatch(wanted.md5_hash)
+                         and wanted.file_size > 0 and wanted.download_url)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            valid = False
+        if not valid:
+            version = str(info.get("version", "?")) if isinstance(info, dict) else "?"
+            raise FirmwareSyncFailed(version, "착공 응답의 펌웨어 정보가 올바르지 않습니다", 0)
         return wanted
 
 
@@ -81,32 +81,30 @@ class SyncResult:
     attempts: int = 0
 
 
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as source:
-        while chunk := source.read(64 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def file_matches(path: Path, wanted: Wanted) -> bool:
     try:
-        return path.stat().st_size == wanted.file_size and file_md5(path) == wanted.md5_hash
+        with path.open("rb") as source:
+            if os.fstat(source.fileno()).st_size != wanted.file_size:
+                return False
+            return hashlib.file_digest(source, _md5).hexdigest() == wanted.md5_hash
     except OSError:
         return False
 
 
-def read_meta(firmware_dir: Path) -> dict[str, Any] | None:
+def _md5() -> Any:
+    return hashlib.md5(usedforsecurity=False)
+
+
+def read_meta(firmware_dir: Path) -> dict[str, Any]:
+    """The meta file's object; {} when it is missing or unreadable (then nothing matches)."""
     try:
         meta = json.loads((firmware_dir / META_NAME).read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
-def meta_matches(meta: dict[str, Any] | None, wanted: Wanted) -> bool:
-    if meta is None:
-        return False
+def meta_matches(meta: dict[str, Any], wanted: Wanted) -> bool:
     return (meta.get("version") == wanted.version and meta.get("filename") == wanted.filename
             and meta.get("file_size") == wanted.file_size and str(meta.get("md5_hash", "")).lower() == wanted.md5_hash)
 
@@ -158,7 +156,7 @@ def _url(api_base_url: str, download_url: str) -> str:
 async def _fetch(http: httpx.AsyncClient, url: str, token: str, wanted: Wanted, target: Path) -> str | None:
     """One download into a hidden .part file, verified, then renamed; the server's target MCU header if any."""
     part = target.with_name(f".{target.name}.part")
-    digest, size = hashlib.md5(usedforsecurity=False), 0
+    digest, size = _md5(), 0
     try:
         async with http.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as response:
             if response.status_code in (401, 403):
@@ -193,16 +191,17 @@ async def _fetch(http: httpx.AsyncClient, url: str, token: str, wanted: Wanted, 
 
 async def _download(http: httpx.AsyncClient, url: str, token: str, wanted: Wanted, target: Path,
                     attempts: int, backoff_s: float) -> tuple[int, str | None]:
-    for attempt in range(1, attempts + 1):
+    attempt = 1
+    while True:
         try:
             return attempt, await _fetch(http, url, token, wanted, target)
         except _Failure as failure:
             logger.warning("firmware %s download attempt %s/%s failed: %s", wanted.version, attempt, attempts,
                            failure.reason)
-            if not failure.retry or attempt == attempts:
+            if not failure.retry or attempt >= attempts:
                 raise FirmwareSyncFailed(wanted.version, failure.reason, attempt) from failure
-            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
-    raise FirmwareSyncFailed(wanted.version, "다운로드를 시도하지 않았습니다", 0)
+        await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
+        attempt += 1
 
 
 async def sync_firmware(
@@ -224,20 +223,13 @@ async def sync_firmware(
     the meta names the wanted version with status ERROR (downloaded_at null).
     """
     wanted = Wanted.parse(firmware_info)
-    firmware_dir.mkdir(parents=True, exist_ok=True)
     target = firmware_dir / wanted.filename
-    meta = await asyncio.to_thread(read_meta, firmware_dir)
-    if meta_matches(meta, wanted) and await asyncio.to_thread(file_matches, target, wanted):
-        return SyncResult(wanted.version, target, "up_to_date")
-    removed = await asyncio.to_thread(clear_out, firmware_dir, wanted.filename)
-    logger.info("firmware out of date (have %s, want %s); removed %s", (meta or {}).get("version"),
-                wanted.version, removed)
-    old_mcu = (meta or {}).get("target_mcu")
-    mcu = wanted.target_mcu or (old_mcu if isinstance(old_mcu, str) else None) or DEFAULT_TARGET_MCU
-    if await asyncio.to_thread(file_matches, target, wanted):  # verified binary already there: only the meta
-        await asyncio.to_thread(write_meta, firmware_dir, wanted, "READY", mcu)
-        return SyncResult(wanted.version, target, "restored")
-    target.unlink(missing_ok=True)
+    try:
+        done, mcu = await asyncio.to_thread(_settle_locally, wanted, firmware_dir)
+    except OSError as error:
+        raise FirmwareSyncFailed(wanted.version, _DISK.format(error.strerror or error), 0) from error
+    if done is not None:
+        return done
     http = client or httpx.AsyncClient(timeout=timeout_s)
     try:
         tries, server_mcu = await _download(http, _url(api_base_url, wanted.download_url), token, wanted, target,
@@ -249,28 +241,49 @@ async def sync_firmware(
     finally:
         if client is None:
             await http.aclose()
-    await asyncio.to_thread(write_meta, firmware_dir, wanted, "READY", server_mcu or mcu)
+    try:
+        await asyncio.to_thread(write_meta, firmware_dir, wanted, "READY", server_mcu or mcu)
+    except OSError as error:
+        raise FirmwareSyncFailed(wanted.version, _DISK.format(error.strerror or error), tries) from error
     logger.info("firmware %s ready in %s after %s attempt(s)", wanted.version, firmware_dir, tries)
     return SyncResult(wanted.version, target, "downloaded", tries)
 
 
+def _settle_locally(wanted: Wanted, firmware_dir: Path) -> tuple[SyncResult | None, str]:
+    """Up to date, or the folder cleared (and a verified binary adopted); else None: download. Also the MCU."""
+    firmware_dir.mkdir(parents=True, exist_ok=True)
+    target = firmware_dir / wanted.filename
+    meta = read_meta(firmware_dir)
+    old_mcu = meta.get("target_mcu")
+    mcu = wanted.target_mcu or (old_mcu if isinstance(old_mcu, str) else None) or DEFAULT_TARGET_MCU
+    if meta_matches(meta, wanted) and file_matches(target, wanted):
+        return SyncResult(wanted.version, target, "up_to_date"), mcu
+    removed = clear_out(firmware_dir, wanted.filename)
+    logger.info("firmware out of date (have %s, want %s); removed %s", meta.get("version"), wanted.version, removed)
+    if file_matches(target, wanted):  # e.g. a crash between the binary and the meta: only the meta is missing
+        write_meta(firmware_dir, wanted, "READY", mcu)
+        return SyncResult(wanted.version, target, "restored"), mcu
+    target.unlink(missing_ok=True)
+    return None, mcu
+
+
+@dataclass
 class FirmwareSyncer:
     """The gateway's handle: one sync at a time, and the start answer annotated with the outcome."""
 
-    def __init__(self, firmware_dir: Path, api_base_url: str, token: str, client: httpx.AsyncClient | None = None,
-                 attempts: int = 3, backoff_s: float = 1.0) -> None:
-        self.firmware_dir = firmware_dir
-        self.api_base_url = api_base_url
-        self.token = token
-        self.client = client
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self._lock = asyncio.Lock()
+    firmware_dir: Path
+    api_base_url: str
+    token: str
+    client: httpx.AsyncClient | None = None
+    attempts: int = 3
+    backoff_s: float = 1.0
+    timeout_s: float = 30.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def sync(self, firmware_info: dict[str, Any]) -> SyncResult:
         async with self._lock:
             return await sync_firmware(firmware_info, self.firmware_dir, self.api_base_url, self.token,
-                                       self.client, self.attempts, self.backoff_s)
+                                       self.client, self.attempts, self.backoff_s, self.timeout_s)
 
     async def after_start(self, body: dict[str, Any]) -> dict[str, Any]:
         """A successful start answer carrying firmware_info gets `data.firmware_sync`; others pass unchanged."""

@@ -45,7 +45,6 @@ class MqttLink:
         self._seq = seq or itertools.count().__next__
         self._will = will
         self.health = health or Health()
-        self.late_reply: Callable[[ReplyPayload], None] | None = None  # a reply nobody waits for any more
         self._connected = False
         self._client: aiomqtt.Client | None = None
         self._publish_template: Any = Properties(PacketTypes.PUBLISH)
@@ -137,8 +136,8 @@ class MqttLink:
             return
         correlation = getattr(message.properties, "CorrelationData", None) if message.properties else None
         reply = decode_reply(bytes(payload), correlation)
-        if reply is not None and not self._pending.deliver(reply) and self.late_reply is not None:
-            self.late_reply(reply)
+        if reply is not None:
+            self._pending.deliver(reply)  # a late one (after its timeout) is dropped: the retry gets it again
 
     async def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float | None = None) -> None:
         """A plain QoS 1 publish (station state); raises NotConnected when the broker link is down."""

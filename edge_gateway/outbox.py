@@ -1,11 +1,4 @@
-"""Durable outbox: a valid completion is committed here before it is published and stays until answered.
-
-Every SQLite call runs on one dedicated thread (a single-worker executor) holding one connection:
-sqlite3 connections must not be shared between threads, SQLite has a single writer anyway, and the fsync
-of `synchronous=FULL` must not stall the event loop. Writes are group-committed: all the writes submitted
-during one loop turn (and while the previous batch was on disk) share one transaction, so one fsync covers
-a whole window of files instead of one each.
-"""
+"""Durable outbox: a valid completion is committed here before it is published and stays until answered."""
 
 from __future__ import annotations
 
@@ -18,8 +11,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edge_gateway.outbox_store import (
-    AdmitStatus,
     Admission,
+    AdmitStatus,
     Answered,
     NewRecord,
     Outbound,
@@ -34,6 +27,7 @@ Op = Callable[[OutboxStore], Any]
 SEQ_BLOCK = 100_000
 ROOM_AGAIN_RATIO = 0.9  # hysteresis: after a full alarm, take new files again only below 90 % of the bound
 CLOSE_GRACE_S = 5.0
+DEFERRED_WRITE_S = 0.05  # a deferred write rides with the next commit, or commits alone after this
 
 
 class OutboxClosed(RuntimeError):
@@ -41,7 +35,14 @@ class OutboxClosed(RuntimeError):
 
 
 class Outbox:
-    """Async face of the outbox file; `depth`, `bytes` and `full` are mirrored after every committed batch."""
+    """Async face of the outbox file; `depth`, `bytes` and `full` are mirrored after every committed batch.
+
+    Every SQLite call runs on one dedicated thread (a single-worker executor) that holds the one connection:
+    a sqlite3 connection must not be shared between threads, SQLite has a single writer anyway (a second
+    connection would only meet SQLITE_BUSY), and the fsync of `synchronous=FULL` must not stall the event loop.
+    Writes are group-committed: the writes submitted during one loop turn, or while the previous batch was
+    on disk, share one transaction, so one fsync covers a whole window of files instead of one each.
+    """
 
     def __init__(self, path: Path, max_records: int, max_bytes: int) -> None:
         self.path = path
@@ -55,6 +56,7 @@ class Outbox:
         self._store: OutboxStore | None = None
         self._ops: list[tuple[Op, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._deferred: asyncio.TimerHandle | None = None
         self._listeners: list[Callable[[], None]] = []
         self._seq_next = 0
         self._seq_limit = 0
@@ -72,6 +74,8 @@ class Outbox:
 
     async def close(self) -> None:
         """Let the batch on its way finish, then close the connection on its own thread."""
+        if self._ops:
+            self._kick()  # deferred deletions still go to disk
         pending = [t for t in (self._flusher, self._reserving) if t is not None and not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=CLOSE_GRACE_S)
@@ -102,6 +106,18 @@ class Outbox:
     async def delete(self, record_ids: Iterable[int]) -> None:
         await self._write(functools.partial(OutboxStore.delete, record_ids=list(record_ids)))
 
+    def delete_soon(self, record_ids: Iterable[int]) -> None:
+        """Delete without waiting: the row rides with the next commit (during a drain, the next answer's).
+
+        Safe because writes run in submission order: an admission queued after this sees the row gone. A row
+        left behind by a crash is answered and its file gone; the next start closes it without publishing.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_log_failure)
+        self._ops.append((functools.partial(OutboxStore.delete, record_ids=list(record_ids)), future))
+        if self._deferred is None:
+            self._deferred = asyncio.get_running_loop().call_later(DEFERRED_WRITE_S, self._kick)
+
     async def make_due(self, now: float) -> int:
         result: int = await self._write(functools.partial(OutboxStore.make_due, now=now))
         return result
@@ -119,9 +135,6 @@ class Outbox:
 
     async def totals(self) -> Totals:
         return await self._call(self._opened().totals)
-
-    async def find_queued(self, message_id: str) -> int | None:
-        return await self._call(self._opened().find_queued, message_id)
 
     # -- envelope sequence ----------------------------------------------------------------------------------
 
@@ -157,14 +170,24 @@ class Outbox:
         self._opened()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._ops.append((op, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="outbox-commit")
+        self._kick()
         return await future
+
+    def _kick(self) -> None:
+        """Make sure a flusher runs; it takes every queued write, deferred ones included."""
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
+        if self._ops and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="outbox-commit")
 
     async def _flush(self) -> None:
         while self._ops:
             await asyncio.sleep(0)  # the other writers of this loop turn join the batch
             batch, self._ops = self._ops, []
+            if self._deferred is not None:
+                self._deferred.cancel()
+                self._deferred = None
             try:
                 results, depth, size = await self._call(self._commit, [op for op, _ in batch])
             except Exception as error:
@@ -202,3 +225,8 @@ class Outbox:
                 listener()
             except Exception:
                 logger.exception("outbox listener failed")
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("deferred outbox write failed (the row is closed at the next start): %s", future.exception())

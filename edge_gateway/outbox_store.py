@@ -24,21 +24,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     message_id      TEXT    NOT NULL UNIQUE,            -- UUIDv7 minted once, before the first publish
     file_name       TEXT    NOT NULL,
     sha256          TEXT    NOT NULL,
-    content         BLOB    NOT NULL,                   -- the file's bytes: delivery survives its loss
-    envelope        TEXT    NOT NULL,                   -- the envelope JSON as first minted (replay false)
+    state           TEXT    NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'answered')),
     size            INTEGER NOT NULL,                   -- len(content) + len(envelope), for the byte bound
     created_at      REAL    NOT NULL,                   -- Unix seconds
-    state           TEXT    NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'answered')),
     attempts        INTEGER NOT NULL DEFAULT 0,         -- sends whose outcome is known
     server_failures INTEGER NOT NULL DEFAULT 0,         -- 5xx answers from the centre
     next_attempt_at REAL    NOT NULL DEFAULT 0,
     last_error      TEXT,
     outcome         TEXT,                               -- the centre's answer, once state = 'answered'
     http_status     INTEGER,
-    reply_body      TEXT,
     answered_at     REAL,
+    reply_body      TEXT,
+    envelope        TEXT    NOT NULL,                   -- the envelope JSON as first minted (replay false)
+    content         BLOB    NOT NULL,                   -- the file's bytes: delivery survives its loss
     UNIQUE (file_name, sha256)
-);
+);  -- the large columns last: scans of the small ones never walk overflow pages
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -238,13 +238,11 @@ class OutboxStore:
         return [Answered(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]), json.loads(r[6] or "{}"))
                 for r in rows]
 
-    def find_queued(self, message_id: str) -> int | None:
-        row = self._conn.execute("SELECT id FROM outbox WHERE message_id = ? AND state = 'queued'",
-                                 (message_id,)).fetchone()
-        return int(row[0]) if row else None
-
     def names(self) -> list[str]:
         return [str(r[0]) for r in self._conn.execute("SELECT file_name FROM outbox")]
 
     def totals(self) -> Totals:
-        return read_totals(self._conn)
+        """Cheap: depth and bytes are kept exact in memory, the rest comes from indexes."""
+        answered = self._conn.execute("SELECT count(*) FROM outbox WHERE state = 'answered'").fetchone()[0]
+        oldest = self._conn.execute("SELECT created_at FROM outbox ORDER BY id LIMIT 1").fetchone()
+        return Totals(self.depth, self.bytes, int(answered), float(oldest[0]) if oldest else None)

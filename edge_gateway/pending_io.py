@@ -7,10 +7,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from edge_gateway.names import is_candidate_name
-from edge_gateway.stability import FileStat, Observation, Probe
+from edge_gateway.stability import UNREADABLE, FileStat, Observation, Probe
 from edge_gateway.validation import decode_json
 
-UNREADABLE = FileStat(-1, -1)
 WantsContent = Callable[[Observation, FileStat | None, float], bool]
 
 
@@ -47,7 +46,7 @@ def probe_one(directory: Path, name: str, observation: Observation, now: float, 
         if not wants(observation, stat, now):
             return Probe(name, stat)
         data = read_file(path)
-    except OSError:  # locked by its writer (Windows sharing violation) or similar: counts as a change
+    except OSError:  # locked by its writer (Windows sharing violation) or similar: looked at again later
         return Probe(name, UNREADABLE)
     if data is None:
         return Probe(name, None)

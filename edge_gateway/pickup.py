@@ -1,4 +1,4 @@
-"""Completion-file pickup: watch + rescan pending/, wait for stable files, send them, move them by the reply."""
+"""Completion-file pickup: watch + rescan pending/, wait for stable files, validate, commit them to the outbox."""
 
 from __future__ import annotations
 
@@ -6,30 +6,31 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Iterable
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from edge_gateway.counters import PickupCounters
 from edge_gateway.dispositions import ErrorReport
+from edge_gateway.health import Health
 from edge_gateway.mover import BatchMover
 from edge_gateway.names import is_candidate_name
+from edge_gateway.outbox import Outbox, OutboxClosed
+from edge_gateway.outbox_store import AdmitStatus, NewRecord
 from edge_gateway.pending_io import probe_many, scan_candidates
-from edge_gateway.ports import Link, LinkError
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import Decision, Probe, StabilityTracker
 from edge_gateway.tasks import cancel_and_wait
-from edge_gateway.validation import Completion, Rejection, check_completion, reply_rejection
+from edge_gateway.validation import Completion, Rejection, check_completion
 from mes_contracts.completion import CompletionEvent
-from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
-from mes_contracts.topics import Name
+from mes_contracts.envelope import MessageType, Source, make_envelope, new_message_id
 
 logger = logging.getLogger(__name__)
 
 PROBE_BATCH = 256
 PROBE_TICK_S = 0.05  # new names and due re-checks are gathered into one thread hop per tick
-SENT_OUTCOMES = (Outcome.ACCEPTED, Outcome.DUPLICATE)
-MAX_CENTRE_FAILURES = 5  # 5xx answers for one file before it goes to error/ for a person to look at
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,61 +41,77 @@ class ReadyFile:
     parsed: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Minted:
-    """The envelope minted once for a file's content; retries resend it with `replay=True`."""
-
-    sha256: str
-    envelope: Envelope
-
-
 def completion_payload(completion: Completion) -> dict[str, Any]:
     event = CompletionEvent(record=completion.record, file_name=completion.file_name, sha256=completion.sha256)
     return event.model_dump(mode="json")
 
 
 class Pickup:
-    """Every candidate file is in exactly one stage: tracked (stabilising), busy (queued/in flight) or backoff."""
+    """Every candidate name is in one stage: tracked (stabilising), busy (queued, being checked or committed),
+    backoff (a local retry), or outboxed (its record is in the outbox; the dispatcher owns it until it is moved).
+    """
 
-    def __init__(self, settings: GatewaySettings, link: Link) -> None:
+    def __init__(self, settings: GatewaySettings, outbox: Outbox, mover: BatchMover, counters: PickupCounters,
+                 health: Health, on_admitted: Callable[[], None]) -> None:
         self._pending_dir = settings.pending_dir
-        self._link = link
-        address = settings.address
-        self._topic = address.event(Name.PROCESS_COMPLETED)
-        self._source = Source.of(address, settings.gateway_id)
-        self._reply_timeout = settings.reply_timeout_s
+        self._outbox = outbox
+        self._mover = mover
+        self._health = health
+        self._on_admitted = on_admitted
+        self._source = Source.of(settings.address, settings.gateway_id)
         self._retry_interval = settings.retry_interval_s
         self._rescan_interval = settings.rescan_interval_s
         self._workers = settings.max_in_flight
-        self._tracker = StabilityTracker(settings.stable_window_s)
-        self._mover = BatchMover(settings.completed_dir, settings.error_dir)
+        self._ready_limit = max(PROBE_BATCH, 2 * settings.max_in_flight)  # bounds the bytes read ahead
+        self._tracker = StabilityTracker(settings.stable_window_s, settings.malformed_grace_s)
         self._queue: asyncio.Queue[ReadyFile] = asyncio.Queue()
         self._busy: set[str] = set()
         self._backoff: dict[str, float] = {}
         self._backoff_heap: list[tuple[float, str]] = []
         self._retrying: set[str] = set()
-        self._minted: dict[str, Minted] = {}
-        self._centre_failures: dict[str, int] = {}
+        self._outboxed: dict[str, int] = {}
+        self._was_full = False
+        self._rescan_now = False
         self._wakeup = asyncio.Event()
-        self._counters = PickupCounters()
+        self._counters = counters
+        outbox.subscribe(self._outbox_changed)
 
-    # -- status ---------------------------------------------------------------------------------------------
+    # -- outbox ownership -----------------------------------------------------------------------------------
 
-    def counters(self) -> dict[str, int]:
-        self._counters.pending = len(self._tracker) + len(self._backoff) + len(self._busy) - self._in_flight
-        return self._counters.as_dict()
+    async def load_outboxed(self) -> None:
+        """Before the first scan: names with a record are the dispatcher's, so they are neither read nor re-sent."""
+        for name in await self._outbox.names():
+            self._outboxed[name] = self._outboxed.get(name, 0) + 1
 
-    @property
-    def _in_flight(self) -> int:
-        return self._counters.in_flight
+    def release(self, name: str, look_again: bool = False) -> None:
+        """The dispatcher is done with `name`'s record; a file now under that name is a new one."""
+        left = self._outboxed.get(name, 0) - 1
+        if left > 0:
+            self._outboxed[name] = left
+        else:
+            self._outboxed.pop(name, None)
+        if look_again:
+            self.notify([name])
+
+    def waiting(self) -> int:
+        """Files seen but not yet in the outbox (stabilising, queued, or waiting for a local retry)."""
+        return len(self._tracker) + len(self._backoff) + len(self._busy)
+
+    def _outbox_changed(self) -> None:
+        if self._was_full and not self._outbox.full:
+            self._rescan_now = True  # the files left in pending/ while it was full
+            self._wakeup.set()
+        self._was_full = self._outbox.full
 
     def _owned(self, name: str) -> bool:
-        return name in self._tracker or name in self._busy or name in self._backoff
+        return name in self._tracker or name in self._busy or name in self._backoff or name in self._outboxed
 
     # -- discovery ------------------------------------------------------------------------------------------
 
     def notify(self, names: Iterable[str]) -> None:
-        """Names the watcher saw change (called in the loop thread)."""
+        """Names the watcher saw change (called in the loop thread); ignored while the outbox is full."""
+        if self._outbox.full:
+            return  # they stay in pending/; the rescan after the outbox has room finds them
         now = asyncio.get_running_loop().time()
         added = False
         for name in names:
@@ -104,6 +121,8 @@ class Pickup:
             self._wakeup.set()
 
     async def _rescan(self) -> None:
+        if self._outbox.full:
+            return
         try:
             names = await asyncio.to_thread(scan_candidates, self._pending_dir)
         except OSError as error:
@@ -118,14 +137,12 @@ class Pickup:
     # -- main loop ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until cancelled; cancelling abandons in-flight work, whose files stay in pending/."""
+        """Run until cancelled; cancelling abandons work in progress, whose files stay in pending/."""
         workers = [asyncio.create_task(self._worker(), name=f"pickup-worker-{i}") for i in range(self._workers)]
-        mover = asyncio.create_task(self._mover.run(), name="pickup-mover")
         try:
             await self._loop()
         finally:
-            await cancel_and_wait(workers)  # the mover outlives them: a worker past its reply still moves its file
-            await cancel_and_wait([mover])
+            await cancel_and_wait(workers)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,12 +150,13 @@ class Pickup:
         next_probe = loop.time()
         while True:
             self._wakeup.clear()
-            if loop.time() >= next_rescan:
+            if self._rescan_now or loop.time() >= next_rescan:
+                self._rescan_now = False
                 await self._rescan()
                 next_rescan = loop.time() + self._rescan_interval
             self._release_backoff(loop.time())
             now = loop.time()
-            if now >= next_probe:
+            if now >= next_probe and self._queue.qsize() < self._ready_limit:
                 due = self._tracker.due(now, PROBE_BATCH)
                 if due:
                     probes = await asyncio.to_thread(probe_many, self._pending_dir, due, now,
@@ -151,9 +169,8 @@ class Pickup:
             tracked = self._tracker.next_deadline()
             if tracked is not None:
                 wake = min(wake, max(tracked, next_probe))
-            backoff = self._next_backoff()
-            if backoff is not None:
-                wake = min(wake, backoff)
+            if self._backoff_heap:
+                wake = min(wake, self._backoff_heap[0][0])
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, wake - loop.time())):  # not wait_for: it can eat a cancel
                     await self._wakeup.wait()
@@ -165,7 +182,7 @@ class Pickup:
                 self._busy.add(probe.name)
                 self._queue.put_nowait(ReadyFile(probe.name, probe.data, probe.parsed_ok, probe.parsed))
 
-    # -- retry ----------------------------------------------------------------------------------------------
+    # -- local retry ----------------------------------------------------------------------------------------
 
     def _retry_later(self, name: str, reason: object) -> None:
         deadline = asyncio.get_running_loop().time() + self._retry_interval
@@ -174,16 +191,10 @@ class Pickup:
         self._retrying.add(name)
         self._counters.retried += 1
         logger.debug("%s stays in pending, retry in %.1f s: %s", name, self._retry_interval, reason)
-
-    def _next_backoff(self) -> float | None:
-        if not self._backoff_heap:
-            return None
-        return self._backoff_heap[0][0] if self._link.connected else None
+        self._wakeup.set()  # the loop's current wait may end later than this retry
 
     def _release_backoff(self, now: float) -> None:
-        """Back to the tracker (fresh stat and read) once due, but only while the broker link is up."""
-        if not self._link.connected:
-            return
+        """Back to the tracker (fresh stat and read) once due."""
         while self._backoff_heap and self._backoff_heap[0][0] <= now:
             deadline, name = heapq.heappop(self._backoff_heap)
             if self._backoff.get(name) == deadline:
@@ -195,84 +206,66 @@ class Pickup:
     async def _worker(self) -> None:
         while True:
             item = await self._queue.get()
-            self._counters.in_flight += 1
             try:
                 await self._process(item)
+            except (sqlite3.Error, OutboxClosed) as error:
+                logger.error("cannot commit %s to the outbox (%s); it stays in pending", item.name, error)
+                self._health.note_error("OUTBOX_ERROR", f"{item.name}: {error}")
+                self._retry_later(item.name, error)
             except Exception:
                 logger.exception("unexpected failure on %s; it stays in pending", item.name)
                 self._retry_later(item.name, "unexpected failure")
             finally:
-                self._counters.in_flight -= 1
                 self._busy.discard(item.name)
 
     async def _process(self, item: ReadyFile) -> None:
-        retry = item.name in self._retrying
-        if not retry:
-            self._counters.picked_up += 1
         if item.parsed_ok:
             checked = check_completion(item.name, item.data, item.parsed)
         else:
             checked = check_completion(item.name, item.data)
         if isinstance(checked, Rejection):
+            if item.name not in self._retrying:
+                self._counters.picked_up += 1
             await self._dispose_error(item.name, checked)
             return
-        envelope = self._envelope_for(checked, retry)
-        try:
-            reply = await self._link.request(self._topic, envelope, self._reply_timeout)
-        except LinkError as error:
-            self._retry_later(item.name, error)
-            return
-        await self._dispose_by_reply(item.name, envelope, reply)
+        await self._admit(item, checked)
 
-    def _envelope_for(self, completion: Completion, retry: bool) -> Envelope:
-        """The file's envelope, minted once per name + content; a resend carries the same id and `replay`."""
-        known = self._minted.get(completion.file_name)
-        if known is not None and known.sha256 == completion.sha256:
-            return known.envelope.model_copy(update={"replay": True})
-        envelope = make_envelope(MessageType.PROCESS_COMPLETED, self._source, self._link.next_seq(),
-                                 completion_payload(completion), replay=retry)
-        self._minted[completion.file_name] = Minted(completion.sha256, envelope)
-        return envelope
-
-    async def _dispose_by_reply(self, name: str, envelope: Envelope, reply: ReplyPayload) -> None:
-        if reply.outcome in SENT_OUTCOMES:
-            if await self._move(name, None):
-                self._counters.completed += 1
-                logger.debug("%s %s (%s)", name, reply.outcome, envelope.message_id)
+    async def _admit(self, item: ReadyFile, completion: Completion) -> None:
+        """Commit the record (id minted here, once) before anything is published; the file stays in pending/."""
+        message_id = new_message_id()
+        envelope = make_envelope(MessageType.PROCESS_COMPLETED, self._source, self._outbox.next_seq(),
+                                 completion_payload(completion), message_id=message_id)
+        record = NewRecord(message_id, item.name, completion.sha256, item.data, envelope.model_dump_json(),
+                           time.time())
+        admission = await self._outbox.admit(record)
+        if admission.status is AdmitStatus.FULL:
+            self._forget(item.name)  # not lost: it stays in pending/ and is found again once there is room
+            self._health.note_error("OUTBOX_FULL", f"outbox full ({self._outbox.depth} records); "
+                                                   f"{item.name} waits in pending/")
             return
-        failures = self._centre_failures.get(name, 0) + 1
-        if reply.http_status >= 500 and failures < MAX_CENTRE_FAILURES:
-            # The centre failed, not the file: keep it and ask again. The centre may have stored this answer
-            # under the message id, so the next attempt gets a fresh id (it deduplicates completions by sha256).
-            logger.warning("%s: centre answered %s %s (%d/%d); will retry", name, reply.http_status,
-                           reply.body.get("error_code"), failures, MAX_CENTRE_FAILURES)
-            self._centre_failures[name] = failures
-            self._minted.pop(name, None)
-            self._retry_later(name, f"centre answered {reply.http_status}")
-            return
-        await self._dispose_error(name, reply_rejection(reply.body, reply.http_status, envelope.message_id))
+        self._outboxed[item.name] = self._outboxed.get(item.name, 0) + 1
+        self._forget(item.name)
+        if admission.status is AdmitStatus.CREATED:
+            self._counters.picked_up += 1
+            self._on_admitted()
+        else:
+            logger.info("%s is already in the outbox as %s; that record is reused", item.name, admission.message_id)
 
     async def _dispose_error(self, name: str, rejection: Rejection) -> None:
         report = ErrorReport(name, rejection.code, rejection.message, rejection.details)
-        if await self._move(name, report):
-            self._counters.errored += 1
-            logger.info("%s moved to error/: %s %s", name, rejection.code, rejection.message)
-
-    async def _move(self, name: str, report: ErrorReport | None) -> bool:
         try:
             await self._mover.move(self._pending_dir / name, report)
         except FileNotFoundError:
             logger.warning("%s left pending/ before it could be moved", name)
             self._forget(name)
-            return False
+            return
         except OSError as error:
             logger.warning("cannot move %s yet (%s); will try again", name, error)
             self._retry_later(name, error)
-            return False
+            return
         self._forget(name)
-        return True
+        self._counters.errored += 1
+        logger.info("%s moved to error/: %s %s", name, rejection.code, rejection.message)
 
     def _forget(self, name: str) -> None:
-        self._minted.pop(name, None)
-        self._centre_failures.pop(name, None)
         self._retrying.discard(name)

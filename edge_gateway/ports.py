@@ -36,3 +36,13 @@ class Link(Protocol):
     def next_seq(self) -> int: ...
 
     async def request(self, topic: str, envelope: Envelope, timeout: float) -> ReplyPayload: ...
+
+
+class Publisher(Protocol):
+    """A plain retained-capable publish, for the station state."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float | None = None) -> None:
+        ...

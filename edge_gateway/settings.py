@@ -40,6 +40,7 @@ class GatewaySettings(BaseSettings):
     local_host: str = "127.0.0.1"
     local_port: int = Field(default=8710, ge=0, le=65535)
     stable_window_s: float = Field(default=0.5, gt=0, le=60)
+    malformed_grace_s: float = Field(default=5.0, gt=0, le=3600)
     rescan_interval_s: float = Field(default=2.0, gt=0, le=3600)
     reply_timeout_s: float = Field(default=10.0, gt=0, le=300)
     retry_interval_s: float = Field(default=2.0, gt=0, le=3600)

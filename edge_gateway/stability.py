@@ -14,6 +14,10 @@ class FileStat:
     mtime_ns: int
 
 
+UNREADABLE = FileStat(-1, -1)  # the file could not be opened (Windows: still locked by its writer)
+LOCKED_BACKOFF_MAX_S = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """The stat last seen for a name and since when it has not changed (None until first probed)."""
@@ -21,6 +25,7 @@ class Observation:
     stat: FileStat | None
     since: float
     deadline: float
+    locked: int = 0  # consecutive probes that found the file locked; the next look backs off exponentially
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +49,13 @@ class Decision(Enum):
 class StabilityTracker:
     """Names under watch with their deadlines; the caller supplies probes and the (monotonic) clock."""
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, malformed_after: float = 0.0) -> None:
         if window <= 0:
             raise ValueError("window must be positive")
         self.window = window
+        # A stable file that does not parse may be a writer pausing mid-file: it gets at least two windows,
+        # and is looked at again every window meanwhile, before it counts as malformed.
+        self.malformed_after = max(2 * window, malformed_after)
         self._entries: dict[str, Observation] = {}
         self._heap: list[tuple[float, str]] = []
 
@@ -104,6 +112,12 @@ class StabilityTracker:
         if probe.stat is None:
             del self._entries[probe.name]
             return Decision.GONE
+        if probe.stat == UNREADABLE:
+            # Keep the last real stat and its age: once the lock is gone the file is read at the next look.
+            locked = entry.locked + 1
+            delay = min(self.window * 2 ** min(locked, 16), max(self.window, LOCKED_BACKOFF_MAX_S))
+            self._schedule(probe.name, Observation(entry.stat, entry.since, now + delay, locked))
+            return Decision.WAIT
         if probe.stat != entry.stat or (probe.data is not None and len(probe.data) != probe.stat.size):
             self._schedule(probe.name, Observation(probe.stat, now, now + self.window))
             return Decision.WAIT
@@ -114,10 +128,11 @@ class StabilityTracker:
         if probe.parsed_ok:
             del self._entries[probe.name]
             return Decision.READY
-        if stable_for >= 2 * self.window:
+        if stable_for >= self.malformed_after:
             del self._entries[probe.name]
             return Decision.MALFORMED
-        self._schedule(probe.name, Observation(entry.stat, entry.since, entry.since + 2 * self.window))
+        deadline = min(now + self.window, entry.since + self.malformed_after)
+        self._schedule(probe.name, Observation(entry.stat, entry.since, deadline))
         return Decision.WAIT
 
     def _schedule(self, name: str, observation: Observation) -> None:

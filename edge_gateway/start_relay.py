@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
+from edge_gateway.health import Unavailable
 from edge_gateway.ports import Link, NotConnected, ReplyTimeout
 from edge_gateway.validation import decode_json
 from mes_contracts.envelope import MessageType, Source, make_envelope
@@ -42,22 +44,28 @@ def parse_start_body(raw: bytes) -> dict[str, Any] | Answer:
 class StartRelay:
     """One start request → one PROCESS_START_REQUEST envelope (fresh message id) → the reply's status and body."""
 
-    def __init__(self, link: Link, address: StationAddress, gateway_id: str, timeout: float) -> None:
+    def __init__(self, link: Link, address: StationAddress, gateway_id: str, timeout: float,
+                 unavailable: Callable[[], Unavailable | None] | None = None) -> None:
         self._link = link
         self._topic = address.request(Name.PROCESS_START)
         self._source = Source.of(address, gateway_id)
         self._timeout = timeout
+        self._unavailable = unavailable
 
     async def start(self, raw: bytes) -> Answer:
         parsed = parse_start_body(raw)
         if isinstance(parsed, tuple):
             return parsed
+        reason = self._unavailable() if self._unavailable is not None else None
+        if reason is not None:  # answer at once instead of letting the operator wait out the reply timeout
+            logger.warning("start %s/%s refused: %s", parsed.get("lot_number"), parsed.get("process_id"), reason)
+            return error_answer(ErrorCode.SERVICE_UNAVAILABLE, {"reason": reason.value})
         envelope = make_envelope(MessageType.PROCESS_START_REQUEST, self._source, self._link.next_seq(), parsed)
         try:
             reply = await self._link.request(self._topic, envelope, self._timeout)
         except NotConnected as error:
             logger.warning("start %s/%s refused: %s", parsed.get("lot_number"), parsed.get("process_id"), error)
-            return error_answer(ErrorCode.SERVICE_UNAVAILABLE)
+            return error_answer(ErrorCode.SERVICE_UNAVAILABLE, {"reason": Unavailable.BROKER_DOWN.value})
         except ReplyTimeout as error:
             logger.warning("start %s/%s: %s", parsed.get("lot_number"), parsed.get("process_id"), error)
             return error_answer(ErrorCode.GATEWAY_TIMEOUT, {"message_id": str(envelope.message_id)})

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mes_cli.broker import broker_app
+from mes_cli.gateway_status import status_command
 from mes_cli.logging_setup import configure_logging
 
 app = typer.Typer(help="Withforce MES: start each process of the system.", no_args_is_help=True,
@@ -20,6 +21,9 @@ worker_app = typer.Typer(help="Workers (operators) whose ids stations send.", no
 app.add_typer(db_app, name="db")
 app.add_typer(worker_app, name="worker")
 app.add_typer(broker_app, name="broker", help="Broker accounts and ACL for a site (Mosquitto).")
+app.command("gateway-status", help="Show a station gateway's state (or its outbox when it is not running).")(
+    status_command
+)
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
 

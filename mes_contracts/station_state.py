@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from mes_contracts.topics import ROOT, Branch, StationAddress, service_address
@@ -78,8 +76,3 @@ def parse_service_state(raw: bytes) -> ServiceState | None:
         return ServiceState.model_validate_json(raw)
     except ValidationError:
         return None
-
-
-def offline_state(base: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a state dict marked offline (what the last will and a clean stop say)."""
-    return {**base, "online": False, "server_online": None}

@@ -1,4 +1,4 @@
-"""Edge gateway: the pickup pipeline on real folders against a fake broker link (no broker needed)."""
+"""Edge gateway: the file pipeline (pickup → outbox → dispatcher) on real folders against a fake broker link."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edge_gateway.pending_io import probe_one, scan_candidates
-from edge_gateway.pickup import Pickup
+from edge_gateway.pipeline import FilePipeline
 from edge_gateway.ports import NotConnected, ReplyTimeout
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import FileStat, Observation
@@ -71,7 +71,7 @@ class FakeLink:
 @pytest.fixture
 def settings(tmp_path: Path) -> GatewaySettings:
     settings = GatewaySettings(station="st03", work_dir=tmp_path, stable_window_s=0.05, rescan_interval_s=0.1,
-                               retry_interval_s=0.05, reply_timeout_s=1, max_in_flight=4)
+                               retry_interval_s=0.05, reply_timeout_s=1, max_in_flight=4, malformed_grace_s=0.3)
     settings.prepare_work_dirs()
     return settings
 
@@ -80,7 +80,7 @@ class Running:
     def __init__(self, settings: GatewaySettings, link: FakeLink) -> None:
         self.settings = settings
         self.link = link
-        self.pickup = Pickup(settings, link)
+        self.pickup = FilePipeline(settings, link)
 
     def drop(self, name: str, content: bytes) -> None:
         temp = self.settings.pending_dir / f".{name}.tmp"
@@ -103,6 +103,7 @@ class Running:
 async def running(settings: GatewaySettings) -> AsyncIterator[Running]:
     run = Running(settings, FakeLink())
     task = asyncio.create_task(run.pickup.run())
+    await run.pickup.open()
     yield run
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -113,6 +114,7 @@ async def test_accepted_file_is_sent_once_and_moved_to_completed(running: Runnin
     content = json.dumps(record(), ensure_ascii=False).encode()
     running.drop(NAME, content)
     await running.until(lambda: (running.settings.completed_dir / NAME).exists())
+    await running.until(lambda: running.pickup.counters()["outbox_depth"] == 0)  # the row goes after the move
     assert running.names(running.settings.pending_dir) == []
     assert running.names(running.settings.error_dir) == []
     (topic, envelope), = running.link.sent
@@ -135,7 +137,7 @@ async def test_invalid_file_goes_to_error_with_a_log_and_is_not_sent(running: Ru
     assert "error_code: INVALID_PROCESS_DATA" in log.read_text(encoding="utf-8")
     assert running.names(running.settings.error_dir) == [NAME, f"{NAME}.error.log"]
     assert running.link.sent == []
-    assert running.pickup.counters()["errored"] == 1
+    await running.until(lambda: running.pickup.counters()["errored"] == 1)  # counted just after the move
 
 
 async def test_malformed_json_is_invalid_json_after_the_grace(running: Running) -> None:
@@ -191,6 +193,7 @@ async def test_transport_failures_keep_the_file_and_retry_with_the_same_id(
     running.link.answer = flaky
     running.drop(NAME, json.dumps(record()).encode())
     await running.until(lambda: (running.settings.completed_dir / NAME).exists())
+    await running.until(lambda: running.pickup.counters()["outbox_depth"] == 0)  # counted just after the move
     envelopes = [envelope for _, envelope in running.link.sent]
     assert len(envelopes) == 3
     assert len({e.message_id for e in envelopes}) == 1 and len({e.seq for e in envelopes}) == 1
@@ -203,16 +206,20 @@ async def test_transport_failures_keep_the_file_and_retry_with_the_same_id(
 async def test_nothing_is_lost_while_the_broker_is_down(running: Running) -> None:
     running.link.connected = False
     running.drop(NAME, json.dumps(record()).encode())
-    await running.until(lambda: running.pickup.counters()["retried"] >= 1)
+    await running.until(lambda: running.pickup.counters()["outbox_depth"] == 1)  # committed, not sent
     await asyncio.sleep(0.3)
+    assert running.link.sent == []
     assert running.names(running.settings.pending_dir) == [NAME]
     assert running.names(running.settings.error_dir) == []
     running.link.connected = True
+    running.pickup.dispatcher.wake()  # what the real link's health listener does on connect
     await running.until(lambda: (running.settings.completed_dir / NAME).exists())
-    assert running.link.sent[-1][1].replay
+    (_, envelope), = running.link.sent
+    assert envelope.replay  # it waited out an outage in the outbox
+    await running.until(lambda: running.pickup.counters()["outbox_depth"] == 0)
 
 
-async def test_centre_failures_are_retried_with_a_fresh_id(running: Running) -> None:
+async def test_centre_failures_are_retried_with_the_same_id(running: Running) -> None:
     answers = iter([500, 503])
 
     def failing(envelope: Envelope) -> ReplyPayload:
@@ -226,7 +233,7 @@ async def test_centre_failures_are_retried_with_a_fresh_id(running: Running) -> 
     running.drop(NAME, json.dumps(record()).encode())
     await running.until(lambda: (running.settings.completed_dir / NAME).exists())
     envelopes = [envelope for _, envelope in running.link.sent]
-    assert len({e.message_id for e in envelopes}) == 3
+    assert len({e.message_id for e in envelopes}) == 1  # the centre never stores a 5xx under the id
     assert [e.replay for e in envelopes] == [False, True, True]
 
 
