@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from edge_gateway.firmware_sync import FirmwareSyncer
 from edge_gateway.health import Health
 from edge_gateway.local_api import LocalServer, bind_loopback, create_app
 from edge_gateway.mqtt_link import MqttLink
@@ -61,6 +62,13 @@ def _require_selector_loop() -> None:
                            "edge_gateway.bootstrap.run(settings) or asyncio.WindowsSelectorEventLoopPolicy()")
 
 
+def _firmware_syncer(settings: GatewaySettings) -> FirmwareSyncer | None:
+    if not (settings.api_base_url and settings.firmware_token):
+        return None  # without them a PROC-004 start answer's firmware_info is passed on to the station window
+    return FirmwareSyncer(settings.work_dir / "firmware", settings.api_base_url.rstrip("/"),
+                          settings.firmware_token.get_secret_value(), timeout_s=settings.firmware_timeout_s)
+
+
 async def run_gateway(settings: GatewaySettings) -> None:
     """Run one station's gateway until cancelled (Ctrl-C) or SIGTERM; unfinished work stays in the outbox."""
     _require_selector_loop()
@@ -73,7 +81,8 @@ async def run_gateway(settings: GatewaySettings) -> None:
     reporter = StationReporter(settings, pipeline)
     sock = bind_loopback(settings.local_host, settings.local_port)  # a taken port fails before anything opens
     await pipeline.open()  # outbox first: restart reconciliation happens before any file is looked at
-    relay = StartRelay(link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable)
+    relay = StartRelay(link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable,
+                       _firmware_syncer(settings))
     server = LocalServer(create_app(relay, StatusView(settings, pipeline, reporter)), sock)
     watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
     logger.info("gateway %s for %s: work dir %s, outbox %d record(s), broker %s:%s, local API http://%s:%s",

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edge_gateway.firmware_sync import FirmwareSyncer
 from edge_gateway.health import Unavailable
 from edge_gateway.ports import Link, NotConnected, ReplyTimeout
 from edge_gateway.validation import decode_json
@@ -45,8 +46,10 @@ class StartRelay:
     """One start request → one PROCESS_START_REQUEST envelope (fresh message id) → the reply's status and body."""
 
     def __init__(self, link: Link, address: StationAddress, gateway_id: str, timeout: float,
-                 unavailable: Callable[[], Unavailable | None] | None = None) -> None:
+                 unavailable: Callable[[], Unavailable | None] | None = None,
+                 firmware: FirmwareSyncer | None = None) -> None:
         self._link = link
+        self._firmware = firmware
         self._topic = address.request(Name.PROCESS_START)
         self._source = Source.of(address, gateway_id)
         self._timeout = timeout
@@ -71,4 +74,8 @@ class StartRelay:
             return error_answer(ErrorCode.GATEWAY_TIMEOUT, {"message_id": str(envelope.message_id)})
         logger.info("start %s/%s → %s %s", parsed.get("lot_number"), parsed.get("process_id"),
                     reply.http_status, reply.outcome)
-        return reply.http_status, reply.body
+        body = reply.body
+        if self._firmware is not None and reply.http_status == 200:
+            # PROC-004: bring the local firmware in line before the vendor app flashes (spec §3.4.4).
+            body = await self._firmware.after_start(body)
+        return reply.http_status, body

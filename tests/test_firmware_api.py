@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import secrets
 from collections.abc import Iterator
@@ -269,3 +270,30 @@ async def test_gateway_sync_downloads_from_the_api_then_stays_up_to_date(client:
     assert (tmp_path / f"firmware_{version}.bin").read_bytes() == data
     second = await sync_firmware(firmware_info, tmp_path, api, token)
     assert second.action == "up_to_date"
+
+
+def test_proc_004_start_through_a_gateway_syncs_the_station_firmware(
+    client: httpx.Client, api: str, broker: Any, ingestor: Any, logs_dir: Path, tmp_path: Path
+) -> None:
+    version, data = new_version(), firmware_bytes(4096)
+    assert upload(client, version, data).status_code == 201
+    assert client.post(f"/api/v1/firmware/{version}/activate").status_code == 200
+    station = f"st04g{secrets.token_hex(2)}"
+    port = find_free_port()
+    env = {"MES_GW_STATION": station, "MES_GW_WORK_DIR": str(tmp_path), "MES_GW_MQTT_PORT": str(broker.port),
+           "MES_GW_LOCAL_PORT": str(port), "MES_GW_API_BASE_URL": api,
+           "MES_GW_FIRMWARE_TOKEN": station_token(client, station)}
+    gateway = ChildProcess(f"gateway-{station}", mes_command("gateway", "--station", station), env,
+                           logs_dir / f"gateway-{station}.log").start()
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/status", 30, gateway)
+        lot = lot_ready_for_proc_004(client)
+        answer = httpx.post(f"http://127.0.0.1:{port}/start", json=start_body(lot, "PROC-004"), timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["data"]["firmware_sync"]["status"] == "READY"
+        stored = tmp_path / "firmware" / f"firmware_{version}.bin"
+        assert hashlib.md5(stored.read_bytes()).hexdigest() == hashlib.md5(data).hexdigest()
+        meta = json.loads((tmp_path / "firmware" / META_NAME).read_text())
+        assert meta["version"] == version and meta["status"] == "READY"
+    finally:
+        gateway.stop()
