@@ -47,7 +47,7 @@ class GatewaySettings(BaseSettings):
     firmware_token: SecretStr | None = Field(default=None, description="the station's Bearer token for downloads")
     firmware_timeout_s: float = Field(default=10.0, gt=0, le=300)
     retry_interval_s: float = Field(default=2.0, gt=0, le=3600)
-    max_in_flight: int = Field(default=64, ge=1, le=4096)
+    max_in_flight: int = Field(default=500, ge=1, le=4096)
     retry_max_s: float = Field(default=30.0, gt=0, le=3600)
     outbox_max_records: int = Field(default=100_000, ge=1, le=10_000_000)
     outbox_max_bytes: int = Field(default=1 << 30, ge=1 << 20)

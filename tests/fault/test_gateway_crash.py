@@ -19,18 +19,16 @@ from tests.support.faults import (
     fault_rng,
     outcomes,
     produced,
-    progress_points,
     run_start_time,
     sized,
     wait_disposed,
-    wait_for,
 )
 from tests.support.line import SEOUL
 from tests.support.verifier import assert_clean, verify
 
 FILES = sized(400, 2000)
+ARRIVAL_S = float(sized(8, 20))  # the burst: files keep arriving this long, kills land inside it
 KILLS = 5
-WAVES = 8
 
 
 @pytest.mark.timeout(600)
@@ -43,29 +41,25 @@ def test_gateway_sigkilled_five_times_during_a_burst(central: Central, rig: Rig,
     rig.start_ingestor()
     gateway = rig.gateway("st01")
     items = produced(gateway.work_dir, files)
-    chunk = -(-len(files) // WAVES)
+    t0 = time.monotonic()
 
     def burst() -> None:  # the vendor app keeps dropping files while the gateway dies and comes back
-        for first in range(0, len(files), chunk):
-            drop(gateway.pending, files[first:first + chunk])
-            time.sleep(0.25)
+        for index, item in enumerate(files):
+            time.sleep(max(0.0, t0 + index * ARRIVAL_S / FILES - time.monotonic()))
+            drop(gateway.pending, [item])
 
     writer = threading.Thread(target=burst, name="burst")
     writer.start()
-    kills: list[int] = []
-    for planned in progress_points(rng, FILES, KILLS, 0.05, 0.8):
-        # Each life of the gateway does some work first, so every kill lands in publish / reply wait / move.
-        target = max(planned, (kills[-1] if kills else 0) + rng.randint(5, max(6, FILES // 25)))
-        reached = wait_for(lambda: completed_count([gateway]) >= target, 120)  # noqa: B023 (used at once)
-        assert reached, f"no progress to {target} files before kill {len(kills) + 1}:\n{rig.tails()}"
-        time.sleep(rng.uniform(0, 0.15))  # somewhere in publish / wait for reply / move
-        in_flight = completed_count([gateway])
+    kills: list[tuple[float, int]] = []
+    for at in sorted(rng.uniform(0.3, ARRIVAL_S - 0.3) for _ in range(KILLS)):
+        time.sleep(max(rng.uniform(0.05, 0.5), t0 + at - time.monotonic()))  # each life does a little work
+        kills.append((round(time.monotonic() - t0, 2), completed_count([gateway])))
         gateway.kill()
-        kills.append(in_flight)
         gateway.start()
     writer.join()
     elapsed = wait_disposed(items, 180)
-    print(f"\n{FILES} files, gateway SIGKILLed at {kills} completed files; drained {elapsed:.1f} s after the "
-          f"last restart ({gateway.starts} starts); centre answers {outcomes(db, begin)}")
-    assert len(kills) == KILLS
+    print(f"{FILES} files over {ARRIVAL_S:.0f} s; gateway SIGKILLed at (s, completed files) {kills}; drained "
+          f"{elapsed:.1f} s after the last file arrived ({gateway.starts} starts); "
+          f"processed_messages {outcomes(db, begin)}")
+    assert len(kills) == KILLS and all(done < FILES for _, done in kills), "every kill must hit the burst"
     assert_clean(verify(items, db))

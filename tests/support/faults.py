@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -110,11 +109,6 @@ class Central:
 
     def connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.postgres.dsn, autocommit=True)
-
-    def count(self, query: str, *params: Any) -> int:
-        with self.connect() as conn:
-            row = conn.execute(query, params or None).fetchone()
-        return int(row[0]) if row else 0
 
     def create_started_lots(self, count: int, at: datetime) -> list[str]:
         """`count` new LOTs (REST), each with PROC-001 started at `at` (REST), ready for completion files."""
@@ -439,17 +433,6 @@ def broker_stat(port: int, topic: str, timeout: float = 5.0) -> int | None:
         client.disconnect()
     return seen[0] if seen else None
 
-
-def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return
-    for line in lines:
-        try:
-            yield json.loads(line)
-        except ValueError:
-            continue
 
 
 def completed_count(gateways: Iterable[Gateway]) -> int:
