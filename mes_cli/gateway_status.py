@@ -1,4 +1,4 @@
-"""`mes gateway-status`: a station gateway's state from its local /status, or from its outbox file when down."""
+"""`mes gateway status`: a station gateway's state from its local /status, or from its outbox file when down."""
 
 from __future__ import annotations
 

@@ -21,9 +21,6 @@ worker_app = typer.Typer(help="Workers (operators) whose ids stations send.", no
 app.add_typer(db_app, name="db")
 app.add_typer(worker_app, name="worker")
 app.add_typer(broker_app, name="broker", help="Broker accounts and ACL for a site (Mosquitto).")
-app.command("gateway-status", help="Show a station gateway's state (or its outbox when it is not running).")(
-    status_command
-)
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
 
@@ -61,24 +58,32 @@ def ingest(log_file: LogFile = None) -> None:
         asyncio.run(run_ingestor(settings))
 
 
-@app.command()
+gateway_app = typer.Typer(help="Station edge gateway: run it, or `status` to see its state.",
+                          invoke_without_command=True)
+app.add_typer(gateway_app, name="gateway")
+gateway_app.command("status")(status_command)
+
+
+@gateway_app.callback()
 def gateway(
-    station: Annotated[str, typer.Option(help="Station id, e.g. st03 (MES_GW_STATION)")],
+    ctx: typer.Context,
+    station: Annotated[str | None, typer.Option(help="Station id, e.g. st03 (MES_GW_STATION)")] = None,
     work_dir: Annotated[Path | None, typer.Option(help="Work directory with pending/, completed/, error/")] = None,
     local_port: Annotated[int | None, typer.Option(help="Loopback port of the station interface")] = None,
     log_file: LogFile = None,
 ) -> None:
-    """Run one station's edge gateway."""
+    """Run one station's edge gateway (`mes gateway --station st03`)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from edge_gateway.bootstrap import run
     from edge_gateway.settings import GatewaySettings
 
-    overrides: dict[str, object] = {"station": station}
-    if work_dir is not None:
-        overrides["work_dir"] = work_dir
-    if local_port is not None:
-        overrides["local_port"] = local_port
+    overrides: dict[str, object] = {}
+    for key, value in (("station", station), ("work_dir", work_dir), ("local_port", local_port)):
+        if value is not None:
+            overrides[key] = value
     settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
-    configure_logging(settings.log_level, True, log_file, f"gateway-{station}")
+    configure_logging(settings.log_level, True, log_file, f"gateway-{settings.station}")
     run(settings)  # picks an event loop aiomqtt supports (selector loop on Windows station PCs)
 
 

@@ -1,4 +1,4 @@
-"""Edge gateway: broker vs server health, the station state contract, locked files and `mes gateway-status`."""
+"""Edge gateway: broker vs server health, the station state contract, locked files and `mes gateway status`."""
 
 from __future__ import annotations
 
@@ -191,3 +191,14 @@ async def test_status_command_reads_the_outbox_when_the_gateway_is_down(tmp_path
     assert gateway_status("st03", find_free_port(), tmp_path, lines.append) == 1
     text = "\n".join(lines)
     assert "NOT RUNNING" in text and "대기 2건 waiting" in text and "1개 파일 files" in text
+
+
+def test_mes_gateway_status_command_reads_the_outbox_when_the_gateway_is_down(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mes_cli.main import app
+
+    result = CliRunner().invoke(app, ["gateway", "status", "--station", "st07", "--work-dir", str(tmp_path),
+                                      "--local-port", "1"])
+    assert result.exit_code == 1, result.output
+    assert "st07" in result.output and "NOT RUNNING" in result.output
