@@ -24,6 +24,7 @@ from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import MosquittoServer, PostgresServer, find_free_port
 from line_simulator.payloads import completion_record, render, start_request
 from mes_contracts.completion import completion_file_name
+from tests.support.folders import WorkFolders
 from tests.support.line import SEOUL
 from tests.support.verifier import Produced
 
@@ -208,7 +209,7 @@ def wait_disposed(items: list[Produced], timeout: float, poll: float = 0.25,
 
 
 @dataclass
-class Gateway:
+class Gateway(WorkFolders):
     """One `mes gateway` child with its work dir; start/kill/stop/restart at will."""
 
     station: str
@@ -219,18 +220,6 @@ class Gateway:
     local_port: int = field(default_factory=find_free_port)
     child: ChildProcess | None = None
     starts: int = 0
-
-    @property
-    def pending(self) -> Path:
-        return self.work_dir / "pending"
-
-    @property
-    def completed(self) -> Path:
-        return self.work_dir / "completed"
-
-    @property
-    def error(self) -> Path:
-        return self.work_dir / "error"
 
     @property
     def url(self) -> str:

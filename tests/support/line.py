@@ -14,28 +14,17 @@ import httpx
 
 from mes_contracts.completion import completion_file_name
 from mes_contracts.route import ROUTE, get_step
+from tests.support.folders import WorkFolders
 
 SEOUL = ZoneInfo("Asia/Seoul")
 
 
 @dataclass
-class Station:
+class Station(WorkFolders):
     process_id: str
     station_id: str
     work_dir: Path
     gateway_url: str
-
-    @property
-    def pending(self) -> Path:
-        return self.work_dir / "pending"
-
-    @property
-    def completed(self) -> Path:
-        return self.work_dir / "completed"
-
-    @property
-    def error(self) -> Path:
-        return self.work_dir / "error"
 
 
 @dataclass
