@@ -23,7 +23,7 @@ import httpx
 import psycopg
 
 from db.migrate import upgrade
-from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
+from deploy.localstack.children import ChildProcess, mes_command, rss_kb, wait_http_ok
 from deploy.localstack.services import ManagedServer, MosquittoServer, PostgresServer, RedisServer, find_free_port
 
 WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
@@ -163,17 +163,6 @@ def _children(pid: int) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return found
-
-
-def rss_kb(pid: int) -> int | None:
-    """VmRSS of a process in KiB, from /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def tree_rss_kb(pid: int) -> int | None:

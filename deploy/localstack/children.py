@@ -100,3 +100,14 @@ def wait_http_ok(url: str, timeout: float, child: ChildProcess | None = None) ->
         time.sleep(0.1)
     tail = child.log_tail() if child else ""
     raise RuntimeError(f"{url} not ready after {timeout:.0f} s ({last})\n{tail}")
+
+
+def rss_kb(pid: int) -> int | None:
+    """VmRSS of a process in KiB, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from db.migrate import upgrade
-from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
+from deploy.localstack.children import ChildProcess, mes_command, rss_kb, wait_http_ok
 from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import MosquittoServer, PostgresServer, find_free_port
 from line_simulator.payloads import completion_record, render, start_request
@@ -268,17 +268,6 @@ class Gateway(WorkFolders):
     def rss_kb(self) -> int | None:
         pid = self.pid
         return None if pid is None else rss_kb(pid)
-
-
-def rss_kb(pid: int) -> int | None:
-    """VmRSS of a process in KiB, from /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 class Rig:
