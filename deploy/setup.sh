@@ -11,6 +11,7 @@ have mosquitto || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
 have redis-server || need_pkgs+=(redis-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 have git || need_pkgs+=(git)
+[ -f /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need_pkgs+=(fonts-nanum)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != "0" ]; then

@@ -30,6 +30,18 @@ class ErrorCode(StrEnum):
     DUPLICATE_FIRMWARE_VERSION = "DUPLICATE_FIRMWARE_VERSION"
     INVALID_FIRMWARE = "INVALID_FIRMWARE"
     UNAUTHORIZED = "UNAUTHORIZED"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    FORBIDDEN = "FORBIDDEN"
+    RATE_LIMITED = "RATE_LIMITED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    DUPLICATE_USER = "DUPLICATE_USER"
+    PRINTER_NOT_FOUND = "PRINTER_NOT_FOUND"
+    PRINTER_NOT_CONNECTED = "PRINTER_NOT_CONNECTED"
+    PRINTER_OUT_OF_PAPER = "PRINTER_OUT_OF_PAPER"
+    INVALID_LABEL_DATA = "INVALID_LABEL_DATA"
+    SERIAL_NOT_FOUND = "SERIAL_NOT_FOUND"
+    DUPLICATE_PRINTER = "DUPLICATE_PRINTER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +99,22 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         422, "펌웨어 파일 또는 정보가 올바르지 않습니다", "Invalid firmware file or data"
     ),
     ErrorCode.UNAUTHORIZED: ErrorSpec(401, "인증이 필요합니다", "Authentication required"),
+    ErrorCode.INVALID_CREDENTIALS: ErrorSpec(
+        401, "아이디 또는 비밀번호가 올바르지 않습니다", "Wrong user name or password"
+    ),
+    ErrorCode.FORBIDDEN: ErrorSpec(403, "권한이 없습니다", "Not allowed for your role"),
+    ErrorCode.RATE_LIMITED: ErrorSpec(
+        429, "요청이 너무 많습니다. 잠시 후 다시 시도해주세요", "Too many requests; try again later"
+    ),
+    ErrorCode.PAYLOAD_TOO_LARGE: ErrorSpec(413, "요청 크기가 너무 큽니다", "Request body too large"),
+    ErrorCode.USER_NOT_FOUND: ErrorSpec(404, "사용자가 존재하지 않습니다", "User does not exist"),
+    ErrorCode.DUPLICATE_USER: ErrorSpec(409, "이미 존재하는 사용자입니다", "The user already exists"),
+    ErrorCode.PRINTER_NOT_FOUND: ErrorSpec(404, "프린터 ID가 등록되지 않음", "Printer ID is not registered"),
+    ErrorCode.PRINTER_NOT_CONNECTED: ErrorSpec(503, "프린터 연결 실패", "Printer not connected"),
+    ErrorCode.PRINTER_OUT_OF_PAPER: ErrorSpec(503, "용지 부족", "Printer is out of paper"),
+    ErrorCode.INVALID_LABEL_DATA: ErrorSpec(422, "라벨 데이터가 올바르지 않습니다", "Invalid label data"),
+    ErrorCode.SERIAL_NOT_FOUND: ErrorSpec(404, "시리얼 번호가 존재하지 않습니다", "Serial number does not exist"),
+    ErrorCode.DUPLICATE_PRINTER: ErrorSpec(409, "이미 등록된 프린터 ID입니다", "The printer ID already exists"),
 }
 
 SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
@@ -100,6 +128,15 @@ SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
     "firmware_activated": ("펌웨어가 활성화되었습니다", "Firmware activated"),
     "station_token_created": ("스테이션 토큰이 발급되었습니다", "Station token issued"),
     "station_token_revoked": ("스테이션 토큰이 폐기되었습니다", "Station tokens revoked"),
+    "logged_in": ("로그인되었습니다", "Logged in"),
+    "logged_out": ("로그아웃되었습니다", "Logged out"),
+    "token_refreshed": ("토큰이 갱신되었습니다", "Token refreshed"),
+    "user_created": ("사용자가 등록되었습니다", "User created"),
+    "user_updated": ("사용자 정보가 변경되었습니다", "User updated"),
+    "label_printed": ("라벨이 출력되었습니다.", "The label was printed."),
+    "label_reprinted": ("라벨이 재출력되었습니다.", "The label was reprinted."),
+    "printer_registered": ("프린터가 등록되었습니다", "Printer registered"),
+    "printer_updated": ("프린터 정보가 변경되었습니다", "Printer updated"),
 }
 
 

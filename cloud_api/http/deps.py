@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from cloud_api.adapters.database import Database
+from cloud_api.domain.access import Principal, Role
 from cloud_api.settings import CentralSettings
 
 
@@ -42,3 +44,19 @@ def get_actor(x_mes_user: Annotated[str | None, Header()] = None) -> str:
 DbDep = Annotated[Database, Depends(get_db)]
 LangDep = Annotated[str, Depends(get_lang)]
 ActorDep = Annotated[str, Depends(get_actor)]
+
+
+def allow(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """Dependency for a route that these roles may call (placeholder until authentication lands)."""
+
+    async def _principal(actor: Annotated[str, Depends(get_actor)]) -> Principal:
+        return Principal(actor, Role.ADMIN)
+
+    _principal.allowed_roles = frozenset(roles)  # type: ignore[attr-defined]
+    return _principal
+
+
+AdminDep = Annotated[Principal, Depends(allow(Role.ADMIN))]
+ManagerDep = Annotated[Principal, Depends(allow(Role.ADMIN, Role.MANAGER))]
+OperatorDep = Annotated[Principal, Depends(allow(Role.ADMIN, Role.MANAGER, Role.OPERATOR))]
+ViewerDep = Annotated[Principal, Depends(allow(Role.ADMIN, Role.MANAGER, Role.OPERATOR, Role.VIEWER))]
