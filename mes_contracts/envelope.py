@@ -19,6 +19,8 @@ class MessageType(StrEnum):
     PROCESS_COMPLETED = "process.completed"
     REPLY = "reply"
     STATION_STATE = "station.state"
+    LABEL_PRINT_JOB = "label.print.job"  # centre → station (cmd/print-label)
+    LABEL_PRINT_RESULT = "label.print.result"  # station → centre (evt/print-result)
 
 
 class Outcome(StrEnum):

@@ -22,6 +22,8 @@ class Branch(StrEnum):
 class Name(StrEnum):
     PROCESS_START = "process-start"
     PROCESS_COMPLETED = "process-completed"
+    PRINT_LABEL = "print-label"  # cmd: a print job for one of the station's printers
+    PRINT_RESULT = "print-result"  # evt: what became of a print job
 
 
 @dataclass(frozen=True, slots=True)
