@@ -96,7 +96,7 @@ class PrintJob(BaseModel):
     printer: PrinterConfig
     label_type: LabelType
     label_key: str = Field(description="the serial number or LOT number on the label")
-    program: str = Field(description="the label program (ZPL/TSPL/EZPL) as text; binary graphics are hex/ascii")
+    program: str = Field(description="label program; ZPL is UTF-8, TSPL/EZPL bitmap bytes ride as latin-1 chars")
     mode: PrintMode
     reprint: bool = False
     created_at: AwareDatetime

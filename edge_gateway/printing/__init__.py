@@ -1,0 +1,1 @@
+"""Label printers at the station: transports (TCP 9100, serial), status queries, printing one program."""
