@@ -16,6 +16,7 @@ from edge_gateway.health import Health
 from edge_gateway.local_api import LocalServer, bind_loopback, create_app
 from edge_gateway.mqtt_link import MqttLink
 from edge_gateway.pipeline import FilePipeline
+from edge_gateway.printing.queue import PrintQueue
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.start_relay import StartRelay
 from edge_gateway.station_status import StationReporter, StatusView
@@ -79,11 +80,14 @@ async def run_gateway(settings: GatewaySettings) -> None:
     link = MqttLink(settings, health, will=lambda: reporter.will(), seq=lambda: pipeline.outbox.next_seq())
     pipeline = FilePipeline(settings, link, health)
     reporter = StationReporter(settings, pipeline)
+    print_queue = PrintQueue(settings, link, health, seq=lambda: pipeline.outbox.next_seq())
+    link.print_jobs = print_queue.accept  # a print job is committed before the broker gets its acknowledgement
     sock = bind_loopback(settings.local_host, settings.local_port)  # a taken port fails before anything opens
     await pipeline.open()  # outbox first: restart reconciliation happens before any file is looked at
+    await print_queue.open()  # jobs interrupted by a crash are settled before any new one is taken
     relay = StartRelay(link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable,
                        _firmware_syncer(settings))
-    server = LocalServer(create_app(relay, StatusView(settings, pipeline, reporter)), sock)
+    server = LocalServer(create_app(relay, StatusView(settings, pipeline, reporter, print_queue)), sock)
     watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
     logger.info("gateway %s for %s: work dir %s, outbox %d record(s), broker %s:%s, local API http://%s:%s",
                 settings.gateway_id, address.prefix, settings.work_dir, pipeline.outbox.depth, settings.mqtt_host,
@@ -96,16 +100,20 @@ async def run_gateway(settings: GatewaySettings) -> None:
                 server_task = group.create_task(server.run(), name="local-api")
                 pipeline_task = group.create_task(pipeline.run(), name="pipeline")
                 state_task = group.create_task(reporter.run(link), name="station-state")
+                await print_queue.start()
                 watcher.start()
                 await _until_stopped(stop)
                 logger.info("gateway %s stopping", settings.gateway_id)
                 await watcher.stop()
                 for task in (state_task, pipeline_task, server_task):  # records stay in the outbox
                     await cancel_and_wait([task], grace=SHUTDOWN_GRACE_S)
+                await print_queue.stop()  # the labels in the printers' hands finish; the rest wait in the file
                 await reporter.goodbye(link)
                 await cancel_and_wait([link_task], grace=SHUTDOWN_GRACE_S)
     finally:
         await watcher.stop()
+        await print_queue.stop()
+        await print_queue.close()  # after the link: a job arriving until then is still committed
         logger.info("gateway %s stopped; unfinished files stay in %s", settings.gateway_id, settings.pending_dir)
 
 

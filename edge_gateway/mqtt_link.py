@@ -7,7 +7,7 @@ import copy
 import itertools
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiomqtt
@@ -21,6 +21,7 @@ from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import raise_if_cancelled
 from mes_contracts.envelope import Envelope, ReplyPayload
 from mes_contracts.station_state import service_state_filter
+from mes_contracts.topics import Name
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ BACKOFF_MAX_S = 10.0
 KEEPALIVE_S = 15
 REPLY_QOS = 1
 REQUEST_QOS = 1
+COMMAND_QOS = 1
 STATE_QOS = 1
 WillSource = Callable[[], tuple[str, bytes]]
+CommandSink = Callable[[bytes], Awaitable[None]]
 
 
 class MqttLink:
@@ -41,6 +44,9 @@ class MqttLink:
         self._settings = settings
         self._reply_topic = settings.address.reply()
         self._services_filter = service_state_filter()
+        self._print_topic = settings.address.command(Name.PRINT_LABEL)
+        # Set by the composition root: commits a print job; the message is acknowledged only after it returns.
+        self.print_jobs: CommandSink | None = None
         self._pending = PendingReplies()
         self._seq = seq or itertools.count().__next__
         self._will = will
@@ -62,6 +68,10 @@ class MqttLink:
         settings = self._settings
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
         will = None
+        # A persistent session (clean start off, session expiry): print jobs sent while we are away or restarting
+        # wait at the broker, and one received but not yet committed comes again.
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = settings.session_expiry_s
         if self._will is not None:
             topic, payload = self._will()
             will = aiomqtt.Will(topic, payload, qos=STATE_QOS, retain=True)  # the broker says "offline" for us
@@ -77,22 +87,30 @@ class MqttLink:
             max_inflight_messages=max(20, settings.max_in_flight),
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             will=will,
+            clean_start=False,
+            properties=connect,
         )
+        # aiomqtt acknowledges a message as soon as it is queued for us; paho can leave that to us (see _dispatch).
+        client._client.manual_ack_set(True)
         # aiomqtt warns above 10 concurrent publishes; up to max_in_flight of them is the design.
         client.pending_calls_threshold = settings.max_in_flight * 2 + 10
         return client
 
     async def run(self) -> None:
         """Connect, subscribe to the reply topic, dispatch replies; on any broker error wait and reconnect."""
-        self._client = self._make_client()
         backoff = BACKOFF_START_S
         target = f"{self._settings.mqtt_host}:{self._settings.mqtt_port}"
         try:
             while True:
                 try:
+                    # A new client per connection: a message of a lost connection is never acknowledged on the
+                    # next one (message ids restart), it is redelivered instead.
+                    self._client = self._make_client()
                     async with self._client as client:
                         await client.subscribe(self._reply_topic, qos=REPLY_QOS)
                         await client.subscribe(self._services_filter, qos=STATE_QOS)  # retained: arrive at once
+                        if self.print_jobs is not None:
+                            await client.subscribe(self._print_topic, qos=COMMAND_QOS)
                         raise_if_cancelled()
                         self._connected = True
                         self.health.link_up()
@@ -100,7 +118,7 @@ class MqttLink:
                         logger.info("MQTT connected to %s as %s, replies on %s",
                                     target, self._settings.gateway_id, self._reply_topic)
                         async for message in client.messages:
-                            self._on_message(message)
+                            await self._dispatch(client, message)
                 except aiomqtt.MqttError as error:
                     was_connected = self._mark_down(f"MQTT link lost: {error}")
                     log = logger.warning if was_connected else logger.info
@@ -122,6 +140,24 @@ class MqttLink:
         self._pending.fail_all(reason)
         self.health.link_down(reason)
         return was_connected
+
+    async def _dispatch(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        """Handle one message, then acknowledge it (in arrival order): a print job only once it is committed."""
+        if self.print_jobs is not None and message.topic.matches(self._print_topic):
+            payload = message.payload
+            try:
+                await self.print_jobs(bytes(payload) if isinstance(payload, bytes | bytearray) else b"")
+            except Exception:
+                # Not stored: left unacknowledged, the broker sends it again on the next connection.
+                logger.exception("print job on %s not stored; not acknowledged", message.topic)
+                return
+        else:
+            try:
+                self._on_message(message)
+            except Exception:
+                logger.exception("message on %s could not be handled", message.topic)
+        if message.qos > 0:
+            client._client.ack(message.mid, message.qos)
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         payload = message.payload

@@ -14,6 +14,7 @@ from mes_contracts.topics import StationAddress
 
 GATEWAY_ID_MAX = 64
 OUTBOX_FILE = "outbox.sqlite3"
+PRINT_QUEUE_FILE = "print_queue.sqlite3"
 
 
 def default_work_dir() -> Path:
@@ -52,6 +53,13 @@ class GatewaySettings(BaseSettings):
     outbox_max_records: int = Field(default=100_000, ge=1, le=10_000_000)
     outbox_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
     state_interval_s: float = Field(default=15.0, gt=0, le=3600)
+    session_expiry_s: int = Field(default=604_800, ge=0, le=4_294_967_295,
+                                  description="how long the broker keeps our session (print jobs) while we are away")
+    print_queue_path: Path | None = Field(default=None, description="default: <work_dir>/print_queue.sqlite3")
+    print_retry_s: float = Field(default=2.0, gt=0, le=3600, description="first retry of a waiting QUEUED job")
+    print_retry_max_s: float = Field(default=30.0, gt=0, le=3600, description="cap of the printer retry backoff")
+    print_timeout_s: float = Field(default=3.0, gt=0, le=120, description="printer connect/status/send timeout")
+    print_keep_days: float = Field(default=30.0, gt=0, le=3650, description="finished jobs kept (de-duplication)")
     log_level: str = "INFO"
 
     @field_validator("local_host")
@@ -108,6 +116,10 @@ class GatewaySettings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.work_dir / OUTBOX_FILE
+
+    @property
+    def print_queue_file(self) -> Path:
+        return (self.print_queue_path or self.work_dir / PRINT_QUEUE_FILE).expanduser()
 
     def prepare_work_dirs(self) -> None:
         """Create pending/, completed/ and error/; they must share one filesystem so moves stay atomic."""

@@ -15,6 +15,7 @@ from edge_gateway.outbox import OutboxClosed
 from edge_gateway.pending_io import scan_candidates
 from edge_gateway.pipeline import FilePipeline
 from edge_gateway.ports import LinkError, Publisher
+from edge_gateway.printing.queue import PrintQueue
 from edge_gateway.settings import GatewaySettings
 from mes_contracts.envelope import MessageType, Source, make_envelope
 from mes_contracts.station_state import StationState
@@ -108,10 +109,12 @@ class StationReporter:
 class StatusView:
     """GET /status: who this gateway is, broker and server, outbox, counters and the work folders."""
 
-    def __init__(self, settings: GatewaySettings, pipeline: FilePipeline, reporter: StationReporter) -> None:
+    def __init__(self, settings: GatewaySettings, pipeline: FilePipeline, reporter: StationReporter,
+                 print_queue: PrintQueue | None = None) -> None:
         self._settings = settings
         self._pipeline = pipeline
         self._reporter = reporter
+        self._print_queue = print_queue
         self._started_wall = datetime.now().astimezone()
         self._started = time.monotonic()
 
@@ -130,6 +133,13 @@ class StatusView:
             answered, oldest = None, None
         state = self._reporter.state(pipeline.health.broker_connected, oldest)
         unavailable = pipeline.health.unavailable()
+        print_queue: dict[str, Any] | None = None
+        if self._print_queue is not None:
+            try:
+                print_queue = await self._print_queue.status()
+            except Exception as error:  # like the outbox: the page answers even when the file is in trouble
+                logger.warning("status: cannot read the print queue: %s", error)
+                print_queue = {"path": str(self._print_queue.path), "error": str(error)}
         return {
             "station": {"site": settings.site, "line": settings.line, "station": settings.station,
                         "gateway_id": settings.gateway_id},
@@ -146,6 +156,7 @@ class StatusView:
                        "max_bytes": pipeline.outbox.max_bytes},
             "last_error": state.last_error.model_dump(mode="json") if state.last_error else None,
             "pending_count": pending_count,
+            "print_queue": print_queue,
             "work_dirs": {"work_dir": str(settings.work_dir), "pending": str(settings.pending_dir),
                           "completed": str(settings.completed_dir), "error": str(settings.error_dir)},
             "started_at": self._started_wall.isoformat(timespec="seconds"),

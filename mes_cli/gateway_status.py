@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from edge_gateway.names import is_candidate_name
 from edge_gateway.outbox_store import Totals, connect, read_totals
+from edge_gateway.printing.queue_store import read_summary
 from edge_gateway.settings import GatewaySettings
 
 HTTP_TIMEOUT_S = 2.0
@@ -63,6 +64,39 @@ def read_outbox(path: Path) -> Totals | None:
         conn.close()
 
 
+def read_print_queue(path: Path) -> dict[str, Any] | None:
+    """Per-printer waiting jobs and last states straight from the print queue file; None if there is none."""
+    if not path.exists():
+        return None
+    conn = connect(path, read_only=True)
+    try:
+        return read_summary(conn)
+    finally:
+        conn.close()
+
+
+def print_queue_lines(queue: dict[str, Any] | None) -> list[str]:
+    """One line per printer: jobs waiting, last state, last error; and results not yet reported."""
+    if not queue:
+        return []
+    if "error" in queue:
+        return [_line("인쇄 대기열 print queue", f"읽을 수 없음 unreadable: {queue['error']}")]
+    printers = queue.get("printers") or {}
+    if not printers:
+        return [_line("인쇄 대기열 print queue", "프린터 없음 no printer yet")]
+    lines = []
+    for printer_id, entry in sorted(printers.items()):
+        text = f"대기 {entry.get('waiting', '?')}건 waiting, 상태 state {entry.get('state') or '-'}"
+        if entry.get("printing"):
+            text += ", 인쇄 중 printing"
+        error = entry.get("last_error")
+        if error:
+            text += f", 마지막 오류 last error {error.get('code')}: {error.get('detail')}"
+        lines.append(_line(f"프린터 printer {printer_id}", text))
+    lines.append(_line("인쇄 결과 print results", f"미전송 {queue.get('unreported_results', '?')}건 not reported"))
+    return lines
+
+
 def count_pending(directory: Path) -> int | None:
     try:
         return sum(1 for p in directory.iterdir() if is_candidate_name(p.name) and p.is_file())
@@ -91,6 +125,7 @@ def running_lines(data: dict[str, Any]) -> list[str]:
                                        f"{_age(outbox.get('oldest_pending_age_s'))}, {_size(outbox.get('bytes'))}"
                                        f"{full}"))
     lines.append(_line("pending/", f"{data.get('pending_count', '?')}개 파일 files"))
+    lines.extend(print_queue_lines(data.get("print_queue")))
     counters = data.get("counters") or {}
     lines.append(_line("처리 counters", ", ".join(f"{k} {v}" for k, v in counters.items()) or "-"))
     error = data.get("last_error")
@@ -116,6 +151,11 @@ def stopped_lines(settings: GatewaySettings, url: str, reason: str) -> list[str]
                                            f"가장 오래된 oldest {_age(oldest)}, {_size(totals.bytes)} "
                                            f"({settings.outbox_path})"))
     lines.append(_line("pending/", f"{count_pending(settings.pending_dir)}개 파일 files ({settings.pending_dir})"))
+    try:
+        lines.extend(print_queue_lines(read_print_queue(settings.print_queue_file)))
+    except sqlite3.Error as error:
+        unreadable = f"읽을 수 없음 unreadable ({settings.print_queue_file}: {error})"
+        lines.append(_line("인쇄 대기열 print queue", unreadable))
     return lines
 
 
