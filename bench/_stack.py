@@ -7,8 +7,10 @@ import json
 import math
 import os
 import platform
+import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +31,7 @@ from deploy.localstack.services import ManagedServer, MosquittoServer, PostgresS
 WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LOTS_PER_DAY = 999
+BENCH_USER = "bench-manager"  # creates LOTs and starts over REST
 SYSTEM = "all busy (system)"
 
 
@@ -41,6 +44,7 @@ class BenchStack:
     dsn: str
     children: dict[str, ChildProcess] = field(default_factory=dict)
     servers: dict[str, ManagedServer] = field(default_factory=dict)
+    auth_headers: dict[str, str] = field(default_factory=dict)  # BENCH_USER's access token (valid 1 h)
 
     @property
     def logs(self) -> Path:
@@ -81,7 +85,7 @@ def bench_stack(api_workers: int = 1, log_level: str = "INFO", keep: bool = Fals
     root = Path(tempfile.mkdtemp(prefix="mes-bench-"))
     root.chmod(0o755)  # the postgres OS user must reach its data dir when we run as root
     with ExitStack() as stack:
-        postgres = PostgresServer(root / "postgres")
+        postgres = PostgresServer(root / "postgres", owner="mes_owner")
         postgres.start()
         stack.callback(postgres.destroy)
         broker = MosquittoServer(root / "mosquitto")
@@ -90,12 +94,18 @@ def bench_stack(api_workers: int = 1, log_level: str = "INFO", keep: bool = Fals
         redis_server = RedisServer(root / "redis")
         redis_server.start()
         stack.callback(redis_server.stop)
-        upgrade(postgres.url)
+        upgrade(postgres.owner_url, app_role=postgres.user)
         with psycopg.connect(postgres.dsn, autocommit=True) as conn:
             conn.cursor().executemany(
                 "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS)
         env = {"MES_DATABASE_URL": postgres.url, "MES_REDIS_URL": redis_server.url, "MES_MQTT_HOST": "127.0.0.1",
-               "MES_MQTT_PORT": str(broker.port), "MES_LOG_JSON": "true", "MES_LOG_LEVEL": log_level}
+               "MES_MQTT_PORT": str(broker.port), "MES_LOG_JSON": "true", "MES_LOG_LEVEL": log_level,
+               "MES_JWT_SECRET": secrets.token_urlsafe(48), "MES_ACCESS_TOKEN_TTL_S": "3600",
+               "MES_RATE_LIMIT_PER_MINUTE": "0", "MES_RATE_LIMIT_USER_PER_MINUTE": "0"}
+        password = secrets.token_urlsafe(24)
+        subprocess.run(mes_command("user", "add", BENCH_USER, "--role", "manager", "--password-stdin"),
+                       input=f"{password}\n", text=True, check=True, env={**os.environ, **env},
+                       stdout=subprocess.DEVNULL)
         port = find_free_port()
         bench = BenchStack(root, env, f"http://127.0.0.1:{port}", broker.port, postgres.dsn,
                            servers={"postgres": postgres, "mosquitto": broker, "redis": redis_server})
@@ -105,6 +115,7 @@ def bench_stack(api_workers: int = 1, log_level: str = "INFO", keep: bool = Fals
             name = "ingestor" if n == 1 else f"ingestor-{n}"
             bench.spawn(name, mes_command("ingest"), {"MES_INGESTOR_CLIENT_ID": f"ingestor-bench-{n}"})
         wait_http_ok(f"{bench.api_url}/health", 60, api)
+        bench.auth_headers = login_headers(bench.api_url, BENCH_USER, password)
         time.sleep(1.0)  # let the ingestor connect and subscribe before anyone publishes
         for child in bench.children.values():
             if not child.running:
@@ -124,13 +135,21 @@ def bench_lot_number(index: int) -> str:
     return f"WF-KR-2401{day + 1:02d}D-{seq + 1:03d}"
 
 
-def create_lots(api_url: str, count: int, offset: int = 0, concurrency: int = 8) -> list[str]:
+def login_headers(api_url: str, username: str, password: str) -> dict[str, str]:
+    response = httpx.post(f"{api_url}/api/v1/auth/login", json={"username": username, "password": password},
+                          timeout=30)
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['data']['access_token']}"}
+
+
+def create_lots(api_url: str, count: int, offset: int = 0, concurrency: int = 8,
+                headers: dict[str, str] | None = None) -> list[str]:
     """Create `count` LOTs with explicit numbers over REST; raises on any non-201 answer."""
     numbers = [bench_lot_number(offset + i) for i in range(count)]
 
     async def run() -> None:
         gate = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as client:
             async def one(number: str) -> None:
                 async with gate:
                     response = await client.post("/api/v1/lots", json={"shift": "D", "lot_number": number})

@@ -48,10 +48,11 @@ def start_gateways(stack: BenchStack, count: int, window: float, extra: dict[str
     return stations
 
 
-def start_proc001(api_url: str, lots: list[str], at: datetime, concurrency: int = 8) -> None:
+def start_proc001(api_url: str, lots: list[str], at: datetime, concurrency: int = 8,
+                  headers: dict[str, str] | None = None) -> None:
     async def run() -> None:
         gate = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as client:
             async def one(i: int, lot: str) -> None:
                 async with gate:
                     body = start_request("PROC-001", lot, f"W{i % 10 + 1:03d}", at)
@@ -150,9 +151,9 @@ def main() -> None:
     with bench_stack(args.api_workers, args.log_level, args.keep_logs, args.ingestors) as stack:
         stations = start_gateways(stack, args.stations, args.stable_window, extra)
         began = time.perf_counter()
-        lots = create_lots(stack.api_url, -(-total // per_lot))
+        lots = create_lots(stack.api_url, -(-total // per_lot), headers=stack.auth_headers)
         started = (datetime.now(KST) - timedelta(minutes=10)).replace(microsecond=0)
-        start_proc001(stack.api_url, lots, started)
+        start_proc001(stack.api_url, lots, started, headers=stack.auth_headers)
         moves = stage_files(stations, lots, total, per_lot, started)
         prep = time.perf_counter() - began
         print(f"prepared {len(lots)} LOTs (PROC-001 started) and {total} files in {prep:.1f} s; dropping")

@@ -172,8 +172,8 @@ def main() -> None:
         lots: list[str] = []
         started = (datetime.now(KST) - timedelta(minutes=10)).replace(microsecond=0)
         if not fake:
-            lots = create_lots(stack.api_url, -(-total // args.per_lot))
-            start_proc001(stack.api_url, lots, started)
+            lots = create_lots(stack.api_url, -(-total // args.per_lot), headers=stack.auth_headers)
+            start_proc001(stack.api_url, lots, started, headers=stack.auth_headers)
         else:
             lots = [f"WF-KR-2401{1 + i // 999:02d}D-{1 + i % 999:03d}" for i in range(-(-total // args.per_lot))]
         for name in [n for n in stack.children if n.startswith("ingestor")]:

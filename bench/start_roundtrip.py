@@ -123,7 +123,7 @@ def rest_run(stack: BenchStack, lots: list[str], rate: float, concurrency: int =
     give_up = time.perf_counter() + len(payloads) / rate + REPLY_WAIT_S
 
     def sender() -> None:
-        with httpx.Client(base_url=stack.api_url, timeout=REPLY_WAIT_S) as client:
+        with httpx.Client(base_url=stack.api_url, timeout=REPLY_WAIT_S, headers=stack.auth_headers) as client:
             client.get("/health")  # connect before the clock starts
             ready.wait()
             while (i := work.get()) is not None:
@@ -192,7 +192,7 @@ def main() -> None:
     with bench_stack(args.api_workers, args.log_level, args.keep_logs, args.ingestors) as stack:
         needed = sum(n + args.warmup for _, _, n in runs)
         began = time.perf_counter()
-        lots = create_lots(stack.api_url, needed)
+        lots = create_lots(stack.api_url, needed, headers=stack.auth_headers)
         print(f"created {needed} LOTs in {time.perf_counter() - began:.1f} s")
         rows, used = [], 0
         for transport, rate, count in runs:

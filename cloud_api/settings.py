@@ -13,6 +13,8 @@ class CentralSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MES_", extra="ignore")
 
     database_url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://mes:pw@127.0.0.1:5432/mes")
+    migration_database_url: str | None = Field(
+        default=None, description="The schema owner's URL for `mes db upgrade`; default MES_DATABASE_URL")
     redis_url: str = "redis://127.0.0.1:6379/0"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
@@ -27,6 +29,9 @@ class CentralSettings(BaseSettings):
     ingestor_client_id: str = "mes-ingestor-1"
     ingestor_concurrency: int = Field(default=8, ge=1, le=64)
     ingestor_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    label_print_timeout_s: float = Field(default=10.0, gt=0, le=120)  # POST /label/print waits this long
+    label_dispatch_poll_s: float = Field(default=2.0, gt=0, le=60)  # queued label jobs: poll beside LISTEN
+    label_redispatch_s: float = Field(default=120.0, ge=0)  # resend a queued job unanswered this long; 0 = never
     log_level: str = "INFO"
     log_json: bool = True
 

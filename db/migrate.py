@@ -6,24 +6,36 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, app_role: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser treats % as interpolation; a password may contain it.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    if app_role:
+        config.attributes["app_role"] = app_role
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+def role_of(database_url: str) -> str | None:
+    """The user a database URL connects as."""
+    return make_url(database_url).username
 
 
-def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str, revision: str = "head", app_role: str | None = None) -> None:
+    """Migrate as `database_url`'s user (the schema owner); `app_role` gets the application's rights.
+
+    Without `app_role`: MES_DB_APP_ROLE, else the user of MES_DATABASE_URL, else none (single-role database).
+    """
+    command.upgrade(alembic_config(database_url, app_role), revision)
+
+
+def downgrade(database_url: str, revision: str, app_role: str | None = None) -> None:
+    command.downgrade(alembic_config(database_url, app_role), revision)
 
 
 def current(database_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def main(
     bad_file_every: int = 1,
     out_of_order_demo: bool = True,
     shift: str = "D",
+    lot_printer_id: str | None = None,
 ) -> int:
     """Run the line; 0 = every LOT went through, 1 = something went wrong, 2 = bad configuration, 130 = Ctrl-C."""
     try:
@@ -37,6 +39,10 @@ def main(
             bad_file_every=bad_file_every,
             out_of_order_demo=out_of_order_demo,
             shift=shift,
+            lot_printer_id=lot_printer_id,
+            # `mes up` creates the account and passes it here; never on the command line (ps would show it).
+            username=os.environ.get("MES_SIM_USERNAME"),
+            password=os.environ.get("MES_SIM_PASSWORD"),
         )
     except (OSError, ValueError) as error:
         print(f"설정 오류: {error}", file=sys.stderr)

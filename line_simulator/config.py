@@ -55,6 +55,9 @@ class LineConfig:
     file_timeout: float = 300.0  # how long a completion file may stay undecided before the LOT is abandoned
     previous_wait: float = 30.0  # how long a start refused for an unfinished previous process is retried
     max_consecutive_aborts: int = 3
+    lot_printer_id: str | None = None  # printer of the LOT labels; None: the centre's default LOT printer
+    username: str | None = None  # the simulator's API account (a manager: it creates LOTs)
+    password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.api_url = self.api_url.rstrip("/")
@@ -70,6 +73,9 @@ class LineConfig:
         for station in self.stations:
             if station.worker_id:
                 self.worker_ids[station.process_id] = station.worker_id
+
+    def credentials(self) -> tuple[str, str] | None:
+        return (self.username, self.password) if self.username and self.password else None
 
     def station_map(self) -> dict[str, StationConfig]:
         """The station of each process (the first one listed when several serve a process)."""

@@ -27,6 +27,7 @@ WORK_SECONDS: dict[str, float] = {
     "PROC-005": 4.0, "PROC-006": 4.5, "PROC-007": 2.0, "PROC-008": 3.0,
 }
 BETWEEN_LOTS_SECONDS = 2.0
+SERIAL_PROCESS_ID = "PROC-007"  # its start issues the serial numbers and queues their labels
 DEMO_PROCESS_ID = "PROC-002"  # while this one is still running, the next process is started out of order
 STATUS_POLLS = 20
 
@@ -52,7 +53,8 @@ async def run_line(
             say("-", f"{what}: {reason} — {delay:.1f}초 후 재시도 ({attempt}회)")
 
     try:
-        async with LineClient(config.api_url, on_retry=on_retry, transport=transport) as client:
+        async with LineClient(config.api_url, on_retry=on_retry, transport=transport,
+                              credentials=config.credentials()) as client:
             line = _Line(config, client, report, rng)
             await line.run()
     except asyncio.CancelledError:
@@ -119,7 +121,8 @@ class _Line:
 
     async def create_lot(self) -> str:
         config = self.config
-        reply = await self.client.create_lot(config.product_model, config.target_quantity, config.shift)
+        reply = await self.client.create_lot(config.product_model, config.target_quantity, config.shift,
+                                             config.lot_printer_id)
         lot_number = reply.data.get("lot_number")
         if not reply.ok or not isinstance(lot_number, str):
             raise LineStopped(f"LOT 생성 실패 HTTP {reply.http_status} {reply.error_code or ''} {reply.message}")
@@ -141,6 +144,9 @@ class _Line:
         version = _firmware_version(started) if step.process_id == FIRMWARE_PROCESS_ID else None
         if version:
             overrides["process_data"] = {"firmware_version": version}
+        if step.process_id == SERIAL_PROCESS_ID and started.get("printer_id"):
+            # The vendor app reports the printer the centre sent this LOT's serial labels to.
+            overrides["process_data"] = {"printer_id": started["printer_id"]}
         complete_time = max(now_kst(), start_time)
         record = completion_record(step.process_id, lot_number, worker_id, start_time, complete_time, self.rng,
                                    fail, **overrides)

@@ -10,9 +10,13 @@ from typing import Annotated
 
 import typer
 
+from mes_cli.audit import audit_app
 from mes_cli.broker import broker_app
 from mes_cli.gateway_status import status_command
 from mes_cli.logging_setup import configure_logging
+from mes_cli.printer_emulator import printer_emulator_command
+from mes_cli.printers import printer_app
+from mes_cli.users import user_app
 
 app = typer.Typer(help="Withforce MES: start each process of the system.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -21,6 +25,10 @@ worker_app = typer.Typer(help="Workers (operators) whose ids stations send.", no
 app.add_typer(db_app, name="db")
 app.add_typer(worker_app, name="worker")
 app.add_typer(broker_app, name="broker", help="Broker accounts and ACL for a site (Mosquitto).")
+app.add_typer(audit_app, name="audit")
+app.add_typer(user_app, name="user")
+app.command("printer-emulator")(printer_emulator_command)
+app.add_typer(printer_app, name="printer")
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
 
@@ -41,10 +49,17 @@ def api(
     """Run the REST API (FastAPI under uvicorn)."""
     import uvicorn
 
+    from cloud_api.http.limits_settings import LimitSettings
+
     settings = _central()
+    LimitSettings()  # invalid MES_* limits fail here once, not in every worker
+    from cloud_api.auth.settings import load_auth_settings
+
+    load_auth_settings()  # a missing, short or development MES_JWT_SECRET stops here, saying what to do
     configure_logging(settings.log_level, settings.log_json, log_file, "api")
     uvicorn.run("cloud_api.http.asgi:app", host=host or settings.api_host, port=port or settings.api_port,
-                workers=workers, log_config=None, access_log=False, factory=False)
+                workers=workers, log_config=None, access_log=False, factory=False,
+                proxy_headers=False)  # X-Forwarded-For is judged by the rate limiter against MES_TRUSTED_PROXIES
 
 
 @app.command()
@@ -95,13 +110,14 @@ def simulate(
     speed: Annotated[float, typer.Option(help="Speed factor; higher is faster")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     failure_rate: Annotated[float, typer.Option(help="Share of failing process results")] = 0.05,
+    lot_printer: Annotated[str | None, typer.Option(help="Printer of the LOT labels (default: the centre's)")] = None,
     log_file: LogFile = None,
 ) -> None:
     """Play the vendor apps and operators: create LOTs, start processes, drop completion files."""
     from line_simulator.cli_entry import main as simulate_main
 
     configure_logging(os.environ.get("MES_LOG_LEVEL", "INFO"), True, log_file, "simulator")
-    raise typer.Exit(simulate_main(api_url, stations, lots, speed, seed, failure_rate))
+    raise typer.Exit(simulate_main(api_url, stations, lots, speed, seed, failure_rate, lot_printer_id=lot_printer))
 
 
 @app.command()
@@ -122,9 +138,10 @@ def up(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default head)."""
-    from db.migrate import upgrade
+    from db.migrate import role_of, upgrade
 
-    upgrade(_central().database_url, revision)
+    settings = _central()
+    upgrade(settings.migration_database_url or settings.database_url, revision, role_of(settings.database_url))
     typer.echo(f"database upgraded to {revision}")
 
 
@@ -133,7 +150,8 @@ def db_current() -> None:
     """Show the applied revision."""
     from db.migrate import current
 
-    current(_central().database_url)
+    settings = _central()
+    current(settings.migration_database_url or settings.database_url)
 
 
 @worker_app.command("add")

@@ -21,6 +21,7 @@ from deploy.localstack.services import (
     port_is_free,
 )
 from mes_cli.logging_setup import configure_logging
+from mes_cli.users import LocalAccounts, local_accounts
 from mes_contracts.route import ROUTE
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Stack:
     api_port: int
     servers: list[ManagedServer] = field(default_factory=list)
     children: list[ChildProcess] = field(default_factory=list)
+    accounts: LocalAccounts | None = None
 
     @property
     def logs(self) -> Path:
@@ -63,8 +65,9 @@ def run_stack(state_dir: Path, api_port: int, speed: float, lots: int, simulate:
         return 2
     try:
         env = _start_services(stack)
+        printers = _start_printers(stack, env)
         stations = _start_processes(stack, env)
-        _print_banner(stack, stations)
+        _print_banner(stack, stations, printers)
         simulator = _start_simulator(stack, stations, speed, lots) if simulate else None
         _supervise(stack, simulator, exit_when_done)
     except KeyboardInterrupt:
@@ -87,16 +90,20 @@ def _stop_on_signals() -> None:
 
 def _start_services(stack: Stack) -> dict[str, str]:
     print(f"state directory: {stack.state_dir}")
-    postgres = PostgresServer(stack.state_dir / "postgres")
+    # Two roles: mes_owner owns the schema and migrates; the services connect as mes, which may only read and
+    # append the audit log. An older single-role state dir is handed over to mes_owner at start.
+    postgres = PostgresServer(stack.state_dir / "postgres", owner="mes_owner")
     broker = MosquittoServer(stack.state_dir / "mosquitto")
     redis = RedisServer(stack.state_dir / "redis")
     for server in (postgres, broker, redis):
         server.start()
         stack.servers.append(server)
         print(f"  {type(server).__name__:<16} 127.0.0.1:{server.port}  log {server.log_file}")
-    upgrade(postgres.url)
+    upgrade(postgres.owner_url, app_role=postgres.user)
     _seed_workers(postgres.dsn)
+    stack.accounts = local_accounts(postgres.url, stack.state_dir)  # first admin (printed once), simulator user
     return {
+        "MES_JWT_SECRET": stack.accounts.jwt_secret,
         "MES_DATABASE_URL": postgres.url,
         "MES_REDIS_URL": redis.url,
         "MES_MQTT_HOST": "127.0.0.1",
@@ -142,23 +149,49 @@ def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
     return [{k: v for k, v in s.items() if not k.startswith("_")} for s in stations]
 
 
+def _start_printers(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
+    """Emulated label printers (PRINTER-01: LOT labels at st01, PRINTER-07: serial labels at st07), registered
+    with their current ports (a rerun updates them)."""
+    from mes_cli.printers import DEMO_PRINTERS, demo_printer, register
+
+    printers = []
+    for printer_id, station, purpose in DEMO_PRINTERS:
+        port, control = find_free_port(), find_free_port()
+        out_dir = stack.state_dir / "printers" / printer_id
+        stack.child(f"printer-{printer_id}", mes_command(
+            "printer-emulator", "--port", str(port), "--control-port", str(control), "--out-dir", str(out_dir),
+            "--dpi", "203", "--log-file", str(stack.logs / f"printer-{printer_id}.json.log")), {})
+        register(demo_printer(printer_id, station, purpose, port, SITE, LINE), env["MES_DATABASE_URL"])
+        printers.append({"printer_id": printer_id, "station": station, "purpose": purpose.value,
+                         "labels": str(out_dir / "labels"), "control": f"http://127.0.0.1:{control}"})
+    return printers
+
+
 def _start_simulator(stack: Stack, stations: list[dict[str, str]], speed: float, lots: int) -> ChildProcess:
     stations_file = stack.state_dir / "stations.json"
     stations_file.write_text(json.dumps(stations, ensure_ascii=False, indent=2))
     argv = mes_command("simulate", "--stations", str(stations_file), "--api-url",
                        f"http://127.0.0.1:{stack.api_port}", "--lots", str(lots), "--speed", str(speed),
+                       "--lot-printer", "PRINTER-01",
                        "--log-file", str(stack.logs / "simulator.json.log"))
     print("line simulator running (Ctrl-C stops everything):\n")
-    return stack.child("simulator", argv, {}, to_terminal=True)
+    # The simulator logs in as its own manager account; the password travels only in its environment.
+    return stack.child("simulator", argv, stack.accounts.simulator_env() if stack.accounts else {}, to_terminal=True)
 
 
-def _print_banner(stack: Stack, stations: list[dict[str, str]]) -> None:
+def _print_banner(stack: Stack, stations: list[dict[str, str]], printers: list[dict[str, str]]) -> None:
     api = f"http://127.0.0.1:{stack.api_port}"
-    print(f"\nAPI         {api}   docs {api}/docs   health {api}/health")
+    print(f"\nAPI         {api}   docs {api}/docs   health {api}/health   console {api}/console")
+    if stack.accounts is not None:
+        print(stack.accounts.banner())
     print(f"logs        {stack.logs}/ (api.log, ingestor.log, gateway-stNN.log, simulator.json.log)")
     for station in stations:
         print(f"  {station['station_id']} {station['process_id']}  {station['work_dir']}/{{pending,completed,error}}"
               f"  local {station['gateway_url']}")
+    for printer in printers:
+        print(f"  {printer['printer_id']} ({printer['purpose']} labels, at {printer['station']})  previews "
+              f"{printer['labels']}/NNNNNN.png  control {printer['control']}/state")
+    print(f"label preview {api}/api/v1/labels/preview.png?serial_number=… (or ?lot_number=…)")
     print()
 
 

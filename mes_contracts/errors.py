@@ -133,10 +133,12 @@ SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
     "token_refreshed": ("토큰이 갱신되었습니다", "Token refreshed"),
     "user_created": ("사용자가 등록되었습니다", "User created"),
     "user_updated": ("사용자 정보가 변경되었습니다", "User updated"),
+    "password_changed": ("비밀번호가 변경되었습니다", "Password changed"),
     "label_printed": ("라벨이 출력되었습니다.", "The label was printed."),
     "label_reprinted": ("라벨이 재출력되었습니다.", "The label was reprinted."),
     "printer_registered": ("프린터가 등록되었습니다", "Printer registered"),
     "printer_updated": ("프린터 정보가 변경되었습니다", "Printer updated"),
+    "print_result_recorded": ("출력 결과가 등록되었습니다", "Print result recorded"),
 }
 
 

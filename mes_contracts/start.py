@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from mes_contracts.labels import PRINTER_ID_PATTERN
+
 
 class StartRequest(BaseModel):
     """POST /api/v1/process/start body; all five fields are required."""
@@ -17,6 +19,9 @@ class StartRequest(BaseModel):
     process_name: str = Field(min_length=1, max_length=50)
     worker_id: str = Field(min_length=1, max_length=50)
     start_time: AwareDatetime
+    # Optional, PROC-007 only (serial issuing): how many serials instead of the LOT's good units, which printer.
+    serial_count: int | None = Field(default=None, ge=1, le=9999)
+    printer_id: str | None = Field(default=None, pattern=PRINTER_ID_PATTERN)
 
 
 class FirmwareInfo(BaseModel):
@@ -36,6 +41,8 @@ class StartData(BaseModel):
     work_order_id: str
     sequence_number: int
     firmware_info: FirmwareInfo | None = None
+    serial_numbers: list[str] | None = None  # PROC-007: the serials issued by this start, in order
+    printer_id: str | None = None  # PROC-007: the printer their labels were queued on
 
 
 class ApiBody(BaseModel):

@@ -10,11 +10,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from cloud_api.domain.access import Role
 from db.migrate import upgrade
 from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
 from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import MosquittoServer, PostgresServer, RedisServer, find_free_port
 from mes_contracts.route import ROUTE
+from tests.support.auth import AUTH_ENV, ApiUser, RoleAuth, add_users, role_auth, role_users
 from tests.support.containers import docker_requested, mosquitto_container, postgres_container, redis_container
 from tests.support.line import Line, Station, station_ids
 
@@ -26,9 +28,10 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
     if docker_requested():
         server: Any = postgres_container()
     else:
-        server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+        server = PostgresServer(tmp_path_factory.mktemp("postgres"), owner="mes_owner")
         server.start()
-    upgrade(server.url)
+    # Migrations as the schema owner; the suite runs as the application role, as in production.
+    upgrade(getattr(server, "owner_url", server.url), app_role=getattr(server, "user", None))
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.cursor().executemany(
             "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS
@@ -67,10 +70,15 @@ def central_env(postgres: PostgresServer, broker: MosquittoServer, redis_server:
     return {
         "MES_FIRMWARE_LOCAL_DIR": str(tmp_path_factory.mktemp("firmware")),
         "MES_DATABASE_URL": postgres.url,
+        "MES_MIGRATION_DATABASE_URL": getattr(postgres, "owner_url", postgres.url),
         "MES_REDIS_URL": redis_server.url,
         "MES_MQTT_HOST": "127.0.0.1",
         "MES_MQTT_PORT": str(broker.port),
         "MES_LOG_JSON": "true",
+        **AUTH_ENV,  # the suite's JWT key (tests sign their own bad tokens with it)
+        # Every test talks from 127.0.0.1; the real limits are tested with their own API processes.
+        "MES_RATE_LIMIT_PER_MINUTE": "1000000",
+        "MES_RATE_LIMIT_USER_PER_MINUTE": "1000000",
     }
 
 
@@ -96,6 +104,20 @@ def api_url(central_env: dict[str, str], logs_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def api_users(central_env: dict[str, str]) -> dict[Role, ApiUser]:
+    """One user per role (t-viewer, t-operator, t-manager, t-admin), made with the real `mes user add`."""
+    users = role_users()
+    add_users(central_env, list(users.values()))
+    return users
+
+
+@pytest.fixture(scope="session")
+def auth(api_url: str, api_users: dict[Role, ApiUser]) -> RoleAuth:
+    """httpx auth per role, logged in through the API: `httpx.post(url, json=…, auth=auth.manager)`."""
+    return role_auth(api_url, api_users)
+
+
+@pytest.fixture(scope="session")
 def ingestor(central_env: dict[str, str], logs_dir: Path, broker: MosquittoServer) -> Iterator[ChildProcess]:
     env = {**central_env, "MES_INGESTOR_CLIENT_ID": "ingestor-test"}
     child = ChildProcess("ingestor", mes_command("ingest"), env, logs_dir / "ingestor.log").start()
@@ -108,10 +130,10 @@ def ingestor(central_env: dict[str, str], logs_dir: Path, broker: MosquittoServe
 
 
 @pytest.fixture(scope="session")
-def line(api_url: str, ingestor: ChildProcess, broker: MosquittoServer,
+def line(api_url: str, ingestor: ChildProcess, broker: MosquittoServer, auth: RoleAuth,
          tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[Line]:
     root = tmp_path_factory.mktemp("stations")
-    the_line = Line(api_url)
+    the_line = Line(api_url, auth=auth.manager)
     children = []
     for step in ROUTE:
         station_id = station_ids()[step.process_id]

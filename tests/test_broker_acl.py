@@ -28,6 +28,7 @@ from mes_cli import broker
 from mes_cli.broker import BrokerSite, ServiceKind, service_block, station_block
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
 from mes_contracts.topics import Name, StationAddress, ingestor_subscriptions, service_address
+from tests.support.auth import RoleAuth
 from tests.support.line import start_body
 
 ST01 = StationAddress("KR", "L1", "st01")
@@ -370,8 +371,9 @@ def _start_request(sender: Client, topic: str, source: StationAddress, lot: str,
 
 
 def test_forged_start_from_another_station_never_reaches_the_database(
-        secured_ingestor: None, clients: Any, api_url: str, db: psycopg.Connection) -> None:
-    lot = str(httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10).json()["data"]["lot_number"])
+        secured_ingestor: None, clients: Any, api_url: str, auth: RoleAuth, db: psycopg.Connection) -> None:
+    created = httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10, auth=auth.manager)
+    lot = str(created.json()["data"]["lot_number"])
     st02 = clients("st02")
     st02.subscribe(ST02.reply())
     # st02 (valid account) speaks for st01 on st01's topic — the body would be valid for the ingestor.

@@ -17,11 +17,13 @@ import httpx
 import psycopg
 import pytest
 
+from cloud_api.domain.access import Role
 from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
 from deploy.localstack.postgres import PostgresServer
 from deploy.localstack.services import find_free_port
 from edge_gateway.firmware_sync import META_NAME, sync_firmware
 from line_simulator.payloads import completion_record
+from tests.support.auth import ApiAuth, ApiUser
 from tests.support.line import SEOUL, start_body
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,9 +79,15 @@ def api(central_env: dict[str, str], logs_dir: Path, postgres: PostgresServer, s
     deactivate_all(postgres.dsn)  # other modules' PROC-004 starts must not suddenly carry firmware_info
 
 
+@pytest.fixture(scope="module")
+def admin(api: str, api_users: dict[Role, ApiUser]) -> ApiAuth:
+    """Upload, activation and station tokens are for admins (who may also create LOTs and start processes)."""
+    return ApiAuth(api, api_users[Role.ADMIN])
+
+
 @pytest.fixture
-def client(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=15) as http:
+def client(api: str, admin: ApiAuth) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api, timeout=15, auth=admin) as http:
         yield http
 
 
@@ -116,9 +124,9 @@ def test_upload_list_activate_and_proc_004_start_carries_firmware_info(client: h
     assert [item["version"] for item in listed].count(version) == 1
     assert client.get(f"/api/v1/firmware/{version}").json()["data"]["notes"] == "토크 보정 개선"
 
-    activated = client.post(f"/api/v1/firmware/{version}/activate", headers={"X-MES-User": "admin1"})
+    activated = client.post(f"/api/v1/firmware/{version}/activate")
     assert activated.status_code == 200 and activated.json()["data"]["active"] is True
-    assert activated.json()["data"]["activated_by"] == "admin1"
+    assert activated.json()["data"]["activated_by"] == "t-admin"  # the logged-in user, nothing the caller says
 
     lot = lot_ready_for_proc_004(client)
     started = client.post("/api/v1/process/start", json=start_body(lot, "PROC-004"))
@@ -174,7 +182,7 @@ def test_download_refuses_missing_bad_and_revoked_tokens(client: httpx.Client) -
     version = new_version()
     assert upload(client, version, firmware_bytes(256)).status_code == 201
     url = f"/api/v1/firmware/download/{version}"
-    missing = client.get(url)
+    missing = client.get(url, auth=None)
     assert missing.status_code == 401 and missing.json()["error_code"] == "UNAUTHORIZED"
     assert missing.json()["message"] == "인증이 필요합니다" and missing.headers["www-authenticate"] == "Bearer"
     assert client.get(url, headers={"Authorization": "Bearer mes_st_nope"}).status_code == 401
@@ -208,12 +216,13 @@ def test_duplicate_version_is_409(client: httpx.Client) -> None:
                             "error_code": "DUPLICATE_FIRMWARE_VERSION", "data": {"version": version}}
 
 
-def test_concurrent_uploads_of_one_version_store_one_row_and_one_object(api: str, store: Path,
+def test_concurrent_uploads_of_one_version_store_one_row_and_one_object(api: str, store: Path, admin: ApiAuth,
                                                                         db: psycopg.Connection) -> None:
     version, data = new_version(), firmware_bytes(4096)
+    admin.token()
 
     def attempt(_: int) -> int:
-        with httpx.Client(base_url=api, timeout=15) as http:
+        with httpx.Client(base_url=api, timeout=15, auth=admin) as http:
             return upload(http, version, data).status_code
 
     with ThreadPoolExecutor(6) as pool:
@@ -223,7 +232,7 @@ def test_concurrent_uploads_of_one_version_store_one_row_and_one_object(api: str
     assert [p.name for p in (store / version).rglob("*") if p.is_file()] == [f"firmware_{version}.bin"]
 
 
-def test_concurrent_activations_leave_exactly_one_active(api: str, client: httpx.Client,
+def test_concurrent_activations_leave_exactly_one_active(api: str, client: httpx.Client, admin: ApiAuth,
                                                          db: psycopg.Connection) -> None:
     mcu = f"RACE-{secrets.token_hex(3)}"
     versions = [new_version() for _ in range(4)]
@@ -231,7 +240,7 @@ def test_concurrent_activations_leave_exactly_one_active(api: str, client: httpx
         assert upload(client, version, firmware_bytes(64), target_mcu=mcu).status_code == 201
 
     def activate(version: str) -> int:
-        with httpx.Client(base_url=api, timeout=15) as http:
+        with httpx.Client(base_url=api, timeout=15, auth=admin) as http:
             return http.post(f"/api/v1/firmware/{version}/activate").status_code
 
     with ThreadPoolExecutor(8) as pool:

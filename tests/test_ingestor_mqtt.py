@@ -18,6 +18,7 @@ from deploy.localstack.services import MosquittoServer
 from line_simulator.payloads import completion_record
 from mes_contracts.envelope import MessageType, Outcome, Source, make_envelope
 from mes_contracts.topics import Name, StationAddress
+from tests.support.auth import RoleAuth
 from tests.support.line import SEOUL, start_body
 from tests.support.mqtt import Requester
 
@@ -31,16 +32,17 @@ def requester(broker: MosquittoServer, ingestor: ChildProcess) -> Iterator[Reque
     client.close()
 
 
-def _lot(api_url: str) -> str:
-    return str(httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10).json()["data"]["lot_number"])
+def _lot(api_url: str, auth: RoleAuth) -> str:
+    created = httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10, auth=auth.manager)
+    return str(created.json()["data"]["lot_number"])
 
 
 def _source(station: StationAddress = STATION) -> Source:
     return Source.of(station, "gw-test")
 
 
-def test_start_request_answered_over_mqtt_same_as_rest(requester: Requester, api_url: str) -> None:
-    lot = _lot(api_url)
+def test_start_request_answered_over_mqtt_same_as_rest(requester: Requester, api_url: str, auth: RoleAuth) -> None:
+    lot = _lot(api_url, auth)
     request = make_envelope(MessageType.PROCESS_START_REQUEST, _source(), 1, start_body(lot, "PROC-001"))
     requester.send(STATION.request(Name.PROCESS_START), request)
     reply = requester.reply()
@@ -54,9 +56,9 @@ def test_start_request_answered_over_mqtt_same_as_rest(requester: Requester, api
     assert refused.body["error_code"] == "PREVIOUS_PROCESS_NOT_COMPLETED"
 
 
-def test_redelivered_completion_is_stored_once(requester: Requester, api_url: str,
+def test_redelivered_completion_is_stored_once(requester: Requester, api_url: str, auth: RoleAuth,
                                                db: psycopg.Connection) -> None:
-    lot = _lot(api_url)
+    lot = _lot(api_url, auth)
     requester.send(STATION.request(Name.PROCESS_START),
                    make_envelope(MessageType.PROCESS_START_REQUEST, _source(), 1, start_body(lot, "PROC-001")))
     assert requester.reply().outcome is Outcome.ACCEPTED
@@ -81,8 +83,9 @@ def test_redelivered_completion_is_stored_once(requester: Requester, api_url: st
     assert total == (1,)
 
 
-def test_a_station_cannot_speak_for_another(requester: Requester, api_url: str, db: psycopg.Connection) -> None:
-    lot = _lot(api_url)
+def test_a_station_cannot_speak_for_another(requester: Requester, api_url: str, auth: RoleAuth,
+                                            db: psycopg.Connection) -> None:
+    lot = _lot(api_url, auth)
     other = StationAddress("KR", "L1", "st99")
     forged = make_envelope(MessageType.PROCESS_START_REQUEST, _source(other), 1, start_body(lot, "PROC-001"))
     requester.send(STATION.request(Name.PROCESS_START), forged)
@@ -93,9 +96,9 @@ def test_a_station_cannot_speak_for_another(requester: Requester, api_url: str, 
     assert runs == (0,)
 
 
-def test_unreadable_message_does_not_stop_the_ingestor(requester: Requester, api_url: str) -> None:
+def test_unreadable_message_does_not_stop_the_ingestor(requester: Requester, api_url: str, auth: RoleAuth) -> None:
     requester.client.publish(STATION.event(Name.PROCESS_COMPLETED), b"garbage", qos=1).wait_for_publish(5)
-    lot = _lot(api_url)
+    lot = _lot(api_url, auth)
     request = make_envelope(MessageType.PROCESS_START_REQUEST, _source(), 9, start_body(lot, "PROC-001"))
     requester.send(STATION.request(Name.PROCESS_START), request)
     assert requester.reply().outcome is Outcome.ACCEPTED

@@ -9,17 +9,19 @@ from datetime import datetime
 import httpx
 import psycopg
 
+from tests.support.auth import RoleAuth
 from tests.support.line import SEOUL
 
 LOT_FORMAT = re.compile(r"^WF-KR-\d{6}[DN]-\d{3}$")
 
 
-def _create(api_url: str, **body: object) -> httpx.Response:
-    return httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D", **body}, timeout=15)
+def _create(api_url: str, auth: RoleAuth, **body: object) -> httpx.Response:
+    return httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D", **body}, timeout=15, auth=auth.manager)
 
 
-def test_tc_lot_001_created_lot_follows_format_and_is_stored(api_url: str, db: psycopg.Connection) -> None:
-    response = _create(api_url, target_quantity=100, product_model="WF-WAIST-01")
+def test_tc_lot_001_created_lot_follows_format_and_is_stored(api_url: str, auth: RoleAuth,
+                                                             db: psycopg.Connection) -> None:
+    response = _create(api_url, auth, target_quantity=100, product_model="WF-WAIST-01")
     assert response.status_code == 201
     body = response.json()
     assert body["status"] == "success" and body["message"] == "LOT이 생성되었습니다"
@@ -36,16 +38,16 @@ def test_tc_lot_001_created_lot_follows_format_and_is_stored(api_url: str, db: p
     assert history == [(None, "CREATED")]
 
 
-def test_tc_lot_002_sequence_increments_within_the_day(api_url: str) -> None:
-    numbers = [_create(api_url).json()["data"]["lot_number"] for _ in range(3)]
+def test_tc_lot_002_sequence_increments_within_the_day(api_url: str, auth: RoleAuth) -> None:
+    numbers = [_create(api_url, auth).json()["data"]["lot_number"] for _ in range(3)]
     sequences = [int(n[-3:]) for n in numbers]
     assert sequences == [sequences[0], sequences[0] + 1, sequences[0] + 2]
     assert len({n[:-4] for n in numbers}) == 1
 
 
-def test_lot_numbers_are_distinct_and_gap_free_under_50_parallel_creations(api_url: str) -> None:
+def test_lot_numbers_are_distinct_and_gap_free_under_50_parallel_creations(api_url: str, auth: RoleAuth) -> None:
     with ThreadPoolExecutor(max_workers=25) as pool:
-        responses = list(pool.map(lambda _: _create(api_url, shift="N"), range(50)))
+        responses = list(pool.map(lambda _: _create(api_url, auth, shift="N"), range(50)))
     assert all(r.status_code == 201 for r in responses), [r.text for r in responses if r.status_code != 201]
     numbers = [r.json()["data"]["lot_number"] for r in responses]
     assert len(set(numbers)) == 50
@@ -53,10 +55,10 @@ def test_lot_numbers_are_distinct_and_gap_free_under_50_parallel_creations(api_u
     assert sequences == list(range(sequences[0], sequences[0] + 50))
 
 
-def test_tc_lot_004_duplicate_lot_number_is_refused(api_url: str, db: psycopg.Connection) -> None:
-    first = _create(api_url, lot_number="WF-KR-240101D-007")
+def test_tc_lot_004_duplicate_lot_number_is_refused(api_url: str, auth: RoleAuth, db: psycopg.Connection) -> None:
+    first = _create(api_url, auth, lot_number="WF-KR-240101D-007")
     assert first.status_code == 201
-    again = _create(api_url, lot_number="WF-KR-240101D-007")
+    again = _create(api_url, auth, lot_number="WF-KR-240101D-007")
     assert again.status_code == 409
     assert again.json()["error_code"] == "DUPLICATE_LOT"
     assert again.json()["status"] == "error"
@@ -67,20 +69,20 @@ def test_tc_lot_004_duplicate_lot_number_is_refused(api_url: str, db: psycopg.Co
     assert seq == (7,)
 
 
-def test_bad_lot_requests_get_spec_errors(api_url: str) -> None:
-    bad_shift = _create(api_url, shift="X")
+def test_bad_lot_requests_get_spec_errors(api_url: str, auth: RoleAuth) -> None:
+    bad_shift = _create(api_url, auth, shift="X")
     assert bad_shift.status_code == 422 and bad_shift.json()["error_code"] == "INVALID_REQUEST"
-    bad_model = _create(api_url, product_model="NOPE")
+    bad_model = _create(api_url, auth, product_model="NOPE")
     assert bad_model.status_code == 404 and bad_model.json()["error_code"] == "PRODUCT_MODEL_NOT_FOUND"
-    bad_number = _create(api_url, lot_number="LOT-1")
+    bad_number = _create(api_url, auth, lot_number="LOT-1")
     assert bad_number.status_code == 422 and bad_number.json()["error_code"] == "INVALID_REQUEST"
-    zero = _create(api_url, target_quantity=0)
+    zero = _create(api_url, auth, target_quantity=0)
     assert zero.status_code == 422
 
 
-def test_tc_lot_006_lookup_shows_basics_and_every_process(api_url: str) -> None:
-    number = _create(api_url, target_quantity=80).json()["data"]["lot_number"]
-    response = httpx.get(f"{api_url}/api/v1/lots/{number}", timeout=10)
+def test_tc_lot_006_lookup_shows_basics_and_every_process(api_url: str, auth: RoleAuth) -> None:
+    number = _create(api_url, auth, target_quantity=80).json()["data"]["lot_number"]
+    response = httpx.get(f"{api_url}/api/v1/lots/{number}", timeout=10, auth=auth.viewer)
     assert response.status_code == 200
     data = response.json()["data"]
     assert data["lot_number"] == number and data["target_quantity"] == 80 and data["status"] == "CREATED"
@@ -88,9 +90,10 @@ def test_tc_lot_006_lookup_shows_basics_and_every_process(api_url: str) -> None:
     assert data["processes"][2]["process_name"] == "센서 검사"
     assert all(p["status"] == "NOT_STARTED" for p in data["processes"])
     assert data["current_process"] == "PROC-001" and data["progress"]["percent"] == 0
-    missing = httpx.get(f"{api_url}/api/v1/lots/WF-KR-000101D-001", timeout=10)
+    missing = httpx.get(f"{api_url}/api/v1/lots/WF-KR-000101D-001", timeout=10, auth=auth.viewer)
     assert missing.status_code == 404 and missing.json()["error_code"] == "LOT_NOT_FOUND"
-    english = httpx.get(f"{api_url}/api/v1/lots/{number}", headers={"Accept-Language": "en"}, timeout=10)
+    english = httpx.get(f"{api_url}/api/v1/lots/{number}", headers={"Accept-Language": "en"}, timeout=10,
+                        auth=auth.viewer)
     assert english.json()["data"]["processes"][2]["process_name"] == "Sensor test"
 
 

@@ -12,15 +12,17 @@ import psycopg
 import pytest
 
 from line_simulator.payloads import completion_record
+from tests.support.auth import RoleAuth
 from tests.support.line import SEOUL, start_body
 
 Post = Callable[..., httpx.Response]
 
 
 @pytest.fixture
-def post(api_url: str) -> Post:
+def post(api_url: str, auth: RoleAuth) -> Post:
+    """POST as a production manager (LOTs, closing) — who may also start and complete, like an operator."""
     def _post(path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
-        return httpx.post(f"{api_url}{path}", json=body, timeout=15, **kwargs)
+        return httpx.post(f"{api_url}{path}", json=body, timeout=15, auth=auth.manager, **kwargs)
     return _post
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud_api.adapters.audit_sql import insert_from_json
+
 PENDING = "pending"
 
 # Claim every new id (sorted, so two batches wait on each other instead of deadlocking) and, from the statement's
@@ -41,7 +43,7 @@ RESULT_COLUMNS = (
     "source_sha256 text, worker_id text, start_time timestamptz, complete_time timestamptz, result text, "
     "failure_reasons jsonb, process_data jsonb, replay boolean, n integer"
 )
-# Results, component LOTs, runs, LOT transitions and the stored answers: one statement, one round trip.
+# Results, component LOTs, runs, LOT transitions, audit rows and the stored answers: one statement, one round trip.
 WRITE_SQL = text(
     "WITH results AS (INSERT INTO process_results (run_id, lot_id, process_id, message_id, source_station, "
     "source_file_name, source_sha256, worker_id, start_time, complete_time, result, failure_reasons, process_data, "
@@ -68,7 +70,8 @@ WRITE_SQL = text(
     "answered AS (UPDATE processed_messages p SET outcome = x.outcome, http_status = x.http_status, "
     "response = x.response FROM jsonb_to_recordset(CAST(:messages AS jsonb)) "
     "AS x(message_id uuid, outcome text, http_status integer, response jsonb) WHERE p.message_id = x.message_id "
-    "RETURNING p.message_id, p.response) "
+    "RETURNING p.message_id, p.response), "
+    f"audited AS ({insert_from_json('audit')}) "
     "SELECT message_id, id AS result_id, NULL AS response FROM results "
     "UNION ALL SELECT message_id, NULL, response FROM answered"
 )
@@ -134,10 +137,12 @@ async def write(
     runs: list[dict[str, Any]],
     lots: list[dict[str, Any]],
     messages: list[dict[str, Any]],
+    audit: str = "[]",
 ) -> Written:
+    """`audit`: the audit rows as services.audit.rows_json gives them."""
     rows = await conn.execute(WRITE_SQL, {
         "results": as_json(results), "components": as_json(components), "runs": as_json(runs),
-        "lots": as_json(lots), "messages": as_json(messages),
+        "lots": as_json(lots), "messages": as_json(messages), "audit": audit,
     })
     result_ids: dict[uuid.UUID, int] = {}
     responses: dict[uuid.UUID, dict[str, Any]] = {}

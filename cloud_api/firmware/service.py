@@ -24,6 +24,7 @@ from cloud_api.firmware.domain import (
     normalize_version,
 )
 from cloud_api.firmware.storage import FirmwareStorage, ObjectMissing
+from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 from mes_contracts.start import FirmwareInfo
 
@@ -74,6 +75,9 @@ async def upload_firmware(db: Database, conn: AsyncConnection, storage: Firmware
                 "md5_hash": sums.md5, "sha256": sums.sha256, "target_mcu": mcu, "storage_key": key,
                 "uploaded_by": actor, "uploaded_at": db.now(), "notes": command.notes,
             })
+            # Inside the savepoint: a refused audit row removes the stored object like a refused version row.
+            await record_audit(conn, actor=actor, action="firmware.upload", entity="firmware",
+                               entity_key=version, new=record.public())
     except BaseException as error:
         try:
             await storage.delete(key)
@@ -104,9 +108,15 @@ async def find_firmware(conn: AsyncConnection, version: str) -> FirmwareRecord:
 async def activate_firmware(db: Database, conn: AsyncConnection, version: str, actor: str) -> FirmwareRecord:
     """Make `version` the one active firmware of its MCU (the others of that MCU become inactive)."""
     record = await find_firmware(conn, version)
+    previous = await repo.active_version(conn, record.target_mcu)  # read before the MCU's rows are locked
     await repo.activate(conn, record.version, record.target_mcu, actor, db.now())
     log.info("firmware %s activated for %s by %s", record.version, record.target_mcu, actor)
-    return await find_firmware(conn, record.version)
+    activated = await find_firmware(conn, record.version)
+    await record_audit(conn, actor=actor, action="firmware.activate", entity="firmware", entity_key=record.version,
+                       old={"active": record.active, "active_version": previous.version if previous else None,
+                            "target_mcu": record.target_mcu},
+                       new={"active": True, "active_version": record.version, "target_mcu": record.target_mcu})
+    return activated
 
 
 async def open_firmware_stream(storage: FirmwareStorage, record: FirmwareRecord) -> AsyncIterator[bytes]:

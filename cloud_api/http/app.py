@@ -9,12 +9,28 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from cloud_api.adapters.database import Database, make_engine
-from cloud_api.http import routes_console, routes_firmware, routes_lots, routes_process, routes_reference
+from cloud_api.auth.route_table import require_declared_access
+from cloud_api.auth.settings import AuthSettings, load_auth_settings
+from cloud_api.http import (
+    routes_audit,
+    routes_auth,
+    routes_console,
+    routes_firmware,
+    routes_labels,
+    routes_lots,
+    routes_printers,
+    routes_process,
+    routes_reference,
+    routes_users,
+)
 from cloud_api.http.errors import install_error_handlers
+from cloud_api.http.mqtt_bridge import MqttBridge
+from cloud_api.http.ratelimit import install_limits
+from cloud_api.http.request_id import RequestIdMiddleware
 from cloud_api.settings import CentralSettings
 
 
-def create_app(settings: CentralSettings | None = None) -> FastAPI:
+def create_app(settings: CentralSettings | None = None, auth_settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or CentralSettings()  # type: ignore[call-arg]
 
     @asynccontextmanager
@@ -22,9 +38,12 @@ def create_app(settings: CentralSettings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url, settings.db_pool_size)
         app.state.db = Database(engine, settings.zone, settings.shift_day_start_hour)
         app.state.redis = aioredis.from_url(settings.redis_url, socket_timeout=2)
+        app.state.mqtt = MqttBridge(settings)  # label printing: publishes jobs, waits for their results
+        await app.state.mqtt.start()
         try:
             yield
         finally:
+            await app.state.mqtt.stop()
             await app.state.redis.aclose()
             await engine.dispose()
 
@@ -35,8 +54,13 @@ def create_app(settings: CentralSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.auth_settings = auth_settings or load_auth_settings()  # a weak MES_JWT_SECRET stops the start here
     install_error_handlers(app)
-    for module in (routes_process, routes_lots, routes_firmware, routes_reference, routes_console):
+    install_limits(app)  # before the request id middleware, so 429/413 answers carry an id too
+    app.add_middleware(RequestIdMiddleware)
+    for module in (routes_process, routes_lots, routes_firmware, routes_reference, routes_console, routes_audit,
+                   routes_labels, routes_printers, routes_auth, routes_users):
         app.include_router(module.router)
+    require_declared_access(app)  # a route that does not say who may call it stops the start
     routes_firmware.configure(app)
     return app

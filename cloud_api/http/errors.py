@@ -7,9 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from cloud_api.domain.errors import DomainError
 from cloud_api.http.deps import get_lang, get_settings
@@ -28,6 +29,22 @@ def error_response(code: ErrorCode, lang: str, data: dict | None = None, status:
     return JSONResponse(status_code=status or ERRORS[code].http_status, content=body)
 
 
+# Starlette/FastAPI raise these themselves (routing, the body size limit while the body is parsed).
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 413: ErrorCode.PAYLOAD_TOO_LARGE}
+
+
+def _retry_after(response: JSONResponse, code: ErrorCode, data: dict | None) -> JSONResponse:
+    if code is ErrorCode.RATE_LIMITED and data and "retry_after" in data:
+        response.headers["Retry-After"] = str(data["retry_after"])
+    return response
+
+
+def scope_error_response(scope: Scope, code: ErrorCode, data: dict | None = None) -> JSONResponse:
+    """For ASGI middleware that answers before routing (rate and size limits): same body, same language rule."""
+    accept = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"accept-language"), None)
+    return _retry_after(error_response(code, get_lang(scope["app"].state.settings, accept), data), code, data)
+
+
 def _validation_errors(exc: RequestValidationError) -> list[str]:
     lines = []
     for item in exc.errors():
@@ -39,7 +56,7 @@ def _validation_errors(exc: RequestValidationError) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        response = error_response(exc.code, _lang(request), exc.data)
+        response = _retry_after(error_response(exc.code, _lang(request), exc.data), exc.code, exc.data)
         if exc.code is ErrorCode.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
@@ -50,8 +67,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.INVALID_REQUEST
-        return error_response(code, _lang(request), None, exc.status_code)
+        code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_REQUEST)
+        return error_response(code, _lang(request), getattr(exc, "data", None), exc.status_code)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
@@ -62,6 +79,13 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(ErrorCode.SERVICE_UNAVAILABLE, _lang(request))
         response.headers["Retry-After"] = "5"
         return response
+
+    @app.exception_handler(DataError)
+    async def _bad_value(request: Request, exc: DataError) -> JSONResponse:
+        # SQLSTATE class 22: a value the database cannot store (NUL in text, out of range): the caller's input.
+        log.warning("value refused by the database on %s %s: %s", request.method, request.url.path,
+                    type(exc.orig).__name__)
+        return error_response(ErrorCode.INVALID_REQUEST, _lang(request))
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(Exception)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from cloud_api.http.deps import ActorDep, DbDep, LangDep
+from cloud_api.http.deps import DbDep, LangDep, ManagerDep, ViewerDep
 from cloud_api.services import lots, queries
 from mes_contracts.errors import success_message
 from mes_contracts.start import success_body
@@ -22,9 +22,9 @@ class CloseLot(BaseModel):
 
 
 @router.post("", status_code=201, summary="Create a LOT; the number WF-KR-YYMMDD{D|N}-NNN is issued here")
-async def create(command: lots.CreateLot, db: DbDep, lang: LangDep, actor: ActorDep) -> JSONResponse:
+async def create(command: lots.CreateLot, db: DbDep, lang: LangDep, principal: ManagerDep) -> JSONResponse:
     async with db.transaction() as conn:
-        data = await lots.create_lot(db, conn, command, actor)
+        data = await lots.create_lot(db, conn, command, principal.username)
     return JSONResponse(status_code=201, content=success_body(success_message("lot_created", lang),
                                                               data).to_json_dict())
 
@@ -32,6 +32,7 @@ async def create(command: lots.CreateLot, db: DbDep, lang: LangDep, actor: Actor
 @router.get("", summary="List LOTs, newest first")
 async def list_all(
     db: DbDep,
+    principal: ViewerDep,
     production_date: date | None = None,
     status: Annotated[str | None, Query(pattern="^(CREATED|IN_PROGRESS|COMPLETED|CLOSED)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -42,7 +43,7 @@ async def list_all(
 
 
 @router.get("/{lot_number}", summary="LOT detail with per-process state, history, components and serials")
-async def detail(lot_number: str, db: DbDep, lang: LangDep) -> dict[str, Any]:
+async def detail(lot_number: str, db: DbDep, lang: LangDep, principal: ViewerDep) -> dict[str, Any]:
     async with db.engine.connect() as conn:
         data = await queries.lot_detail(db, conn, lot_number, lang)
     return {"status": "success", "data": data}
@@ -50,8 +51,9 @@ async def detail(lot_number: str, db: DbDep, lang: LangDep) -> dict[str, Any]:
 
 @router.post("/{lot_number}/close", summary="Close a LOT (COMPLETED → CLOSED, or cancel a LOT not yet started)")
 async def close(
-    lot_number: str, db: DbDep, lang: LangDep, actor: ActorDep, body: Annotated[CloseLot | None, Body()] = None
+    lot_number: str, db: DbDep, lang: LangDep, principal: ManagerDep,
+    body: Annotated[CloseLot | None, Body()] = None,
 ) -> dict[str, Any]:
     async with db.transaction() as conn:
-        data = await lots.close_lot(conn, lot_number, actor, body.reason if body else None)
+        data = await lots.close_lot(conn, lot_number, principal.username, body.reason if body else None)
     return success_body(success_message("lot_closed", lang), data).to_json_dict()

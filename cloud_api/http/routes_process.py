@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from cloud_api.http.deps import DbDep, LangDep
+from cloud_api.http.deps import DbDep, LangDep, OperatorDep
 from cloud_api.services.handlers import handle_completion, handle_start
 from cloud_api.services.process_complete import CompletionSource
 from mes_contracts.completion import CompletionRecord
@@ -24,7 +24,7 @@ IdempotencyKey = Annotated[
 
 
 @router.post("/start", summary="Register a process start (착공)")
-async def start(request: StartRequest, db: DbDep, lang: LangDep,
+async def start(request: StartRequest, db: DbDep, lang: LangDep, principal: OperatorDep,
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
     raw = request.model_dump(mode="json")
     answer = await handle_start(db, raw, "rest", idempotency_key, lang)
@@ -33,7 +33,8 @@ async def start(request: StartRequest, db: DbDep, lang: LangDep,
 
 @router.post("/complete", summary="Register a process completion (완공) with the completion-file body")
 async def complete(
-    record: Annotated[CompletionRecord, Body()], db: DbDep, lang: LangDep, idempotency_key: IdempotencyKey = None
+    record: Annotated[CompletionRecord, Body()], db: DbDep, lang: LangDep, principal: OperatorDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     raw: dict[str, Any] = record.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from cloud_api.http.deps import DbDep, LangDep
+from cloud_api.http.deps import DbDep, LangDep, ManagerDep, PublicDep, ViewerDep
 from cloud_api.services.workers import WorkerIn, list_workers, upsert_worker
 from mes_contracts.errors import success_message
 from mes_contracts.route import ROUTE
@@ -19,35 +19,35 @@ router = APIRouter(tags=["reference"])
 
 
 @router.get("/api/v1/route", summary="The eight processes in order")
-async def route(lang: LangDep) -> dict[str, Any]:
+async def route(lang: LangDep, principal: ViewerDep) -> dict[str, Any]:
     return {"status": "success", "data": [
         {"process_id": s.process_id, "process_name": s.name(lang), "sequence": s.sequence} for s in ROUTE
     ]}
 
 
 @router.get("/api/v1/product-models")
-async def product_models(db: DbDep) -> dict[str, Any]:
+async def product_models(db: DbDep, principal: ViewerDep) -> dict[str, Any]:
     async with db.engine.connect() as conn:
         rows = await conn.execute(text("SELECT model_code, model_name, description FROM product_models ORDER BY id"))
         return {"status": "success", "data": [dict(r) for r in rows.mappings()]}
 
 
 @router.get("/api/v1/workers")
-async def workers(db: DbDep) -> dict[str, Any]:
+async def workers(db: DbDep, principal: ViewerDep) -> dict[str, Any]:
     async with db.engine.connect() as conn:
         return {"status": "success", "data": await list_workers(conn)}
 
 
 @router.post("/api/v1/workers", status_code=201)
-async def add_worker(worker: WorkerIn, db: DbDep, lang: LangDep) -> JSONResponse:
+async def add_worker(worker: WorkerIn, db: DbDep, lang: LangDep, principal: ManagerDep) -> JSONResponse:
     async with db.transaction() as conn:
-        data = await upsert_worker(conn, worker)
+        data = await upsert_worker(conn, worker, principal.username)
     return JSONResponse(status_code=201, content=success_body(success_message("worker_created", lang),
                                                               data).to_json_dict())
 
 
 @router.get("/health", summary="Liveness of the API and its database and Redis")
-async def health(request: Request, db: DbDep) -> JSONResponse:
+async def health(request: Request, db: DbDep, _: PublicDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         async with db.engine.connect() as conn:
@@ -66,5 +66,5 @@ async def health(request: Request, db: DbDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(_: PublicDep) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -11,12 +11,13 @@ from pydantic import ValidationError
 
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
+from cloud_api.labels.results import handle_print_result
 from cloud_api.services.handlers import Answer, error_answer, handle_completion, handle_start
 from cloud_api.services.process_complete import CompletionSource
 from mes_contracts.completion import CompletionEvent
 from mes_contracts.envelope import Envelope, MessageType, ReplyPayload, Source, make_envelope
 from mes_contracts.errors import ErrorCode
-from mes_contracts.topics import ParsedTopic, parse_topic
+from mes_contracts.topics import Name, ParsedTopic, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ async def handle(db: Database, topic: str, raw: bytes, lang: str) -> Handled:
     elif envelope.type is MessageType.PROCESS_COMPLETED:
         record, source = _completion(envelope, station)
         answer = await handle_completion(db, record, source, lang)
+    elif envelope.type is MessageType.LABEL_PRINT_RESULT and parsed.name == Name.PRINT_RESULT:
+        answer = await handle_print_result(db, envelope.payload, station, envelope.message_id, lang)
     else:
         error = DomainError(ErrorCode.INVALID_REQUEST, {"type": envelope.type.value}, "unsupported message type")
         answer = error_answer(error, lang)

@@ -20,6 +20,7 @@ from cloud_api.adapters.database import Database, make_engine
 from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.batching import MAX_BATCH, CompletionBatcher, Pending
 from cloud_api.ingestor.handler import Handled, UnreadableMessage, completion_item, handle, reply_envelope
+from cloud_api.labels.dispatcher import LabelDispatcher, central_source
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Source
 from mes_contracts.topics import ingestor_subscriptions, parse_topic, service_address
@@ -79,6 +80,9 @@ class Ingestor:
                                                 lambda message, handled: self._reply(client, message, handled),
                                                 self._batch_slots.release)
                     collector = asyncio.create_task(batcher.run(client))
+                    # Queued label jobs (LOT and serial labels) leave for the stations on this same link.
+                    labels = asyncio.create_task(LabelDispatcher(self.db, self.settings, central_source(
+                        self.settings.ingestor_client_id)).run(client))
                     try:
                         await self._consume(client, batcher)
                     except asyncio.CancelledError:
@@ -87,6 +91,7 @@ class Ingestor:
                         raise
                     finally:
                         collector.cancel()
+                        labels.cancel()
             except aiomqtt.MqttError as error:
                 metrics.CONNECTED.set(0)
                 log.warning("broker link lost (%s); reconnecting in %.0f s", error, delay)

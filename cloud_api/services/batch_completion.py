@@ -17,9 +17,10 @@ from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus, status_after_completion
 from cloud_api.domain.measurements import extract_measurements
 from cloud_api.ingestor import faults
+from cloud_api.services.audit import rows_json
 from cloud_api.services.handlers import Answer, error_answer, handle_completion
 from cloud_api.services.idempotency import StoredReply
-from cloud_api.services.process_complete import CompletionSource, _summary, parse_completion
+from cloud_api.services.process_complete import CompletionSource, _summary, completion_audit, parse_completion
 from mes_contracts.completion import CompletionRecord
 from mes_contracts.envelope import MessageType, Outcome
 from mes_contracts.errors import ErrorCode, success_message
@@ -320,8 +321,10 @@ async def _run_batch(conn: AsyncConnection, parsed: list[Parsed], lang: str) -> 
     decisions = decide(parsed, ctx, lang)
     message_ids = [item.source.message_id for item in parsed]
     accepted = accepted_of(decisions)
+    audit = rows_json([entry for a in accepted for entry in completion_audit(a.record, a.source, a.verdict,
+                                                                              a.transition)])
     written = await batch_sql.write(conn, result_rows(accepted), component_rows(accepted), run_rows(accepted),
-                                    lot_rows(accepted), message_rows(decisions, message_ids))
+                                    lot_rows(accepted), message_rows(decisions, message_ids), audit)
     await batch_sql.insert_measurements(conn, measurement_rows(accepted, written.result_ids))
     answers = final_answers(decisions, written.responses, message_ids)
     for decision, item in zip(decisions, parsed, strict=True):

@@ -12,7 +12,10 @@ from cloud_api.adapters import repository as repo
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus, can_transition
+from cloud_api.labels.serials import queue_lot_label
+from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
+from mes_contracts.labels import PRINTER_ID_PATTERN
 from mes_contracts.numbering import (
     MAX_LOT_SEQUENCE,
     Shift,
@@ -27,6 +30,8 @@ class CreateLot(BaseModel):
     target_quantity: int = Field(default=100, ge=1, le=9999)
     shift: Shift
     lot_number: str | None = Field(default=None, description="Only to register a number made elsewhere")
+    printer_id: str | None = Field(default=None, pattern=PRINTER_ID_PATTERN,
+                                   description="Printer of the LOT label; default: the LOT label printer")
 
 
 async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, actor: str) -> dict[str, Any]:
@@ -56,7 +61,7 @@ async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, ac
         raise DomainError(ErrorCode.DUPLICATE_LOT, {"lot_number": lot_number})
     lot_id, created_at = created
     await repo.record_lot_status(conn, lot_id, None, LotStatus.CREATED, actor)
-    return {
+    data = {
         "lot_number": lot_number,
         "product_model": model["model_name"],
         "model_code": model["model_code"],
@@ -67,6 +72,12 @@ async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, ac
         "created_date": day.isoformat(),
         "created_at": db.local(created_at).isoformat(),
     }
+    created_data = dict(data)
+    data["label"] = await queue_lot_label(conn, lot_id, lot_number, command.printer_id, actor)
+    # Last: the audit insert takes the chain lock, held until commit.
+    await record_audit(conn, actor=actor, action="lot.create", entity="lot", entity_key=lot_number,
+                       new=created_data)
+    return data
 
 
 async def _explicit_number(conn: AsyncConnection, lot_number: str) -> tuple[str, Any, Shift, int]:
@@ -86,4 +97,6 @@ async def close_lot(conn: AsyncConnection, lot_number: str, actor: str, reason: 
     if not can_transition(current, LotStatus.CLOSED):
         raise DomainError(ErrorCode.INVALID_LOT_STATE, {"lot_number": lot_number, "lot_status": current.value})
     await repo.set_lot_status(conn, lot["id"], current, LotStatus.CLOSED, actor, reason)
+    await record_audit(conn, actor=actor, action="lot.close", entity="lot", entity_key=lot_number,
+                       old={"status": current.value}, new={"status": LotStatus.CLOSED.value}, reason=reason)
     return {"lot_number": lot_number, "status": LotStatus.CLOSED.value, "previous_status": current.value}

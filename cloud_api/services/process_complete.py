@@ -15,6 +15,7 @@ from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus, status_after_completion
 from cloud_api.domain.measurements import extract_measurements
+from cloud_api.services.audit import AuditEntry, current_request_id, record_audit_many, station_actor
 from mes_contracts.completion import CompletionRecord
 from mes_contracts.errors import ErrorCode
 from mes_contracts.process_data import ProcessDataBase, describe_validation_error
@@ -37,6 +38,7 @@ class CompletionSource:
     file_name: str | None = None
     sha256: str | None = None
     replay: bool = False
+    actor: str | None = None  # the audit trail's actor; default: the worker at the station ("W001@st03")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ async def complete_process(
     if new_status is not None:
         await repo.set_lot_status(conn, lot["id"], current, new_status, record.worker_id,
                                   f"{record.process_id} completion", source.message_id)
+    transition = (current, new_status) if new_status is not None else None
+    await record_audit_many(conn, completion_audit(record, source, verdict, transition))
     summary = _summary(record, verdict)
     summary["lot_status"] = (new_status or current).value
     summary["failure_reasons"] = typed.failure_reasons()
@@ -109,6 +113,24 @@ async def _store_details(
         {"lot_id": lot_id, "result_id": result_id, "process_id": record.process_id, "kind": kind, "lot": value}
         for kind, value in typed.component_lots().items()
     ])
+
+
+def completion_audit(
+    record: CompletionRecord, source: CompletionSource, verdict: str, transition: tuple[LotStatus, LotStatus] | None
+) -> list[AuditEntry]:
+    """process.complete, plus lot.status when it moved the LOT; the batch path writes the very same rows."""
+    actor = source.actor or station_actor(record.worker_id, source.station)
+    request_id = current_request_id() or str(source.message_id)
+    new = {"lot_number": record.lot_number, "process_id": record.process_id, "worker_id": record.worker_id,
+           "start_time": record.start_time, "complete_time": record.complete_time, "result": verdict,
+           "message_id": source.message_id, "source_station": source.station, "source_file_name": source.file_name,
+           "source_sha256": source.sha256}
+    entries = [AuditEntry(actor, "process.complete", "process_run", f"{record.lot_number}/{record.process_id}",
+                          None, new, None, request_id)]
+    if transition is not None:
+        entries.append(AuditEntry(actor, "lot.status", "lot", record.lot_number, {"status": transition[0].value},
+                                  {"status": transition[1].value}, f"{record.process_id} completion", request_id))
+    return entries
 
 
 def _summary(record: CompletionRecord, result: str) -> dict[str, Any]:

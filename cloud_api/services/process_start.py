@@ -15,6 +15,9 @@ from cloud_api.domain.lots import LotStatus, status_after_start
 from cloud_api.domain.sequencing import RunSnapshot, check_start_allowed, resolve_step
 from cloud_api.firmware.domain import FIRMWARE_PROCESS_ID
 from cloud_api.firmware.service import active_firmware_info
+from cloud_api.labels.domain import SERIAL_PROCESS_ID
+from cloud_api.labels.serials import issue_for_start
+from cloud_api.services.audit import AuditEntry, current_request_id, record_audit_many, station_actor
 from mes_contracts.errors import ErrorCode
 from mes_contracts.numbering import work_order_prefix
 from mes_contracts.start import StartData, StartRequest
@@ -27,6 +30,7 @@ async def start_process(
     source: str,
     message_id: uuid.UUID | None = None,
     lang: str = "ko",
+    actor: str | None = None,
 ) -> StartData:
     lot = await repo.lock_lot_for_start(conn, request.lot_number, request.worker_id)
     if lot is None:
@@ -60,6 +64,11 @@ async def start_process(
         await repo.set_lot_status(conn, lot["id"], lot_status, new_status, request.worker_id,
                                   f"{step.process_id} start", message_id)
     firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
+    issued = (await issue_for_start(conn, lot["id"], request, source, actor)
+              if step.process_id == SERIAL_PROCESS_ID else None)
+    # Last: the audit insert takes the chain lock, held until commit.
+    await _audit(conn, request, step.process_id, work_order_id, source, message_id, actor,
+                 (lot_status, new_status) if new_status is not None else None)
     return StartData(
         lot_number=request.lot_number,
         process_id=step.process_id,
@@ -69,7 +78,26 @@ async def start_process(
         work_order_id=work_order_id,
         sequence_number=step.sequence,
         firmware_info=firmware_info,
+        serial_numbers=issued.serial_numbers if issued else None,
+        printer_id=issued.printer_id if issued else None,
     )
+
+
+async def _audit(
+    conn: AsyncConnection, request: StartRequest, process_id: str, work_order_id: str, source: str,
+    message_id: uuid.UUID | None, actor: str | None, transition: tuple[LotStatus, LotStatus] | None,
+) -> None:
+    """process.start, plus lot.status when the start moved the LOT (REST: the request id; MQTT: the message id)."""
+    who = actor or station_actor(request.worker_id, source)
+    request_id = current_request_id() or (str(message_id) if message_id else None)
+    new = {"work_order_id": work_order_id, "lot_number": request.lot_number, "process_id": process_id,
+           "worker_id": request.worker_id, "start_time": request.start_time, "source": source}
+    entries = [AuditEntry(who, "process.start", "process_run", f"{request.lot_number}/{process_id}", None, new,
+                          None, request_id)]
+    if transition is not None:
+        entries.append(AuditEntry(who, "lot.status", "lot", request.lot_number, {"status": transition[0].value},
+                                  {"status": transition[1].value}, f"{process_id} start", request_id))
+    await record_audit_many(conn, entries)
 
 
 def _snapshots(db: Database, runs: list[dict[str, Any]]) -> dict[str, RunSnapshot]:

@@ -8,6 +8,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud_api.auth.repository import name_taken
+from cloud_api.domain.errors import DomainError
+from cloud_api.services.audit import record_audit
+from mes_contracts.errors import ErrorCode
+
 
 class WorkerIn(BaseModel):
     worker_id: str = Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -15,7 +20,15 @@ class WorkerIn(BaseModel):
     active: bool = True
 
 
-async def upsert_worker(conn: AsyncConnection, worker: WorkerIn) -> dict[str, Any]:
+async def upsert_worker(conn: AsyncConnection, worker: WorkerIn, actor: str = "system") -> dict[str, Any]:
+    # Locked so the audit row's old value is the one this upsert replaced.
+    before = await conn.execute(
+        text("SELECT worker_id, name, active FROM workers WHERE worker_id = :w FOR UPDATE"), {"w": worker.worker_id}
+    )
+    old = before.mappings().first()
+    if old is None and await name_taken(conn, worker.worker_id) is not None:
+        # `workers` is a view of the operator users: a manager's name, or W001 as w001, is not a new operator.
+        raise DomainError(ErrorCode.DUPLICATE_USER, {"username": worker.worker_id})
     row = await conn.execute(
         text(
             "INSERT INTO workers (worker_id, name, active) VALUES (:w, :n, :a) ON CONFLICT (worker_id) "
@@ -23,7 +36,10 @@ async def upsert_worker(conn: AsyncConnection, worker: WorkerIn) -> dict[str, An
         ),
         {"w": worker.worker_id, "n": worker.name, "a": worker.active},
     )
-    return dict(row.mappings().one())
+    new = dict(row.mappings().one())
+    await record_audit(conn, actor=actor, action="worker.upsert", entity="worker", entity_key=worker.worker_id,
+                       old=dict(old) if old else None, new=new)
+    return new
 
 
 async def list_workers(conn: AsyncConnection) -> list[dict[str, Any]]:

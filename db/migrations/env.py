@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations online against the URL given in the config or MES_DATABASE_URL."""
+"""Alembic environment: runs migrations online as the schema owner, granting the application role its rights."""
 
 from __future__ import annotations
 
@@ -6,11 +6,28 @@ import os
 
 from alembic import context
 from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import make_url
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url") or os.environ.get("MES_DATABASE_URL")
+url = (config.get_main_option("sqlalchemy.url") or os.environ.get("MES_MIGRATION_DATABASE_URL")
+       or os.environ.get("MES_DATABASE_URL"))
 if not url:
-    raise SystemExit("no database URL: set MES_DATABASE_URL")
+    raise SystemExit("no database URL: set MES_MIGRATION_DATABASE_URL or MES_DATABASE_URL")
+
+
+def _app_role() -> str | None:
+    """`-x app_role=…`, else what the caller set, else MES_DB_APP_ROLE, else the user of MES_DATABASE_URL."""
+    given = context.get_x_argument(as_dictionary=True).get("app_role") or config.attributes.get("app_role")
+    if given:
+        return str(given)
+    if os.environ.get("MES_DB_APP_ROLE"):
+        return os.environ["MES_DB_APP_ROLE"]
+    app_url = os.environ.get("MES_DATABASE_URL")
+    return make_url(app_url).username if app_url else None
+
+
+# Migrations read it from config.attributes (0004 grants the role its rights; skipped when it is the owner).
+config.attributes["app_role"] = _app_role()
 
 connectable = create_engine(url, poolclass=pool.NullPool)
 with connectable.connect() as connection:
@@ -18,3 +35,5 @@ with connectable.connect() as connection:
     with context.begin_transaction():
         context.run_migrations()
 connectable.dispose()
+# For the alembic CLI: `MES_MIGRATION_DATABASE_URL=... alembic -c db/alembic.ini -x app_role=mes upgrade head`.
+# `mes db upgrade` does the same without this file.

@@ -36,6 +36,31 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+# What migration 0004 grants the application role (repeated here for databases handed over after it ran).
+_APP_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {app}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES "
+    "TO {app}",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app}",
+)
+_AUDIT_GRANTS = (
+    "REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {app}",
+    "REVOKE ALL ON audit_log FROM {app}",
+    "GRANT SELECT, INSERT ON audit_log TO {app}",
+    "REVOKE ALL ON SEQUENCE audit_log_id_seq FROM {app}",
+)
+
+
+def _ensure_role(conn: psycopg.Connection, role: str, password: str, createdb: bool) -> None:
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    verb = sql.SQL("ALTER" if exists else "CREATE")
+    conn.execute(sql.SQL("{} ROLE {} LOGIN {} PASSWORD {}").format(
+        verb, sql.Identifier(role), sql.SQL("CREATEDB" if createdb else "NOCREATEDB"), sql.Literal(password)
+    ))
+
+
 class PostgresServer(ManagedServer):
     """PostgreSQL on 127.0.0.1:port, cluster in base_dir/pgdata; role and database created if missing."""
 
@@ -51,11 +76,16 @@ class PostgresServer(ManagedServer):
         user: str = "mes",
         password: str = "mes",
         database: str = "mes",
+        owner: str | None = None,
+        owner_password: str | None = None,
     ) -> None:
+        """`owner` set: two roles, the owner runs migrations and owns the database, `user` is the application's."""
         super().__init__(base_dir, port)
         self.user = user
         self.password = password
         self.database = database
+        self.owner = owner if owner != user else None
+        self.owner_password = owner_password or password
         self._socket_tmp: Path | None = None
 
     # -- addresses ------------------------------------------------------------------------------------------
@@ -67,14 +97,24 @@ class PostgresServer(ManagedServer):
     @property
     def dsn(self) -> str:
         """Plain libpq URI, for psycopg.connect() and psql."""
-        return f"postgresql://{self._userinfo()}@127.0.0.1:{self.port}/{quote(self.database, safe='')}"
+        return self._uri(self.user, self.password)
+
+    @property
+    def owner_url(self) -> str:
+        """SQLAlchemy URL of the schema owner (migrations); the application's URL when there is one role."""
+        return self.owner_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @property
+    def owner_dsn(self) -> str:
+        return self.dsn if self.owner is None else self._uri(self.owner, self.owner_password)
 
     @property
     def superuser_dsn(self) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
 
-    def _userinfo(self) -> str:
-        return f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+    def _uri(self, user: str, password: str | None = None) -> str:
+        userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+        return f"postgresql://{userinfo}@127.0.0.1:{self.port}/{quote(self.database, safe='')}"
 
     # -- files ---------------------------------------------------------------------------------------------
     @property
@@ -187,18 +227,46 @@ class PostgresServer(ManagedServer):
         return True
 
     def _after_ready(self) -> None:
+        owner = self.owner or self.user
         with psycopg.connect(self.superuser_dsn, autocommit=True) as conn:
+            if self.owner is not None:
+                _ensure_role(conn, self.owner, self.owner_password, createdb=True)
             if self.user != SUPERUSER:
-                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.user,)).fetchone()
-                verb = sql.SQL("ALTER" if exists else "CREATE")
-                conn.execute(sql.SQL("{} ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-                    verb, sql.Identifier(self.user), sql.Literal(self.password)
-                ))
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone():
-                logger.info("creating database %s owned by %s", self.database, self.user)
+                _ensure_role(conn, self.user, self.password, createdb=self.owner is None)
+            found = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                                 (self.database,)).fetchone()
+            if found is None:
+                logger.info("creating database %s owned by %s", self.database, owner)
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(self.database), sql.Identifier(self.user)
+                    sql.Identifier(self.database), sql.Identifier(owner)
                 ))
+        if self.owner is not None and self.user != SUPERUSER:
+            with psycopg.connect(self._uri(SUPERUSER), autocommit=True) as conn:
+                self._hand_over_to_owner(conn)
+
+    def _hand_over_to_owner(self, conn: psycopg.Connection) -> None:
+        """A single-role state dir (owned by the application role, which could then alter the audit log): hand
+        it to the owner, with the grants migration 0004 gives, for databases already past it."""
+        assert self.owner is not None
+        owned = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relowner = r.oid) "
+            "+ (SELECT count(*) FROM pg_database d WHERE d.datname = current_database() AND d.datdba = r.oid) "
+            "FROM pg_roles r WHERE r.rolname = %s", (self.user,)
+        ).fetchone()
+        if not owned or not owned[0]:
+            return
+        logger.warning("database %s was owned by the application role %s: handing it to %s",
+                       self.database, self.user, self.owner)
+        app, owner = sql.Identifier(self.user), sql.Identifier(self.owner)
+        with conn.transaction():
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(self.database), owner))
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(app, owner))
+            for statement in _APP_GRANTS:
+                conn.execute(sql.SQL(statement).format(app=app, owner=owner))
+            if conn.execute("SELECT to_regclass('public.audit_log')").fetchone() != (None,):
+                for statement in _AUDIT_GRANTS:
+                    conn.execute(sql.SQL(statement).format(app=app))
 
     def _after_exit(self, pid: int, killed: bool) -> None:
         super()._after_exit(pid, killed)

@@ -56,7 +56,7 @@ def test_postgres_restarted_during_a_burst(central: Central, rig: Rig) -> None:
     begin = datetime.now(SEOUL)
     started = run_start_time()
     lots = central.create_started_lots(50, started)
-    with httpx.Client(base_url=central.api_url, timeout=15) as client:
+    with httpx.Client(base_url=central.api_url, timeout=15, auth=central.auth) as client:
         spare = client.post("/api/v1/lots", json={"shift": "D"}).json()["data"]["lot_number"]  # never started
     files = completion_files(lots, FILES, started, seed=8)
     ingestor = rig.start_ingestor()
@@ -69,7 +69,7 @@ def test_postgres_restarted_during_a_burst(central: Central, rig: Rig) -> None:
     central.postgres.stop()
     stopped_at = completed_count([gateway])
     answers: list[tuple[str, int, float, dict[str, Any]]] = []
-    with httpx.Client(base_url=central.api_url, timeout=ANSWER_WITHIN_S * 3) as client:
+    with httpx.Client(base_url=central.api_url, timeout=ANSWER_WITHIN_S * 3, auth=central.auth) as client:
         for _ in range(PROBES):
             status, took, body = _probe(client, "GET", f"/api/v1/lots/{lots[0]}")
             answers.append(("GET /api/v1/lots/{lot}", status, took, body))
@@ -80,7 +80,7 @@ def test_postgres_restarted_during_a_burst(central: Central, rig: Rig) -> None:
         answers.append(("GET /api/v1/lots/{lot} (later)", *still_down))
     central.postgres.start()
 
-    with httpx.Client(base_url=central.api_url, timeout=15) as client:
+    with httpx.Client(base_url=central.api_url, timeout=15, auth=central.auth) as client:
         recovered = wait_for(lambda: client.get(f"/api/v1/lots/{lots[0]}").status_code == 200, 30, 0.25)
         again = client.post("/api/v1/process/start", json=start_body(spare, "PROC-001"))
     elapsed = wait_disposed(items, 240)

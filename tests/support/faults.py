@@ -18,17 +18,20 @@ import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 
+from cloud_api.domain.access import Role
 from db.migrate import upgrade
 from deploy.localstack.children import ChildProcess, mes_command, rss_kb, wait_http_ok
 from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import MosquittoServer, PostgresServer, find_free_port
 from line_simulator.payloads import completion_record, render, start_request
 from mes_contracts.completion import completion_file_name
+from tests.support.auth import AUTH_ENV, ApiAuth, ApiUser, add_users
 from tests.support.folders import WorkFolders
 from tests.support.line import SEOUL
 from tests.support.verifier import Produced
 
 WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
+MANAGER = ApiUser("fault-manager", "fault-manager-Passw0rd", Role.MANAGER)  # creates LOTs and starts over REST
 PROCESS = "PROC-001"
 SCALE_ENV = "MES_FAULT_SCALE"
 # Fast but realistic gateway timings for the tests (production defaults: 0.5 / 2.0 / 10 / 2.0 s).
@@ -79,12 +82,15 @@ class Central:
     postgres: PostgresServer
     api_port: int
     api: ChildProcess | None = None
+    auth: ApiAuth | None = None  # MANAGER's, logged in through this API
 
     @classmethod
     def start(cls, root: Path) -> Central:
         root.mkdir(parents=True, exist_ok=True)
         central = cls(root, start_postgres(root / "postgres"), find_free_port())
+        add_users(central.env(), [MANAGER])
         central.start_api()
+        central.auth = ApiAuth(central.api_url, MANAGER)
         return central
 
     @property
@@ -98,7 +104,7 @@ class Central:
     def env(self, broker_port: int | None = None) -> dict[str, str]:
         """MES_* of the central processes. No Redis: nothing in these paths needs it (health reports it down)."""
         env = {"MES_DATABASE_URL": self.postgres.url, "MES_REDIS_URL": f"redis://127.0.0.1:{find_free_port()}/0",
-               "MES_LOG_JSON": "true", "MES_MQTT_HOST": "127.0.0.1"}
+               "MES_LOG_JSON": "true", "MES_MQTT_HOST": "127.0.0.1", **AUTH_ENV}
         if broker_port is not None:
             env["MES_MQTT_PORT"] = str(broker_port)
         return env
@@ -116,7 +122,7 @@ class Central:
 
         async def run() -> list[str]:
             gate = asyncio.Semaphore(8)
-            async with httpx.AsyncClient(base_url=self.api_url, timeout=30) as client:
+            async with httpx.AsyncClient(base_url=self.api_url, timeout=30, auth=self.auth) as client:
                 async def one(index: int) -> str:
                     async with gate:
                         created = await client.post("/api/v1/lots", json={"shift": "D", "target_quantity": 100})

@@ -31,9 +31,10 @@ class Station(WorkFolders):
 class Line:
     api_url: str
     stations: dict[str, Station] = field(default_factory=dict)
+    auth: httpx.Auth | None = None  # a manager's: it creates LOTs
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=15)
+        return httpx.Client(base_url=self.api_url, timeout=15, auth=self.auth)
 
     def create_lot(self, shift: str = "D", quantity: int = 100) -> str:
         with self.http() as client:

@@ -1,0 +1,1 @@
+"""Labels: printer registry, serial issuing at PROC-007, print jobs (outbox), print/reprint, preview."""
