@@ -167,7 +167,7 @@ def test_process_start_and_complete_through_the_whole_route(api: Api) -> None:
         assert response.status_code == 200, response.text
         start = api.one(request_id, "process.start")
         assert (start["entity"], start["entity_key"], start["actor"]) == (
-            "process_run", f"{lot}/{step.process_id}", "W001@rest")
+            "process_run", f"{lot}/{step.process_id}", api.actor)
         assert start["new_value"]["work_order_id"] == response.json()["data"]["work_order_id"]
         assert start["old_value"] is None and start["new_value"]["worker_id"] == "W001"
         moved = [row for row in api.rows_of(request_id) if row["action"] == "lot.status"]
@@ -180,7 +180,7 @@ def test_process_start_and_complete_through_the_whole_route(api: Api) -> None:
         response, request_id = _complete(api, lot, step.process_id, at)
         assert response.status_code == 200, response.text
         done = api.one(request_id, "process.complete")
-        assert (done["entity_key"], done["actor"]) == (f"{lot}/{step.process_id}", "W002@rest")
+        assert (done["entity_key"], done["actor"]) == (f"{lot}/{step.process_id}", api.actor)
         assert done["new_value"]["result"] == response.json()["data"]["result"]
         assert done["new_value"]["lot_number"] == lot and done["old_value"] is None
         moved = [row for row in api.rows_of(request_id) if row["action"] == "lot.status"]

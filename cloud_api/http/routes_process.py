@@ -27,7 +27,7 @@ IdempotencyKey = Annotated[
 async def start(request: StartRequest, db: DbDep, lang: LangDep, principal: OperatorDep,
                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
     raw = request.model_dump(mode="json")
-    answer = await handle_start(db, raw, "rest", idempotency_key, lang)
+    answer = await handle_start(db, raw, "rest", idempotency_key, lang, principal.username)
     return JSONResponse(status_code=answer.http_status, content=answer.body)
 
 
@@ -38,6 +38,7 @@ async def complete(
 ) -> JSONResponse:
     raw: dict[str, Any] = record.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    source = CompletionSource(station="rest", message_id=idempotency_key or uuid.uuid4(), sha256=digest)
+    source = CompletionSource(station="rest", message_id=idempotency_key or uuid.uuid4(), sha256=digest,
+                              actor=principal.username)
     answer = await handle_completion(db, raw, source, lang)
     return JSONResponse(status_code=answer.http_status, content=answer.body)

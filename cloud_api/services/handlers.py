@@ -109,11 +109,14 @@ def _as_duplicate(stored: idempotency.StoredReply) -> Answer:
 
 
 async def handle_start(
-    db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID | None, lang: str
+    db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID | None, lang: str,
+    actor: str | None = None,
 ) -> Answer:
+    """`actor` is the signed-in user for REST; None at a station (the audit trail then names worker@station)."""
+
     async def work(conn: AsyncConnection) -> Answer:
         request = parse_start_request(raw)
-        data = await start_process(db, conn, request, source, message_id, lang)
+        data = await start_process(db, conn, request, source, message_id, lang, actor)
         body = success_body(success_message("process_started", lang), data).to_json_dict()
         return Answer(Outcome.ACCEPTED, 200, body)
 
