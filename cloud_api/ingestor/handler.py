@@ -41,8 +41,8 @@ def read_envelope(topic: str, raw: bytes) -> tuple[ParsedTopic, Envelope]:
     return parsed, envelope
 
 
-async def handle(db: Database, topic: str, raw: bytes, lang: str) -> Handled:
-    parsed, envelope = read_envelope(topic, raw)
+async def handle_envelope(db: Database, topic: str, parsed: ParsedTopic, envelope: Envelope, lang: str) -> Handled:
+    """Answer one message read by `read_envelope` (the ingestor reads each message once, to route it)."""
     station = parsed.address.prefix
     if (envelope.source.site, envelope.source.line, envelope.source.station) != (
         parsed.address.site, parsed.address.line, parsed.address.station
@@ -63,13 +63,11 @@ async def handle(db: Database, topic: str, raw: bytes, lang: str) -> Handled:
     return Handled(envelope, answer)
 
 
-def completion_item(topic: str, raw: bytes) -> tuple[Envelope, tuple[dict[str, Any], CompletionSource]] | None:
+def completion_item(
+    parsed: ParsedTopic, envelope: Envelope
+) -> tuple[Envelope, tuple[dict[str, Any], CompletionSource]] | None:
     """A well-formed completion from the station that sent it, ready for the batch path; None for anything else
-    (unreadable, forged source, other types), which takes the one-by-one path and its error answers."""
-    try:
-        parsed, envelope = read_envelope(topic, raw)
-    except UnreadableMessage:
-        return None
+    (forged source, other types), which takes the one-by-one path and its error answers."""
     address = parsed.address
     if envelope.type is not MessageType.PROCESS_COMPLETED or (
         envelope.source.site, envelope.source.line, envelope.source.station

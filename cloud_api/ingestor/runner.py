@@ -19,11 +19,18 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cloud_api.adapters.database import Database, make_engine
 from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.batching import MAX_BATCH, CompletionBatcher, Pending
-from cloud_api.ingestor.handler import Handled, UnreadableMessage, completion_item, handle, reply_envelope
+from cloud_api.ingestor.handler import (
+    Handled,
+    UnreadableMessage,
+    completion_item,
+    handle_envelope,
+    read_envelope,
+    reply_envelope,
+)
 from cloud_api.labels.dispatcher import LabelDispatcher, central_source
 from cloud_api.settings import CentralSettings
-from mes_contracts.envelope import Source
-from mes_contracts.topics import ingestor_subscriptions, parse_topic, service_address
+from mes_contracts.envelope import Envelope, Source
+from mes_contracts.topics import ParsedTopic, ingestor_subscriptions, parse_topic, service_address
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,33 +108,36 @@ class Ingestor:
     async def _consume(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> None:
         async for message in client.messages:
             raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            completion = completion_item(message.topic.value, raw)
+            topic = message.topic.value
+            try:
+                parsed, envelope = read_envelope(topic, raw)  # once per message: routing and handling share it
+            except UnreadableMessage as error:
+                metrics.UNREADABLE.inc()
+                log.error("unreadable message dropped from %s: %s; first bytes %r", topic, error, raw[:200])
+                continue
+            completion = completion_item(parsed, envelope)
             if completion is not None:
                 await self._batch_slots.acquire()
                 batcher.put(Pending(message, *completion))
                 continue
             await self._slots.acquire()
-            task = asyncio.create_task(self._process(client, message))
+            task = asyncio.create_task(self._process(client, message, parsed, envelope))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _process(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    async def _process(self, client: aiomqtt.Client, message: aiomqtt.Message, parsed: ParsedTopic,
+                       envelope: Envelope) -> None:
         try:
-            await self._process_one(client, message)
+            await self._process_one(client, message, parsed, envelope)
         finally:
             self._slots.release()
 
-    async def _process_one(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-        topic = message.topic.value
+    async def _process_one(self, client: aiomqtt.Client, message: aiomqtt.Message, parsed: ParsedTopic,
+                           envelope: Envelope) -> None:
         faults.bind_message(client, message)  # test-only hooks: no-ops unless MES_FAULT_INJECT is set
-        try:
-            with metrics.HANDLE_SECONDS.time():
-                handled = await self._with_db_retry(lambda: handle(self.db, topic, raw, self.settings.language))
-        except UnreadableMessage as error:
-            metrics.UNREADABLE.inc()
-            log.error("unreadable message dropped from %s: %s; first bytes %r", topic, error, raw[:200])
-            return
+        with metrics.HANDLE_SECONDS.time():
+            handled = await self._with_db_retry(
+                lambda: handle_envelope(self.db, message.topic.value, parsed, envelope, self.settings.language))
         faults.after_commit(handled.request.type, handled.request.message_id, handled.answer.outcome)
         metrics.HANDLED.labels(handled.request.type.value, handled.answer.outcome.value).inc()
         await self._reply(client, message, handled)

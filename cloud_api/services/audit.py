@@ -42,6 +42,10 @@ class AuditEntry:
     request_id: str | None = None
 
 
+# Inside `deferred_audit()`, rows wait here and are written by whoever closes the scope (one round trip fewer).
+_DEFERRED: ContextVar[list[AuditEntry] | None] = ContextVar("mes_deferred_audit", default=None)
+
+
 def current_request_id() -> str | None:
     return REQUEST_ID.get()
 
@@ -54,6 +58,21 @@ def request_id_scope(request_id: str | None) -> Iterator[None]:
         yield
     finally:
         REQUEST_ID.reset(token)
+
+
+@contextmanager
+def deferred_audit() -> Iterator[list[AuditEntry]]:
+    """Collect the block's audit rows instead of writing them; the caller writes the list before commit.
+
+    The transactional entry point (services/handlers.run_once) writes them in the statement that stores the
+    message's answer: the audit insert is then the last write of the transaction, as the chain lock wants.
+    """
+    pending: list[AuditEntry] = []
+    token = _DEFERRED.set(pending)
+    try:
+        yield pending
+    finally:
+        _DEFERRED.reset(token)
 
 
 def _default(value: Any) -> Any:
@@ -118,6 +137,10 @@ async def record_audit(
 async def record_audit_many(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> None:
     """Append several audit rows with one statement, chained in the given order (batches of completions)."""
     if not entries:
+        return
+    pending = _DEFERRED.get()
+    if pending is not None:
+        pending.extend(entries)
         return
     rows = [_row(n, entry) for n, entry in enumerate(entries)]
     await conn.execute(INSERT_SQL, {"rows": json.dumps(rows, ensure_ascii=False)})

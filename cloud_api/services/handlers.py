@@ -15,6 +15,7 @@ from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.ingestor import faults
 from cloud_api.services import idempotency
+from cloud_api.services.audit import deferred_audit, record_audit_many, rows_json
 from cloud_api.services.process_complete import CompletionSource, complete_process, parse_completion
 from cloud_api.services.process_start import start_process
 from mes_contracts.envelope import MessageType, Outcome
@@ -79,10 +80,12 @@ async def _attempt(
     db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str
 ) -> Answer:
     async with db.transaction() as conn:
-        answer = await work(conn)
-        if message_id is not None and not await idempotency.record(
-            conn, message_id, message_type, source, answer.outcome, answer.http_status, answer.body
-        ):
+        with deferred_audit() as audit:
+            answer = await work(conn)
+        if message_id is None:
+            await record_audit_many(conn, audit)
+        elif not await idempotency.record(conn, message_id, message_type, source, answer.outcome,
+                                          answer.http_status, answer.body, rows_json(audit)):
             raise _AnsweredElsewhere
         await faults.before_commit(message_type, message_id, answer)  # test-only; no-op unless MES_FAULT_INJECT
         return answer

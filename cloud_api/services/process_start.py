@@ -50,23 +50,20 @@ async def start_process(
         check_start_allowed(request.lot_number, lot_status, step, _snapshots(db, fresh), lang)
 
     work_day = db.local(request.start_time).date()
+    new_status = status_after_start(lot_status)
     inserted = await repo.insert_run(conn, {
         "lot_id": lot["id"], "process_id": step.process_id, "sequence_number": step.sequence,
         "start_time": request.start_time, "worker_id": request.worker_id, "message_id": message_id,
         "source": source, "work_day": work_day, "prefix": work_order_prefix(work_day),
-    })
+    }, (lot_status, new_status, f"{step.process_id} start") if new_status is not None else None)
     if inserted is None:  # a racing start of the same process committed while we waited for the lock
         raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
                                                       "process_id": step.process_id})
     _, work_order_id = inserted
-    new_status = status_after_start(lot_status)
-    if new_status is not None:
-        await repo.set_lot_status(conn, lot["id"], lot_status, new_status, request.worker_id,
-                                  f"{step.process_id} start", message_id)
     firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
     issued = (await issue_for_start(conn, lot["id"], request, source, actor)
               if step.process_id == SERIAL_PROCESS_ID else None)
-    # Last: the audit insert takes the chain lock, held until commit.
+    # Written last by run_once (deferred): the audit insert takes the chain lock, held until commit.
     await _audit(conn, request, step.process_id, work_order_id, source, message_id, actor,
                  (lot_status, new_status) if new_status is not None else None)
     return StartData(

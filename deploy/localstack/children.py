@@ -59,6 +59,7 @@ class ChildProcess:
                 self.process.wait(wait)
                 return
             except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s of %s", self.name, wait, sig.name)
                 continue
         self.kill()
 
