@@ -1,4 +1,4 @@
-"""`mes broker`: a site's Mosquitto configuration, accounts (password file) and per-account ACL blocks."""
+"""`mes broker` site files: mosquitto.conf, the password file and the ACL file, written safely and under a lock."""
 
 from __future__ import annotations
 
@@ -10,20 +10,24 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from mes_contracts.topics import ROOT, SEGMENT_RE, Branch, StationAddress, ingestor_subscriptions, service_address
+from mes_cli.broker_acl import (
+    ACL_HEADER,
+    AclBlock,
+    BrokerConfigError,
+    ServiceKind,
+    accounts,
+    merge_block,
+    remove_block,
+    service_block,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_DIR = Path("/etc/mosquitto/mes")
-DEFAULT_INGESTOR_CLIENT_ID = "mes-ingestor-1"  # the default MES_INGESTOR_CLIENT_ID
 CONFIG_NAME, PASSWORD_NAME, ACL_NAME = "mosquitto.conf", "passwords", "acl"
 BROKER_GROUP = "mosquitto"  # Mosquitto 2.0 drops root right after reading its config: files must be readable by it
 FILE_MODE, DIR_MODE = 0o640, 0o750
@@ -33,185 +37,6 @@ MAX_QUEUED_MESSAGES = 1_000_000
 PASSWORD_BYTES = 24  # 32 URL-safe characters, 192 bits
 MIN_PASSWORD_LENGTH = 12  # for passwords the operator chooses
 EXTRA_BIN_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
-BEGIN, END = "# BEGIN mes-account ", "# END mes-account "
-ANY = "+"
-
-ACL_HEADER = """\
-# Mosquitto ACL of the Withforce MES, managed by `mes broker` (mes_cli/broker.py; see mosquitto/README.md).
-# One block per broker account, from "# BEGIN mes-account <user>" to "# END mes-account <user>";
-# `mes broker add-station` / `add-service` rewrite a block in place: edits inside a block are lost.
-# No topic line before the first "user" line, so anonymous clients get nothing (they are refused anyway).
-# Mosquitto 2.0 checks "read" when it delivers a message, against that message's topic; it does not check
-# the filter of a SUBSCRIBE. A subscription to '#' or '$share/<group>/...' is accepted, but only messages
-# the account may read arrive. The ingestor's shared subscriptions therefore need only "read" of the
-# station topics they match.
-"""
-
-
-class BrokerConfigError(RuntimeError):
-    """The broker files cannot be changed as asked; the message says why and what to do."""
-
-
-class Access(StrEnum):
-    READ = "read"
-    WRITE = "write"
-
-
-class ServiceKind(StrEnum):
-    INGESTOR = "ingestor"  # consumes every station's req/evt, answers on rpl, may send cmd
-    API = "api"  # sends cmd to any station (label printing), reads states
-    MONITOR = "monitor"  # read-only view of every MES topic, for operators and diagnostics
-
-
-@dataclass(frozen=True, slots=True)
-class AclRule:
-    access: Access
-    topic: str
-
-    def render(self) -> str:
-        return f"topic {self.access} {self.topic}"
-
-
-@dataclass(frozen=True, slots=True)
-class AclBlock:
-    """Everything one broker account may do; Mosquitto merges all lines of a user, so one block per user."""
-
-    username: str
-    description: str
-    rules: tuple[AclRule, ...]
-
-    def render(self) -> str:
-        lines = [f"{BEGIN}{self.username}", f"# {self.description}", f"user {self.username}"]
-        lines += [rule.render() for rule in self.rules]
-        return "\n".join([*lines, f"{END}{self.username}"]) + "\n"
-
-
-# -- ACL rules (pure) ---------------------------------------------------------------------------------------
-
-
-def validate_username(username: str) -> str:
-    """A broker account name: letters, digits, '-', '_' (no ':' for the password file, no spaces or wildcards)."""
-    if not SEGMENT_RE.match(username):
-        raise BrokerConfigError(f"invalid account name {username!r}: use 1-64 letters, digits, '-' or '_'")
-    return username
-
-
-def _any_station(branch: Branch, tail: str = "") -> str:
-    return f"{ROOT}/{ANY}/{ANY}/{ANY}/{branch}{tail}"
-
-
-def _unshared(topic_filter: str) -> str:
-    """'$share/<group>/<filter>' → '<filter>': what Mosquitto's read check sees is the message topic."""
-    return topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
-
-
-def station_block(address: StationAddress, username: str | None = None) -> AclBlock:
-    """A station publishes only under its own prefix (req/#, evt/#, state) and reads only its rpl and cmd/#."""
-    user = validate_username(username or address.station)
-    prefix = address.prefix
-    rules = (
-        AclRule(Access.WRITE, f"{prefix}/{Branch.REQUEST}/#"),
-        AclRule(Access.WRITE, f"{prefix}/{Branch.EVENT}/#"),
-        AclRule(Access.WRITE, address.state()),
-        AclRule(Access.READ, address.reply()),
-        AclRule(Access.READ, address.command("#")),
-    )
-    site_line = f"{address.site}/{address.line}/{address.station}"
-    return AclBlock(user, f"station {site_line}: writes req/#, evt/#, state; reads rpl, cmd/#", rules)
-
-
-def service_block(kind: ServiceKind, username: str | None = None,
-                  client_ids: Sequence[str] = (DEFAULT_INGESTOR_CLIENT_ID,)) -> AclBlock:
-    """A central service account; `client_ids` are the ingestor instances whose retained state it may write."""
-    user = validate_username(username or kind.value)
-    if kind is ServiceKind.INGESTOR:
-        if not client_ids:
-            raise BrokerConfigError("the ingestor account needs at least one client id (MES_INGESTOR_CLIENT_ID)")
-        reads = tuple(AclRule(Access.READ, _unshared(f)) for f in ingestor_subscriptions())
-        answers = (AclRule(Access.WRITE, _any_station(Branch.REPLY)),
-                   AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")))
-        states = tuple(AclRule(Access.WRITE, _service_state(cid)) for cid in dict.fromkeys(client_ids))
-        ids = ", ".join(dict.fromkeys(client_ids))
-        return AclBlock(user, f"service ingestor (client ids {ids}): reads all req/#, evt/#; writes rpl, cmd/#, "
-                              "its state", reads + answers + states)
-    if kind is ServiceKind.API:
-        rules = (AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")),
-                 AclRule(Access.READ, _any_station(Branch.STATE)))
-        return AclBlock(user, "service api: writes cmd/# of every station; reads all states", rules)
-    return AclBlock(user, "service monitor: reads every MES topic, writes nothing",
-                    (AclRule(Access.READ, f"{ROOT}/#"),))
-
-
-def _service_state(client_id: str) -> str:
-    try:
-        return service_address(client_id).state()
-    except ValueError as error:
-        raise BrokerConfigError(f"invalid ingestor client id {client_id!r}: {error}") from None
-
-
-# -- ACL file (pure) ----------------------------------------------------------------------------------------
-
-
-def _block_span(lines: Sequence[str], username: str) -> tuple[int, int] | None:
-    begin, end = f"{BEGIN}{username}", f"{END}{username}"
-    starts = [i for i, line in enumerate(lines) if line.strip() == begin]
-    if not starts:
-        return None
-    if len(starts) > 1:
-        raise BrokerConfigError(f"the ACL file holds {len(starts)} blocks for {username!r}; keep one")
-    for j in range(starts[0] + 1, len(lines)):
-        text = lines[j].strip()
-        if text == end:
-            return starts[0], j
-        if text.startswith((BEGIN, END)):
-            break
-    raise BrokerConfigError(f"the ACL block of {username!r} (line {starts[0] + 1}) has no '{end}' line")
-
-
-def _refuse_hand_written(lines: Iterable[str], username: str) -> None:
-    for line in lines:
-        parts = line.split(None, 1)
-        if len(parts) == 2 and parts[0] == "user" and parts[1].strip() == username:
-            raise BrokerConfigError(
-                f"the ACL file has a hand-written 'user {username}' section outside the managed blocks; "
-                "remove it first (Mosquitto would add its rules to the managed ones)"
-            )
-
-
-def merge_block(acl_text: str, block: AclBlock) -> str:
-    """The ACL text with `block` in place of the account's existing block, or appended. Idempotent."""
-    lines = (acl_text or ACL_HEADER).splitlines()
-    span = _block_span(lines, block.username)
-    new = block.render().splitlines()
-    if span is None:
-        _refuse_hand_written(lines, block.username)
-        while lines and not lines[-1].strip():
-            lines.pop()
-        merged = [*lines, "", *new] if lines else new
-    else:
-        first, last = span
-        _refuse_hand_written([*lines[:first], *lines[last + 1:]], block.username)
-        merged = [*lines[:first], *new, *lines[last + 1:]]
-    return "\n".join(merged) + "\n"
-
-
-def remove_block(acl_text: str, username: str) -> str:
-    """The ACL text without the account's block (unchanged when there is none)."""
-    lines = acl_text.splitlines()
-    span = _block_span(lines, username)
-    if span is None:
-        return acl_text
-    first, last = span
-    if first > 0 and not lines[first - 1].strip():
-        first -= 1
-    return "\n".join([*lines[:first], *lines[last + 1:]]) + "\n"
-
-
-def accounts(acl_text: str) -> list[str]:
-    """The managed accounts, in file order."""
-    return [line.strip()[len(BEGIN):] for line in acl_text.splitlines() if line.strip().startswith(BEGIN)]
-
-
 # -- mosquitto.conf (pure) ----------------------------------------------------------------------------------
 
 
@@ -450,127 +275,3 @@ def init_site(site: BrokerSite, client_ids: Sequence[str], force: bool = False) 
         write_file(site.acl_file, acl)
     notes.append(f"password file {site.password_file}, ACL {site.acl_file} (accounts: {', '.join(accounts(acl))})")
     return notes
-
-
-# -- command line -------------------------------------------------------------------------------------------
-
-broker_app = typer.Typer(help="Mosquitto broker of a site: configuration, station and service accounts, ACL.",
-                         no_args_is_help=True)
-
-ConfigDir = Annotated[Path, typer.Option(help="Directory of mosquitto.conf, passwords and acl")]
-Password = Annotated[str | None, typer.Option(envvar="MES_BROKER_PASSWORD", show_default=False,
-                                              help="Password to set (default: a generated one, printed once)")]
-StationUser = Annotated[str | None, typer.Option(show_default=False, help="Account name (default: the station id)")]
-ServiceUser = Annotated[str | None, typer.Option(show_default=False, help="Account name (default: the --name)")]
-ClientIds = Annotated[list[str] | None, typer.Option(
-    "--client-id", show_default=False,
-    help=f"MES_INGESTOR_CLIENT_ID whose state the ingestor may publish (repeatable; {DEFAULT_INGESTOR_CLIENT_ID})",
-)]
-RELOAD_HINT = ("Reload Mosquitto so it reads the files (SIGHUP; connected clients stay connected): "
-               "systemctl reload mosquitto   # or: kill -HUP <mosquitto pid>")
-
-
-def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(2)
-
-
-def _report(username: str, generated: str | None, settings: str) -> None:
-    typer.echo(f"account {username!r}: password set, ACL block written")
-    if generated:
-        typer.echo(f"password for {username!r} (shown once, store it now): {generated}")
-    typer.echo(settings)
-    typer.echo(RELOAD_HINT)
-
-
-@broker_app.command("init")
-def init_command(
-    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
-    port: Annotated[int, typer.Option(help="Plain MQTT listener port")] = 1883,
-    bind: Annotated[str, typer.Option(help="Listener address")] = "0.0.0.0",
-    persistence_dir: Annotated[Path, typer.Option(help="Mosquitto's persistence_location")] = DEFAULTS.persistence_dir,
-    log_file: Annotated[Path, typer.Option(help="Mosquitto's log file")] = DEFAULTS.log_file,
-    tls: Annotated[bool, typer.Option(help="Enable the TLS listener (otherwise written commented out)")] = False,
-    tls_port: Annotated[int, typer.Option(help="TLS listener port")] = 8883,
-    cafile: Annotated[Path | None, typer.Option(help="CA certificate (<config-dir>/certs/ca.crt)")] = None,
-    certfile: Annotated[Path | None, typer.Option(help="Server certificate (<config-dir>/certs/server.crt)")] = None,
-    keyfile: Annotated[Path | None, typer.Option(help="Server key (<config-dir>/certs/server.key)")] = None,
-    client_ids: ClientIds = None,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing, different mosquitto.conf")] = False,
-) -> None:
-    """Write mosquitto.conf, an empty password file and the ACL with the ingestor and api blocks."""
-    site = BrokerSite(config_dir=config_dir.absolute(), port=port, bind=bind, persistence_dir=persistence_dir,
-                      log_file=log_file, tls=tls, tls_port=tls_port, cafile=cafile, certfile=certfile, keyfile=keyfile)
-    try:
-        notes = init_site(site, client_ids or [DEFAULT_INGESTOR_CLIENT_ID], force)
-    except (BrokerConfigError, OSError) as error:
-        raise _fail(error) from None
-    for note in notes:
-        typer.echo(note)
-    typer.echo("next: mes broker add-service --name ingestor, --name api; mes broker add-station for each station")
-    typer.echo("then (re)start Mosquitto with this configuration (listeners are not reloaded by SIGHUP): "
-               f"mosquitto -c {site.config_file}, or systemctl restart mosquitto (mosquitto/README.md)")
-
-
-@broker_app.command("add-station")
-def add_station_command(
-    station: Annotated[str, typer.Option(help="Station id, e.g. st09 (MES_GW_STATION)")],
-    site_id: Annotated[str, typer.Option("--site", help="Site (MES_GW_SITE)")] = "KR",
-    line: Annotated[str, typer.Option(help="Line (MES_GW_LINE)")] = "L1",
-    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
-    username: StationUser = None,
-    password: Password = None,
-) -> None:
-    """Create or update a station account (username = station id) and its ACL block (re-running replaces it)."""
-    try:
-        address = StationAddress(site_id, line, station)
-    except ValueError as error:
-        raise _fail(error) from None
-    block = station_block(address, username)
-    try:
-        generated = add_account(BrokerSite(config_dir.absolute()), block, password)
-    except (BrokerConfigError, OSError) as error:
-        raise _fail(error) from None
-    _report(block.username, generated, f"gateway settings: MES_GW_STATION={station} MES_GW_SITE={site_id} "
-            f"MES_GW_LINE={line} MES_GW_MQTT_USERNAME={block.username} MES_GW_MQTT_PASSWORD=<the password>")
-
-
-@broker_app.command("add-service")
-def add_service_command(
-    name: Annotated[ServiceKind, typer.Option(help="Which central service")],
-    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
-    username: ServiceUser = None,
-    client_ids: ClientIds = None,
-    password: Password = None,
-) -> None:
-    """Create or update a central service account (username = service name) and its ACL block."""
-    try:
-        block = service_block(name, username, client_ids or [DEFAULT_INGESTOR_CLIENT_ID])
-        generated = add_account(BrokerSite(config_dir.absolute()), block, password)
-    except (BrokerConfigError, OSError) as error:
-        raise _fail(error) from None
-    ids = ", ".join(client_ids or [DEFAULT_INGESTOR_CLIENT_ID])
-    settings = {
-        ServiceKind.INGESTOR: f"ingestor settings: MES_MQTT_USERNAME={block.username} MES_MQTT_PASSWORD=<the password> "
-                              f"MES_INGESTOR_CLIENT_ID=<one of: {ids}>",
-        ServiceKind.API: f"api account {block.username!r}: for label-printing commands (cmd/#) and station states",
-        ServiceKind.MONITOR: f"monitor account {block.username!r}: e.g. mosquitto_sub -v -t 'mes/v1/#' -u "
-                             f"{block.username} -P <the password>",
-    }
-    _report(block.username, generated, settings[name])
-
-
-@broker_app.command("remove-account")
-def remove_account_command(
-    username: Annotated[str, typer.Option(help="Account to delete (station id or service account)")],
-    config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
-) -> None:
-    """Delete an account's password entry and ACL block (a decommissioned station PC)."""
-    try:
-        removed = remove_account(BrokerSite(config_dir.absolute()), validate_username(username))
-    except (BrokerConfigError, OSError) as error:
-        raise _fail(error) from None
-    typer.echo(f"account {username!r} removed" if removed else f"no account {username!r}; nothing changed")
-    if removed:
-        typer.echo(RELOAD_HINT + " (a client still connected can then neither publish nor read; it is refused "
-                   "at its next connect)")

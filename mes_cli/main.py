@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mes_cli.audit import audit_app
-from mes_cli.broker import broker_app
+from mes_cli.broker_cli import broker_app
 from mes_cli.gateway_status import status_command
 from mes_cli.logging_setup import configure_logging
 from mes_cli.printer_emulator import printer_emulator_command

@@ -25,7 +25,8 @@ from paho.mqtt.properties import Properties
 from deploy.localstack.children import ChildProcess, mes_command
 from deploy.localstack.mosquitto import MosquittoServer
 from mes_cli import broker
-from mes_cli.broker import BrokerSite, ServiceKind, service_block, station_block
+from mes_cli.broker import BrokerSite
+from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
 from mes_contracts.topics import Name, StationAddress, ingestor_subscriptions, service_address
 from tests.support.auth import RoleAuth

@@ -22,7 +22,8 @@ import pytest
 from deploy.localstack.common import ManagedServer, find_binary, find_free_port
 from deploy.localstack.mosquitto import MosquittoServer, TlsFiles
 from mes_cli import broker
-from mes_cli.broker import BrokerSite, ServiceKind, render_conf, service_block, station_block
+from mes_cli.broker import BrokerSite, render_conf
+from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from mes_contracts.topics import Name, StationAddress
 
 ST01 = StationAddress("KR", "L1", "st01")

@@ -8,29 +8,28 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mes_cli import broker
-from mes_cli.broker import (
+from mes_cli import broker, broker_acl
+from mes_cli.broker import BrokerSite, render_conf
+from mes_cli.broker_acl import (
     ACL_HEADER,
     Access,
     AclRule,
     BrokerConfigError,
-    BrokerSite,
     ServiceKind,
     accounts,
-    broker_app,
     merge_block,
     remove_block,
-    render_conf,
     service_block,
     station_block,
 )
+from mes_cli.broker_cli import broker_app
 from mes_contracts.topics import Name, StationAddress, ingestor_subscriptions, service_address
 
 REPO = Path(__file__).resolve().parents[1]
 ST03 = StationAddress("KR", "L1", "st03")
 
 
-def _topics(block: broker.AclBlock, access: Access) -> set[str]:
+def _topics(block: broker_acl.AclBlock, access: Access) -> set[str]:
     return {rule.topic for rule in block.rules if rule.access is access}
 
 
@@ -74,7 +73,7 @@ def test_api_and_monitor_accounts() -> None:
 @pytest.mark.parametrize("name", ["st 01", "st:01", "st#", "st+1", "a/b", "", "x" * 65])
 def test_account_names_that_would_break_the_files_or_the_acl_are_refused(name: str) -> None:
     with pytest.raises(BrokerConfigError):
-        broker.validate_username(name)
+        broker_acl.validate_username(name)
 
 
 def test_invalid_station_or_client_id_is_refused() -> None:
