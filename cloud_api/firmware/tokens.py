@@ -1,6 +1,7 @@
 """Station Bearer tokens for firmware downloads: issued once in plain text, stored only as a SHA-256 hash."""
 
-# Self-contained until the security work folds stations into its JWT/role model.
+# Opaque tokens, not JWTs: a station token names one station and opens only the download route (the
+# "station token" column of the README's route table); user sessions never accept it.
 
 from __future__ import annotations
 
