@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mes_contracts.labels import LabelType, PrinterLanguage
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only by the commands that use it: `mes gateway` stays small
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 printer_app = typer.Typer(help="Label printers attached to station gateways.", no_args_is_help=True)
 T = TypeVar("T")

@@ -10,12 +10,14 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.domain.access import Role
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only by the commands that use it: `mes gateway` stays small
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 user_app = typer.Typer(help="Users and roles (admin, manager, operator, viewer).", no_args_is_help=True)
 T = TypeVar("T")
