@@ -52,7 +52,7 @@ class Ingestor:
         connect = Properties(PacketTypes.CONNECT)
         connect.SessionExpiryInterval = self.settings.ingestor_session_expiry_s
         password = self.settings.mqtt_password.get_secret_value() if self.settings.mqtt_password else None
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
             identifier=self.settings.ingestor_client_id,
@@ -65,6 +65,10 @@ class Ingestor:
             max_queued_incoming_messages=10_000,
             will=aiomqtt.Will(self._state_topic, _state(False), qos=1, retain=True),
         )
+        # Replies to a whole batch (and label jobs) are published at once: that is normal, not worth a warning
+        # per publish (aiomqtt warns above 10 pending calls; a backlog drain wrote thousands of them).
+        client.pending_calls_threshold = 2 * MAX_BATCH + self.settings.ingestor_concurrency + 100
+        return client
 
     @property
     def _state_topic(self) -> str:
