@@ -36,6 +36,12 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection on which every statement is its own transaction: no BEGIN and COMMIT round trips."""
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
     def now(self) -> datetime:
         return self.clock()
 

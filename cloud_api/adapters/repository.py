@@ -118,46 +118,6 @@ async def runs_of_lot(conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]
     return [dict(r) for r in rows.mappings()]
 
 
-_INSERT_RUN = (
-    "WITH wo AS (INSERT INTO work_order_sequences (work_day, last_value) VALUES (:work_day, 1) "
-    "ON CONFLICT (work_day) DO UPDATE SET last_value = work_order_sequences.last_value + 1 "
-    "RETURNING last_value), "
-    "run AS (INSERT INTO process_runs (lot_id, process_id, work_order_id, sequence_number, status, start_time, "
-    "start_worker_id, start_message_id, start_source) SELECT :lot_id, :process_id, "
-    ":prefix || lpad(wo.last_value::text, GREATEST(3, length(wo.last_value::text)), '0'), "
-    ":sequence_number, 'STARTED', :start_time, :worker_id, :message_id, :source FROM wo "
-    "ON CONFLICT (lot_id, process_id) WHERE serial_id IS NULL DO NOTHING RETURNING id, work_order_id)"
-)
-# The LOT's status change rides along, and happens only when the run was inserted.
-_CHANGE_STATUS = (
-    ", changed AS (UPDATE lots SET status = :new_status, updated_at = now() "
-    "WHERE id = :lot_id AND EXISTS (SELECT 1 FROM run) RETURNING id), "
-    "history AS (INSERT INTO lot_status_history (lot_id, from_status, to_status, actor, reason, message_id) "
-    "SELECT id, :old_status, :new_status, :worker_id, :reason, :message_id FROM changed)"
-)
-# Built once: text() parses its bind parameters with a regex, a cost worth not paying per start.
-_INSERT_RUN_ONLY = text(_INSERT_RUN + " SELECT id, work_order_id FROM run")
-_INSERT_RUN_AND_STATUS = text(_INSERT_RUN + _CHANGE_STATUS + " SELECT id, work_order_id FROM run")
-
-
-async def insert_run(
-    conn: AsyncConnection, values: dict[str, Any], status: tuple[LotStatus, LotStatus, str] | None = None
-) -> tuple[int, str] | None:
-    """Take the day's next work-order number and insert the run in one round trip.
-
-    Returns (run id, work-order id), or None when the LOT already has a run of that process (the whole
-    transaction is then abandoned, so the counter does not move). The number is padded as
-    `mes_contracts.numbering.format_work_order_id` pads it (at least three digits). `status` (old, new,
-    reason) moves the LOT in the same statement, recorded in its history with the start's worker as actor.
-    """
-    params = dict(values)
-    if status is not None:
-        params |= {"old_status": status[0].value, "new_status": status[1].value, "reason": status[2]}
-    row = await conn.execute(_INSERT_RUN_AND_STATUS if status is not None else _INSERT_RUN_ONLY, params)
-    found = row.first()
-    return (int(found.id), str(found.work_order_id)) if found else None
-
-
 async def insert_result(conn: AsyncConnection, values: dict[str, Any]) -> int:
     row = await conn.execute(
         text(
@@ -190,23 +150,6 @@ async def complete_run(
 async def insert_many(conn: AsyncConnection, sql: str, rows: list[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(text(sql), rows)
-
-
-_LOCK_LOT_FOR_START = text(
-    "SELECT l.id, l.status, "
-    "EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :w AND w.active) AS worker_active, "
-    "COALESCE((SELECT json_agg(json_build_object('process_id', r.process_id, 'status', r.status, "
-    "'work_order_id', r.work_order_id, 'start_time', r.start_time)) FROM process_runs r "
-    "WHERE r.lot_id = l.id AND r.serial_id IS NULL), '[]'::json) AS runs "
-    "FROM lots l WHERE l.lot_number = :n FOR UPDATE OF l"
-)
-
-
-async def lock_lot_for_start(conn: AsyncConnection, lot_number: str, worker_id: str) -> dict[str, Any] | None:
-    """LOT row (locked), whether the worker is active and the LOT's runs: one round trip for a start."""
-    row = await conn.execute(_LOCK_LOT_FOR_START, {"n": lot_number, "w": worker_id})
-    found = row.mappings().first()
-    return dict(found) if found else None
 
 
 async def lock_lot_for_completion(

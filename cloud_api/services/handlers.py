@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from cloud_api.ingestor import faults
 from cloud_api.services import idempotency
 from cloud_api.services.audit import deferred_audit, record_audit_many, rows_json
 from cloud_api.services.process_complete import CompletionSource, complete_process, parse_completion
-from cloud_api.services.process_start import start_process
+from cloud_api.services.process_start import plan_start, start_process, write_planned_start
 from mes_contracts.envelope import MessageType, Outcome
 from mes_contracts.errors import ErrorCode, success_message
 from mes_contracts.process_data import describe_validation_error
@@ -115,7 +116,14 @@ async def handle_start(
     db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID | None, lang: str,
     actor: str | None = None,
 ) -> Answer:
-    """`actor` is the signed-in user for REST; None at a station (the audit trail then names worker@station)."""
+    """`actor` is the signed-in user for REST; None at a station (the audit trail then names worker@station).
+
+    An allowed start is written by one statement (process_start.plan_start); everything else, and whatever that
+    path cannot settle, goes through run_once and the locked decision.
+    """
+    answer = await _start_in_one_statement(db, raw, source, message_id, lang, actor)
+    if answer is not None:
+        return answer
 
     async def work(conn: AsyncConnection) -> Answer:
         request = parse_start_request(raw)
@@ -124,6 +132,31 @@ async def handle_start(
         return Answer(Outcome.ACCEPTED, 200, body)
 
     return await run_once(db, work, message_id, MessageType.PROCESS_START_REQUEST, source, lang)
+
+
+async def _start_in_one_statement(
+    db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID | None, lang: str, actor: str | None,
+) -> Answer | None:
+    try:
+        request = parse_start_request(raw)
+    except DomainError:
+        return None
+    async with db.autocommit() as conn:
+        plan = await plan_start(db, conn, request, source, message_id, lang, actor)
+        if plan is None:
+            return None
+        body = success_body(success_message("process_started", lang), plan.data).to_json_dict()
+        stored = None if message_id is None else {
+            "message_type": MessageType.PROCESS_START_REQUEST.value, "outcome": Outcome.ACCEPTED.value,
+            "http_status": 200, "body": json.dumps(body, ensure_ascii=False)}
+        try:
+            work_order_id = await write_planned_start(conn, plan, stored)
+        except IntegrityError:
+            return None  # a racing start of the process, or this message answered already: run_once says which
+    if work_order_id is None:
+        return None  # the LOT changed status since it was read
+    body["data"]["work_order_id"] = work_order_id
+    return Answer(Outcome.ACCEPTED, 200, body)
 
 
 async def handle_completion(db: Database, raw: dict[str, Any], source: CompletionSource, lang: str) -> Answer:

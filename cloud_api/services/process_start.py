@@ -1,14 +1,26 @@
-"""Start (착공) use case (spec §3.4.1): one decision for the REST route and the MQTT request handler."""
+"""Start (착공) use case (spec §3.4.1): one decision for the REST route and the MQTT request handler.
+
+Two ways to carry out an allowed start, with the same decision (domain/sequencing.py):
+
+* `start_process`, in the caller's transaction: the LOT row is locked, then the run, the serials (PROC-007)
+  and the audit rows are written. Every refusal is decided here.
+* `plan_start` + `write_planned_start`, on an autocommit connection: the LOT is read without a lock and an
+  allowed start is written by one statement that re-checks the LOT's status under its row lock (two round
+  trips instead of five). Whatever that path cannot answer alone (any refusal, a changed LOT, a racing start,
+  PROC-007's serials) it hands to `start_process`, which decides again from the locked state.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import repository as repo
+from cloud_api.adapters import start_sql
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus, status_after_start
@@ -17,10 +29,50 @@ from cloud_api.firmware.domain import FIRMWARE_PROCESS_ID
 from cloud_api.firmware.service import active_firmware_info
 from cloud_api.labels.domain import SERIAL_PROCESS_ID
 from cloud_api.labels.serials import issue_for_start
-from cloud_api.services.audit import AuditEntry, current_request_id, record_audit_many, station_actor
+from cloud_api.services.audit import AuditEntry, current_request_id, record_audit_many, rows_json, station_actor
 from mes_contracts.errors import ErrorCode
 from mes_contracts.numbering import work_order_prefix
+from mes_contracts.route import ProcessStep
 from mes_contracts.start import StartData, StartRequest
+
+Transition = tuple[LotStatus, LotStatus, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStart:
+    """An allowed start, decided from an unlocked read; its work-order number is known once it is written."""
+
+    data: StartData  # work_order_id is "" until write_planned_start
+    run: dict[str, Any]
+    seen_status: LotStatus
+    transition: Transition | None
+    audit: list[AuditEntry]
+
+
+def _check(db: Database, request: StartRequest, lot: dict[str, Any] | None, lang: str,
+           ) -> tuple[ProcessStep, LotStatus]:
+    """The start's process step and the LOT's status; DomainError when the start is not allowed."""
+    if lot is None:
+        raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": request.lot_number})
+    step = resolve_step(request.process_id, request.process_name, request.lot_number, lang)
+    if not lot["worker_active"]:
+        raise DomainError(ErrorCode.WORKER_NOT_FOUND, {"worker_id": request.worker_id})
+    lot_status = LotStatus(lot["status"])
+    check_start_allowed(request.lot_number, lot_status, step, _snapshots(db, lot["runs"]), lang)
+    return step, lot_status
+
+
+def _run_values(db: Database, request: StartRequest, lot_id: int, step: ProcessStep, source: str,
+                message_id: uuid.UUID | None) -> dict[str, Any]:
+    work_day = db.local(request.start_time).date()
+    return {"lot_id": lot_id, "process_id": step.process_id, "sequence_number": step.sequence,
+            "start_time": request.start_time, "worker_id": request.worker_id, "message_id": message_id,
+            "source": source, "work_day": work_day, "prefix": work_order_prefix(work_day)}
+
+
+def _transition(lot_status: LotStatus, step: ProcessStep) -> Transition | None:
+    new_status = status_after_start(lot_status)
+    return (lot_status, new_status, f"{step.process_id} start") if new_status is not None else None
 
 
 async def start_process(
@@ -32,30 +84,20 @@ async def start_process(
     lang: str = "ko",
     actor: str | None = None,
 ) -> StartData:
-    lot = await repo.lock_lot_for_start(conn, request.lot_number, request.worker_id)
-    if lot is None:
-        raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": request.lot_number})
-    step = resolve_step(request.process_id, request.process_name, request.lot_number, lang)
-    if not lot["worker_active"]:
-        raise DomainError(ErrorCode.WORKER_NOT_FOUND, {"worker_id": request.worker_id})
-    lot_status = LotStatus(lot["status"])
+    lot = await start_sql.lock_lot_for_start(conn, request.lot_number, request.worker_id)
     try:
-        check_start_allowed(request.lot_number, lot_status, step, _snapshots(db, lot["runs"]), lang)
+        step, lot_status = _check(db, request, lot, lang)
     except DomainError as error:
-        if error.code is not ErrorCode.PREVIOUS_PROCESS_NOT_COMPLETED:
+        if error.code is not ErrorCode.PREVIOUS_PROCESS_NOT_COMPLETED or lot is None:
             raise
         # The runs came with the locking statement's snapshot: a completion committed while we waited for the
         # lock is missing there. Read them again before refusing.
-        fresh = await repo.runs_of_lot(conn, lot["id"])
-        check_start_allowed(request.lot_number, lot_status, step, _snapshots(db, fresh), lang)
-
-    work_day = db.local(request.start_time).date()
-    new_status = status_after_start(lot_status)
-    inserted = await repo.insert_run(conn, {
-        "lot_id": lot["id"], "process_id": step.process_id, "sequence_number": step.sequence,
-        "start_time": request.start_time, "worker_id": request.worker_id, "message_id": message_id,
-        "source": source, "work_day": work_day, "prefix": work_order_prefix(work_day),
-    }, (lot_status, new_status, f"{step.process_id} start") if new_status is not None else None)
+        lot["runs"] = await repo.runs_of_lot(conn, lot["id"])
+        step, lot_status = _check(db, request, lot, lang)
+    assert lot is not None
+    transition = _transition(lot_status, step)
+    inserted = await start_sql.insert_run(conn, _run_values(db, request, lot["id"], step, source, message_id),
+                                          transition)
     if inserted is None:  # a racing start of the same process committed while we waited for the lock
         raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
                                                       "process_id": step.process_id})
@@ -64,8 +106,50 @@ async def start_process(
     issued = (await issue_for_start(conn, lot["id"], request, source, actor)
               if step.process_id == SERIAL_PROCESS_ID else None)
     # Written last by run_once (deferred): the audit insert takes the chain lock, held until commit.
-    await _audit(conn, request, step.process_id, work_order_id, source, message_id, actor,
-                 (lot_status, new_status) if new_status is not None else None)
+    await record_audit_many(conn, _audit_entries(request, step.process_id, work_order_id, source, message_id,
+                                                 actor, transition))
+    return _data(request, step, work_order_id, firmware_info, issued)
+
+
+async def plan_start(
+    db: Database,
+    conn: AsyncConnection,
+    request: StartRequest,
+    source: str,
+    message_id: uuid.UUID | None = None,
+    lang: str = "ko",
+    actor: str | None = None,
+) -> PlannedStart | None:
+    """Decide from an unlocked read; None when `start_process` must answer (refusals, PROC-007)."""
+    lot = await start_sql.read_lot_for_start(conn, request.lot_number, request.worker_id)
+    try:
+        step, lot_status = _check(db, request, lot, lang)
+    except DomainError:
+        return None
+    if lot is None or step.process_id == SERIAL_PROCESS_ID:
+        return None
+    firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
+    transition = _transition(lot_status, step)
+    return PlannedStart(
+        data=_data(request, step, "", firmware_info, None),
+        run=_run_values(db, request, lot["id"], step, source, message_id),
+        seen_status=lot_status,
+        transition=transition,
+        audit=_audit_entries(request, step.process_id, "", source, message_id, actor, transition),
+    )
+
+
+async def write_planned_start(conn: AsyncConnection, plan: PlannedStart, answer: dict[str, Any] | None,
+                              ) -> str | None:
+    """Write the run, its audit rows and the stored answer (if any) at once; the new work-order id, or None when
+    the LOT changed status since the read. Raises IntegrityError when the run or the answer exists already."""
+    written = await start_sql.start_in_one_statement(conn, plan.run, plan.seen_status, plan.transition,
+                                                     rows_json(plan.audit), answer)
+    return written[1] if written else None
+
+
+def _data(request: StartRequest, step: ProcessStep, work_order_id: str, firmware_info: Any, issued: Any,
+          ) -> StartData:
     return StartData(
         lot_number=request.lot_number,
         process_id=step.process_id,
@@ -80,10 +164,10 @@ async def start_process(
     )
 
 
-async def _audit(
-    conn: AsyncConnection, request: StartRequest, process_id: str, work_order_id: str, source: str,
-    message_id: uuid.UUID | None, actor: str | None, transition: tuple[LotStatus, LotStatus] | None,
-) -> None:
+def _audit_entries(
+    request: StartRequest, process_id: str, work_order_id: str, source: str, message_id: uuid.UUID | None,
+    actor: str | None, transition: Transition | None,
+) -> list[AuditEntry]:
     """process.start, plus lot.status when the start moved the LOT (REST: the request id; MQTT: the message id)."""
     who = actor or station_actor(request.worker_id, source)
     request_id = current_request_id() or (str(message_id) if message_id else None)
@@ -93,8 +177,8 @@ async def _audit(
                           None, request_id)]
     if transition is not None:
         entries.append(AuditEntry(who, "lot.status", "lot", request.lot_number, {"status": transition[0].value},
-                                  {"status": transition[1].value}, f"{process_id} start", request_id))
-    await record_audit_many(conn, entries)
+                                  {"status": transition[1].value}, transition[2], request_id))
+    return entries
 
 
 def _snapshots(db: Database, runs: list[dict[str, Any]]) -> dict[str, RunSnapshot]:
