@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,8 @@ class CentralSettings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = Field(default=False, description="connect to the broker over TLS (system CAs unless a CA file)")
+    mqtt_tls_ca_file: FilePath | None = Field(default=None, description="the broker's CA certificate; implies TLS")
     timezone: str = "Asia/Seoul"
     shift_day_start_hour: int = Field(default=8, ge=0, le=23)
     language: Literal["ko", "en"] = "ko"

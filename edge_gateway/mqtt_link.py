@@ -20,6 +20,7 @@ from edge_gateway.replies import PendingReplies, decode_reply
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import raise_if_cancelled
 from mes_contracts.envelope import Envelope, ReplyPayload
+from mes_contracts.mqtt_tls import client_tls_context
 from mes_contracts.station_state import service_state_filter
 from mes_contracts.topics import Name
 
@@ -86,6 +87,7 @@ class MqttLink:
             timeout=settings.reply_timeout_s,
             max_inflight_messages=max(20, settings.max_in_flight),
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+            tls_context=client_tls_context(settings.mqtt_tls, settings.mqtt_tls_ca_file),
             will=will,
             clean_start=False,
             properties=connect,
@@ -121,7 +123,9 @@ class MqttLink:
                             await self._dispatch(client, message)
                 except aiomqtt.MqttError as error:
                     was_connected = self._mark_down(f"MQTT link lost: {error}")
-                    log = logger.warning if was_connected else logger.info
+                    # A broker we cannot verify stays unverifiable until someone fixes the CA file or the name.
+                    log = logger.error if "CERTIFICATE_VERIFY_FAILED" in str(error) else (
+                        logger.warning if was_connected else logger.info)
                     log("MQTT %s unavailable (%s); retrying in %.0f s", target, error, backoff)
                 except OSError as error:
                     self._mark_down(f"MQTT link lost: {error}")

@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mes_contracts.topics import StationAddress
@@ -38,6 +38,8 @@ class GatewaySettings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = Field(default=False, description="connect to the broker over TLS (system CAs unless a CA file)")
+    mqtt_tls_ca_file: FilePath | None = Field(default=None, description="the broker's CA certificate; implies TLS")
     local_host: str = "127.0.0.1"
     local_port: int = Field(default=8710, ge=0, le=65535)
     stable_window_s: float = Field(default=0.5, gt=0, le=60)

@@ -55,6 +55,7 @@ class BrokerSite:
     certfile: Path | None = None  # default config_dir/certs/server.crt
     keyfile: Path | None = None  # default config_dir/certs/server.key
     run_as: str | None = None  # Mosquitto's `user`; None keeps its default ('mosquitto')
+    plain_bind: str | None = None  # the plain listener's address when it differs from `bind` (TLS sites: loopback)
 
     @property
     def config_file(self) -> Path:
@@ -101,7 +102,7 @@ def render_conf(site: BrokerSite) -> str:
         "",
         "# -- listeners",
         "# Plain MQTT inside the factory network.",
-        f"listener {site.port} {site.bind}",
+        f"listener {site.port} {site.plain_bind or site.bind}",
         "# MQTT over TLS (1.2 or newer) for networks that are not trusted; server certificate only, clients still",
         "# log in with their account (`mes broker init --tls`; files: mosquitto/README.md, section TLS).",
         f"{tls}listener {site.tls_port} {site.bind}",

@@ -54,6 +54,8 @@ def init_command(
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
     port: Annotated[int, typer.Option(help="Plain MQTT listener port")] = 1883,
     bind: Annotated[str, typer.Option(help="Listener address")] = "0.0.0.0",
+    plain_bind: Annotated[str | None, typer.Option(
+        help="Plain listener's address if not --bind (with --tls, 127.0.0.1 keeps logins off the network)")] = None,
     persistence_dir: Annotated[Path, typer.Option(help="Mosquitto's persistence_location")] = DEFAULTS.persistence_dir,
     log_file: Annotated[Path, typer.Option(help="Mosquitto's log file")] = DEFAULTS.log_file,
     tls: Annotated[bool, typer.Option(help="Enable the TLS listener (otherwise written commented out)")] = False,
@@ -66,7 +68,8 @@ def init_command(
 ) -> None:
     """Write mosquitto.conf, an empty password file and the ACL with the ingestor and api blocks."""
     site = BrokerSite(config_dir=config_dir.absolute(), port=port, bind=bind, persistence_dir=persistence_dir,
-                      log_file=log_file, tls=tls, tls_port=tls_port, cafile=cafile, certfile=certfile, keyfile=keyfile)
+                      log_file=log_file, tls=tls, tls_port=tls_port, cafile=cafile, certfile=certfile, keyfile=keyfile,
+                      plain_bind=plain_bind)
     try:
         notes = init_site(site, client_ids or [DEFAULT_INGESTOR_CLIENT_ID], force)
     except (BrokerConfigError, OSError) as error:

@@ -142,6 +142,9 @@ def test_site_config_has_the_required_settings() -> None:
         assert expected in lines
     default = render_conf(BrokerSite()).splitlines()
     assert "#listener 8883 0.0.0.0" in default and "listener 8883 0.0.0.0" not in default
+    assert "listener 1883 0.0.0.0" in lines
+    loopback = render_conf(BrokerSite(tls=True, plain_bind="127.0.0.1")).splitlines()
+    assert "listener 1883 127.0.0.1" in loopback and "listener 8883 0.0.0.0" in loopback
 
 
 def test_generated_passwords_are_long_and_distinct() -> None:

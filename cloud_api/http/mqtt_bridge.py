@@ -22,6 +22,7 @@ from cloud_api.labels.service import ChannelUnavailable, Delivered
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Envelope, MessageType, Source, make_envelope
 from mes_contracts.labels import PrintJob, PrintResult, PrintStatus
+from mes_contracts.mqtt_tls import client_tls_context
 from mes_contracts.topics import ROOT, Branch, Name, StationAddress, parse_topic, service_address
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ class MqttBridge:
         return aiomqtt.Client(self.settings.mqtt_host, self.settings.mqtt_port, identifier=self.client_id,
                               username=self.settings.mqtt_username, password=password,
                               protocol=aiomqtt.ProtocolVersion.V5, clean_start=True,
-                              socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+                              socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                              tls_context=client_tls_context(self.settings.mqtt_tls, self.settings.mqtt_tls_ca_file))
 
     async def _run(self) -> None:
         delay = 1.0

@@ -30,6 +30,7 @@ from cloud_api.ingestor.handler import (
 from cloud_api.labels.dispatcher import LabelDispatcher, central_source
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Envelope, Source
+from mes_contracts.mqtt_tls import client_tls_context
 from mes_contracts.topics import ParsedTopic, ingestor_subscriptions, parse_topic, service_address
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Ingestor:
             clean_start=False,
             properties=connect,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            tls_context=client_tls_context(self.settings.mqtt_tls, self.settings.mqtt_tls_ca_file),
             max_queued_incoming_messages=10_000,
             will=aiomqtt.Will(self._state_topic, _state(False), qos=1, retain=True),
         )

@@ -1,0 +1,19 @@
+"""How every MES process opens its broker link over TLS: one client context, the same rules on both sides."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+
+def client_tls_context(enabled: bool, ca_file: Path | None) -> ssl.SSLContext | None:
+    """None for plain MQTT; TLS when enabled or when the broker's CA file is given (else the system's CAs).
+
+    TLS 1.2 or newer, and the broker's certificate and host name are always checked: a station that cannot
+    verify the broker must not hand it its password.
+    """
+    if not enabled and ca_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
