@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import psycopg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cloud_api.adapters.database import Database
@@ -58,9 +59,9 @@ def dispatcher(db: Database, url: str, redispatch_s: float) -> LabelDispatcher:
 
 async def job_state(db: Database, job_id: str) -> tuple[str, int]:
     async with db.transaction() as conn:
-        row = (await conn.exec_driver_sql(
-            "SELECT status, dispatch_count FROM label_print_jobs WHERE job_id = %(j)s", {"j": job_id})).one()
-    return str(row[0]), int(row[1])
+        row = (await conn.execute(text(
+            "SELECT status, dispatch_count FROM label_print_jobs WHERE job_id = :j"), {"j": job_id})).mappings().one()
+    return str(row["status"]), int(row["dispatch_count"])
 
 
 async def age(db: Database, job_id: str, seconds: int) -> None:
