@@ -6,7 +6,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mes_contracts.topics import ROOT, SEGMENT_RE, Branch, StationAddress, ingestor_subscriptions, service_address
+from mes_contracts.topics import (
+    ROOT,
+    SEGMENT_RE,
+    Branch,
+    Name,
+    StationAddress,
+    ingestor_subscriptions,
+    service_address,
+)
 
 DEFAULT_INGESTOR_CLIENT_ID = "mes-ingestor-1"  # the default MES_INGESTOR_CLIENT_ID
 BEGIN, END = "# BEGIN mes-account ", "# END mes-account "
@@ -111,9 +119,12 @@ def service_block(kind: ServiceKind, username: str | None = None,
         return AclBlock(user, f"service ingestor (client ids {ids}): reads all req/#, evt/#; writes rpl, cmd/#, "
                               "its state", reads + answers + states)
     if kind is ServiceKind.API:
+        # Immediate label prints (POST /api/v1/label/print) wait for the station's print result on this link.
         rules = (AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")),
-                 AclRule(Access.READ, _any_station(Branch.STATE)))
-        return AclBlock(user, "service api: writes cmd/# of every station; reads all states", rules)
+                 AclRule(Access.READ, _any_station(Branch.STATE)),
+                 AclRule(Access.READ, _any_station(Branch.EVENT, f"/{Name.PRINT_RESULT}")))
+        return AclBlock(user, "service api: writes cmd/# of every station; reads all states and print results",
+                        rules)
     return AclBlock(user, "service monitor: reads every MES topic, writes nothing",
                     (AclRule(Access.READ, f"{ROOT}/#"),))
 

@@ -296,6 +296,19 @@ def test_api_account_sends_commands_and_reads_states(clients: Any) -> None:
     st01.publish(ST01.state(), b"", retain=True)  # no retained state left for other tests
 
 
+def test_api_account_reads_print_results_and_no_other_event(clients: Any) -> None:
+    """POST /api/v1/label/print waits for the station's evt/print-result on the API's own link."""
+    api = clients("api")
+    assert api.subscribe("mes/v1/+/+/+/evt/print-result") < 0x80
+    api.subscribe("mes/v1/+/+/+/evt/#")
+    st01 = clients("st01")
+    assert st01.publish(ST01.event(Name.PROCESS_COMPLETED), b"not for the api") < FAILURE
+    sentinel = (ST01.event(Name.PRINT_RESULT), f"printed {uuid.uuid4()}".encode())
+    assert st01.publish(*sentinel) < FAILURE
+    seen = api.until(*sentinel)
+    assert [m for m in seen if m[1] == b"not for the api"] == []
+
+
 # -- adding a station to a running broker ---------------------------------------------------------------------
 
 

@@ -66,7 +66,8 @@ def test_ingestor_reads_what_its_shared_subscriptions_match_and_writes_answers_a
 def test_api_and_monitor_accounts() -> None:
     api = service_block(ServiceKind.API)
     assert api.username == "api"
-    assert api.rules == (AclRule(Access.WRITE, "mes/v1/+/+/+/cmd/#"), AclRule(Access.READ, "mes/v1/+/+/+/state"))
+    assert api.rules == (AclRule(Access.WRITE, "mes/v1/+/+/+/cmd/#"), AclRule(Access.READ, "mes/v1/+/+/+/state"),
+                         AclRule(Access.READ, "mes/v1/+/+/+/evt/print-result"))
     assert service_block(ServiceKind.MONITOR).rules == (AclRule(Access.READ, "mes/v1/#"),)
 
 
