@@ -21,8 +21,10 @@ from deploy.localstack.services import (
     port_is_free,
 )
 from mes_cli.logging_setup import configure_logging
+from mes_cli.stack_broker import LocalBrokerAccounts, local_broker_accounts
 from mes_cli.users import LocalAccounts, local_accounts
 from mes_contracts.route import ROUTE
+from mes_contracts.topics import StationAddress
 
 log = logging.getLogger(__name__)
 SITE, LINE = "KR", "L1"
@@ -36,6 +38,7 @@ class Stack:
     servers: list[ManagedServer] = field(default_factory=list)
     children: list[ChildProcess] = field(default_factory=list)
     accounts: LocalAccounts | None = None
+    broker_accounts: LocalBrokerAccounts | None = None
 
     @property
     def logs(self) -> Path:
@@ -93,7 +96,12 @@ def _start_services(stack: Stack) -> dict[str, str]:
     # Two roles: mes_owner owns the schema and migrates; the services connect as mes, which may only read and
     # append the audit log. An older single-role state dir is handed over to mes_owner at start.
     postgres = PostgresServer(stack.state_dir / "postgres", owner="mes_owner")
-    broker = MosquittoServer(stack.state_dir / "mosquitto")
+    # No anonymous clients, as at a site: each station and service has its own account and ACL block.
+    accounts = local_broker_accounts(stack.state_dir / "broker-accounts", [
+        StationAddress(SITE, LINE, _station_id(step.sequence)) for step in ROUTE])
+    stack.broker_accounts = accounts
+    broker = MosquittoServer(stack.state_dir / "mosquitto", allow_anonymous=False,
+                             password_file=accounts.site.password_file, acl_file=accounts.site.acl_file)
     redis = RedisServer(stack.state_dir / "redis")
     for server in (postgres, broker, redis):
         server.start()
@@ -122,25 +130,32 @@ def _seed_workers(dsn: str) -> None:
         )
 
 
+def _station_id(sequence: int) -> str:
+    return f"st{sequence:02d}"
+
+
 def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
-    api = stack.child("api", mes_command("api", "--port", str(stack.api_port)), env)
-    ingestor = stack.child("ingestor", mes_command("ingest"), env)
+    accounts = stack.broker_accounts
+    assert accounts is not None
+    api = stack.child("api", mes_command("api", "--port", str(stack.api_port)), {**env, **accounts.env("api")})
+    ingestor = stack.child("ingestor", mes_command("ingest"), {**env, **accounts.env("ingestor")})
     stations = []
     for step in ROUTE:
-        station_id = f"st{step.sequence:02d}"
+        station_id = _station_id(step.sequence)
         port = find_free_port()
         work_dir = stack.state_dir / "stations" / station_id
         gateway_env = {
             "MES_GW_SITE": SITE, "MES_GW_LINE": LINE, "MES_GW_STATION": station_id,
             "MES_GW_WORK_DIR": str(work_dir), "MES_GW_MQTT_PORT": env["MES_MQTT_PORT"],
-            "MES_GW_LOCAL_PORT": str(port),
+            "MES_GW_LOCAL_PORT": str(port), **accounts.env(station_id, "MES_GW_"),
         }
         gateway = stack.child(f"gateway-{station_id}", mes_command("gateway", "--station", station_id), gateway_env)
         stations.append({"process_id": step.process_id, "station_id": station_id, "work_dir": str(work_dir),
                          "gateway_url": f"http://127.0.0.1:{port}", "_child": gateway.name})
     wait_http_ok(f"http://127.0.0.1:{stack.api_port}/health", 60, api)
     try:
-        wait_service_online(int(env["MES_MQTT_PORT"]), "mes-ingestor-1", 60)
+        wait_service_online(int(env["MES_MQTT_PORT"]), "mes-ingestor-1", 60, username="monitor",
+                            password=accounts.passwords["monitor"])
     except TimeoutError:
         raise RuntimeError(f"the ingestor did not come online:\n{ingestor.log_tail()}") from None
     for station in stations:
@@ -185,6 +200,9 @@ def _print_banner(stack: Stack, stations: list[dict[str, str]], printers: list[d
     if stack.accounts is not None:
         print(stack.accounts.banner())
     print(f"logs        {stack.logs}/ (api.log, ingestor.log, gateway-stNN.log, simulator.json.log)")
+    if stack.broker_accounts is not None:
+        print(f"broker      one account per station and service, passwords in {stack.broker_accounts.passwords_file}"
+              f"\n            watch: mosquitto_sub -p {_broker_port(stack)} -u monitor -P <monitor> -t 'mes/v1/#' -v")
     for station in stations:
         print(f"  {station['station_id']} {station['process_id']}  {station['work_dir']}/{{pending,completed,error}}"
               f"  local {station['gateway_url']}")
@@ -193,6 +211,10 @@ def _print_banner(stack: Stack, stations: list[dict[str, str]], printers: list[d
               f"{printer['labels']}/NNNNNN.png  control {printer['control']}/state")
     print(f"label preview {api}/api/v1/labels/preview.png?serial_number=… (or ?lot_number=…)")
     print()
+
+
+def _broker_port(stack: Stack) -> int | None:
+    return next((server.port for server in stack.servers if isinstance(server, MosquittoServer)), None)
 
 
 def _supervise(stack: Stack, simulator: ChildProcess | None, exit_when_done: bool) -> None:

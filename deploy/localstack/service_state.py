@@ -10,7 +10,8 @@ import paho.mqtt.client as mqtt
 from mes_contracts.topics import service_address
 
 
-def wait_service_online(port: int, service_id: str, timeout: float = 30.0, online: bool = True) -> None:
+def wait_service_online(port: int, service_id: str, timeout: float = 30.0, online: bool = True,
+                        username: str | None = None, password: str | None = None) -> None:
     topic = service_address(service_id).state()
     seen = threading.Event()
 
@@ -20,6 +21,8 @@ def wait_service_online(port: int, service_id: str, timeout: float = 30.0, onlin
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = on_message
+    if username is not None:
+        client.username_pw_set(username, password)
     client.connect("127.0.0.1", port)
     client.subscribe(topic, qos=1)
     client.loop_start()

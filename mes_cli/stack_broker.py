@@ -1,0 +1,53 @@
+"""The local stack's broker accounts: every station and central service logs in with its own, as at a site."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mes_cli import broker
+from mes_cli.broker import BrokerSite
+from mes_cli.broker_acl import ACL_HEADER, ServiceKind, service_block, station_block
+from mes_contracts.topics import StationAddress
+
+PASSWORDS_NAME = "accounts.json"  # the generated passwords, readable by root only
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBrokerAccounts:
+    site: BrokerSite
+    passwords: dict[str, str]
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.site.config_dir / PASSWORDS_NAME
+
+    def env(self, username: str, prefix: str = "MES_") -> dict[str, str]:
+        """MES_MQTT_USERNAME/PASSWORD (prefix MES_GW_ for a gateway) of the account."""
+        return {f"{prefix}MQTT_USERNAME": username, f"{prefix}MQTT_PASSWORD": self.passwords[username]}
+
+
+def local_broker_accounts(config_dir: Path, stations: Sequence[StationAddress]) -> LocalBrokerAccounts:
+    """Password file and ACL in `config_dir` with the same blocks `mes broker` writes at a site.
+
+    Passwords are generated once and kept; every start rewrites each account's ACL block, so a state directory
+    made by an older version gets today's rules.
+    """
+    config_dir.mkdir(parents=True, exist_ok=True)
+    site = BrokerSite(config_dir=config_dir)
+    if not site.acl_file.exists():
+        broker.write_file(site.acl_file, ACL_HEADER)
+    store = config_dir / PASSWORDS_NAME
+    passwords: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
+    for block in [service_block(kind) for kind in ServiceKind] + [station_block(s) for s in stations]:
+        password = passwords.get(block.username) or broker.generate_password()
+        broker.add_account(site, block, password)
+        passwords[block.username] = password
+    tmp = store.with_name(f".{PASSWORDS_NAME}.tmp")
+    tmp.write_text(json.dumps(passwords, indent=2))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, store)
+    return LocalBrokerAccounts(site, passwords)
