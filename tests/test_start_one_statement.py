@@ -18,7 +18,7 @@ from cloud_api.adapters.database import Database
 from cloud_api.services import handlers
 from cloud_api.services.handlers import handle_completion, handle_start, parse_start_request
 from cloud_api.services.process_complete import CompletionSource
-from cloud_api.services.process_start import PlannedStart, plan_start, write_planned_start
+from cloud_api.services.process_start import PlannedStart, StartOrigin, plan_start, write_planned_start
 from deploy.localstack.services import PostgresServer
 from line_simulator.clock import KST
 from line_simulator.payloads import completion_record, start_request
@@ -48,7 +48,7 @@ def counter(dsn: str) -> int:
 async def plan(db: Database, lot: str, process_id: str, message_id: uuid.UUID) -> PlannedStart:
     request = parse_start_request(start_request(process_id, lot, "W002", AT))
     async with db.autocommit() as conn:
-        planned = await plan_start(db, conn, request, STATION, message_id, LANG)
+        planned = await plan_start(db, conn, request, StartOrigin(STATION, message_id, LANG))
     assert planned is not None
     return planned
 

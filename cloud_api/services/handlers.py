@@ -18,7 +18,7 @@ from cloud_api.ingestor import faults
 from cloud_api.services import idempotency
 from cloud_api.services.audit import deferred_audit, record_audit_many, rows_json
 from cloud_api.services.process_complete import CompletionSource, complete_process, parse_completion
-from cloud_api.services.process_start import plan_start, start_process, write_planned_start
+from cloud_api.services.process_start import StartOrigin, plan_start, start_process, write_planned_start
 from mes_contracts.envelope import MessageType, Outcome
 from mes_contracts.errors import ErrorCode, success_message
 from mes_contracts.process_data import describe_validation_error
@@ -127,7 +127,7 @@ async def handle_start(
 
     async def work(conn: AsyncConnection) -> Answer:
         request = parse_start_request(raw)
-        data = await start_process(db, conn, request, source, message_id, lang, actor)
+        data = await start_process(db, conn, request, StartOrigin(source, message_id, lang, actor))
         body = success_body(success_message("process_started", lang), data).to_json_dict()
         return Answer(Outcome.ACCEPTED, 200, body)
 
@@ -142,7 +142,7 @@ async def _start_in_one_statement(
     except DomainError:
         return None
     async with db.autocommit() as conn:
-        plan = await plan_start(db, conn, request, source, message_id, lang, actor)
+        plan = await plan_start(db, conn, request, StartOrigin(source, message_id, lang, actor))
         if plan is None:
             return None
         body = success_body(success_message("process_started", lang), plan.data).to_json_dict()

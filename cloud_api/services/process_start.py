@@ -75,15 +75,21 @@ def _transition(lot_status: LotStatus, step: ProcessStep) -> Transition | None:
     return (lot_status, new_status, f"{step.process_id} start") if new_status is not None else None
 
 
-async def start_process(
-    db: Database,
-    conn: AsyncConnection,
-    request: StartRequest,
-    source: str,
-    message_id: uuid.UUID | None = None,
-    lang: str = "ko",
-    actor: str | None = None,
-) -> StartData:
+@dataclass(frozen=True, slots=True)
+class StartOrigin:
+    """Who asks: the station (`source`, e.g. KR/L1/st01), the MQTT message id (None over REST), the answer's
+    language, and the signed-in user for REST (None at a station: the audit trail then names worker@station)."""
+
+    source: str
+    message_id: uuid.UUID | None = None
+    lang: str = "ko"
+    actor: str | None = None
+
+
+async def start_process(db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin,
+                        ) -> StartData:
+    """Decide with the LOT row locked and write the start in the caller's transaction (any process)."""
+    source, message_id, lang, actor = origin.source, origin.message_id, origin.lang, origin.actor
     lot = await start_sql.lock_lot_for_start(conn, request.lot_number, request.worker_id)
     try:
         step, lot_status = _check(db, request, lot, lang)
@@ -111,16 +117,10 @@ async def start_process(
     return _data(request, step, work_order_id, firmware_info, issued)
 
 
-async def plan_start(
-    db: Database,
-    conn: AsyncConnection,
-    request: StartRequest,
-    source: str,
-    message_id: uuid.UUID | None = None,
-    lang: str = "ko",
-    actor: str | None = None,
-) -> PlannedStart | None:
+async def plan_start(db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin,
+                     ) -> PlannedStart | None:
     """Decide from an unlocked read; None when `start_process` must answer (refusals, PROC-007)."""
+    source, message_id, lang, actor = origin.source, origin.message_id, origin.lang, origin.actor
     lot = await start_sql.read_lot_for_start(conn, request.lot_number, request.worker_id)
     try:
         step, lot_status = _check(db, request, lot, lang)
