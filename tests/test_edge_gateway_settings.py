@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from edge_gateway.settings import GatewaySettings
+from mes_contracts.mqtt_tls import client_tls_context
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +81,23 @@ def test_work_dirs_are_created(tmp_path: Path) -> None:
     settings.prepare_work_dirs()
     assert all(d.is_dir() for d in (settings.pending_dir, settings.completed_dir, settings.error_dir))
     settings.prepare_work_dirs()  # idempotent
+
+
+def test_a_missing_broker_ca_file_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="mqtt_tls_ca_file"):
+        GatewaySettings(station="st01", work_dir=tmp_path, mqtt_tls_ca_file=tmp_path / "missing-ca.crt")
+
+
+def test_tls_context_checks_the_broker_and_refuses_old_tls(tmp_path: Path) -> None:
+    assert client_tls_context(False, None) is None  # plain MQTT unless asked
+    context = client_tls_context(True, None)  # the system's CAs
+    assert context is not None and context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+    assert context.minimum_version is ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        client_tls_context(False, _not_a_certificate(tmp_path))  # a CA file alone turns TLS on, and is read
+
+
+def _not_a_certificate(tmp_path: Path) -> Path:
+    path = tmp_path / "ca.crt"
+    path.write_text("not a certificate\n")
+    return path
