@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mes_contracts.mqtt_tls import broker_port, uses_tls
 
 
 class CentralSettings(BaseSettings):
@@ -45,6 +47,15 @@ class CentralSettings(BaseSettings):
         except ZoneInfoNotFoundError as error:
             raise ValueError(f"unknown time zone {value!r}") from error
         return value
+
+    @model_validator(mode="after")
+    def _tls_port(self) -> CentralSettings:
+        self.mqtt_port = broker_port(self.mqtt_port, "mqtt_port" in self.model_fields_set, self.mqtt_tls_enabled)
+        return self
+
+    @property
+    def mqtt_tls_enabled(self) -> bool:
+        return uses_tls(self.mqtt_tls, self.mqtt_tls_ca_file)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mes_contracts.mqtt_tls import broker_port, uses_tls
 from mes_contracts.topics import StationAddress
 
 GATEWAY_ID_MAX = 64
@@ -90,9 +91,14 @@ class GatewaySettings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @property
+    def mqtt_tls_enabled(self) -> bool:
+        return uses_tls(self.mqtt_tls, self.mqtt_tls_ca_file)
+
     @model_validator(mode="after")
     def _derive(self) -> GatewaySettings:
         _ = self.address  # raises ValueError on a bad site, line or station segment
+        self.mqtt_port = broker_port(self.mqtt_port, "mqtt_port" in self.model_fields_set, self.mqtt_tls_enabled)
         if not self.gateway_id:
             self.gateway_id = f"gw-{self.station}"
         if len(self.gateway_id) > GATEWAY_ID_MAX or any(ch.isspace() for ch in self.gateway_id):

@@ -147,7 +147,7 @@ class StatusView:
             "connected": state.online,
             "connected_since": state.connected_since.isoformat() if state.connected_since else None,
             "broker": f"{settings.mqtt_host}:{settings.mqtt_port}",
-            "broker_tls": settings.mqtt_tls or settings.mqtt_tls_ca_file is not None,
+            "broker_tls": settings.mqtt_tls_enabled,
             "server_online": state.server_online,
             "availability": unavailable.value if unavailable else "ok",
             "counters": state.counters,

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mes_contracts.station_state import service_state_filter
 from mes_contracts.topics import (
     ROOT,
     SEGMENT_RE,
@@ -90,7 +91,8 @@ def _unshared(topic_filter: str) -> str:
 
 
 def station_block(address: StationAddress, username: str | None = None) -> AclBlock:
-    """A station publishes only under its own prefix (req/#, evt/#, state) and reads only its rpl and cmd/#."""
+    """A station publishes only under its own prefix (req/#, evt/#, state) and reads only its rpl and cmd/#,
+    plus the central services' retained state (its gateway tells "server down" from "broker down" by it)."""
     user = validate_username(username or address.station)
     prefix = address.prefix
     rules = (
@@ -99,9 +101,11 @@ def station_block(address: StationAddress, username: str | None = None) -> AclBl
         AclRule(Access.WRITE, address.state()),
         AclRule(Access.READ, address.reply()),
         AclRule(Access.READ, address.command("#")),
+        AclRule(Access.READ, service_state_filter()),
     )
     site_line = f"{address.site}/{address.line}/{address.station}"
-    return AclBlock(user, f"station {site_line}: writes req/#, evt/#, state; reads rpl, cmd/#", rules)
+    return AclBlock(user, f"station {site_line}: writes req/#, evt/#, state; reads rpl, cmd/#, service states",
+                    rules)
 
 
 def service_block(kind: ServiceKind, username: str | None = None,

@@ -20,6 +20,7 @@ from deploy.localstack.services import (
     find_free_port,
     port_is_free,
 )
+from mes_cli.broker import BrokerConfigError
 from mes_cli.logging_setup import configure_logging
 from mes_cli.stack_broker import LocalBrokerAccounts, local_broker_accounts
 from mes_cli.users import LocalAccounts, local_accounts
@@ -75,6 +76,9 @@ def run_stack(state_dir: Path, api_port: int, speed: float, lots: int, simulate:
         _supervise(stack, simulator, exit_when_done)
     except KeyboardInterrupt:
         print("\nstopping …")
+    except BrokerConfigError as error:  # e.g. mosquitto_passwd missing: the message says how to install it
+        print(f"cannot set up the broker accounts: {error}")
+        return 2
     finally:
         stack.stop()
         print(f"stopped. Data kept in {state_dir}; run the same command again to continue.")

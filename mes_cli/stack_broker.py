@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from mes_cli.broker import BrokerSite
 from mes_cli.broker_acl import ACL_HEADER, ServiceKind, service_block, station_block
 from mes_contracts.topics import StationAddress
 
-PASSWORDS_NAME = "accounts.json"  # the generated passwords, readable by root only
+PASSWORDS_NAME = "accounts.json"  # the generated passwords, readable only by the user running `mes up`
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,10 @@ def local_broker_accounts(config_dir: Path, stations: Sequence[StationAddress]) 
         broker.add_account(site, block, password)
         passwords[block.username] = password
     tmp = store.with_name(f".{PASSWORDS_NAME}.tmp")
-    tmp.write_text(json.dumps(passwords, indent=2))
-    os.chmod(tmp, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    # Created 0600, never readable by others, not even for a moment.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(json.dumps(passwords, indent=2))
     os.replace(tmp, store)
     return LocalBrokerAccounts(site, passwords)

@@ -28,6 +28,7 @@ from mes_cli import broker
 from mes_cli.broker import BrokerSite
 from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
+from mes_contracts.station_state import service_state_filter
 from mes_contracts.topics import Name, StationAddress, ingestor_subscriptions, service_address
 from tests.support.auth import RoleAuth
 from tests.support.line import start_body
@@ -294,6 +295,18 @@ def test_api_account_sends_commands_and_reads_states(clients: Any) -> None:
     st01.publish(*sentinel, retain=True)
     assert [m for m in api.until(*sentinel) if m[1] == b"not for the api"] == []
     st01.publish(ST01.state(), b"", retain=True)  # no retained state left for other tests
+
+
+def test_station_reads_the_ingestors_state(secured: SecuredBroker, clients: Any) -> None:
+    """The gateway tells "server down" from "broker down" by the ingestor's retained state (README: start 503)."""
+    ingestor = clients("ingestor", client_id=f"acl-state-{uuid.uuid4().hex[:6]}")
+    state_topic = service_address(secured.ingestor_client_id).state()
+    payload = f'{{"service": "ingestor", "online": true, "n": "{uuid.uuid4()}"}}'.encode()
+    assert ingestor.publish(state_topic, payload, retain=True) < FAILURE
+    st01 = clients("st01")
+    assert st01.subscribe(service_state_filter()) < 0x80
+    st01.until(state_topic, payload)
+    assert ingestor.publish(state_topic, b"", retain=True) < FAILURE  # no retained state left for other tests
 
 
 def test_api_account_reads_print_results_and_no_other_event(clients: Any) -> None:

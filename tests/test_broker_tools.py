@@ -33,16 +33,21 @@ def _topics(block: broker_acl.AclBlock, access: Access) -> set[str]:
     return {rule.topic for rule in block.rules if rule.access is access}
 
 
-def test_station_writes_only_its_own_branches_and_reads_only_its_replies_and_commands() -> None:
+def test_station_writes_only_its_own_branches_and_reads_only_its_replies_commands_and_service_states() -> None:
     block = station_block(ST03)
     assert block.username == "st03"
     assert _topics(block, Access.WRITE) == {"mes/v1/KR/L1/st03/req/#", "mes/v1/KR/L1/st03/evt/#",
                                             "mes/v1/KR/L1/st03/state"}
-    assert _topics(block, Access.READ) == {"mes/v1/KR/L1/st03/rpl", "mes/v1/KR/L1/st03/cmd/#"}
+    assert _topics(block, Access.READ) == {"mes/v1/KR/L1/st03/rpl", "mes/v1/KR/L1/st03/cmd/#",
+                                           "mes/v1/central/services/+/state"}
     # The contract's own topics fall under those rules.
     assert ST03.request(Name.PROCESS_START).startswith(ST03.prefix + "/req/")
     assert ST03.event(Name.PROCESS_COMPLETED).startswith(ST03.prefix + "/evt/")
-    assert all("+" not in rule.topic and not rule.topic.startswith("#") for rule in block.rules)
+    # Nothing reaches another station: every rule is under the station's own prefix, except the services' state
+    # (whose one '+' stands for a central service's id).
+    assert [r.topic for r in block.rules if not r.topic.startswith(ST03.prefix + "/")] == [
+        "mes/v1/central/services/+/state"]
+    assert all("+" not in r.topic for r in block.rules if r.topic.startswith(ST03.prefix + "/"))
 
 
 def test_station_block_renders_one_user_section_between_markers() -> None:

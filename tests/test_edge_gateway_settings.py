@@ -101,3 +101,13 @@ def _not_a_certificate(tmp_path: Path) -> Path:
     path = tmp_path / "ca.crt"
     path.write_text("not a certificate\n")
     return path
+
+
+def test_tls_without_a_port_uses_8883_and_a_given_port_is_kept(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    assert GatewaySettings(station="st01", work_dir=tmp_path).mqtt_port == 1883
+    assert GatewaySettings(station="st01", work_dir=tmp_path, mqtt_tls=True).mqtt_port == 8883
+    monkeypatch.setenv("MES_GW_MQTT_TLS", "true")
+    monkeypatch.setenv("MES_GW_MQTT_PORT", "18883")
+    settings = GatewaySettings(station="st01", work_dir=tmp_path)
+    assert settings.mqtt_port == 18883 and settings.mqtt_tls_enabled

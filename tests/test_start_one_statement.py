@@ -105,6 +105,27 @@ async def test_a_lot_closed_after_the_read_is_refused_and_nothing_is_written(
     assert answer.outcome is Outcome.REJECTED and answer.body["error_code"] == "INVALID_PROCESS_SEQUENCE"
 
 
+async def test_a_worker_disabled_after_the_read_is_refused_and_nothing_is_written(
+    database: Database, postgres: PostgresServer
+) -> None:
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO workers (worker_id, name) VALUES ('W950', '곧 퇴사') ON CONFLICT (worker_id) "
+                     "DO UPDATE SET active = true")
+    lot = await new_lot(database)
+    request = parse_start_request(start_request("PROC-001", lot, "W950", AT))
+    async with database.autocommit() as conn:
+        planned = await plan_start(database, conn, request, StartOrigin(STATION, uuid.uuid4(), LANG))
+    assert planned is not None
+    before = counter(postgres.dsn)
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute("UPDATE workers SET active = false WHERE worker_id = 'W950'")
+
+    assert await write(database, planned) is None
+    assert counter(postgres.dsn) == before
+    answer = await handle_start(database, start_request("PROC-001", lot, "W950", AT), STATION, uuid.uuid4(), LANG)
+    assert answer.outcome is Outcome.REJECTED and answer.body["error_code"] == "WORKER_NOT_FOUND"
+
+
 async def test_a_racing_start_of_the_same_process_leaves_nothing_and_gets_duplicate_start(
     database: Database, postgres: PostgresServer
 ) -> None:

@@ -54,10 +54,14 @@ def _insert_run_sql(status_change: bool) -> Any:
 _INSERT_RUN_SQL = {change: _insert_run_sql(change) for change in (False, True)}
 
 # The one-statement start: the LOT must still have the status the decision was made on (its row is locked
-# first, before the work-order counter and the audit chain); a conflicting run or answer raises, so the
+# first, before the work-order counter and the audit chain) and the worker must still be active; a conflicting
+# run or answer raises, so the
 # statement (its own transaction) leaves nothing behind. The audit rows and the stored answer carry the new
 # work-order number, which only this statement knows: it is set into the `work_order_id` keys.
-_GUARD = "guard AS (SELECT id FROM lots WHERE id = :lot_id AND status = :seen_status FOR UPDATE), "
+_GUARD = (
+    "guard AS (SELECT id FROM lots WHERE id = :lot_id AND status = :seen_status "
+    "AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :worker_id AND w.active) FOR UPDATE OF lots), "
+)
 _AUDIT = (
     ", audit AS (INSERT INTO audit_log (actor, action, entity, entity_key, old_value, new_value, reason, "
     "request_id) SELECT x.actor, x.action, x.entity, x.entity_key, x.old_value, CASE WHEN x.new_value ? "

@@ -142,7 +142,8 @@ async def plan_start(db: Database, conn: AsyncConnection, request: StartRequest,
 async def write_planned_start(conn: AsyncConnection, plan: PlannedStart, answer: dict[str, Any] | None,
                               ) -> str | None:
     """Write the run, its audit rows and the stored answer (if any) at once; the new work-order id, or None when
-    the LOT changed status since the read. Raises IntegrityError when the run or the answer exists already."""
+    the LOT changed status or the worker was disabled since the read. Raises IntegrityError when the run or the
+    answer exists already."""
     written = await start_sql.start_in_one_statement(conn, plan.run, plan.seen_status, plan.transition,
                                                      rows_json(plan.audit), answer)
     return written[1] if written else None
