@@ -20,7 +20,7 @@ from mes_cli import broker
 from mes_cli.broker import BrokerSite
 from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from tests.support.auth import RoleAuth
-from tests.support.line import Line, Station, later
+from tests.support.line import Line, Station, later, start_body
 from tests.test_broker_tls import ST01, Pki, _with_cryptography
 
 INGESTOR_ID = "mes-ingestor-1"
@@ -86,6 +86,16 @@ def test_gateway_and_ingestor_work_over_tls_with_their_own_accounts(
         assert status["connected"] is True
         for child in (gateway, ingestor):
             assert "CERTIFICATE_VERIFY_FAILED" not in child.log_tail()
+
+        # The station account may read the ingestor's retained state: with the ingestor gone, the gateway knows
+        # the server (not the broker) is down and says so at once.
+        ingestor.stop()
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{station.gateway_url}/status", timeout=10).json()["server_online"] is not False:
+            assert time.monotonic() < deadline, gateway.log_tail()
+            time.sleep(0.2)
+        refused = httpx.post(f"{station.gateway_url}/start", json=start_body(lot, "PROC-002"), timeout=20)
+        assert refused.status_code == 503 and refused.json()["data"]["reason"] == "server_down", refused.text
     finally:
         gateway.stop()
         ingestor.stop()
