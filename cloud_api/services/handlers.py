@@ -121,32 +121,31 @@ async def handle_start(
     An allowed start is written by one statement (process_start.plan_start); everything else, and whatever that
     path cannot settle, goes through run_once and the locked decision.
     """
-    answer = await _start_in_one_statement(db, raw, source, message_id, lang, actor)
+    origin = StartOrigin(source, message_id, lang, actor)
+    answer = await _start_in_one_statement(db, raw, origin)
     if answer is not None:
         return answer
 
     async def work(conn: AsyncConnection) -> Answer:
         request = parse_start_request(raw)
-        data = await start_process(db, conn, request, StartOrigin(source, message_id, lang, actor))
+        data = await start_process(db, conn, request, origin)
         body = success_body(success_message("process_started", lang), data).to_json_dict()
         return Answer(Outcome.ACCEPTED, 200, body)
 
     return await run_once(db, work, message_id, MessageType.PROCESS_START_REQUEST, source, lang)
 
 
-async def _start_in_one_statement(
-    db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID | None, lang: str, actor: str | None,
-) -> Answer | None:
+async def _start_in_one_statement(db: Database, raw: dict[str, Any], origin: StartOrigin) -> Answer | None:
     try:
         request = parse_start_request(raw)
     except DomainError:
         return None
     async with db.autocommit() as conn:
-        plan = await plan_start(db, conn, request, StartOrigin(source, message_id, lang, actor))
+        plan = await plan_start(db, conn, request, origin)
         if plan is None:
             return None
-        body = success_body(success_message("process_started", lang), plan.data).to_json_dict()
-        stored = None if message_id is None else {
+        body = success_body(success_message("process_started", origin.lang), plan.data).to_json_dict()
+        stored = None if origin.message_id is None else {
             "message_type": MessageType.PROCESS_START_REQUEST.value, "outcome": Outcome.ACCEPTED.value,
             "http_status": 200, "body": json.dumps(body, ensure_ascii=False)}
         try:
@@ -154,7 +153,7 @@ async def _start_in_one_statement(
         except IntegrityError:
             return None  # a racing start of the process, or this message answered already: run_once says which
     if work_order_id is None:
-        return None  # the LOT changed status since it was read
+        return None  # the LOT changed status, or the worker was disabled, since the read
     body["data"]["work_order_id"] = work_order_id
     return Answer(Outcome.ACCEPTED, 200, body)
 

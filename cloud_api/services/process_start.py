@@ -39,6 +39,17 @@ Transition = tuple[LotStatus, LotStatus, str]
 
 
 @dataclass(frozen=True, slots=True)
+class StartOrigin:
+    """Who asks: the station (`source`, e.g. KR/L1/st01), the MQTT message id (None over REST), the answer's
+    language, and the signed-in user for REST (None at a station: the audit trail then names worker@station)."""
+
+    source: str
+    message_id: uuid.UUID | None = None
+    lang: str = "ko"
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedStart:
     """An allowed start, decided from an unlocked read; its work-order number is known once it is written."""
 
@@ -62,12 +73,12 @@ def _check(db: Database, request: StartRequest, lot: dict[str, Any] | None, lang
     return step, lot_status
 
 
-def _run_values(db: Database, request: StartRequest, lot_id: int, step: ProcessStep, source: str,
-                message_id: uuid.UUID | None) -> dict[str, Any]:
+def _run_values(db: Database, request: StartRequest, lot_id: int, step: ProcessStep, origin: StartOrigin,
+                ) -> dict[str, Any]:
     work_day = db.local(request.start_time).date()
     return {"lot_id": lot_id, "process_id": step.process_id, "sequence_number": step.sequence,
-            "start_time": request.start_time, "worker_id": request.worker_id, "message_id": message_id,
-            "source": source, "work_day": work_day, "prefix": work_order_prefix(work_day)}
+            "start_time": request.start_time, "worker_id": request.worker_id, "message_id": origin.message_id,
+            "source": origin.source, "work_day": work_day, "prefix": work_order_prefix(work_day)}
 
 
 def _transition(lot_status: LotStatus, step: ProcessStep) -> Transition | None:
@@ -75,21 +86,10 @@ def _transition(lot_status: LotStatus, step: ProcessStep) -> Transition | None:
     return (lot_status, new_status, f"{step.process_id} start") if new_status is not None else None
 
 
-@dataclass(frozen=True, slots=True)
-class StartOrigin:
-    """Who asks: the station (`source`, e.g. KR/L1/st01), the MQTT message id (None over REST), the answer's
-    language, and the signed-in user for REST (None at a station: the audit trail then names worker@station)."""
-
-    source: str
-    message_id: uuid.UUID | None = None
-    lang: str = "ko"
-    actor: str | None = None
-
-
 async def start_process(db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin,
                         ) -> StartData:
     """Decide with the LOT row locked and write the start in the caller's transaction (any process)."""
-    source, message_id, lang, actor = origin.source, origin.message_id, origin.lang, origin.actor
+    lang = origin.lang
     lot = await start_sql.lock_lot_for_start(conn, request.lot_number, request.worker_id)
     try:
         step, lot_status = _check(db, request, lot, lang)
@@ -102,28 +102,25 @@ async def start_process(db: Database, conn: AsyncConnection, request: StartReque
         step, lot_status = _check(db, request, lot, lang)
     assert lot is not None
     transition = _transition(lot_status, step)
-    inserted = await start_sql.insert_run(conn, _run_values(db, request, lot["id"], step, source, message_id),
-                                          transition)
+    inserted = await start_sql.insert_run(conn, _run_values(db, request, lot["id"], step, origin), transition)
     if inserted is None:  # a racing start of the same process committed while we waited for the lock
         raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
                                                       "process_id": step.process_id})
     _, work_order_id = inserted
     firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
-    issued = (await issue_for_start(conn, lot["id"], request, source, actor)
+    issued = (await issue_for_start(conn, lot["id"], request, origin.source, origin.actor)
               if step.process_id == SERIAL_PROCESS_ID else None)
     # Written last by run_once (deferred): the audit insert takes the chain lock, held until commit.
-    await record_audit_many(conn, _audit_entries(request, step.process_id, work_order_id, source, message_id,
-                                                 actor, transition))
+    await record_audit_many(conn, _audit_entries(request, step.process_id, work_order_id, origin, transition))
     return _data(request, step, work_order_id, firmware_info, issued)
 
 
 async def plan_start(db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin,
                      ) -> PlannedStart | None:
     """Decide from an unlocked read; None when `start_process` must answer (refusals, PROC-007)."""
-    source, message_id, lang, actor = origin.source, origin.message_id, origin.lang, origin.actor
     lot = await start_sql.read_lot_for_start(conn, request.lot_number, request.worker_id)
     try:
-        step, lot_status = _check(db, request, lot, lang)
+        step, lot_status = _check(db, request, lot, origin.lang)
     except DomainError:
         return None
     if lot is None or step.process_id == SERIAL_PROCESS_ID:
@@ -132,10 +129,10 @@ async def plan_start(db: Database, conn: AsyncConnection, request: StartRequest,
     transition = _transition(lot_status, step)
     return PlannedStart(
         data=_data(request, step, "", firmware_info, None),
-        run=_run_values(db, request, lot["id"], step, source, message_id),
+        run=_run_values(db, request, lot["id"], step, origin),
         seen_status=lot_status,
         transition=transition,
-        audit=_audit_entries(request, step.process_id, "", source, message_id, actor, transition),
+        audit=_audit_entries(request, step.process_id, "", origin, transition),
     )
 
 
@@ -166,14 +163,13 @@ def _data(request: StartRequest, step: ProcessStep, work_order_id: str, firmware
 
 
 def _audit_entries(
-    request: StartRequest, process_id: str, work_order_id: str, source: str, message_id: uuid.UUID | None,
-    actor: str | None, transition: Transition | None,
+    request: StartRequest, process_id: str, work_order_id: str, origin: StartOrigin, transition: Transition | None,
 ) -> list[AuditEntry]:
     """process.start, plus lot.status when the start moved the LOT (REST: the request id; MQTT: the message id)."""
-    who = actor or station_actor(request.worker_id, source)
-    request_id = current_request_id() or (str(message_id) if message_id else None)
+    who = origin.actor or station_actor(request.worker_id, origin.source)
+    request_id = current_request_id() or (str(origin.message_id) if origin.message_id else None)
     new = {"work_order_id": work_order_id, "lot_number": request.lot_number, "process_id": process_id,
-           "worker_id": request.worker_id, "start_time": request.start_time, "source": source}
+           "worker_id": request.worker_id, "start_time": request.start_time, "source": origin.source}
     entries = [AuditEntry(who, "process.start", "process_run", f"{request.lot_number}/{process_id}", None, new,
                           None, request_id)]
     if transition is not None:
