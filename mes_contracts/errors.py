@@ -42,6 +42,13 @@ class ErrorCode(StrEnum):
     INVALID_LABEL_DATA = "INVALID_LABEL_DATA"
     SERIAL_NOT_FOUND = "SERIAL_NOT_FOUND"
     DUPLICATE_PRINTER = "DUPLICATE_PRINTER"
+    # A message the centre could not store (data error, constraint, unexpected failure): quarantined in
+    # dead_letters and answered with this code so the station moves the file to error/ and goes on.
+    MESSAGE_NOT_STORABLE = "MESSAGE_NOT_STORABLE"
+    # The station that sent a start or completion is not configured for that process (station_processes).
+    STATION_NOT_ALLOWED = "STATION_NOT_ALLOWED"
+    # A station-side pickup problem with one file: not a regular file, unreadable, or too large.
+    INVALID_FILE = "INVALID_FILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +122,17 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_LABEL_DATA: ErrorSpec(422, "라벨 데이터가 올바르지 않습니다", "Invalid label data"),
     ErrorCode.SERIAL_NOT_FOUND: ErrorSpec(404, "시리얼 번호가 존재하지 않습니다", "Serial number does not exist"),
     ErrorCode.DUPLICATE_PRINTER: ErrorSpec(409, "이미 등록된 프린터 ID입니다", "The printer ID already exists"),
+    ErrorCode.MESSAGE_NOT_STORABLE: ErrorSpec(
+        422, "서버가 저장할 수 없는 데이터입니다 (격리 보관됨)",
+        "The server cannot store this data (quarantined)"
+    ),
+    ErrorCode.STATION_NOT_ALLOWED: ErrorSpec(
+        403, "이 스테이션에 허용되지 않은 공정입니다", "This station is not configured for the process"
+    ),
+    ErrorCode.INVALID_FILE: ErrorSpec(
+        422, "처리할 수 없는 파일입니다 (일반 파일이 아니거나 크기 초과 또는 읽기 실패)",
+        "The file cannot be processed (not a regular file, too large, or unreadable)"
+    ),
 }
 
 SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
