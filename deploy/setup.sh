@@ -4,6 +4,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
+echo "setup: checking the Debian packages and the Python virtualenv …"
 need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
@@ -35,12 +36,25 @@ if sys.version_info < (3, 11):
 PY
 
 venv="${MES_VENV:-$here/.venv}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating the virtualenv $venv"
+  python3 -m venv "$venv"
+fi
 stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
+  # pip is quiet with -q and very loud without: show one line per package, so a first run is never silent.
+  started=$SECONDS
+  echo "setup: installing the Python packages into $venv (first run: a few minutes) …"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -e ".[test]"
+  pip_log="$venv/pip-install.log"
+  if ! "$venv/bin/python" -m pip install --progress-bar off -e ".[test]" </dev/null 2>&1 | tee "$pip_log" \
+      | awk '/^(Collecting|Building|Installing collected)/ { print "  " substr($0, 1, 100); fflush() }'; then
+    tail -n 30 "$pip_log" >&2
+    echo "setup: pip install failed; full log $pip_log" >&2
+    exit 1
+  fi
   rm -f "$venv"/.installed-*
   touch "$stamp"
+  echo "setup: Python packages installed in $((SECONDS - started)) s (log $pip_log)"
 fi
 echo "setup: ready ($venv)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import queue
 import socket
 import threading
@@ -88,8 +90,10 @@ def test_postgres_survives_sigkill_and_reuses_state_dir(tmp_path: Path, cleanup:
     cleanup.append(pg)
     pg.start()
     port = pg.port
-    assert pg.url == f"postgresql+psycopg://mes:mes@127.0.0.1:{port}/mes"
-    assert pg.dsn == f"postgresql://mes:mes@127.0.0.1:{port}/mes"
+    password = json.loads((state / "passwords.json").read_text())["mes"]
+    assert len(password) >= 24 and (state / "passwords.json").stat().st_mode & 0o777 == 0o600
+    assert pg.url == f"postgresql+psycopg://mes:{password}@127.0.0.1:{port}/mes"
+    assert pg.dsn == f"postgresql://mes:{password}@127.0.0.1:{port}/mes"
     assert (state / "port").read_text().strip() == str(port)
     with psycopg.connect(pg.dsn) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -121,6 +125,44 @@ def test_postgres_survives_sigkill_and_reuses_state_dir(tmp_path: Path, cleanup:
         assert conn.execute("SELECT count(*) FROM survivor").fetchone() == (1,)
     assert (pg.data_dir / "PG_VERSION").stat().st_mtime_ns == initdb_stamp
     assert not again.is_running()
+
+
+def _refused(dsn: str) -> str:
+    with pytest.raises(psycopg.OperationalError) as excinfo:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    return str(excinfo.value)
+
+
+def test_postgres_asks_every_tcp_connection_for_a_password(tmp_path: Path, cleanup: list[ManagedServer]) -> None:
+    pg = PostgresServer(tmp_path / "pg", owner="mes_owner")
+    cleanup.append(pg)
+    pg.start()
+    base = f"127.0.0.1:{pg.port}"
+    for role, database in (("mes", "mes"), ("mes_owner", "mes"), ("postgres", "postgres")):
+        assert "no password supplied" in _refused(f"postgresql://{role}@{base}/{database}")
+        assert "password authentication failed" in _refused(f"postgresql://{role}:wrong@{base}/{database}")
+    hba = (pg.data_dir / "pg_hba.conf").read_text()
+    assert "trust" not in hba and "scram-sha-256" in hba
+    for dsn in (pg.dsn, pg.owner_dsn, pg.superuser_dsn):
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_cluster_made_with_trust_is_switched_to_passwords(tmp_path: Path, cleanup: list[ManagedServer]) -> None:
+    """A state dir from before passwords: initdb -A trust, roles without password. The next start closes it."""
+    state = tmp_path / "pg"
+    pg = PostgresServer(state)
+    cleanup.append(pg)
+    pg.start()
+    pg.stop()
+    (pg.data_dir / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    (state / "passwords.json").unlink()  # as an old state dir: no password file at all
+    again = PostgresServer(state)
+    cleanup.append(again)
+    again.start()
+    assert "no password supplied" in _refused(f"postgresql://postgres@127.0.0.1:{again.port}/postgres")
+    with psycopg.connect(again.dsn) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("mes",)
 
 
 def test_mosquitto_pubsub_and_restart_keeps_port(tmp_path: Path, cleanup: list[ManagedServer]) -> None:

@@ -1,4 +1,5 @@
-"""A real PostgreSQL server for tests and `mes up`: initdb once per state dir, never run as root."""
+"""A real PostgreSQL server for tests and `mes up`: initdb once per state dir, never run as root, every TCP
+connection with a password (scram-sha-256; passwords generated once per state dir, see pg_auth.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from deploy.localstack.common import ManagedServer, ServiceError, find_binary, pid_alive, wait_until
+from deploy.localstack.pg_auth import PasswordStore, hba_is_ours, password_file, write_hba
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +76,21 @@ class PostgresServer(ManagedServer):
         base_dir: Path,
         port: int | None = None,
         user: str = "mes",
-        password: str = "mes",
+        password: str | None = None,
         database: str = "mes",
         owner: str | None = None,
         owner_password: str | None = None,
     ) -> None:
-        """`owner` set: two roles, the owner runs migrations and owns the database, `user` is the application's."""
+        """`owner` set: two roles, the owner runs migrations and owns the database, `user` is the application's.
+        Passwords not given are generated once and kept in base_dir/passwords.json (0600)."""
         super().__init__(base_dir, port)
+        self.passwords = PasswordStore(self.base_dir)
         self.user = user
-        self.password = password
+        self.password = password or self.passwords.get(user)
         self.database = database
         self.owner = owner if owner != user else None
-        self.owner_password = owner_password or password
+        self.owner_password = owner_password or (self.passwords.get(self.owner) if self.owner else self.password)
+        self.superuser_password = self.passwords.get(SUPERUSER)
         self._socket_tmp: Path | None = None
 
     # -- addresses ------------------------------------------------------------------------------------------
@@ -110,11 +115,11 @@ class PostgresServer(ManagedServer):
 
     @property
     def superuser_dsn(self) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+        return self._uri(SUPERUSER, self.superuser_password, "postgres")
 
-    def _uri(self, user: str, password: str | None = None) -> str:
+    def _uri(self, user: str, password: str | None = None, database: str | None = None) -> str:
         userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
-        return f"postgresql://{userinfo}@127.0.0.1:{self.port}/{quote(self.database, safe='')}"
+        return f"postgresql://{userinfo}@127.0.0.1:{self.port}/{quote(database or self.database, safe='')}"
 
     # -- files ---------------------------------------------------------------------------------------------
     @property
@@ -201,15 +206,9 @@ class PostgresServer(ManagedServer):
         data = self._prepare_data_dir(owner)
         if not (data / "PG_VERSION").exists():
             logger.info("initdb %s", data)
-            initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
-                      "--no-locale"]
-            with open(self.log_file, "ab") as log:
-                done = subprocess.run(
-                    initdb, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd="/", user=uid, group=gid, extra_groups=None if owner is None else [],
-                )
-            if done.returncode != 0:
-                raise ServiceError(f"initdb failed ({done.returncode}); log {self.log_file}:\n{self._tail()}")
+            self._initdb(bin_dir, data, owner)
+        if hba_is_ours(data):
+            write_hba(data, owner)  # a cluster made before passwords keeps its old file until _after_ready
         if self.pid_file.exists():  # left behind by a crash / kill(); the process is gone
             logger.info("removing stale %s", self.pid_file)
             self.pid_file.unlink()
@@ -218,10 +217,29 @@ class PostgresServer(ManagedServer):
                "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
         return self._popen(cmd, cwd="/", user=uid, group=gid)
 
+    def _initdb(self, bin_dir: Path, data: Path, owner: pwd.struct_passwd | None) -> None:
+        uid, gid = (owner.pw_uid, owner.pw_gid) if owner else (None, None)
+        with password_file(self.superuser_password, owner) as pwfile:
+            initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth-host=scram-sha-256",
+                      "--auth-local=peer", f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"]
+            with open(self.log_file, "ab") as log:
+                done = subprocess.run(
+                    initdb, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd="/", user=uid, group=gid, extra_groups=None if owner is None else [],
+                )
+        if done.returncode != 0:
+            raise ServiceError(f"initdb failed ({done.returncode}); log {self.log_file}:\n{self._tail()}")
+        write_hba(data, owner)
+
     def _ready(self) -> bool:
         try:
             with psycopg.connect(self.superuser_dsn, connect_timeout=2) as conn:
                 conn.execute("SELECT 1")
+        except psycopg.OperationalError as error:
+            if "password authentication failed" in str(error):  # waiting will not help
+                raise ServiceError(f"postgres refused the superuser password kept in {self.passwords.path} "
+                                   f"(file replaced or lost?): {error}") from None
+            return False
         except psycopg.Error:
             return False
         return True
@@ -229,6 +247,7 @@ class PostgresServer(ManagedServer):
     def _after_ready(self) -> None:
         owner = self.owner or self.user
         with psycopg.connect(self.superuser_dsn, autocommit=True) as conn:
+            self._require_passwords(conn)
             if self.owner is not None:
                 _ensure_role(conn, self.owner, self.owner_password, createdb=True)
             if self.user != SUPERUSER:
@@ -241,8 +260,17 @@ class PostgresServer(ManagedServer):
                     sql.Identifier(self.database), sql.Identifier(owner)
                 ))
         if self.owner is not None and self.user != SUPERUSER:
-            with psycopg.connect(self._uri(SUPERUSER), autocommit=True) as conn:
+            with psycopg.connect(self._uri(SUPERUSER, self.superuser_password), autocommit=True) as conn:
                 self._hand_over_to_owner(conn)
+
+    def _require_passwords(self, conn: psycopg.Connection) -> None:
+        """A cluster made when the stack trusted loopback: give the superuser its password, then switch to
+        scram-sha-256 (the other roles get theirs from _ensure_role on every start)."""
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(SUPERUSER), sql.Literal(self.superuser_password)))
+        if write_hba(self.data_dir.resolve(), self._os_user()):
+            logger.info("postgres: pg_hba.conf now requires passwords (scram-sha-256) on TCP; reloading")
+            conn.execute("SELECT pg_reload_conf()")
 
     def _hand_over_to_owner(self, conn: psycopg.Connection) -> None:
         """A single-role state dir (owned by the application role, which could then alter the audit log): hand
