@@ -1,5 +1,5 @@
 """`python -m mes_cli` runs the `mes` command."""
 
-from mes_cli.main import app
+from mes_cli.main import main
 
-app()
+main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import urllib.request
@@ -17,6 +18,7 @@ from edge_gateway.names import is_candidate_name
 from edge_gateway.outbox_store import Totals, connect, read_totals
 from edge_gateway.printing.queue_store import read_summary
 from edge_gateway.settings import GatewaySettings
+from mes_cli.local_env import find_local_station
 
 HTTP_TIMEOUT_S = 2.0
 EXIT_RUNNING, EXIT_NOT_RUNNING, EXIT_BAD_SETTINGS = 0, 1, 2
@@ -162,6 +164,7 @@ def stopped_lines(settings: GatewaySettings, url: str, reason: str) -> list[str]
 def gateway_status(station: str | None = None, local_port: int | None = None, work_dir: Path | None = None,
                    out: Out = print) -> int:
     """Print the station's state; 0 when the gateway answers, 1 when it does not (outbox read from disk)."""
+    local_port, work_dir = _local_stack_defaults(station, local_port, work_dir)
     overrides: dict[str, Any] = {}
     for key, value in (("station", station), ("local_port", local_port), ("work_dir", work_dir)):
         if value is not None:
@@ -183,6 +186,20 @@ def gateway_status(station: str | None = None, local_port: int | None = None, wo
     for line in running_lines(data):
         out(line)
     return EXIT_RUNNING
+
+
+def _local_stack_defaults(station: str | None, local_port: int | None,
+                          work_dir: Path | None) -> tuple[int | None, Path | None]:
+    """A station of the local stack (`mes up`'s stations.json): its port and work dir, unless given by option or
+    MES_GW_* variable."""
+    found = find_local_station(station or os.environ.get("MES_GW_STATION", ""))
+    if found is None:
+        return local_port, work_dir
+    if local_port is None and "MES_GW_LOCAL_PORT" not in os.environ:
+        local_port = found.local_port
+    if work_dir is None and "MES_GW_WORK_DIR" not in os.environ:
+        work_dir = found.work_dir
+    return local_port, work_dir
 
 
 def status_command(

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from mes_cli.audit import audit_app
 from mes_cli.broker_cli import broker_app
 from mes_cli.gateway_status import status_command
+from mes_cli.local_env import load_local_env
 from mes_cli.logging_setup import configure_logging
 from mes_cli.printer_emulator import printer_emulator_command
 from mes_cli.printers import printer_app
@@ -32,6 +34,37 @@ app.command("printer-emulator")(printer_emulator_command)
 app.add_typer(printer_app, name="printer")
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
+_SETTINGS_PREFIX = {"GatewaySettings": "MES_GW_"}  # every other settings class reads MES_*
+
+
+@app.callback()
+def _local_stack(ctx: typer.Context) -> None:
+    """Commands run from the checkout without MES_DATABASE_URL use the local stack's `.state/mes.env`."""
+    if ctx.invoked_subcommand != "up":  # `mes up` writes that file from what it starts
+        load_local_env()
+
+
+def settings_error_line(error: ValidationError) -> str:
+    """One line naming the variables to set, instead of pydantic's traceback."""
+    prefix = _SETTINGS_PREFIX.get(error.title, "MES_")
+    problems = []
+    for item in error.errors():
+        name = prefix + "_".join(str(part) for part in item["loc"]).upper()
+        problems.append(f"{name} is not set" if item["type"] == "missing" else f"{name}: {item['msg']}")
+    hint = ("; for the local stack run ./run.sh (or `mes up`) once, which writes .state/mes.env, "
+            "or set MES_STATE_DIR to its state directory") if "MES_DATABASE_URL is not set" in problems else ""
+    return f"mes: {'; '.join(problems)}{hint}"
+
+
+def main() -> None:
+    """The `mes` console script: the Typer app, with a settings error reported in one line (exit 2)."""
+    try:
+        app()
+    except ValidationError as error:
+        if not error.title.endswith("Settings"):
+            raise
+        typer.echo(settings_error_line(error), err=True)
+        raise SystemExit(2) from None
 
 
 def _central():

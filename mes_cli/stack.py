@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
@@ -21,6 +20,7 @@ from deploy.localstack.services import (
     port_is_free,
 )
 from mes_cli.broker import BrokerConfigError
+from mes_cli.local_env import write_env_file, write_stations_file
 from mes_cli.logging_setup import configure_logging
 from mes_cli.stack_broker import LocalBrokerAccounts, local_broker_accounts
 from mes_cli.users import LocalAccounts, local_accounts
@@ -30,6 +30,7 @@ from mes_contracts.topics import StationAddress
 log = logging.getLogger(__name__)
 SITE, LINE = "KR", "L1"
 DEMO_WORKERS = [(f"W{n:03d}", f"작업자 {n:03d}") for n in range(1, 9)]
+GATEWAY_BASE_PORT = 8700  # st01 → 8701 … st08 → 8708: stable, so scripts keep working across restarts
 
 
 @dataclass
@@ -76,7 +77,7 @@ def run_stack(state_dir: Path, api_port: int, speed: float, lots: int, simulate:
         _supervise(stack, simulator, exit_when_done)
     except KeyboardInterrupt:
         print("\nstopping …")
-    except BrokerConfigError as error:  # e.g. mosquitto_passwd missing: the message says how to install it
+    except BrokerConfigError as error:  # e.g. an unreadable accounts file: the message says what to do
         print(f"cannot set up the broker accounts: {error}")
         return 2
     finally:
@@ -104,17 +105,18 @@ def _start_services(stack: Stack) -> dict[str, str]:
     accounts = local_broker_accounts(stack.state_dir / "broker-accounts", [
         StationAddress(SITE, LINE, _station_id(step.sequence)) for step in ROUTE])
     stack.broker_accounts = accounts
-    broker = MosquittoServer(stack.state_dir / "mosquitto", allow_anonymous=False,
-                             password_file=accounts.site.password_file, acl_file=accounts.site.acl_file)
+    broker = MosquittoServer(stack.state_dir / "mosquitto", dynsec_file=accounts.site.dynsec_file)
     redis = RedisServer(stack.state_dir / "redis")
     for server in (postgres, broker, redis):
+        _progress(f"starting {server.name} …")
         server.start()
         stack.servers.append(server)
-        print(f"  {type(server).__name__:<16} 127.0.0.1:{server.port}  log {server.log_file}")
+        print(f"  {type(server).__name__:<16} 127.0.0.1:{server.port}  log {server.log_file}", flush=True)
+    _progress("applying database migrations …")
     upgrade(postgres.owner_url, app_role=postgres.user)
     _seed_workers(postgres.dsn)
     stack.accounts = local_accounts(postgres.url, stack.state_dir)  # first admin (printed once), simulator user
-    return {
+    env = {
         "MES_JWT_SECRET": stack.accounts.jwt_secret,
         "MES_DATABASE_URL": postgres.url,
         "MES_REDIS_URL": redis.url,
@@ -123,6 +125,14 @@ def _start_services(stack: Stack) -> dict[str, str]:
         "MES_API_PORT": str(stack.api_port),
         "MES_FIRMWARE_LOCAL_DIR": str(stack.state_dir / "firmware"),
     }
+    # `mes user list`, `mes audit verify` … from the checkout read this (0600: it holds the database passwords).
+    cli_env = write_env_file(stack.state_dir, {**env, "MES_MIGRATION_DATABASE_URL": postgres.owner_url})
+    print(f"  settings for the mes CLI: {cli_env}", flush=True)
+    return env
+
+
+def _progress(text: str) -> None:
+    print(f"mes up: {text}", flush=True)
 
 
 def _seed_workers(dsn: str) -> None:
@@ -138,34 +148,61 @@ def _station_id(sequence: int) -> str:
     return f"st{sequence:02d}"
 
 
+def _gateway_port(sequence: int) -> int:
+    """st0N listens on 870N; only when that port is taken by something else, a free one (and we say so)."""
+    stable = GATEWAY_BASE_PORT + sequence
+    if port_is_free(stable):
+        return stable
+    port = find_free_port()
+    print(f"  ! port {stable} of {_station_id(sequence)} is taken by another process: using {port} this time "
+          "(see stations.json)", flush=True)
+    return port
+
+
 def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
+    from mes_cli.stack_firmware import prepare_firmware
+
     accounts = stack.broker_accounts
     assert accounts is not None
+    api_url = f"http://127.0.0.1:{stack.api_port}"
+    firmware = prepare_firmware(env["MES_DATABASE_URL"], [_station_id(s.sequence) for s in ROUTE],
+                                Path(env["MES_FIRMWARE_LOCAL_DIR"]))
+    if firmware.demo_version:
+        print(f"  demo firmware {firmware.demo_version} uploaded and activated (PROC-004 stations download it)")
+    _progress("starting the API, the ingestor and 8 station gateways …")
     api = stack.child("api", mes_command("api", "--port", str(stack.api_port)), {**env, **accounts.env("api")})
     ingestor = stack.child("ingestor", mes_command("ingest"), {**env, **accounts.env("ingestor")})
     stations = []
     for step in ROUTE:
         station_id = _station_id(step.sequence)
-        port = find_free_port()
+        port = _gateway_port(step.sequence)
         work_dir = stack.state_dir / "stations" / station_id
         gateway_env = {
             "MES_GW_SITE": SITE, "MES_GW_LINE": LINE, "MES_GW_STATION": station_id,
             "MES_GW_WORK_DIR": str(work_dir), "MES_GW_MQTT_PORT": env["MES_MQTT_PORT"],
             "MES_GW_LOCAL_PORT": str(port), **accounts.env(station_id, "MES_GW_"),
+            # The station's own download token (a new one each run; only its hash is stored centrally).
+            "MES_GW_API_BASE_URL": api_url, "MES_GW_FIRMWARE_TOKEN": firmware.tokens[station_id],
         }
         gateway = stack.child(f"gateway-{station_id}", mes_command("gateway", "--station", station_id), gateway_env)
         stations.append({"process_id": step.process_id, "station_id": station_id, "work_dir": str(work_dir),
                          "gateway_url": f"http://127.0.0.1:{port}", "_child": gateway.name})
-    wait_http_ok(f"http://127.0.0.1:{stack.api_port}/health", 60, api)
+    wait_http_ok(f"{api_url}/health", 60, api)
+    print(f"  API        {api_url} up", flush=True)
     try:
         wait_service_online(int(env["MES_MQTT_PORT"]), "mes-ingestor-1", 60, username="monitor",
                             password=accounts.passwords["monitor"])
     except TimeoutError:
         raise RuntimeError(f"the ingestor did not come online:\n{ingestor.log_tail()}") from None
+    print("  ingestor   online", flush=True)
     for station in stations:
         child = next(c for c in stack.children if c.name == station["_child"])
         wait_http_ok(f"{station['gateway_url']}/status", 60, child)
-    return [{k: v for k, v in s.items() if not k.startswith("_")} for s in stations]
+        print(f"  gateway    {station['station_id']} up at {station['gateway_url']}", flush=True)
+    public = [{k: v for k, v in s.items() if not k.startswith("_")} for s in stations]
+    # Written with or without the simulator: scanner scripts and `mes gateway status` find the stations here.
+    write_stations_file(stack.state_dir, public)
+    return public
 
 
 def _start_printers(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
@@ -173,6 +210,7 @@ def _start_printers(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
     with their current ports (a rerun updates them)."""
     from mes_cli.printers import DEMO_PRINTERS, demo_printer, register
 
+    _progress("starting the emulated label printers …")
     printers = []
     for printer_id, station, purpose in DEMO_PRINTERS:
         port, control = find_free_port(), find_free_port()
@@ -187,8 +225,7 @@ def _start_printers(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
 
 
 def _start_simulator(stack: Stack, stations: list[dict[str, str]], speed: float, lots: int) -> ChildProcess:
-    stations_file = stack.state_dir / "stations.json"
-    stations_file.write_text(json.dumps(stations, ensure_ascii=False, indent=2))
+    stations_file = write_stations_file(stack.state_dir, stations)
     argv = mes_command("simulate", "--stations", str(stations_file), "--api-url",
                        f"http://127.0.0.1:{stack.api_port}", "--lots", str(lots), "--speed", str(speed),
                        "--lot-printer", "PRINTER-01",
