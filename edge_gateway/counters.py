@@ -13,6 +13,8 @@ class PickupCounters:
     completed: int = 0
     errored: int = 0
     retried: int = 0
+    duplicates: int = 0  # completed/ with a `.duplicate.log`: the centre already had this exact content
+    reexamined: int = 0  # error/ files that changed after the move and went back to pending/
     in_flight: int = 0
     pending: int = 0
 

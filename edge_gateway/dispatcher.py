@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from edge_gateway.counters import PickupCounters
-from edge_gateway.dispositions import ErrorReport
+from edge_gateway.dispositions import DuplicateReport, ErrorReport
 from edge_gateway.health import Health
 from edge_gateway.mover import BatchMover, ContentChanged
 from edge_gateway.outbox import Outbox, OutboxClosed
@@ -215,9 +215,12 @@ class Dispatcher:
         if answered.outcome not in SENT_OUTCOMES:
             rejection = reply_rejection(answered.body, answered.http_status, answered.message_id)
             report = ErrorReport(name, rejection.code, rejection.message, rejection.details)
+        duplicate = None
+        if answered.outcome == Outcome.DUPLICATE.value:  # the same bytes were stored before: say so beside it
+            duplicate = DuplicateReport(name, str(answered.message_id), answered.body)
         look_again = False
         try:
-            await self._mover.move(self._pending_dir / name, report, answered.sha256)
+            await self._mover.move(self._pending_dir / name, report, answered.sha256, duplicate)
         except FileNotFoundError:  # removed by someone, or moved just before a crash that kept the row
             logger.info("%s: answered %s; the file had already left pending/", name, answered.outcome)
         except ContentChanged:
@@ -232,6 +235,10 @@ class Dispatcher:
         if report is None:
             self._counters.completed += 1
             logger.debug("%s %s (%s)", name, answered.outcome, answered.message_id)
+            if duplicate is not None:
+                self._counters.duplicates += 1
+                logger.info("%s: the centre already had this exact content; moved to completed/ with a "
+                            ".duplicate.log (%s)", name, answered.message_id)
         else:
             self._counters.errored += 1
             logger.info("%s moved to error/: %s %s", name, report.code, report.message)

@@ -1,7 +1,13 @@
-"""Moving a finished file to completed/ or error/ (atomic, never overwriting) and writing its error log."""
+"""Moving a finished file to completed/ or error/ (atomic, never overwriting) and writing its error log.
+
+A name too long to move with the suffixes we may add (`.N` on a clash, `.error.log` / `.duplicate.log` beside
+it) is stored under a shortened name (`<start of the stem>~<8 hex of its hash>.<ext>`); the log keeps the
+original name.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,6 +20,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 ERROR_LOG_SUFFIX = ".error.log"
+DUPLICATE_LOG_SUFFIX = ".duplicate.log"
+NAME_MAX_DEFAULT = 255  # bytes, ext4/NTFS/APFS alike
+CLASH_RESERVE = 8  # room for `.N` when a name is taken
 _locks: dict[Path, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -31,8 +40,32 @@ def suffixed_name(name: str, n: int) -> str:
     return f"{stem}.{n}.{extension}"
 
 
+def name_max(directory: Path) -> int:
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf
+        return NAME_MAX_DEFAULT
+
+
+def fit_name(name: str, limit: int, reserve: int = 0) -> str:
+    """`name` if it and `reserve` more bytes fit in `limit`; else a shortened, still unique, name."""
+    if len(name.encode("utf-8", "surrogateescape")) + reserve <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or len(extension) > 16:
+        stem, extension = name, ""
+    tag = "~" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    tail = f"{tag}.{extension}" if extension else tag
+    room = max(1, limit - reserve - len(tail.encode("utf-8", "surrogateescape")))
+    short = stem.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")  # whole characters only
+    return short + tail
+
+
 def free_name(directory: Path, name: str, companions: tuple[str, ...] = ()) -> str:
     """`name` or the first `name.N.ext` for which neither the file nor any `file + companion` exists."""
+    # A companion is written as `.<file><companion>.tmp` first (write_text_atomically): 5 bytes more.
+    reserve = CLASH_RESERVE + max((len(c.encode()) + 5 for c in companions), default=0)
+    name = fit_name(name, name_max(directory), reserve)
     candidate, n = name, 0
     while (directory / candidate).exists() or any((directory / f"{candidate}{c}").exists() for c in companions):
         n += 1
@@ -81,8 +114,39 @@ def write_text_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def move_to_completed(source: Path, completed_dir: Path) -> Path:
-    return move_without_overwrite(source, completed_dir)
+@dataclass(frozen=True, slots=True)
+class DuplicateReport:
+    """The centre already had this exact content (same SHA-256) under an earlier message."""
+
+    original_name: str
+    message_id: str
+    answer: dict[str, Any]
+
+
+def format_duplicate_log(report: DuplicateReport, stored_as: str, moment: datetime | None = None) -> str:
+    lines = [
+        f"time: {local_timestamp(moment)}",
+        f"original_name: {report.original_name}",
+        "outcome: duplicate (the centre already stored this exact content; nothing was stored twice)",
+        f"message_id: {report.message_id}",
+        f"answer: {json.dumps(report.answer, ensure_ascii=False, indent=2, default=str)}",
+    ]
+    if stored_as != report.original_name:
+        lines.insert(2, f"stored_as: {stored_as}")
+    return "\n".join(lines) + "\n"
+
+
+def move_to_completed(source: Path, completed_dir: Path, duplicate: DuplicateReport | None = None) -> Path:
+    """Move; for a duplicate also write `<stored name>.duplicate.log` beside it."""
+    if duplicate is None:
+        return move_without_overwrite(source, completed_dir)
+    target = move_without_overwrite(source, completed_dir, companions=(DUPLICATE_LOG_SUFFIX,))
+    log_path = target.with_name(f"{target.name}{DUPLICATE_LOG_SUFFIX}")
+    try:
+        write_text_atomically(log_path, format_duplicate_log(duplicate, target.name))
+    except OSError:
+        logger.exception("could not write duplicate log %s", log_path)
+    return target
 
 
 def move_to_error(source: Path, error_dir: Path, report: ErrorReport) -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_gateway.dispositions import ErrorReport, move_to_completed, move_to_error
+from edge_gateway.dispositions import DuplicateReport, ErrorReport, move_to_completed, move_to_error
+from edge_gateway.pending_io import NotRegular, sha256_of
 
 BATCH_TICK_S = 0.02
 
@@ -21,17 +21,26 @@ class _Order:
     source: Path
     report: ErrorReport | None  # None: to completed/
     sha256: str | None = None  # when given, move only a file with exactly this content
+    duplicate: DuplicateReport | None = None  # to completed/ with a `.duplicate.log` beside it
     done: asyncio.Future[Path] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def _content_of(source: Path) -> str | None:
+    """Streamed SHA-256; None for a name that is no longer a regular file (never read through a symlink)."""
+    try:
+        return sha256_of(source)
+    except NotRegular:
+        return None
 
 
 def _execute(orders: list[_Order], completed_dir: Path, error_dir: Path) -> list[Path | Exception]:
     results: list[Path | Exception] = []
     for order in orders:
         try:
-            if order.sha256 is not None and hashlib.sha256(order.source.read_bytes()).hexdigest() != order.sha256:
+            if order.sha256 is not None and _content_of(order.source) != order.sha256:
                 raise ContentChanged(f"{order.source.name} changed since it was sent")
             if order.report is None:
-                results.append(move_to_completed(order.source, completed_dir))
+                results.append(move_to_completed(order.source, completed_dir, order.duplicate))
             else:
                 results.append(move_to_error(order.source, error_dir, order.report))
         except (OSError, ContentChanged) as error:
@@ -49,8 +58,9 @@ class BatchMover:
         self._orders: list[_Order] = []
         self._ready = asyncio.Event()
 
-    async def move(self, source: Path, report: ErrorReport | None, sha256: str | None = None) -> Path:
-        order = _Order(source, report, sha256)
+    async def move(self, source: Path, report: ErrorReport | None, sha256: str | None = None,
+                   duplicate: DuplicateReport | None = None) -> Path:
+        order = _Order(source, report, sha256, duplicate)
         self._orders.append(order)
         self._ready.set()
         return await order.done

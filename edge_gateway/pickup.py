@@ -1,4 +1,8 @@
-"""Completion-file pickup: watch + rescan pending/, wait for stable files, validate, commit them to the outbox."""
+"""Completion-file pickup: watch + rescan pending/, wait for stable files, validate, commit them to the outbox.
+
+No single file may stop it: whatever happens while looking at, checking or moving one name is that name's
+outcome (error/ with a code, or a report in the station state), never the pickup's.
+"""
 
 from __future__ import annotations
 
@@ -9,41 +13,29 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from edge_gateway.counters import PickupCounters
 from edge_gateway.dispositions import ErrorReport
+from edge_gateway.error_watch import ErrorWatch, MovedBack
 from edge_gateway.health import Health
 from edge_gateway.mover import BatchMover
 from edge_gateway.names import is_candidate_name
 from edge_gateway.outbox import Outbox, OutboxClosed
 from edge_gateway.outbox_store import AdmitStatus, NewRecord
-from edge_gateway.pending_io import probe_many, scan_candidates
+from edge_gateway.pending_io import ProbeLimits, probe_many, refusal, scan_names
+from edge_gateway.ready import ReadyFile, completion_payload, verdict
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import Decision, Probe, StabilityTracker
 from edge_gateway.tasks import cancel_and_wait
-from edge_gateway.validation import Completion, Rejection, check_completion
-from mes_contracts.completion import CompletionEvent
+from edge_gateway.validation import Completion, Rejection
+from edge_gateway.watchlist import Watchlist
 from mes_contracts.envelope import MessageType, Source, make_envelope, new_message_id
 
 logger = logging.getLogger(__name__)
 
 PROBE_BATCH = 256
 PROBE_TICK_S = 0.05  # new names and due re-checks are gathered into one thread hop per tick
-
-
-@dataclass(frozen=True, slots=True)
-class ReadyFile:
-    name: str
-    data: bytes
-    parsed_ok: bool
-    parsed: Any
-
-
-def completion_payload(completion: Completion) -> dict[str, Any]:
-    event = CompletionEvent(record=completion.record, file_name=completion.file_name, sha256=completion.sha256)
-    return event.model_dump(mode="json")
+UNEXPECTED_FAILURES_MAX = 3  # a file whose commit keeps failing unexpectedly goes to error/ after this many
 
 
 class Pickup:
@@ -60,10 +52,15 @@ class Pickup:
         self._on_admitted = on_admitted
         self._source = Source.of(settings.address, settings.gateway_id)
         self._retry_interval = settings.retry_interval_s
+        self._retry_max = max(settings.retry_interval_s, settings.retry_max_s)
         self._rescan_interval = settings.rescan_interval_s
         self._workers = settings.max_in_flight
         self._ready_limit = max(PROBE_BATCH, 2 * settings.max_in_flight)  # bounds the bytes read ahead
         self._tracker = StabilityTracker(settings.stable_window_s, settings.malformed_grace_s)
+        self._limits = ProbeLimits(settings.max_file_bytes, self._tracker.needs_writer_check)
+        self.watchlist = Watchlist(settings.stale_pending_s, health.note_error)
+        self._error_watch = ErrorWatch(settings.pending_dir, settings.error_watch_s)
+        self._failures: dict[str, int] = {}  # consecutive move or unexpected failures per name
         self._queue: asyncio.Queue[ReadyFile] = asyncio.Queue()
         self._busy: set[str] = set()
         self._backoff: dict[str, float] = {}
@@ -120,19 +117,27 @@ class Pickup:
         if added:
             self._wakeup.set()
 
+    def _scan(self, now: float) -> tuple[set[str], list[MovedBack]]:
+        """In a worker thread: error/ files that changed go back first, so this very scan finds them."""
+        moved = self._error_watch.check(now) if len(self._error_watch) else []
+        return scan_names(self._pending_dir), moved
+
     async def _rescan(self) -> None:
         if self._outbox.full:
             return
+        loop = asyncio.get_running_loop()
         try:
-            names = await asyncio.to_thread(scan_candidates, self._pending_dir)
+            names, moved_back = await asyncio.to_thread(self._scan, loop.time())
         except OSError as error:
             logger.error("cannot list %s: %s", self._pending_dir, error)
             await asyncio.to_thread(self._pending_dir.mkdir, parents=True, exist_ok=True)
             return
-        now = asyncio.get_running_loop().time()
+        self._counters.reexamined += len(moved_back)
+        now = loop.time()
         for name in names:
-            if not self._owned(name):
+            if is_candidate_name(name) and not self._owned(name):
                 self._tracker.add(name, now)
+        self.watchlist.seen(names, now, self._outboxed.__contains__)
 
     # -- main loop ------------------------------------------------------------------------------------------
 
@@ -160,7 +165,7 @@ class Pickup:
                 due = self._tracker.due(now, PROBE_BATCH)
                 if due:
                     probes = await asyncio.to_thread(probe_many, self._pending_dir, due, now,
-                                                     self._tracker.wants_content)
+                                                     self._tracker.wants_content, self._limits)
                     self._apply(probes, loop.time())
                     if len(due) < PROBE_BATCH:
                         next_probe = now + PROBE_TICK_S
@@ -178,19 +183,21 @@ class Pickup:
     def _apply(self, probes: list[Probe], now: float) -> None:
         for probe in probes:
             decision = self._tracker.apply(probe, now)
-            if decision in (Decision.READY, Decision.MALFORMED) and probe.data is not None:
+            if decision is Decision.REFUSED or (decision in (Decision.READY, Decision.MALFORMED)
+                                                and probe.data is not None):
                 self._busy.add(probe.name)
-                self._queue.put_nowait(ReadyFile(probe.name, probe.data, probe.parsed_ok, probe.parsed))
+                self._queue.put_nowait(ReadyFile.of(probe))
 
     # -- local retry ----------------------------------------------------------------------------------------
 
-    def _retry_later(self, name: str, reason: object) -> None:
-        deadline = asyncio.get_running_loop().time() + self._retry_interval
+    def _retry_later(self, name: str, reason: object, delay: float | None = None) -> None:
+        delay = self._retry_interval if delay is None else delay
+        deadline = asyncio.get_running_loop().time() + delay
         self._backoff[name] = deadline
         heapq.heappush(self._backoff_heap, (deadline, name))
         self._retrying.add(name)
         self._counters.retried += 1
-        logger.debug("%s stays in pending, retry in %.1f s: %s", name, self._retry_interval, reason)
+        logger.debug("%s stays in pending, retry in %.1f s: %s", name, delay, reason)
         self._wakeup.set()  # the loop's current wait may end later than this retry
 
     def _release_backoff(self, now: float) -> None:
@@ -212,21 +219,28 @@ class Pickup:
                 logger.error("cannot commit %s to the outbox (%s); it stays in pending", item.name, error)
                 self._health.note_error("OUTBOX_ERROR", f"{item.name}: {error}")
                 self._retry_later(item.name, error)
-            except Exception:
-                logger.exception("unexpected failure on %s; it stays in pending", item.name)
-                self._retry_later(item.name, "unexpected failure")
+            except Exception as error:
+                await self._unexpected(item, error)
             finally:
                 self._busy.discard(item.name)
 
+    async def _unexpected(self, item: ReadyFile, error: Exception) -> None:
+        failures = self._failures[item.name] = self._failures.get(item.name, 0) + 1
+        if failures < UNEXPECTED_FAILURES_MAX:
+            logger.exception("unexpected failure on %s (%d/%d); it stays in pending", item.name, failures,
+                             UNEXPECTED_FAILURES_MAX)
+            self._retry_later(item.name, "unexpected failure")
+            return
+        logger.error("unexpected failure on %s %d times (%r); moving it to error/", item.name, failures, error)
+        with contextlib.suppress(Exception):
+            await self._dispose_error(item, refusal(item.name, f"could not be processed: {error!r}"))
+
     async def _process(self, item: ReadyFile) -> None:
-        if item.parsed_ok:
-            checked = check_completion(item.name, item.data, item.parsed)
-        else:
-            checked = check_completion(item.name, item.data)
+        checked = verdict(item)
         if isinstance(checked, Rejection):
             if item.name not in self._retrying:
                 self._counters.picked_up += 1
-            await self._dispose_error(item.name, checked)
+            await self._dispose_error(item, checked)
             return
         await self._admit(item, checked)
 
@@ -251,21 +265,34 @@ class Pickup:
         else:
             logger.info("%s is already in the outbox as %s; that record is reused", item.name, admission.message_id)
 
-    async def _dispose_error(self, name: str, rejection: Rejection) -> None:
+    async def _dispose_error(self, item: ReadyFile, rejection: Rejection) -> None:
+        name = item.name
         report = ErrorReport(name, rejection.code, rejection.message, rejection.details)
         try:
-            await self._mover.move(self._pending_dir / name, report)
+            stored = await self._mover.move(self._pending_dir / name, report)
         except FileNotFoundError:
             logger.warning("%s left pending/ before it could be moved", name)
             self._forget(name)
             return
         except OSError as error:
-            logger.warning("cannot move %s yet (%s); will try again", name, error)
-            self._retry_later(name, error)
+            self._move_failed(name, error)
             return
         self._forget(name)
+        self.watchlist.resolved(name)
+        self._error_watch.add(stored, name, item.stat, asyncio.get_running_loop().time())
         self._counters.errored += 1
-        logger.info("%s moved to error/: %s %s", name, rejection.code, rejection.message)
+        shortened = "" if stored.name == name else f" (stored as {stored.name}: the name is too long to keep)"
+        logger.info("%s moved to error/%s: %s %s %s", name, shortened, rejection.code, rejection.message,
+                    rejection.details.get("reason") or rejection.details.get("error") or "")
+
+    def _move_failed(self, name: str, error: OSError) -> None:
+        """Reported once (log + station state), then retried quietly with a growing delay."""
+        failures = self._failures.get(name, 0)
+        self._failures[name] = failures + 1
+        if self.watchlist.move_failed(name, error):
+            logger.error("cannot move %s to error/: %s; it stays in pending/ and is retried quietly", name, error)
+        self._retry_later(name, error, min(self._retry_interval * 2 ** min(failures, 16), self._retry_max))
 
     def _forget(self, name: str) -> None:
         self._retrying.discard(name)
+        self._failures.pop(name, None)

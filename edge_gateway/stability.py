@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from edge_gateway.validation import Rejection
+
 
 @dataclass(frozen=True, slots=True)
 class FileStat:
@@ -16,6 +18,7 @@ class FileStat:
 
 UNREADABLE = FileStat(-1, -1)  # the file could not be opened (Windows: still locked by its writer)
 LOCKED_BACKOFF_MAX_S = 5.0
+WRITER_RECHECK_S = 1.0  # how often a stable, unparsable file held open by its writer is looked at again
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +33,29 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """What a look at one file found: its stat (None = gone) and, when asked for, its bytes and parse."""
+    """What a look at one file found: its stat (None = gone) and, when asked for, its bytes and parse.
+
+    `rejection` is set when the file can never be sent whatever happens next (not a regular file, too large,
+    unreadable by any exception): it goes to error/ at once. `writing` says another process still has the file
+    open for writing (asked only once a stable file has failed to parse for the whole grace).
+    """
 
     name: str
     stat: FileStat | None
     data: bytes | None = None
     parsed_ok: bool = False
     parsed: Any = None
+    parse_error: str | None = None
+    rejection: Rejection | None = None
+    writing: bool = False
 
 
 class Decision(Enum):
     WAIT = "wait"  # still tracked, looked at again at its deadline
     GONE = "gone"  # vanished; no longer tracked
     READY = "ready"  # stable and parses; no longer tracked
-    MALFORMED = "malformed"  # stable for 2 × window and still does not parse; no longer tracked
+    MALFORMED = "malformed"  # stable for the grace, does not parse, nobody writing it; no longer tracked
+    REFUSED = "refused"  # the probe carries a rejection (not a regular file, too large…); no longer tracked
 
 
 class StabilityTracker:
@@ -104,11 +116,18 @@ class StabilityTracker:
         """Read the bytes only when the stat has held for a full window."""
         return stat is not None and stat == observation.stat and now - observation.since >= self.window
 
+    def needs_writer_check(self, observation: Observation, now: float) -> bool:
+        """Ask who has the file open only when its not parsing would otherwise make it MALFORMED now."""
+        return now - observation.since >= self.malformed_after
+
     def apply(self, probe: Probe, now: float) -> Decision:
         """Fold one probe into the state and say what became of the name."""
         entry = self._entries.get(probe.name)
         if entry is None:
             return Decision.GONE
+        if probe.rejection is not None:
+            del self._entries[probe.name]
+            return Decision.REFUSED
         if probe.stat is None:
             del self._entries[probe.name]
             return Decision.GONE
@@ -128,6 +147,10 @@ class StabilityTracker:
         if probe.parsed_ok:
             del self._entries[probe.name]
             return Decision.READY
+        if stable_for >= self.malformed_after and probe.writing:
+            # A writer pausing mid-file: its bytes are not final until it closes the file.
+            self._schedule(probe.name, Observation(entry.stat, entry.since, now + max(self.window, WRITER_RECHECK_S)))
+            return Decision.WAIT
         if stable_for >= self.malformed_after:
             del self._entries[probe.name]
             return Decision.MALFORMED

@@ -58,7 +58,8 @@ class StationReporter:
             oldest_pending_age_s=oldest, outbox_full=outbox.full, last_error=health.last_error,
             connected_since=health.connected_since if online else None,
             server_online=health.server_online if online else None,
-            counters=self._pipeline.counters(), reported_at=datetime.now(UTC))
+            counters=self._pipeline.counters(), stuck_files=self._pipeline.pickup.watchlist.files(),
+            stuck_count=len(self._pipeline.pickup.watchlist), reported_at=datetime.now(UTC))
 
     async def current(self) -> StationState:
         self._oldest_created_at = (await self._outbox.totals()).oldest_created_at
@@ -157,6 +158,8 @@ class StatusView:
                        "max_bytes": pipeline.outbox.max_bytes},
             "last_error": state.last_error.model_dump(mode="json") if state.last_error else None,
             "pending_count": pending_count,
+            "stuck_files": [f.model_dump(mode="json") for f in state.stuck_files],
+            "stuck_count": state.stuck_count,
             "print_queue": print_queue,
             "work_dirs": {"work_dir": str(settings.work_dir), "pending": str(settings.pending_dir),
                           "completed": str(settings.completed_dir), "error": str(settings.error_dir)},

@@ -19,6 +19,20 @@ class ErrorInfo(BaseModel):
     at: AwareDatetime
 
 
+class StuckFile(BaseModel):
+    """A name in the station's folders that needs a person: left in pending/ too long, or not movable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(max_length=1024)
+    code: str = Field(min_length=1, max_length=64)  # PENDING_STALE, MOVE_FAILED
+    message: str = Field(max_length=2000)
+    since: AwareDatetime
+
+
+STUCK_FILES_SHOWN = 50  # the retained state lists at most this many; `stuck_count` has the total
+
+
 class StationState(BaseModel):
     """Payload of a `station.state` envelope on `StationAddress.state()` (retained; the last will says offline)."""
 
@@ -37,6 +51,8 @@ class StationState(BaseModel):
     connected_since: AwareDatetime | None = None
     server_online: bool | None = None  # None: no central ingestor has reported its state yet
     counters: dict[str, int] = Field(default_factory=dict)
+    stuck_files: list[StuckFile] = Field(default_factory=list, max_length=STUCK_FILES_SHOWN)
+    stuck_count: int = Field(default=0, ge=0)
     reported_at: AwareDatetime
 
     @property

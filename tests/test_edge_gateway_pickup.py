@@ -277,7 +277,7 @@ def test_scan_and_probe(tmp_path: Path) -> None:
     (tmp_path / NAME).write_bytes(b'{"a": 1}')
     (tmp_path / f"{NAME}.tmp").write_bytes(b"{}")
     (tmp_path / "sub.json").mkdir()
-    assert scan_candidates(tmp_path) == {NAME}
+    assert scan_candidates(tmp_path) == {NAME, "sub.json"}  # named like a completion: looked at, then refused
     stat = (tmp_path / NAME).stat()
     known = FileStat(stat.st_size, stat.st_mtime_ns)
 
