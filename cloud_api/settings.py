@@ -33,6 +33,8 @@ class CentralSettings(BaseSettings):
     ingestor_client_id: str = "mes-ingestor-1"
     ingestor_concurrency: int = Field(default=8, ge=1, le=64)
     ingestor_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    ingestor_metrics_port: int = Field(default=0, ge=0, le=65535)  # the ingestor's own /metrics; 0 = not served
+    ingestor_metrics_host: str = "127.0.0.1"
     label_print_timeout_s: float = Field(default=10.0, gt=0, le=120)  # POST /label/print waits this long
     label_dispatch_poll_s: float = Field(default=2.0, gt=0, le=60)  # queued label jobs: poll beside LISTEN
     label_redispatch_s: float = Field(default=120.0, ge=0)  # resend a queued job unanswered this long; 0 = never

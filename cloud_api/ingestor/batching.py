@@ -14,6 +14,7 @@ from cloud_api.adapters.database import Database
 from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.handler import Handled
 from cloud_api.services.batch_completion import BatchItem, handle_completions_batch
+from cloud_api.services.dead_letters import Letter
 from cloud_api.services.handlers import Answer
 from mes_contracts.envelope import Envelope
 
@@ -26,6 +27,7 @@ class Pending:
     message: aiomqtt.Message
     envelope: Envelope
     item: BatchItem
+    letter: Letter  # the message as received, should it end in dead_letters
 
 
 Retry = Callable[[Callable[[], Awaitable[list[Answer]]]], Awaitable[list[Answer]]]
@@ -33,7 +35,11 @@ Reply = Callable[[aiomqtt.Message, Handled], Awaitable[None]]
 
 
 class CompletionBatcher:
-    """One collector keeps arrival order (the latest verdict wins); it never waits to fill a batch."""
+    """One collector keeps arrival order (the latest verdict wins); it never waits to fill a batch.
+
+    `run` is supervised (ingestor/supervision.py): if it fails, it is started again on the same queue. The batch
+    in hand at that moment is not answered; its stations send it again (their outbox keeps it until answered).
+    """
 
     def __init__(self, db: Database, lang: str, retry: Retry, reply: Reply, release: Callable[[], None]):
         self._db = db
@@ -62,8 +68,9 @@ class CompletionBatcher:
         if len(batch) == 1:
             faults.bind_message(client, batch[0].message)  # test-only: where an early (broken) ack would go
         items = [pending.item for pending in batch]
+        letters = [pending.letter for pending in batch]
         with metrics.HANDLE_SECONDS.time():
-            answers = await self._retry(lambda: handle_completions_batch(self._db, items, self._lang))
+            answers = await self._retry(lambda: handle_completions_batch(self._db, items, self._lang, letters))
         metrics.BATCH_SIZE.observe(len(batch))
         replies: list[Any] = []
         for pending, answer in zip(batch, answers, strict=True):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +14,7 @@ from pydantic import ValidationError
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.labels.results import handle_print_result
+from cloud_api.services.dead_letters import Letter
 from cloud_api.services.handlers import Answer, error_answer, handle_completion, handle_start
 from cloud_api.services.process_complete import CompletionSource
 from mes_contracts.completion import CompletionEvent
@@ -20,10 +23,18 @@ from mes_contracts.errors import ErrorCode
 from mes_contracts.topics import Name, ParsedTopic, parse_topic
 
 log = logging.getLogger(__name__)
+_ID_SCAN_BYTES = 1024  # our envelopes put message_id second; a hand-made one may not, and then has no id
+_UUID = rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_MESSAGE_ID_RE = re.compile(rb'"message_id"\s*:\s*"(' + _UUID + rb')"')
 
 
 class UnreadableMessage(ValueError):
-    """A message that is not an MES envelope; it is logged and counted, as nobody can be answered."""
+    """A message that is not an MES envelope: counted, dead-lettered, and answered INVALID_REQUEST when it names
+    a response topic (the topic still tells whose it is)."""
+
+    def __init__(self, reason: str, parsed: ParsedTopic | None):
+        super().__init__(reason)
+        self.parsed = parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +44,12 @@ class Handled:
 
 
 def read_envelope(topic: str, raw: bytes) -> tuple[ParsedTopic, Envelope]:
+    parsed = None
     try:
         parsed = parse_topic(topic)
         envelope = Envelope.from_bytes(raw)
-    except (ValueError, ValidationError) as error:
-        raise UnreadableMessage(f"{topic}: {error}") from error
+    except (ValueError, ValidationError, RecursionError) as error:
+        raise UnreadableMessage(f"{topic}: {error}", parsed) from error
     return parsed, envelope
 
 
@@ -88,12 +100,27 @@ def _completion(envelope: Envelope, station: str) -> tuple[dict[str, Any], Compl
     return event.record, source
 
 
-def reply_envelope(handled: Handled, responder: Source, seq: int) -> Envelope:
-    reply = ReplyPayload(
-        in_reply_to=handled.request.message_id,
-        outcome=handled.answer.outcome,
-        http_status=handled.answer.http_status,
-        body=handled.answer.body,
-    )
+def letter_of(topic: str, raw: bytes, parsed: ParsedTopic | None, envelope: Envelope | None) -> Letter:
+    """The message as received, for the dead-letter table; what could not be read stays None."""
+    if envelope is None:
+        return Letter(topic, raw, guess_message_id(raw), None, parsed.address.prefix if parsed else None)
+    station = parsed.address.prefix if parsed else None
+    return Letter(topic, raw, envelope.message_id, envelope.type.value, station)
+
+
+def guess_message_id(raw: bytes) -> uuid.UUID | None:
+    """The message id of an envelope that failed to parse, when its start still shows one."""
+    match = _MESSAGE_ID_RE.search(raw[:_ID_SCAN_BYTES])
+    return uuid.UUID(match[1].decode()) if match else None
+
+
+def surrogate_id(raw: bytes) -> uuid.UUID:
+    """A stable id to answer a message that carries none (the first 128 bits of its sha256)."""
+    return uuid.UUID(bytes=hashlib.sha256(raw).digest()[:16])
+
+
+def reply_envelope(in_reply_to: uuid.UUID, answer: Answer, responder: Source, seq: int) -> Envelope:
+    reply = ReplyPayload(in_reply_to=in_reply_to, outcome=answer.outcome, http_status=answer.http_status,
+                         body=answer.body)
     return make_envelope(MessageType.REPLY, responder, seq, reply.model_dump(mode="json"),
                          message_id=str(uuid.uuid4()))

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the ingestor."""
+"""Prometheus metrics of the ingestor (served on MES_INGESTOR_METRICS_PORT when set)."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -9,3 +9,11 @@ CONNECTED = Gauge("mes_ingestor_broker_connected", "1 while connected to the bro
 HANDLE_SECONDS = Histogram("mes_ingestor_handle_seconds", "Time to handle one message (database included)")
 BATCH_SIZE = Histogram("mes_ingestor_batch_size", "Completion messages stored per transaction",
                        buckets=(1, 2, 5, 10, 25, 50, 100, 200))
+DEAD_LETTERS = Counter("mes_ingestor_dead_letters_total", "Messages quarantined in dead_letters (new rows)",
+                       ["type", "code"])
+TASK_RESTARTS = Counter("mes_ingestor_task_restarts_total", "Storing tasks that died and were restarted", ["task"])
+TASK_FAILURES = Counter("mes_ingestor_task_failures_total", "Per-message tasks that ended with an exception",
+                        ["task"])
+HEALTHY = Gauge("mes_ingestor_healthy", "1 while every storing task runs; 0 while one is being restarted")
+REFUSED = Counter("mes_ingestor_refused_total", "Messages refused before handling (unreadable, too large)",
+                  ["code"])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import TypeVar
@@ -13,29 +13,35 @@ from typing import TypeVar
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from prometheus_client import start_http_server
 
 from cloud_api.adapters.database import Database, make_engine
+from cloud_api.http.limits_settings import LimitSettings
 from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.batching import MAX_BATCH, CompletionBatcher, Pending
 from cloud_api.ingestor.handler import (
-    Handled,
     UnreadableMessage,
     completion_item,
     handle_envelope,
+    letter_of,
     read_envelope,
     reply_envelope,
+    surrogate_id,
 )
+from cloud_api.ingestor.supervision import Health, supervise
 from cloud_api.labels.dispatcher import LabelDispatcher, central_source
+from cloud_api.services.dead_letters import Failure, Letter, is_transient, quarantine, store_or_quarantine
+from cloud_api.services.handlers import Answer
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Envelope, Source
+from mes_contracts.errors import ErrorCode
 from mes_contracts.mqtt_tls import client_tls_context
 from mes_contracts.topics import ParsedTopic, ingestor_subscriptions, parse_topic, service_address
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-TRANSIENT = (OperationalError, PoolTimeout, ConnectionError, OSError)
+# A message may be this much larger than the REST body cap (MES_MAX_BODY_BYTES): the envelope around the record.
+ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
 RESPONDER = Source(site="central", line="central", station="ingestor", gateway_id="ingestor")
 
 
@@ -48,6 +54,8 @@ class Ingestor:
         # Completions wait in the batch queue; bounded so a flood cannot grow memory without limit.
         self._batch_slots = asyncio.Semaphore(2 * MAX_BATCH)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._health = Health()
+        self._max_bytes = LimitSettings().max_body_bytes + ENVELOPE_ALLOWANCE_BYTES
 
     def _client(self) -> aiomqtt.Client:
         connect = Properties(PacketTypes.CONNECT)
@@ -65,7 +73,7 @@ class Ingestor:
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             tls_context=client_tls_context(self.settings.mqtt_tls, self.settings.mqtt_tls_ca_file),
             max_queued_incoming_messages=10_000,
-            will=aiomqtt.Will(self._state_topic, _state(False), qos=1, retain=True),
+            will=aiomqtt.Will(self._state_topic, self._state(False), qos=1, retain=True),
         )
         # Replies to a whole batch (and label jobs) are published at once: that is normal, not worth a warning
         # per publish (aiomqtt warns above 10 pending calls; a backlog drain wrote thousands of them).
@@ -75,6 +83,12 @@ class Ingestor:
     @property
     def _state_topic(self) -> str:
         return service_address(self.settings.ingestor_client_id).state()
+
+    def _state(self, online: bool) -> bytes:
+        return self._health.state("ingestor", online)
+
+    async def _publish_state(self, client: aiomqtt.Client) -> None:
+        await client.publish(self._state_topic, self._state(True), qos=1, retain=True, timeout=5)
 
     async def run_forever(self) -> None:
         """Reconnect with backoff whenever the broker goes away; never crash-loop."""
@@ -86,96 +100,167 @@ class Ingestor:
                     for topic in ingestor_subscriptions():
                         await client.subscribe(topic, qos=1)
                     # Retained state + last will: a gateway can tell "server down" from "broker down".
-                    await client.publish(self._state_topic, _state(True), qos=1, retain=True)
+                    await client.publish(self._state_topic, self._state(True), qos=1, retain=True)
                     log.info("ingestor connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
                     metrics.CONNECTED.set(1)
-                    batcher = CompletionBatcher(self.db, self.settings.language, self._with_db_retry,
-                                                lambda message, handled: self._reply(client, message, handled),
-                                                self._batch_slots.release)
-                    collector = asyncio.create_task(batcher.run(client))
-                    # Queued label jobs (LOT and serial labels) leave for the stations on this same link.
-                    labels = asyncio.create_task(LabelDispatcher(self.db, self.settings, central_source(
-                        self.settings.ingestor_client_id)).run(client))
+                    metrics.HEALTHY.set(1 if self._health.healthy else 0)
+                    batcher = self._batcher(client)
+                    tasks = self._storing_tasks(client, batcher)
                     try:
                         await self._consume(client, batcher)
                     except asyncio.CancelledError:
                         with suppress(aiomqtt.MqttError, TimeoutError):
-                            await client.publish(self._state_topic, _state(False), qos=1, retain=True, timeout=2)
+                            await client.publish(self._state_topic, self._state(False), qos=1, retain=True,
+                                                 timeout=2)
                         raise
                     finally:
-                        collector.cancel()
-                        labels.cancel()
+                        for task in tasks:
+                            task.cancel()
             except aiomqtt.MqttError as error:
                 metrics.CONNECTED.set(0)
                 log.warning("broker link lost (%s); reconnecting in %.0f s", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    def _batcher(self, client: aiomqtt.Client) -> CompletionBatcher:
+        return CompletionBatcher(self.db, self.settings.language, self._with_db_retry,
+                                 lambda message, handled: self._reply(client, message, handled.request.message_id,
+                                                                      handled.answer),
+                                 self._batch_slots.release)
+
+    def _storing_tasks(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> list[asyncio.Task[None]]:
+        """The completion collector and the label dispatcher (queued LOT and serial labels leave for the
+        stations on this same link), each supervised: restarted, counted and reported if it ever fails."""
+        source = central_source(self.settings.ingestor_client_id)
+
+        async def labels() -> None:
+            await LabelDispatcher(self.db, self.settings, source).run(client)
+
+        async def publish() -> None:
+            await self._publish_state(client)
+
+        return [asyncio.create_task(supervise("completion-batcher", lambda: batcher.run(client), self._health,
+                                              publish)),
+                asyncio.create_task(supervise("label-dispatcher", labels, self._health, publish))]
+
     async def _consume(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> None:
         async for message in client.messages:
             raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            topic = message.topic.value
             try:
-                parsed, envelope = read_envelope(topic, raw)  # once per message: routing and handling share it
-            except UnreadableMessage as error:
-                metrics.UNREADABLE.inc()
-                log.error("unreadable message dropped from %s: %s; first bytes %r", topic, error, raw[:200])
-                continue
-            completion = completion_item(parsed, envelope)
-            if completion is not None:
-                await self._batch_slots.acquire()
-                batcher.put(Pending(message, *completion))
-                continue
-            await self._slots.acquire()
-            task = asyncio.create_task(self._process(client, message, parsed, envelope))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+                await self._route(client, batcher, message, raw)
+            except Exception as error:  # one message must never stop the consumer
+                log.exception("routing a message from %s failed", message.topic.value)
+                metrics.TASK_FAILURES.labels("consume").inc()
+                await self._spawn_refusal(client, message, Letter(message.topic.value, raw), Failure.of(error))
+
+    async def _route(self, client: aiomqtt.Client, batcher: CompletionBatcher, message: aiomqtt.Message,
+                     raw: bytes) -> None:
+        topic = message.topic.value
+        if len(raw) > self._max_bytes:
+            metrics.REFUSED.labels(ErrorCode.PAYLOAD_TOO_LARGE.value).inc()
+            failure = Failure(ErrorCode.PAYLOAD_TOO_LARGE, "PayloadTooLarge",
+                              f"{len(raw)} bytes; at most {self._max_bytes}")
+            await self._spawn_refusal(client, message, letter_of(topic, raw, None, None), failure)
+            return
+        try:
+            parsed, envelope = read_envelope(topic, raw)  # once per message: routing and handling share it
+        except UnreadableMessage as error:
+            metrics.UNREADABLE.inc()
+            metrics.REFUSED.labels(ErrorCode.INVALID_REQUEST.value).inc()
+            log.error("unreadable message from %s: %s; first bytes %r", topic, error, raw[:200])
+            letter = letter_of(topic, raw, error.parsed, None)
+            await self._spawn_refusal(client, message, letter, Failure.of(error, ErrorCode.INVALID_REQUEST))
+            return
+        completion = completion_item(parsed, envelope)
+        if completion is not None:
+            await self._batch_slots.acquire()
+            batcher.put(Pending(message, *completion, letter_of(topic, raw, parsed, envelope)))
+            return
+        await self._slots.acquire()
+        self._spawn(self._process(client, message, parsed, envelope, raw))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _spawn_refusal(self, client: aiomqtt.Client, message: aiomqtt.Message, letter: Letter,
+                             failure: Failure) -> None:
+        await self._slots.acquire()
+        self._spawn(self._refuse(client, message, letter, failure))
+
+    async def _refuse(self, client: aiomqtt.Client, message: aiomqtt.Message, letter: Letter,
+                      failure: Failure) -> None:
+        """A message refused before handling: quarantined, and answered where the sender asked for an answer."""
+        try:
+            answer = await self._with_db_retry(lambda: quarantine(self.db, letter, failure, self.settings.language))
+            metrics.HANDLED.labels(letter.message_type or "unknown", answer.outcome.value).inc()
+            await self._reply(client, message, letter.message_id or surrogate_id(letter.payload), answer)
+        except Exception:
+            log.exception("refusing %s failed", letter.key)
+            metrics.TASK_FAILURES.labels("refusal").inc()
+        finally:
+            self._slots.release()
 
     async def _process(self, client: aiomqtt.Client, message: aiomqtt.Message, parsed: ParsedTopic,
-                       envelope: Envelope) -> None:
+                       envelope: Envelope, raw: bytes) -> None:
         try:
-            await self._process_one(client, message, parsed, envelope)
+            await self._process_one(client, message, parsed, envelope, raw)
+        except Exception as error:  # never silent: the station sends it again, this log says why it failed
+            log.exception("handling %s %s failed", envelope.type.value, envelope.message_id)
+            metrics.TASK_FAILURES.labels("message").inc()
+            self._health.note("message", error)
         finally:
             self._slots.release()
 
     async def _process_one(self, client: aiomqtt.Client, message: aiomqtt.Message, parsed: ParsedTopic,
-                           envelope: Envelope) -> None:
+                           envelope: Envelope, raw: bytes) -> None:
         faults.bind_message(client, message)  # test-only hooks: no-ops unless MES_FAULT_INJECT is set
+        letter = letter_of(message.topic.value, raw, parsed, envelope)
+
+        async def attempt() -> Answer:
+            handled = await handle_envelope(self.db, message.topic.value, parsed, envelope, self.settings.language)
+            return handled.answer
+
         with metrics.HANDLE_SECONDS.time():
-            handled = await self._with_db_retry(
-                lambda: handle_envelope(self.db, message.topic.value, parsed, envelope, self.settings.language))
-        faults.after_commit(handled.request.type, handled.request.message_id, handled.answer.outcome)
-        metrics.HANDLED.labels(handled.request.type.value, handled.answer.outcome.value).inc()
-        await self._reply(client, message, handled)
+            answer = await self._with_db_retry(
+                lambda: store_or_quarantine(self.db, attempt, letter, self.settings.language))
+        faults.after_commit(envelope.type, envelope.message_id, answer.outcome)
+        metrics.HANDLED.labels(envelope.type.value, answer.outcome.value).inc()
+        await self._reply(client, message, envelope.message_id, answer)
 
     async def _with_db_retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Keep the message and retry while the database is away: the record must not be lost."""
+        """Keep the message and retry while the database is away: the record must not be lost. Anything else is
+        raised (the use cases quarantine what they cannot store: services/dead_letters.py)."""
         delay = 0.5
         while True:
             try:
                 return await attempt()
-            except (*TRANSIENT, DBAPIError) as error:
-                if isinstance(error, DBAPIError) and not isinstance(error, OperationalError) \
-                        and not error.connection_invalidated:
+            except Exception as error:
+                if not is_transient(error):
                     raise
                 metrics.DB_RETRIES.inc()
                 log.warning("database unavailable (%s); retrying in %.1f s", type(error).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _reply(self, client: aiomqtt.Client, message: aiomqtt.Message, handled: Handled) -> None:
+    async def _reply(self, client: aiomqtt.Client, message: aiomqtt.Message, in_reply_to: uuid.UUID,
+                     answer: Answer) -> None:
         props = getattr(message, "properties", None)
         response_topic = getattr(props, "ResponseTopic", None)
         if not response_topic:
             return
-        own_reply = parse_topic(message.topic.value).address.reply()
+        try:
+            own_reply = parse_topic(message.topic.value).address.reply()
+        except ValueError:
+            return  # not a station's topic: nobody to answer
         if response_topic != own_reply:
             # A station may not aim our answers at another station's reply topic; answer it on its own.
             log.warning("response topic %s is not the sender's %s; answering on the sender's", response_topic,
                         own_reply)
             response_topic = own_reply
         self._seq += 1
-        reply = reply_envelope(handled, RESPONDER, self._seq)
+        reply = reply_envelope(in_reply_to, answer, RESPONDER, self._seq)
         out = Properties(PacketTypes.PUBLISH)
         correlation = getattr(props, "CorrelationData", None)
         if correlation:
@@ -185,11 +270,12 @@ class Ingestor:
             await client.publish(response_topic, reply.to_bytes(), qos=1, properties=out)
 
 
-def _state(online: bool) -> bytes:
-    return json.dumps({"service": "ingestor", "online": online}).encode()
-
-
 async def run_ingestor(settings: CentralSettings) -> None:
+    if settings.ingestor_metrics_port:
+        # Prometheus scrapes the ingestor here (the API's /metrics is another process's registry).
+        start_http_server(settings.ingestor_metrics_port, addr=settings.ingestor_metrics_host)
+        log.info("ingestor metrics on http://%s:%d/metrics", settings.ingestor_metrics_host,
+                 settings.ingestor_metrics_port)
     engine = make_engine(settings.database_url, settings.db_pool_size)
     db = Database(engine, settings.zone, settings.shift_day_start_hour)
     try:

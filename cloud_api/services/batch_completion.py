@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import batch_sql
@@ -18,6 +18,7 @@ from cloud_api.domain.lots import LotStatus, status_after_completion
 from cloud_api.domain.measurements import extract_measurements
 from cloud_api.ingestor import faults
 from cloud_api.services.audit import rows_json
+from cloud_api.services.dead_letters import Letter, is_transient, short_text, store_or_quarantine
 from cloud_api.services.handlers import Answer, error_answer, handle_completion
 from cloud_api.services.idempotency import StoredReply
 from cloud_api.services.process_complete import CompletionSource, _summary, completion_audit, parse_completion
@@ -293,27 +294,44 @@ def message_rows(decisions: Sequence[Decision], message_ids: Sequence[uuid.UUID]
 # ----------------------------------------------------------------------------------------------------------------
 
 
-async def handle_completions_batch(db: Database, items: list[BatchItem], lang: str) -> list[Answer]:
-    """One transaction for the whole batch; on a conflict it cannot decide alone, one by one instead."""
+async def handle_completions_batch(
+    db: Database, items: list[BatchItem], lang: str, letters: Sequence[Letter] | None = None
+) -> list[Answer]:
+    """One transaction for the whole batch; on a conflict it cannot decide alone, or any failure that is not
+    the database being away, one by one instead: there each item is tried at most twice, then quarantined
+    (services/dead_letters), so one poison record never holds back the others. `letters`: the messages as
+    received, for the dead-letter table (built from the items when not given)."""
     if not items:
         return []
-    parsed = parse_items(items)
     try:
+        parsed = parse_items(items)
         async with db.transaction() as conn:
             return await _run_batch(conn, parsed, lang)
     except BatchFallback as reason:
         log.info("completion batch of %d handled one by one: %s", len(items), reason)
-    except DBAPIError as error:
-        if not _retryable_alone(error):
-            raise
-        log.warning("completion batch of %d failed (%s); handling one by one", len(items), error.orig)
-    return [await handle_completion(db, raw, source, lang) for raw, source in items]
+    except Exception as error:
+        if is_transient(error):
+            raise  # the caller retries while the database is away
+        log.warning("completion batch of %d failed (%s: %s); handling one by one", len(items),
+                    type(error).__name__, short_text(str(getattr(error, "orig", None) or error)))
+    return await _one_by_one(db, items, lang, letters or [completion_letter(raw, source) for raw, source in items])
 
 
-def _retryable_alone(error: DBAPIError) -> bool:
-    """A statement refused by the server (unique violation, deadlock, bad data), not a lost connection."""
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    return not error.connection_invalidated and sqlstate is not None and not sqlstate.startswith("08")
+async def _one_by_one(db: Database, items: list[BatchItem], lang: str, letters: Sequence[Letter]) -> list[Answer]:
+    answers = []
+    for (raw, source), letter in zip(items, letters, strict=True):
+        async def attempt(raw: dict[str, Any] = raw, source: CompletionSource = source) -> Answer:
+            return await handle_completion(db, raw, source, lang)
+
+        answers.append(await store_or_quarantine(db, attempt, letter, lang))
+    return answers
+
+
+def completion_letter(raw: dict[str, Any], source: CompletionSource) -> Letter:
+    """A dead-letter description of an item given without its message (direct callers, tests)."""
+    payload = json.dumps({"record": raw, "file_name": source.file_name, "sha256": source.sha256},
+                         ensure_ascii=False, default=str).encode("utf-8", "backslashreplace")
+    return Letter(None, payload, source.message_id, MESSAGE_TYPE.value, source.station)
 
 
 async def _run_batch(conn: AsyncConnection, parsed: list[Parsed], lang: str) -> list[Answer]:
