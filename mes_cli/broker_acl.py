@@ -1,8 +1,12 @@
-"""Mosquitto ACL blocks of `mes broker`: one marked block of rules per account, merged into the site's ACL file."""
+"""Broker account rules of `mes broker`: what each station and central service may publish, subscribe and read.
+
+Pure: `mes_cli/broker_dynsec.py` turns an `AclBlock` into a role and a client of Mosquitto's dynamic-security
+plugin, whose file the broker loads (see mosquitto/README.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -18,19 +22,8 @@ from mes_contracts.topics import (
 )
 
 DEFAULT_INGESTOR_CLIENT_ID = "mes-ingestor-1"  # the default MES_INGESTOR_CLIENT_ID
-BEGIN, END = "# BEGIN mes-account ", "# END mes-account "
+GATEWAY_ID_PREFIX = "gw-"  # a gateway's default MQTT client id is gw-<station> (edge_gateway/settings.py)
 ANY = "+"
-
-ACL_HEADER = """\
-# Mosquitto ACL of the Withforce MES, managed by `mes broker` (mes_cli/broker.py; see mosquitto/README.md).
-# One block per broker account, from "# BEGIN mes-account <user>" to "# END mes-account <user>";
-# `mes broker add-station` / `add-service` rewrite a block in place: edits inside a block are lost.
-# No topic line before the first "user" line, so anonymous clients get nothing (they are refused anyway).
-# Mosquitto 2.0 checks "read" when it delivers a message, against that message's topic; it does not check
-# the filter of a SUBSCRIBE. A subscription to '#' or '$share/<group>/...' is accepted, but only messages
-# the account may read arrive. The ingestor's shared subscriptions therefore need only "read" of the
-# station topics they match.
-"""
 
 
 class BrokerConfigError(RuntimeError):
@@ -50,35 +43,53 @@ class ServiceKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AclRule:
+    """WRITE: may publish to `topic`. READ: may subscribe with `subscribe` (default `topic`) and receive `topic`."""
+
     access: Access
     topic: str
+    subscribe: str | None = None  # the filter a reader subscribes with, when it differs ('$share/<group>/...')
 
-    def render(self) -> str:
-        return f"topic {self.access} {self.topic}"
+    @property
+    def subscribe_filter(self) -> str:
+        return self.subscribe or self.topic
 
 
 @dataclass(frozen=True, slots=True)
 class AclBlock:
-    """Everything one broker account may do; Mosquitto merges all lines of a user, so one block per user."""
+    """Everything one broker account may do, and the one client id it may connect with (None: any)."""
 
     username: str
     description: str
     rules: tuple[AclRule, ...]
+    client_id: str | None = None
 
     def render(self) -> str:
-        lines = [f"{BEGIN}{self.username}", f"# {self.description}", f"user {self.username}"]
-        lines += [rule.render() for rule in self.rules]
-        return "\n".join([*lines, f"{END}{self.username}"]) + "\n"
+        """A readable summary (`mes broker list`, mosquitto/acl.example)."""
+        bound = f"client id {self.client_id}" if self.client_id else "any client id"
+        lines = [f"account {self.username} ({bound}): {self.description}"]
+        for rule in self.rules:
+            if rule.access is Access.WRITE:
+                lines.append(f"  publish   {rule.topic}")
+            else:
+                extra = f"  (subscribes {rule.subscribe})" if rule.subscribe else ""
+                lines.append(f"  subscribe {rule.topic}{extra}")
+        return "\n".join(lines) + "\n"
 
 
 # -- ACL rules (pure) ---------------------------------------------------------------------------------------
 
 
 def validate_username(username: str) -> str:
-    """A broker account name: letters, digits, '-', '_' (no ':' for the password file, no spaces or wildcards)."""
+    """A broker account name: letters, digits, '-', '_' (no spaces, wildcards or separators)."""
     if not SEGMENT_RE.match(username):
         raise BrokerConfigError(f"invalid account name {username!r}: use 1-64 letters, digits, '-' or '_'")
     return username
+
+
+def validate_client_id(client_id: str) -> str:
+    if not SEGMENT_RE.match(client_id):
+        raise BrokerConfigError(f"invalid client id {client_id!r}: use 1-64 letters, digits, '-' or '_'")
+    return client_id
 
 
 def _any_station(branch: Branch, tail: str = "") -> str:
@@ -86,13 +97,14 @@ def _any_station(branch: Branch, tail: str = "") -> str:
 
 
 def _unshared(topic_filter: str) -> str:
-    """'$share/<group>/<filter>' → '<filter>': what Mosquitto's read check sees is the message topic."""
+    """'$share/<group>/<filter>' → '<filter>': what the broker's read check sees is the message topic."""
     return topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
 
 
-def station_block(address: StationAddress, username: str | None = None) -> AclBlock:
+def station_block(address: StationAddress, username: str | None = None, client_id: str | None = None) -> AclBlock:
     """A station publishes only under its own prefix (req/#, evt/#, state) and reads only its rpl and cmd/#,
-    plus the central services' retained state (its gateway tells "server down" from "broker down" by it)."""
+    plus the central services' retained state (its gateway tells "server down" from "broker down" by it).
+    It may connect only with its gateway's client id (default gw-<station>, MES_GW_GATEWAY_ID)."""
     user = validate_username(username or address.station)
     prefix = address.prefix
     rules = (
@@ -105,23 +117,25 @@ def station_block(address: StationAddress, username: str | None = None) -> AclBl
     )
     site_line = f"{address.site}/{address.line}/{address.station}"
     return AclBlock(user, f"station {site_line}: writes req/#, evt/#, state; reads rpl, cmd/#, service states",
-                    rules)
+                    rules, validate_client_id(client_id or f"{GATEWAY_ID_PREFIX}{address.station}"))
 
 
 def service_block(kind: ServiceKind, username: str | None = None,
                   client_ids: Sequence[str] = (DEFAULT_INGESTOR_CLIENT_ID,)) -> AclBlock:
-    """A central service account; `client_ids` are the ingestor instances whose retained state it may write."""
+    """A central service account; `client_ids` are the ingestor instances whose retained state it may write.
+    An ingestor account with one client id is bound to it; several instances sharing an account are not."""
     user = validate_username(username or kind.value)
     if kind is ServiceKind.INGESTOR:
-        if not client_ids:
+        ids = list(dict.fromkeys(client_ids))
+        if not ids:
             raise BrokerConfigError("the ingestor account needs at least one client id (MES_INGESTOR_CLIENT_ID)")
-        reads = tuple(AclRule(Access.READ, _unshared(f)) for f in ingestor_subscriptions())
+        reads = tuple(AclRule(Access.READ, _unshared(f), subscribe=f) for f in ingestor_subscriptions())
         answers = (AclRule(Access.WRITE, _any_station(Branch.REPLY)),
                    AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")))
-        states = tuple(AclRule(Access.WRITE, _service_state(cid)) for cid in dict.fromkeys(client_ids))
-        ids = ", ".join(dict.fromkeys(client_ids))
-        return AclBlock(user, f"service ingestor (client ids {ids}): reads all req/#, evt/#; writes rpl, cmd/#, "
-                              "its state", reads + answers + states)
+        states = tuple(AclRule(Access.WRITE, _service_state(cid)) for cid in ids)
+        return AclBlock(user, f"service ingestor (client ids {', '.join(ids)}): reads all req/#, evt/# through "
+                              "its shared subscription; writes rpl, cmd/#, its state", reads + answers + states,
+                        validate_client_id(ids[0]) if len(ids) == 1 else None)
     if kind is ServiceKind.API:
         # Immediate label prints (POST /api/v1/label/print) wait for the station's print result on this link.
         rules = (AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")),
@@ -138,66 +152,3 @@ def _service_state(client_id: str) -> str:
         return service_address(client_id).state()
     except ValueError as error:
         raise BrokerConfigError(f"invalid ingestor client id {client_id!r}: {error}") from None
-
-
-# -- ACL file (pure) ----------------------------------------------------------------------------------------
-
-
-def _block_span(lines: Sequence[str], username: str) -> tuple[int, int] | None:
-    begin, end = f"{BEGIN}{username}", f"{END}{username}"
-    starts = [i for i, line in enumerate(lines) if line.strip() == begin]
-    if not starts:
-        return None
-    if len(starts) > 1:
-        raise BrokerConfigError(f"the ACL file holds {len(starts)} blocks for {username!r}; keep one")
-    for j in range(starts[0] + 1, len(lines)):
-        text = lines[j].strip()
-        if text == end:
-            return starts[0], j
-        if text.startswith((BEGIN, END)):
-            break
-    raise BrokerConfigError(f"the ACL block of {username!r} (line {starts[0] + 1}) has no '{end}' line")
-
-
-def _refuse_hand_written(lines: Iterable[str], username: str) -> None:
-    for line in lines:
-        parts = line.split(None, 1)
-        if len(parts) == 2 and parts[0] == "user" and parts[1].strip() == username:
-            raise BrokerConfigError(
-                f"the ACL file has a hand-written 'user {username}' section outside the managed blocks; "
-                "remove it first (Mosquitto would add its rules to the managed ones)"
-            )
-
-
-def merge_block(acl_text: str, block: AclBlock) -> str:
-    """The ACL text with `block` in place of the account's existing block, or appended. Idempotent."""
-    lines = (acl_text or ACL_HEADER).splitlines()
-    span = _block_span(lines, block.username)
-    new = block.render().splitlines()
-    if span is None:
-        _refuse_hand_written(lines, block.username)
-        while lines and not lines[-1].strip():
-            lines.pop()
-        merged = [*lines, "", *new] if lines else new
-    else:
-        first, last = span
-        _refuse_hand_written([*lines[:first], *lines[last + 1:]], block.username)
-        merged = [*lines[:first], *new, *lines[last + 1:]]
-    return "\n".join(merged) + "\n"
-
-
-def remove_block(acl_text: str, username: str) -> str:
-    """The ACL text without the account's block (unchanged when there is none)."""
-    lines = acl_text.splitlines()
-    span = _block_span(lines, username)
-    if span is None:
-        return acl_text
-    first, last = span
-    if first > 0 and not lines[first - 1].strip():
-        first -= 1
-    return "\n".join([*lines[:first], *lines[last + 1:]]) + "\n"
-
-
-def accounts(acl_text: str) -> list[str]:
-    """The managed accounts, in file order."""
-    return [line.strip()[len(BEGIN):] for line in acl_text.splitlines() if line.strip().startswith(BEGIN)]

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from mes_cli.broker import DEFAULT_CONFIG_DIR, DEFAULTS, BrokerSite, add_account, init_site, remove_account
+from mes_cli.broker import (
+    DEFAULT_CONFIG_DIR,
+    DEFAULTS,
+    BrokerSite,
+    add_account,
+    init_site,
+    list_accounts,
+    remove_account,
+)
 from mes_cli.broker_acl import (
     DEFAULT_INGESTOR_CLIENT_ID,
     BrokerConfigError,
@@ -32,8 +40,10 @@ ClientIds = Annotated[list[str] | None, typer.Option(
     "--client-id", show_default=False,
     help=f"MES_INGESTOR_CLIENT_ID whose state the ingestor may publish (repeatable; {DEFAULT_INGESTOR_CLIENT_ID})",
 )]
-RELOAD_HINT = ("Reload Mosquitto so it reads the files (SIGHUP; connected clients stay connected): "
-               "systemctl reload mosquitto   # or: kill -HUP <mosquitto pid>")
+# Mosquitto 2.0.11's dynamic-security plugin reads its file only at start (SIGHUP does not reload it). A restart
+# keeps sessions and queued messages (persistence, saved at a clean stop); clients reconnect by themselves.
+RELOAD_HINT = ("Restart Mosquitto so it reads the accounts file (a reload/SIGHUP does not; sessions and queued "
+               "messages are kept): systemctl restart mosquitto")
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -42,7 +52,7 @@ def _fail(error: Exception) -> typer.Exit:
 
 
 def _report(username: str, generated: str | None, settings: str) -> None:
-    typer.echo(f"account {username!r}: password set, ACL block written")
+    typer.echo(f"account {username!r}: password, client id and rules written")
     if generated:
         typer.echo(f"password for {username!r} (shown once, store it now): {generated}")
     typer.echo(settings)
@@ -66,7 +76,7 @@ def init_command(
     client_ids: ClientIds = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing, different mosquitto.conf")] = False,
 ) -> None:
-    """Write mosquitto.conf, an empty password file and the ACL with the ingestor and api blocks."""
+    """Write mosquitto.conf and the accounts file (dynamic-security plugin) with the ingestor and api accounts."""
     site = BrokerSite(config_dir=config_dir.absolute(), port=port, bind=bind, persistence_dir=persistence_dir,
                       log_file=log_file, tls=tls, tls_port=tls_port, cafile=cafile, certfile=certfile, keyfile=keyfile,
                       plain_bind=plain_bind)
@@ -88,20 +98,24 @@ def add_station_command(
     line: Annotated[str, typer.Option(help="Line (MES_GW_LINE)")] = "L1",
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
     username: StationUser = None,
+    client_id: Annotated[str | None, typer.Option(
+        "--client-id", show_default=False,
+        help="The only MQTT client id the account may use (default gw-<station>; MES_GW_GATEWAY_ID)")] = None,
     password: Password = None,
 ) -> None:
-    """Create or update a station account (username = station id) and its ACL block (re-running replaces it)."""
+    """Create or update a station account (username = station id), bound to its gateway's client id."""
     try:
         address = StationAddress(site_id, line, station)
     except ValueError as error:
         raise _fail(error) from None
-    block = station_block(address, username)
     try:
+        block = station_block(address, username, client_id)
         generated = add_account(BrokerSite(config_dir.absolute()), block, password)
     except (BrokerConfigError, OSError) as error:
         raise _fail(error) from None
     _report(block.username, generated, f"gateway settings: MES_GW_STATION={station} MES_GW_SITE={site_id} "
-            f"MES_GW_LINE={line} MES_GW_MQTT_USERNAME={block.username} MES_GW_MQTT_PASSWORD=<the password>")
+            f"MES_GW_LINE={line} MES_GW_MQTT_USERNAME={block.username} MES_GW_MQTT_PASSWORD=<the password>"
+            + (f" MES_GW_GATEWAY_ID={block.client_id}" if client_id else ""))
 
 
 @broker_app.command("add-service")
@@ -112,7 +126,8 @@ def add_service_command(
     client_ids: ClientIds = None,
     password: Password = None,
 ) -> None:
-    """Create or update a central service account (username = service name) and its ACL block."""
+    """Create or update a central service account (username = service name) and its rules; an ingestor account
+    with one --client-id may connect only with that id (one account per ingestor instance is the safe setup)."""
     try:
         block = service_block(name, username, client_ids or [DEFAULT_INGESTOR_CLIENT_ID])
         generated = add_account(BrokerSite(config_dir.absolute()), block, password)
@@ -134,12 +149,22 @@ def remove_account_command(
     username: Annotated[str, typer.Option(help="Account to delete (station id or service account)")],
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
 ) -> None:
-    """Delete an account's password entry and ACL block (a decommissioned station PC)."""
+    """Delete an account and its rules (a decommissioned station PC)."""
     try:
         removed = remove_account(BrokerSite(config_dir.absolute()), validate_username(username))
     except (BrokerConfigError, OSError) as error:
         raise _fail(error) from None
     typer.echo(f"account {username!r} removed" if removed else f"no account {username!r}; nothing changed")
     if removed:
-        typer.echo(RELOAD_HINT + " (a client still connected can then neither publish nor read; it is refused "
-                   "at its next connect)")
+        typer.echo(RELOAD_HINT + " (the account is refused from then on)")
+
+
+@broker_app.command("list")
+def list_command(config_dir: ConfigDir = DEFAULT_CONFIG_DIR) -> None:
+    """The accounts `mes broker` manages, with the client id each is bound to."""
+    try:
+        rows = list_accounts(BrokerSite(config_dir.absolute()))
+    except (BrokerConfigError, OSError) as error:
+        raise _fail(error) from None
+    for row in rows:
+        typer.echo(f"{row['username']:<16} {row['clientid'] or '(any client id)':<20} {row['description']}")

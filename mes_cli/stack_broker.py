@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mes_cli import broker
+from mes_cli import broker_dynsec as dynsec
 from mes_cli.broker import BrokerSite
-from mes_cli.broker_acl import ACL_HEADER, ServiceKind, service_block, station_block
+from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from mes_contracts.topics import StationAddress
 
 PASSWORDS_NAME = "accounts.json"  # the generated passwords, readable only by the user running `mes up`
@@ -32,15 +33,15 @@ class LocalBrokerAccounts:
 
 
 def local_broker_accounts(config_dir: Path, stations: Sequence[StationAddress]) -> LocalBrokerAccounts:
-    """Password file and ACL in `config_dir` with the same blocks `mes broker` writes at a site.
+    """The dynamic-security file in `config_dir` with the same accounts `mes broker` writes at a site.
 
-    Passwords are generated once and kept; every start rewrites each account's ACL block, so a state directory
-    made by an older version gets today's rules.
+    Passwords are generated once and kept; every start rewrites each account's rules, so a state directory
+    made by an older version gets today's rules (the broker reads the file when it starts, after this).
     """
     config_dir.mkdir(parents=True, exist_ok=True)
     site = BrokerSite(config_dir=config_dir)
-    if not site.acl_file.exists():
-        broker.write_file(site.acl_file, ACL_HEADER)
+    if not site.dynsec_file.exists():
+        broker.write_document(site, dynsec.empty_document())
     store = config_dir / PASSWORDS_NAME
     passwords: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
     for block in [service_block(kind) for kind in ServiceKind] + [station_block(s) for s in stations]:

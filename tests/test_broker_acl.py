@@ -1,12 +1,10 @@
-"""A real Mosquitto with the password file and ACL that `mes broker` writes: who may connect, publish, read."""
+"""A real Mosquitto with the accounts `mes broker` writes (dynamic-security plugin): who may connect, publish, read."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
-import signal
 import threading
 import time
 import uuid
@@ -54,20 +52,20 @@ class SecuredBroker:
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
-    """The files written exactly as `mes broker init / add-station / add-service` write them."""
+    """The files written exactly as `mes broker init / add-station / add-service` write them. The ingestor account
+    serves several instances here (two client ids), so it is not bound to one id (tests/test_broker_identity.py)."""
     site = BrokerSite(config_dir=tmp_path_factory.mktemp("broker-config"))
     ingestor_id = f"ingestor-acl-{uuid.uuid4().hex[:8]}"
     broker.init_site(site, [ingestor_id])
-    blocks = [station_block(ST01), station_block(ST02), service_block(ServiceKind.INGESTOR, client_ids=[ingestor_id]),
+    blocks = [station_block(ST01), station_block(ST02),
+              service_block(ServiceKind.INGESTOR, client_ids=[ingestor_id, f"{ingestor_id}-2"]),
               service_block(ServiceKind.API), service_block(ServiceKind.MONITOR)]
     passwords = {}
     for block in blocks:
         generated = broker.add_account(site, block, None)
         assert generated is not None
         passwords[block.username] = generated
-    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-secured"), allow_anonymous=False,
-                             password_file=site.password_file, acl_file=site.acl_file,
-                             extra_config=f"max_queued_messages {broker.MAX_QUEUED_MESSAGES}")  # as on a site
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-secured"), dynsec_file=site.dynsec_file)
     server.start()
     yield SecuredBroker(server, site, passwords, ingestor_id)
     server.stop()
@@ -153,7 +151,9 @@ def clients(secured: SecuredBroker) -> Iterator[Any]:
 
     def connect(username: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
                 client_id: str | None = None) -> Client:
-        client = Client(secured.port, username, secured.passwords[username], protocol, client_id)
+        # A station account may connect only with its gateway's client id.
+        station_id = f"gw-{username}" if username.startswith("st") else None
+        client = Client(secured.port, username, secured.passwords[username], protocol, client_id or station_id)
         assert client.accepted, f"{username} refused: {client.connack_code:#x}"
         opened.append(client)
         return client
@@ -225,11 +225,11 @@ def test_mqtt311_station_gets_no_reason_code_but_nothing_is_delivered(clients: A
 
 def test_station_reads_only_its_own_reply_and_commands(clients: Any) -> None:
     st01 = clients("st01")
-    # Mosquitto 2.0 accepts these SUBSCRIBEs (it does not check subscription filters against the ACL);
-    # what counts is that nothing the account may not read is ever delivered.
-    for topic_filter in ("#", "mes/v1/#", ST02.reply(), ST02.command("#"), "$share/steal/mes/v1/+/+/+/req/#",
-                         ST01.reply(), ST01.command("#")):
-        st01.subscribe(topic_filter)
+    # The dynamic-security plugin checks SUBSCRIBE filters: all but the station's own are refused.
+    for topic_filter in ("#", "mes/v1/#", ST02.reply(), ST02.command("#"), "$share/steal/mes/v1/+/+/+/req/#"):
+        assert st01.subscribe(topic_filter) == NOT_AUTHORIZED, topic_filter
+    for topic_filter in (ST01.reply(), ST01.command("#")):
+        assert st01.subscribe(topic_filter) < FAILURE
     ingestor = clients("ingestor", client_id=f"acl-reader-{uuid.uuid4().hex[:6]}")
     st02 = clients("st02")
     assert st02.publish(ST02.request(Name.PROCESS_START), b"st02 asks") < FAILURE
@@ -325,32 +325,26 @@ def test_api_account_reads_print_results_and_no_other_event(clients: Any) -> Non
 # -- adding a station to a running broker ---------------------------------------------------------------------
 
 
-def test_station_added_while_running_works_after_sighup_and_others_stay_connected(
-        secured: SecuredBroker, clients: Any) -> None:
+def test_station_added_while_running_works_after_a_restart(secured: SecuredBroker, clients: Any) -> None:
+    """Mosquitto 2.0.11's dynamic-security plugin reads its file at start only: a SIGHUP does not load a new
+    account, a restart does (sessions and retained messages survive it: persistence)."""
     st09 = StationAddress("KR", "L1", "st09")
-    observer = clients("monitor")
-    observer.subscribe("mes/v1/#")
     password = broker.add_account(secured.site, station_block(st09), None)
     assert password is not None
-    before = Client(secured.port, "st09", password)
+    before = Client(secured.port, "st09", password, client_id="gw-st09")
     before.close()
-    assert not before.accepted  # the broker reads its files at start and on SIGHUP only
-    pid = secured.server.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        client = Client(secured.port, "st09", password)
-        if client.accepted or time.monotonic() > deadline:
-            break
-        client.close()
-        time.sleep(0.1)
+    assert not before.accepted
+    secured.server.stop()
+    secured.server.start()
+    observer = clients("monitor")
+    observer.subscribe("mes/v1/#")
+    client = Client(secured.port, "st09", password, client_id="gw-st09")
     try:
         assert client.accepted
         assert client.publish(ST01.request(Name.PROCESS_START), b"st09 for st01") == NOT_AUTHORIZED
         sentinel = (st09.request(Name.PROCESS_START), b"st09 asks")
         assert client.publish(*sentinel) < FAILURE
-        seen = observer.until(*sentinel)  # the observer connected before the reload still receives
+        seen = observer.until(*sentinel)
         assert [m for m in seen if m[1] == b"st09 for st01"] == []
     finally:
         client.close()
@@ -401,14 +395,16 @@ def test_forged_start_from_another_station_never_reaches_the_database(
         secured_ingestor: None, clients: Any, api_url: str, auth: RoleAuth, db: psycopg.Connection) -> None:
     created = httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10, auth=auth.manager)
     lot = str(created.json()["data"]["lot_number"])
+    # st02 (valid account) speaks for st01 on st01's topic — the body would be valid for the ingestor.
+    # One connection at a time: the account is bound to one client id (a second connection replaces the first).
+    st02_v311 = clients("st02", protocol=mqtt.MQTTv311)
+    forged_v311, code = _start_request(st02_v311, ST01.request(Name.PROCESS_START), ST01, lot, 2)
+    assert code == 0  # MQTT 3.1.1: acknowledged, silently dropped
+    st02_v311.close()
     st02 = clients("st02")
     st02.subscribe(ST02.reply())
-    # st02 (valid account) speaks for st01 on st01's topic — the body would be valid for the ingestor.
     forged_v5, code = _start_request(st02, ST01.request(Name.PROCESS_START), ST01, lot, 1)
     assert code == NOT_AUTHORIZED
-    forged_v311, code = _start_request(clients("st02", protocol=mqtt.MQTTv311), ST01.request(Name.PROCESS_START),
-                                       ST01, lot, 2)
-    assert code == 0  # MQTT 3.1.1: acknowledged, silently dropped
     # The same start under st02's own topic is accepted: nothing earlier took the LOT's PROC-001 start.
     own, code = _start_request(st02, ST02.request(Name.PROCESS_START), ST02, lot, 3)
     assert code < FAILURE

@@ -126,8 +126,7 @@ def accounts(tmp_path_factory: pytest.TempPathFactory) -> tuple[BrokerSite, dict
 def tls_broker(pki: Pki, accounts: tuple[BrokerSite, dict[str, str]],
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
     site, _ = accounts
-    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-tls"), allow_anonymous=False,
-                             password_file=site.password_file, acl_file=site.acl_file,
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-tls"), dynsec_file=site.dynsec_file,
                              tls=TlsFiles(pki.cafile, pki.certfile, pki.keyfile))
     server.start()
     yield server
@@ -137,7 +136,9 @@ def tls_broker(pki: Pki, accounts: tuple[BrokerSite, dict[str, str]],
 def _tls_client(port: int, username: str, password: str, cafile: Path | None) -> tuple[mqtt.Client, queue.Queue[Any]]:
     """Connected over TLS (server certificate checked against `cafile`, else the system's CAs)."""
     inbox: queue.Queue[Any] = queue.Queue()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"tls-{uuid.uuid4().hex[:8]}",
+    # A station account may connect only with its gateway's client id (dynamic-security binding).
+    client_id = f"gw-{username}" if username.startswith("st") else f"tls-{uuid.uuid4().hex[:8]}"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv5, reconnect_on_failure=False)
     client.username_pw_set(username, password)
     client.tls_set(ca_certs=str(cafile) if cafile else None)

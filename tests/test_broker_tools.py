@@ -1,7 +1,10 @@
-"""`mes broker` without a running broker: ACL rules and blocks, merging the ACL file, the config, the CLI."""
+"""`mes broker` without a running broker: account rules, the dynamic-security file, the config, the CLI."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import stat
 from pathlib import Path
 
@@ -9,19 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mes_cli import broker, broker_acl
+from mes_cli import broker_dynsec as dynsec
 from mes_cli.broker import BrokerSite, render_conf
-from mes_cli.broker_acl import (
-    ACL_HEADER,
-    Access,
-    AclRule,
-    BrokerConfigError,
-    ServiceKind,
-    accounts,
-    merge_block,
-    remove_block,
-    service_block,
-    station_block,
-)
+from mes_cli.broker_acl import Access, AclRule, BrokerConfigError, ServiceKind, service_block, station_block
 from mes_cli.broker_cli import broker_app
 from mes_contracts.topics import Name, StationAddress, ingestor_subscriptions, service_address
 
@@ -50,18 +43,24 @@ def test_station_writes_only_its_own_branches_and_reads_only_its_replies_command
     assert all("+" not in r.topic for r in block.rules if r.topic.startswith(ST03.prefix + "/"))
 
 
-def test_station_block_renders_one_user_section_between_markers() -> None:
-    text = station_block(ST03, username="L1-st03").render()
-    lines = text.splitlines()
-    assert lines[0] == "# BEGIN mes-account L1-st03" and lines[-1] == "# END mes-account L1-st03"
-    assert [line for line in lines if line.startswith("user ")] == ["user L1-st03"]
-    assert "topic write mes/v1/KR/L1/st03/req/#" in lines and "topic read mes/v1/KR/L1/st03/rpl" in lines
+def test_station_account_is_bound_to_its_gateways_client_id() -> None:
+    assert station_block(ST03).client_id == "gw-st03"
+    assert station_block(ST03, username="L1-st03", client_id="gw-l1-st03").client_id == "gw-l1-st03"
+    with pytest.raises(BrokerConfigError):
+        station_block(ST03, client_id="bad id")
+    role = dynsec.role_of(station_block(ST03))
+    subscribes = {acl["topic"] for acl in role["acls"] if acl["acltype"] == "subscribePattern"}
+    assert subscribes == {"mes/v1/KR/L1/st03/rpl", "mes/v1/KR/L1/st03/cmd/#", "mes/v1/central/services/+/state"}
+    assert not any(topic.startswith("$share") or topic == "#" for topic in subscribes)
 
 
 def test_ingestor_reads_what_its_shared_subscriptions_match_and_writes_answers_and_its_state() -> None:
     block = service_block(ServiceKind.INGESTOR, client_ids=["mes-ingestor-1", "mes-ingestor-2"])
     unshared = {topic.split("/", 2)[2] for topic in ingestor_subscriptions()}
     assert _topics(block, Access.READ) == unshared == {"mes/v1/+/+/+/req/#", "mes/v1/+/+/+/evt/#"}
+    assert {r.subscribe_filter for r in block.rules if r.access is Access.READ} == set(ingestor_subscriptions())
+    assert block.client_id is None  # several instances share the account
+    assert service_block(ServiceKind.INGESTOR).client_id == "mes-ingestor-1"  # one instance: bound
     assert _topics(block, Access.WRITE) == {
         "mes/v1/+/+/+/rpl", "mes/v1/+/+/+/cmd/#",
         service_address("mes-ingestor-1").state(), service_address("mes-ingestor-2").state(),
@@ -73,6 +72,7 @@ def test_api_and_monitor_accounts() -> None:
     assert api.username == "api"
     assert api.rules == (AclRule(Access.WRITE, "mes/v1/+/+/+/cmd/#"), AclRule(Access.READ, "mes/v1/+/+/+/state"),
                          AclRule(Access.READ, "mes/v1/+/+/+/evt/print-result"))
+    assert api.client_id is None  # one client id per API process (mes-api-<host>-<pid>)
     assert service_block(ServiceKind.MONITOR).rules == (AclRule(Access.READ, "mes/v1/#"),)
 
 
@@ -91,57 +91,49 @@ def test_invalid_station_or_client_id_is_refused() -> None:
         service_block(ServiceKind.INGESTOR, client_ids=[])
 
 
-def test_merge_appends_then_replaces_the_block_without_duplicates() -> None:
-    first = merge_block(ACL_HEADER, station_block(ST03))
-    assert first.startswith(ACL_HEADER) and first.count("user st03") == 1
-    assert merge_block(first, station_block(ST03)) == first  # idempotent
-    moved = merge_block(first, station_block(StationAddress("KR", "L2", "st03")))
-    assert moved.count("user st03") == 1 and "mes/v1/KR/L2/st03/req/#" in moved and "KR/L1/st03" not in moved
+def test_password_hash_is_what_the_plugin_checks() -> None:
+    """PBKDF2-HMAC-SHA512 over the raw salt, 64 bytes, as `mosquitto_ctrl dynsec init` writes (Mosquitto 2.0.11)."""
+    hashed = dynsec.hash_password("secret-password", salt=b"0123456789ab")
+    expected = hashlib.pbkdf2_hmac("sha512", b"secret-password", b"0123456789ab", 101, 64)
+    assert hashed == {"password": base64.b64encode(expected).decode(),
+                      "salt": base64.b64encode(b"0123456789ab").decode(), "iterations": 101}
+    assert dynsec.password_matches(hashed, "secret-password") and not dynsec.password_matches(hashed, "other")
 
 
-def test_merge_keeps_other_blocks_and_their_order() -> None:
-    text = ""
-    for station in ("st01", "st02", "st03"):
-        text = merge_block(text, station_block(StationAddress("KR", "L1", station)))
-    text = merge_block(text, station_block(StationAddress("KR", "L9", "st02")))
-    assert accounts(text) == ["st01", "st02", "st03"]
-    assert "mes/v1/KR/L9/st02/rpl" in text and "mes/v1/KR/L1/st01/rpl" in text and "mes/v1/KR/L1/st03/rpl" in text
-    assert text.startswith(ACL_HEADER)  # an empty file gets the header
+def test_merge_appends_then_replaces_the_account_without_duplicates() -> None:
+    doc = dynsec.merge_account(dynsec.empty_document(), station_block(ST03), dynsec.hash_password("p" * 12))
+    assert dynsec.accounts(doc) == ["st03"] and len(doc["roles"]) == 1
+    assert dynsec.merge_account(doc, station_block(ST03), None) == doc  # idempotent, password kept
+    moved = dynsec.merge_account(doc, station_block(StationAddress("KR", "L2", "st03")), None)
+    assert dynsec.accounts(moved) == ["st03"] and "KR/L2/st03" in json.dumps(moved)
+    assert "KR/L1/st03" not in json.dumps(moved)
+    assert moved["clients"][0]["password"] == doc["clients"][0]["password"]
+    assert doc["defaultACLAccess"] == {"publishClientSend": False, "publishClientReceive": False,
+                                       "subscribe": False, "unsubscribe": True}
 
 
-def test_remove_block_is_idempotent() -> None:
-    text = merge_block(merge_block(ACL_HEADER, station_block(ST03)), service_block(ServiceKind.API))
-    without = remove_block(text, "st03")
-    assert accounts(without) == ["api"] and "st03" not in without
-    assert remove_block(without, "st03") == without
-
-
-def test_hand_written_or_broken_sections_are_not_silently_merged() -> None:
-    hand_written = ACL_HEADER + "\nuser st03\ntopic readwrite #\n"
-    with pytest.raises(BrokerConfigError, match="hand-written"):
-        merge_block(hand_written, station_block(ST03))
-    unterminated = station_block(ST03).render().replace("# END mes-account st03\n", "")
-    with pytest.raises(BrokerConfigError, match="no '# END"):
-        merge_block(unterminated, station_block(ST03))
-    twice = station_block(ST03).render() * 2
-    with pytest.raises(BrokerConfigError, match="2 blocks"):
-        merge_block(twice, station_block(ST03))
+def test_remove_account_is_idempotent_and_foreign_entries_are_not_touched() -> None:
+    doc = dynsec.merge_account(dynsec.empty_document(), station_block(ST03), dynsec.hash_password("p" * 12))
+    doc["clients"].append({"username": "admin", "roles": []})  # made with mosquitto_ctrl, not by us
+    without, removed = dynsec.remove_account(doc, "st03")
+    assert removed and dynsec.accounts(without) == [] and without["roles"] == []
+    assert dynsec.remove_account(without, "st03") == (without, False)
+    assert dynsec.remove_account(without, "admin") == (without, False)
+    with pytest.raises(BrokerConfigError, match="not made by"):
+        dynsec.merge_account(without, service_block(ServiceKind.MONITOR, username="admin"), None)
+    with pytest.raises(BrokerConfigError, match="clients"):
+        dynsec.merge_account({"roles": []}, station_block(ST03), None)
 
 
 def test_repository_files_are_what_the_tool_renders() -> None:
     assert (REPO / "mosquitto" / "mosquitto.conf").read_text() == render_conf(BrokerSite())
-    example = ACL_HEADER
-    for kind in ServiceKind:
-        example = merge_block(example, service_block(kind))
-    for number in range(1, 9):
-        example = merge_block(example, station_block(StationAddress("KR", "L1", f"st{number:02d}")))
-    assert (REPO / "mosquitto" / "acl.example").read_text() == example
 
 
 def test_site_config_has_the_required_settings() -> None:
     lines = render_conf(BrokerSite(config_dir=Path("/srv/mqtt"), tls=True)).splitlines()
-    for expected in ("allow_anonymous false", "password_file /srv/mqtt/passwords", "acl_file /srv/mqtt/acl",
-                     "persistence true", "max_queued_messages 1000000", "max_queued_bytes 0",
+    for expected in ("allow_anonymous false", "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+                     "plugin_opt_config_file /srv/mqtt/dynamic-security.json", "persistence true",
+                     "autosave_interval 30", "log_type subscribe", "max_queued_messages 1000000", "max_queued_bytes 0",
                      "persistent_client_expiration 14d", "set_tcp_nodelay true", "listener 8883 0.0.0.0",
                      "cafile /srv/mqtt/certs/ca.crt", "certfile /srv/mqtt/certs/server.crt",
                      "keyfile /srv/mqtt/certs/server.key", "tls_version tlsv1.2", "require_certificate false"):
@@ -169,21 +161,21 @@ def config_dir(tmp_path: Path) -> Path:
     return tmp_path / "mes"
 
 
-def _password_lines(config_dir: Path, user: str) -> list[str]:
-    return [line for line in (config_dir / "passwords").read_text().splitlines() if line.startswith(f"{user}:")]
+def _document(config_dir: Path) -> dict:
+    return json.loads((config_dir / "dynamic-security.json").read_text())
 
 
-def test_init_writes_config_empty_passwords_and_service_blocks(config_dir: Path) -> None:
-    assert (config_dir / "passwords").read_text() == ""
-    acl = (config_dir / "acl").read_text()
-    assert accounts(acl) == ["ingestor", "api"]
-    assert "topic write mes/v1/central/services/mes-ingestor-2/state" in acl
-    assert f"acl_file {config_dir / 'acl'}" in (config_dir / "mosquitto.conf").read_text()
-    for name in ("mosquitto.conf", "passwords", "acl"):
+def test_init_writes_config_and_the_service_accounts(config_dir: Path) -> None:
+    doc = _document(config_dir)
+    assert dynsec.accounts(doc) == ["ingestor", "api"]
+    assert "mes/v1/central/services/mes-ingestor-2/state" in json.dumps(doc)
+    assert f"plugin_opt_config_file {config_dir / 'dynamic-security.json'}" in (
+        config_dir / "mosquitto.conf").read_text()
+    for name in ("mosquitto.conf", "dynamic-security.json"):
         assert stat.S_IMODE((config_dir / name).stat().st_mode) == 0o640
     again = CliRunner().invoke(broker_app, ["init", "--config-dir", str(config_dir), "--port", "1999"])
     assert again.exit_code == 0 and "kept" in again.output  # a changed config is not overwritten silently
-    assert (config_dir / "acl").read_text() == acl  # existing service blocks belong to `add-service`
+    assert _document(config_dir) == doc  # existing service accounts belong to `add-service`
     forced = CliRunner().invoke(broker_app, ["init", "--config-dir", str(config_dir), "--port", "1999", "--force"])
     assert forced.exit_code == 0 and "listener 1999 0.0.0.0" in (config_dir / "mosquitto.conf").read_text()
 
@@ -194,29 +186,34 @@ def test_add_station_prints_a_generated_password_once_and_is_idempotent(config_d
     assert first.exit_code == 0, first.output
     shown = [line for line in first.output.splitlines() if "shown once" in line]
     assert len(shown) == 1 and len(shown[0].rsplit(" ", 1)[1]) >= 32
-    assert "SIGHUP" in first.output and "systemctl reload mosquitto" in first.output
-    hash_before = _password_lines(config_dir, "st09")
-    assert len(hash_before) == 1 and "$7$" in hash_before[0]  # PBKDF2-SHA512, never the clear text
-    assert shown[0].rsplit(" ", 1)[1] not in (config_dir / "passwords").read_text()
+    assert "systemctl restart mosquitto" in first.output
+    client = dynsec.client(_document(config_dir), "st09")
+    assert client is not None and client["clientid"] == "gw-st09"
+    assert dynsec.password_matches(client, shown[0].rsplit(" ", 1)[1])
+    assert shown[0].rsplit(" ", 1)[1] not in (config_dir / "dynamic-security.json").read_text()
 
-    second = CliRunner().invoke(broker_app, [*args, "--password", "chosen-by-the-operator"])
-    assert second.exit_code == 0 and "shown once" not in second.output
-    assert len(_password_lines(config_dir, "st09")) == 1 and _password_lines(config_dir, "st09") != hash_before
-    acl = (config_dir / "acl").read_text()
-    assert acl.count("# BEGIN mes-account st09") == 1 and accounts(acl) == ["ingestor", "api", "st09"]
+    second = CliRunner().invoke(broker_app, [*args, "--password", "chosen-by-the-operator", "--client-id", "gw-9"])
+    assert second.exit_code == 0 and "shown once" not in second.output and "MES_GW_GATEWAY_ID=gw-9" in second.output
+    client = dynsec.client(_document(config_dir), "st09")
+    assert client is not None and client["clientid"] == "gw-9"
+    assert dynsec.password_matches(client, "chosen-by-the-operator")
+    assert dynsec.accounts(_document(config_dir)) == ["ingestor", "api", "st09"]
+    listed = CliRunner().invoke(broker_app, ["list", "--config-dir", str(config_dir)])
+    assert listed.exit_code == 0 and "gw-9" in listed.output and "(any client id)" in listed.output
 
 
 def test_add_service_and_remove_account(config_dir: Path) -> None:
     result = CliRunner().invoke(broker_app, ["add-service", "--name", "ingestor", "--config-dir", str(config_dir),
                                              "--client-id", "ingestor-a", "--password", "x" * 20])
     assert result.exit_code == 0, result.output
-    acl = (config_dir / "acl").read_text()
-    assert "mes/v1/central/services/ingestor-a/state" in acl and "mes-ingestor-2" not in acl
-    assert len(_password_lines(config_dir, "ingestor")) == 1
+    text = (config_dir / "dynamic-security.json").read_text()
+    assert "mes/v1/central/services/ingestor-a/state" in text and "mes-ingestor-2" not in text
+    client = dynsec.client(_document(config_dir), "ingestor")
+    assert client is not None and client["clientid"] == "ingestor-a"
     removed = CliRunner().invoke(broker_app, ["remove-account", "--username", "ingestor",
                                               "--config-dir", str(config_dir)])
     assert removed.exit_code == 0 and "removed" in removed.output
-    assert _password_lines(config_dir, "ingestor") == [] and "user ingestor" not in (config_dir / "acl").read_text()
+    assert dynsec.client(_document(config_dir), "ingestor") is None
     nothing = CliRunner().invoke(broker_app, ["remove-account", "--username", "ingestor",
                                               "--config-dir", str(config_dir)])
     assert nothing.exit_code == 0 and "nothing changed" in nothing.output
@@ -228,16 +225,15 @@ def test_add_station_needs_init_a_valid_station_and_a_long_password(tmp_path: Pa
         assert no_init.exit_code == 2 and "mes broker init" in no_init.output
     short = CliRunner().invoke(broker_app, ["add-station", "--station", "st01", "--config-dir", str(config_dir),
                                             "--password", "short"])
-    assert short.exit_code == 2 and "too short" in short.output and _password_lines(config_dir, "st01") == []
+    assert short.exit_code == 2 and "too short" in short.output
+    assert dynsec.client(_document(config_dir), "st01") is None
     bad = CliRunner().invoke(broker_app, ["add-station", "--station", "st 01", "--config-dir", str(config_dir)])
     assert bad.exit_code == 2 and "invalid topic segment" in bad.output
 
 
-def test_missing_mosquitto_passwd_fails_with_an_install_hint_and_changes_nothing(
-        config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    monkeypatch.setattr(broker, "EXTRA_BIN_DIRS", ())
-    before = (config_dir / "acl").read_text()
-    result = CliRunner().invoke(broker_app, ["add-station", "--station", "st01", "--config-dir", str(config_dir)])
-    assert result.exit_code == 2 and "apt-get install mosquitto" in result.output
-    assert (config_dir / "acl").read_text() == before and (config_dir / "passwords").read_text() == ""
+def test_init_points_at_the_files_of_an_older_version(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "passwords").write_text("st01:$7$101$x$y\n")
+    result = CliRunner().invoke(broker_app, ["init", "--config-dir", str(old)])
+    assert result.exit_code == 0 and "no longer read" in result.output and "--password" in result.output

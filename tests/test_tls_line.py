@@ -41,8 +41,7 @@ def secured_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory,
     for block in (station_block(ST01), service_block(ServiceKind.INGESTOR)):
         passwords[block.username] = f"pw-{uuid.uuid4().hex}"
         broker.add_account(site, block, passwords[block.username])
-    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-tls-line"), allow_anonymous=False,
-                             password_file=site.password_file, acl_file=site.acl_file,
+    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-tls-line"), dynsec_file=site.dynsec_file,
                              tls=TlsFiles(pki.cafile, pki.certfile, pki.keyfile))
     server.start()
     yield server, passwords
