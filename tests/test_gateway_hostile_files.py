@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 
-from edge_gateway.pending_io import probe_one
+from edge_gateway import pending_io, ready
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import FileStat, Observation
 from edge_gateway.station_status import StationReporter
@@ -85,12 +85,48 @@ async def test_deeply_nested_json_is_invalid_json_and_the_rest_flows(running: Ru
     assert [e.payload["file_name"] for _, e in running.link.sent] == [name_for(n) for n in (2, 3, 4)]
 
 
-def test_one_bad_file_does_not_poison_a_probe_batch(tmp_path: Path) -> None:
-    (tmp_path / NAME).write_bytes(DEEP)
-    stat = os.lstat(tmp_path / NAME)
-    seen = Observation(FileStat(stat.st_size, stat.st_mtime_ns), 0, 0)
-    probe = probe_one(tmp_path, NAME, seen, 10.0, lambda *_: True)
-    assert not probe.parsed_ok and probe.parse_error == "nested too deeply" and probe.rejection is None
+def test_one_bad_file_does_not_poison_a_probe_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_decode = pending_io.decode_json
+
+    def decode(data: bytes) -> object:
+        if data.startswith(b'{"boom'):
+            raise MemoryError("boom")
+        return real_decode(data)
+
+    monkeypatch.setattr(pending_io, "decode_json", decode)
+    batch = []
+    for name, data in ((name_for(1), DEEP), (name_for(2), b'{"boom": 1}'), (name_for(3), b'{"a": 1}')):
+        (tmp_path / name).write_bytes(data)
+        stat = os.lstat(tmp_path / name)
+        batch.append((name, Observation(FileStat(stat.st_size, stat.st_mtime_ns), 0, 0)))
+    deep, boom, fine = pending_io.probe_many(tmp_path, batch, 10.0, lambda *_: True)
+    assert not deep.parsed_ok and deep.parse_error == "nested too deeply" and deep.rejection is None
+    assert boom.rejection is not None and boom.rejection.code == "INVALID_FILE"
+    assert "MemoryError" in boom.rejection.details["reason"]
+    assert fine.parsed_ok and fine.parsed == {"a": 1}
+
+
+def test_reads_stop_one_byte_past_the_limit(tmp_path: Path) -> None:
+    (tmp_path / NAME).write_bytes(b"x" * 100_000)
+    data = pending_io.read_file(tmp_path / NAME, 1024)
+    assert data is not None and len(data) == 1025
+
+
+async def test_an_exception_while_checking_one_file_refuses_only_that_file(
+        running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_check = ready.check_completion
+
+    def check(name: str, data: bytes, *args: object) -> object:
+        if name == NAME:
+            raise KeyError("a bug met by this file only")
+        return real_check(name, data, *args)
+
+    monkeypatch.setattr(ready, "check_completion", check)
+    running.drop(NAME, valid(1))
+    await _valid_files_flow(running, 2)
+    await running.until((running.settings.error_dir / f"{NAME}.error.log").exists)
+    log = error_log(running.settings, NAME)
+    assert "error_code: INVALID_FILE" in log and "a bug met by this file only" in log
 
 
 async def test_a_file_over_the_size_limit_is_refused_with_size_and_limit(running: Running) -> None:
