@@ -160,7 +160,8 @@ class LocalAccounts:
     def banner(self) -> str:
         if self.admin_password is not None:
             return (f"admin       user admin, one-time password {self.admin_password}  "
-                    "(shown this once; change it at the first login)")
+                    "(shown this once; change it at the first login: console, or POST /api/v1/auth/password "
+                    "as in README.md \"First run\")")
         return "admin       user admin (password set before; forgotten: mes user set-password admin)"
 
 
