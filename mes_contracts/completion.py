@@ -7,11 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 
 from mes_contracts.numbering import LOT_PATTERN
 from mes_contracts.process_data import PROCESS_DATA_MODELS, ProcessDataBase, parse_process_data
 from mes_contracts.route import find_step
+from mes_contracts.text_rules import PlainText, check_json_tree
+from mes_contracts.timestamps import ASSUMED_ZONE_KEY, FactoryDatetime, noting_assumptions
 
 FILE_NAME_RE = re.compile(rf"^(?P<lot>{LOT_PATTERN})_(?P<process>PROC-\d{{3}})_(?P<stamp>\d{{14}})\.(?i:json)$")
 
@@ -40,17 +50,44 @@ def completion_file_name(lot_number: str, process_id: str, stamp: datetime) -> s
 
 
 class CompletionRecord(BaseModel):
-    """Body of a completion file. `serial_number` and other extra fields are optional and kept."""
+    """Body of a completion file. `serial_number` and other extra fields are optional and kept.
+
+    Field sizes are those of their columns (process_steps, process_results); nothing in the record may hold what
+    PostgreSQL cannot store (text_rules). A time without a UTC offset is read as factory time (timestamps.py);
+    `assumed_timezone` then names the zone, and `stored_process_data()` carries that note into the database.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     lot_number: str = Field(pattern=rf"^{LOT_PATTERN}$")
-    process_id: str
-    process_name: str = Field(min_length=1)
-    worker_id: str = Field(min_length=1, max_length=50)
-    start_time: AwareDatetime
-    complete_time: AwareDatetime
+    process_id: PlainText = Field(max_length=20)
+    process_name: PlainText = Field(min_length=1, max_length=100)
+    worker_id: PlainText = Field(min_length=1, max_length=50)
+    start_time: FactoryDatetime
+    complete_time: FactoryDatetime
     process_data: dict[str, Any]
+    _assumed_timezone: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _storable_and_noted(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> CompletionRecord:
+        check_json_tree(data)
+        with noting_assumptions() as zones:
+            record = handler(data)
+        if zones:
+            record._assumed_timezone = zones[0]
+        return record
+
+    @property
+    def assumed_timezone(self) -> str | None:
+        """The zone a timestamp without offset was read in, or None when every one carried its offset."""
+        return self._assumed_timezone
+
+    def stored_process_data(self) -> dict[str, Any]:
+        """process_data as stored: as written, plus the note of an assumed time zone."""
+        if self._assumed_timezone is None:
+            return self.process_data
+        return {**self.process_data, ASSUMED_ZONE_KEY: self._assumed_timezone}
 
     @model_validator(mode="after")
     def _check_consistency(self) -> CompletionRecord:
@@ -84,5 +121,5 @@ class CompletionEvent(BaseModel):
     """Payload of a `process.completed` envelope: the file's JSON exactly as written, its name and its hash."""
 
     record: dict[str, Any]
-    file_name: str | None = Field(default=None, max_length=255)
+    file_name: PlainText | None = Field(default=None, max_length=255)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from mes_contracts.text_rules import PlainText
 from mes_contracts.topics import StationAddress
 
 
@@ -40,11 +41,14 @@ def new_message_id() -> str:
 
 
 class Source(BaseModel):
+    """Who sent a message: site/line/station are topic segments (at most 64 characters each, as the topic allows)
+    and must match the topic it came on; no control characters anywhere."""
+
     model_config = ConfigDict(frozen=True)
-    site: str
-    line: str
-    station: str
-    gateway_id: str
+    site: PlainText = Field(min_length=1, max_length=64)
+    line: PlainText = Field(min_length=1, max_length=64)
+    station: PlainText = Field(min_length=1, max_length=64)
+    gateway_id: PlainText = Field(min_length=1, max_length=128)
 
     @classmethod
     def of(cls, address: StationAddress, gateway_id: str) -> Source:

@@ -1,21 +1,36 @@
-"""Per-process completion data (spec §3.4.2): required fields enforced, unknown extra fields kept."""
+"""Per-process completion data (spec §3.4.2): required fields enforced, unknown extra fields kept.
+
+Everything here must be storable: strings that land in a column are bounded by it (component LOTs 100, their
+kind 50, test points 50, printer ids 50, firmware versions 50), and no string, key or number may be something
+PostgreSQL refuses (mes_contracts/text_rules.py). Times without a UTC offset follow mes_contracts/timestamps.py.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mes_contracts.numbering import LOT_PATTERN
+from mes_contracts.text_rules import PlainText, check_identifier, check_json_tree
+from mes_contracts.timestamps import FactoryDatetime
 
 PassFail = Literal["PASS", "FAIL"]
 SuccessFail = Literal["SUCCESS", "FAIL"]
 TEST_POINT_RE = re.compile(r"^T(?P<temp>\d+(?:\.\d+)?)_P(?P<pos>\d+(?:\.\d+)?)$")
+COMPONENT_LOT_CHARS = 100  # component_lots.component_lot
+COMPONENT_KIND_CHARS = 50  # component_lots.component_kind
 
 
 class ProcessDataBase(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        check_json_tree(data)
+        return data
 
     def outcome(self) -> PassFail:
         return "FAIL" if self.failure_reasons() else "PASS"
@@ -37,8 +52,21 @@ class LaserMarkingData(ProcessDataBase):
 
 
 class LmaAssemblyData(ProcessDataBase):
-    sma_spring_lot: str = Field(min_length=1, max_length=100)
-    busbar_lot: str = Field(min_length=1, max_length=100)
+    sma_spring_lot: PlainText = Field(min_length=1, max_length=COMPONENT_LOT_CHARS)
+    busbar_lot: PlainText = Field(min_length=1, max_length=COMPONENT_LOT_CHARS)
+
+    @model_validator(mode="after")
+    def _extra_lots_fit(self) -> LmaAssemblyData:
+        """Extra `*_lot` strings are stored as component LOTs too: the same limits as the named ones."""
+        for key, value in (self.model_extra or {}).items():
+            if not (key.endswith("_lot") and isinstance(value, str) and value):
+                continue
+            if len(key.removesuffix("_lot")) > COMPONENT_KIND_CHARS:
+                raise ValueError(f"{key}: component name longer than {COMPONENT_KIND_CHARS} characters")
+            if len(value) > COMPONENT_LOT_CHARS:
+                raise ValueError(f"{key}: longer than {COMPONENT_LOT_CHARS} characters ({len(value)})")
+            check_identifier(value)
+        return self
 
     def component_lots(self) -> dict[str, str]:
         """Every `*_lot` field is a component lot, so new component kinds need no contract change."""
@@ -79,7 +107,7 @@ class SensorTestData(ProcessDataBase):
 
 
 class FirmwareUploadData(ProcessDataBase):
-    firmware_version: str = Field(min_length=1, max_length=50)
+    firmware_version: PlainText = Field(min_length=1, max_length=50)
     upload_result: SuccessFail
 
     def failure_reasons(self) -> list[str]:
@@ -100,7 +128,7 @@ class TestPointResult(BaseModel):
     """One test point, e.g. T52_P200 = heated to 52 °C at 200 mm displacement."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    test_point_id: str = Field(min_length=1, max_length=50)
+    test_point_id: PlainText = Field(min_length=1, max_length=50)
     spec: ForceSpec
     result: PassFail
 
@@ -116,7 +144,7 @@ class PerformanceTestData(ProcessDataBase):
     test_results: list[TestPointResult] = Field(min_length=1)
     overall_result: PassFail
     test_duration_seconds: float = Field(ge=0)
-    tested_at: AwareDatetime
+    tested_at: FactoryDatetime
 
     def outcome(self) -> PassFail:
         return self.overall_result
@@ -130,8 +158,8 @@ class PerformanceTestData(ProcessDataBase):
 
 class LabelPrintingData(ProcessDataBase):
     label_printed: bool
-    printer_id: str = Field(min_length=1, max_length=50)
-    print_time: AwareDatetime
+    printer_id: PlainText = Field(min_length=1, max_length=50)
+    print_time: FactoryDatetime
     barcode_verified: bool
 
     def failure_reasons(self) -> list[str]:

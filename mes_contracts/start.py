@@ -7,17 +7,19 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from mes_contracts.labels import PRINTER_ID_PATTERN
+from mes_contracts.text_rules import PlainText
 
 
 class StartRequest(BaseModel):
-    """POST /api/v1/process/start body; all five fields are required."""
+    """POST /api/v1/process/start body; all five fields are required. Sizes are their columns'; the start time
+    needs its UTC offset (the naive-timestamp policy covers completion files only: README "Completion files")."""
 
     model_config = ConfigDict(extra="ignore")
 
-    lot_number: str = Field(min_length=1, max_length=40)
-    process_id: str = Field(min_length=1, max_length=20)
-    process_name: str = Field(min_length=1, max_length=50)
-    worker_id: str = Field(min_length=1, max_length=50)
+    lot_number: PlainText = Field(min_length=1, max_length=40)
+    process_id: PlainText = Field(min_length=1, max_length=20)
+    process_name: PlainText = Field(min_length=1, max_length=100)
+    worker_id: PlainText = Field(min_length=1, max_length=50)
     start_time: AwareDatetime
     # Optional, PROC-007 only (serial issuing): how many serials instead of the LOT's good units, which printer.
     serial_count: int | None = Field(default=None, ge=1, le=9999)

@@ -98,8 +98,9 @@ def test_completion_record_checks_name_and_times() -> None:
         CompletionRecord.model_validate({**body, "process_name": "레이저 마킹"})
     with pytest.raises(ValidationError):
         CompletionRecord.model_validate({**body, "complete_time": "2025-01-10T08:00:00+09:00"})
-    with pytest.raises(ValidationError):
-        CompletionRecord.model_validate({**body, "start_time": "2025-01-10T09:00:00"})
+    # Without an offset: factory time by MES_NAIVE_TIMESTAMPS (default assume_local; tests/test_contract_limits.py).
+    naive = CompletionRecord.model_validate({**body, "start_time": "2025-01-10T09:00:00"})
+    assert naive.assumed_timezone == "Asia/Seoul"
 
 
 def test_completion_file_names() -> None:

@@ -109,7 +109,7 @@ def test_missing_process_data_field_is_invalid_process_data_with_the_field() -> 
     ("changes", "needle"),
     [
         ({"worker_id": ""}, "worker_id"),
-        ({"start_time": "2025-01-10T09:00:00"}, "start_time"),  # no offset
+        ({"start_time": "2025-01-10T25:00:00+09:00"}, "start_time"),  # no such hour (no offset: test_contract_limits)
         ({"complete_time": "2025-01-10T08:00:00+09:00"}, "complete_time is before start_time"),
         ({"process_name": "성능검사"}, "process_name"),
     ],

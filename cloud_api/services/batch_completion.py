@@ -246,8 +246,8 @@ def result_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
         "message_id": str(a.source.message_id), "source_station": a.source.station,
         "source_file_name": a.source.file_name, "source_sha256": a.source.sha256, "worker_id": a.record.worker_id,
         "start_time": a.record.start_time.isoformat(), "complete_time": a.record.complete_time.isoformat(),
-        "result": a.verdict, "failure_reasons": a.typed.failure_reasons(), "process_data": a.record.process_data,
-        "replay": a.source.replay,
+        "result": a.verdict, "failure_reasons": a.typed.failure_reasons(),
+        "process_data": a.record.stored_process_data(), "replay": a.source.replay,
     } for n, a in enumerate(accepted)]
 
 

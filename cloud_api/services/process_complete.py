@@ -82,7 +82,7 @@ async def complete_process(
         "source_sha256": source.sha256, "worker_id": record.worker_id, "start_time": record.start_time,
         "complete_time": record.complete_time, "result": verdict,
         "failure_reasons": json.dumps(typed.failure_reasons()),
-        "process_data": json.dumps(record.process_data, ensure_ascii=False), "replay": source.replay,
+        "process_data": json.dumps(record.stored_process_data(), ensure_ascii=False), "replay": source.replay,
     })
     await _store_details(conn, lot["id"], record, typed, result_id)
     await repo.complete_run(conn, lot["run_id"], record.complete_time, record.worker_id, verdict)
