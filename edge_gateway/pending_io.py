@@ -158,7 +158,11 @@ def probe_one(directory: Path, name: str, observation: Observation, now: float, 
         data = read_file(path, limits.max_bytes)
     except NotRegular as error:
         return Probe(name, UNREADABLE, rejection=not_regular(path, error.kind))
-    except OSError:  # locked by its writer (Windows sharing violation) or similar: looked at again later
+    except PermissionError as error:
+        if os.name == "nt":  # a Windows sharing violation: the writer still holds it, looked at again later
+            return Probe(name, UNREADABLE)
+        return Probe(name, UNREADABLE, rejection=refusal(name, f"cannot be read: {error.strerror}"))
+    except OSError:  # locked by its writer or similar: looked at again later
         return Probe(name, UNREADABLE)
     if data is None:
         return Probe(name, None)

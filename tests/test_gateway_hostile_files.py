@@ -255,6 +255,13 @@ async def test_a_duplicate_goes_to_completed_with_a_duplicate_log(running: Runni
 
 # -- through the real line: gateway process → broker → ingestor → PostgreSQL -------------------------------------
 
+def _wait_for(*paths: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < deadline, [str(p) for p in paths if not p.exists()]
+        time.sleep(0.05)
+
+
 @pytest.mark.timeout(120)
 def test_hostile_files_at_a_real_station_do_not_stop_it(line: Line, db: psycopg.Connection) -> None:
     station = line.stations["PROC-001"]
@@ -276,11 +283,17 @@ def test_hostile_files_at_a_real_station_do_not_stop_it(line: Line, db: psycopg.
     assert line.wait_disposition("PROC-001", good) == "completed"
     for name in hostile:
         assert line.wait_disposition("PROC-001", name) == "error"
-    deadline = time.monotonic() + 10
-    while not all((station.error / f"{n}.error.log").exists() for n in hostile) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_for(*(station.error / f"{n}.error.log" for n in hostile))
     assert "INVALID_JSON" in (station.error / f"{next(iter(hostile))}.error.log").read_text(encoding="utf-8")
     rows = db.execute("SELECT count(*) FROM process_results WHERE source_file_name = %s", (good,)).fetchone()
     assert rows == (1,)
+    copy = good.replace(good.rsplit("_", 1)[1], later(7200).strftime("%Y%m%d%H%M%S") + ".json")
+    line.drop("PROC-001", copy, (station.completed / good).read_bytes())  # byte-identical, another name
+    assert line.wait_disposition("PROC-001", copy) == "completed"
+    _wait_for(station.completed / f"{copy}.duplicate.log")  # written just after the move
+    assert "original_name: " + copy in (station.completed / f"{copy}.duplicate.log").read_text(encoding="utf-8")
+    rows = db.execute("SELECT count(*) FROM process_results WHERE source_file_name IN (%s, %s)",
+                      (good, copy)).fetchone()
+    assert rows == (1,)  # stored once
     status = httpx.get(f"{station.gateway_url}/status", timeout=5).json()  # still the same, running gateway
-    assert status["counters"]["errored"] >= 3
+    assert status["counters"]["errored"] >= 3 and status["counters"]["duplicates"] >= 1
