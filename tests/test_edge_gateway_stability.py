@@ -119,3 +119,26 @@ def test_discarded_name_is_never_due() -> None:
 def test_window_must_be_positive() -> None:
     with pytest.raises(ValueError):
         StabilityTracker(0)
+
+
+def test_a_refused_probe_ends_tracking_at_once() -> None:
+    from edge_gateway.validation import Rejection
+
+    tracker = StabilityTracker(W)
+    tracker.add("a.json", 0.0)
+    refused = Probe("a.json", None, rejection=Rejection("INVALID_FILE", "x"))
+    assert tracker.apply(refused, 0.0) is Decision.REFUSED
+    assert "a.json" not in tracker
+
+
+def test_an_unparsable_file_still_open_for_writing_waits_past_the_grace() -> None:
+    tracker = StabilityTracker(W, malformed_after=2.0)
+    tracker.add("a.json", 0.0)
+    half = b'{"a": '
+    _probe(tracker, "a.json", _sized(half), 0.0)
+    observation = tracker.get("a.json")
+    assert observation is not None and not tracker.needs_writer_check(observation, 1.0)
+    assert tracker.needs_writer_check(observation, 2.0)
+    held = Probe("a.json", _sized(half), half, False, writing=True)
+    assert tracker.apply(held, 2.0) is Decision.WAIT  # its writer has it open: not final yet
+    assert tracker.apply(Probe("a.json", _sized(half), half, False), 3.0) is Decision.MALFORMED
