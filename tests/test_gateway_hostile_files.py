@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 
-from edge_gateway import pending_io, ready
+from edge_gateway import file_open, pending_io, ready
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import FileStat, Observation
 from edge_gateway.station_status import StationReporter
@@ -297,3 +299,23 @@ def test_hostile_files_at_a_real_station_do_not_stop_it(line: Line, db: psycopg.
     assert rows == (1,)  # stored once
     status = httpx.get(f"{station.gateway_url}/status", timeout=5).json()  # still the same, running gateway
     assert status["counters"]["errored"] >= 3 and status["counters"]["duplicates"] >= 1
+
+
+@pytest.mark.skipif(not file_open.can_tell(), reason="needs /proc")
+def test_a_writer_in_another_process_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / NAME
+    path.write_bytes(b"{")
+    code = f"import sys, time\nf = open({str(path)!r}, 'ab')\nprint('open', flush=True)\nsys.stdin.read()"
+    writer = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"open\n"
+        assert file_open.open_for_writing(path) is True
+        with open(path, "rb"):  # a reader is not a writer
+            assert writer.stdin is not None
+            writer.stdin.close()
+            writer.wait(10)
+            assert file_open.open_for_writing(path) is False
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait(10)
