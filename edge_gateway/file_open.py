@@ -32,31 +32,45 @@ def _fd_flags(pid: str, fd: str) -> int | None:
     return None
 
 
-def _writers_in(pid: str, target: str) -> bool:
+def _written_by(pid: str, targets: set[str]) -> set[str]:
+    """Which of `targets` process `pid` has open for writing."""
     fd_dir = PROC / pid / "fd"
     try:
         fds = os.listdir(fd_dir)
     except OSError:  # gone, or another user's process
-        return False
+        return set()
+    found: set[str] = set()
     for fd in fds:
         try:
-            if os.readlink(fd_dir / fd) != target:
-                continue
+            link = os.readlink(fd_dir / fd)
         except OSError:
+            continue
+        if link not in targets:
             continue
         flags = _fd_flags(pid, fd)
         if flags is not None and flags & os.O_ACCMODE in _WRITE_MODES:
-            return True
-    return False
+            found.add(link)
+    return found
+
+
+def open_for_writing_among(paths: list[Path]) -> set[Path] | None:
+    """The `paths` some process we can see holds open for writing (one pass over /proc for all of them);
+    None if the platform cannot tell."""
+    if not can_tell():
+        return None
+    try:
+        resolved = {os.path.realpath(path): path for path in paths}
+        pids = [entry.name for entry in os.scandir(PROC) if entry.name.isdigit()]
+    except OSError:
+        return None
+    targets = set(resolved)
+    found: set[str] = set()
+    for pid in pids:
+        found |= _written_by(pid, targets)
+    return {resolved[target] for target in found}
 
 
 def open_for_writing(path: Path) -> bool | None:
     """True if a process we can see holds `path` open for writing, False if none, None if we cannot tell."""
-    if not can_tell():
-        return None
-    try:
-        target = os.path.realpath(path)
-        pids = [entry.name for entry in os.scandir(PROC) if entry.name.isdigit()]
-    except OSError:
-        return None
-    return any(_writers_in(pid, target) for pid in pids)
+    found = open_for_writing_among([path])
+    return None if found is None else path in found

@@ -9,6 +9,7 @@ instead of failing the batch it was looked at in.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_gateway.file_open import open_for_writing
+from edge_gateway.file_open import open_for_writing_among
 from edge_gateway.names import is_candidate_name
 from edge_gateway.stability import UNREADABLE, FileStat, Observation, Probe
 from edge_gateway.validation import Rejection, decode_json
@@ -171,11 +172,8 @@ def probe_one(directory: Path, name: str, observation: Observation, now: float, 
     try:
         parsed = decode_json(data)
     except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the parser allows
-        writing = False
-        if limits.wants_writer_check is not None and limits.wants_writer_check(observation, now):
-            writing = bool(open_for_writing(path))
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        return Probe(name, stat, data, False, parse_error=reason, writing=writing)
+        return Probe(name, stat, data, False, parse_error=reason)
     return Probe(name, stat, data, True, parsed)
 
 
@@ -191,4 +189,24 @@ def probe_safely(directory: Path, name: str, observation: Observation, now: floa
 
 def probe_many(directory: Path, items: Iterable[tuple[str, Observation]], now: float,
                wants: WantsContent, limits: ProbeLimits | None = None) -> list[Probe]:
-    return [probe_safely(directory, name, observation, now, wants, limits) for name, observation in items]
+    """Probe each name; then, for the unparsable ones at the end of their grace, ask in one pass over the
+    processes whether a writer still holds them (see file_open)."""
+    items = list(items)
+    probes = [probe_safely(directory, name, observation, now, wants, limits) for name, observation in items]
+    check = limits.wants_writer_check if limits is not None else None
+    if check is None:
+        return probes
+    doubtful = [i for i, ((_, observation), probe) in enumerate(zip(items, probes, strict=True))
+                if probe.data is not None and not probe.parsed_ok and probe.rejection is None
+                and check(observation, now)]
+    if not doubtful:
+        return probes
+    try:
+        held = open_for_writing_among([directory / probes[i].name for i in doubtful]) or set()
+    except Exception:  # never worth failing the batch: without an answer they count as not held
+        logger.exception("cannot tell which files are open for writing")
+        held = set()
+    for i in doubtful:
+        if directory / probes[i].name in held:
+            probes[i] = dataclasses.replace(probes[i], writing=True)
+    return probes
