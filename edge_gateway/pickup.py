@@ -281,7 +281,7 @@ class Pickup:
         self.watchlist.resolved(name)
         self._error_watch.add(stored, name, item.stat, asyncio.get_running_loop().time())
         self._counters.errored += 1
-        shortened = "" if stored.name == name else f" (stored as {stored.name}: the name is too long to keep)"
+        shortened = "" if stored.name == name else f" (stored as {stored.name})"  # name taken, or too long
         logger.info("%s moved to error/%s: %s %s %s", name, shortened, rejection.code, rejection.message,
                     rejection.details.get("reason") or rejection.details.get("error") or "")
 
