@@ -111,3 +111,28 @@ def test_error_log_format_is_stable() -> None:
         "message: LOT 번호가 존재하지 않습니다\n"
         'details: {\n  "data": {\n    "lot_number": "X"\n  }\n}\n'
     )
+
+
+def test_a_name_too_long_for_its_suffixes_is_stored_shorter_and_twice_distinct(
+        dirs: tuple[Path, Path, Path]) -> None:
+    pending, _, error = dirs
+    long_name = "가" * 80 + ".json"  # 245 bytes: fits, but not with `.error.log` beside it
+    stored = []
+    for _ in range(2):
+        (pending / long_name).write_bytes(b"{}")
+        target = move_to_error(pending / long_name, error, ErrorReport(long_name, "INVALID_FILE_NAME", "x", {}))
+        stored.append(target.name)
+        log = (error / f"{target.name}.error.log").read_text(encoding="utf-8")
+        assert f"original_name: {long_name}" in log and f"stored_as: {target.name}" in log
+    assert stored[0] != stored[1] and all(name.endswith(".json") for name in stored)
+    assert all(len(name.encode()) + len(".error.log") + 8 <= 255 for name in stored)
+
+
+def test_a_duplicate_gets_a_duplicate_log(dirs: tuple[Path, Path, Path]) -> None:
+    from edge_gateway.dispositions import DuplicateReport
+
+    pending, completed, _ = dirs
+    (pending / NAME).write_bytes(b"{}")
+    target = move_to_completed(pending / NAME, completed, DuplicateReport(NAME, "m-1", {"message": "이미"}))
+    log = (completed / f"{target.name}.duplicate.log").read_text(encoding="utf-8")
+    assert "message_id: m-1" in log and "이미" in log and f"original_name: {NAME}" in log
