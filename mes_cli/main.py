@@ -19,6 +19,7 @@ from mes_cli.local_env import load_local_env
 from mes_cli.logging_setup import configure_logging
 from mes_cli.printer_emulator import printer_emulator_command
 from mes_cli.printers import printer_app
+from mes_cli.stations import station_app
 from mes_cli.users import user_app
 
 app = typer.Typer(help="Withforce MES: start each process of the system.", no_args_is_help=True,
@@ -27,11 +28,12 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 worker_app = typer.Typer(help="Workers (operators) whose ids stations send.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(worker_app, name="worker")
-app.add_typer(broker_app, name="broker", help="Broker accounts and ACL for a site (Mosquitto).")
+app.add_typer(broker_app, name="broker", help="Broker accounts and rules for a site (Mosquitto).")
 app.add_typer(audit_app, name="audit")
 app.add_typer(user_app, name="user")
 app.command("printer-emulator")(printer_emulator_command)
 app.add_typer(printer_app, name="printer")
+app.add_typer(station_app, name="station")
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
 _SETTINGS_PREFIX = {"GatewaySettings": "MES_GW_"}  # every other settings class reads MES_*

@@ -395,6 +395,16 @@ def test_forged_start_from_another_station_never_reaches_the_database(
         secured_ingestor: None, clients: Any, api_url: str, auth: RoleAuth, db: psycopg.Connection) -> None:
     created = httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10, auth=auth.manager)
     lot = str(created.json()["data"]["lot_number"])
+    # st02 runs PROC-002 on the conventional line; here it also starts PROC-001 (station_processes, 0007).
+    db.execute("INSERT INTO station_processes (site, line, station, process_id, created_by) "
+               "VALUES ('KR', 'L1', 'st02', 'PROC-001', 'test') ON CONFLICT DO NOTHING")
+    try:
+        _forged_and_own(clients, lot, db)
+    finally:
+        db.execute("DELETE FROM station_processes WHERE station = 'st02' AND process_id = 'PROC-001'")
+
+
+def _forged_and_own(clients: Any, lot: str, db: psycopg.Connection) -> None:
     # st02 (valid account) speaks for st01 on st01's topic — the body would be valid for the ingestor.
     # One connection at a time: the account is bound to one client id (a second connection replaces the first).
     st02_v311 = clients("st02", protocol=mqtt.MQTTv311)

@@ -22,6 +22,7 @@ from cloud_api.services.dead_letters import Letter, is_transient, short_text, st
 from cloud_api.services.handlers import Answer, error_answer, handle_completion
 from cloud_api.services.idempotency import StoredReply
 from cloud_api.services.process_complete import CompletionSource, _summary, completion_audit, parse_completion
+from cloud_api.services.station_access import all_allowed
 from mes_contracts.completion import CompletionRecord
 from mes_contracts.envelope import MessageType, Outcome
 from mes_contracts.errors import ErrorCode, success_message
@@ -304,6 +305,8 @@ async def handle_completions_batch(
     if not items:
         return []
     try:
+        if not await all_allowed(db, [(source.station, raw) for raw, source in items]):  # services/station_access.py
+            raise BatchFallback("a station reported a process it is not configured for")
         parsed = parse_items(items)
         async with db.transaction() as conn:
             return await _run_batch(conn, parsed, lang)

@@ -19,6 +19,7 @@ from cloud_api.services import idempotency
 from cloud_api.services.audit import deferred_audit, record_audit_many, rows_json
 from cloud_api.services.process_complete import CompletionSource, complete_process, parse_completion
 from cloud_api.services.process_start import StartOrigin, plan_start, start_process, write_planned_start
+from cloud_api.services.station_access import check_station_allowed
 from mes_contracts.envelope import MessageType, Outcome
 from mes_contracts.errors import ErrorCode, success_message
 from mes_contracts.process_data import describe_validation_error
@@ -122,6 +123,10 @@ async def handle_start(
     path cannot settle, goes through run_once and the locked decision.
     """
     origin = StartOrigin(source, message_id, lang, actor)
+    try:  # a station may start only the processes it is configured for (services/station_access.py)
+        await check_station_allowed(db, source, raw, message_id, MessageType.PROCESS_START_REQUEST.value)
+    except DomainError as refused:
+        return await _rejected(db, refused, message_id, MessageType.PROCESS_START_REQUEST, source, lang)
     answer = await _start_in_one_statement(db, raw, origin)
     if answer is not None:
         return answer
@@ -159,6 +164,11 @@ async def _start_in_one_statement(db: Database, raw: dict[str, Any], origin: Sta
 
 
 async def handle_completion(db: Database, raw: dict[str, Any], source: CompletionSource, lang: str) -> Answer:
+    try:  # a station may complete only the processes it is configured for (services/station_access.py)
+        await check_station_allowed(db, source.station, raw, source.message_id, MessageType.PROCESS_COMPLETED.value)
+    except DomainError as refused:
+        return await _rejected(db, refused, source.message_id, MessageType.PROCESS_COMPLETED, source.station, lang)
+
     async def work(conn: AsyncConnection) -> Answer:
         record = parse_completion(raw)
         outcome = await complete_process(db, conn, record, source)
