@@ -19,6 +19,7 @@ from psycopg import sql
 
 from deploy.localstack.common import ManagedServer, ServiceError, find_binary, pid_alive, wait_until
 from deploy.localstack.pg_auth import PasswordStore, hba_is_ours, password_file, write_hba
+from deploy.localstack.pg_roles import ensure_role, hand_over_to_owner
 
 logger = logging.getLogger(__name__)
 
@@ -36,31 +37,6 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
-
-
-# What migration 0004 grants the application role (repeated here for databases handed over after it ran).
-_APP_GRANTS = (
-    "GRANT USAGE ON SCHEMA public TO {app}",
-    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}",
-    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}",
-    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES "
-    "TO {app}",
-    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app}",
-)
-_AUDIT_GRANTS = (
-    "REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {app}",
-    "REVOKE ALL ON audit_log FROM {app}",
-    "GRANT SELECT, INSERT ON audit_log TO {app}",
-    "REVOKE ALL ON SEQUENCE audit_log_id_seq FROM {app}",
-)
-
-
-def _ensure_role(conn: psycopg.Connection, role: str, password: str, createdb: bool) -> None:
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-    verb = sql.SQL("ALTER" if exists else "CREATE")
-    conn.execute(sql.SQL("{} ROLE {} LOGIN {} PASSWORD {}").format(
-        verb, sql.Identifier(role), sql.SQL("CREATEDB" if createdb else "NOCREATEDB"), sql.Literal(password)
-    ))
 
 
 class PostgresServer(ManagedServer):
@@ -249,9 +225,9 @@ class PostgresServer(ManagedServer):
         with psycopg.connect(self.superuser_dsn, autocommit=True) as conn:
             self._require_passwords(conn)
             if self.owner is not None:
-                _ensure_role(conn, self.owner, self.owner_password, createdb=True)
+                ensure_role(conn, self.owner, self.owner_password, createdb=True)
             if self.user != SUPERUSER:
-                _ensure_role(conn, self.user, self.password, createdb=self.owner is None)
+                ensure_role(conn, self.user, self.password, createdb=self.owner is None)
             found = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
                                  (self.database,)).fetchone()
             if found is None:
@@ -261,40 +237,16 @@ class PostgresServer(ManagedServer):
                 ))
         if self.owner is not None and self.user != SUPERUSER:
             with psycopg.connect(self._uri(SUPERUSER, self.superuser_password), autocommit=True) as conn:
-                self._hand_over_to_owner(conn)
+                hand_over_to_owner(conn, self.database, self.user, self.owner)
 
     def _require_passwords(self, conn: psycopg.Connection) -> None:
         """A cluster made when the stack trusted loopback: give the superuser its password, then switch to
-        scram-sha-256 (the other roles get theirs from _ensure_role on every start)."""
+        scram-sha-256 (the other roles get theirs from ensure_role on every start)."""
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
             sql.Identifier(SUPERUSER), sql.Literal(self.superuser_password)))
         if write_hba(self.data_dir.resolve(), self._os_user()):
             logger.info("postgres: pg_hba.conf now requires passwords (scram-sha-256) on TCP; reloading")
             conn.execute("SELECT pg_reload_conf()")
-
-    def _hand_over_to_owner(self, conn: psycopg.Connection) -> None:
-        """A single-role state dir (owned by the application role, which could then alter the audit log): hand
-        it to the owner, with the grants migration 0004 gives, for databases already past it."""
-        assert self.owner is not None
-        owned = conn.execute(
-            "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relowner = r.oid) "
-            "+ (SELECT count(*) FROM pg_database d WHERE d.datname = current_database() AND d.datdba = r.oid) "
-            "FROM pg_roles r WHERE r.rolname = %s", (self.user,)
-        ).fetchone()
-        if not owned or not owned[0]:
-            return
-        logger.warning("database %s was owned by the application role %s: handing it to %s",
-                       self.database, self.user, self.owner)
-        app, owner = sql.Identifier(self.user), sql.Identifier(self.owner)
-        with conn.transaction():
-            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(self.database), owner))
-            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(app, owner))
-            for statement in _APP_GRANTS:
-                conn.execute(sql.SQL(statement).format(app=app, owner=owner))
-            if conn.execute("SELECT to_regclass('public.audit_log')").fetchone() != (None,):
-                for statement in _AUDIT_GRANTS:
-                    conn.execute(sql.SQL(statement).format(app=app))
 
     def _after_exit(self, pid: int, killed: bool) -> None:
         super()._after_exit(pid, killed)
