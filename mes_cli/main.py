@@ -37,13 +37,15 @@ app.add_typer(station_app, name="station")
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
 _SETTINGS_PREFIX = {"GatewaySettings": "MES_GW_"}  # every other settings class reads MES_*
+_env_file: Path | None = None  # the local stack's settings file this command read, if any
 
 
 @app.callback()
 def _local_stack(ctx: typer.Context) -> None:
     """Commands run from the checkout without MES_DATABASE_URL use the local stack's `.state/mes.env`."""
+    global _env_file
     if ctx.invoked_subcommand != "up":  # `mes up` writes that file from what it starts
-        load_local_env()
+        _env_file = load_local_env()
 
 
 def settings_error_line(error: ValidationError) -> str:
@@ -58,14 +60,33 @@ def settings_error_line(error: ValidationError) -> str:
     return f"mes: {'; '.join(problems)}{hint}"
 
 
+def _unreachable_database(error: Exception) -> str | None:
+    """One line for a database that does not answer (e.g. the local stack is stopped), else None."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    if not isinstance(error, OperationalError | psycopg.OperationalError):
+        return None
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    source = f" (settings from {_env_file})" if _env_file else ""
+    return f"mes: the database does not answer{source}: {reason}; is the stack running (./run.sh)?"
+
+
 def main() -> None:
-    """The `mes` console script: the Typer app, with a settings error reported in one line (exit 2)."""
+    """The `mes` console script: the Typer app, with a settings error or an unreachable database reported in one
+    line (exit 2) instead of a traceback."""
     try:
         app()
     except ValidationError as error:
         if not error.title.endswith("Settings"):
             raise
         typer.echo(settings_error_line(error), err=True)
+        raise SystemExit(2) from None
+    except Exception as error:
+        line = _unreachable_database(error)
+        if line is None:
+            raise
+        typer.echo(line, err=True)
         raise SystemExit(2) from None
 
 

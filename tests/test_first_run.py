@@ -150,3 +150,16 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_a_stopped_stack_is_reported_in_one_line(tmp_path: Path) -> None:
+    from mes_cli.local_env import write_env_file
+
+    state = tmp_path / ".state"
+    state.mkdir()
+    closed = f"postgresql+psycopg://mes:pw@127.0.0.1:{find_free_port()}/mes"  # nothing listens there
+    write_env_file(state, {"MES_DATABASE_URL": closed})
+    done = cli("user", "list", state_dir=state)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the database does not answer" in lines[0] and str(state / "mes.env") in lines[0]
