@@ -28,6 +28,7 @@ from db.migrate import upgrade
 from deploy.localstack.children import ChildProcess, mes_command, rss_kb, wait_http_ok
 from deploy.localstack.services import ManagedServer, MosquittoServer, PostgresServer, RedisServer, find_free_port
 
+BENCH_STATIONS = [(f"st{n:02d}",) for n in range(1, 100)] + [("stbench",)]
 WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LOTS_PER_DAY = 999
@@ -98,6 +99,11 @@ def bench_stack(api_workers: int = 1, log_level: str = "INFO", keep: bool = Fals
         with psycopg.connect(postgres.dsn, autocommit=True) as conn:
             conn.cursor().executemany(
                 "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS)
+            # The benches send PROC-001 from every station (st01..st99, stbench): the centre refuses a process a
+            # station is not configured for (station_processes, migration 0007).
+            conn.cursor().executemany(
+                "INSERT INTO station_processes (site, line, station, process_id, created_by) "
+                "VALUES ('KR', 'L1', %s, 'PROC-001', 'bench') ON CONFLICT DO NOTHING", BENCH_STATIONS)
         env = {"MES_DATABASE_URL": postgres.url, "MES_REDIS_URL": redis_server.url, "MES_MQTT_HOST": "127.0.0.1",
                "MES_MQTT_PORT": str(broker.port), "MES_LOG_JSON": "true", "MES_LOG_LEVEL": log_level,
                "MES_JWT_SECRET": secrets.token_urlsafe(48), "MES_ACCESS_TOKEN_TTL_S": "3600",

@@ -25,6 +25,7 @@ from edge_gateway.firmware_sync import META_NAME, sync_firmware
 from line_simulator.payloads import completion_record
 from tests.support.auth import ApiAuth, ApiUser
 from tests.support.line import SEOUL, start_body
+from tests.support.stations import allow_processes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -282,12 +283,14 @@ async def test_gateway_sync_downloads_from_the_api_then_stays_up_to_date(client:
 
 
 def test_proc_004_start_through_a_gateway_syncs_the_station_firmware(
-    client: httpx.Client, api: str, broker: Any, ingestor: Any, logs_dir: Path, tmp_path: Path
+    client: httpx.Client, api: str, broker: Any, ingestor: Any, logs_dir: Path, tmp_path: Path,
+    db: psycopg.Connection,
 ) -> None:
     version, data = new_version(), firmware_bytes(4096)
     assert upload(client, version, data).status_code == 201
     assert client.post(f"/api/v1/firmware/{version}/activate").status_code == 200
     station = f"st04g{secrets.token_hex(2)}"
+    allow_processes(db, station, ["PROC-004"])  # a stand-in station (station_processes)
     port = find_free_port()
     env = {"MES_GW_STATION": station, "MES_GW_WORK_DIR": str(tmp_path), "MES_GW_MQTT_PORT": str(broker.port),
            "MES_GW_LOCAL_PORT": str(port), "MES_GW_API_BASE_URL": api,

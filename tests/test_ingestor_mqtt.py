@@ -21,12 +21,14 @@ from mes_contracts.topics import Name, StationAddress
 from tests.support.auth import RoleAuth
 from tests.support.line import SEOUL, start_body
 from tests.support.mqtt import Requester
+from tests.support.stations import allow_processes
 
 STATION = StationAddress("KR", "L1", "sttest")
 
 
 @pytest.fixture
-def requester(broker: MosquittoServer, ingestor: ChildProcess) -> Iterator[Requester]:
+def requester(broker: MosquittoServer, ingestor: ChildProcess, db: psycopg.Connection) -> Iterator[Requester]:
+    allow_processes(db, STATION.station, ["PROC-001", "PROC-003"])  # a stand-in station (station_processes)
     client = Requester(broker.port, STATION.reply(), f"test-{uuid.uuid4().hex[:8]}")
     yield client
     client.close()

@@ -29,6 +29,7 @@ from tests.support.printers import (
     deactivate,
     register,
 )
+from tests.support.stations import allow_processes
 
 STATION = "st93"  # no gateway of the `line` fixture answers here: the stand-in station does
 OTHER_STATION = "st94"
@@ -188,6 +189,7 @@ def test_a_start_from_a_station_queues_labels_on_that_stations_printer(
 ) -> None:
     lot = create_lot(http, quantity=4)["lot_number"]
     advance(http, lot)
+    allow_processes(db, OTHER_STATION, ["PROC-007"])  # a stand-in station (station_processes)
     address = StationAddress("KR", "L1", OTHER_STATION)
     requester = Requester(broker.port, address.reply(), f"serials-{uuid.uuid4()}")
     try:

@@ -22,8 +22,8 @@ from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 
 log = logging.getLogger(__name__)
-# How long the ingestor trusts its copy of the table: `mes station allow/revoke` takes effect within this time,
-# and a start costs no extra round trip.
+# How long the ingestor trusts its copy of the table, so a start costs no extra round trip: a revoke takes effect
+# within this time; an allow at once (a refusal is always re-checked against the table itself).
 CACHE_TTL_S = 2.0
 
 
@@ -36,9 +36,9 @@ class _Cached:
 _CACHE: dict[int, _Cached] = {}  # per Database (engine), by id
 
 
-async def permissions(db: Database) -> StationPermissions:
+async def permissions(db: Database, fresh: bool = False) -> StationPermissions:
     cached = _CACHE.get(id(db))
-    if cached is not None and time.monotonic() - cached.loaded_at < CACHE_TTL_S:
+    if not fresh and cached is not None and time.monotonic() - cached.loaded_at < CACHE_TTL_S:
         return cached.permissions
     async with db.autocommit() as conn:
         loaded = await stations_sql.load_permissions(conn)
@@ -67,7 +67,8 @@ async def check_station_allowed(db: Database, source: str, raw: Any, message_id:
     process_id = _process_of(raw)
     if station is None or process_id is None:
         return
-    if (await permissions(db)).allows(station, process_id):
+    if (await permissions(db)).allows(station, process_id) or (await permissions(db, fresh=True)).allows(
+            station, process_id):
         return
     data = {"station": str(station), "process_id": process_id}
     log.warning("refused %s from %s for %s: station not configured for the process (message %s)",
@@ -83,9 +84,13 @@ async def check_station_allowed(db: Database, source: str, raw: Any, message_id:
 async def all_allowed(db: Database, checks: list[tuple[str, Any]]) -> bool:
     """Whether every (source, raw) of a completion batch passes; the batch path sends the whole batch one by
     one otherwise, where each refusal gets its answer and audit row."""
-    current = await permissions(db)
-    for source, raw in checks:
-        station, process_id = StationKey.of_source(source), _process_of(raw)
-        if station is not None and process_id is not None and not current.allows(station, process_id):
-            return False
-    return True
+    for fresh in (False, True):
+        current = await permissions(db, fresh)
+        if all(_passes(current, source, raw) for source, raw in checks):
+            return True
+    return False
+
+
+def _passes(current: StationPermissions, source: str, raw: Any) -> bool:
+    station, process_id = StationKey.of_source(source), _process_of(raw)
+    return station is None or process_id is None or current.allows(station, process_id)
