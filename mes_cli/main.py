@@ -37,6 +37,7 @@ app.add_typer(station_app, name="station")
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
 _SETTINGS_PREFIX = {"GatewaySettings": "MES_GW_"}  # every other settings class reads MES_*
+_NO_LOCAL_ENV = frozenset({"up", "gateway", "simulate", "printer-emulator"})
 _env_file: Path | None = None  # the local stack's settings file this command read, if any
 
 
@@ -44,7 +45,8 @@ _env_file: Path | None = None  # the local stack's settings file this command re
 def _local_stack(ctx: typer.Context) -> None:
     """Commands run from the checkout without MES_DATABASE_URL use the local stack's `.state/mes.env`."""
     global _env_file
-    if ctx.invoked_subcommand != "up":  # `mes up` writes that file from what it starts
+    # `mes up` writes that file; station-side commands (gateway, simulator, printer emulator) read no MES_* setting.
+    if ctx.invoked_subcommand not in _NO_LOCAL_ENV:
         _env_file = load_local_env()
 
 
