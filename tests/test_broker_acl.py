@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -334,6 +336,12 @@ def test_station_added_while_running_works_after_a_restart(secured: SecuredBroke
     before = Client(secured.port, "st09", password, client_id="gw-st09")
     before.close()
     assert not before.accepted
+    assert secured.server.pid is not None
+    os.kill(secured.server.pid, signal.SIGHUP)
+    time.sleep(0.5)
+    after_reload = Client(secured.port, "st09", password, client_id="gw-st09")
+    after_reload.close()
+    assert not after_reload.accepted  # a reload does not reread the plugin's file
     secured.server.stop()
     secured.server.start()
     observer = clients("monitor")
