@@ -9,20 +9,28 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import random
 import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
+from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
+from deploy.localstack.common import find_free_port
 from deploy.localstack.mosquitto import MosquittoServer
+from line_simulator.payloads import completion_record
 from mes_cli import broker
 from mes_cli.broker import BrokerSite
 from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from mes_cli.broker_policy import MAX_QUEUED_MESSAGES
 from mes_contracts.topics import INGESTOR_SHARE_GROUP, Name, StationAddress, ingestor_subscriptions
+from tests.support.auth import RoleAuth
+from tests.support.line import Line, Station, later
 from tests.test_broker_acl import FAILURE, NOT_AUTHORIZED, TIMEOUT, Client
 
 ST01 = StationAddress("KR", "L1", "st01")
@@ -101,6 +109,50 @@ def test_a_station_cannot_take_another_clients_id(site_broker: tuple[MosquittoSe
         assert st01.client.is_connected() and ingestor.client.is_connected()
         assert st01.publish(ST01.state(), b"still here") < FAILURE
         assert ingestor.publish(ST01.reply(), b"answer") < FAILURE
+
+
+def test_a_real_line_delivers_everything_while_a_station_account_attacks(
+    site_broker: tuple[MosquittoServer, dict], central_env: dict[str, str], api_url: str, auth: RoleAuth,
+    tmp_path: Path, logs_dir: Path,
+) -> None:
+    """Finding 3 through the real gateway, broker and ingestor: st02's account tries to join the ingestors'
+    group and to take the gateway's and the ingestor's client ids; every file of st01 is still stored."""
+    server, passwords = site_broker
+    ingestor = ChildProcess("ingestor-identity", mes_command("ingest"), {
+        **central_env, "MES_MQTT_PORT": str(server.port), "MES_MQTT_USERNAME": "ingestor",
+        "MES_MQTT_PASSWORD": passwords["ingestor"], "MES_INGESTOR_CLIENT_ID": INGESTOR_ID,
+    }, logs_dir / "ingestor-identity.log").start()
+    local_port = find_free_port()
+    gateway = ChildProcess("gateway-identity", mes_command("gateway", "--station", "st01"), {
+        "MES_GW_STATION": "st01", "MES_GW_WORK_DIR": str(tmp_path / "st01"), "MES_GW_LOCAL_PORT": str(local_port),
+        "MES_GW_MQTT_PORT": str(server.port), "MES_GW_MQTT_USERNAME": "st01", "MES_GW_MQTT_PASSWORD": passwords["st01"],
+        "MES_GW_STABLE_WINDOW_S": "0.2", "MES_GW_RESCAN_INTERVAL_S": "0.5",
+    }, logs_dir / "gateway-identity.log").start()
+    intruder = _connect(site_broker, "st02", "gw-st02")
+    try:
+        station = Station("PROC-001", "st01", tmp_path / "st01", f"http://127.0.0.1:{local_port}")
+        wait_http_ok(f"{station.gateway_url}/status", 30, gateway)
+        assert [intruder.subscribe(f) for f in ingestor_subscriptions()] == [NOT_AUTHORIZED] * 2
+        for stolen in ("gw-st01", INGESTOR_ID):
+            thief = _connect(site_broker, "st02", stolen)
+            thief.close()
+            assert thief.connack_code == NOT_AUTHORIZED
+        line = Line(api_url, {"PROC-001": station}, auth=auth.manager)
+        lot = line.create_lot()
+        started_at = later(-120)
+        answer = line.start_via_gateway(lot, "PROC-001", at=started_at)
+        assert answer.status_code == 200, f"{answer.text}\n{gateway.log_tail()}\n{ingestor.log_tail()}"
+        names = []
+        for n in range(12):
+            record = completion_record("PROC-001", lot, "W001", started_at, started_at + timedelta(seconds=30),
+                                       random.Random(n))
+            names.append(line.drop_record(record, stamp=later(-100 + n)))
+        assert [line.wait_disposition("PROC-001", name, timeout=30) for name in names] == ["completed"] * 12
+        assert httpx.get(f"{station.gateway_url}/status", timeout=10).json()["connected"] is True
+    finally:
+        intruder.close()
+        gateway.stop()
+        ingestor.stop()
 
 
 def test_kill_9_keeps_retained_states_and_sessions(site_broker: tuple[MosquittoServer, dict]) -> None:
