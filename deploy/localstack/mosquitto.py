@@ -48,12 +48,14 @@ class MosquittoServer(ManagedServer):
         base_dir: Path,
         port: int | None = None,
         extra_config: str = "",
+        allow_anonymous: bool = True,  # without dynsec_file: False refuses everyone (no accounts)
         dynsec_file: Path | None = None,
         tls: TlsFiles | None = None,
         autosave_interval: int = AUTOSAVE_INTERVAL_S,
     ) -> None:
         super().__init__(base_dir, port)
         self.extra_config = extra_config
+        self.allow_anonymous = allow_anonymous
         self.dynsec_file = Path(dynsec_file).absolute() if dynsec_file else None
         self.tls = tls
         self.autosave_interval = autosave_interval
@@ -109,7 +111,7 @@ class MosquittoServer(ManagedServer):
 
     def _security(self) -> list[str]:
         if self.dynsec_file is None:
-            return ["allow_anonymous true"]
+            return [f"allow_anonymous {'true' if self.allow_anonymous else 'false'}"]
         plugin = find_dynsec_plugin()
         if plugin is None:
             raise RuntimeError("mosquitto_dynamic_security.so not found (it comes with the mosquitto package); "
