@@ -138,7 +138,7 @@ def test_ingestor_away_while_records_queue_up(central: Central, rig: Rig, db: ps
     them (the broker session or the stations' outboxes), then it is started again.
     `frozen`: the ingestor process is suspended (SIGSTOP) under its open connection, so the broker and the
     stations still take it for online: the records are published and queue in the broker for its session, far
-    beyond 1,000 (the local config sets `max_queued_messages 0`), then it is resumed (SIGCONT).
+    beyond 1,000 (the local config sets the site's `max_queued_messages 1000000`), then it is resumed (SIGCONT).
     """
     begin = datetime.now(SEOUL)
     started = run_start_time()

@@ -68,7 +68,7 @@ def start_postgres(base: Path) -> PostgresServer:
 
 
 def start_broker(base: Path) -> MosquittoServer:
-    """Mosquitto with the local stack's config (persistence, `max_queued_messages 0`), $SYS every second."""
+    """Mosquitto with the local stack's config (the site's persistence and queue limits), $SYS every second."""
     server = MosquittoServer(base, extra_config="sys_interval 1")
     server.start()
     return server
