@@ -33,6 +33,7 @@ from mes_contracts.topics import Name, StationAddress, ingestor_subscriptions, s
 from tests.support.auth import RoleAuth
 from tests.support.line import start_body
 
+pytestmark = pytest.mark.processes  # starts its own Mosquitto (and MES processes)
 ST01 = StationAddress("KR", "L1", "st01")
 ST02 = StationAddress("KR", "L1", "st02")
 NOT_AUTHORIZED = 0x87  # MQTT 5 reason code of a refused CONNECT / PUBLISH

@@ -33,6 +33,7 @@ from tests.support.auth import RoleAuth
 from tests.support.line import Line, Station, later
 from tests.test_broker_acl import FAILURE, NOT_AUTHORIZED, TIMEOUT, Client
 
+pytestmark = pytest.mark.processes  # starts its own Mosquitto (and MES processes)
 ST01 = StationAddress("KR", "L1", "st01")
 ST02 = StationAddress("KR", "L1", "st02")
 INGESTOR_ID = "mes-ingestor-1"

@@ -26,6 +26,7 @@ from mes_cli.broker import BrokerSite, render_conf
 from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from mes_contracts.topics import Name, StationAddress
 
+pytestmark = pytest.mark.processes  # starts its own Mosquitto (and MES processes)
 ST01 = StationAddress("KR", "L1", "st01")
 TIMEOUT = 10.0
 BACKENDS = ["cryptography", "openssl"]

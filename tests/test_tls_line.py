@@ -23,6 +23,7 @@ from tests.support.auth import RoleAuth
 from tests.support.line import Line, Station, later, start_body
 from tests.test_broker_tls import ST01, Pki, _with_cryptography
 
+pytestmark = pytest.mark.processes  # starts its own Mosquitto (and MES processes)
 INGESTOR_ID = "mes-ingestor-1"
 
 
