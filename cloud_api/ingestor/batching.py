@@ -52,6 +52,16 @@ class CompletionBatcher:
     def put(self, pending: Pending) -> None:
         self._queue.put_nowait(pending)
 
+    def discard(self) -> int:
+        """Drop what still waits (the link is gone; the broker redelivers it to the persistent session, or the
+        station sends it again) and give back its slots, which would otherwise leak at every reconnect."""
+        dropped = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._release()
+            dropped += 1
+        return dropped
+
     async def run(self, client: aiomqtt.Client) -> None:
         while True:
             batch = [await self._queue.get()]

@@ -116,6 +116,7 @@ class Ingestor:
                     finally:
                         for task in tasks:
                             task.cancel()
+                        batcher.discard()
             except aiomqtt.MqttError as error:
                 metrics.CONNECTED.set(0)
                 log.warning("broker link lost (%s); reconnecting in %.0f s", error, delay)
