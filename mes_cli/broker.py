@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mes_cli import broker_dynsec as dynsec
 from mes_cli.broker_acl import AclBlock, BrokerConfigError, ServiceKind, service_block
+from mes_cli.broker_legacy import read_legacy
 from mes_cli.broker_policy import (
     DEFAULT_DYNSEC_PLUGIN,
     MAX_QUEUED_MESSAGES,
@@ -221,6 +222,7 @@ def init_site(site: BrokerSite, client_ids: Sequence[str], force: bool = False) 
         notes.append(f"wrote {site.config_file}")
     with _locked(site):
         document = read_document(site) if site.dynsec_file.exists() else dynsec.empty_document()
+        document = _import_legacy(site, document, notes)
         for block in (service_block(ServiceKind.INGESTOR, client_ids=client_ids), service_block(ServiceKind.API)):
             if block.username not in dynsec.accounts(document):  # `add-service` owns them once they exist
                 document = dynsec.merge_account(document, block, dynsec.hash_password(generate_password()))
@@ -228,7 +230,19 @@ def init_site(site: BrokerSite, client_ids: Sequence[str], force: bool = False) 
     notes.append(f"accounts file {site.dynsec_file} (accounts: {', '.join(dynsec.accounts(document))})")
     legacy = [name for name in LEGACY_NAMES if (site.config_dir / name).exists()]
     if legacy:
-        notes.append(f"found {', '.join(legacy)} of an older version (password_file/acl_file): they are no longer "
-                     "read; re-run `mes broker add-station` / `add-service` for each account with "
-                     "--password <its current password>, then delete them")
+        notes.append(f"{', '.join(legacy)} of the older password_file/acl_file setup are no longer read: delete "
+                     "them once the broker runs with this configuration")
     return notes
+
+
+def _import_legacy(site: BrokerSite, document: dynsec.Document, notes: list[str]) -> dynsec.Document:
+    """Accounts of the older passwords/acl files that the accounts file lacks, with their password hashes."""
+    imported, skipped = read_legacy(site.config_dir)
+    known = set(dynsec.accounts(document))
+    for account in imported:
+        if account.block.username not in known:
+            document = dynsec.merge_account(document, account.block, account.hashed)
+            notes.append(f"imported {account.block.username!r} from the older password file (same password, "
+                         "today's rules)")
+    notes.extend(f"not imported: {note}" for note in skipped)
+    return document

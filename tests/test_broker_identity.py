@@ -11,6 +11,7 @@ import os
 import queue
 import random
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,6 +178,30 @@ def test_kill_9_keeps_retained_states_and_sessions(site_broker: tuple[MosquittoS
     st01 = _connect(site_broker, "st01", "gw-st01")
     with _opened(st01):
         assert st01.publish(ST01.state(), b"", retain=True) < FAILURE  # nothing left for other tests
+
+
+def test_accounts_of_the_older_password_file_keep_their_passwords(tmp_path: Path) -> None:
+    """`mes broker init` on a site of the password_file/acl_file setup: the real mosquitto_passwd hash logs in."""
+    config = tmp_path / "mes"
+    config.mkdir()
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(config / "passwords"), "st01", "old-password-st01"],
+                   check=True, capture_output=True)
+    (config / "acl").write_text("# BEGIN mes-account st01\n# station KR/L1/st01: writes req/#, evt/#, state\n"
+                                "user st01\ntopic write mes/v1/KR/L1/st01/req/#\n# END mes-account st01\n")
+    site = BrokerSite(config_dir=config)
+    assert any("imported 'st01'" in note for note in broker.init_site(site, [INGESTOR_ID]))
+    server = MosquittoServer(tmp_path / "broker", dynsec_file=site.dynsec_file)
+    server.start()
+    try:
+        station = Client(server.port, "st01", "old-password-st01", client_id="gw-st01")
+        with _opened(station):
+            assert station.accepted
+            assert station.subscribe(ST02.reply()) == NOT_AUTHORIZED  # today's rules, not the old ACL
+        wrong = Client(server.port, "st01", "another-password", client_id="gw-st01")
+        wrong.close()
+        assert not wrong.accepted
+    finally:
+        server.stop()
 
 
 def test_the_local_broker_runs_the_site_settings(tmp_path: Path) -> None:

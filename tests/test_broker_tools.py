@@ -231,9 +231,19 @@ def test_add_station_needs_init_a_valid_station_and_a_long_password(tmp_path: Pa
     assert bad.exit_code == 2 and "invalid topic segment" in bad.output
 
 
-def test_init_points_at_the_files_of_an_older_version(tmp_path: Path) -> None:
+def test_init_imports_the_accounts_of_an_older_version(tmp_path: Path) -> None:
     old = tmp_path / "old"
     old.mkdir()
-    (old / "passwords").write_text("st01:$7$101$x$y\n")
+    (old / "passwords").write_text("st01:$7$101$c2FsdA==$aGFzaA==\nst02:$6$plain-sha512\n"
+                                   "st03:$7$101$c2FsdA==$aGFzaA==\n")
+    (old / "acl").write_text("# BEGIN mes-account st01\n# station KR/L2/st01: writes req/#\nuser st01\n"
+                             "# END mes-account st01\n")
     result = CliRunner().invoke(broker_app, ["init", "--config-dir", str(old)])
-    assert result.exit_code == 0 and "no longer read" in result.output and "--password" in result.output
+    assert result.exit_code == 0 and "no longer read" in result.output, result.output
+    assert "imported 'st01'" in result.output
+    assert "not imported: st02: not a PBKDF2-SHA512" in result.output
+    assert "not imported: st03: no managed ACL block" in result.output
+    client = dynsec.client(_document(old), "st01")
+    assert client is not None and client["clientid"] == "gw-st01"
+    assert (client["salt"], client["password"], client["iterations"]) == ("c2FsdA==", "aGFzaA==", 101)
+    assert "mes/v1/KR/L2/st01/req/#" in json.dumps(_document(old))
