@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import _posixsubprocess  # what multiprocessing forks with
 import os
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +165,60 @@ def line(api_url: str, ingestor: ChildProcess, broker: MosquittoServer, auth: Ro
 
 def pytest_report_header() -> str:
     return f"withforce-mes tests; uid={os.getuid()}"
+
+
+# -- test tiers (README "Tests") ------------------------------------------------------------------------------------
+# `quick`: set here, never by hand, on every test that needs no service and starts no process: its fixture closure
+# (which holds every fixture it depends on, however indirectly) has none of PROCESS_FIXTURES, and its module is not
+# marked `pytestmark = pytest.mark.processes` (a module that starts servers or `mes …` children by itself).
+# `./test.sh -m quick` runs them; a quick test that starts a child process anyway fails (quick_tier_guard).
+PROCESS_FIXTURES = frozenset({
+    # tests/conftest.py: the three servers and everything on top of them
+    "postgres", "broker", "redis_server", "central_env", "db", "api_url", "api_users", "auth", "ingestor", "line",
+    # tests/fault/conftest.py: a module's own PostgreSQL + API, a test's own broker
+    "central", "rig",
+})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("processes") is None and item.get_closest_marker("docker") is None \
+                and not PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.quick)
+
+
+def _no_child_process(what: str) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"a test of the quick tier started a child process ({what}): mark its module "
+                           "`pytestmark = pytest.mark.processes` (tests/conftest.py, README \"Tests\")")
+    return refuse
+
+
+@contextmanager
+def _quick_tier_guard(item: pytest.Item) -> Iterator[None]:
+    """A quick test may not start a process (subprocess, asyncio subprocesses, multiprocessing, fork), neither in
+    its body nor in the setup of any fixture it uses, whatever the fixture's scope."""
+    if item.get_closest_marker("quick") is None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", _no_child_process("subprocess.Popen"))
+        patch.setattr(_posixsubprocess, "fork_exec", _no_child_process("fork_exec"))
+        for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system"):
+            if hasattr(os, name):
+                patch.setattr(os, name, _no_child_process(f"os.{name}"))
+        yield
+
+
+# Setup and call only: the teardown after a quick test may stop the servers of the tests before it.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _quick_tier_guard(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _quick_tier_guard(item):
+        return (yield)

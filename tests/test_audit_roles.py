@@ -15,6 +15,8 @@ from db.migrate import upgrade
 from deploy.localstack.children import mes_command
 from deploy.localstack.postgres import PostgresServer
 
+pytestmark = pytest.mark.processes  # starts its own PostgreSQL clusters and runs `mes db upgrade`
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -30,6 +30,8 @@ from tests.test_edge_gateway_local_api import START
 from tests.test_edge_gateway_outbox import content
 from tests.test_edge_gateway_pickup import name_for
 
+pytestmark = pytest.mark.processes  # starts its own Mosquitto
+
 STATION = StationAddress("KR", "L1", "st09")
 SERVICE = service_address("fake-ingestor").state()
 

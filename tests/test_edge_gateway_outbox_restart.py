@@ -20,6 +20,8 @@ from mes_contracts.envelope import Outcome
 from tests.test_edge_gateway_outbox import content, drop, names, new_record, rows, running, settings, until
 from tests.test_edge_gateway_pickup import FakeLink, name_for, record
 
+pytestmark = pytest.mark.processes  # kills a gateway running in a child process
+
 __all__ = ["settings"]  # the fixture, shared with the outbox tests
 NAME = name_for(1)
 

@@ -22,6 +22,8 @@ from deploy.localstack.common import find_free_port
 from mes_cli.local_env import read_env_file
 from mes_cli.stack import GATEWAY_BASE_PORT, _gateway_port
 
+pytestmark = pytest.mark.processes  # runs `mes up` and other `mes` commands as processes
+
 STATIONS = [f"st{n:02d}" for n in range(1, 9)]
 BANNER_END = "label preview"  # the banner's last line: everything is up
 

@@ -31,6 +31,8 @@ from mes_contracts.envelope import Envelope, Outcome, ReplyPayload
 from tests.support.line import Line, later
 from tests.test_edge_gateway_pickup import NAME, FakeLink, Running, name_for, record
 
+pytestmark = pytest.mark.processes  # a writer in another process
+
 DEEP = b"[" * 1000 + b"]" * 1000
 
 

@@ -26,6 +26,8 @@ from deploy.localstack.services import (
     find_free_port,
 )
 
+pytestmark = pytest.mark.processes  # starts its own PostgreSQL, Mosquitto and Redis
+
 
 @pytest.fixture
 def cleanup() -> Iterator[list[ManagedServer]]:

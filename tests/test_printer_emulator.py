@@ -24,6 +24,8 @@ from printer_emulator import PrinterEmulator
 from printer_emulator.control import ControlServer
 from printer_emulator.protocol import ProgramStream
 
+pytestmark = pytest.mark.processes  # runs `mes printer-emulator` as a process
+
 
 def fake_preview(zpl: str, dpi: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + f"{dpi}:".encode() + zpl.encode()
