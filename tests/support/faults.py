@@ -28,6 +28,7 @@ from mes_contracts.completion import completion_file_name
 from tests.support.auth import AUTH_ENV, ApiAuth, ApiUser, add_users
 from tests.support.folders import WorkFolders
 from tests.support.line import SEOUL
+from tests.support.stations import allow_processes
 from tests.support.verifier import Produced
 
 WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
@@ -64,6 +65,9 @@ def start_postgres(base: Path) -> PostgresServer:
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.cursor().executemany(
             "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS)
+        # Every fault-rig gateway (st01…st99) reports PROC-001 completions, which only st01 may by default.
+        for number in range(1, 100):
+            allow_processes(conn, f"st{number:02d}", [PROCESS])
     return server
 
 
