@@ -171,11 +171,11 @@ def pytest_report_header() -> str:
 # `quick`: set here, never by hand, on every test that needs no service and starts no process: its fixture closure
 # (which holds every fixture it depends on, however indirectly) has none of PROCESS_FIXTURES, and its module is not
 # marked `pytestmark = pytest.mark.processes` (a module that starts servers or `mes …` children by itself).
-# `./test.sh -m quick` runs them; a quick test that starts a child process anyway fails (quick_tier_guard).
+# `./test.sh -m quick` runs them; a quick test that starts a child process anyway fails (_quick_tier_guard).
 PROCESS_FIXTURES = frozenset({
     # tests/conftest.py: the three servers and everything on top of them
     "postgres", "broker", "redis_server", "central_env", "db", "api_url", "api_users", "auth", "ingestor", "line",
-    # tests/fault/conftest.py: a module's own PostgreSQL + API, a test's own broker
+    # tests/fault/conftest.py: the fault modules' PostgreSQL + API, a test's own broker
     "central", "rig",
 })
 

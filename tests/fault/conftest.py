@@ -1,4 +1,4 @@
-"""Fault-test fixtures: a module's own PostgreSQL + API, and per test its own broker, ingestors and gateways."""
+"""Fault-test fixtures: one PostgreSQL + API for all fault modules, per test its own broker, ingestors, gateways."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ def pytest_runtest_makereport(item: pytest.Item,
     return report
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
-    """PostgreSQL (migrated, workers seeded) and `mes api`, shared by the tests of one module only."""
+    """PostgreSQL (migrated, workers seeded) and `mes api`, shared by the fault modules (README "Tests").
+
+    Safe to share: the tests run one at a time, each on its own broker, ingestors and gateways (`rig`), and
+    look only at their own LOTs, files and message ids, or at counts taken before and after within the test.
+    """
     stack = Central.start(tmp_path_factory.mktemp("fault-central"))
     yield stack
     stack.stop()
@@ -38,6 +42,8 @@ def rig(central: Central, tmp_path: Any, request: pytest.FixtureRequest) -> Iter
     the_rig.stop()
     if not central.postgres.is_running():  # a test that stopped PostgreSQL and failed before restarting it
         central.postgres.start()
+    if central.api is not None and not central.api.running:  # the next module gets a live API all the same
+        central.start_api()
 
 
 @pytest.fixture
