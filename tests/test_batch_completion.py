@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cloud_api.adapters import batch_sql
+from cloud_api.adapters import batch_sql, completion_store
 from cloud_api.adapters.database import Database
 from cloud_api.domain.lots import LotStatus
 from cloud_api.services import batch_completion as bc
@@ -371,7 +371,7 @@ def test_run_updates_keep_first_time_and_worker_and_latest_verdict() -> None:
     ctx = bc.Context({}, {"WF-KR-260105D-001": (7, LotStatus.IN_PROGRESS)}, {(7, "PROC-001"): 70},
                      frozenset({"W001", "W002", "W003"}), frozenset())
     decisions = bc.decide(bc.parse_items(items), ctx, LANG)
-    updates = bc.run_updates(bc.accepted_of(decisions))
+    updates = completion_store.run_updates(bc.accepted_of(decisions))
     assert len(updates) == 1
     update = updates[0]
     assert (update.run_id, update.first_worker_id, update.last_verdict, update.count) == (70, "W001", "FAIL", 3)
@@ -394,7 +394,7 @@ def test_decide_repeats_hashes_and_last_process() -> None:
     accepted = bc.accepted_of(decisions)
     assert [a.source.message_id for a in accepted] == [names.id("a"), names.id("c")]
     assert [a.transition for a in accepted] == [(LotStatus.IN_PROGRESS, LotStatus.COMPLETED), None]
-    assert len(bc.lot_rows(accepted)) == 1
+    assert len(completion_store.lot_rows(accepted)) == 1
     answers = bc.final_answers(decisions, {names.id("a"): {"stored": True}}, [s.message_id for _, s in items])
     assert answers[1] == Answer(Outcome.DUPLICATE, 200, {"stored": True})
     assert answers[2].outcome is Outcome.DUPLICATE and answers[2].body["data"]["result"] == "duplicate"
@@ -409,22 +409,21 @@ def _pure_names() -> Names:
     return names
 
 
-async def test_fault_hook_sees_each_stored_answer_before_commit(database: Database, postgres: PostgresServer,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_fault_hook_sees_each_stored_answer_before_commit(database: Database, postgres: PostgresServer) -> None:
     """As in `run_once`: the hook runs for every item whose work ran, inside the still-open transaction."""
     base = datetime.now(KST).replace(microsecond=0) - timedelta(hours=1)
     names = Names("hook")
     names.lots["L1"] = await lot_at(database, "PROC-001", base)
     seen: list[tuple[uuid.UUID | None, Outcome, int]] = []
 
-    async def record(message_type: Any, message_id: uuid.UUID | None, answer: Answer) -> None:
-        with psycopg.connect(postgres.dsn) as conn:
-            visible = conn.execute("SELECT count(*) FROM processed_messages WHERE message_id = %s",
-                                   (message_id,)).fetchone()
-        seen.append((message_id, answer.outcome, visible[0] if visible else -1))
+    class Hooks:  # injected as the ingestor injects its crash hooks (services/ports.CommitHooks)
+        async def before_commit(self, message_type: Any, message_id: uuid.UUID | None, answer: Answer) -> None:
+            with psycopg.connect(postgres.dsn) as conn:
+                visible = conn.execute("SELECT count(*) FROM processed_messages WHERE message_id = %s",
+                                       (message_id,)).fetchone()
+            seen.append((message_id, answer.outcome, visible[0] if visible else -1))
 
-    monkeypatch.setattr(bc.faults, "before_commit", record)
     specs = [Spec("L1", "PROC-001", "ok", "s1"), Spec("L1", "PROC-001", "ok", "s1"),
              Spec("L1", "PROC-001", "dupfile", "s1"), Spec("L1", "PROC-001", "bad", "s2", worker="W999")]
-    await bc.handle_completions_batch(database, [build(spec, names, base) for spec in specs], LANG)
+    await bc.handle_completions_batch(database, [build(spec, names, base) for spec in specs], LANG, hooks=Hooks())
     assert seen == [(names.id("ok"), Outcome.ACCEPTED, 0), (names.id("dupfile"), Outcome.DUPLICATE, 0)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import text
@@ -116,56 +116,3 @@ async def runs_of_lot(conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]
         {"lot": lot_id},
     )
     return [dict(r) for r in rows.mappings()]
-
-
-async def insert_result(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    row = await conn.execute(
-        text(
-            "INSERT INTO process_results (run_id, lot_id, process_id, message_id, source_station, "
-            "source_file_name, source_sha256, worker_id, start_time, complete_time, result, failure_reasons, "
-            "process_data, replay) VALUES (:run_id, :lot_id, :process_id, :message_id, :source_station, "
-            ":source_file_name, :source_sha256, :worker_id, :start_time, :complete_time, :result, "
-            "CAST(:failure_reasons AS jsonb), CAST(:process_data AS jsonb), :replay) RETURNING id"
-        ),
-        values,
-    )
-    return int(row.scalar_one())
-
-
-async def complete_run(
-    conn: AsyncConnection, run_id: int, complete_time: datetime, worker_id: str, result: str
-) -> None:
-    """First completion closes the run; later ones (re-tests) update the verdict and the count."""
-    await conn.execute(
-        text(
-            "UPDATE process_runs SET status = 'COMPLETED', "
-            "complete_time = COALESCE(complete_time, :t), complete_worker_id = COALESCE(complete_worker_id, :w), "
-            "completed_recorded_at = COALESCE(completed_recorded_at, now()), "
-            "result = :r, completion_count = completion_count + 1 WHERE id = :id"
-        ),
-        {"t": complete_time, "w": worker_id, "r": result, "id": run_id},
-    )
-
-
-async def insert_many(conn: AsyncConnection, sql: str, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(text(sql), rows)
-
-
-async def lock_lot_for_completion(
-    conn: AsyncConnection, lot_number: str, process_id: str, worker_id: str, sha256: str | None
-) -> dict[str, Any] | None:
-    """LOT row (locked), its run of the process, worker check and whether the file was stored: one round trip."""
-    row = await conn.execute(
-        text(
-            "SELECT l.id, l.status, r.id AS run_id, "
-            "EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :w AND w.active) AS worker_active, "
-            "(CAST(:sha AS text) IS NOT NULL AND EXISTS (SELECT 1 FROM process_results pr "
-            "WHERE pr.source_sha256 = :sha)) AS seen_file "
-            "FROM lots l LEFT JOIN process_runs r ON r.lot_id = l.id AND r.process_id = :p AND r.serial_id IS NULL "
-            "WHERE l.lot_number = :n FOR UPDATE OF l"
-        ),
-        {"n": lot_number, "p": process_id, "w": worker_id, "sha": sha256},
-    )
-    found = row.mappings().first()
-    return dict(found) if found else None

@@ -7,11 +7,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud_api.adapters.workers_sql import active_worker
 from cloud_api.domain.lots import LotStatus
 
 _LOT_FOR_START = (
     "SELECT l.id, l.status, "
-    "EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :w AND w.active) AS worker_active, "
+    f"{active_worker(':w')} AS worker_active, "
     "COALESCE((SELECT json_agg(json_build_object('process_id', r.process_id, 'status', r.status, "
     "'work_order_id', r.work_order_id, 'start_time', r.start_time)) FROM process_runs r "
     "WHERE r.lot_id = l.id AND r.serial_id IS NULL), '[]'::json) AS runs "
@@ -60,7 +61,7 @@ _INSERT_RUN_SQL = {change: _insert_run_sql(change) for change in (False, True)}
 # work-order number, which only this statement knows: it is set into the `work_order_id` keys.
 _GUARD = (
     "guard AS (SELECT id FROM lots WHERE id = :lot_id AND status = :seen_status "
-    "AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = :worker_id AND w.active) FOR UPDATE OF lots), "
+    f"AND {active_worker(':worker_id')} FOR UPDATE OF lots), "
 )
 _AUDIT = (
     ", audit AS (INSERT INTO audit_log (actor, action, entity, entity_key, old_value, new_value, reason, "

@@ -33,7 +33,7 @@ from mes_contracts.topics import parse_topic
 if TYPE_CHECKING:
     import aiomqtt
 
-    from cloud_api.services.handlers import Answer
+    from cloud_api.services.ports import Answer
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,16 @@ async def before_commit(message_type: MessageType, message_id: uuid.UUID | None,
     if plan.mode == ACK_BEFORE_COMMIT and message_id is not None:
         await _publish_early_reply(message_id, answer)
     crash(f"{plan.mode}:{plan.nth} before the commit of {message_id}")
+
+
+class FaultHooks:
+    """The `CommitHooks` (services/ports.py) the ingestor passes to the use cases; they never import this module."""
+
+    async def before_commit(self, message_type: MessageType, message_id: uuid.UUID | None, answer: Answer) -> None:
+        await before_commit(message_type, message_id, answer)
+
+
+HOOKS = FaultHooks()
 
 
 def after_commit(message_type: MessageType, message_id: uuid.UUID, outcome: Outcome) -> None:

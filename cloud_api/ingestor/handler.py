@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
+from cloud_api.ingestor import faults
 from cloud_api.labels.results import handle_print_result
 from cloud_api.services.dead_letters import Letter
 from cloud_api.services.handlers import Answer, error_answer, handle_completion, handle_start
@@ -63,10 +64,10 @@ async def handle_envelope(db: Database, topic: str, parsed: ParsedTopic, envelop
         error = DomainError(ErrorCode.INVALID_REQUEST, {"topic": topic}, "source does not match topic")
         return Handled(envelope, error_answer(error, lang))
     if envelope.type is MessageType.PROCESS_START_REQUEST:
-        answer = await handle_start(db, envelope.payload, station, envelope.message_id, lang)
+        answer = await handle_start(db, envelope.payload, station, envelope.message_id, lang, hooks=faults.HOOKS)
     elif envelope.type is MessageType.PROCESS_COMPLETED:
         record, source = _completion(envelope, station)
-        answer = await handle_completion(db, record, source, lang)
+        answer = await handle_completion(db, record, source, lang, faults.HOOKS)
     elif envelope.type is MessageType.LABEL_PRINT_RESULT and parsed.name == Name.PRINT_RESULT:
         answer = await handle_print_result(db, envelope.payload, station, envelope.message_id, lang)
     else:

@@ -1,4 +1,9 @@
-"""Many completion messages in one transaction, answered exactly as `handle_completion` one by one would."""
+"""Many completion messages in one transaction, answered exactly as `handle_completion` one by one would.
+
+Same decision (domain/completion.decide_completion) and same writer (adapters/completion_store.write) as the
+one-by-one path; what is added here is the batch's bookkeeping: claiming the message ids, seeing earlier items'
+effects, and falling back to one by one when the batch cannot be decided alone.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,28 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloud_api.adapters import batch_sql
+from cloud_api.adapters import batch_sql, completion_store
+from cloud_api.adapters.completion_store import StoredAnswer
 from cloud_api.adapters.database import Database
+from cloud_api.domain.completion import (
+    Accepted,
+    CompletionSource,
+    DuplicateFile,
+    LotForCompletion,
+    decide_completion,
+)
 from cloud_api.domain.errors import DomainError
-from cloud_api.domain.lots import LotStatus, status_after_completion
-from cloud_api.domain.measurements import extract_measurements
-from cloud_api.ingestor import faults
+from cloud_api.domain.lots import LotStatus
 from cloud_api.services.audit import rows_json
 from cloud_api.services.dead_letters import Letter, is_transient, short_text, store_or_quarantine
-from cloud_api.services.handlers import Answer, error_answer, handle_completion
+from cloud_api.services.handlers import error_answer, handle_completion
 from cloud_api.services.idempotency import StoredReply
-from cloud_api.services.process_complete import CompletionSource, _summary, completion_audit, parse_completion
+from cloud_api.services.ports import NO_HOOKS, Answer, CommitHooks
+from cloud_api.services.process_complete import completion_audit, parse_completion
 from cloud_api.services.station_access import all_allowed
 from mes_contracts.completion import CompletionRecord
 from mes_contracts.envelope import MessageType, Outcome
-from mes_contracts.errors import ErrorCode, success_message
-from mes_contracts.process_data import ProcessDataBase
+from mes_contracts.errors import success_message
 from mes_contracts.start import success_body
 
 log = logging.getLogger(__name__)
@@ -40,7 +51,7 @@ class BatchFallback(Exception):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Pure part: what `complete_process` would decide for each item, in order, given what the database holds.
+# Pure part: the domain's decision (domain/completion.py) for each item, in order, plus the message ids.
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -60,17 +71,6 @@ class Context:
     runs: dict[tuple[int, str], int]
     active_workers: frozenset[str]
     seen_shas: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    record: CompletionRecord
-    typed: ProcessDataBase
-    source: CompletionSource
-    lot_id: int
-    run_id: int
-    verdict: str
-    transition: tuple[LotStatus, LotStatus] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +101,6 @@ class Done:
 
 
 Decision = Stored | Repeat | Rejected | Done
-
-
-@dataclass(frozen=True, slots=True)
-class RunUpdate:
-    run_id: int
-    first_complete_time: str
-    first_worker_id: str
-    last_verdict: str
-    count: int
 
 
 @dataclass
@@ -146,46 +137,32 @@ def decide(parsed: Sequence[Parsed], ctx: Context, lang: str) -> list[Decision]:
 
 
 def _decide_new(item: Parsed, ctx: Context, state: _State, lang: str) -> Decision:
-    """`complete_process`, step by step, against the batch's view of the database."""
+    """The domain's decision for one item, against the batch's view of the database so far."""
     if item.record is None:
         assert item.error is not None
         return Rejected(error_answer(item.error, lang))
     record, source = item.record, item.source
-    lot = ctx.lots.get(record.lot_number)
-    if lot is None:
-        return _reject(ErrorCode.LOT_NOT_FOUND, {"lot_number": record.lot_number}, lang)
-    if source.sha256 is not None and source.sha256 in state.seen_shas:
-        return Done(_work_answer(_summary(record, "duplicate"), True, lang))
-    lot_id = lot[0]
-    run_id = ctx.runs.get((lot_id, record.process_id))
-    if run_id is None:
-        return _reject(ErrorCode.PROCESS_NOT_STARTED,
-                       {"lot_number": record.lot_number, "process_id": record.process_id}, lang)
-    if record.worker_id not in ctx.active_workers:
-        return _reject(ErrorCode.WORKER_NOT_FOUND, {"worker_id": record.worker_id}, lang)
-    return _accept(record, source, lot_id, run_id, state, lang)
-
-
-def _accept(record: CompletionRecord, source: CompletionSource, lot_id: int, run_id: int, state: _State,
-            lang: str) -> Done:
-    typed = record.typed_data()
-    verdict = typed.outcome()
-    current = state.lot_status[record.lot_number]
-    new_status = status_after_completion(current, record.process_id)
-    if new_status is not None:
-        state.lot_status[record.lot_number] = new_status
+    try:
+        decided = decide_completion(record, source, _view(record, source, ctx, state))
+    except DomainError as refused:
+        return Rejected(error_answer(refused, lang))
+    if isinstance(decided, DuplicateFile):
+        return Done(_work_answer(decided.summary, True, lang))
+    if decided.new_status is not None:  # later items of the batch see the LOT's new status and this file
+        state.lot_status[record.lot_number] = decided.new_status
     if source.sha256 is not None:
         state.seen_shas.add(source.sha256)
-    summary = _summary(record, verdict)
-    summary["lot_status"] = (new_status or current).value
-    summary["failure_reasons"] = typed.failure_reasons()
-    transition = (current, new_status) if new_status is not None else None
-    accepted = Accepted(record, typed, source, lot_id, run_id, verdict, transition)
-    return Done(_work_answer(summary, False, lang), accepted)
+    return Done(_work_answer(decided.summary(), False, lang), decided)
 
 
-def _reject(code: ErrorCode, data: dict[str, Any], lang: str) -> Rejected:
-    return Rejected(error_answer(DomainError(code, data), lang))
+def _view(record: CompletionRecord, source: CompletionSource, ctx: Context, state: _State) -> LotForCompletion | None:
+    lot = ctx.lots.get(record.lot_number)
+    if lot is None:
+        return None
+    lot_id = lot[0]
+    return LotForCompletion(lot_id, state.lot_status[record.lot_number], ctx.runs.get((lot_id, record.process_id)),
+                            record.worker_id in ctx.active_workers,
+                            source.sha256 is not None and source.sha256 in state.seen_shas)
 
 
 def _work_answer(data: dict[str, Any], duplicate: bool, lang: str) -> Answer:
@@ -196,20 +173,6 @@ def _work_answer(data: dict[str, Any], duplicate: bool, lang: str) -> Answer:
 
 def accepted_of(decisions: Sequence[Decision]) -> list[Accepted]:
     return [d.accepted for d in decisions if isinstance(d, Done) and d.accepted is not None]
-
-
-def run_updates(accepted: Sequence[Accepted]) -> list[RunUpdate]:
-    """Per run, in id order: first completion's time and worker (kept by COALESCE), latest verdict, count."""
-    by_run: dict[int, RunUpdate] = {}
-    for item in accepted:
-        previous = by_run.get(item.run_id)
-        if previous is None:
-            by_run[item.run_id] = RunUpdate(item.run_id, item.record.complete_time.isoformat(),
-                                            item.record.worker_id, item.verdict, 1)
-        else:
-            by_run[item.run_id] = RunUpdate(item.run_id, previous.first_complete_time, previous.first_worker_id,
-                                            item.verdict, previous.count + 1)
-    return [by_run[run_id] for run_id in sorted(by_run)]
 
 
 def final_answers(
@@ -236,58 +199,10 @@ def _as_duplicate(stored: StoredReply) -> Answer:
     return Answer(outcome, stored.http_status, stored.body)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Rows for the set-based statements.
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def result_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
-    return [{
-        "n": n, "run_id": a.run_id, "lot_id": a.lot_id, "process_id": a.record.process_id,
-        "message_id": str(a.source.message_id), "source_station": a.source.station,
-        "source_file_name": a.source.file_name, "source_sha256": a.source.sha256, "worker_id": a.record.worker_id,
-        "start_time": a.record.start_time.isoformat(), "complete_time": a.record.complete_time.isoformat(),
-        "result": a.verdict, "failure_reasons": a.typed.failure_reasons(),
-        "process_data": a.record.stored_process_data(), "replay": a.source.replay,
-    } for n, a in enumerate(accepted)]
-
-
-def component_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
-    return [{"n": n, "message_id": str(a.source.message_id), "lot_id": a.lot_id, "process_id": a.record.process_id,
-             "kind": kind, "lot": value}
-            for n, a in enumerate(accepted) for kind, value in a.typed.component_lots().items()]
-
-
-def measurement_rows(accepted: Sequence[Accepted], result_ids: dict[uuid.UUID, int]) -> list[dict[str, Any]]:
-    return [{"time": m.time.isoformat(), "lot_id": a.lot_id, "process_id": a.record.process_id,
-             "result_id": result_ids[a.source.message_id], "test_point_id": m.test_point_id,
-             "characteristic": m.characteristic, "value": m.value, "unit": m.unit, "target": m.target,
-             "tolerance": m.tolerance, "lower_limit": m.lower_limit, "upper_limit": m.upper_limit,
-             "result": m.result}
-            for a in accepted for m in extract_measurements(a.typed, a.record.complete_time)]
-
-
-def run_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
-    return [{"run_id": u.run_id, "t": u.first_complete_time, "w": u.first_worker_id, "verdict": u.last_verdict,
-             "n": u.count} for u in run_updates(accepted)]
-
-
-def lot_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
-    return [{"lot_id": a.lot_id, "old": a.transition[0].value, "new": a.transition[1].value,
-             "actor": a.record.worker_id, "reason": f"{a.record.process_id} completion",
-             "message_id": str(a.source.message_id)}
-            for a in accepted if a.transition is not None]
-
-
-def message_rows(decisions: Sequence[Decision], message_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+def stored_answers(decisions: Sequence[Decision], message_ids: Sequence[uuid.UUID]) -> list[StoredAnswer]:
     """The answer to store for every id this batch claimed (first occurrences only)."""
-    rows = []
-    for decision, message_id in zip(decisions, message_ids, strict=True):
-        if isinstance(decision, Rejected | Done):
-            answer = decision.answer
-            rows.append({"message_id": str(message_id), "outcome": answer.outcome.value,
-                         "http_status": answer.http_status, "response": answer.body})
-    return rows
+    return [StoredAnswer(message_id, d.answer.outcome.value, d.answer.http_status, d.answer.body)
+            for d, message_id in zip(decisions, message_ids, strict=True) if isinstance(d, Rejected | Done)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -296,7 +211,8 @@ def message_rows(decisions: Sequence[Decision], message_ids: Sequence[uuid.UUID]
 
 
 async def handle_completions_batch(
-    db: Database, items: list[BatchItem], lang: str, letters: Sequence[Letter] | None = None
+    db: Database, items: list[BatchItem], lang: str, letters: Sequence[Letter] | None = None,
+    hooks: CommitHooks = NO_HOOKS,
 ) -> list[Answer]:
     """One transaction for the whole batch; on a conflict it cannot decide alone, or any failure that is not
     the database being away, one by one instead: there each item is tried at most twice, then quarantined
@@ -309,7 +225,7 @@ async def handle_completions_batch(
             raise BatchFallback("a station reported a process it is not configured for")
         parsed = parse_items(items)
         async with db.transaction() as conn:
-            return await _run_batch(conn, parsed, lang)
+            return await _run_batch(conn, parsed, lang, hooks)
     except BatchFallback as reason:
         log.info("completion batch of %d handled one by one: %s", len(items), reason)
     except Exception as error:
@@ -317,14 +233,17 @@ async def handle_completions_batch(
             raise  # the caller retries while the database is away
         log.warning("completion batch of %d failed (%s: %s); handling one by one", len(items),
                     type(error).__name__, short_text(str(getattr(error, "orig", None) or error)))
-    return await _one_by_one(db, items, lang, letters or [completion_letter(raw, source) for raw, source in items])
+    letters = letters or [completion_letter(raw, source) for raw, source in items]
+    return await _one_by_one(db, items, lang, letters, hooks)
 
 
-async def _one_by_one(db: Database, items: list[BatchItem], lang: str, letters: Sequence[Letter]) -> list[Answer]:
+async def _one_by_one(
+    db: Database, items: list[BatchItem], lang: str, letters: Sequence[Letter], hooks: CommitHooks
+) -> list[Answer]:
     answers = []
     for (raw, source), letter in zip(items, letters, strict=True):
         async def attempt(raw: dict[str, Any] = raw, source: CompletionSource = source) -> Answer:
-            return await handle_completion(db, raw, source, lang)
+            return await handle_completion(db, raw, source, lang, hooks)
 
         answers.append(await store_or_quarantine(db, attempt, letter, lang))
     return answers
@@ -337,20 +256,17 @@ def completion_letter(raw: dict[str, Any], source: CompletionSource) -> Letter:
     return Letter(None, payload, source.message_id, MESSAGE_TYPE.value, source.station)
 
 
-async def _run_batch(conn: AsyncConnection, parsed: list[Parsed], lang: str) -> list[Answer]:
+async def _run_batch(conn: AsyncConnection, parsed: list[Parsed], lang: str, hooks: CommitHooks) -> list[Answer]:
     ctx = await _load(conn, parsed)
     decisions = decide(parsed, ctx, lang)
     message_ids = [item.source.message_id for item in parsed]
     accepted = accepted_of(decisions)
-    audit = rows_json([entry for a in accepted for entry in completion_audit(a.record, a.source, a.verdict,
-                                                                              a.transition)])
-    written = await batch_sql.write(conn, result_rows(accepted), component_rows(accepted), run_rows(accepted),
-                                    lot_rows(accepted), message_rows(decisions, message_ids), audit)
-    await batch_sql.insert_measurements(conn, measurement_rows(accepted, written.result_ids))
+    audit = rows_json([entry for a in accepted for entry in completion_audit(a)])
+    written = await completion_store.write(conn, accepted, stored_answers(decisions, message_ids), audit)
     answers = final_answers(decisions, written.responses, message_ids)
     for decision, item in zip(decisions, parsed, strict=True):
         if isinstance(decision, Done):  # as `run_once`: the work ran and its answer is recorded, not committed
-            await faults.before_commit(MESSAGE_TYPE, item.source.message_id, decision.answer)
+            await hooks.before_commit(MESSAGE_TYPE, item.source.message_id, decision.answer)
     return answers
 
 

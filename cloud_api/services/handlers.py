@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
-from cloud_api.ingestor import faults
 from cloud_api.services import idempotency
 from cloud_api.services.audit import deferred_audit, record_audit_many, rows_json
+from cloud_api.services.ports import NO_HOOKS, Answer, CommitHooks
 from cloud_api.services.process_complete import CompletionSource, complete_process, parse_completion
 from cloud_api.services.process_start import StartOrigin, plan_start, start_process, write_planned_start
 from cloud_api.services.station_access import check_station_allowed
@@ -24,13 +23,6 @@ from mes_contracts.envelope import MessageType, Outcome
 from mes_contracts.errors import ErrorCode, success_message
 from mes_contracts.process_data import describe_validation_error
 from mes_contracts.start import StartRequest, error_body, success_body
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    outcome: Outcome
-    http_status: int
-    body: dict[str, Any]
 
 
 def error_answer(error: DomainError, lang: str) -> Answer:
@@ -53,7 +45,8 @@ class _AnsweredElsewhere(Exception):
 
 
 async def run_once(
-    db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str, lang: str
+    db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str, lang: str,
+    hooks: CommitHooks = NO_HOOKS,
 ) -> Answer:
     """Run `work` and store its answer in one transaction; a redelivery gets the first answer, never a 2nd row.
 
@@ -62,7 +55,7 @@ async def run_once(
     """
     for attempt in (1, 2):
         try:
-            return await _attempt(db, work, message_id, message_type, source)
+            return await _attempt(db, work, message_id, message_type, source, hooks)
         except DomainError as error:
             return await _rejected(db, error, message_id, message_type, source, lang)
         except (_AnsweredElsewhere, IntegrityError):
@@ -79,7 +72,8 @@ async def run_once(
 
 
 async def _attempt(
-    db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str
+    db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str,
+    hooks: CommitHooks,
 ) -> Answer:
     async with db.transaction() as conn:
         with deferred_audit() as audit:
@@ -89,7 +83,7 @@ async def _attempt(
         elif not await idempotency.record(conn, message_id, message_type, source, answer.outcome,
                                           answer.http_status, answer.body, rows_json(audit)):
             raise _AnsweredElsewhere
-        await faults.before_commit(message_type, message_id, answer)  # test-only; no-op unless MES_FAULT_INJECT
+        await hooks.before_commit(message_type, message_id, answer)  # injected by the ingestor (its crash tests)
         return answer
 
 
@@ -115,7 +109,7 @@ def _as_duplicate(stored: idempotency.StoredReply) -> Answer:
 
 async def handle_start(
     db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID | None, lang: str,
-    actor: str | None = None,
+    actor: str | None = None, hooks: CommitHooks = NO_HOOKS,
 ) -> Answer:
     """`actor` is the signed-in user for REST; None at a station (the audit trail then names worker@station).
 
@@ -137,7 +131,7 @@ async def handle_start(
         body = success_body(success_message("process_started", lang), data).to_json_dict()
         return Answer(Outcome.ACCEPTED, 200, body)
 
-    return await run_once(db, work, message_id, MessageType.PROCESS_START_REQUEST, source, lang)
+    return await run_once(db, work, message_id, MessageType.PROCESS_START_REQUEST, source, lang, hooks)
 
 
 async def _start_in_one_statement(db: Database, raw: dict[str, Any], origin: StartOrigin) -> Answer | None:
@@ -163,7 +157,9 @@ async def _start_in_one_statement(db: Database, raw: dict[str, Any], origin: Sta
     return Answer(Outcome.ACCEPTED, 200, body)
 
 
-async def handle_completion(db: Database, raw: dict[str, Any], source: CompletionSource, lang: str) -> Answer:
+async def handle_completion(
+    db: Database, raw: dict[str, Any], source: CompletionSource, lang: str, hooks: CommitHooks = NO_HOOKS
+) -> Answer:
     try:  # a station may complete only the processes it is configured for (services/station_access.py)
         await check_station_allowed(db, source.station, raw, source.message_id, MessageType.PROCESS_COMPLETED.value)
     except DomainError as refused:
@@ -176,4 +172,5 @@ async def handle_completion(db: Database, raw: dict[str, Any], source: Completio
         body = success_body(success_message(key, lang), outcome.data).to_json_dict()
         return Answer(Outcome.DUPLICATE if outcome.duplicate else Outcome.ACCEPTED, 200, body)
 
-    return await run_once(db, work, source.message_id, MessageType.PROCESS_COMPLETED, source.station, lang)
+    return await run_once(db, work, source.message_id, MessageType.PROCESS_COMPLETED, source.station, lang,
+                          hooks)

@@ -1,0 +1,204 @@
+"""THE place a completion is stored: `write` writes a list of decided completions (domain/completion.py).
+
+One writer for process_results, measurements, component_lots and a completion's change of process_runs and lots
+(with its lot_status_history row). The single completion (REST, MQTT one by one) is a batch of one; the batch path
+(services/batch_completion.py) passes up to 200 and, with them, the answers to store and the audit rows, so a batch
+costs a constant number of statements (this one and the measurements) whatever its size.
+`read_for_completion` is the one-by-one path's locked read; the batch path's reads are in adapters/batch_sql.py.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cloud_api.adapters.audit_sql import insert_from_json
+from cloud_api.adapters.workers_sql import active_worker
+from cloud_api.domain.completion import Accepted, LotForCompletion
+from cloud_api.domain.lots import LotStatus
+from cloud_api.domain.measurements import extract_measurements
+
+RESULT_COLUMNS = (
+    "run_id bigint, lot_id bigint, process_id text, message_id uuid, source_station text, source_file_name text, "
+    "source_sha256 text, worker_id text, start_time timestamptz, complete_time timestamptz, result text, "
+    "failure_reasons jsonb, process_data jsonb, replay boolean, n integer"
+)
+# Results, component LOTs, runs, LOT transitions, audit rows and the stored answers: one statement, one round trip.
+WRITE_SQL = text(
+    "WITH results AS (INSERT INTO process_results (run_id, lot_id, process_id, message_id, source_station, "
+    "source_file_name, source_sha256, worker_id, start_time, complete_time, result, failure_reasons, process_data, "
+    "replay) SELECT run_id, lot_id, process_id, message_id, source_station, source_file_name, source_sha256, "
+    "worker_id, start_time, complete_time, result, failure_reasons, process_data, replay "
+    f"FROM jsonb_to_recordset(CAST(:results AS jsonb)) AS x({RESULT_COLUMNS}) ORDER BY n "
+    "RETURNING id, message_id), "
+    "components AS (INSERT INTO component_lots (lot_id, result_id, process_id, component_kind, component_lot) "
+    "SELECT x.lot_id, results.id, x.process_id, x.kind, x.lot FROM jsonb_to_recordset(CAST(:components AS jsonb)) "
+    "AS x(message_id uuid, lot_id bigint, process_id text, kind text, lot text, n integer) "
+    "JOIN results ON results.message_id = x.message_id ORDER BY x.n), "
+    "runs AS (UPDATE process_runs r SET status = 'COMPLETED', complete_time = COALESCE(r.complete_time, x.t), "
+    "complete_worker_id = COALESCE(r.complete_worker_id, x.w), "
+    "completed_recorded_at = COALESCE(r.completed_recorded_at, now()), result = x.verdict, "
+    "completion_count = r.completion_count + x.n FROM jsonb_to_recordset(CAST(:runs AS jsonb)) "
+    "AS x(run_id bigint, t timestamptz, w text, verdict text, n integer) WHERE r.id = x.run_id), "
+    "lot_changes AS (SELECT * FROM jsonb_to_recordset(CAST(:lots AS jsonb)) "
+    "AS x(lot_id bigint, old text, new text, actor text, reason text, message_id uuid)), "
+    "changed AS (UPDATE lots l SET status = c.new, updated_at = now() FROM lot_changes c WHERE l.id = c.lot_id "
+    "RETURNING l.id), "
+    "history AS (INSERT INTO lot_status_history (lot_id, from_status, to_status, actor, reason, message_id) "
+    "SELECT c.lot_id, c.old, c.new, c.actor, c.reason, c.message_id FROM lot_changes c "
+    "JOIN changed ON changed.id = c.lot_id), "
+    "answered AS (UPDATE processed_messages p SET outcome = x.outcome, http_status = x.http_status, "
+    "response = x.response FROM jsonb_to_recordset(CAST(:messages AS jsonb)) "
+    "AS x(message_id uuid, outcome text, http_status integer, response jsonb) WHERE p.message_id = x.message_id "
+    "RETURNING p.message_id, p.response), "
+    f"audited AS ({insert_from_json('audit')}) "
+    "SELECT message_id, id AS result_id, NULL AS response FROM results "
+    "UNION ALL SELECT message_id, NULL, response FROM answered"
+)
+MEASUREMENT_SQL = text(
+    "INSERT INTO measurements (time, lot_id, process_id, result_id, test_point_id, characteristic, value, unit, "
+    "target, tolerance, lower_limit, upper_limit, result) SELECT time, lot_id, process_id, result_id, test_point_id, "
+    "characteristic, value, unit, target, tolerance, lower_limit, upper_limit, result "
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(time timestamptz, lot_id bigint, process_id text, "
+    "result_id bigint, test_point_id text, characteristic text, value double precision, unit text, "
+    "target double precision, tolerance double precision, lower_limit double precision, "
+    "upper_limit double precision, result text)"
+)
+
+# LOT row (locked), its run of the process, worker check and whether the file was stored: one round trip.
+READ_SQL = text(
+    "SELECT l.id, l.status, r.id AS run_id, "
+    f"{active_worker(':w')} AS worker_active, "
+    "(CAST(:sha AS text) IS NOT NULL AND EXISTS (SELECT 1 FROM process_results pr "
+    "WHERE pr.source_sha256 = :sha)) AS seen_file "
+    "FROM lots l LEFT JOIN process_runs r ON r.lot_id = l.id AND r.process_id = :p AND r.serial_id IS NULL "
+    "WHERE l.lot_number = :n FOR UPDATE OF l"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """The answer to keep under a message id the batch claimed (services/idempotency for one by one)."""
+
+    message_id: uuid.UUID
+    outcome: str
+    http_status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    result_ids: dict[uuid.UUID, int]
+    responses: dict[uuid.UUID, dict[str, Any]]  # the answers as stored (jsonb), by message id
+
+
+async def read_for_completion(
+    conn: AsyncConnection, lot_number: str, process_id: str, worker_id: str, sha256: str | None
+) -> LotForCompletion | None:
+    row = (await conn.execute(READ_SQL, {"n": lot_number, "p": process_id, "w": worker_id, "sha": sha256})).first()
+    if row is None:
+        return None
+    run_id = None if row.run_id is None else int(row.run_id)
+    return LotForCompletion(int(row.id), LotStatus(row.status), run_id, bool(row.worker_active), bool(row.seen_file))
+
+
+async def write(
+    conn: AsyncConnection, accepted: Sequence[Accepted], answers: Sequence[StoredAnswer] = (), audit: str = "[]"
+) -> Written:
+    """Store the completions, the answers to their messages and the audit rows (services/audit.rows_json), in
+    the caller's transaction: two statements for any number of completions."""
+    rows = await conn.execute(WRITE_SQL, {
+        "results": _json(result_rows(accepted)), "components": _json(component_rows(accepted)),
+        "runs": _json(run_rows(accepted)), "lots": _json(lot_rows(accepted)), "messages": _json(message_rows(answers)),
+        "audit": audit,
+    })
+    result_ids: dict[uuid.UUID, int] = {}
+    responses: dict[uuid.UUID, dict[str, Any]] = {}
+    for row in rows:
+        if row.result_id is not None:
+            result_ids[row.message_id] = int(row.result_id)
+        else:
+            responses[row.message_id] = row.response
+    measurements = measurement_rows(accepted, result_ids)
+    if measurements:
+        await conn.execute(MEASUREMENT_SQL, {"rows": _json(measurements)})
+    return Written(result_ids, responses)
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, ensure_ascii=False)
+
+
+# Rows for the set-based statements (JSON records, read back by jsonb_to_recordset).
+
+
+def result_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
+    return [{
+        "n": n, "run_id": a.run_id, "lot_id": a.lot_id, "process_id": a.record.process_id,
+        "message_id": str(a.source.message_id), "source_station": a.source.station,
+        "source_file_name": a.source.file_name, "source_sha256": a.source.sha256, "worker_id": a.record.worker_id,
+        "start_time": a.record.start_time.isoformat(), "complete_time": a.record.complete_time.isoformat(),
+        "result": a.verdict, "failure_reasons": a.typed.failure_reasons(),
+        "process_data": a.record.stored_process_data(), "replay": a.source.replay,
+    } for n, a in enumerate(accepted)]
+
+
+def component_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
+    return [{"n": n, "message_id": str(a.source.message_id), "lot_id": a.lot_id, "process_id": a.record.process_id,
+             "kind": kind, "lot": value}
+            for n, a in enumerate(accepted) for kind, value in a.typed.component_lots().items()]
+
+
+def measurement_rows(accepted: Sequence[Accepted], result_ids: dict[uuid.UUID, int]) -> list[dict[str, Any]]:
+    return [{"time": m.time.isoformat(), "lot_id": a.lot_id, "process_id": a.record.process_id,
+             "result_id": result_ids[a.source.message_id], "test_point_id": m.test_point_id,
+             "characteristic": m.characteristic, "value": m.value, "unit": m.unit, "target": m.target,
+             "tolerance": m.tolerance, "lower_limit": m.lower_limit, "upper_limit": m.upper_limit,
+             "result": m.result}
+            for a in accepted for m in extract_measurements(a.typed, a.record.complete_time)]
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    run_id: int
+    first_complete_time: str
+    first_worker_id: str
+    last_verdict: str
+    count: int
+
+
+def run_updates(accepted: Sequence[Accepted]) -> list[RunUpdate]:
+    """Per run, in id order: first completion's time and worker (kept by COALESCE), latest verdict, count."""
+    by_run: dict[int, RunUpdate] = {}
+    for item in accepted:
+        previous = by_run.get(item.run_id)
+        if previous is None:
+            by_run[item.run_id] = RunUpdate(item.run_id, item.record.complete_time.isoformat(),
+                                            item.record.worker_id, item.verdict, 1)
+        else:
+            by_run[item.run_id] = RunUpdate(item.run_id, previous.first_complete_time, previous.first_worker_id,
+                                            item.verdict, previous.count + 1)
+    return [by_run[run_id] for run_id in sorted(by_run)]
+
+
+def run_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
+    return [{"run_id": u.run_id, "t": u.first_complete_time, "w": u.first_worker_id, "verdict": u.last_verdict,
+             "n": u.count} for u in run_updates(accepted)]
+
+
+def lot_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
+    return [{"lot_id": a.lot_id, "old": a.status_before.value, "new": a.new_status.value,
+             "actor": a.record.worker_id, "reason": f"{a.record.process_id} completion",
+             "message_id": str(a.source.message_id)}
+            for a in accepted if a.new_status is not None]
+
+
+def message_rows(answers: Sequence[StoredAnswer]) -> list[dict[str, Any]]:
+    return [{"message_id": str(a.message_id), "outcome": a.outcome, "http_status": a.http_status,
+             "response": a.body} for a in answers]
