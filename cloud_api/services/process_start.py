@@ -1,6 +1,7 @@
 """Start (착공) use case (spec §3.4.1): one decision for the REST route and the MQTT request handler.
 
-Two ways to carry out an allowed start, with the same decision (domain/sequencing.py):
+Two ways to carry out an allowed start, with the same decision (domain/start.decide_start) and the same store
+module (adapters/start_sql.py):
 
 * `start_process`, in the caller's transaction: the LOT row is locked, then the run, the serials (PROC-007)
   and the audit rows are written. Every refusal is decided here.
@@ -13,29 +14,25 @@ Two ways to carry out an allowed start, with the same decision (domain/sequencin
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloud_api.adapters import repository as repo
 from cloud_api.adapters import start_sql
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import AuditEntry, current_request_id, record_audit_many, rows_json, station_actor
 from cloud_api.domain.errors import DomainError
-from cloud_api.domain.lots import LotStatus, status_after_start
-from cloud_api.domain.sequencing import RunSnapshot, check_start_allowed, resolve_step
+from cloud_api.domain.lots import LotStatus
+from cloud_api.domain.start import Transition, decide_start
 from cloud_api.firmware.domain import FIRMWARE_PROCESS_ID
 from cloud_api.firmware.service import active_firmware_info
 from cloud_api.labels.domain import SERIAL_PROCESS_ID
 from cloud_api.labels.serials import issue_for_start
-from cloud_api.services.audit import AuditEntry, current_request_id, record_audit_many, rows_json, station_actor
 from mes_contracts.errors import ErrorCode
 from mes_contracts.numbering import work_order_prefix
 from mes_contracts.route import ProcessStep
 from mes_contracts.start import StartData, StartRequest
-
-Transition = tuple[LotStatus, LotStatus, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +57,6 @@ class PlannedStart:
     audit: list[AuditEntry]
 
 
-def _check(db: Database, request: StartRequest, lot: dict[str, Any] | None, lang: str,
-           ) -> tuple[ProcessStep, LotStatus]:
-    """The start's process step and the LOT's status; DomainError when the start is not allowed."""
-    if lot is None:
-        raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": request.lot_number})
-    step = resolve_step(request.process_id, request.process_name, request.lot_number, lang)
-    if not lot["worker_active"]:
-        raise DomainError(ErrorCode.WORKER_NOT_FOUND, {"worker_id": request.worker_id})
-    lot_status = LotStatus(lot["status"])
-    check_start_allowed(request.lot_number, lot_status, step, _snapshots(db, lot["runs"]), lang)
-    return step, lot_status
-
-
 def _run_values(db: Database, request: StartRequest, lot_id: int, step: ProcessStep, origin: StartOrigin,
                 ) -> dict[str, Any]:
     work_day = db.local(request.start_time).date()
@@ -81,34 +65,28 @@ def _run_values(db: Database, request: StartRequest, lot_id: int, step: ProcessS
             "source": origin.source, "work_day": work_day, "prefix": work_order_prefix(work_day)}
 
 
-def _transition(lot_status: LotStatus, step: ProcessStep) -> Transition | None:
-    new_status = status_after_start(lot_status)
-    return (lot_status, new_status, f"{step.process_id} start") if new_status is not None else None
-
-
 async def start_process(db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin,
                         ) -> StartData:
     """Decide with the LOT row locked and write the start in the caller's transaction (any process)."""
-    lang = origin.lang
     lot = await start_sql.lock_lot_for_start(conn, request.lot_number, request.worker_id)
     try:
-        step, lot_status = _check(db, request, lot, lang)
+        decided = decide_start(request, lot, db.zone, origin.lang)
     except DomainError as error:
         if error.code is not ErrorCode.PREVIOUS_PROCESS_NOT_COMPLETED or lot is None:
             raise
         # The runs came with the locking statement's snapshot: a completion committed while we waited for the
         # lock is missing there. Read them again before refusing.
-        lot["runs"] = await repo.runs_of_lot(conn, lot["id"])
-        step, lot_status = _check(db, request, lot, lang)
+        lot = replace(lot, runs=await start_sql.runs_of_lot(conn, lot.lot_id))
+        decided = decide_start(request, lot, db.zone, origin.lang)
     assert lot is not None
-    transition = _transition(lot_status, step)
-    inserted = await start_sql.insert_run(conn, _run_values(db, request, lot["id"], step, origin), transition)
+    step, transition = decided.step, decided.transition
+    inserted = await start_sql.insert_run(conn, _run_values(db, request, lot.lot_id, step, origin), transition)
     if inserted is None:  # a racing start of the same process committed while we waited for the lock
         raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
                                                       "process_id": step.process_id})
     _, work_order_id = inserted
     firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
-    issued = (await issue_for_start(conn, lot["id"], request, origin.source, origin.actor)
+    issued = (await issue_for_start(conn, lot.lot_id, request, origin.source, origin.actor)
               if step.process_id == SERIAL_PROCESS_ID else None)
     # Written last by run_once (deferred): the audit insert takes the chain lock, held until commit.
     await record_audit_many(conn, _audit_entries(request, step.process_id, work_order_id, origin, transition))
@@ -120,17 +98,17 @@ async def plan_start(db: Database, conn: AsyncConnection, request: StartRequest,
     """Decide from an unlocked read; None when `start_process` must answer (refusals, PROC-007)."""
     lot = await start_sql.read_lot_for_start(conn, request.lot_number, request.worker_id)
     try:
-        step, lot_status = _check(db, request, lot, origin.lang)
+        decided = decide_start(request, lot, db.zone, origin.lang)
     except DomainError:
         return None
+    step, transition = decided.step, decided.transition
     if lot is None or step.process_id == SERIAL_PROCESS_ID:
         return None
     firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
-    transition = _transition(lot_status, step)
     return PlannedStart(
         data=_data(request, step, "", firmware_info, None),
-        run=_run_values(db, request, lot["id"], step, origin),
-        seen_status=lot_status,
+        run=_run_values(db, request, lot.lot_id, step, origin),
+        seen_status=decided.lot_status,
         transition=transition,
         audit=_audit_entries(request, step.process_id, "", origin, transition),
     )
@@ -176,12 +154,3 @@ def _audit_entries(
         entries.append(AuditEntry(who, "lot.status", "lot", request.lot_number, {"status": transition[0].value},
                                   {"status": transition[1].value}, transition[2], request_id))
     return entries
-
-
-def _snapshots(db: Database, runs: list[dict[str, Any]]) -> dict[str, RunSnapshot]:
-    snapshots = {}
-    for run in runs:
-        started = run["start_time"]
-        moment = datetime.fromisoformat(started) if isinstance(started, str) else started
-        snapshots[run["process_id"]] = RunSnapshot(run["status"], run["work_order_id"], db.local(moment).isoformat())
-    return snapshots
