@@ -22,6 +22,7 @@ from mes_contracts.process_data import PROCESS_DATA_MODELS, ProcessDataBase, par
 from mes_contracts.route import find_step
 from mes_contracts.text_rules import PlainText, check_json_tree
 from mes_contracts.timestamps import ASSUMED_ZONE_KEY, FactoryDatetime, noting_assumptions
+from mes_contracts.workers import WorkerId
 
 FILE_NAME_RE = re.compile(rf"^(?P<lot>{LOT_PATTERN})_(?P<process>PROC-\d{{3}})_(?P<stamp>\d{{14}})\.(?i:json)$")
 
@@ -62,7 +63,7 @@ class CompletionRecord(BaseModel):
     lot_number: str = Field(pattern=rf"^{LOT_PATTERN}$")
     process_id: PlainText = Field(max_length=20)
     process_name: PlainText = Field(min_length=1, max_length=100)
-    worker_id: PlainText = Field(min_length=1, max_length=50)
+    worker_id: WorkerId  # mes_contracts/workers.py: the one worker-id rule
     start_time: FactoryDatetime
     complete_time: FactoryDatetime
     process_data: dict[str, Any]

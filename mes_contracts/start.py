@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from mes_contracts.labels import PRINTER_ID_PATTERN
 from mes_contracts.text_rules import PlainText
+from mes_contracts.workers import WorkerId
 
 
 class StartRequest(BaseModel):
@@ -19,7 +20,7 @@ class StartRequest(BaseModel):
     lot_number: PlainText = Field(min_length=1, max_length=40)
     process_id: PlainText = Field(min_length=1, max_length=20)
     process_name: PlainText = Field(min_length=1, max_length=100)
-    worker_id: PlainText = Field(min_length=1, max_length=50)
+    worker_id: WorkerId  # mes_contracts/workers.py: the one worker-id rule
     start_time: AwareDatetime
     # Optional, PROC-007 only (serial issuing): how many serials instead of the LOT's good units, which printer.
     serial_count: int | None = Field(default=None, ge=1, le=9999)

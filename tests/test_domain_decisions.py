@@ -1,4 +1,5 @@
-"""The write use cases' decisions (domain/completion.py, domain/start.py, domain/workers.py), without any I/O."""
+"""The write use cases' decisions (domain/completion.py, domain/start.py, domain/workers.py) and the one
+worker-id rule (mes_contracts/workers.py), without any I/O."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
+from cloud_api.domain.access import valid_username
 from cloud_api.domain.completion import (
     Accepted,
     CompletionSource,
@@ -20,10 +23,12 @@ from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus
 from cloud_api.domain.start import LotForStart, RunRow, decide_start
 from cloud_api.domain.workers import require_active_worker
+from cloud_api.services.workers import WorkerIn
 from line_simulator.payloads import completion_record, start_request
 from mes_contracts.completion import CompletionRecord
 from mes_contracts.errors import ErrorCode
 from mes_contracts.start import StartRequest
+from mes_contracts.workers import is_valid_worker_id
 
 KST = ZoneInfo("Asia/Seoul")
 T0 = datetime(2026, 1, 5, 9, tzinfo=KST)
@@ -99,3 +104,21 @@ def test_start_duplicate_shows_the_run_in_the_plant_zone() -> None:
 def test_inactive_or_unknown_worker_is_not_found(active: bool | None) -> None:
     assert _code(lambda: require_active_worker("W404", active)) is ErrorCode.WORKER_NOT_FOUND
     require_active_worker("W001", True)
+
+
+@pytest.mark.parametrize("worker_id", ["W001", "w-01.a_b", "X" * 50])
+def test_worker_id_rule_accepts_the_registry_set(worker_id: str) -> None:
+    assert is_valid_worker_id(worker_id) and valid_username(worker_id)
+    assert StartRequest.model_validate({**start_request("PROC-001", LOT, "W001", T0), "worker_id": worker_id})
+
+
+@pytest.mark.parametrize("worker_id", ["", "X" * 51, "W 001", "작업자1", "W\u00001", "W/1"])
+def test_worker_id_rule_is_the_same_for_start_completion_registry_and_users(worker_id: str) -> None:
+    assert not is_valid_worker_id(worker_id) and not valid_username(worker_id)
+    with pytest.raises(ValidationError):
+        StartRequest.model_validate({**start_request("PROC-001", LOT, "W001", T0), "worker_id": worker_id})
+    with pytest.raises(ValidationError):
+        CompletionRecord.model_validate({**completion_record("PROC-001", LOT, "W001", T0, T0, random.Random(0)),
+                                         "worker_id": worker_id})
+    with pytest.raises(ValidationError):
+        WorkerIn(worker_id=worker_id, name="x")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from mes_contracts.workers import WORKER_ID_PATTERN, is_valid_worker_id
 
 
 class Role(StrEnum):
@@ -21,7 +22,7 @@ MANAGERS = frozenset({Role.ADMIN, Role.MANAGER})
 ADMINS = frozenset({Role.ADMIN})
 
 # Usernames are also the worker ids stations send (operators), so they follow the worker-id rule.
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{1,50}$"
+USERNAME_PATTERN = WORKER_ID_PATTERN
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 128  # argon2 takes any length; a cap keeps a login from becoming a CPU sink
 
@@ -74,4 +75,4 @@ def password_problems(password: str, username: str, current: str | None = None) 
 
 
 def valid_username(username: str) -> bool:
-    return re.fullmatch(USERNAME_PATTERN, username) is not None
+    return is_valid_worker_id(username)

@@ -8,14 +8,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud_api.audit.trail import record_audit
 from cloud_api.auth.repository import name_taken
 from cloud_api.domain.errors import DomainError
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
+from mes_contracts.workers import WorkerId
 
 
 class WorkerIn(BaseModel):
-    worker_id: str = Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")
+    worker_id: WorkerId  # mes_contracts/workers.py: the one worker-id rule
     name: str = Field(min_length=1, max_length=100)
     active: bool = True
 
