@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Resolved from the installed package, not the checkout: the wheel ships db/migrations (env.py, script.py.mako,
+# versions/*.py) as package data, so `mes db upgrade` works from `pip install withforce-mes[central]` anywhere.
+# Alembic needs a real directory; wheels are always unpacked on disk, so the resource is a plain path.
+MIGRATIONS_DIR = Path(str(files("db") / "migrations"))
 
 
 def alembic_config(database_url: str, app_role: str | None = None) -> Config:

@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a bare Debian 12 / Ubuntu 22.04 machine: Debian packages and the project virtualenv.
+#   deploy/setup.sh --run   what ./run.sh needs: both roles on one machine, .[central,station] (no test tools)
+#   deploy/setup.sh --test  what ./test.sh needs: .[test,dev] (test pulls in central and station)
+# A stamp file per role and pyproject.toml hash makes a second run skip pip; a --test install also satisfies --run.
 set -euo pipefail
+role=run
+case "${1:-}" in
+  --run | "") role=run ;;
+  --test) role=test ;;
+  *) echo "usage: deploy/setup.sh [--run|--test]" >&2; exit 2 ;;
+esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 
@@ -40,20 +49,27 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating the virtualenv $venv"
   python3 -m venv "$venv"
 fi
-stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
+# Only the [project] table (dependencies, extras, scripts) decides what pip installs: editing tool settings
+# (ruff, pytest, import-linter) must not trigger a reinstall.
+hash="$(python3 -c 'import json, sys, tomllib; print(json.dumps(tomllib.load(sys.stdin.buffer)["project"], sort_keys=True))' \
+  <pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$venv/.installed-$role-$hash"
+extras="central,station"
+[ "$role" = test ] && extras="test,dev"
+if [ ! -f "$stamp" ] && ! { [ "$role" = run ] && [ -f "$venv/.installed-test-$hash" ]; }; then
   # pip is quiet with -q and very loud without: show one line per package, so a first run is never silent.
   started=$SECONDS
-  echo "setup: installing the Python packages into $venv (first run: a few minutes) …"
+  echo "setup: installing the Python packages [$extras] into $venv (first run: a minute or two) …"
   "$venv/bin/python" -m pip install -q --upgrade pip
   pip_log="$venv/pip-install.log"
-  if ! "$venv/bin/python" -m pip install --progress-bar off -e ".[test]" </dev/null 2>&1 | tee "$pip_log" \
+  if ! "$venv/bin/python" -m pip install --progress-bar off -e ".[$extras]" </dev/null 2>&1 | tee "$pip_log" \
       | awk '/^(Collecting|Building|Installing collected)/ { print "  " substr($0, 1, 100); fflush() }'; then
     tail -n 30 "$pip_log" >&2
     echo "setup: pip install failed; full log $pip_log" >&2
     exit 1
   fi
-  rm -f "$venv"/.installed-*
+  # Stamps of an older pyproject.toml are stale; the other role's stamp for this hash stays valid.
+  find "$venv" -maxdepth 1 -name '.installed-*' ! -name "*-$hash" -delete
   touch "$stamp"
   echo "setup: Python packages installed in $((SECONDS - started)) s (log $pip_log)"
 fi

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from mes_cli.audit import audit_app
 from mes_cli.broker_cli import broker_app
+from mes_cli.extras import missing_extra_line, missing_for_command
 from mes_cli.gateway_status import status_command
 from mes_cli.local_env import load_local_env
 from mes_cli.logging_setup import configure_logging
@@ -43,8 +45,13 @@ _env_file: Path | None = None  # the local stack's settings file this command re
 
 @app.callback()
 def _local_stack(ctx: typer.Context) -> None:
-    """Commands run from the checkout without MES_DATABASE_URL use the local stack's `.state/mes.env`."""
+    """A command of a role whose extra is not installed stops here in one line (mes_cli/extras.py). Commands run
+    from the checkout without MES_DATABASE_URL use the local stack's `.state/mes.env`."""
     global _env_file
+    missing = missing_for_command(ctx.invoked_subcommand)
+    if missing:
+        typer.echo(missing, err=True)
+        raise typer.Exit(2)
     # `mes up` writes that file; station-side commands (gateway, simulator, printer emulator) read no MES_* setting.
     if ctx.invoked_subcommand not in _NO_LOCAL_ENV:
         _env_file = load_local_env()
@@ -64,10 +71,10 @@ def settings_error_line(error: ValidationError) -> str:
 
 def _unreachable_database(error: Exception) -> str | None:
     """One line for a database that does not answer (e.g. the local stack is stopped), else None."""
-    import psycopg
-    from sqlalchemy.exc import OperationalError
-
-    if not isinstance(error, OperationalError | psycopg.OperationalError):
+    # Only a loaded driver can have raised its error: a station install has neither package (mes_cli/extras.py).
+    psycopg, sqlalchemy_exc = sys.modules.get("psycopg"), sys.modules.get("sqlalchemy.exc")
+    kinds = tuple(module.OperationalError for module in (psycopg, sqlalchemy_exc) if module is not None)
+    if not kinds or not isinstance(error, kinds):
         return None
     reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
     source = f" (settings from {_env_file})" if _env_file else ""
@@ -83,6 +90,12 @@ def main() -> None:
         if not error.title.endswith("Settings"):
             raise
         typer.echo(settings_error_line(error), err=True)
+        raise SystemExit(2) from None
+    except ModuleNotFoundError as error:
+        missing = missing_extra_line(error)
+        if missing is None:
+            raise
+        typer.echo(missing, err=True)
         raise SystemExit(2) from None
     except Exception as error:
         line = _unreachable_database(error)
