@@ -74,7 +74,7 @@ class CompletionRecord(BaseModel):
     def _storable_and_noted(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> CompletionRecord:
         check_json_tree(data)
         with noting_assumptions() as zones:
-            record = handler(data)
+            record: CompletionRecord = handler(data)
         if zones:
             record._assumed_timezone = zones[0]
         return record

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloud_api.adapters.audit_sql import insert_from_json
 from cloud_api.adapters.workers_sql import active_worker
-from cloud_api.domain.completion import Accepted, LotForCompletion
+from cloud_api.audit.sql import insert_from_json
+from cloud_api.domain.completion import Accepted, LotForCompletion, StoredAnswer, Written
 from cloud_api.domain.lots import LotStatus
 from cloud_api.domain.measurements import extract_measurements
 
@@ -82,20 +82,19 @@ READ_SQL = text(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredAnswer:
-    """The answer to keep under a message id the batch claimed (services/idempotency for one by one)."""
+class PgCompletionStore:
+    """services/ports.CompletionStore on a connection in a transaction."""
 
-    message_id: uuid.UUID
-    outcome: str
-    http_status: int
-    body: dict[str, Any]
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
 
+    async def read_for_completion(self, lot_number: str, process_id: str, worker_id: str, sha256: str | None,
+                                  ) -> LotForCompletion | None:
+        return await read_for_completion(self._conn, lot_number, process_id, worker_id, sha256)
 
-@dataclass(frozen=True, slots=True)
-class Written:
-    result_ids: dict[uuid.UUID, int]
-    responses: dict[uuid.UUID, dict[str, Any]]  # the answers as stored (jsonb), by message id
+    async def write(self, accepted: Sequence[Accepted], answers: Sequence[StoredAnswer] = (), audit: str = "[]",
+                    ) -> Written:
+        return await write(self._conn, accepted, answers, audit)
 
 
 async def read_for_completion(

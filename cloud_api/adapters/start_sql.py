@@ -12,6 +12,7 @@ Both paths decide with domain/start.decide_start on the `LotForStart` read here.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.workers_sql import active_worker
 from cloud_api.domain.lots import LotStatus
-from cloud_api.domain.start import LotForStart, RunRow
+from cloud_api.domain.start import LotForStart, NewRun, RunRow, Transition
 
 _LOT_FOR_START = (
     "SELECT l.id, l.status, "
@@ -135,32 +136,30 @@ def _lot(result: Any) -> LotForStart | None:
     return LotForStart(int(row.id), LotStatus(row.status), bool(row.worker_active), runs)
 
 
-def _status_params(values: dict[str, Any], status: tuple[LotStatus, LotStatus, str] | None) -> dict[str, Any]:
-    params = dict(values)
+def _status_params(run: NewRun, status: Transition | None) -> dict[str, Any]:
+    params = asdict(run)
     if status is not None:
         params |= {"old_status": status[0].value, "new_status": status[1].value, "reason": status[2]}
     return params
 
 
-async def insert_run(
-    conn: AsyncConnection, values: dict[str, Any], status: tuple[LotStatus, LotStatus, str] | None = None
-) -> tuple[int, str] | None:
+async def insert_run(conn: AsyncConnection, run: NewRun, status: Transition | None = None) -> tuple[int, str] | None:
     """Take the day's next work-order number and insert the run in one round trip.
 
     Returns (run id, work-order id), or None when the LOT already has a run of that process (the whole
     transaction is then abandoned, so the counter does not move). `status` (old, new, reason) moves the LOT in
     the same statement, recorded in its history with the start's worker as actor.
     """
-    row = await conn.execute(_INSERT_RUN_SQL[status is not None], _status_params(values, status))
+    row = await conn.execute(_INSERT_RUN_SQL[status is not None], _status_params(run, status))
     found = row.first()
     return (int(found.id), str(found.work_order_id)) if found else None
 
 
 async def start_in_one_statement(
     conn: AsyncConnection,
-    values: dict[str, Any],
+    run: NewRun,
     seen_status: LotStatus,
-    status: tuple[LotStatus, LotStatus, str] | None,
+    status: Transition | None,
     audit_rows: str,
     answer: dict[str, Any] | None,
 ) -> tuple[int, str] | None:
@@ -168,11 +167,27 @@ async def start_in_one_statement(
 
     None when the LOT's status is no longer `seen_status`. A run of the process or an answer to the message
     that already exists raises IntegrityError. `answer`: message_type, outcome, http_status and the body (JSON
-    text) to store under values["message_id"].
+    text) to store under run.message_id.
     """
-    params = _status_params(values, status) | {"seen_status": seen_status.value, "audit": audit_rows}
+    params = _status_params(run, status) | {"seen_status": seen_status.value, "audit": audit_rows}
     if answer is not None:
         params |= answer
     row = await conn.execute(_ONE_STATEMENT_SQL[(status is not None, answer is not None)], params)
     found = row.first()
     return (int(found.id), str(found.work_order_id)) if found else None
+
+
+class PgStartStore:
+    """services/ports.StartStore (the locked path) on a connection in a transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def lock_lot_for_start(self, lot_number: str, worker_id: str) -> LotForStart | None:
+        return await lock_lot_for_start(self._conn, lot_number, worker_id)
+
+    async def runs_of_lot(self, lot_id: int) -> tuple[RunRow, ...]:
+        return await runs_of_lot(self._conn, lot_id)
+
+    async def insert_run(self, run: NewRun, transition: Transition | None) -> tuple[int, str] | None:
+        return await insert_run(self._conn, run, transition)

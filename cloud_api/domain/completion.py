@@ -73,6 +73,24 @@ class DuplicateFile:
     summary: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """The answer to keep under a message id the batch claimed (services/idempotency for one by one)."""
+
+    message_id: uuid.UUID
+    outcome: str
+    http_status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the store wrote: the new result ids and the stored answers (as stored), by message id."""
+
+    result_ids: dict[uuid.UUID, int]
+    responses: dict[uuid.UUID, dict[str, Any]]
+
+
 def decide_completion(
     record: CompletionRecord, source: CompletionSource, lot: LotForCompletion | None
 ) -> Accepted | DuplicateFile:

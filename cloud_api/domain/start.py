@@ -6,8 +6,9 @@ call `decide_start` on the store's view of the LOT (adapters/start_sql.py reads 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus, status_after_start
@@ -38,6 +39,21 @@ class LotForStart:
     status: LotStatus
     worker_active: bool
     runs: tuple[RunRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """The run an allowed start inserts; its work-order number (prefix + the day's counter) comes from the store."""
+
+    lot_id: int
+    process_id: str
+    sequence_number: int
+    start_time: datetime
+    worker_id: str
+    message_id: uuid.UUID | None
+    source: str
+    work_day: date
+    prefix: str  # "WO-20260105-"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,18 +17,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import batch_sql, completion_store
-from cloud_api.adapters.completion_store import StoredAnswer
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import rows_json
 from cloud_api.domain.completion import (
     Accepted,
     CompletionSource,
     DuplicateFile,
     LotForCompletion,
+    StoredAnswer,
     decide_completion,
 )
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus
-from cloud_api.services.audit import rows_json
 from cloud_api.services.dead_letters import Letter, is_transient, short_text, store_or_quarantine
 from cloud_api.services.handlers import error_answer, handle_completion
 from cloud_api.services.idempotency import StoredReply

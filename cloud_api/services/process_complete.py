@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import completion_store
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import AuditEntry, current_request_id, record_audit_many, station_actor
 from cloud_api.domain.completion import Accepted, CompletionSource, DuplicateFile, decide_completion
 from cloud_api.domain.errors import DomainError
-from cloud_api.services.audit import AuditEntry, current_request_id, record_audit_many, station_actor
+from cloud_api.services.ports import CompletionStore
 from mes_contracts.completion import CompletionRecord
 from mes_contracts.errors import ErrorCode
 from mes_contracts.process_data import describe_validation_error
@@ -44,15 +45,17 @@ def parse_completion(raw: dict[str, Any]) -> CompletionRecord:
 
 
 async def complete_process(
-    db: Database, conn: AsyncConnection, record: CompletionRecord, source: CompletionSource
+    db: Database, conn: AsyncConnection, record: CompletionRecord, source: CompletionSource,
+    store: CompletionStore | None = None,
 ) -> CompletionOutcome:
-    """One completion in the caller's transaction: locked read, the domain's decision, the one writer."""
-    lot = await completion_store.read_for_completion(conn, record.lot_number, record.process_id, record.worker_id,
-                                                     source.sha256)
+    """One completion in the caller's transaction: locked read, the domain's decision, the one writer.
+    `store`: PostgreSQL on `conn` unless given (tests/test_store_contract.py runs this on an in-memory fake too)."""
+    store = store or completion_store.PgCompletionStore(conn)
+    lot = await store.read_for_completion(record.lot_number, record.process_id, record.worker_id, source.sha256)
     decided = decide_completion(record, source, lot)
     if isinstance(decided, DuplicateFile):
         return CompletionOutcome(True, decided.summary)
-    await completion_store.write(conn, [decided])  # a batch of one; run_once stores the answer
+    await store.write([decided])  # a batch of one; run_once stores the answer
     await record_audit_many(conn, completion_audit(decided))
     return CompletionOutcome(False, decided.summary())
 

@@ -24,11 +24,12 @@ from cloud_api.adapters.database import Database
 from cloud_api.audit.trail import AuditEntry, current_request_id, record_audit_many, rows_json, station_actor
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus
-from cloud_api.domain.start import Transition, decide_start
+from cloud_api.domain.start import NewRun, Transition, decide_start
 from cloud_api.firmware.domain import FIRMWARE_PROCESS_ID
 from cloud_api.firmware.service import active_firmware_info
 from cloud_api.labels.domain import SERIAL_PROCESS_ID
 from cloud_api.labels.serials import issue_for_start
+from cloud_api.services.ports import StartStore
 from mes_contracts.errors import ErrorCode
 from mes_contracts.numbering import work_order_prefix
 from mes_contracts.route import ProcessStep
@@ -51,24 +52,24 @@ class PlannedStart:
     """An allowed start, decided from an unlocked read; its work-order number is known once it is written."""
 
     data: StartData  # work_order_id is "" until write_planned_start
-    run: dict[str, Any]
+    run: NewRun
     seen_status: LotStatus
     transition: Transition | None
     audit: list[AuditEntry]
 
 
-def _run_values(db: Database, request: StartRequest, lot_id: int, step: ProcessStep, origin: StartOrigin,
-                ) -> dict[str, Any]:
+def _new_run(db: Database, request: StartRequest, lot_id: int, step: ProcessStep, origin: StartOrigin) -> NewRun:
     work_day = db.local(request.start_time).date()
-    return {"lot_id": lot_id, "process_id": step.process_id, "sequence_number": step.sequence,
-            "start_time": request.start_time, "worker_id": request.worker_id, "message_id": origin.message_id,
-            "source": origin.source, "work_day": work_day, "prefix": work_order_prefix(work_day)}
+    return NewRun(lot_id, step.process_id, step.sequence, request.start_time, request.worker_id, origin.message_id,
+                  origin.source, work_day, work_order_prefix(work_day))
 
 
 async def start_process(db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin,
-                        ) -> StartData:
-    """Decide with the LOT row locked and write the start in the caller's transaction (any process)."""
-    lot = await start_sql.lock_lot_for_start(conn, request.lot_number, request.worker_id)
+                        store: StartStore | None = None) -> StartData:
+    """Decide with the LOT row locked and write the start in the caller's transaction (any process).
+    `store`: PostgreSQL on `conn` unless given (tests/test_store_contract.py runs this on an in-memory fake too)."""
+    store = store or start_sql.PgStartStore(conn)
+    lot = await store.lock_lot_for_start(request.lot_number, request.worker_id)
     try:
         decided = decide_start(request, lot, db.zone, origin.lang)
     except DomainError as error:
@@ -76,11 +77,11 @@ async def start_process(db: Database, conn: AsyncConnection, request: StartReque
             raise
         # The runs came with the locking statement's snapshot: a completion committed while we waited for the
         # lock is missing there. Read them again before refusing.
-        lot = replace(lot, runs=await start_sql.runs_of_lot(conn, lot.lot_id))
+        lot = replace(lot, runs=await store.runs_of_lot(lot.lot_id))
         decided = decide_start(request, lot, db.zone, origin.lang)
     assert lot is not None
     step, transition = decided.step, decided.transition
-    inserted = await start_sql.insert_run(conn, _run_values(db, request, lot.lot_id, step, origin), transition)
+    inserted = await store.insert_run(_new_run(db, request, lot.lot_id, step, origin), transition)
     if inserted is None:  # a racing start of the same process committed while we waited for the lock
         raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
                                                       "process_id": step.process_id})
@@ -107,7 +108,7 @@ async def plan_start(db: Database, conn: AsyncConnection, request: StartRequest,
     firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
     return PlannedStart(
         data=_data(request, step, "", firmware_info, None),
-        run=_run_values(db, request, lot.lot_id, step, origin),
+        run=_new_run(db, request, lot.lot_id, step, origin),
         seen_status=decided.lot_status,
         transition=transition,
         audit=_audit_entries(request, step.process_id, "", origin, transition),
