@@ -18,6 +18,7 @@ need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_pkgs+=(postgresql)
 have mosquitto || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
+have mosquitto_sub || need_pkgs+=(mosquitto-clients)  # mosquitto_sub: the banner's "watch" hint
 have redis-server || need_pkgs+=(redis-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 have git || need_pkgs+=(git)

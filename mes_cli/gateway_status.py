@@ -25,6 +25,9 @@ EXIT_RUNNING, EXIT_NOT_RUNNING, EXIT_BAD_SETTINGS = 0, 1, 2
 Out = Callable[[str], None]
 
 
+STUCK_SHOWN = 10
+
+
 def _line(label: str, text: str) -> str:
     return f"{label:<24}{text}"
 
@@ -106,6 +109,19 @@ def count_pending(directory: Path) -> int | None:
         return None
 
 
+def stuck_lines(files: list[dict[str, Any]], count: int, shown: int = STUCK_SHOWN) -> list[str]:
+    """Names that need a person (left in pending/ too long, or not movable): the count, then the first few."""
+    if not count:
+        return []
+    lines = [_line("조치 필요 stuck", f"{count}개 파일 files (pending/ 장기 대기 또는 이동 불가)")]
+    for entry in files[:shown]:
+        lines.append(f"    {entry.get('code')} {entry.get('name')!r} since {entry.get('since')}: "
+                     f"{entry.get('message')}")
+    if count > shown:
+        lines.append(f"    … {count - shown} more (GET /status lists up to 50)")
+    return lines
+
+
 def running_lines(data: dict[str, Any]) -> list[str]:
     station = data.get("station", {})
     outbox = data.get("outbox", {})
@@ -127,6 +143,7 @@ def running_lines(data: dict[str, Any]) -> list[str]:
                                        f"{_age(outbox.get('oldest_pending_age_s'))}, {_size(outbox.get('bytes'))}"
                                        f"{full}"))
     lines.append(_line("pending/", f"{data.get('pending_count', '?')}개 파일 files"))
+    lines.extend(stuck_lines(data.get("stuck_files") or [], int(data.get("stuck_count") or 0)))
     lines.extend(print_queue_lines(data.get("print_queue")))
     counters = data.get("counters") or {}
     lines.append(_line("처리 counters", ", ".join(f"{k} {v}" for k, v in counters.items()) or "-"))

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SITE, LINE = "KR", "L1"
 DEMO_WORKERS = [(f"W{n:03d}", f"작업자 {n:03d}") for n in range(1, 9)]
 GATEWAY_BASE_PORT = 8700  # st01 → 8701 … st08 → 8708: stable, so scripts keep working across restarts
+INGESTOR_METRICS_PORT = 8790  # the ingestor's Prometheus endpoint under `mes up`
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Stack:
     children: list[ChildProcess] = field(default_factory=list)
     accounts: LocalAccounts | None = None
     broker_accounts: LocalBrokerAccounts | None = None
+    ingestor_metrics_url: str | None = None
 
     @property
     def logs(self) -> Path:
@@ -150,12 +152,14 @@ def _station_id(sequence: int) -> str:
 
 def _gateway_port(sequence: int) -> int:
     """st0N listens on 870N; only when that port is taken by something else, a free one (and we say so)."""
-    stable = GATEWAY_BASE_PORT + sequence
+    return _stable_port(GATEWAY_BASE_PORT + sequence, _station_id(sequence))
+
+
+def _stable_port(stable: int, who: str) -> int:
     if port_is_free(stable):
         return stable
     port = find_free_port()
-    print(f"  ! port {stable} of {_station_id(sequence)} is taken by another process: using {port} this time "
-          "(see stations.json)", flush=True)
+    print(f"  ! port {stable} of {who} is taken by another process: using {port} this time", flush=True)
     return port
 
 
@@ -171,7 +175,11 @@ def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
         print(f"  demo firmware {firmware.demo_version} uploaded and activated (PROC-004 stations download it)")
     _progress("starting the API, the ingestor and 8 station gateways …")
     api = stack.child("api", mes_command("api", "--port", str(stack.api_port)), {**env, **accounts.env("api")})
-    ingestor = stack.child("ingestor", mes_command("ingest"), {**env, **accounts.env("ingestor")})
+    # The ingestor's own /metrics (dead letters, refusals, task restarts, batch sizes): a stable port as well.
+    metrics_port = _stable_port(INGESTOR_METRICS_PORT, "the ingestor's metrics")
+    stack.ingestor_metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    ingestor = stack.child("ingestor", mes_command("ingest"),
+                           {**env, **accounts.env("ingestor"), "MES_INGESTOR_METRICS_PORT": str(metrics_port)})
     stations = []
     for step in ROUTE:
         station_id = _station_id(step.sequence)
@@ -241,6 +249,8 @@ def _print_banner(stack: Stack, stations: list[dict[str, str]], printers: list[d
     if stack.accounts is not None:
         print(stack.accounts.banner())
     print(f"logs        {stack.logs}/ (api.log, ingestor.log, gateway-stNN.log, simulator.json.log)")
+    if stack.ingestor_metrics_url:
+        print(f"metrics     {api}/metrics   ingestor {stack.ingestor_metrics_url}")
     if stack.broker_accounts is not None:
         print(f"broker      one account per station and service, passwords in {stack.broker_accounts.passwords_file}"
               f"\n            watch: mosquitto_sub -p {_broker_port(stack)} -u monitor -P <monitor> -t 'mes/v1/#' -v")
