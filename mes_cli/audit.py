@@ -38,7 +38,7 @@ def verify(
         help="ID:HASH recorded earlier (e.g. from a previous run); the row must still have that hash")] = None,
 ) -> None:
     """Recompute every row's hash and check each row's link to the previous one; exit 1 on the first break."""
-    from cloud_api.services.audit_chain import check_anchor, verify_chain
+    from cloud_api.audit.chain import check_anchor, verify_chain
 
     anchors = [_anchor(value) for value in anchor or []]
 
@@ -73,7 +73,7 @@ def tail(
     entity_key: Annotated[str | None, typer.Option(help="Only this key (a LOT number …)")] = None,
 ) -> None:
     """The newest audit rows, oldest first, one JSON object per line."""
-    from cloud_api.services.audit import AuditFilter, list_audit
+    from cloud_api.audit.trail import AuditFilter, list_audit
 
     async def run() -> list[dict[str, object]]:
         engine = _engine()

@@ -121,32 +121,44 @@ def api(
     """Run the REST API (FastAPI under uvicorn)."""
     import uvicorn
 
-    from cloud_api.http.limits_settings import LimitSettings
+    from cloud_api import bootstrap
 
-    settings = _central()
-    LimitSettings()  # invalid MES_* limits fail here once, not in every worker
-    from cloud_api.auth.settings import load_auth_settings
-
-    load_auth_settings()  # a missing, short or development MES_JWT_SECRET stops here, saying what to do
+    config = bootstrap.load_config()  # invalid MES_* settings or a weak MES_JWT_SECRET stop here, once
+    settings = config.central
     configure_logging(settings.log_level, settings.log_json, log_file, "api")
-    uvicorn.run("cloud_api.http.asgi:app", host=host or settings.api_host, port=port or settings.api_port,
-                workers=workers, log_config=None, access_log=False, factory=False,
+    bootstrap.report_unknown_environment()
+    # One worker serves the app built from this process's settings; several workers each build theirs (factory).
+    target = bootstrap.build_api(config) if workers == 1 else "cloud_api.bootstrap:api_app"
+    uvicorn.run(target, host=host or settings.api_host, port=port or settings.api_port,
+                workers=workers, log_config=None, access_log=False, factory=workers != 1,
                 proxy_headers=False)  # X-Forwarded-For is judged by the rate limiter against MES_TRUSTED_PROXIES
 
 
 @app.command()
 def ingest(log_file: LogFile = None) -> None:
     """Run the ingestor: MQTT station messages → PostgreSQL, replies after commit."""
-    from cloud_api.ingestor.runner import run_ingestor
+    from cloud_api import bootstrap
 
-    settings = _central()
-    configure_logging(settings.log_level, settings.log_json, log_file, "ingestor")
+    config = bootstrap.load_config()
+    configure_logging(config.central.log_level, config.central.log_json, log_file, "ingestor")
+    bootstrap.report_unknown_environment()
     # Everything imported so far lives as long as the process: keep it out of the collector's scans, which
     # otherwise add millisecond pauses to the start round trip (bench/README.md).
     gc.collect()
     gc.freeze()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_ingestor(settings))
+        asyncio.run(bootstrap.run_ingestor(config))
+
+
+@app.command()
+def routes(
+    write: Annotated[Path | None, typer.Option(help="Replace the table between the route-table markers of this file")]
+    = None,
+) -> None:
+    """Print the route × role table produced from the API app (`--write README.md` refreshes the README's)."""
+    from cloud_api.http.route_table import main as route_table_main
+
+    raise typer.Exit(route_table_main(["--write", str(write)] if write else []))
 
 
 gateway_app = typer.Typer(help="Station edge gateway: run it, or `status` to see its state.",

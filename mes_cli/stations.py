@@ -40,7 +40,7 @@ def _key(site: str, line: str, station: str) -> StationKey:
 def change(key: StationKey, processes: list[str], allow: bool, database_url: str | None = None) -> list[str]:
     """Allow or revoke each process for the station; returns one line per process. Audited in one transaction."""
     from cloud_api.adapters import stations_sql
-    from cloud_api.services.audit import record_audit
+    from cloud_api.audit.trail import record_audit
 
     async def work(conn: AsyncConnection) -> list[str]:
         lines, changed = [], []

@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from cloud_api.services.audit import AuditEntry, record_audit, record_audit_many, request_id_scope
-from cloud_api.services.audit_chain import GENESIS, ChainRow, canonical_text, compute_hash, verify_chain
+from cloud_api.audit.chain import GENESIS, ChainRow, canonical_text, compute_hash, verify_chain
+from cloud_api.audit.trail import AuditEntry, record_audit, record_audit_many, request_id_scope
 from db.migrate import upgrade
 from deploy.localstack.children import mes_command
 from deploy.localstack.postgres import PostgresServer

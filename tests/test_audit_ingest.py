@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cloud_api.adapters.database import Database
+from cloud_api.audit.chain import verify_chain
 from cloud_api.services import batch_completion as bc
-from cloud_api.services.audit_chain import verify_chain
 from cloud_api.services.handlers import handle_start
 from deploy.localstack.services import PostgresServer
 from line_simulator.clock import KST

@@ -17,11 +17,12 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from cloud_api.auth.route_table import RouteRule, UndeclaredAccess, markdown_table, require_declared_access, route_rules
 from cloud_api.auth.settings import AuthSettings
 from cloud_api.domain.access import Role
 from cloud_api.http.app import create_app
 from cloud_api.http.deps import PublicDep, ViewerDep
+from cloud_api.http.route_access import RouteRule, UndeclaredAccess, require_declared_access, route_rules
+from cloud_api.http.route_table import markdown_table
 from cloud_api.settings import CentralSettings
 from tests.support.auth import JWT_SECRET, RoleAuth, bearer, login
 
@@ -167,4 +168,4 @@ def test_console_signs_in_and_keeps_tokens_in_memory_only(api_url: str) -> None:
 def test_readme_route_table_matches_the_app(app: FastAPI) -> None:
     text = README.read_text(encoding="utf-8")
     assert markdown_table(app) in text, (
-        "README route table is stale: run `.venv/bin/python -m cloud_api.auth.route_table --write README.md`")
+        "README route table is stale: run `.venv/bin/mes routes --write README.md`")

@@ -85,7 +85,7 @@ def test_a_station_cannot_join_the_ingestors_shared_subscription(site_broker: tu
         sent = {(ST01.event(Name.PROCESS_COMPLETED), f"{n}".encode()) for n in range(12)}
         for topic, payload in sorted(sent):
             assert st01.publish(topic, payload) < FAILURE
-        got = set()
+        got: set[tuple[str, bytes]] = set()
         deadline = time.monotonic() + TIMEOUT
         while got != sent and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):

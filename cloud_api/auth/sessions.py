@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import record_audit
 from cloud_api.auth import passwords, tokens
 from cloud_api.auth import repository as repo
 from cloud_api.auth.repository import UserRecord
@@ -19,7 +20,6 @@ from cloud_api.auth.settings import AuthSettings
 from cloud_api.auth.users import change_own_password
 from cloud_api.domain.access import Principal, Role, valid_username
 from cloud_api.domain.errors import DomainError
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import utc_now
+from cloud_api.audit.trail import record_audit
 from cloud_api.auth import passwords
 from cloud_api.auth import repository as repo
 from cloud_api.auth.repository import UserRecord
 from cloud_api.domain.access import PASSWORD_MAX_LENGTH, USERNAME_PATTERN, Role, password_problems
 from cloud_api.domain.errors import DomainError
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 
 log = logging.getLogger(__name__)

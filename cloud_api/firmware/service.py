@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import record_audit
 from cloud_api.domain.errors import DomainError
 from cloud_api.firmware import repository as repo
 from cloud_api.firmware.domain import (
@@ -24,7 +25,6 @@ from cloud_api.firmware.domain import (
     normalize_version,
 )
 from cloud_api.firmware.storage import FirmwareStorage, ObjectMissing
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 from mes_contracts.start import FirmwareInfo
 

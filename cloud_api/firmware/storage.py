@@ -5,29 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
 from cloud_api.firmware.settings import FirmwareSettings
+from cloud_api.firmware.storage_keys import CHUNK_SIZE, ObjectMissing, check_key
 
-CHUNK_SIZE = 64 * 1024
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class ObjectMissing(KeyError):
-    """No object under that key."""
-
-
-def check_key(key: str) -> str:
-    """Relative, slash-separated, no empty/`.`/`..` segments, portable characters only."""
-    parts = key.split("/")
-    if not key or len(key) > 512 or not all(_SEGMENT.fullmatch(part) and part != ".." for part in parts):
-        raise ValueError(f"invalid storage key {key!r}")
-    return key
-
+__all__ = ["CHUNK_SIZE", "FirmwareStorage", "LocalDiskStorage", "ObjectMissing", "check_key", "make_storage"]
 
 class FirmwareStorage(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cloud_api.firmware.settings import FirmwareSettings
-from cloud_api.firmware.storage import CHUNK_SIZE, ObjectMissing, check_key
+from cloud_api.firmware.storage_keys import CHUNK_SIZE, ObjectMissing, check_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 

@@ -12,9 +12,9 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud_api.audit.trail import record_audit
 from cloud_api.domain.errors import DomainError
 from cloud_api.firmware import repository as repo
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 
 log = logging.getLogger(__name__)

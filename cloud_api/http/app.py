@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from cloud_api.adapters.database import Database, make_engine
-from cloud_api.auth.route_table import require_declared_access
 from cloud_api.auth.settings import AuthSettings, load_auth_settings
+from cloud_api.firmware.settings import FirmwareSettings
 from cloud_api.http import (
     routes_audit,
     routes_auth,
@@ -24,13 +24,18 @@ from cloud_api.http import (
     routes_users,
 )
 from cloud_api.http.errors import install_error_handlers
+from cloud_api.http.limits_settings import LimitSettings
 from cloud_api.http.mqtt_bridge import MqttBridge
 from cloud_api.http.ratelimit import install_limits
 from cloud_api.http.request_id import RequestIdMiddleware
+from cloud_api.http.route_access import require_declared_access
 from cloud_api.settings import CentralSettings
 
 
-def create_app(settings: CentralSettings | None = None, auth_settings: AuthSettings | None = None) -> FastAPI:
+def create_app(settings: CentralSettings | None = None, auth_settings: AuthSettings | None = None, *,
+               limits: LimitSettings | None = None, firmware: FirmwareSettings | None = None) -> FastAPI:
+    """The API app from its settings (cloud_api.bootstrap passes every section; a section left out is read from
+    the environment, which tests that build an app directly rely on)."""
     settings = settings or CentralSettings()  # type: ignore[call-arg]
 
     @asynccontextmanager
@@ -56,11 +61,11 @@ def create_app(settings: CentralSettings | None = None, auth_settings: AuthSetti
     app.state.settings = settings
     app.state.auth_settings = auth_settings or load_auth_settings()  # a weak MES_JWT_SECRET stops the start here
     install_error_handlers(app)
-    install_limits(app)  # before the request id middleware, so 429/413 answers carry an id too
+    install_limits(app, limits)  # before the request id middleware, so 429/413 answers carry an id too
     app.add_middleware(RequestIdMiddleware)
     for module in (routes_process, routes_lots, routes_firmware, routes_reference, routes_console, routes_audit,
                    routes_labels, routes_printers, routes_auth, routes_users):
         app.include_router(module.router)
     require_declared_access(app)  # a route that does not say who may call it stops the start
-    routes_firmware.configure(app)
+    routes_firmware.configure(app, firmware)
     return app

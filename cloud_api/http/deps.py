@@ -15,6 +15,8 @@ from cloud_api.auth.settings import AuthSettings, load_auth_settings
 from cloud_api.domain.access import ADMINS, MANAGERS, OPERATORS, VIEWERS, Principal, Role, RouteAccess
 from cloud_api.domain.errors import DomainError
 from cloud_api.firmware import tokens as station_tokens
+from cloud_api.http.language import choose_lang
+from cloud_api.http.ratelimit import enforce_user_limit
 from cloud_api.settings import CentralSettings
 from mes_contracts.errors import ErrorCode
 
@@ -50,13 +52,7 @@ def get_lang(
     accept_language: Annotated[str | None, Header()] = None,
 ) -> str:
     """Korean by default (the spec's wording); `Accept-Language: en` switches messages to English."""
-    if accept_language:
-        primary = accept_language.split(",")[0].strip().lower()
-        if primary.startswith("en"):
-            return "en"
-        if primary.startswith("ko"):
-            return "ko"
-    return settings.language
+    return choose_lang(settings.language, accept_language)
 
 
 DbDep = Annotated[Database, Depends(get_db)]
@@ -72,9 +68,6 @@ async def authenticate(
     if credentials is None:
         raise DomainError(ErrorCode.UNAUTHORIZED, None, "missing bearer token")
     claims = tokens.decode_access(settings, credentials.credentials)
-    # Imported here: ratelimit imports the error mapping, which imports this module.
-    from cloud_api.http.ratelimit import enforce_user_limit
-
     await enforce_user_limit(request, claims.username)  # before the database: a flood costs no query
     principal = await sessions.principal_for(db, claims)
     request.state.principal = principal
@@ -127,8 +120,6 @@ async def _station(request: Request, db: DbDep,
         raise DomainError(ErrorCode.UNAUTHORIZED, None, "missing station token")
     async with db.transaction() as conn:
         station = await station_tokens.authenticate_station(conn, f"Bearer {credentials.credentials}")
-    from cloud_api.http.ratelimit import enforce_user_limit  # see authenticate
-
     principal = Principal(f"station:{station}", None, station=station)
     await enforce_user_limit(request, principal.username)
     request.state.principal = principal

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Scope
 
 from cloud_api.domain.errors import DomainError
-from cloud_api.http.deps import get_lang, get_settings
+from cloud_api.http.language import choose_lang
 from mes_contracts.errors import ERRORS, ErrorCode, error_message
 from mes_contracts.start import error_body
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def _lang(request: Request) -> str:
-    return get_lang(get_settings(request), request.headers.get("accept-language"))
+    return choose_lang(request.app.state.settings.language, request.headers.get("accept-language"))
 
 
 def error_response(code: ErrorCode, lang: str, data: dict | None = None, status: int | None = None) -> JSONResponse:
@@ -42,7 +42,8 @@ def _retry_after(response: JSONResponse, code: ErrorCode, data: dict | None) -> 
 def scope_error_response(scope: Scope, code: ErrorCode, data: dict | None = None) -> JSONResponse:
     """For ASGI middleware that answers before routing (rate and size limits): same body, same language rule."""
     accept = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"accept-language"), None)
-    return _retry_after(error_response(code, get_lang(scope["app"].state.settings, accept), data), code, data)
+    lang = choose_lang(scope["app"].state.settings.language, accept)
+    return _retry_after(error_response(code, lang, data), code, data)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[str]:

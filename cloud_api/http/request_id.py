@@ -9,7 +9,7 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cloud_api.services.audit import REQUEST_ID
+from cloud_api.audit.trail import REQUEST_ID
 from mes_contracts.envelope import new_message_id
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
+from cloud_api.audit.trail import AuditFilter, list_audit
 from cloud_api.http.deps import AdminDep, DbDep
-from cloud_api.services.audit import AuditFilter, list_audit
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 

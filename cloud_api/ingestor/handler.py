@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.ingestor import faults
-from cloud_api.labels.results import handle_print_result
 from cloud_api.services.dead_letters import Letter
 from cloud_api.services.handlers import Answer, error_answer, handle_completion, handle_start
+from cloud_api.services.print_results import handle_print_result
 from cloud_api.services.process_complete import CompletionSource
 from mes_contracts.completion import CompletionEvent
 from mes_contracts.envelope import Envelope, MessageType, ReplyPayload, Source, make_envelope

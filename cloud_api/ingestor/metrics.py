@@ -9,8 +9,7 @@ CONNECTED = Gauge("mes_ingestor_broker_connected", "1 while connected to the bro
 HANDLE_SECONDS = Histogram("mes_ingestor_handle_seconds", "Time to handle one message (database included)")
 BATCH_SIZE = Histogram("mes_ingestor_batch_size", "Completion messages stored per transaction",
                        buckets=(1, 2, 5, 10, 25, 50, 100, 200))
-DEAD_LETTERS = Counter("mes_ingestor_dead_letters_total", "Messages quarantined in dead_letters (new rows)",
-                       ["type", "code"])
+# mes_ingestor_dead_letters_total is counted where a letter is stored: cloud_api/services/dead_letters.py.
 TASK_RESTARTS = Counter("mes_ingestor_task_restarts_total", "Storing tasks that died and were restarted", ["task"])
 TASK_FAILURES = Counter("mes_ingestor_task_failures_total", "Per-message tasks that ended with an exception",
                         ["task"])

@@ -16,7 +16,6 @@ from paho.mqtt.properties import Properties
 from prometheus_client import start_http_server
 
 from cloud_api.adapters.database import Database, make_engine
-from cloud_api.http.limits_settings import LimitSettings
 from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.batching import MAX_BATCH, CompletionBatcher, Pending
 from cloud_api.ingestor.handler import (
@@ -46,7 +45,7 @@ RESPONDER = Source(site="central", line="central", station="ingestor", gateway_i
 
 
 class Ingestor:
-    def __init__(self, settings: CentralSettings, db: Database):
+    def __init__(self, settings: CentralSettings, db: Database, max_body_bytes: int):
         self.settings = settings
         self.db = db
         self._seq = 0
@@ -55,7 +54,7 @@ class Ingestor:
         self._batch_slots = asyncio.Semaphore(2 * MAX_BATCH)
         self._tasks: set[asyncio.Task[None]] = set()
         self._health = Health()
-        self._max_bytes = LimitSettings().max_body_bytes + ENVELOPE_ALLOWANCE_BYTES
+        self._max_bytes = max_body_bytes + ENVELOPE_ALLOWANCE_BYTES
 
     def _client(self) -> aiomqtt.Client:
         connect = Properties(PacketTypes.CONNECT)
@@ -271,7 +270,8 @@ class Ingestor:
             await client.publish(response_topic, reply.to_bytes(), qos=1, properties=out)
 
 
-async def run_ingestor(settings: CentralSettings) -> None:
+async def run_ingestor(settings: CentralSettings, max_body_bytes: int) -> None:
+    """Run until cancelled; `max_body_bytes` is MES_MAX_BODY_BYTES (cloud_api.bootstrap passes it down)."""
     if settings.ingestor_metrics_port:
         # Prometheus scrapes the ingestor here (the API's /metrics is another process's registry).
         start_http_server(settings.ingestor_metrics_port, addr=settings.ingestor_metrics_host)
@@ -280,6 +280,6 @@ async def run_ingestor(settings: CentralSettings) -> None:
     engine = make_engine(settings.database_url, settings.db_pool_size)
     db = Database(engine, settings.zone, settings.shift_day_start_hour)
     try:
-        await Ingestor(settings, db).run_forever()
+        await Ingestor(settings, db, max_body_bytes).run_forever()
     finally:
         await engine.dispose()

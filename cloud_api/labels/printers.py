@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud_api.audit.trail import record_audit
 from cloud_api.domain.errors import DomainError
 from cloud_api.labels import repository as repo
 from cloud_api.labels.domain import Printer, PrinterFields, PrinterIn, check_transport
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 
 log = logging.getLogger(__name__)

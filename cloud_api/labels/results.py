@@ -9,16 +9,12 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.labels import repository as repo
 from cloud_api.labels.domain import result_update
-from cloud_api.services.handlers import Answer, run_once
-from mes_contracts.envelope import MessageType, Outcome
-from mes_contracts.errors import ErrorCode, success_message
+from mes_contracts.errors import ErrorCode
 from mes_contracts.labels import PrintResult
 from mes_contracts.process_data import describe_validation_error
-from mes_contracts.start import success_body
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +40,3 @@ def parse_result(raw: dict[str, Any]) -> PrintResult:
         return PrintResult.model_validate(raw)
     except ValidationError as error:
         raise DomainError(ErrorCode.INVALID_REQUEST, {"errors": describe_validation_error(error)}) from error
-
-
-async def handle_print_result(
-    db: Database, raw: dict[str, Any], station: str, message_id: uuid.UUID, lang: str
-) -> Answer:
-    """The ingestor's entry point: idempotent by message id (processed_messages) and by result id on the job."""
-
-    async def work(conn: AsyncConnection) -> Answer:
-        result = parse_result(raw)
-        job = await record_result(conn, result, message_id, station)
-        log.info("print job %s (%s %s) on %s: %s", result.job_id, job["label_type"], job["label_key"],
-                 job["printer_id"], job["status"])
-        data = {"job_id": str(result.job_id), "status": job["status"]}
-        return Answer(Outcome.ACCEPTED, 200, success_body(success_message("print_result_recorded", lang),
-                                                          data).to_json_dict())
-
-    return await run_once(db, work, message_id, MessageType.LABEL_PRINT_RESULT, station, lang)

@@ -14,12 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import record_audit
 from cloud_api.domain.errors import DomainError
 from cloud_api.labels import queries, rendering
 from cloud_api.labels import repository as repo
 from cloud_api.labels.domain import Printer, failure_code, printer_error_data, result_update
 from cloud_api.labels.results import record_result
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 from mes_contracts.labels import (
     PRINTER_ID_PATTERN,

@@ -17,18 +17,22 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cloud_api.adapters import dead_letters_sql as sql
 from cloud_api.adapters.database import Database
-from cloud_api.ingestor import metrics
+from cloud_api.audit.trail import AuditEntry, record_audit_many
 from cloud_api.services import idempotency
-from cloud_api.services.audit import AuditEntry, record_audit_many
 from cloud_api.services.handlers import Answer
 from mes_contracts.envelope import Outcome
 from mes_contracts.errors import ERRORS, ErrorCode, error_message
 from mes_contracts.start import error_body
+
+# Here, not in cloud_api.ingestor.metrics: a use case must not import the ingestor (layers in pyproject.toml).
+DEAD_LETTERS = Counter("mes_ingestor_dead_letters_total", "Messages quarantined in dead_letters (new rows)",
+                       ["type", "code"])
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +150,7 @@ async def _record(db: Database, letter: Letter, failure: Failure, answer: Answer
         if created:  # last write of the transaction: the audit chain's lock is held the shortest time
             await record_audit_many(conn, [_audit(letter, failure, letter_id)])
     if created:
-        metrics.DEAD_LETTERS.labels(message_type, failure.code.value).inc()
+        DEAD_LETTERS.labels(message_type, failure.code.value).inc()
         log.error("dead letter %s (%s from %s on %s): %s %s: %s", letter.key, message_type, station, letter.topic,
                   failure.code.value, failure.error_class, failure.message)
     if stored is None or (stored.body == answer.body and stored.http_status == answer.http_status):

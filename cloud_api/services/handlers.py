@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import deferred_audit, record_audit_many, rows_json
 from cloud_api.domain.errors import DomainError
 from cloud_api.services import idempotency
-from cloud_api.services.audit import deferred_audit, record_audit_many, rows_json
 from cloud_api.services.ports import NO_HOOKS, Answer, CommitHooks
 from cloud_api.services.process_complete import CompletionSource, complete_process, parse_completion
 from cloud_api.services.process_start import StartOrigin, plan_start, start_process, write_planned_start

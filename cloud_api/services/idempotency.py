@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloud_api.adapters.audit_sql import insert_from_json
+from cloud_api.audit.sql import insert_from_json
 from mes_contracts.envelope import Outcome
 
 # The batch path claims ids with this placeholder inside its own transaction (see adapters/batch_sql.py).

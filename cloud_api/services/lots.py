@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import repository as repo
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import record_audit
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus, can_transition
 from cloud_api.labels.serials import queue_lot_label
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 from mes_contracts.labels import PRINTER_ID_PATTERN
 from mes_contracts.numbering import (

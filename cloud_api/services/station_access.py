@@ -16,9 +16,9 @@ from typing import Any
 
 from cloud_api.adapters import stations_sql
 from cloud_api.adapters.database import Database
+from cloud_api.audit.trail import record_audit
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.stations import StationKey, StationPermissions
-from cloud_api.services.audit import record_audit
 from mes_contracts.errors import ErrorCode
 
 log = logging.getLogger(__name__)

@@ -1,14 +1,12 @@
-"""Route × role table read from the app itself: every route must declare who may call it, or the API won't start.
+"""Who may call each route, read from the app itself: every route must declare it, or the API won't start.
 
-`python -m cloud_api.auth.route_table` prints the Markdown table; `--write README.md` refreshes it in place.
+The app imports only this check; the README's route × role table is produced from a built app by the tool
+`cloud_api.http.route_table` (`mes routes`), which the app never imports.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,8 +18,6 @@ from cloud_api.domain.access import Role, RouteAccess
 
 # Added by FastAPI itself (OpenAPI and its viewers): public by decision, they show no data.
 FRAMEWORK_PUBLIC = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-BEGIN, END = "<!-- route-table:begin -->", "<!-- route-table:end -->"
-COLUMNS = ("anonymous", *[role.value for role in reversed(Role)], "station token")
 
 
 class UndeclaredAccess(RuntimeError):
@@ -90,43 +86,3 @@ def require_declared_access(app: FastAPI) -> None:
         return app.openapi_schema or generate()
 
     app.openapi = openapi_with_roles  # type: ignore[method-assign]
-
-
-def markdown_table(app: FastAPI) -> str:
-    header = "| method | path | " + " | ".join(COLUMNS) + " |"
-    rows = [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    for rule in route_rules(app):
-        marks = " | ".join("✓" if rule.allows(column) else "" for column in COLUMNS)
-        rows.append(f"| {rule.method} | `{rule.path}` | {marks} |")
-    return "\n".join(rows) + "\n"
-
-
-def _table_app() -> FastAPI:
-    # Nothing connects while the app is only built; a placeholder URL and dev-mode keys are enough to list routes.
-    from cloud_api.auth.settings import AuthSettings
-    from cloud_api.http.app import create_app
-    from cloud_api.settings import CentralSettings
-
-    return create_app(CentralSettings(database_url="postgresql+psycopg://table@127.0.0.1/none"),
-                      auth_settings=AuthSettings(dev_mode=True))
-
-
-def replace_in(text: str, table: str) -> str:
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[:start] + "\n" + table + text[end:]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", type=Path, help="replace the table between the route-table markers of this file")
-    args = parser.parse_args(argv)
-    table = markdown_table(_table_app())
-    if args.write is None:
-        sys.stdout.write(table)
-        return 0
-    args.write.write_text(replace_in(args.write.read_text(encoding="utf-8"), table), encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cloud_api.adapters.audit_sql import insert_from_json
+from cloud_api.audit.sql import insert_from_json
 
 log = logging.getLogger(__name__)
 
