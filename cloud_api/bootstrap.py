@@ -1,8 +1,9 @@
 """Composition root of the central processes (REST API, ingestor), like edge_gateway/bootstrap.py for a station.
 
-Every setting is read from the environment once, here, into one `CentralConfig`; the API app and the ingestor get
-it passed down (FastAPI app state and typed deps, the ingestor's constructor) and never read the environment
-themselves. Unknown `MES_*` variables are reported at start-up, with the nearest known name as a hint.
+Every setting a process needs is read from the environment once, here, into one object (`ApiConfig` for the API,
+`IngestorConfig` for the ingestor); it is passed down (FastAPI app state and typed deps, the ingestor's
+constructor), and neither reads the environment itself. Unknown `MES_*` variables are reported at start-up, with
+the nearest known name as a hint.
 """
 
 from __future__ import annotations
@@ -31,13 +32,22 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class CentralConfig:
-    """The one settings object of a central process: all sections, validated together at start."""
+class ApiConfig:
+    """The one settings object of an API process: all its sections, validated together at start."""
 
     central: CentralSettings
     auth: AuthSettings
     limits: LimitSettings
     firmware: FirmwareSettings
+
+
+@dataclass(frozen=True, slots=True)
+class IngestorConfig:
+    """The one settings object of an ingestor: it signs no token and stores no firmware, so it needs neither
+    MES_JWT_SECRET nor MES_FIRMWARE_*; MES_MAX_BODY_BYTES bounds the messages it accepts."""
+
+    central: CentralSettings
+    limits: LimitSettings
 
 
 def env_names(settings_class: type[BaseSettings]) -> frozenset[str]:
@@ -58,9 +68,9 @@ def report_unknown_environment(environ: Mapping[str, str] | None = None) -> list
     return unknown
 
 
-def load_config() -> CentralConfig:
+def load_api_config() -> ApiConfig:
     """Read and validate every section; a bad value stops the start (ValidationError or a SystemExit message)."""
-    return CentralConfig(
+    return ApiConfig(
         central=CentralSettings(),  # type: ignore[call-arg]  # MES_DATABASE_URL is required, from the environment
         auth=load_auth_settings(),  # a missing, short or development MES_JWT_SECRET stops here, saying what to do
         limits=LimitSettings(),
@@ -68,17 +78,21 @@ def load_config() -> CentralConfig:
     )
 
 
-def build_api(config: CentralConfig) -> FastAPI:
+def load_ingestor_config() -> IngestorConfig:
+    return IngestorConfig(central=CentralSettings(), limits=LimitSettings())  # type: ignore[call-arg]
+
+
+def build_api(config: ApiConfig) -> FastAPI:
     return create_app(config.central, config.auth, limits=config.limits, firmware=config.firmware)
 
 
 def api_app() -> FastAPI:
     """uvicorn's factory (`cloud_api.bootstrap:api_app`) for `mes api --workers N`: each worker process reads its
     settings once; the parent `mes api` already validated them and reported unknown variables."""
-    return build_api(load_config())
+    return build_api(load_api_config())
 
 
-async def run_ingestor(config: CentralConfig) -> None:
+async def run_ingestor(config: IngestorConfig) -> None:
     """The ingestor process: MQTT station messages → PostgreSQL, with this process's one settings object."""
     from cloud_api.ingestor.runner import run_ingestor as run  # the API process never loads the ingestor
 

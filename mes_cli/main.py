@@ -123,7 +123,7 @@ def api(
 
     from cloud_api import bootstrap
 
-    config = bootstrap.load_config()  # invalid MES_* settings or a weak MES_JWT_SECRET stop here, once
+    config = bootstrap.load_api_config()  # invalid MES_* settings or a weak MES_JWT_SECRET stop here, once
     settings = config.central
     configure_logging(settings.log_level, settings.log_json, log_file, "api")
     bootstrap.report_unknown_environment()
@@ -139,7 +139,7 @@ def ingest(log_file: LogFile = None) -> None:
     """Run the ingestor: MQTT station messages → PostgreSQL, replies after commit."""
     from cloud_api import bootstrap
 
-    config = bootstrap.load_config()
+    config = bootstrap.load_ingestor_config()
     configure_logging(config.central.log_level, config.central.log_json, log_file, "ingestor")
     bootstrap.report_unknown_environment()
     # Everything imported so far lives as long as the process: keep it out of the collector's scans, which

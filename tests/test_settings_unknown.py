@@ -111,3 +111,17 @@ def test_a_real_api_process_warns_about_a_misspelt_variable(central_env: dict[st
     assert "unknown environment variable MES_RATE_LIMT_PER_MINUTE is ignored; " \
            "did you mean MES_RATE_LIMIT_PER_MINUTE?" in text, child.log_tail()
     assert "MES_GW_STATION" not in text and "MES_FAULT_SEED" not in text
+
+
+def test_each_process_reads_its_own_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MES_DATABASE_URL", "postgresql+psycopg://x@127.0.0.1/none")
+    monkeypatch.setenv("MES_MAX_BODY_BYTES", "4096")
+    for name in ("MES_JWT_SECRET", "MES_DEV_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    ingestor = bootstrap.load_ingestor_config()  # the ingestor signs no token: no JWT secret needed
+    assert ingestor.limits.max_body_bytes == 4096
+    with pytest.raises(SystemExit, match="MES_JWT_SECRET is not set"):
+        bootstrap.load_api_config()
+    monkeypatch.setenv("MES_DEV_MODE", "true")
+    api = bootstrap.load_api_config()
+    assert bootstrap.build_api(api).state.limit_settings is api.limits
