@@ -14,8 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
+from cloud_api.adapters.workers_sql import active_worker
 from cloud_api.audit.trail import record_audit
 from cloud_api.domain.errors import DomainError
+from cloud_api.domain.workers import require_active_worker
 from cloud_api.labels import queries, rendering
 from cloud_api.labels import repository as repo
 from cloud_api.labels.domain import Printer, failure_code, printer_error_data, result_update
@@ -159,9 +161,8 @@ async def reprint_label(
 
 
 async def _check_worker(conn: AsyncConnection, worker_id: str) -> None:
-    row = await conn.execute(text("SELECT active FROM workers WHERE worker_id = :w"), {"w": worker_id})
-    if not row.scalar():
-        raise DomainError(ErrorCode.WORKER_NOT_FOUND, {"worker_id": worker_id})
+    row = await conn.execute(text(f"SELECT {active_worker(':w')}"), {"w": worker_id})
+    require_active_worker(worker_id, row.scalar())  # the one worker rule (domain/workers.py)
 
 
 async def _reprint_printer(
