@@ -31,8 +31,9 @@ def body_limit(scope: Scope) -> int:
     state = scope["app"].state
     limit = limit_settings(state).max_body_bytes
     if (scope.get("method"), scope.get("path")) == FIRMWARE_UPLOAD:
-        firmware = getattr(state, "firmware_settings", None) or FirmwareSettings()
-        limit = max(limit, firmware.max_size_bytes + MULTIPART_OVERHEAD)
+        firmware: FirmwareSettings | None = getattr(state, "firmware_settings", None)  # None: no firmware routes
+        if firmware is not None:
+            limit = max(limit, firmware.max_size_bytes + MULTIPART_OVERHEAD)
     return limit
 
 

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cloud_api.adapters.database import Database
 from cloud_api.auth import sessions, tokens
-from cloud_api.auth.settings import AuthSettings, load_auth_settings
+from cloud_api.auth.settings import AuthSettings
 from cloud_api.domain.access import ADMINS, MANAGERS, OPERATORS, VIEWERS, Principal, Role, RouteAccess
 from cloud_api.domain.errors import DomainError
 from cloud_api.firmware import tokens as station_tokens
@@ -41,9 +41,7 @@ def get_settings(request: Request) -> CentralSettings:
 
 
 def get_auth_settings(request: Request) -> AuthSettings:
-    if getattr(request.app.state, "auth_settings", None) is None:
-        request.app.state.auth_settings = load_auth_settings()
-    settings: AuthSettings = request.app.state.auth_settings
+    settings: AuthSettings = request.app.state.auth_settings  # validated at start (create_app)
     return settings
 
 

@@ -77,8 +77,6 @@ class LimitSettings(BaseSettings):
 
 
 def limit_settings(state: Any) -> LimitSettings:
-    """The app's validated settings (made at start by install_limits; made here for apps built without it)."""
-    settings = getattr(state, "limit_settings", None)
-    if settings is None:
-        settings = state.limit_settings = LimitSettings()
+    """The app's validated settings, kept by install_limits at start: a request never reads the environment."""
+    settings: LimitSettings = state.limit_settings
     return settings

@@ -26,21 +26,18 @@ router = APIRouter(tags=["firmware"])
 
 
 def configure(app: FastAPI, settings: FirmwareSettings | None = None) -> None:
-    """Validate MES_FIRMWARE_* and make the storage at start; without it both are made on first use."""
+    """Keep the firmware settings (cloud_api.bootstrap's, or MES_FIRMWARE_* read now) and make the storage."""
     app.state.firmware_settings = settings or FirmwareSettings()
     app.state.firmware_storage = make_storage(app.state.firmware_settings)
 
 
+# Both made once at start by `configure`: a request never reads the environment.
 def get_firmware_settings(request: Request) -> FirmwareSettings:
-    if getattr(request.app.state, "firmware_settings", None) is None:
-        request.app.state.firmware_settings = FirmwareSettings()
     settings: FirmwareSettings = request.app.state.firmware_settings
     return settings
 
 
 def get_firmware_storage(request: Request) -> FirmwareStorage:
-    if getattr(request.app.state, "firmware_storage", None) is None:
-        request.app.state.firmware_storage = make_storage(get_firmware_settings(request))
     storage: FirmwareStorage = request.app.state.firmware_storage
     return storage
 
