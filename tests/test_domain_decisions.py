@@ -86,8 +86,9 @@ def test_start_decision_moves_a_new_lot_and_refuses_in_order() -> None:
     assert first.transition == (LotStatus.CREATED, LotStatus.IN_PROGRESS, "PROC-001 start")
     assert _code(lambda: decide_start(_start("PROC-001"), None, KST, "ko")) is ErrorCode.LOT_NOT_FOUND
     assert _code(lambda: decide_start(_start("PROC-001"), _lot(active=False), KST, "ko")) is ErrorCode.WORKER_NOT_FOUND
-    assert _code(lambda: decide_start(_start("PROC-002"), _lot(), KST, "ko")) \
-        is ErrorCode.PREVIOUS_PROCESS_NOT_COMPLETED
+    assert (
+        _code(lambda: decide_start(_start("PROC-002"), _lot(), KST, "ko")) is ErrorCode.PREVIOUS_PROCESS_NOT_COMPLETED
+    )
 
 
 def test_start_duplicate_shows_the_run_in_the_plant_zone() -> None:
@@ -118,7 +119,8 @@ def test_worker_id_rule_is_the_same_for_start_completion_registry_and_users(work
     with pytest.raises(ValidationError):
         StartRequest.model_validate({**start_request("PROC-001", LOT, "W001", T0), "worker_id": worker_id})
     with pytest.raises(ValidationError):
-        CompletionRecord.model_validate({**completion_record("PROC-001", LOT, "W001", T0, T0, random.Random(0)),
-                                         "worker_id": worker_id})
+        CompletionRecord.model_validate(
+            {**completion_record("PROC-001", LOT, "W001", T0, T0, random.Random(0)), "worker_id": worker_id}
+        )
     with pytest.raises(ValidationError):
         WorkerIn(worker_id=worker_id, name="x")

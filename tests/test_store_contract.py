@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -99,8 +99,9 @@ async def _start(backend: Backend, lot: str, process_id: str, worker: str = "W00
     request = StartRequest.model_validate(start_request(process_id, lot, worker, T0))
     async with backend.session() as (conn, stores):
         with deferred_audit():
-            data = await start_process(backend.db, conn, request, StartOrigin(STATION, uuid.uuid4()),  # type: ignore[arg-type]
-                                       stores.starts)
+            origin = StartOrigin(STATION, uuid.uuid4())
+            # The memory backend has no connection (None): with an explicit store the use case never touches it.
+            data = await start_process(backend.db, cast(AsyncConnection, conn), request, origin, stores.starts)
     return data.work_order_id
 
 
@@ -116,7 +117,9 @@ def _source(sha: str | None = None) -> CompletionSource:
 async def _complete(backend: Backend, record: CompletionRecord, source: CompletionSource) -> dict[str, Any]:
     async with backend.session() as (conn, stores):
         with deferred_audit():
-            outcome = await complete_process(backend.db, conn, record, source, stores.completions)  # type: ignore[arg-type]
+            outcome = await complete_process(
+                backend.db, cast(AsyncConnection, conn), record, source, stores.completions
+            )
     return {"duplicate": outcome.duplicate, **outcome.data}
 
 
@@ -158,10 +161,14 @@ async def test_completion_is_stored_once_and_opens_the_next_process(backend: Bac
     assert (stored["duplicate"], stored["result"], stored["lot_status"]) == (False, "FAIL", "IN_PROGRESS")
     again = await _complete(backend, _record(lot, "PROC-001"), _source(sha))
     assert (again["duplicate"], again["result"]) == (True, "duplicate")
-    assert await _refusal(_complete(backend, _record(lot, "PROC-001", worker="W999"), _source())) \
+    assert (
+        await _refusal(_complete(backend, _record(lot, "PROC-001", worker="W999"), _source()))
         is ErrorCode.WORKER_NOT_FOUND
-    assert await _refusal(_complete(backend, _record("WF-KR-991231N-999", "PROC-001"), _source())) \
+    )
+    assert (
+        await _refusal(_complete(backend, _record("WF-KR-991231N-999", "PROC-001"), _source()))
         is ErrorCode.LOT_NOT_FOUND
+    )
     retest = await _complete(backend, _record(lot, "PROC-001"), _source(uuid.uuid4().hex * 2))
     assert retest["result"] == "PASS"
     async with backend.session() as (_, stores):
@@ -177,16 +184,19 @@ async def test_write_of_a_batch_returns_result_ids_answers_and_moves_the_lot(bac
         view = await stores.starts.lock_lot_for_start(lot, "W001")
         assert view is not None
         prefix = work_order_prefix(T0.date())
-        await stores.starts.insert_run(NewRun(view.lot_id, "PROC-008", 8, T0, "W001", None, STATION, T0.date(), prefix),
-                                       None)
+        await stores.starts.insert_run(
+            NewRun(view.lot_id, "PROC-008", 8, T0, "W001", None, STATION, T0.date(), prefix), None
+        )
     records = [(_record(lot, "PROC-008"), _source(uuid.uuid4().hex * 2))]
     async with backend.session() as (_, stores):
-        first = decide_completion(records[0][0], records[0][1], await stores.completions.read_for_completion(
-            lot, "PROC-008", "W001", records[0][1].sha256))
+        first = decide_completion(
+            records[0][0],
+            records[0][1],
+            await stores.completions.read_for_completion(lot, "PROC-008", "W001", records[0][1].sha256),
+        )
         assert isinstance(first, Accepted) and first.transition == (LotStatus.IN_PROGRESS, LotStatus.COMPLETED)
         written = await stores.completions.write([first])
     assert set(written.result_ids) == {records[0][1].message_id} and written.responses == {}
     async with backend.session() as (_, stores):
         seen = await stores.completions.read_for_completion(lot, "PROC-008", "W001", records[0][1].sha256)
     assert seen is not None and seen.status is LotStatus.COMPLETED and seen.file_seen
-

@@ -88,12 +88,21 @@ class PgCompletionStore:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def read_for_completion(self, lot_number: str, process_id: str, worker_id: str, sha256: str | None,
-                                  ) -> LotForCompletion | None:
+    async def read_for_completion(
+        self,
+        lot_number: str,
+        process_id: str,
+        worker_id: str,
+        sha256: str | None,
+    ) -> LotForCompletion | None:
         return await read_for_completion(self._conn, lot_number, process_id, worker_id, sha256)
 
-    async def write(self, accepted: Sequence[Accepted], answers: Sequence[StoredAnswer] = (), audit: str = "[]",
-                    ) -> Written:
+    async def write(
+        self,
+        accepted: Sequence[Accepted],
+        answers: Sequence[StoredAnswer] = (),
+        audit: str = "[]",
+    ) -> Written:
         return await write(self._conn, accepted, answers, audit)
 
 
@@ -112,11 +121,17 @@ async def write(
 ) -> Written:
     """Store the completions, the answers to their messages and the audit rows (services/audit.rows_json), in
     the caller's transaction: two statements for any number of completions."""
-    rows = await conn.execute(WRITE_SQL, {
-        "results": _json(result_rows(accepted)), "components": _json(component_rows(accepted)),
-        "runs": _json(run_rows(accepted)), "lots": _json(lot_rows(accepted)), "messages": _json(message_rows(answers)),
-        "audit": audit,
-    })
+    rows = await conn.execute(
+        WRITE_SQL,
+        {
+            "results": _json(result_rows(accepted)),
+            "components": _json(component_rows(accepted)),
+            "runs": _json(run_rows(accepted)),
+            "lots": _json(lot_rows(accepted)),
+            "messages": _json(message_rows(answers)),
+            "audit": audit,
+        },
+    )
     result_ids: dict[uuid.UUID, int] = {}
     responses: dict[uuid.UUID, dict[str, Any]] = {}
     for row in rows:
@@ -138,29 +153,63 @@ def _json(rows: list[dict[str, Any]]) -> str:
 
 
 def result_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
-    return [{
-        "n": n, "run_id": a.run_id, "lot_id": a.lot_id, "process_id": a.record.process_id,
-        "message_id": str(a.source.message_id), "source_station": a.source.station,
-        "source_file_name": a.source.file_name, "source_sha256": a.source.sha256, "worker_id": a.record.worker_id,
-        "start_time": a.record.start_time.isoformat(), "complete_time": a.record.complete_time.isoformat(),
-        "result": a.verdict, "failure_reasons": a.typed.failure_reasons(),
-        "process_data": a.record.stored_process_data(), "replay": a.source.replay,
-    } for n, a in enumerate(accepted)]
+    return [
+        {
+            "n": n,
+            "run_id": a.run_id,
+            "lot_id": a.lot_id,
+            "process_id": a.record.process_id,
+            "message_id": str(a.source.message_id),
+            "source_station": a.source.station,
+            "source_file_name": a.source.file_name,
+            "source_sha256": a.source.sha256,
+            "worker_id": a.record.worker_id,
+            "start_time": a.record.start_time.isoformat(),
+            "complete_time": a.record.complete_time.isoformat(),
+            "result": a.verdict,
+            "failure_reasons": a.typed.failure_reasons(),
+            "process_data": a.record.stored_process_data(),
+            "replay": a.source.replay,
+        }
+        for n, a in enumerate(accepted)
+    ]
 
 
 def component_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
-    return [{"n": n, "message_id": str(a.source.message_id), "lot_id": a.lot_id, "process_id": a.record.process_id,
-             "kind": kind, "lot": value}
-            for n, a in enumerate(accepted) for kind, value in a.typed.component_lots().items()]
+    return [
+        {
+            "n": n,
+            "message_id": str(a.source.message_id),
+            "lot_id": a.lot_id,
+            "process_id": a.record.process_id,
+            "kind": kind,
+            "lot": value,
+        }
+        for n, a in enumerate(accepted)
+        for kind, value in a.typed.component_lots().items()
+    ]
 
 
 def measurement_rows(accepted: Sequence[Accepted], result_ids: dict[uuid.UUID, int]) -> list[dict[str, Any]]:
-    return [{"time": m.time.isoformat(), "lot_id": a.lot_id, "process_id": a.record.process_id,
-             "result_id": result_ids[a.source.message_id], "test_point_id": m.test_point_id,
-             "characteristic": m.characteristic, "value": m.value, "unit": m.unit, "target": m.target,
-             "tolerance": m.tolerance, "lower_limit": m.lower_limit, "upper_limit": m.upper_limit,
-             "result": m.result}
-            for a in accepted for m in extract_measurements(a.typed, a.record.complete_time)]
+    return [
+        {
+            "time": m.time.isoformat(),
+            "lot_id": a.lot_id,
+            "process_id": a.record.process_id,
+            "result_id": result_ids[a.source.message_id],
+            "test_point_id": m.test_point_id,
+            "characteristic": m.characteristic,
+            "value": m.value,
+            "unit": m.unit,
+            "target": m.target,
+            "tolerance": m.tolerance,
+            "lower_limit": m.lower_limit,
+            "upper_limit": m.upper_limit,
+            "result": m.result,
+        }
+        for a in accepted
+        for m in extract_measurements(a.typed, a.record.complete_time)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,26 +227,46 @@ def run_updates(accepted: Sequence[Accepted]) -> list[RunUpdate]:
     for item in accepted:
         previous = by_run.get(item.run_id)
         if previous is None:
-            by_run[item.run_id] = RunUpdate(item.run_id, item.record.complete_time.isoformat(),
-                                            item.record.worker_id, item.verdict, 1)
+            by_run[item.run_id] = RunUpdate(
+                item.run_id, item.record.complete_time.isoformat(), item.record.worker_id, item.verdict, 1
+            )
         else:
-            by_run[item.run_id] = RunUpdate(item.run_id, previous.first_complete_time, previous.first_worker_id,
-                                            item.verdict, previous.count + 1)
+            by_run[item.run_id] = RunUpdate(
+                item.run_id, previous.first_complete_time, previous.first_worker_id, item.verdict, previous.count + 1
+            )
     return [by_run[run_id] for run_id in sorted(by_run)]
 
 
 def run_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
-    return [{"run_id": u.run_id, "t": u.first_complete_time, "w": u.first_worker_id, "verdict": u.last_verdict,
-             "n": u.count} for u in run_updates(accepted)]
+    return [
+        {
+            "run_id": u.run_id,
+            "t": u.first_complete_time,
+            "w": u.first_worker_id,
+            "verdict": u.last_verdict,
+            "n": u.count,
+        }
+        for u in run_updates(accepted)
+    ]
 
 
 def lot_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
-    return [{"lot_id": a.lot_id, "old": a.status_before.value, "new": a.new_status.value,
-             "actor": a.record.worker_id, "reason": f"{a.record.process_id} completion",
-             "message_id": str(a.source.message_id)}
-            for a in accepted if a.new_status is not None]
+    return [
+        {
+            "lot_id": a.lot_id,
+            "old": a.status_before.value,
+            "new": a.new_status.value,
+            "actor": a.record.worker_id,
+            "reason": f"{a.record.process_id} completion",
+            "message_id": str(a.source.message_id),
+        }
+        for a in accepted
+        if a.new_status is not None
+    ]
 
 
 def message_rows(answers: Sequence[StoredAnswer]) -> list[dict[str, Any]]:
-    return [{"message_id": str(a.message_id), "outcome": a.outcome, "http_status": a.http_status,
-             "response": a.body} for a in answers]
+    return [
+        {"message_id": str(a.message_id), "outcome": a.outcome, "http_status": a.http_status, "response": a.body}
+        for a in answers
+    ]

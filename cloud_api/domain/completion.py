@@ -100,8 +100,9 @@ def decide_completion(
     if lot.file_seen:
         return DuplicateFile(completion_summary(record, "duplicate"))
     if lot.run_id is None:
-        raise DomainError(ErrorCode.PROCESS_NOT_STARTED,
-                          {"lot_number": record.lot_number, "process_id": record.process_id})
+        raise DomainError(
+            ErrorCode.PROCESS_NOT_STARTED, {"lot_number": record.lot_number, "process_id": record.process_id}
+        )
     require_active_worker(record.worker_id, lot.worker_active)
     typed = record.typed_data()
     new_status = status_after_completion(lot.status, record.process_id)

@@ -79,5 +79,7 @@ def decide_start(request: StartRequest, lot: LotForStart | None, zone: tzinfo, l
 
 
 def _snapshots(runs: tuple[RunRow, ...], zone: tzinfo) -> dict[str, RunSnapshot]:
-    return {run.process_id: RunSnapshot(run.status, run.work_order_id, run.start_time.astimezone(zone).isoformat())
-            for run in runs}
+    return {
+        run.process_id: RunSnapshot(run.status, run.work_order_id, run.start_time.astimezone(zone).isoformat())
+        for run in runs
+    }

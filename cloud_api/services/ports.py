@@ -47,12 +47,21 @@ NO_HOOKS: CommitHooks = _NoHooks()
 class CompletionStore(Protocol):
     """Completions in one transaction: the locked view a decision needs, and the one writer."""
 
-    async def read_for_completion(self, lot_number: str, process_id: str, worker_id: str, sha256: str | None,
-                                  ) -> LotForCompletion | None:
+    async def read_for_completion(
+        self,
+        lot_number: str,
+        process_id: str,
+        worker_id: str,
+        sha256: str | None,
+    ) -> LotForCompletion | None:
         """The LOT (locked until commit), its run of the process, whether the worker is active and the file stored."""
 
-    async def write(self, accepted: Sequence[Accepted], answers: Sequence[StoredAnswer] = (), audit: str = "[]",
-                    ) -> Written:
+    async def write(
+        self,
+        accepted: Sequence[Accepted],
+        answers: Sequence[StoredAnswer] = (),
+        audit: str = "[]",
+    ) -> Written:
         """Store decided completions (with the answers of a batch's claimed ids and its audit rows)."""
 
 

@@ -61,18 +61,32 @@ class MemoryCompletionStore:
     def __init__(self, data: MemoryData) -> None:
         self.data = data
 
-    async def read_for_completion(self, lot_number: str, process_id: str, worker_id: str, sha256: str | None,
-                                  ) -> LotForCompletion | None:
+    async def read_for_completion(
+        self,
+        lot_number: str,
+        process_id: str,
+        worker_id: str,
+        sha256: str | None,
+    ) -> LotForCompletion | None:
         found = self.data.lots.get(lot_number)
         if found is None:
             return None
         lot_id, status = found
         run = next((r for r in self.data.lot_runs(lot_id) if r.row.process_id == process_id), None)
-        return LotForCompletion(lot_id, status, run.id if run else None, self.data.workers.get(worker_id, False),
-                                sha256 is not None and sha256 in self.data.shas)
+        return LotForCompletion(
+            lot_id,
+            status,
+            run.id if run else None,
+            self.data.workers.get(worker_id, False),
+            sha256 is not None and sha256 in self.data.shas,
+        )
 
-    async def write(self, accepted: Sequence[Accepted], answers: Sequence[StoredAnswer] = (), audit: str = "[]",
-                    ) -> Written:
+    async def write(
+        self,
+        accepted: Sequence[Accepted],
+        answers: Sequence[StoredAnswer] = (),
+        audit: str = "[]",
+    ) -> Written:
         result_ids: dict[uuid.UUID, int] = {}
         for item in accepted:
             result_ids[item.source.message_id] = next(self.data.ids)
@@ -112,8 +126,9 @@ class MemoryStartStore:
         self.data.work_orders[run.work_day] = number
         work_order_id = f"{run.prefix}{number:03d}"
         run_id = next(self.data.ids)
-        self.data.runs[run_id] = MemoryRun(run_id, run.lot_id,
-                                           RunRow(run.process_id, "STARTED", work_order_id, run.start_time))
+        self.data.runs[run_id] = MemoryRun(
+            run_id, run.lot_id, RunRow(run.process_id, "STARTED", work_order_id, run.start_time)
+        )
         if transition is not None:
             self.data.set_status(run.lot_id, transition[0], transition[1])
         return run_id, work_order_id
