@@ -233,10 +233,11 @@ def test_oversized_message_is_refused_without_being_stored(requester: Requester,
     reply = requester.reply()
     assert reply.in_reply_to == envelope.message_id
     assert reply.outcome is Outcome.REJECTED and reply.body["error_code"] == "PAYLOAD_TOO_LARGE"
-    row = db.execute("SELECT payload_size, length(payload), error_code FROM dead_letters WHERE message_id = %s",
-                     (envelope.message_id,)).fetchone()
+    row = db.execute("SELECT payload_size, length(payload), error_code, source_station FROM dead_letters "
+                     "WHERE message_id = %s", (envelope.message_id,)).fetchone()
     assert row is not None and row[0] == len(envelope.to_bytes()) and row[1] <= 1024 * 1024
     assert row[2] == "PAYLOAD_TOO_LARGE"
+    assert row[3] == "mes/v1/KR/L1/stpoison", "the topic names the station even when the body is not read"
 
 
 async def test_a_dying_storing_task_is_restarted_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,9 +104,13 @@ def _completion(envelope: Envelope, station: str) -> tuple[dict[str, Any], Compl
 
 def letter_of(topic: str, raw: bytes, parsed: ParsedTopic | None, envelope: Envelope | None) -> Letter:
     """The message as received, for the dead-letter table; what could not be read stays None."""
+    if parsed is None:
+        # A message refused before it was read (too large) still names its station in the topic.
+        with suppress(ValueError):
+            parsed = parse_topic(topic)
+    station = parsed.address.prefix if parsed else None  # the same form as processed_messages.source_station
     if envelope is None:
-        return Letter(topic, raw, guess_message_id(raw), None, parsed.address.prefix if parsed else None)
-    station = parsed.address.prefix if parsed else None
+        return Letter(topic, raw, guess_message_id(raw), None, station)
     return Letter(topic, raw, envelope.message_id, envelope.type.value, station)
 
 
