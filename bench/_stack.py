@@ -62,8 +62,9 @@ class BenchStack:
 
     def groups(self) -> dict[str, list[int]]:
         """Process groups for `cpu_seconds`: services, API, ingestor and each gateway kind."""
-        found: dict[str, list[int]] = {name: [pid] for name, server in self.servers.items()
-                                       if (pid := server.pid) is not None}
+        found: dict[str, list[int]] = {
+            name: [pid] for name, server in self.servers.items() if (pid := server.pid) is not None
+        }
         for name, child in self.children.items():
             if child.process is not None:
                 key = "gateways" if name.startswith("gateway-") else name.split("-")[0]
@@ -77,8 +78,9 @@ class BenchStack:
 
 
 @contextmanager
-def bench_stack(api_workers: int = 1, log_level: str = "INFO", keep: bool = False,
-                ingestors: int = 1) -> Iterator[BenchStack]:
+def bench_stack(
+    api_workers: int = 1, log_level: str = "INFO", keep: bool = False, ingestors: int = 1
+) -> Iterator[BenchStack]:
     """Start everything in a temp dir on free 127.0.0.1 ports; stop and delete it all on exit.
 
     Several ingestors share the load through the MQTT 5 shared subscription, as in production.
@@ -98,23 +100,45 @@ def bench_stack(api_workers: int = 1, log_level: str = "INFO", keep: bool = Fals
         upgrade(postgres.owner_url, app_role=postgres.user)
         with psycopg.connect(postgres.dsn, autocommit=True) as conn:
             conn.cursor().executemany(
-                "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS)
+                "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS
+            )
             # The benches send PROC-001 from every station (st01..st99, stbench): the centre refuses a process a
             # station is not configured for (station_processes, migration 0007).
             conn.cursor().executemany(
                 "INSERT INTO station_processes (site, line, station, process_id, created_by) "
-                "VALUES ('KR', 'L1', %s, 'PROC-001', 'bench') ON CONFLICT DO NOTHING", BENCH_STATIONS)
-        env = {"MES_DATABASE_URL": postgres.url, "MES_REDIS_URL": redis_server.url, "MES_MQTT_HOST": "127.0.0.1",
-               "MES_MQTT_PORT": str(broker.port), "MES_LOG_JSON": "true", "MES_LOG_LEVEL": log_level,
-               "MES_JWT_SECRET": secrets.token_urlsafe(48), "MES_ACCESS_TOKEN_TTL_S": "3600",
-               "MES_RATE_LIMIT_PER_MINUTE": "0", "MES_RATE_LIMIT_USER_PER_MINUTE": "0"}
+                "VALUES ('KR', 'L1', %s, 'PROC-001', 'bench') ON CONFLICT DO NOTHING",
+                BENCH_STATIONS,
+            )
+        env = {
+            "MES_DATABASE_URL": postgres.url,
+            "MES_REDIS_URL": redis_server.url,
+            "MES_MQTT_HOST": "127.0.0.1",
+            "MES_MQTT_PORT": str(broker.port),
+            "MES_LOG_JSON": "true",
+            "MES_LOG_LEVEL": log_level,
+            "MES_JWT_SECRET": secrets.token_urlsafe(48),
+            "MES_ACCESS_TOKEN_TTL_S": "3600",
+            "MES_RATE_LIMIT_PER_MINUTE": "0",
+            "MES_RATE_LIMIT_USER_PER_MINUTE": "0",
+        }
         password = secrets.token_urlsafe(24)
-        subprocess.run(mes_command("user", "add", BENCH_USER, "--role", "manager", "--password-stdin"),
-                       input=f"{password}\n", text=True, check=True, env={**os.environ, **env},
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            mes_command("user", "add", BENCH_USER, "--role", "manager", "--password-stdin"),
+            input=f"{password}\n",
+            text=True,
+            check=True,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+        )
         port = find_free_port()
-        bench = BenchStack(root, env, f"http://127.0.0.1:{port}", broker.port, postgres.dsn,
-                           servers={"postgres": postgres, "mosquitto": broker, "redis": redis_server})
+        bench = BenchStack(
+            root,
+            env,
+            f"http://127.0.0.1:{port}",
+            broker.port,
+            postgres.dsn,
+            servers={"postgres": postgres, "mosquitto": broker, "redis": redis_server},
+        )
         stack.callback(bench.stop_children)
         api = bench.spawn("api", mes_command("api", "--port", str(port), "--workers", str(api_workers)), {})
         for n in range(1, max(1, min(ingestors, 8)) + 1):
@@ -142,25 +166,27 @@ def bench_lot_number(index: int) -> str:
 
 
 def login_headers(api_url: str, username: str, password: str) -> dict[str, str]:
-    response = httpx.post(f"{api_url}/api/v1/auth/login", json={"username": username, "password": password},
-                          timeout=30)
+    response = httpx.post(f"{api_url}/api/v1/auth/login", json={"username": username, "password": password}, timeout=30)
     response.raise_for_status()
     return {"Authorization": f"Bearer {response.json()['data']['access_token']}"}
 
 
-def create_lots(api_url: str, count: int, offset: int = 0, concurrency: int = 8,
-                headers: dict[str, str] | None = None) -> list[str]:
+def create_lots(
+    api_url: str, count: int, offset: int = 0, concurrency: int = 8, headers: dict[str, str] | None = None
+) -> list[str]:
     """Create `count` LOTs with explicit numbers over REST; raises on any non-201 answer."""
     numbers = [bench_lot_number(offset + i) for i in range(count)]
 
     async def run() -> None:
         gate = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as client:
+
             async def one(number: str) -> None:
                 async with gate:
                     response = await client.post("/api/v1/lots", json={"shift": "D", "lot_number": number})
                 if response.status_code != 201:
                     raise RuntimeError(f"LOT {number}: {response.status_code} {response.text}")
+
             await asyncio.gather(*(one(n) for n in numbers))
 
     asyncio.run(run())
@@ -175,8 +201,14 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
     def pick(p: float) -> float:
         return round(ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))], 3)
 
-    return {"n": len(ordered), "p50": pick(50), "p95": pick(95), "p99": pick(99),
-            "max": round(ordered[-1], 3), "mean": round(statistics.fmean(ordered), 3)}
+    return {
+        "n": len(ordered),
+        "p50": pick(50),
+        "p95": pick(95),
+        "p99": pick(99),
+        "max": round(ordered[-1], 3),
+        "mean": round(statistics.fmean(ordered), 3),
+    }
 
 
 def _children(pid: int) -> list[int]:
@@ -210,8 +242,10 @@ def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
     `all busy (system)` is every core's non-idle time from /proc/stat, so other users of the machine show.
     """
     tick = os.sysconf("SC_CLK_TCK")
-    totals = {name: sum(_cpu_ticks(p) + sum(_cpu_ticks(c) for c in _children(p)) for p in pids) / tick
-              for name, pids in groups.items()}
+    totals = {
+        name: sum(_cpu_ticks(p) + sum(_cpu_ticks(c) for c in _children(p)) for p in pids) / tick
+        for name, pids in groups.items()
+    }
     totals["bench (this process)"] = sum(os.times()[:2])
     cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     totals[SYSTEM] = (sum(cpu) - cpu[3] - cpu[4]) / tick  # minus idle and iowait
@@ -224,8 +258,10 @@ def cpu_used(before: dict[str, float], after: dict[str, float], wall: float) -> 
     delta = {name: after[name] - before.get(name, 0.0) for name in after}
     ours = sum(v for k, v in delta.items() if k not in (SYSTEM, "steal (hypervisor)"))
     delta["other processes"] = max(0.0, delta[SYSTEM] - ours)
-    return {name: {"cpu_s": round(v, 2), "core_pct": round(100 * v / wall, 1) if wall > 0 else 0.0}
-            for name, v in delta.items()}
+    return {
+        name: {"cpu_s": round(v, 2), "core_pct": round(100 * v / wall, 1) if wall > 0 else 0.0}
+        for name, v in delta.items()
+    }
 
 
 def print_cpu(used: dict[str, dict[str, float]]) -> None:
@@ -235,10 +271,16 @@ def print_cpu(used: dict[str, dict[str, float]]) -> None:
 
 
 def machine() -> dict[str, Any]:
-    mem = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
-                if ln.startswith("MemTotal:")), "?")
-    return {"nproc": os.cpu_count(), "mem_total_kb": mem, "python": sys.version.split()[0],
-            "platform": platform.platform(), "loadavg_at_end": os.getloadavg()}
+    mem = next(
+        (ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal:")), "?"
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "mem_total_kb": mem,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "loadavg_at_end": os.getloadavg(),
+    }
 
 
 def write_results(name: str, data: dict[str, Any]) -> Path:

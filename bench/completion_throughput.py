@@ -39,8 +39,14 @@ def start_gateways(stack: BenchStack, count: int, window: float, extra: dict[str
     for n in range(1, count + 1):
         station, port = f"st{n:02d}", find_free_port()
         work_dir = stack.root / "stations" / station
-        env = {"MES_GW_STATION": station, "MES_GW_WORK_DIR": str(work_dir), "MES_GW_LOCAL_PORT": str(port),
-               "MES_GW_MQTT_PORT": str(stack.mqtt_port), "MES_GW_STABLE_WINDOW_S": str(window), **extra}
+        env = {
+            "MES_GW_STATION": station,
+            "MES_GW_WORK_DIR": str(work_dir),
+            "MES_GW_LOCAL_PORT": str(port),
+            "MES_GW_MQTT_PORT": str(stack.mqtt_port),
+            "MES_GW_STABLE_WINDOW_S": str(window),
+            **extra,
+        }
         child = stack.spawn(f"gateway-{station}", mes_command("gateway", "--station", station), env)
         stations[station] = {"child": child, "dir": work_dir, "url": f"http://127.0.0.1:{port}"}
     for info in stations.values():
@@ -48,24 +54,28 @@ def start_gateways(stack: BenchStack, count: int, window: float, extra: dict[str
     return stations
 
 
-def start_proc001(api_url: str, lots: list[str], at: datetime, concurrency: int = 8,
-                  headers: dict[str, str] | None = None) -> None:
+def start_proc001(
+    api_url: str, lots: list[str], at: datetime, concurrency: int = 8, headers: dict[str, str] | None = None
+) -> None:
     async def run() -> None:
         gate = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as client:
+
             async def one(i: int, lot: str) -> None:
                 async with gate:
                     body = start_request("PROC-001", lot, f"W{i % 10 + 1:03d}", at)
                     response = await client.post("/api/v1/process/start", json=body)
                 if response.status_code != 200:
                     raise RuntimeError(f"start {lot}: {response.status_code} {response.text}")
+
             await asyncio.gather(*(one(i, lot) for i, lot in enumerate(lots)))
 
     asyncio.run(run())
 
 
-def stage_files(stations: dict[str, Any], lots: list[str], total: int, per_lot: int,
-                started: datetime) -> list[tuple[Path, Path]]:
+def stage_files(
+    stations: dict[str, Any], lots: list[str], total: int, per_lot: int, started: datetime
+) -> list[tuple[Path, Path]]:
     """Write every file under a temporary name (ignored by the gateway); return the (temp, final) pairs."""
     rng = random.Random(7)
     names = list(stations)
@@ -116,10 +126,13 @@ def memory(stack: BenchStack, stations: dict[str, Any]) -> dict[str, Any]:
 
     gateways = {name: of(info["child"]) for name, info in stations.items()}
     api = stack.children["api"].process
-    return {"gateway_rss_kb": gateways, "gateway_rss_kb_max": max((v or 0) for v in gateways.values()),
-            "ingestor_rss_kb": of(stack.children["ingestor"]),
-            "ingestors_rss_kb": {n: of(c) for n, c in stack.children.items() if n.startswith("ingestor")},
-            "api_rss_kb_with_workers": tree_rss_kb(api.pid) if api else None}
+    return {
+        "gateway_rss_kb": gateways,
+        "gateway_rss_kb_max": max((v or 0) for v in gateways.values()),
+        "ingestor_rss_kb": of(stack.children["ingestor"]),
+        "ingestors_rss_kb": {n: of(c) for n, c in stack.children.items() if n.startswith("ingestor")},
+        "api_rss_kb_with_workers": tree_rss_kb(api.pid) if api else None,
+    }
 
 
 def gateway_counters(stations: dict[str, Any]) -> dict[str, Any]:
@@ -167,17 +180,31 @@ def main() -> None:
         completed, failed = progress[-1][1], progress[-1][2]
         rows = stack.count("SELECT count(*) FROM process_results")
         result = {
-            "files": total, "per_lot": per_lot, "lots": len(lots), "stations": args.stations,
-            "prepare_s": round(prep, 1), "drop_s": round(dropped, 3), "elapsed_s": round(elapsed, 2),
-            "completed": completed, "errors": failed, "process_results_rows": rows,
+            "files": total,
+            "per_lot": per_lot,
+            "lots": len(lots),
+            "stations": args.stations,
+            "prepare_s": round(prep, 1),
+            "drop_s": round(dropped, 3),
+            "elapsed_s": round(elapsed, 2),
+            "completed": completed,
+            "errors": failed,
+            "process_results_rows": rows,
             "files_per_s": round(completed / elapsed, 1) if elapsed > 0 else 0.0,
-            "error_codes": error_codes(stations), **memory(stack, stations),
-            "cpu": cpu, "gateway_counters": gateway_counters(stations), "progress": progress,
+            "error_codes": error_codes(stations),
+            **memory(stack, stations),
+            "cpu": cpu,
+            "gateway_counters": gateway_counters(stations),
+            "progress": progress,
         }
-    print(f"\n{total} files, {args.stations} stations, {len(lots)} LOTs x {per_lot}: "
-          f"{completed} completed, {failed} errors in {elapsed:.2f} s -> {result['files_per_s']} files/s end to end")
-    print(f"process_results rows: {rows}; RSS gateway max {result['gateway_rss_kb_max'] / 1024:.0f} MiB, "
-          f"ingestor {(result['ingestor_rss_kb'] or 0) / 1024:.0f} MiB")
+    print(
+        f"\n{total} files, {args.stations} stations, {len(lots)} LOTs x {per_lot}: "
+        f"{completed} completed, {failed} errors in {elapsed:.2f} s -> {result['files_per_s']} files/s end to end"
+    )
+    print(
+        f"process_results rows: {rows}; RSS gateway max {result['gateway_rss_kb_max'] / 1024:.0f} MiB, "
+        f"ingestor {(result['ingestor_rss_kb'] or 0) / 1024:.0f} MiB"
+    )
     print_cpu(cpu)
     if result["error_codes"]:
         print("error codes:", result["error_codes"])

@@ -38,8 +38,9 @@ STATION = "KR/L1/st01"
 
 def seed_workers(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.cursor().executemany("INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                                  WORKERS)
+        conn.cursor().executemany(
+            "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS
+        )
 
 
 async def make_lots(db: Database, count: int, at: datetime) -> list[str]:
@@ -65,11 +66,16 @@ def make_items(lots: list[str], count: int, at: datetime, rng: random.Random) ->
     for n in range(count):
         lot = lots[n % len(lots)]
         end = at + timedelta(seconds=n)
-        record = completion_record("PROC-001", lot, f"W{n % 10 + 1:03d}", end - timedelta(seconds=30), end, rng,
-                                   fail=rng.random() < 0.1)
+        record = completion_record(
+            "PROC-001", lot, f"W{n % 10 + 1:03d}", end - timedelta(seconds=30), end, rng, fail=rng.random() < 0.1
+        )
         raw = json.dumps(record, ensure_ascii=False).encode()
-        source = CompletionSource(STATION, uuid.uuid4(), f"{lot}_PROC-001_{end:%Y%m%d%H%M%S}.json",
-                                  hashlib.sha256(raw + source_salt()).hexdigest())
+        source = CompletionSource(
+            STATION,
+            uuid.uuid4(),
+            f"{lot}_PROC-001_{end:%Y%m%d%H%M%S}.json",
+            hashlib.sha256(raw + source_salt()).hexdigest(),
+        )
         items.append((record, source))
     return items
 
@@ -82,14 +88,19 @@ def batches_of(size: int) -> Callable[[Database, list[BatchItem]], Awaitable[lis
     async def run(db: Database, items: list[BatchItem]) -> list[Answer]:
         answers: list[Answer] = []
         for start in range(0, len(items), size):
-            answers += await handle_completions_batch(db, items[start:start + size], LANG)
+            answers += await handle_completions_batch(db, items[start : start + size], LANG)
         return answers
 
     return run
 
 
-async def measure(name: str, db: Database, items: list[BatchItem], pg_pid: int,
-                  run: Callable[[Database, list[BatchItem]], Awaitable[list[Answer]]]) -> dict[str, Any]:
+async def measure(
+    name: str,
+    db: Database,
+    items: list[BatchItem],
+    pg_pid: int,
+    run: Callable[[Database, list[BatchItem]], Awaitable[list[Answer]]],
+) -> dict[str, Any]:
     pg_before = cpu_seconds({"postgres": [pg_pid]})["postgres"]
     wall, cpu = time.perf_counter(), time.process_time()
     answers = await run(db, items)
@@ -97,11 +108,18 @@ async def measure(name: str, db: Database, items: list[BatchItem], pg_pid: int,
     pg_cpu = cpu_seconds({"postgres": [pg_pid]})["postgres"] - pg_before
     accepted = sum(a.outcome is Outcome.ACCEPTED for a in answers)
     assert accepted == len(items), f"{name}: {accepted} of {len(items)} accepted"
-    row = {"mode": name, "messages": len(items), "wall_s": round(wall, 2), "msg_per_s": round(len(items) / wall),
-           "cpu_ms_per_msg": round(1000 * cpu / len(items), 3),
-           "pg_cpu_ms_per_msg": round(1000 * pg_cpu / len(items), 3)}
-    print(f"{name:<14} {row['msg_per_s']:>7} msg/s  {row['wall_s']:>7.2f} s wall  "
-          f"{row['cpu_ms_per_msg']:>6.3f} ms ingestor CPU/msg  {row['pg_cpu_ms_per_msg']:>6.3f} ms PostgreSQL CPU/msg")
+    row = {
+        "mode": name,
+        "messages": len(items),
+        "wall_s": round(wall, 2),
+        "msg_per_s": round(len(items) / wall),
+        "cpu_ms_per_msg": round(1000 * cpu / len(items), 3),
+        "pg_cpu_ms_per_msg": round(1000 * pg_cpu / len(items), 3),
+    }
+    print(
+        f"{name:<14} {row['msg_per_s']:>7} msg/s  {row['wall_s']:>7.2f} s wall  "
+        f"{row['cpu_ms_per_msg']:>6.3f} ms ingestor CPU/msg  {row['pg_cpu_ms_per_msg']:>6.3f} ms PostgreSQL CPU/msg"
+    )
     return row
 
 
@@ -121,8 +139,9 @@ async def bench(server: PostgresServer, messages: int, lot_count: int, sizes: li
         pid = postmaster_pid(server)
         rows = [await measure("one-by-one", db, make_items(lots, messages, at, rng), pid, one_by_one)]
         for size in sizes:
-            rows.append(await measure(f"batch of {size}", db, make_items(lots, messages, at, rng), pid,
-                                      batches_of(size)))
+            rows.append(
+                await measure(f"batch of {size}", db, make_items(lots, messages, at, rng), pid, batches_of(size))
+            )
         return rows
     finally:
         await engine.dispose()

@@ -59,13 +59,21 @@ class FakeIngestor:
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         request = Envelope.from_bytes(bytes(message.payload))
-        reply = ReplyPayload(in_reply_to=request.message_id, outcome=Outcome.ACCEPTED, http_status=200,
-                             body={"status": "success", "message": "완공이 등록되었습니다", "data": {}})
+        reply = ReplyPayload(
+            in_reply_to=request.message_id,
+            outcome=Outcome.ACCEPTED,
+            http_status=200,
+            body={"status": "success", "message": "완공이 등록되었습니다", "data": {}},
+        )
         answer = make_envelope(MessageType.REPLY, self._responder, 0, reply.model_dump(mode="json"))
         props = Properties(PacketTypes.PUBLISH)
         props.CorrelationData = message.properties.CorrelationData  # type: ignore[union-attr]
-        client.publish(message.properties.ResponseTopic, answer.to_bytes(), qos=1,  # type: ignore[union-attr]
-                       properties=props)
+        client.publish(
+            message.properties.ResponseTopic,  # type: ignore[union-attr]
+            answer.to_bytes(),
+            qos=1,
+            properties=props,
+        )
         with self._lock:
             self.answered += 1
 
@@ -107,15 +115,22 @@ def absorb(station: dict[str, Any], moves: list[Any], timeout: float) -> dict[st
     elapsed = wait_until(all_in, timeout, "all files in the outbox")
     time.sleep(2.0)  # steady state with the whole backlog waiting
     status = gateway_status(station["url"])
-    return {"absorb_s": round(elapsed, 2), "absorb_files_per_s": round(len(moves) / max(elapsed, 1e-9), 1),
-            "rss_kb_waiting": rss_kb(pid), "rss_kb_peak_absorbing": max(peak, rss_kb(pid) or 0),
-            "hwm_kb": hwm_kb(pid), "outbox_bytes": status.get("outbox", {}).get("bytes"),
-            "pending_files_left": count_dir(station["dir"] / "pending"), "drop_s": round(time.perf_counter() - t0, 2),
-            "availability_while_waiting": status.get("availability")}
+    return {
+        "absorb_s": round(elapsed, 2),
+        "absorb_files_per_s": round(len(moves) / max(elapsed, 1e-9), 1),
+        "rss_kb_waiting": rss_kb(pid),
+        "rss_kb_peak_absorbing": max(peak, rss_kb(pid) or 0),
+        "hwm_kb": hwm_kb(pid),
+        "outbox_bytes": status.get("outbox", {}).get("bytes"),
+        "pending_files_left": count_dir(station["dir"] / "pending"),
+        "drop_s": round(time.perf_counter() - t0, 2),
+        "availability_while_waiting": status.get("availability"),
+    }
 
 
-def drain(stack: BenchStack, station: dict[str, Any], total: int, fake: bool, ingestors: int,
-          timeout: float) -> dict[str, Any]:
+def drain(
+    stack: BenchStack, station: dict[str, Any], total: int, fake: bool, ingestors: int, timeout: float
+) -> dict[str, Any]:
     """Bring the centre back and time the backlog to committed rows (real) or answered records (fake)."""
     pid = station["child"].process.pid
     rows_before = 0 if fake else stack.count("SELECT count(*) FROM process_results")
@@ -148,17 +163,28 @@ def drain(stack: BenchStack, station: dict[str, Any], total: int, fake: bool, in
         if fake_ingestor is not None:
             fake_ingestor.close()
     cpu = cpu_used(cpu_before, cpu_seconds(stack.groups()), elapsed)
-    return {"drain_s": round(elapsed, 2), "drain_records_per_s": round(total / max(elapsed, 1e-9), 1),
-            "centre_online_after_s": round(online_s, 2), "all_files_moved_s": round(elapsed + moved, 2),
-            "rss_kb_peak_draining": peak, "hwm_kb": hwm_kb(pid), "cpu": cpu, "progress": progress[::8]}
+    return {
+        "drain_s": round(elapsed, 2),
+        "drain_records_per_s": round(total / max(elapsed, 1e-9), 1),
+        "centre_online_after_s": round(online_s, 2),
+        "all_files_moved_s": round(elapsed + moved, 2),
+        "rss_kb_peak_draining": peak,
+        "hwm_kb": hwm_kb(pid),
+        "cpu": cpu,
+        "progress": progress[::8],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000, help="records waiting in the outbox")
     parser.add_argument("--per-lot", type=int, default=4, help="files per LOT (distinct stamps)")
-    parser.add_argument("--mode", choices=("ingestor", "fake"), default="ingestor",
-                        help="drain into the real ingestor + PostgreSQL, or into an instant fake responder")
+    parser.add_argument(
+        "--mode",
+        choices=("ingestor", "fake"),
+        default="ingestor",
+        help="drain into the real ingestor + PostgreSQL, or into an instant fake responder",
+    )
     parser.add_argument("--ingestors", type=int, default=1, help="`mes ingest` processes while draining")
     parser.add_argument("--stable-window", type=float, default=0.2, help="MES_GW_STABLE_WINDOW_S")
     parser.add_argument("--gw-env", action="append", default=[], help="extra KEY=VALUE for the gateway")
@@ -182,22 +208,33 @@ def main() -> None:
         moves = stage_files({"st01": station}, lots, total, args.per_lot, started)
         print(f"outage: no ingestor online; dropping {total} files into one gateway")
         waiting = absorb(station, moves, args.timeout)
-        print(f"{total} records in the outbox after {waiting['absorb_s']} s "
-              f"({waiting['absorb_files_per_s']} files/s); gateway RSS {waiting['rss_kb_waiting'] / 1024:.1f} MiB "
-              f"waiting, peak {waiting['rss_kb_peak_absorbing'] / 1024:.1f} MiB; outbox "
-              f"{(waiting['outbox_bytes'] or 0) / (1 << 20):.1f} MiB")
+        print(
+            f"{total} records in the outbox after {waiting['absorb_s']} s "
+            f"({waiting['absorb_files_per_s']} files/s); gateway RSS {waiting['rss_kb_waiting'] / 1024:.1f} MiB "
+            f"waiting, peak {waiting['rss_kb_peak_absorbing'] / 1024:.1f} MiB; outbox "
+            f"{(waiting['outbox_bytes'] or 0) / (1 << 20):.1f} MiB"
+        )
         drained = drain(stack, station, total, fake, max(1, min(args.ingestors, 8)), args.timeout)
         status = gateway_status(station["url"])
         rows = None if fake else stack.count("SELECT count(*) FROM process_results")
-    print(f"drain ({args.mode}): {total} records in {drained['drain_s']} s -> {drained['drain_records_per_s']} "
-          f"records/s (centre online after {drained['centre_online_after_s']} s; all files moved after "
-          f"{drained['all_files_moved_s']} s); gateway RSS peak while draining "
-          f"{drained['rss_kb_peak_draining'] / 1024:.1f} MiB, VmHWM {(drained['hwm_kb'] or 0) / 1024:.1f} MiB")
+    print(
+        f"drain ({args.mode}): {total} records in {drained['drain_s']} s -> {drained['drain_records_per_s']} "
+        f"records/s (centre online after {drained['centre_online_after_s']} s; all files moved after "
+        f"{drained['all_files_moved_s']} s); gateway RSS peak while draining "
+        f"{drained['rss_kb_peak_draining'] / 1024:.1f} MiB, VmHWM {(drained['hwm_kb'] or 0) / 1024:.1f} MiB"
+    )
     if rows is not None:
         print(f"process_results rows: {rows}")
     print_cpu(drained["cpu"])
-    result = {"args": vars(args), "files": total, **waiting, **drained, "process_results_rows": rows,
-              "gateway_counters": status.get("counters"), "outbox_after": status.get("outbox")}
+    result = {
+        "args": vars(args),
+        "files": total,
+        **waiting,
+        **drained,
+        "process_results_rows": rows,
+        "gateway_counters": status.get("counters"),
+        "outbox_after": status.get("outbox"),
+    }
     print(f"results: {write_results('outbox_drain', result)}")
 
 

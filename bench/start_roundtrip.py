@@ -42,16 +42,28 @@ def bodies(lots: list[str]) -> Iterator[dict[str, Any]]:
         yield start_request("PROC-001", lot, f"W{i % 10 + 1:03d}", now)
 
 
-def summarize(transport: str, rate: float, intended: list[float], done: dict[int, float],
-              outcomes: dict[int, str], lag: list[float]) -> dict[str, Any]:
+def summarize(
+    transport: str,
+    rate: float,
+    intended: list[float],
+    done: dict[int, float],
+    outcomes: dict[int, str],
+    lag: list[float],
+) -> dict[str, Any]:
     latencies = [(done[i] - intended[i]) * 1000 for i in range(len(intended)) if i in done]
     bad = {str(v) for v in outcomes.values() if v not in ("accepted", "200")}
     span = max(done.values(), default=0.0) - (intended[0] if intended else 0.0)
-    return {"transport": transport, "rate": rate, "sent": len(intended), "answered": len(done),
-            "accepted": sum(v in ("accepted", "200") for v in outcomes.values()),
-            "errors": sorted(bad)[:5], "latency_ms": percentiles(latencies),
-            "achieved_per_s": round(len(done) / span, 1) if span > 0 else 0.0,
-            "send_lag_ms_max": round(max(lag, default=0.0) * 1000, 3)}
+    return {
+        "transport": transport,
+        "rate": rate,
+        "sent": len(intended),
+        "answered": len(done),
+        "accepted": sum(v in ("accepted", "200") for v in outcomes.values()),
+        "errors": sorted(bad)[:5],
+        "latency_ms": percentiles(latencies),
+        "achieved_per_s": round(len(done) / span, 1) if span > 0 else 0.0,
+        "send_lag_ms_max": round(max(lag, default=0.0) * 1000, 3),
+    }
 
 
 def mqtt_run(stack: BenchStack, lots: list[str], rate: float) -> dict[str, Any]:
@@ -65,8 +77,7 @@ def mqtt_run(stack: BenchStack, lots: list[str], rate: float) -> dict[str, Any]:
         if len(received) >= len(lots):
             all_in.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{time.time_ns()}", protocol=mqtt.MQTTv5)
     client.on_message = on_message
     client.max_inflight_messages_set(1000)
     client.connect("127.0.0.1", stack.mqtt_port)
@@ -106,8 +117,11 @@ def mqtt_run(stack: BenchStack, lots: list[str], rate: float) -> dict[str, Any]:
         if corr in received:
             done[i] = received[corr][0]
             reply = json.loads(received[corr][1])["payload"]
-            outcomes[i] = reply["outcome"] if reply["outcome"] == "accepted" else \
-                f"{reply['outcome']}:{reply['body'].get('error_code')}"
+            outcomes[i] = (
+                reply["outcome"]
+                if reply["outcome"] == "accepted"
+                else f"{reply['outcome']}:{reply['body'].get('error_code')}"
+            )
     return summarize("mqtt", rate, intended, done, outcomes, lag)
 
 
@@ -136,8 +150,11 @@ def rest_run(stack: BenchStack, lots: list[str], rate: float, concurrency: int =
                     outcomes[i] = type(error).__name__
                     continue
                 done[i] = time.perf_counter()
-                outcomes[i] = "200" if response.status_code == 200 else \
-                    f"{response.status_code}:{response.json().get('error_code')}"
+                outcomes[i] = (
+                    "200"
+                    if response.status_code == 200
+                    else f"{response.status_code}:{response.json().get('error_code')}"
+                )
 
     ready = threading.Event()
     threads = [threading.Thread(target=sender, daemon=True) for _ in range(max(1, min(concurrency, 256)))]
@@ -165,13 +182,17 @@ def measure(stack: BenchStack, transport: str, lots: list[str], rate: float, con
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'transport':<9} {'rate/s':>6} {'sent':>5} {'ok':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'max ms':>8} {'lag max':>8} {'done/s':>7}  errors")
+    print(
+        f"\n{'transport':<9} {'rate/s':>6} {'sent':>5} {'ok':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'lag max':>8} {'done/s':>7}  errors"
+    )
     for r in rows:
         lat = r["latency_ms"]
-        print(f"{r['transport']:<9} {r['rate']:>6g} {r['sent']:>5} {r['accepted']:>5} {lat.get('p50', 0):>8.2f} "
-              f"{lat.get('p95', 0):>8.2f} {lat.get('p99', 0):>8.2f} {lat.get('max', 0):>8.2f} "
-              f"{r['send_lag_ms_max']:>8.2f} {r['achieved_per_s']:>7.1f}  {','.join(r['errors']) or '-'}")
+        print(
+            f"{r['transport']:<9} {r['rate']:>6g} {r['sent']:>5} {r['accepted']:>5} {lat.get('p50', 0):>8.2f} "
+            f"{lat.get('p95', 0):>8.2f} {lat.get('p99', 0):>8.2f} {lat.get('max', 0):>8.2f} "
+            f"{r['send_lag_ms_max']:>8.2f} {r['achieved_per_s']:>7.1f}  {','.join(r['errors']) or '-'}"
+        )
 
 
 def main() -> None:
@@ -196,15 +217,17 @@ def main() -> None:
         print(f"created {needed} LOTs in {time.perf_counter() - began:.1f} s")
         rows, used = [], 0
         for transport, rate, count in runs:
-            measure(stack, transport, lots[used:used + args.warmup], min(rate, 50.0), args.rest_concurrency)
+            measure(stack, transport, lots[used : used + args.warmup], min(rate, 50.0), args.rest_concurrency)
             used += args.warmup
             before, began = cpu_seconds(stack.groups()), time.perf_counter()
-            row = measure(stack, transport, lots[used:used + count], rate, args.rest_concurrency)
+            row = measure(stack, transport, lots[used : used + count], rate, args.rest_concurrency)
             row["cpu"] = cpu_used(before, cpu_seconds(stack.groups()), time.perf_counter() - began)
             used += count
             rows.append(row)
-            print(f"{transport} @ {rate:g}/s: p99 {row['latency_ms'].get('p99')} ms, "
-                  f"{row['accepted']}/{row['sent']} accepted")
+            print(
+                f"{transport} @ {rate:g}/s: p99 {row['latency_ms'].get('p99')} ms, "
+                f"{row['accepted']}/{row['sent']} accepted"
+            )
     print_table(rows)
     for row in rows:
         print(f"\n{row['transport']} @ {row['rate']:g}/s", end=": ")

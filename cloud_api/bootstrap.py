@@ -28,7 +28,12 @@ log = logging.getLogger(__name__)
 
 # Every settings class a central process reads (label rendering runs in the API: MES_LABEL_FONT).
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
-    CentralSettings, AuthSettings, LimitSettings, FirmwareSettings, LabelSettings)
+    CentralSettings,
+    AuthSettings,
+    LimitSettings,
+    FirmwareSettings,
+    LabelSettings,
+)
 
 
 @dataclass(frozen=True, slots=True)

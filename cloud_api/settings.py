@@ -16,7 +16,8 @@ class CentralSettings(BaseSettings):
 
     database_url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://mes:pw@127.0.0.1:5432/mes")
     migration_database_url: str | None = Field(
-        default=None, description="The schema owner's URL for `mes db upgrade`; default MES_DATABASE_URL")
+        default=None, description="The schema owner's URL for `mes db upgrade`; default MES_DATABASE_URL"
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883

@@ -59,15 +59,21 @@ def _require_selector_loop() -> None:
     """aiomqtt drives paho through `add_reader`, which Windows' default Proactor loop does not have."""
     loop = asyncio.get_running_loop()
     if sys.platform == "win32" and not isinstance(loop, asyncio.SelectorEventLoop):
-        raise RuntimeError("the gateway needs a SelectorEventLoop on Windows; start it with "
-                           "edge_gateway.bootstrap.run(settings) or asyncio.WindowsSelectorEventLoopPolicy()")
+        raise RuntimeError(
+            "the gateway needs a SelectorEventLoop on Windows; start it with "
+            "edge_gateway.bootstrap.run(settings) or asyncio.WindowsSelectorEventLoopPolicy()"
+        )
 
 
 def _firmware_syncer(settings: GatewaySettings) -> FirmwareSyncer | None:
     if not (settings.api_base_url and settings.firmware_token):
         return None  # without them a PROC-004 start answer's firmware_info is passed on to the station window
-    return FirmwareSyncer(settings.work_dir / "firmware", settings.api_base_url.rstrip("/"),
-                          settings.firmware_token.get_secret_value(), timeout_s=settings.firmware_timeout_s)
+    return FirmwareSyncer(
+        settings.work_dir / "firmware",
+        settings.api_base_url.rstrip("/"),
+        settings.firmware_token.get_secret_value(),
+        timeout_s=settings.firmware_timeout_s,
+    )
 
 
 async def run_gateway(settings: GatewaySettings) -> None:
@@ -85,13 +91,22 @@ async def run_gateway(settings: GatewaySettings) -> None:
     sock = bind_loopback(settings.local_host, settings.local_port)  # a taken port fails before anything opens
     await pipeline.open()  # outbox first: restart reconciliation happens before any file is looked at
     await print_queue.open()  # jobs interrupted by a crash are settled before any new one is taken
-    relay = StartRelay(link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable,
-                       _firmware_syncer(settings))
+    relay = StartRelay(
+        link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable, _firmware_syncer(settings)
+    )
     server = LocalServer(create_app(relay, StatusView(settings, pipeline, reporter, print_queue)), sock)
     watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
-    logger.info("gateway %s for %s: work dir %s, outbox %d record(s), broker %s:%s, local API http://%s:%s",
-                settings.gateway_id, address.prefix, settings.work_dir, pipeline.outbox.depth, settings.mqtt_host,
-                settings.mqtt_port, settings.local_host, server.port)
+    logger.info(
+        "gateway %s for %s: work dir %s, outbox %d record(s), broker %s:%s, local API http://%s:%s",
+        settings.gateway_id,
+        address.prefix,
+        settings.work_dir,
+        pipeline.outbox.depth,
+        settings.mqtt_host,
+        settings.mqtt_port,
+        settings.local_host,
+        server.port,
+    )
     stop = asyncio.Event()
     try:
         with _sigterm_stops(stop):

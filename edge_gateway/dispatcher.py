@@ -35,8 +35,16 @@ FINISHING_PER_SLOT = 4
 class Dispatcher:
     """At most `max_in_flight` records unanswered at once; only their envelopes are in memory."""
 
-    def __init__(self, settings: GatewaySettings, link: Link, outbox: Outbox, mover: BatchMover,
-                 counters: PickupCounters, health: Health, release: Callable[[str, bool], None]) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        link: Link,
+        outbox: Outbox,
+        mover: BatchMover,
+        counters: PickupCounters,
+        health: Health,
+        release: Callable[[str, bool], None],
+    ) -> None:
         self._topic = settings.address.event(Name.PROCESS_COMPLETED)
         self._pending_dir = settings.pending_dir
         self._reply_timeout = settings.reply_timeout_s
@@ -88,7 +96,7 @@ class Dispatcher:
         if answered:
             logger.info("applying %d answer(s) stored before the restart", len(answered))
         for start in range(0, len(answered), self._window):
-            chunk = answered[start:start + self._window]
+            chunk = answered[start : start + self._window]
             results = await asyncio.gather(*(self._finish(a) for a in chunk), return_exceptions=True)
             for item, result in zip(chunk, results, strict=True):
                 if isinstance(result, Exception):  # the row stays answered; the next start tries again
@@ -148,8 +156,9 @@ class Dispatcher:
 
     def _is_replay(self, record: Outbound) -> bool:
         """It may have gone out before (a failed attempt, or an earlier run) or it waited out an outage."""
-        return record.attempts > 0 or record.record_id <= self._outbox.boot_last_id \
-            or record.created_at < self._resumed_at
+        return (
+            record.attempts > 0 or record.record_id <= self._outbox.boot_last_id or record.created_at < self._resumed_at
+        )
 
     async def _deliver(self, record: Outbound) -> None:
         try:
@@ -187,14 +196,27 @@ class Dispatcher:
         failures = record.server_failures + 1
         if reply.outcome.value not in SENT_OUTCOMES and reply.http_status >= 500 and failures < MAX_CENTRE_FAILURES:
             # The centre failed, not the file. It never stores a 5xx under the id, so the same id is asked again.
-            logger.warning("%s: centre answered %s %s (%d/%d); will retry", record.file_name, reply.http_status,
-                           reply.body.get("error_code"), failures, MAX_CENTRE_FAILURES)
+            logger.warning(
+                "%s: centre answered %s %s (%d/%d); will retry",
+                record.file_name,
+                reply.http_status,
+                reply.body.get("error_code"),
+                failures,
+                MAX_CENTRE_FAILURES,
+            )
             await self._failed(record, "CENTRE_ERROR", f"http {reply.http_status}", server_failure=True)
             return
         # Stored before the move: a crash from here on applies this answer at restart without publishing again.
         await self._outbox.answer(record.record_id, reply.outcome.value, reply.http_status, reply.body, time.time())
-        answered = Answered(record.record_id, record.message_id, record.file_name, record.sha256,
-                            reply.outcome.value, reply.http_status, reply.body)
+        answered = Answered(
+            record.record_id,
+            record.message_id,
+            record.file_name,
+            record.sha256,
+            reply.outcome.value,
+            reply.http_status,
+            reply.body,
+        )
         await self._finishing.acquire()  # backpressure: the send slot is held only while the mover is behind
         self._spawn(self._finish_released(answered), record.record_id)
 
@@ -237,8 +259,11 @@ class Dispatcher:
             logger.debug("%s %s (%s)", name, answered.outcome, answered.message_id)
             if duplicate is not None:
                 self._counters.duplicates += 1
-                logger.info("%s: the centre already had this exact content; moved to completed/ with a "
-                            ".duplicate.log (%s)", name, answered.message_id)
+                logger.info(
+                    "%s: the centre already had this exact content; moved to completed/ with a .duplicate.log (%s)",
+                    name,
+                    answered.message_id,
+                )
         else:
             self._counters.errored += 1
             logger.info("%s moved to error/: %s %s", name, report.code, report.message)

@@ -84,6 +84,10 @@ class ErrorWatch:
             log.unlink(missing_ok=True)
         except OSError as error:
             logger.warning("cannot remove the outdated %s: %s", log.name, error)
-        logger.info("%s changed in error/ after it was moved there (%d → %d bytes); moved back to pending/ "
-                    "for another look", item.original_name, item.stat.size, current.size)
+        logger.info(
+            "%s changed in error/ after it was moved there (%d → %d bytes); moved back to pending/ for another look",
+            item.original_name,
+            item.stat.size,
+            current.size,
+        )
         return MovedBack(item.stored, item.original_name, item.stat, current)

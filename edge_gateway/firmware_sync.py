@@ -61,10 +61,20 @@ class Wanted:
     @classmethod
     def parse(cls, info: dict[str, Any]) -> Wanted:
         try:
-            wanted = cls(str(info["version"]), str(info["filename"]), int(info["file_size"]),
-                         str(info["md5_hash"]).lower(), str(info["download_url"]), info.get("target_mcu"))
-            valid = bool(_FILENAME.fullmatch(wanted.filename) and _MD5.fullmatch(wanted.md5_hash)
-                         and wanted.file_size > 0 and wanted.download_url)
+            wanted = cls(
+                str(info["version"]),
+                str(info["filename"]),
+                int(info["file_size"]),
+                str(info["md5_hash"]).lower(),
+                str(info["download_url"]),
+                info.get("target_mcu"),
+            )
+            valid = bool(
+                _FILENAME.fullmatch(wanted.filename)
+                and _MD5.fullmatch(wanted.md5_hash)
+                and wanted.file_size > 0
+                and wanted.download_url
+            )
         except (KeyError, TypeError, ValueError, AttributeError):
             valid = False
         if not valid:
@@ -105,8 +115,12 @@ def read_meta(firmware_dir: Path) -> dict[str, Any]:
 
 
 def meta_matches(meta: dict[str, Any], wanted: Wanted) -> bool:
-    return (meta.get("version") == wanted.version and meta.get("filename") == wanted.filename
-            and meta.get("file_size") == wanted.file_size and str(meta.get("md5_hash", "")).lower() == wanted.md5_hash)
+    return (
+        meta.get("version") == wanted.version
+        and meta.get("filename") == wanted.filename
+        and meta.get("file_size") == wanted.file_size
+        and str(meta.get("md5_hash", "")).lower() == wanted.md5_hash
+    )
 
 
 def replace_atomically(temp: Path, final: Path, tries: int = 10) -> None:
@@ -123,10 +137,13 @@ def replace_atomically(temp: Path, final: Path, tries: int = 10) -> None:
 
 def write_meta(firmware_dir: Path, wanted: Wanted, status: str, target_mcu: str) -> None:
     meta = {
-        "version": wanted.version, "filename": wanted.filename, "file_size": wanted.file_size,
+        "version": wanted.version,
+        "filename": wanted.filename,
+        "file_size": wanted.file_size,
         "md5_hash": wanted.md5_hash,
         "downloaded_at": datetime.now().astimezone().isoformat(timespec="seconds") if status == "READY" else None,
-        "status": status, "target_mcu": target_mcu,
+        "status": status,
+        "target_mcu": target_mcu,
     }
     temp = firmware_dir / f".{META_NAME}.tmp"
     with temp.open("w", encoding="utf-8") as sink:
@@ -189,15 +206,17 @@ async def _fetch(http: httpx.AsyncClient, url: str, token: str, wanted: Wanted, 
         part.unlink(missing_ok=True)
 
 
-async def _download(http: httpx.AsyncClient, url: str, token: str, wanted: Wanted, target: Path,
-                    attempts: int, backoff_s: float) -> tuple[int, str | None]:
+async def _download(
+    http: httpx.AsyncClient, url: str, token: str, wanted: Wanted, target: Path, attempts: int, backoff_s: float
+) -> tuple[int, str | None]:
     attempt = 1
     while True:
         try:
             return attempt, await _fetch(http, url, token, wanted, target)
         except _Failure as failure:
-            logger.warning("firmware %s download attempt %s/%s failed: %s", wanted.version, attempt, attempts,
-                           failure.reason)
+            logger.warning(
+                "firmware %s download attempt %s/%s failed: %s", wanted.version, attempt, attempts, failure.reason
+            )
             if not failure.retry or attempt >= attempts:
                 raise FirmwareSyncFailed(wanted.version, failure.reason, attempt) from failure
         await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
@@ -232,8 +251,9 @@ async def sync_firmware(
         return done
     http = client or httpx.AsyncClient(timeout=timeout_s)
     try:
-        tries, server_mcu = await _download(http, _url(api_base_url, wanted.download_url), token, wanted, target,
-                                            max(1, attempts), backoff_s)
+        tries, server_mcu = await _download(
+            http, _url(api_base_url, wanted.download_url), token, wanted, target, max(1, attempts), backoff_s
+        )
     except FirmwareSyncFailed:
         with contextlib.suppress(OSError):
             await asyncio.to_thread(write_meta, firmware_dir, wanted, "ERROR", mcu)
@@ -282,8 +302,16 @@ class FirmwareSyncer:
 
     async def sync(self, firmware_info: dict[str, Any]) -> SyncResult:
         async with self._lock:
-            return await sync_firmware(firmware_info, self.firmware_dir, self.api_base_url, self.token,
-                                       self.client, self.attempts, self.backoff_s, self.timeout_s)
+            return await sync_firmware(
+                firmware_info,
+                self.firmware_dir,
+                self.api_base_url,
+                self.token,
+                self.client,
+                self.attempts,
+                self.backoff_s,
+                self.timeout_s,
+            )
 
     async def after_start(self, body: dict[str, Any]) -> dict[str, Any]:
         """A successful start answer carrying firmware_info gets `data.firmware_sync`; others pass unchanged."""

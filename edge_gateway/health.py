@@ -75,9 +75,12 @@ class Health:
             self._ingestors[service_id] = state.online
         after = self.server_online
         if after != before:
-            logger.log(logging.WARNING if after is False else logging.INFO,
-                       "central server %s (%s)", {True: "online", False: "OFFLINE", None: "unknown"}[after],
-                       ", ".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(self._ingestors.items())) or "-")
+            logger.log(
+                logging.WARNING if after is False else logging.INFO,
+                "central server %s (%s)",
+                {True: "online", False: "OFFLINE", None: "unknown"}[after],
+                ", ".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(self._ingestors.items())) or "-",
+            )
             if after is False:
                 self.note_error("SERVER_DOWN", "no central ingestor online")
         self._changed()

@@ -82,8 +82,9 @@ class _QuietServer(uvicorn.Server):
 class LocalServer:
     def __init__(self, app: Starlette, sock: socket.socket) -> None:
         self._sock = sock
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+        )
         self._server = _QuietServer(config)
 
     @property

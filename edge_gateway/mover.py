@@ -58,8 +58,13 @@ class BatchMover:
         self._orders: list[_Order] = []
         self._ready = asyncio.Event()
 
-    async def move(self, source: Path, report: ErrorReport | None, sha256: str | None = None,
-                   duplicate: DuplicateReport | None = None) -> Path:
+    async def move(
+        self,
+        source: Path,
+        report: ErrorReport | None,
+        sha256: str | None = None,
+        duplicate: DuplicateReport | None = None,
+    ) -> Path:
         order = _Order(source, report, sha256, duplicate)
         self._orders.append(order)
         self._ready.set()

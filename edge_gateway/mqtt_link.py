@@ -40,8 +40,13 @@ CommandSink = Callable[[bytes], Awaitable[None]]
 class MqttLink:
     """Owns the `aiomqtt.Client`; `run()` keeps it connected until cancelled, never raising on broker trouble."""
 
-    def __init__(self, settings: GatewaySettings, health: Health | None = None, will: WillSource | None = None,
-                 seq: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        health: Health | None = None,
+        will: WillSource | None = None,
+        seq: Callable[[], int] | None = None,
+    ) -> None:
         self._settings = settings
         self._reply_topic = settings.address.reply()
         self._services_filter = service_state_filter()
@@ -117,15 +122,22 @@ class MqttLink:
                         self._connected = True
                         self.health.link_up()
                         backoff = BACKOFF_START_S
-                        logger.info("MQTT connected to %s as %s, replies on %s",
-                                    target, self._settings.gateway_id, self._reply_topic)
+                        logger.info(
+                            "MQTT connected to %s as %s, replies on %s",
+                            target,
+                            self._settings.gateway_id,
+                            self._reply_topic,
+                        )
                         async for message in client.messages:
                             await self._dispatch(client, message)
                 except aiomqtt.MqttError as error:
                     was_connected = self._mark_down(f"MQTT link lost: {error}")
                     # A broker we cannot verify stays unverifiable until someone fixes the CA file or the name.
-                    log = logger.error if "CERTIFICATE_VERIFY_FAILED" in str(error) else (
-                        logger.warning if was_connected else logger.info)
+                    log = (
+                        logger.error
+                        if "CERTIFICATE_VERIFY_FAILED" in str(error)
+                        else (logger.warning if was_connected else logger.info)
+                    )
                     log("MQTT %s unavailable (%s); retrying in %.0f s", target, error, backoff)
                 except OSError as error:
                     self._mark_down(f"MQTT link lost: {error}")
@@ -185,8 +197,9 @@ class MqttLink:
         if client is None or not self._connected:
             raise NotConnected()
         try:
-            await client.publish(topic, payload, qos=STATE_QOS, retain=retain,
-                                 timeout=timeout or self._settings.reply_timeout_s)
+            await client.publish(
+                topic, payload, qos=STATE_QOS, retain=retain, timeout=timeout or self._settings.reply_timeout_s
+            )
         except aiomqtt.MqttError as error:
             raise NotConnected(f"publish failed: {error}") from error
         raise_if_cancelled()
@@ -213,8 +226,7 @@ class MqttLink:
         properties = copy.copy(self._publish_template)  # paho's attribute setter is slow; set only what varies
         properties.CorrelationData = str(envelope.message_id).encode()
         try:
-            await client.publish(topic, envelope.to_bytes(), qos=REQUEST_QOS, properties=properties,
-                                 timeout=timeout)
+            await client.publish(topic, envelope.to_bytes(), qos=REQUEST_QOS, properties=properties, timeout=timeout)
         except aiomqtt.MqttCodeError as error:  # paho refused it, e.g. not connected (any more)
             raise NotConnected(f"publish failed: {error}") from error
         except aiomqtt.MqttError as error:  # no PUBACK in time

@@ -68,8 +68,7 @@ class Outbox:
         store = await self._call(OutboxStore, self.path, self.max_records, self.max_bytes)
         self._store = store
         self.depth, self.bytes, self.boot_last_id = store.depth, store.bytes, store.boot_last_id
-        self._seq_next, self._seq_limit = await self._write(functools.partial(OutboxStore.reserve_seq,
-                                                                                block=SEQ_BLOCK))
+        self._seq_next, self._seq_limit = await self._write(functools.partial(OutboxStore.reserve_seq, block=SEQ_BLOCK))
         logger.info("outbox %s open: %d record(s), %d bytes", self.path, self.depth, self.bytes)
 
     async def close(self) -> None:
@@ -96,12 +95,22 @@ class Outbox:
         return result
 
     async def fail(self, record_id: int, error: str, next_attempt_at: float, server_failure: bool = False) -> None:
-        await self._write(functools.partial(OutboxStore.fail, record_id=record_id, error=error,
-                                            next_attempt_at=next_attempt_at, server_failure=server_failure))
+        await self._write(
+            functools.partial(
+                OutboxStore.fail,
+                record_id=record_id,
+                error=error,
+                next_attempt_at=next_attempt_at,
+                server_failure=server_failure,
+            )
+        )
 
     async def answer(self, record_id: int, outcome: str, http_status: int, body: dict[str, Any], at: float) -> None:
-        await self._write(functools.partial(OutboxStore.answer, record_id=record_id, outcome=outcome,
-                                            http_status=http_status, body=body, at=at))
+        await self._write(
+            functools.partial(
+                OutboxStore.answer, record_id=record_id, outcome=outcome, http_status=http_status, body=body, at=at
+            )
+        )
 
     async def delete(self, record_ids: Iterable[int]) -> None:
         await self._write(functools.partial(OutboxStore.delete, record_ids=list(record_ids)))
@@ -215,8 +224,14 @@ class Outbox:
         self.depth, self.bytes = depth, size
         if refused and not self.full:
             self.full = True
-            logger.error("OUTBOX FULL: %d record(s), %d bytes (bounds %d records, %d bytes); new files stay in "
-                         "pending/ until the centre takes the backlog", depth, size, self.max_records, self.max_bytes)
+            logger.error(
+                "OUTBOX FULL: %d record(s), %d bytes (bounds %d records, %d bytes); new files stay in "
+                "pending/ until the centre takes the backlog",
+                depth,
+                size,
+                self.max_records,
+                self.max_bytes,
+            )
         elif self.full and depth <= self.max_records * ROOM_AGAIN_RATIO and size <= self.max_bytes * ROOM_AGAIN_RATIO:
             self.full = False
             logger.warning("outbox has room again (%d record(s)); taking new files", depth)

@@ -125,7 +125,8 @@ def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
 
 def read_totals(conn: sqlite3.Connection) -> Totals:
     depth, size, answered = conn.execute(
-        "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(state = 'answered'), 0) FROM outbox").fetchone()
+        "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(state = 'answered'), 0) FROM outbox"
+    ).fetchone()
     oldest = conn.execute("SELECT created_at FROM outbox ORDER BY id LIMIT 1").fetchone()
     return Totals(int(depth), int(size), int(answered), float(oldest[0]) if oldest else None)
 
@@ -169,8 +170,9 @@ class OutboxStore:
     # -- writes (inside `transaction`) ---------------------------------------------------------------------
 
     def admit(self, new: NewRecord) -> Admission:
-        known = self._conn.execute("SELECT id, message_id FROM outbox WHERE file_name = ? AND sha256 = ?",
-                                   (new.file_name, new.sha256)).fetchone()
+        known = self._conn.execute(
+            "SELECT id, message_id FROM outbox WHERE file_name = ? AND sha256 = ?", (new.file_name, new.sha256)
+        ).fetchone()
         if known is not None:
             return Admission(AdmitStatus.EXISTING, int(known[0]), str(known[1]))
         size = len(new.content) + len(new.envelope.encode())
@@ -179,7 +181,8 @@ class OutboxStore:
         cursor = self._conn.execute(
             "INSERT INTO outbox (message_id, file_name, sha256, content, envelope, size, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (new.message_id, new.file_name, new.sha256, new.content, new.envelope, size, new.created_at))
+            (new.message_id, new.file_name, new.sha256, new.content, new.envelope, size, new.created_at),
+        )
         self.depth += 1
         self.bytes += size
         return Admission(AdmitStatus.CREATED, int(cursor.lastrowid or 0), new.message_id)
@@ -188,13 +191,15 @@ class OutboxStore:
         self._conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, server_failures = server_failures + ?, "
             "last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'queued'",
-            (int(server_failure), error[:2000], next_attempt_at, record_id))
+            (int(server_failure), error[:2000], next_attempt_at, record_id),
+        )
 
     def answer(self, record_id: int, outcome: str, http_status: int, body: dict[str, Any], at: float) -> None:
         self._conn.execute(
             "UPDATE outbox SET state = 'answered', attempts = attempts + 1, outcome = ?, http_status = ?, "
             "reply_body = ?, answered_at = ? WHERE id = ?",
-            (outcome, http_status, json.dumps(body, ensure_ascii=False), at, record_id))
+            (outcome, http_status, json.dumps(body, ensure_ascii=False), at, record_id),
+        )
 
     def delete(self, record_ids: Iterable[int]) -> None:
         for record_id in record_ids:
@@ -205,15 +210,18 @@ class OutboxStore:
 
     def make_due(self, now: float) -> int:
         """Every queued record due now (after an outage the backoffs of the failures during it are moot)."""
-        return self._conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE state = 'queued' "
-                                  "AND next_attempt_at > ?", (now, now)).rowcount
+        return self._conn.execute(
+            "UPDATE outbox SET next_attempt_at = ? WHERE state = 'queued' AND next_attempt_at > ?", (now, now)
+        ).rowcount
 
     def reserve_seq(self, block: int) -> tuple[int, int]:
         """Hand out envelope seq numbers [start, limit); the limit is stored before any of them is used."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (SEQ_KEY,)).fetchone()
         start = int(row[0]) if row else 0
-        self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                           "SET value = excluded.value", (SEQ_KEY, start + block))
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (SEQ_KEY, start + block),
+        )
         return start, start + block
 
     # -- reads ---------------------------------------------------------------------------------------------
@@ -224,19 +232,30 @@ class OutboxStore:
         rows = self._conn.execute(
             "SELECT id, message_id, file_name, sha256, envelope, attempts, server_failures, created_at "
             f"FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? AND {_NOT_IN_FLIGHT} "
-            "ORDER BY next_attempt_at, id LIMIT ?", (now, excluded, limit)).fetchall()
-        records = [Outbound(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]), int(r[6]),
-                            float(r[7])) for r in rows]
+            "ORDER BY next_attempt_at, id LIMIT ?",
+            (now, excluded, limit),
+        ).fetchall()
+        records = [
+            Outbound(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]), int(r[6]), float(r[7]))
+            for r in rows
+        ]
         taken = json.dumps(sorted({*json.loads(excluded), *(r.record_id for r in records)}))
-        nxt = self._conn.execute(f"SELECT next_attempt_at FROM outbox WHERE state = 'queued' AND {_NOT_IN_FLIGHT} "
-                                 "ORDER BY next_attempt_at, id LIMIT 1", (taken,)).fetchone()
+        nxt = self._conn.execute(
+            f"SELECT next_attempt_at FROM outbox WHERE state = 'queued' AND {_NOT_IN_FLIGHT} "
+            "ORDER BY next_attempt_at, id LIMIT 1",
+            (taken,),
+        ).fetchone()
         return records, (float(nxt[0]) if nxt else None)
 
     def answered(self) -> list[Answered]:
-        rows = self._conn.execute("SELECT id, message_id, file_name, sha256, outcome, http_status, reply_body "
-                                  "FROM outbox WHERE state = 'answered' ORDER BY id").fetchall()
-        return [Answered(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]), json.loads(r[6] or "{}"))
-                for r in rows]
+        rows = self._conn.execute(
+            "SELECT id, message_id, file_name, sha256, outcome, http_status, reply_body "
+            "FROM outbox WHERE state = 'answered' ORDER BY id"
+        ).fetchall()
+        return [
+            Answered(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5]), json.loads(r[6] or "{}"))
+            for r in rows
+        ]
 
     def names(self) -> list[str]:
         return [str(r[0]) for r in self._conn.execute("SELECT file_name FROM outbox")]

@@ -50,9 +50,14 @@ class ProbeLimits:
 
 
 def kind_of(mode: int) -> str:
-    for test, kind in ((stat_mode.S_ISLNK, "symlink"), (stat_mode.S_ISFIFO, "fifo"), (stat_mode.S_ISDIR, "directory"),
-                       (stat_mode.S_ISCHR, "character device"), (stat_mode.S_ISBLK, "block device"),
-                       (stat_mode.S_ISSOCK, "socket")):
+    for test, kind in (
+        (stat_mode.S_ISLNK, "symlink"),
+        (stat_mode.S_ISFIFO, "fifo"),
+        (stat_mode.S_ISDIR, "directory"),
+        (stat_mode.S_ISCHR, "character device"),
+        (stat_mode.S_ISBLK, "block device"),
+        (stat_mode.S_ISSOCK, "socket"),
+    ):
         if test(mode):
             return kind
     return "regular file" if stat_mode.S_ISREG(mode) else "special file"
@@ -132,8 +137,12 @@ def refusal(name: str, reason: str, **details: object) -> Rejection:
 
 
 def too_large(name: str, size: int, max_bytes: int) -> Rejection:
-    return refusal(name, f"file larger than the limit ({size} > {max_bytes} bytes, MES_GW_MAX_FILE_BYTES)",
-                   size=size, max_bytes=max_bytes)
+    return refusal(
+        name,
+        f"file larger than the limit ({size} > {max_bytes} bytes, MES_GW_MAX_FILE_BYTES)",
+        size=size,
+        max_bytes=max_bytes,
+    )
 
 
 def not_regular(path: Path, kind: str) -> Rejection:
@@ -144,8 +153,14 @@ def not_regular(path: Path, kind: str) -> Rejection:
     return refusal(path.name, f"not a regular file ({kind})", **details)
 
 
-def probe_one(directory: Path, name: str, observation: Observation, now: float, wants: WantsContent,
-              limits: ProbeLimits | None = None) -> Probe:
+def probe_one(
+    directory: Path,
+    name: str,
+    observation: Observation,
+    now: float,
+    wants: WantsContent,
+    limits: ProbeLimits | None = None,
+) -> Probe:
     """Stat the file; if it held still for the window, read it (bounded) and try to parse it."""
     limits = limits or ProbeLimits()
     path = directory / name
@@ -177,8 +192,14 @@ def probe_one(directory: Path, name: str, observation: Observation, now: float, 
     return Probe(name, stat, data, True, parsed)
 
 
-def probe_safely(directory: Path, name: str, observation: Observation, now: float, wants: WantsContent,
-                 limits: ProbeLimits | None = None) -> Probe:
+def probe_safely(
+    directory: Path,
+    name: str,
+    observation: Observation,
+    now: float,
+    wants: WantsContent,
+    limits: ProbeLimits | None = None,
+) -> Probe:
     """probe_one, but any exception (MemoryError, a bug) refuses this name only, never the batch."""
     try:
         return probe_one(directory, name, observation, now, wants, limits)
@@ -187,8 +208,13 @@ def probe_safely(directory: Path, name: str, observation: Observation, now: floa
         return Probe(name, UNREADABLE, rejection=refusal(name, f"could not be read: {error!r}"))
 
 
-def probe_many(directory: Path, items: Iterable[tuple[str, Observation]], now: float,
-               wants: WantsContent, limits: ProbeLimits | None = None) -> list[Probe]:
+def probe_many(
+    directory: Path,
+    items: Iterable[tuple[str, Observation]],
+    now: float,
+    wants: WantsContent,
+    limits: ProbeLimits | None = None,
+) -> list[Probe]:
     """Probe each name; then, for the unparsable ones at the end of their grace, ask in one pass over the
     processes whether a writer still holds them (see file_open)."""
     items = list(items)
@@ -196,9 +222,11 @@ def probe_many(directory: Path, items: Iterable[tuple[str, Observation]], now: f
     check = limits.wants_writer_check if limits is not None else None
     if check is None:
         return probes
-    doubtful = [i for i, ((_, observation), probe) in enumerate(zip(items, probes, strict=True))
-                if probe.data is not None and not probe.parsed_ok and probe.rejection is None
-                and check(observation, now)]
+    doubtful = [
+        i
+        for i, ((_, observation), probe) in enumerate(zip(items, probes, strict=True))
+        if probe.data is not None and not probe.parsed_ok and probe.rejection is None and check(observation, now)
+    ]
     if not doubtful:
         return probes
     try:

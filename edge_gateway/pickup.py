@@ -43,8 +43,15 @@ class Pickup:
     backoff (a local retry), or outboxed (its record is in the outbox; the dispatcher owns it until it is moved).
     """
 
-    def __init__(self, settings: GatewaySettings, outbox: Outbox, mover: BatchMover, counters: PickupCounters,
-                 health: Health, on_admitted: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        outbox: Outbox,
+        mover: BatchMover,
+        counters: PickupCounters,
+        health: Health,
+        on_admitted: Callable[[], None],
+    ) -> None:
         self._pending_dir = settings.pending_dir
         self._outbox = outbox
         self._mover = mover
@@ -164,8 +171,9 @@ class Pickup:
             if now >= next_probe and self._queue.qsize() < self._ready_limit:
                 due = self._tracker.due(now, PROBE_BATCH)
                 if due:
-                    probes = await asyncio.to_thread(probe_many, self._pending_dir, due, now,
-                                                     self._tracker.wants_content, self._limits)
+                    probes = await asyncio.to_thread(
+                        probe_many, self._pending_dir, due, now, self._tracker.wants_content, self._limits
+                    )
                     self._apply(probes, loop.time())
                     if len(due) < PROBE_BATCH:
                         next_probe = now + PROBE_TICK_S
@@ -183,8 +191,9 @@ class Pickup:
     def _apply(self, probes: list[Probe], now: float) -> None:
         for probe in probes:
             decision = self._tracker.apply(probe, now)
-            if decision is Decision.REFUSED or (decision in (Decision.READY, Decision.MALFORMED)
-                                                and probe.data is not None):
+            if decision is Decision.REFUSED or (
+                decision in (Decision.READY, Decision.MALFORMED) and probe.data is not None
+            ):
                 self._busy.add(probe.name)
                 self._queue.put_nowait(ReadyFile.of(probe))
 
@@ -227,8 +236,9 @@ class Pickup:
     async def _unexpected(self, item: ReadyFile, error: Exception) -> None:
         failures = self._failures[item.name] = self._failures.get(item.name, 0) + 1
         if failures < UNEXPECTED_FAILURES_MAX:
-            logger.exception("unexpected failure on %s (%d/%d); it stays in pending", item.name, failures,
-                             UNEXPECTED_FAILURES_MAX)
+            logger.exception(
+                "unexpected failure on %s (%d/%d); it stays in pending", item.name, failures, UNEXPECTED_FAILURES_MAX
+            )
             self._retry_later(item.name, "unexpected failure")
             return
         logger.error("unexpected failure on %s %d times (%r); moving it to error/", item.name, failures, error)
@@ -247,15 +257,20 @@ class Pickup:
     async def _admit(self, item: ReadyFile, completion: Completion) -> None:
         """Commit the record (id minted here, once) before anything is published; the file stays in pending/."""
         message_id = new_message_id()
-        envelope = make_envelope(MessageType.PROCESS_COMPLETED, self._source, self._outbox.next_seq(),
-                                 completion_payload(completion), message_id=message_id)
-        record = NewRecord(message_id, item.name, completion.sha256, item.data, envelope.model_dump_json(),
-                           time.time())
+        envelope = make_envelope(
+            MessageType.PROCESS_COMPLETED,
+            self._source,
+            self._outbox.next_seq(),
+            completion_payload(completion),
+            message_id=message_id,
+        )
+        record = NewRecord(message_id, item.name, completion.sha256, item.data, envelope.model_dump_json(), time.time())
         admission = await self._outbox.admit(record)
         if admission.status is AdmitStatus.FULL:
             self._forget(item.name)  # not lost: it stays in pending/ and is found again once there is room
-            self._health.note_error("OUTBOX_FULL", f"outbox full ({self._outbox.depth} records); "
-                                                   f"{item.name} waits in pending/")
+            self._health.note_error(
+                "OUTBOX_FULL", f"outbox full ({self._outbox.depth} records); {item.name} waits in pending/"
+            )
             return
         self._outboxed[item.name] = self._outboxed.get(item.name, 0) + 1
         self._forget(item.name)
@@ -282,8 +297,14 @@ class Pickup:
         self._error_watch.add(stored, name, item.stat, asyncio.get_running_loop().time())
         self._counters.errored += 1
         shortened = "" if stored.name == name else f" (stored as {stored.name})"  # name taken, or too long
-        logger.info("%s moved to error/%s: %s %s %s", name, shortened, rejection.code, rejection.message,
-                    rejection.details.get("reason") or rejection.details.get("error") or "")
+        logger.info(
+            "%s moved to error/%s: %s %s %s",
+            name,
+            shortened,
+            rejection.code,
+            rejection.message,
+            rejection.details.get("reason") or rejection.details.get("error") or "",
+        )
 
     def _move_failed(self, name: str, error: OSError) -> None:
         """Reported once (log + station state), then retried quietly with a growing delay."""

@@ -25,8 +25,7 @@ class FilePipeline:
         self.outbox = Outbox(settings.outbox_path, settings.outbox_max_records, settings.outbox_max_bytes)
         self.stats = PickupCounters()
         self.mover = BatchMover(settings.completed_dir, settings.error_dir)
-        self.dispatcher = Dispatcher(settings, link, self.outbox, self.mover, self.stats, self.health,
-                                     self._release)
+        self.dispatcher = Dispatcher(settings, link, self.outbox, self.mover, self.stats, self.health, self._release)
         self.pickup = Pickup(settings, self.outbox, self.mover, self.stats, self.health, self.dispatcher.wake)
         self._opened = False
         self._opening = asyncio.Lock()

@@ -29,8 +29,9 @@ class ReadyFile:
 
     @classmethod
     def of(cls, probe: Probe) -> ReadyFile:
-        return cls(probe.name, probe.data or b"", probe.parsed_ok, probe.parsed, probe.stat, probe.parse_error,
-                   probe.rejection)
+        return cls(
+            probe.name, probe.data or b"", probe.parsed_ok, probe.parsed, probe.stat, probe.parse_error, probe.rejection
+        )
 
 
 def completion_payload(completion: Completion) -> dict[str, Any]:

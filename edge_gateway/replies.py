@@ -41,8 +41,12 @@ def decode_reply(raw: bytes, correlation_data: bytes | None = None) -> ReplyPayl
         return None
     correlated = correlation_id(correlation_data)
     if correlated is not None and correlated != reply.in_reply_to:
-        logger.warning("reply %s: correlation data %s disagrees with in_reply_to %s; using in_reply_to",
-                       envelope.message_id, correlated, reply.in_reply_to)
+        logger.warning(
+            "reply %s: correlation data %s disagrees with in_reply_to %s; using in_reply_to",
+            envelope.message_id,
+            correlated,
+            reply.in_reply_to,
+        )
     return reply
 
 

@@ -45,12 +45,21 @@ class GatewaySettings(BaseSettings):
     local_port: int = Field(default=8710, ge=0, le=65535)
     stable_window_s: float = Field(default=0.5, gt=0, le=60)
     malformed_grace_s: float = Field(default=5.0, gt=0, le=3600)
-    max_file_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30,
-                                description="largest completion file read (default 1 MiB = the REST body cap)")
-    stale_pending_s: float = Field(default=600.0, gt=0, le=604_800,
-                                   description="a name left in pending/ this long is reported (log + state)")
-    error_watch_s: float = Field(default=600.0, ge=0, le=86_400,
-                                 description="a file moved to error/ that changes within this time is re-examined")
+    max_file_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        le=1 << 30,
+        description="largest completion file read (default 1 MiB = the REST body cap)",
+    )
+    stale_pending_s: float = Field(
+        default=600.0, gt=0, le=604_800, description="a name left in pending/ this long is reported (log + state)"
+    )
+    error_watch_s: float = Field(
+        default=600.0,
+        ge=0,
+        le=86_400,
+        description="a file moved to error/ that changes within this time is re-examined",
+    )
     rescan_interval_s: float = Field(default=2.0, gt=0, le=3600)
     reply_timeout_s: float = Field(default=10.0, gt=0, le=300)
     api_base_url: str | None = Field(default=None, description="central API for firmware downloads (PROC-004)")
@@ -62,8 +71,12 @@ class GatewaySettings(BaseSettings):
     outbox_max_records: int = Field(default=100_000, ge=1, le=10_000_000)
     outbox_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
     state_interval_s: float = Field(default=15.0, gt=0, le=3600)
-    session_expiry_s: int = Field(default=604_800, ge=0, le=4_294_967_295,
-                                  description="how long the broker keeps our session (print jobs) while we are away")
+    session_expiry_s: int = Field(
+        default=604_800,
+        ge=0,
+        le=4_294_967_295,
+        description="how long the broker keeps our session (print jobs) while we are away",
+    )
     print_queue_path: Path | None = Field(default=None, description="default: <work_dir>/print_queue.sqlite3")
     print_retry_s: float = Field(default=2.0, gt=0, le=3600, description="first retry of a waiting QUEUED job")
     print_retry_max_s: float = Field(default=30.0, gt=0, le=3600, description="cap of the printer retry backoff")

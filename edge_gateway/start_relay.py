@@ -45,9 +45,15 @@ def parse_start_body(raw: bytes) -> dict[str, Any] | Answer:
 class StartRelay:
     """One start request → one PROCESS_START_REQUEST envelope (fresh message id) → the reply's status and body."""
 
-    def __init__(self, link: Link, address: StationAddress, gateway_id: str, timeout: float,
-                 unavailable: Callable[[], Unavailable | None] | None = None,
-                 firmware: FirmwareSyncer | None = None) -> None:
+    def __init__(
+        self,
+        link: Link,
+        address: StationAddress,
+        gateway_id: str,
+        timeout: float,
+        unavailable: Callable[[], Unavailable | None] | None = None,
+        firmware: FirmwareSyncer | None = None,
+    ) -> None:
         self._link = link
         self._firmware = firmware
         self._topic = address.request(Name.PROCESS_START)
@@ -72,8 +78,9 @@ class StartRelay:
         except ReplyTimeout as error:
             logger.warning("start %s/%s: %s", parsed.get("lot_number"), parsed.get("process_id"), error)
             return error_answer(ErrorCode.GATEWAY_TIMEOUT, {"message_id": str(envelope.message_id)})
-        logger.info("start %s/%s → %s %s", parsed.get("lot_number"), parsed.get("process_id"),
-                    reply.http_status, reply.outcome)
+        logger.info(
+            "start %s/%s → %s %s", parsed.get("lot_number"), parsed.get("process_id"), reply.http_status, reply.outcome
+        )
         body = reply.body
         if self._firmware is not None and reply.http_status == 200:
             # PROC-004: bring the local firmware in line before the vendor app flashes (spec §3.4.4).

@@ -53,21 +53,32 @@ class StationReporter:
         health, outbox, settings = self._health, self._outbox, self._settings
         oldest = None if oldest_created_at is None else round(max(0.0, time.time() - oldest_created_at), 1)
         return StationState(
-            site=settings.site, line=settings.line, station=settings.station, gateway_id=settings.gateway_id,
-            online=online, software_version=self._version, outbox_depth=outbox.depth,
-            oldest_pending_age_s=oldest, outbox_full=outbox.full, last_error=health.last_error,
+            site=settings.site,
+            line=settings.line,
+            station=settings.station,
+            gateway_id=settings.gateway_id,
+            online=online,
+            software_version=self._version,
+            outbox_depth=outbox.depth,
+            oldest_pending_age_s=oldest,
+            outbox_full=outbox.full,
+            last_error=health.last_error,
             connected_since=health.connected_since if online else None,
             server_online=health.server_online if online else None,
-            counters=self._pipeline.counters(), stuck_files=self._pipeline.pickup.watchlist.files(),
-            stuck_count=len(self._pipeline.pickup.watchlist), reported_at=datetime.now(UTC))
+            counters=self._pipeline.counters(),
+            stuck_files=self._pipeline.pickup.watchlist.files(),
+            stuck_count=len(self._pipeline.pickup.watchlist),
+            reported_at=datetime.now(UTC),
+        )
 
     async def current(self) -> StationState:
         self._oldest_created_at = (await self._outbox.totals()).oldest_created_at
         return self.state(self._health.broker_connected, self._oldest_created_at)
 
     def payload(self, state: StationState) -> bytes:
-        envelope = make_envelope(MessageType.STATION_STATE, self._source, self._outbox.next_seq(),
-                                 state.model_dump(mode="json"))
+        envelope = make_envelope(
+            MessageType.STATION_STATE, self._source, self._outbox.next_seq(), state.model_dump(mode="json")
+        )
         return envelope.to_bytes()
 
     def will(self) -> tuple[str, bytes]:
@@ -110,8 +121,13 @@ class StationReporter:
 class StatusView:
     """GET /status: who this gateway is, broker and server, outbox, counters and the work folders."""
 
-    def __init__(self, settings: GatewaySettings, pipeline: FilePipeline, reporter: StationReporter,
-                 print_queue: PrintQueue | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        pipeline: FilePipeline,
+        reporter: StationReporter,
+        print_queue: PrintQueue | None = None,
+    ) -> None:
         self._settings = settings
         self._pipeline = pipeline
         self._reporter = reporter
@@ -142,8 +158,12 @@ class StatusView:
                 logger.warning("status: cannot read the print queue: %s", error)
                 print_queue = {"path": str(self._print_queue.path), "error": str(error)}
         return {
-            "station": {"site": settings.site, "line": settings.line, "station": settings.station,
-                        "gateway_id": settings.gateway_id},
+            "station": {
+                "site": settings.site,
+                "line": settings.line,
+                "station": settings.station,
+                "gateway_id": settings.gateway_id,
+            },
             "software_version": state.software_version,
             "connected": state.online,
             "connected_since": state.connected_since.isoformat() if state.connected_since else None,
@@ -152,17 +172,27 @@ class StatusView:
             "server_online": state.server_online,
             "availability": unavailable.value if unavailable else "ok",
             "counters": state.counters,
-            "outbox": {"path": str(pipeline.outbox.path), "depth": state.outbox_depth, "answered": answered,
-                       "bytes": pipeline.outbox.bytes, "oldest_pending_age_s": state.oldest_pending_age_s,
-                       "full": state.outbox_full, "max_records": pipeline.outbox.max_records,
-                       "max_bytes": pipeline.outbox.max_bytes},
+            "outbox": {
+                "path": str(pipeline.outbox.path),
+                "depth": state.outbox_depth,
+                "answered": answered,
+                "bytes": pipeline.outbox.bytes,
+                "oldest_pending_age_s": state.oldest_pending_age_s,
+                "full": state.outbox_full,
+                "max_records": pipeline.outbox.max_records,
+                "max_bytes": pipeline.outbox.max_bytes,
+            },
             "last_error": state.last_error.model_dump(mode="json") if state.last_error else None,
             "pending_count": pending_count,
             "stuck_files": [f.model_dump(mode="json") for f in state.stuck_files],
             "stuck_count": state.stuck_count,
             "print_queue": print_queue,
-            "work_dirs": {"work_dir": str(settings.work_dir), "pending": str(settings.pending_dir),
-                          "completed": str(settings.completed_dir), "error": str(settings.error_dir)},
+            "work_dirs": {
+                "work_dir": str(settings.work_dir),
+                "pending": str(settings.pending_dir),
+                "completed": str(settings.completed_dir),
+                "error": str(settings.error_dir),
+            },
             "started_at": self._started_wall.isoformat(timespec="seconds"),
             "uptime_s": round(time.monotonic() - self._started, 1),
         }

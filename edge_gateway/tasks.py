@@ -25,8 +25,12 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], grace: float = 5.0
         _, pending = await asyncio.wait(pending, timeout=wait)
         wait = RECANCEL_EVERY_S
         if pending and loop.time() >= deadline:
-            logger.warning("%d task(s) did not stop within %.0f s: %s", len(pending), grace,
-                           sorted(task.get_name() for task in pending))
+            logger.warning(
+                "%d task(s) did not stop within %.0f s: %s",
+                len(pending),
+                grace,
+                sorted(task.get_name() for task in pending),
+            )
             break
     return pending
 

@@ -53,10 +53,13 @@ def check_completion(name: str, data: bytes, parsed: Any = _NOT_PARSED) -> Compl
     """Name → JSON → CompletionRecord → name/content agreement, first failure wins (spec §3.4.2)."""
     parts = parse_completion_file_name(name)
     if parts is None:
-        return Rejection.of(ErrorCode.INVALID_FILE_NAME, {
-            "file_name": name,
-            "expected": "{LOT_NUMBER}_{PROCESS_ID}_{YYYYMMDDHHMMSS}.json",
-        })
+        return Rejection.of(
+            ErrorCode.INVALID_FILE_NAME,
+            {
+                "file_name": name,
+                "expected": "{LOT_NUMBER}_{PROCESS_ID}_{YYYYMMDDHHMMSS}.json",
+            },
+        )
     if parsed is _NOT_PARSED:
         try:
             parsed = decode_json(data)
@@ -67,10 +70,13 @@ def check_completion(name: str, data: bytes, parsed: Any = _NOT_PARSED) -> Compl
     except ValidationError as error:
         return Rejection.of(ErrorCode.INVALID_PROCESS_DATA, {"errors": describe_validation_error(error)})
     if record.lot_number != parts.lot_number or record.process_id != parts.process_id:
-        return Rejection.of(ErrorCode.FILE_CONTENT_MISMATCH, {
-            "file_name": {"lot_number": parts.lot_number, "process_id": parts.process_id},
-            "content": {"lot_number": record.lot_number, "process_id": record.process_id},
-        })
+        return Rejection.of(
+            ErrorCode.FILE_CONTENT_MISMATCH,
+            {
+                "file_name": {"lot_number": parts.lot_number, "process_id": parts.process_id},
+                "content": {"lot_number": record.lot_number, "process_id": record.process_id},
+            },
+        )
     return Completion(name, parts, parsed, hashlib.sha256(data).hexdigest())
 
 
@@ -78,8 +84,12 @@ def reply_rejection(body: dict[str, Any], http_status: int, message_id: object) 
     """A `rejected` reply from the centre, as the error log records it."""
     code = body.get("error_code") or ErrorCode.INTERNAL_ERROR.value
     message = body.get("message") or error_message(ErrorCode.INTERNAL_ERROR)
-    return Rejection(str(code), str(message), {
-        "http_status": http_status,
-        "message_id": str(message_id),
-        "data": body.get("data"),
-    })
+    return Rejection(
+        str(code),
+        str(message),
+        {
+            "http_status": http_status,
+            "message_id": str(message_id),
+            "data": body.get("data"),
+        },
+    )

@@ -85,8 +85,12 @@ class PendingWatcher:
 
     def start(self) -> bool:
         observer = Observer()
-        observer.schedule(_Bridge(self._directory, asyncio.get_running_loop(), self._callback),
-                          str(self._directory), recursive=False, event_filter=EVENT_FILTER)
+        observer.schedule(
+            _Bridge(self._directory, asyncio.get_running_loop(), self._callback),
+            str(self._directory),
+            recursive=False,
+            event_filter=EVENT_FILTER,
+        )
         try:
             observer.start()
         except OSError as error:

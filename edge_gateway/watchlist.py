@@ -62,8 +62,9 @@ class Watchlist:
             first = self._first_seen.setdefault(name, now)
             if now - first >= self._stale_after and name not in self._stuck:
                 age = round(now - first)
-                self._report(name, PENDING_STALE, f"in pending/ for {age} s without being processed: "
-                                                  f"{stale_reason(name)}")
+                self._report(
+                    name, PENDING_STALE, f"in pending/ for {age} s without being processed: {stale_reason(name)}"
+                )
 
     def move_failed(self, name: str, error: object) -> bool:
         """Report once that `name` cannot be moved; True the first time (the caller logs it loudly then)."""

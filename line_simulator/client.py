@@ -93,8 +93,7 @@ class ApiLogin:
             if refreshed.ok:
                 self._store(refreshed)
                 return
-            logger.info("refresh refused (HTTP %s %s): logging in again", refreshed.http_status,
-                        refreshed.error_code)
+            logger.info("refresh refused (HTTP %s %s): logging in again", refreshed.http_status, refreshed.error_code)
         self._access = self._refresh = None
         logged_in = await self._post("login", {"username": self._username, "password": self._password})
         if not logged_in.ok:
@@ -153,8 +152,9 @@ class LineClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def create_lot(self, product_model: str, target_quantity: int, shift: str,
-                         printer_id: str | None = None) -> Reply:
+    async def create_lot(
+        self, product_model: str, target_quantity: int, shift: str, printer_id: str | None = None
+    ) -> Reply:
         body: dict[str, Any] = {"product_model": product_model, "target_quantity": target_quantity, "shift": shift}
         if printer_id is not None:
             body["printer_id"] = printer_id  # where the LOT label is printed (FR-LOT-002)
@@ -168,8 +168,9 @@ class LineClient:
         what = f"{body.get('lot_number')} {body.get('process_id')} 착공"
         return await self._call("POST", f"{gateway_url.rstrip('/')}/start", body, what)
 
-    async def _call(self, method: str, url: str, body: dict[str, Any] | None, what: str,
-                    central: bool = False) -> Reply:
+    async def _call(
+        self, method: str, url: str, body: dict[str, Any] | None, what: str, central: bool = False
+    ) -> Reply:
         attempt = 0
         stale: str | None = None  # an access token the API refused once: renewed, then the call is repeated once
         renewed = False

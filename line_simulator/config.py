@@ -110,13 +110,15 @@ def load_stations(path: Path) -> list[StationConfig]:
             work_dir = Path(item["work_dir"]).expanduser()
             if not work_dir.is_absolute():
                 work_dir = Path(path).resolve().parent / work_dir
-            stations.append(StationConfig(
-                process_id=str(item["process_id"]),
-                station_id=str(item["station_id"]),
-                work_dir=work_dir,
-                gateway_url=str(item["gateway_url"]),
-                worker_id=str(item["worker_id"]) if item.get("worker_id") else None,
-            ))
+            stations.append(
+                StationConfig(
+                    process_id=str(item["process_id"]),
+                    station_id=str(item["station_id"]),
+                    work_dir=work_dir,
+                    gateway_url=str(item["gateway_url"]),
+                    worker_id=str(item["worker_id"]) if item.get("worker_id") else None,
+                )
+            )
         except KeyError as error:
             raise ValueError(f"{path}: station #{index + 1} lacks {error.args[0]!r}") from None
     return stations

@@ -23,8 +23,14 @@ logger = logging.getLogger(__name__)
 
 # "Work" time of each process at speed 1.0, in seconds (divided by the speed, floored at MIN_DELAY).
 WORK_SECONDS: dict[str, float] = {
-    "PROC-001": 2.0, "PROC-002": 5.0, "PROC-003": 3.0, "PROC-004": 3.0,
-    "PROC-005": 4.0, "PROC-006": 4.5, "PROC-007": 2.0, "PROC-008": 3.0,
+    "PROC-001": 2.0,
+    "PROC-002": 5.0,
+    "PROC-003": 3.0,
+    "PROC-004": 3.0,
+    "PROC-005": 4.0,
+    "PROC-006": 4.5,
+    "PROC-007": 2.0,
+    "PROC-008": 3.0,
 }
 BETWEEN_LOTS_SECONDS = 2.0
 SERIAL_PROCESS_ID = "PROC-007"  # its start issues the serial numbers and queues their labels
@@ -45,16 +51,20 @@ async def run_line(
     """
     report = report if report is not None else LineReport()
     rng = random.Random(config.seed)
-    say("-", f"라인 시뮬레이터 시작: API {config.api_url}, 스테이션 {len(config.stations)}개, "
-             f"LOT {config.lots or '∞'}개, 속도 ×{config.pace:g}, 불량률 {config.failure_rate:.0%}")
+    say(
+        "-",
+        f"라인 시뮬레이터 시작: API {config.api_url}, 스테이션 {len(config.stations)}개, "
+        f"LOT {config.lots or '∞'}개, 속도 ×{config.pace:g}, 불량률 {config.failure_rate:.0%}",
+    )
 
     def on_retry(what: str, reason: str, attempt: int, delay: float) -> None:
         if attempt == 1 or attempt % 10 == 0:
             say("-", f"{what}: {reason} — {delay:.1f}초 후 재시도 ({attempt}회)")
 
     try:
-        async with LineClient(config.api_url, on_retry=on_retry, transport=transport,
-                              credentials=config.credentials()) as client:
+        async with LineClient(
+            config.api_url, on_retry=on_retry, transport=transport, credentials=config.credentials()
+        ) as client:
             line = _Line(config, client, report, rng)
             await line.run()
     except asyncio.CancelledError:
@@ -115,14 +125,16 @@ class _Line:
             await self.process(lot_number, step, demo and step.process_id == DEMO_PROCESS_ID)
             if step.process_id == bad_process:
                 station = self.stations[step.process_id]
-                self.side_tasks.append(asyncio.create_task(
-                    drop_bad_files(self.config, self.report, self.rng, lot_number, station)))
+                self.side_tasks.append(
+                    asyncio.create_task(drop_bad_files(self.config, self.report, self.rng, lot_number, station))
+                )
         await self.final_status(lot_number)
 
     async def create_lot(self) -> str:
         config = self.config
-        reply = await self.client.create_lot(config.product_model, config.target_quantity, config.shift,
-                                             config.lot_printer_id)
+        reply = await self.client.create_lot(
+            config.product_model, config.target_quantity, config.shift, config.lot_printer_id
+        )
         lot_number = reply.data.get("lot_number")
         if not reply.ok or not isinstance(lot_number, str):
             raise LineStopped(f"LOT 생성 실패 HTTP {reply.http_status} {reply.error_code or ''} {reply.message}")
@@ -148,8 +160,9 @@ class _Line:
             # The vendor app reports the printer the centre sent this LOT's serial labels to.
             overrides["process_data"] = {"printer_id": started["printer_id"]}
         complete_time = max(now_kst(), start_time)
-        record = completion_record(step.process_id, lot_number, worker_id, start_time, complete_time, self.rng,
-                                   fail, **overrides)
+        record = completion_record(
+            step.process_id, lot_number, worker_id, start_time, complete_time, self.rng, fail, **overrides
+        )
         await place_file(self.config, self.report, self.rng, station, record)
 
     async def start(
@@ -195,13 +208,17 @@ class _Line:
     def refuse(self, lot_number: str, step: ProcessStep, reply: Reply, label: str) -> None:
         self.report.starts_refused += 1
         self.report.refusals.append(
-            Refusal(lot_number, step.process_id, reply.http_status, reply.error_code, reply.message))
+            Refusal(lot_number, step.process_id, reply.http_status, reply.error_code, reply.message)
+        )
         hint = reply.data.get("required_action")
         if hint is None and reply.error_code == ErrorCode.PREVIOUS_PROCESS_NOT_COMPLETED:
             previous = previous_step(step.process_id)
             hint = required_action(previous.name_ko) if previous else None
-        say(lot_number, f"{step.process_id} {step.name_ko} {label} HTTP {reply.http_status} "
-                        f"{reply.error_code or ''}: {reply.message}" + (f" ({hint})" if hint else ""))
+        say(
+            lot_number,
+            f"{step.process_id} {step.name_ko} {label} HTTP {reply.http_status} "
+            f"{reply.error_code or ''}: {reply.message}" + (f" ({hint})" if hint else ""),
+        )
 
     async def final_status(self, lot_number: str) -> None:
         """Read the LOT back; completion of PROC-008 may take a moment to reach the centre."""

@@ -40,9 +40,7 @@ def say(lot_number: str, text: str) -> None:
     logger.info("[%s] %s", lot_number, text)
 
 
-async def follow(
-    station: StationConfig, file_name: str, baseline: Any, lot: str, timeout: float
-) -> str | None:
+async def follow(station: StationConfig, file_name: str, baseline: Any, lot: str, timeout: float) -> str | None:
     """Wait for the file to leave pending/, with a notice now and then; None after `timeout` seconds."""
     waited = 0.0
     while waited < timeout:
@@ -90,15 +88,23 @@ async def drop_bad_files(
     """Drop the broken samples into the station's pending/ and check each one lands in error/."""
     samples = bad_files(lot, station.process_id, now_kst())
     modes = [rng.choice((WriteMode.DIRECT, WriteMode.ATOMIC)) for _ in samples]
-    await asyncio.gather(*(
-        _drop_one(config, report, station, lot, name, data, expected, mode)
-        for (name, data, expected), mode in zip(samples, modes, strict=True)
-    ))
+    await asyncio.gather(
+        *(
+            _drop_one(config, report, station, lot, name, data, expected, mode)
+            for (name, data, expected), mode in zip(samples, modes, strict=True)
+        )
+    )
 
 
 async def _drop_one(
-    config: LineConfig, report: LineReport, station: StationConfig, lot: str, name: str, data: bytes,
-    expected: str, mode: WriteMode,
+    config: LineConfig,
+    report: LineReport,
+    station: StationConfig,
+    lot: str,
+    name: str,
+    data: bytes,
+    expected: str,
+    mode: WriteMode,
 ) -> None:
     baseline = snapshot(station.work_dir, name)
     await write_file_async(station.work_dir, name, data, mode)

@@ -224,6 +224,7 @@ def error_codes(station_work_dir: Path, file_name: str) -> list[str]:
             text = Path(entry.path).read_text(encoding="utf-8", errors="replace")[:65536]
         except OSError:
             continue
-        codes.extend(code.value for code in ErrorCode
-                     if code.value not in codes and re.search(rf"\b{code.value}\b", text))
+        codes.extend(
+            code.value for code in ErrorCode if code.value not in codes and re.search(rf"\b{code.value}\b", text)
+        )
     return codes

@@ -34,8 +34,10 @@ def _anchor(value: str) -> tuple[int, str]:
 @audit_app.command("verify")
 def verify(
     from_id: Annotated[int, typer.Option("--from-id", min=1, help="Start at this id (trust the row before)")] = 1,
-    anchor: Annotated[list[str] | None, typer.Option(
-        help="ID:HASH recorded earlier (e.g. from a previous run); the row must still have that hash")] = None,
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(help="ID:HASH recorded earlier (e.g. from a previous run); the row must still have that hash"),
+    ] = None,
 ) -> None:
     """Recompute every row's hash and check each row's link to the previous one; exit 1 on the first break."""
     from cloud_api.audit.chain import check_anchor, verify_chain
@@ -53,14 +55,17 @@ def verify(
         finally:
             await engine.dispose()
         if broken is not None:
-            typer.echo(f"BROKEN at audit row {broken.row_id}: {broken.reason} "
-                       f"({result.checked} rows checked before it)")
+            typer.echo(
+                f"BROKEN at audit row {broken.row_id}: {broken.reason} ({result.checked} rows checked before it)"
+            )
             return 1
         if result.checked == 0:
             typer.echo(f"audit chain OK: no rows from id {from_id}")
         else:
-            typer.echo(f"audit chain OK: {result.checked} rows checked (ids {result.first_id}..{result.last_id}); "
-                       f"last {result.last_id}:{result.last_hash}")
+            typer.echo(
+                f"audit chain OK: {result.checked} rows checked (ids {result.first_id}..{result.last_id}); "
+                f"last {result.last_id}:{result.last_hash}"
+            )
         return 0
 
     raise typer.Exit(asyncio.run(run()))

@@ -66,8 +66,11 @@ class BrokerSite:
 
     def tls_files(self) -> tuple[Path, Path, Path]:
         certs = self.config_dir / "certs"
-        return (self.cafile or certs / "ca.crt", self.certfile or certs / "server.crt",
-                self.keyfile or certs / "server.key")
+        return (
+            self.cafile or certs / "ca.crt",
+            self.certfile or certs / "server.crt",
+            self.keyfile or certs / "server.key",
+        )
 
 
 def render_conf(site: BrokerSite) -> str:
@@ -75,35 +78,44 @@ def render_conf(site: BrokerSite) -> str:
     cafile, certfile, keyfile = site.tls_files()
     tls = "" if site.tls else "#"
     run_as = [f"user {site.run_as}"] if site.run_as else []
-    return "\n".join([
-        "# Mosquitto 2.0 configuration for a site installation of the Withforce MES.",
-        f"# Written by `mes broker init --config-dir {site.config_dir}` (mes_cli/broker.py); see mosquitto/README.md.",
-        "# The local stack (`mes up`) and the tests render the same settings (mes_cli/broker_policy.py).",
-        "# Mosquitto 2.0 drops root right after reading this file: the files below must be readable, and",
-        "# persistence_location writable, by the 'mosquitto' user (`mes broker` makes them root:mosquitto 0640).",
-        *run_as,
-        "",
-        "# -- who may connect, and what each account may do",
-        "# No anonymous clients: one account per station (username = station id, bound to its gateway's client id)",
-        "# and per central service, added with `mes broker add-station` / `add-service`; restart to apply.",
-        *security_lines(site.dynsec_plugin, site.dynsec_file),
-        "",
-        "# -- listeners",
-        "# Plain MQTT inside the factory network.",
-        f"listener {site.port} {site.plain_bind or site.bind}",
-        "# MQTT over TLS (1.2 or newer) for networks that are not trusted; server certificate only, clients still",
-        "# log in with their account (`mes broker init --tls`; files: mosquitto/README.md, section TLS).",
-        f"{tls}listener {site.tls_port} {site.bind}",
-        f"{tls}cafile {cafile}",
-        f"{tls}certfile {certfile}",
-        f"{tls}keyfile {keyfile}",
-        f"{tls}tls_version tlsv1.2",
-        f"{tls}require_certificate false",
-        "",
-        *persistence_lines(site.persistence_dir),
-        "",
-        *logging_lines(site.log_file),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "# Mosquitto 2.0 configuration for a site installation of the Withforce MES.",
+                f"# Written by `mes broker init --config-dir {site.config_dir}` (mes_cli/broker.py); "
+                "see mosquitto/README.md.",
+                "# The local stack (`mes up`) and the tests render the same settings (mes_cli/broker_policy.py).",
+                "# Mosquitto 2.0 drops root right after reading this file: the files below must be readable, and",
+                "# persistence_location writable, by the 'mosquitto' user "
+                "(`mes broker` makes them root:mosquitto 0640).",
+                *run_as,
+                "",
+                "# -- who may connect, and what each account may do",
+                "# No anonymous clients: one account per station "
+                "(username = station id, bound to its gateway's client id)",
+                "# and per central service, added with `mes broker add-station` / `add-service`; restart to apply.",
+                *security_lines(site.dynsec_plugin, site.dynsec_file),
+                "",
+                "# -- listeners",
+                "# Plain MQTT inside the factory network.",
+                f"listener {site.port} {site.plain_bind or site.bind}",
+                "# MQTT over TLS (1.2 or newer) for networks that are not trusted; "
+                "server certificate only, clients still",
+                "# log in with their account (`mes broker init --tls`; files: mosquitto/README.md, section TLS).",
+                f"{tls}listener {site.tls_port} {site.bind}",
+                f"{tls}cafile {cafile}",
+                f"{tls}certfile {certfile}",
+                f"{tls}keyfile {keyfile}",
+                f"{tls}tls_version tlsv1.2",
+                f"{tls}require_certificate false",
+                "",
+                *persistence_lines(site.persistence_dir),
+                "",
+                *logging_lines(site.log_file),
+            ]
+        )
+        + "\n"
+    )
 
 
 DEFAULTS = BrokerSite()
@@ -174,8 +186,9 @@ def _locked(site: BrokerSite) -> Iterator[None]:
 def add_account(site: BrokerSite, block: AclBlock, password: str | None) -> str | None:
     """Set the account's password, client-id binding and rules; returns the password when it was generated here."""
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise BrokerConfigError(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters "
-                                "(or none, for a generated one)")
+        raise BrokerConfigError(
+            f"password too short: use at least {MIN_PASSWORD_LENGTH} characters (or none, for a generated one)"
+        )
     with _locked(site):
         document = read_document(site)
         generated = None if password else generate_password()
@@ -201,9 +214,15 @@ def remove_account(site: BrokerSite, username: str) -> bool:
 def list_accounts(site: BrokerSite) -> list[dict[str, object]]:
     """username, bound client id and description of every managed account."""
     document = read_document(site)
-    return [{"username": c["username"], "clientid": c.get("clientid"), "description":
-             str(c.get("textname", ""))[len(dynsec.MANAGED):]}
-            for c in document["clients"] if c["username"] in dynsec.accounts(document)]
+    return [
+        {
+            "username": c["username"],
+            "clientid": c.get("clientid"),
+            "description": str(c.get("textname", ""))[len(dynsec.MANAGED) :],
+        }
+        for c in document["clients"]
+        if c["username"] in dynsec.accounts(document)
+    ]
 
 
 def init_site(site: BrokerSite, client_ids: Sequence[str], force: bool = False) -> list[str]:
@@ -230,8 +249,10 @@ def init_site(site: BrokerSite, client_ids: Sequence[str], force: bool = False) 
     notes.append(f"accounts file {site.dynsec_file} (accounts: {', '.join(dynsec.accounts(document))})")
     legacy = [name for name in LEGACY_NAMES if (site.config_dir / name).exists()]
     if legacy:
-        notes.append(f"{', '.join(legacy)} of the older password_file/acl_file setup are no longer read: delete "
-                     "them once the broker runs with this configuration")
+        notes.append(
+            f"{', '.join(legacy)} of the older password_file/acl_file setup are no longer read: delete "
+            "them once the broker runs with this configuration"
+        )
     return notes
 
 
@@ -242,7 +263,8 @@ def _import_legacy(site: BrokerSite, document: dynsec.Document, notes: list[str]
     for account in imported:
         if account.block.username not in known:
             document = dynsec.merge_account(document, account.block, account.hashed)
-            notes.append(f"imported {account.block.username!r} from the older password file (same password, "
-                         "today's rules)")
+            notes.append(
+                f"imported {account.block.username!r} from the older password file (same password, today's rules)"
+            )
     notes.extend(f"not imported: {note}" for note in skipped)
     return document

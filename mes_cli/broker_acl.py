@@ -116,12 +116,17 @@ def station_block(address: StationAddress, username: str | None = None, client_i
         AclRule(Access.READ, service_state_filter()),
     )
     site_line = f"{address.site}/{address.line}/{address.station}"
-    return AclBlock(user, f"station {site_line}: writes req/#, evt/#, state; reads rpl, cmd/#, service states",
-                    rules, validate_client_id(client_id or f"{GATEWAY_ID_PREFIX}{address.station}"))
+    return AclBlock(
+        user,
+        f"station {site_line}: writes req/#, evt/#, state; reads rpl, cmd/#, service states",
+        rules,
+        validate_client_id(client_id or f"{GATEWAY_ID_PREFIX}{address.station}"),
+    )
 
 
-def service_block(kind: ServiceKind, username: str | None = None,
-                  client_ids: Sequence[str] = (DEFAULT_INGESTOR_CLIENT_ID,)) -> AclBlock:
+def service_block(
+    kind: ServiceKind, username: str | None = None, client_ids: Sequence[str] = (DEFAULT_INGESTOR_CLIENT_ID,)
+) -> AclBlock:
     """A central service account; `client_ids` are the ingestor instances whose retained state it may write.
     An ingestor account with one client id is bound to it; several instances sharing an account are not."""
     user = validate_username(username or kind.value)
@@ -130,21 +135,29 @@ def service_block(kind: ServiceKind, username: str | None = None,
         if not ids:
             raise BrokerConfigError("the ingestor account needs at least one client id (MES_INGESTOR_CLIENT_ID)")
         reads = tuple(AclRule(Access.READ, _unshared(f), subscribe=f) for f in ingestor_subscriptions())
-        answers = (AclRule(Access.WRITE, _any_station(Branch.REPLY)),
-                   AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")))
+        answers = (
+            AclRule(Access.WRITE, _any_station(Branch.REPLY)),
+            AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")),
+        )
         states = tuple(AclRule(Access.WRITE, _service_state(cid)) for cid in ids)
-        return AclBlock(user, f"service ingestor (client ids {', '.join(ids)}): reads all req/#, evt/# through "
-                              "its shared subscription; writes rpl, cmd/#, its state", reads + answers + states,
-                        validate_client_id(ids[0]) if len(ids) == 1 else None)
+        return AclBlock(
+            user,
+            f"service ingestor (client ids {', '.join(ids)}): reads all req/#, evt/# through "
+            "its shared subscription; writes rpl, cmd/#, its state",
+            reads + answers + states,
+            validate_client_id(ids[0]) if len(ids) == 1 else None,
+        )
     if kind is ServiceKind.API:
         # Immediate label prints (POST /api/v1/label/print) wait for the station's print result on this link.
-        rules = (AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")),
-                 AclRule(Access.READ, _any_station(Branch.STATE)),
-                 AclRule(Access.READ, _any_station(Branch.EVENT, f"/{Name.PRINT_RESULT}")))
-        return AclBlock(user, "service api: writes cmd/# of every station; reads all states and print results",
-                        rules)
-    return AclBlock(user, "service monitor: reads every MES topic, writes nothing",
-                    (AclRule(Access.READ, f"{ROOT}/#"),))
+        rules = (
+            AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")),
+            AclRule(Access.READ, _any_station(Branch.STATE)),
+            AclRule(Access.READ, _any_station(Branch.EVENT, f"/{Name.PRINT_RESULT}")),
+        )
+        return AclBlock(user, "service api: writes cmd/# of every station; reads all states and print results", rules)
+    return AclBlock(
+        user, "service monitor: reads every MES topic, writes nothing", (AclRule(Access.READ, f"{ROOT}/#"),)
+    )
 
 
 def _service_state(client_id: str) -> str:

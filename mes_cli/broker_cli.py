@@ -28,22 +28,35 @@ from mes_contracts.topics import StationAddress
 
 # -- command line -------------------------------------------------------------------------------------------
 
-broker_app = typer.Typer(help="Mosquitto broker of a site: configuration, station and service accounts, ACL.",
-                         no_args_is_help=True)
+broker_app = typer.Typer(
+    help="Mosquitto broker of a site: configuration, station and service accounts, ACL.", no_args_is_help=True
+)
 
 ConfigDir = Annotated[Path, typer.Option(help="Directory of mosquitto.conf, passwords and acl")]
-Password = Annotated[str | None, typer.Option(envvar="MES_BROKER_PASSWORD", show_default=False,
-                                              help="Password to set (default: a generated one, printed once)")]
+Password = Annotated[
+    str | None,
+    typer.Option(
+        envvar="MES_BROKER_PASSWORD",
+        show_default=False,
+        help="Password to set (default: a generated one, printed once)",
+    ),
+]
 StationUser = Annotated[str | None, typer.Option(show_default=False, help="Account name (default: the station id)")]
 ServiceUser = Annotated[str | None, typer.Option(show_default=False, help="Account name (default: the --name)")]
-ClientIds = Annotated[list[str] | None, typer.Option(
-    "--client-id", show_default=False,
-    help=f"MES_INGESTOR_CLIENT_ID whose state the ingestor may publish (repeatable; {DEFAULT_INGESTOR_CLIENT_ID})",
-)]
+ClientIds = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--client-id",
+        show_default=False,
+        help=f"MES_INGESTOR_CLIENT_ID whose state the ingestor may publish (repeatable; {DEFAULT_INGESTOR_CLIENT_ID})",
+    ),
+]
 # Mosquitto 2.0.11's dynamic-security plugin reads its file only at start (SIGHUP does not reload it). A restart
 # keeps sessions and queued messages (persistence, saved at a clean stop); clients reconnect by themselves.
-RELOAD_HINT = ("Restart Mosquitto so it reads the accounts file (a reload/SIGHUP does not; sessions and queued "
-               "messages are kept): systemctl restart mosquitto")
+RELOAD_HINT = (
+    "Restart Mosquitto so it reads the accounts file (a reload/SIGHUP does not; sessions and queued "
+    "messages are kept): systemctl restart mosquitto"
+)
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -64,8 +77,12 @@ def init_command(
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
     port: Annotated[int, typer.Option(help="Plain MQTT listener port")] = 1883,
     bind: Annotated[str, typer.Option(help="Listener address")] = "0.0.0.0",
-    plain_bind: Annotated[str | None, typer.Option(
-        help="Plain listener's address if not --bind (with --tls, 127.0.0.1 keeps logins off the network)")] = None,
+    plain_bind: Annotated[
+        str | None,
+        typer.Option(
+            help="Plain listener's address if not --bind (with --tls, 127.0.0.1 keeps logins off the network)"
+        ),
+    ] = None,
     persistence_dir: Annotated[Path, typer.Option(help="Mosquitto's persistence_location")] = DEFAULTS.persistence_dir,
     log_file: Annotated[Path, typer.Option(help="Mosquitto's log file")] = DEFAULTS.log_file,
     tls: Annotated[bool, typer.Option(help="Enable the TLS listener (otherwise written commented out)")] = False,
@@ -77,9 +94,19 @@ def init_command(
     force: Annotated[bool, typer.Option(help="Overwrite an existing, different mosquitto.conf")] = False,
 ) -> None:
     """Write mosquitto.conf and the accounts file (dynamic-security plugin) with the ingestor and api accounts."""
-    site = BrokerSite(config_dir=config_dir.absolute(), port=port, bind=bind, persistence_dir=persistence_dir,
-                      log_file=log_file, tls=tls, tls_port=tls_port, cafile=cafile, certfile=certfile, keyfile=keyfile,
-                      plain_bind=plain_bind)
+    site = BrokerSite(
+        config_dir=config_dir.absolute(),
+        port=port,
+        bind=bind,
+        persistence_dir=persistence_dir,
+        log_file=log_file,
+        tls=tls,
+        tls_port=tls_port,
+        cafile=cafile,
+        certfile=certfile,
+        keyfile=keyfile,
+        plain_bind=plain_bind,
+    )
     try:
         notes = init_site(site, client_ids or [DEFAULT_INGESTOR_CLIENT_ID], force)
     except (BrokerConfigError, OSError) as error:
@@ -87,8 +114,10 @@ def init_command(
     for note in notes:
         typer.echo(note)
     typer.echo("next: mes broker add-service --name ingestor, --name api; mes broker add-station for each station")
-    typer.echo("then (re)start Mosquitto with this configuration (listeners are not reloaded by SIGHUP): "
-               f"mosquitto -c {site.config_file}, or systemctl restart mosquitto (mosquitto/README.md)")
+    typer.echo(
+        "then (re)start Mosquitto with this configuration (listeners are not reloaded by SIGHUP): "
+        f"mosquitto -c {site.config_file}, or systemctl restart mosquitto (mosquitto/README.md)"
+    )
 
 
 @broker_app.command("add-station")
@@ -98,9 +127,14 @@ def add_station_command(
     line: Annotated[str, typer.Option(help="Line (MES_GW_LINE)")] = "L1",
     config_dir: ConfigDir = DEFAULT_CONFIG_DIR,
     username: StationUser = None,
-    client_id: Annotated[str | None, typer.Option(
-        "--client-id", show_default=False,
-        help="The only MQTT client id the account may use (default gw-<station>; MES_GW_GATEWAY_ID)")] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--client-id",
+            show_default=False,
+            help="The only MQTT client id the account may use (default gw-<station>; MES_GW_GATEWAY_ID)",
+        ),
+    ] = None,
     password: Password = None,
 ) -> None:
     """Create or update a station account (username = station id), bound to its gateway's client id."""
@@ -113,9 +147,13 @@ def add_station_command(
         generated = add_account(BrokerSite(config_dir.absolute()), block, password)
     except (BrokerConfigError, OSError) as error:
         raise _fail(error) from None
-    _report(block.username, generated, f"gateway settings: MES_GW_STATION={station} MES_GW_SITE={site_id} "
-            f"MES_GW_LINE={line} MES_GW_MQTT_USERNAME={block.username} MES_GW_MQTT_PASSWORD=<the password>"
-            + (f" MES_GW_GATEWAY_ID={block.client_id}" if client_id else ""))
+    _report(
+        block.username,
+        generated,
+        f"gateway settings: MES_GW_STATION={station} MES_GW_SITE={site_id} "
+        f"MES_GW_LINE={line} MES_GW_MQTT_USERNAME={block.username} MES_GW_MQTT_PASSWORD=<the password>"
+        + (f" MES_GW_GATEWAY_ID={block.client_id}" if client_id else ""),
+    )
 
 
 @broker_app.command("add-service")
@@ -136,10 +174,10 @@ def add_service_command(
     ids = ", ".join(client_ids or [DEFAULT_INGESTOR_CLIENT_ID])
     settings = {
         ServiceKind.INGESTOR: f"ingestor settings: MES_MQTT_USERNAME={block.username} MES_MQTT_PASSWORD=<the password> "
-                              f"MES_INGESTOR_CLIENT_ID=<one of: {ids}>",
+        f"MES_INGESTOR_CLIENT_ID=<one of: {ids}>",
         ServiceKind.API: f"api account {block.username!r}: for label-printing commands (cmd/#) and station states",
         ServiceKind.MONITOR: f"monitor account {block.username!r}: e.g. mosquitto_sub -v -t 'mes/v1/#' -u "
-                             f"{block.username} -P <the password>",
+        f"{block.username} -P <the password>",
     }
     _report(block.username, generated, settings[name])
 

@@ -24,9 +24,15 @@ Document = dict[str, Any]  # the plugin's own JSON shape, kept as loaded so unkn
 def empty_document() -> Document:
     """Nothing is allowed unless a role says so: no publish, no subscribe, no receive."""
     return {
-        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
-                             "unsubscribe": True},
-        "clients": [], "groups": [], "roles": [],
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": [],
+        "groups": [],
+        "roles": [],
     }
 
 
@@ -34,8 +40,11 @@ def hash_password(password: str, salt: bytes | None = None, iterations: int = IT
     """The client fields the plugin checks a CONNECT password against."""
     salt = salt if salt is not None else os.urandom(SALT_BYTES)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, 64)
-    return {"password": base64.b64encode(digest).decode(), "salt": base64.b64encode(salt).decode(),
-            "iterations": iterations}
+    return {
+        "password": base64.b64encode(digest).decode(),
+        "salt": base64.b64encode(salt).decode(),
+        "iterations": iterations,
+    }
 
 
 def password_matches(client: dict[str, Any], password: str) -> bool:
@@ -59,8 +68,12 @@ def role_of(block: AclBlock) -> dict[str, Any]:
 
 
 def client_of(block: AclBlock, hashed: dict[str, Any]) -> dict[str, Any]:
-    client: dict[str, Any] = {"username": block.username, "textname": MANAGED + block.description,
-                              "roles": [{"rolename": block.username}], **hashed}
+    client: dict[str, Any] = {
+        "username": block.username,
+        "textname": MANAGED + block.description,
+        "roles": [{"rolename": block.username}],
+        **hashed,
+    }
     if block.client_id:
         client["clientid"] = block.client_id
     return client
@@ -82,8 +95,9 @@ def merge_account(document: Document, block: AclBlock, hashed: dict[str, Any] | 
     clients, roles = list(document["clients"]), list(document["roles"])
     at = _index(clients, "username", block.username)
     if at is not None and not str(clients[at].get("textname", "")).startswith(MANAGED):
-        raise BrokerConfigError(f"client {block.username!r} in the dynamic-security file was not made by "
-                                "`mes broker`; remove it first")
+        raise BrokerConfigError(
+            f"client {block.username!r} in the dynamic-security file was not made by `mes broker`; remove it first"
+        )
     if hashed is None:
         if at is None:
             raise BrokerConfigError(f"no account {block.username!r} yet: give it a password")

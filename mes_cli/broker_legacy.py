@@ -43,7 +43,7 @@ def block_descriptions(acl_text: str) -> dict[str, str]:
     found = {}
     for i, line in enumerate(lines[:-1]):
         if line.strip().startswith(BEGIN):
-            found[line.strip()[len(BEGIN):]] = lines[i + 1].strip().lstrip("#").strip()
+            found[line.strip()[len(BEGIN) :]] = lines[i + 1].strip().lstrip("#").strip()
     return found
 
 

@@ -66,8 +66,10 @@ def missing_for_command(command: str | None) -> str | None:
     for extra in COMMAND_EXTRAS.get(command, ()):
         absent = [module for module in _PROBES[extra] if not _installed(module)]
         if absent:
-            return (f"mes {typed_command()}: needs {_ROLE[extra]} packages, which are not installed (no module "
-                    f"{absent[0]!r}); install them with: pip install 'withforce-mes[{extra}]'")
+            return (
+                f"mes {typed_command()}: needs {_ROLE[extra]} packages, which are not installed (no module "
+                f"{absent[0]!r}); install them with: pip install 'withforce-mes[{extra}]'"
+            )
     return None
 
 
@@ -77,5 +79,7 @@ def missing_extra_line(error: ModuleNotFoundError) -> str | None:
     extra = EXTRA_OF_MODULE.get(module)
     if extra is None:
         return None
-    return (f"mes {typed_command()}: needs {_ROLE[extra]} packages, which are not installed (no module {module!r}); "
-            f"install them with: pip install 'withforce-mes[{extra}]'")
+    return (
+        f"mes {typed_command()}: needs {_ROLE[extra]} packages, which are not installed (no module {module!r}); "
+        f"install them with: pip install 'withforce-mes[{extra}]'"
+    )

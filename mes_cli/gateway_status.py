@@ -115,8 +115,9 @@ def stuck_lines(files: list[dict[str, Any]], count: int, shown: int = STUCK_SHOW
         return []
     lines = [_line("조치 필요 stuck", f"{count}개 파일 files (pending/ 장기 대기 또는 이동 불가)")]
     for entry in files[:shown]:
-        lines.append(f"    {entry.get('code')} {entry.get('name')!r} since {entry.get('since')}: "
-                     f"{entry.get('message')}")
+        lines.append(
+            f"    {entry.get('code')} {entry.get('name')!r} since {entry.get('since')}: {entry.get('message')}"
+        )
     if count > shown:
         lines.append(f"    … {count - shown} more (GET /status lists up to 50)")
     return lines
@@ -126,10 +127,15 @@ def running_lines(data: dict[str, Any]) -> list[str]:
     station = data.get("station", {})
     outbox = data.get("outbox", {})
     lines = [
-        _line("스테이션 station", f"{station.get('site')}/{station.get('line')}/{station.get('station')} "
-                                 f"({station.get('gateway_id')}), 버전 version {data.get('software_version', '?')}"),
-        _line("게이트웨이 gateway", f"실행 중 running, 가동 uptime {_age(data.get('uptime_s'))} "
-                                  f"(since {data.get('started_at')})"),
+        _line(
+            "스테이션 station",
+            f"{station.get('site')}/{station.get('line')}/{station.get('station')} "
+            f"({station.get('gateway_id')}), 버전 version {data.get('software_version', '?')}",
+        ),
+        _line(
+            "게이트웨이 gateway",
+            f"실행 중 running, 가동 uptime {_age(data.get('uptime_s'))} (since {data.get('started_at')})",
+        ),
     ]
     if data.get("connected"):
         broker = f"연결됨 connected {data.get('broker')} (since {data.get('connected_since')})"
@@ -139,9 +145,14 @@ def running_lines(data: dict[str, Any]) -> list[str]:
     server = {True: "온라인 online", False: "오프라인 OFFLINE — server_down", None: "알 수 없음 unknown"}
     lines.append(_line("서버 server", server.get(data.get("server_online"), "?")))
     full = f", 가득 참 FULL (max {outbox.get('max_records')})" if outbox.get("full") else ""
-    lines.append(_line("아웃박스 outbox", f"대기 {outbox.get('depth', '?')}건 waiting, 가장 오래된 oldest "
-                                       f"{_age(outbox.get('oldest_pending_age_s'))}, {_size(outbox.get('bytes'))}"
-                                       f"{full}"))
+    lines.append(
+        _line(
+            "아웃박스 outbox",
+            f"대기 {outbox.get('depth', '?')}건 waiting, 가장 오래된 oldest "
+            f"{_age(outbox.get('oldest_pending_age_s'))}, {_size(outbox.get('bytes'))}"
+            f"{full}",
+        )
+    )
     lines.append(_line("pending/", f"{data.get('pending_count', '?')}개 파일 files"))
     lines.extend(stuck_lines(data.get("stuck_files") or [], int(data.get("stuck_count") or 0)))
     lines.extend(print_queue_lines(data.get("print_queue")))
@@ -154,8 +165,10 @@ def running_lines(data: dict[str, Any]) -> list[str]:
 
 
 def stopped_lines(settings: GatewaySettings, url: str, reason: str) -> list[str]:
-    lines = [_line("스테이션 station", f"{settings.site}/{settings.line}/{settings.station} ({settings.gateway_id})"),
-             _line("게이트웨이 gateway", f"중지됨 NOT RUNNING ({url}: {reason})")]
+    lines = [
+        _line("스테이션 station", f"{settings.site}/{settings.line}/{settings.station} ({settings.gateway_id})"),
+        _line("게이트웨이 gateway", f"중지됨 NOT RUNNING ({url}: {reason})"),
+    ]
     try:
         totals = read_outbox(settings.outbox_path)
     except sqlite3.Error as error:
@@ -166,9 +179,14 @@ def stopped_lines(settings: GatewaySettings, url: str, reason: str) -> list[str]
             lines.append(_line("아웃박스 outbox", f"없음 none ({settings.outbox_path})"))
     if totals is not None:
         oldest = None if totals.oldest_created_at is None else max(0.0, time.time() - totals.oldest_created_at)
-        lines.append(_line("아웃박스 outbox", f"대기 {totals.depth}건 waiting (응답 저장 answered {totals.answered}), "
-                                           f"가장 오래된 oldest {_age(oldest)}, {_size(totals.bytes)} "
-                                           f"({settings.outbox_path})"))
+        lines.append(
+            _line(
+                "아웃박스 outbox",
+                f"대기 {totals.depth}건 waiting (응답 저장 answered {totals.answered}), "
+                f"가장 오래된 oldest {_age(oldest)}, {_size(totals.bytes)} "
+                f"({settings.outbox_path})",
+            )
+        )
     lines.append(_line("pending/", f"{count_pending(settings.pending_dir)}개 파일 files ({settings.pending_dir})"))
     try:
         lines.extend(print_queue_lines(read_print_queue(settings.print_queue_file)))
@@ -178,8 +196,9 @@ def stopped_lines(settings: GatewaySettings, url: str, reason: str) -> list[str]
     return lines
 
 
-def gateway_status(station: str | None = None, local_port: int | None = None, work_dir: Path | None = None,
-                   out: Out = print) -> int:
+def gateway_status(
+    station: str | None = None, local_port: int | None = None, work_dir: Path | None = None, out: Out = print
+) -> int:
     """Print the station's state; 0 when the gateway answers, 1 when it does not (outbox read from disk)."""
     local_port, work_dir = _local_stack_defaults(station, local_port, work_dir)
     overrides: dict[str, Any] = {}
@@ -205,8 +224,9 @@ def gateway_status(station: str | None = None, local_port: int | None = None, wo
     return EXIT_RUNNING
 
 
-def _local_stack_defaults(station: str | None, local_port: int | None,
-                          work_dir: Path | None) -> tuple[int | None, Path | None]:
+def _local_stack_defaults(
+    station: str | None, local_port: int | None, work_dir: Path | None
+) -> tuple[int | None, Path | None]:
     """A station of the local stack (`mes up`'s stations.json): its port and work dir, unless given by option or
     MES_GW_* variable."""
     found = find_local_station(station or os.environ.get("MES_GW_STATION", ""))

@@ -9,8 +9,9 @@ from pathlib import Path
 import structlog
 
 
-def configure_logging(level: str = "INFO", json_output: bool = True, log_file: Path | None = None,
-                      process: str = "mes") -> None:
+def configure_logging(
+    level: str = "INFO", json_output: bool = True, log_file: Path | None = None, process: str = "mes"
+) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -24,8 +24,9 @@ from mes_cli.printers import printer_app
 from mes_cli.stations import station_app
 from mes_cli.users import user_app
 
-app = typer.Typer(help="Withforce MES: start each process of the system.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Withforce MES: start each process of the system.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 worker_app = typer.Typer(help="Workers (operators) whose ids stations send.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -64,8 +65,14 @@ def settings_error_line(error: ValidationError) -> str:
     for item in error.errors():
         name = prefix + "_".join(str(part) for part in item["loc"]).upper()
         problems.append(f"{name} is not set" if item["type"] == "missing" else f"{name}: {item['msg']}")
-    hint = ("; for the local stack run ./run.sh (or `mes up`) once, which writes .state/mes.env, "
-            "or set MES_STATE_DIR to its state directory") if "MES_DATABASE_URL is not set" in problems else ""
+    hint = (
+        (
+            "; for the local stack run ./run.sh (or `mes up`) once, which writes .state/mes.env, "
+            "or set MES_STATE_DIR to its state directory"
+        )
+        if "MES_DATABASE_URL is not set" in problems
+        else ""
+    )
     return f"mes: {'; '.join(problems)}{hint}"
 
 
@@ -129,9 +136,16 @@ def api(
     bootstrap.report_unknown_environment()
     # One worker serves the app built from this process's settings; several workers each build theirs (factory).
     target = bootstrap.build_api(config) if workers == 1 else "cloud_api.bootstrap:api_app"
-    uvicorn.run(target, host=host or settings.api_host, port=port or settings.api_port,
-                workers=workers, log_config=None, access_log=False, factory=workers != 1,
-                proxy_headers=False)  # X-Forwarded-For is judged by the rate limiter against MES_TRUSTED_PROXIES
+    uvicorn.run(
+        target,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        factory=workers != 1,
+        proxy_headers=False,
+    )  # X-Forwarded-For is judged by the rate limiter against MES_TRUSTED_PROXIES
 
 
 @app.command()
@@ -152,8 +166,9 @@ def ingest(log_file: LogFile = None) -> None:
 
 @app.command()
 def routes(
-    write: Annotated[Path | None, typer.Option(help="Replace the table between the route-table markers of this file")]
-    = None,
+    write: Annotated[
+        Path | None, typer.Option(help="Replace the table between the route-table markers of this file")
+    ] = None,
 ) -> None:
     """Print the route × role table produced from the API app (`--write README.md` refreshes the README's)."""
     from cloud_api.http.route_table import main as route_table_main
@@ -161,8 +176,9 @@ def routes(
     raise typer.Exit(route_table_main(["--write", str(write)] if write else []))
 
 
-gateway_app = typer.Typer(help="Station edge gateway: run it, or `status` to see its state.",
-                          invoke_without_command=True)
+gateway_app = typer.Typer(
+    help="Station edge gateway: run it, or `status` to see its state.", invoke_without_command=True
+)
 app.add_typer(gateway_app, name="gateway")
 gateway_app.command("status")(status_command)
 

@@ -74,7 +74,8 @@ def add(
     serial_port: Annotated[str | None, typer.Option(help="Serial printer: COM3, /dev/ttyUSB0 …")] = None,
     baud: Annotated[int, typer.Option(help="Serial speed")] = 9600,
     language: Annotated[PrinterLanguage, typer.Option(help="ZPL (Zebra), TSPL (TSC), EZPL (Godex)")] = (
-        PrinterLanguage.ZPL),
+        PrinterLanguage.ZPL
+    ),
     dpi: Annotated[int, typer.Option(help="203 or 300")] = 203,
     width_mm: Annotated[float, typer.Option(help="Label width")] = 60.0,
     height_mm: Annotated[float, typer.Option(help="Label height")] = 40.0,
@@ -85,10 +86,22 @@ def add(
 ) -> None:
     """Register a printer, or update it when the id exists (the printer becomes active)."""
     values: dict[str, Any] = {
-        "printer_id": printer_id, "station": station, "site": site, "line": line,
-        "transport": "serial" if serial_port else "tcp", "host": host, "port": port, "serial_port": serial_port,
-        "baud": baud, "language": language, "dpi": dpi, "width_mm": width_mm, "height_mm": height_mm,
-        "purposes": purpose or [LabelType.LOT, LabelType.SERIAL], "active": True, "description": description,
+        "printer_id": printer_id,
+        "station": station,
+        "site": site,
+        "line": line,
+        "transport": "serial" if serial_port else "tcp",
+        "host": host,
+        "port": port,
+        "serial_port": serial_port,
+        "baud": baud,
+        "language": language,
+        "dpi": dpi,
+        "width_mm": width_mm,
+        "height_mm": height_mm,
+        "purposes": purpose or [LabelType.LOT, LabelType.SERIAL],
+        "active": True,
+        "description": description,
     }
     try:
         printer, created = register(values)
@@ -111,9 +124,11 @@ def list_all(
     for row in rows:
         where = f"{row['host']}:{row['port']}" if row["transport"] == "tcp" else f"{row['serial_port']}@{row['baud']}"
         state = "" if row["active"] else "  (disabled)"
-        typer.echo(f"{row['printer_id']:<16} {row['site']}/{row['line']}/{row['station']:<6} {where:<22} "
-                   f"{row['language']} {row['dpi']}dpi {row['width_mm']:g}x{row['height_mm']:g}mm "
-                   f"{','.join(row['purposes'])}{state}")
+        typer.echo(
+            f"{row['printer_id']:<16} {row['site']}/{row['line']}/{row['station']:<6} {where:<22} "
+            f"{row['language']} {row['dpi']}dpi {row['width_mm']:g}x{row['height_mm']:g}mm "
+            f"{','.join(row['purposes'])}{state}"
+        )
 
 
 @printer_app.command("disable")
@@ -133,8 +148,18 @@ def disable(printer_id: Annotated[str, typer.Argument(help="The printer to take 
 DEMO_PRINTERS = (("PRINTER-01", "st01", LabelType.LOT), ("PRINTER-07", "st07", LabelType.SERIAL))
 
 
-def demo_printer(printer_id: str, station: str, purpose: LabelType, port: int, site: str, line: str
-                 ) -> dict[str, Any]:
-    return {"printer_id": printer_id, "station": station, "site": site, "line": line, "transport": "tcp",
-            "host": "127.0.0.1", "port": port, "language": PrinterLanguage.ZPL, "dpi": 203, "purposes": [purpose],
-            "active": True, "description": "emulated Zebra ZT410 (mes printer-emulator)"}
+def demo_printer(printer_id: str, station: str, purpose: LabelType, port: int, site: str, line: str) -> dict[str, Any]:
+    return {
+        "printer_id": printer_id,
+        "station": station,
+        "site": site,
+        "line": line,
+        "transport": "tcp",
+        "host": "127.0.0.1",
+        "port": port,
+        "language": PrinterLanguage.ZPL,
+        "dpi": 203,
+        "purposes": [purpose],
+        "active": True,
+        "description": "emulated Zebra ZT410 (mes printer-emulator)",
+    }

@@ -60,8 +60,9 @@ class Stack:
             server.stop()
 
 
-def run_stack(state_dir: Path, api_port: int, speed: float, lots: int, simulate: bool,
-              exit_when_done: bool = False) -> int:
+def run_stack(
+    state_dir: Path, api_port: int, speed: float, lots: int, simulate: bool, exit_when_done: bool = False
+) -> int:
     _stop_on_signals()
     state_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(state_dir, api_port)
@@ -104,8 +105,9 @@ def _start_services(stack: Stack) -> dict[str, str]:
     # append the audit log. An older single-role state dir is handed over to mes_owner at start.
     postgres = PostgresServer(stack.state_dir / "postgres", owner="mes_owner")
     # No anonymous clients, as at a site: each station and service has its own account and ACL block.
-    accounts = local_broker_accounts(stack.state_dir / "broker-accounts", [
-        StationAddress(SITE, LINE, _station_id(step.sequence)) for step in ROUTE])
+    accounts = local_broker_accounts(
+        stack.state_dir / "broker-accounts", [StationAddress(SITE, LINE, _station_id(step.sequence)) for step in ROUTE]
+    )
     stack.broker_accounts = accounts
     broker = MosquittoServer(stack.state_dir / "mosquitto", dynsec_file=accounts.site.dynsec_file)
     redis = RedisServer(stack.state_dir / "redis")
@@ -169,8 +171,9 @@ def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
     accounts = stack.broker_accounts
     assert accounts is not None
     api_url = f"http://127.0.0.1:{stack.api_port}"
-    firmware = prepare_firmware(env["MES_DATABASE_URL"], [_station_id(s.sequence) for s in ROUTE],
-                                Path(env["MES_FIRMWARE_LOCAL_DIR"]))
+    firmware = prepare_firmware(
+        env["MES_DATABASE_URL"], [_station_id(s.sequence) for s in ROUTE], Path(env["MES_FIRMWARE_LOCAL_DIR"])
+    )
     if firmware.demo_version:
         print(f"  demo firmware {firmware.demo_version} uploaded and activated (PROC-004 stations download it)")
     _progress("starting the API, the ingestor and 8 station gateways …")
@@ -178,28 +181,44 @@ def _start_processes(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
     # The ingestor's own /metrics (dead letters, refusals, task restarts, batch sizes): a stable port as well.
     metrics_port = _stable_port(INGESTOR_METRICS_PORT, "the ingestor's metrics")
     stack.ingestor_metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    ingestor = stack.child("ingestor", mes_command("ingest"),
-                           {**env, **accounts.env("ingestor"), "MES_INGESTOR_METRICS_PORT": str(metrics_port)})
+    ingestor = stack.child(
+        "ingestor",
+        mes_command("ingest"),
+        {**env, **accounts.env("ingestor"), "MES_INGESTOR_METRICS_PORT": str(metrics_port)},
+    )
     stations = []
     for step in ROUTE:
         station_id = _station_id(step.sequence)
         port = _gateway_port(step.sequence)
         work_dir = stack.state_dir / "stations" / station_id
         gateway_env = {
-            "MES_GW_SITE": SITE, "MES_GW_LINE": LINE, "MES_GW_STATION": station_id,
-            "MES_GW_WORK_DIR": str(work_dir), "MES_GW_MQTT_PORT": env["MES_MQTT_PORT"],
-            "MES_GW_LOCAL_PORT": str(port), **accounts.env(station_id, "MES_GW_"),
+            "MES_GW_SITE": SITE,
+            "MES_GW_LINE": LINE,
+            "MES_GW_STATION": station_id,
+            "MES_GW_WORK_DIR": str(work_dir),
+            "MES_GW_MQTT_PORT": env["MES_MQTT_PORT"],
+            "MES_GW_LOCAL_PORT": str(port),
+            **accounts.env(station_id, "MES_GW_"),
             # The station's own download token (a new one each run; only its hash is stored centrally).
-            "MES_GW_API_BASE_URL": api_url, "MES_GW_FIRMWARE_TOKEN": firmware.tokens[station_id],
+            "MES_GW_API_BASE_URL": api_url,
+            "MES_GW_FIRMWARE_TOKEN": firmware.tokens[station_id],
         }
         gateway = stack.child(f"gateway-{station_id}", mes_command("gateway", "--station", station_id), gateway_env)
-        stations.append({"process_id": step.process_id, "station_id": station_id, "work_dir": str(work_dir),
-                         "gateway_url": f"http://127.0.0.1:{port}", "_child": gateway.name})
+        stations.append(
+            {
+                "process_id": step.process_id,
+                "station_id": station_id,
+                "work_dir": str(work_dir),
+                "gateway_url": f"http://127.0.0.1:{port}",
+                "_child": gateway.name,
+            }
+        )
     wait_http_ok(f"{api_url}/health", 60, api)
     print(f"  API        {api_url} up", flush=True)
     try:
-        wait_service_online(int(env["MES_MQTT_PORT"]), "mes-ingestor-1", 60, username="monitor",
-                            password=accounts.passwords["monitor"])
+        wait_service_online(
+            int(env["MES_MQTT_PORT"]), "mes-ingestor-1", 60, username="monitor", password=accounts.passwords["monitor"]
+        )
     except TimeoutError:
         raise RuntimeError(f"the ingestor did not come online:\n{ingestor.log_tail()}") from None
     print("  ingestor   online", flush=True)
@@ -223,21 +242,53 @@ def _start_printers(stack: Stack, env: dict[str, str]) -> list[dict[str, str]]:
     for printer_id, station, purpose in DEMO_PRINTERS:
         port, control = find_free_port(), find_free_port()
         out_dir = stack.state_dir / "printers" / printer_id
-        stack.child(f"printer-{printer_id}", mes_command(
-            "printer-emulator", "--port", str(port), "--control-port", str(control), "--out-dir", str(out_dir),
-            "--dpi", "203", "--log-file", str(stack.logs / f"printer-{printer_id}.json.log")), {})
+        stack.child(
+            f"printer-{printer_id}",
+            mes_command(
+                "printer-emulator",
+                "--port",
+                str(port),
+                "--control-port",
+                str(control),
+                "--out-dir",
+                str(out_dir),
+                "--dpi",
+                "203",
+                "--log-file",
+                str(stack.logs / f"printer-{printer_id}.json.log"),
+            ),
+            {},
+        )
         register(demo_printer(printer_id, station, purpose, port, SITE, LINE), env["MES_DATABASE_URL"])
-        printers.append({"printer_id": printer_id, "station": station, "purpose": purpose.value,
-                         "labels": str(out_dir / "labels"), "control": f"http://127.0.0.1:{control}"})
+        printers.append(
+            {
+                "printer_id": printer_id,
+                "station": station,
+                "purpose": purpose.value,
+                "labels": str(out_dir / "labels"),
+                "control": f"http://127.0.0.1:{control}",
+            }
+        )
     return printers
 
 
 def _start_simulator(stack: Stack, stations: list[dict[str, str]], speed: float, lots: int) -> ChildProcess:
     stations_file = write_stations_file(stack.state_dir, stations)
-    argv = mes_command("simulate", "--stations", str(stations_file), "--api-url",
-                       f"http://127.0.0.1:{stack.api_port}", "--lots", str(lots), "--speed", str(speed),
-                       "--lot-printer", "PRINTER-01",
-                       "--log-file", str(stack.logs / "simulator.json.log"))
+    argv = mes_command(
+        "simulate",
+        "--stations",
+        str(stations_file),
+        "--api-url",
+        f"http://127.0.0.1:{stack.api_port}",
+        "--lots",
+        str(lots),
+        "--speed",
+        str(speed),
+        "--lot-printer",
+        "PRINTER-01",
+        "--log-file",
+        str(stack.logs / "simulator.json.log"),
+    )
     print("line simulator running (Ctrl-C stops everything):\n")
     # The simulator logs in as its own manager account; the password travels only in its environment.
     return stack.child("simulator", argv, stack.accounts.simulator_env() if stack.accounts else {}, to_terminal=True)
@@ -252,14 +303,20 @@ def _print_banner(stack: Stack, stations: list[dict[str, str]], printers: list[d
     if stack.ingestor_metrics_url:
         print(f"metrics     {api}/metrics   ingestor {stack.ingestor_metrics_url}")
     if stack.broker_accounts is not None:
-        print(f"broker      one account per station and service, passwords in {stack.broker_accounts.passwords_file}"
-              f"\n            watch: mosquitto_sub -p {_broker_port(stack)} -u monitor -P <monitor> -t 'mes/v1/#' -v")
+        print(
+            f"broker      one account per station and service, passwords in {stack.broker_accounts.passwords_file}"
+            f"\n            watch: mosquitto_sub -p {_broker_port(stack)} -u monitor -P <monitor> -t 'mes/v1/#' -v"
+        )
     for station in stations:
-        print(f"  {station['station_id']} {station['process_id']}  {station['work_dir']}/{{pending,completed,error}}"
-              f"  local {station['gateway_url']}")
+        print(
+            f"  {station['station_id']} {station['process_id']}  {station['work_dir']}/{{pending,completed,error}}"
+            f"  local {station['gateway_url']}"
+        )
     for printer in printers:
-        print(f"  {printer['printer_id']} ({printer['purpose']} labels, at {printer['station']})  previews "
-              f"{printer['labels']}/NNNNNN.png  control {printer['control']}/state")
+        print(
+            f"  {printer['printer_id']} ({printer['purpose']} labels, at {printer['station']})  previews "
+            f"{printer['labels']}/NNNNNN.png  control {printer['control']}/state"
+        )
     print(f"label preview {api}/api/v1/labels/preview.png?serial_number=… (or ?lot_number=…)")
     print()
 
@@ -281,6 +338,5 @@ def _supervise(stack: Stack, simulator: ChildProcess | None, exit_when_done: boo
                     return
                 continue
             restarts[process.name] = restarts.get(process.name, 0) + 1
-            print(f"! {process.name} exited; restarting (#{restarts[process.name]}). Log tail:\n"
-                  f"{process.log_tail(10)}")
+            print(f"! {process.name} exited; restarting (#{restarts[process.name]}). Log tail:\n{process.log_tail(10)}")
             process.start()

@@ -45,8 +45,7 @@ async def _prepare(database_url: str, stations: list[str], firmware_dir: Path) -
             if not await service.list_firmware(conn):  # first run only: an admin's own uploads are never touched
                 settings = FirmwareSettings(local_dir=firmware_dir)  # the API's MES_FIRMWARE_LOCAL_DIR
                 command = service.UploadCommand(version=DEMO_VERSION, data=_demo_binary(), notes=DEMO_NOTES)
-                await service.upload_firmware(db, conn, make_storage(settings), command, ACTOR,
-                                              settings.max_size_bytes)
+                await service.upload_firmware(db, conn, make_storage(settings), command, ACTOR, settings.max_size_bytes)
                 demo = (await service.activate_firmware(db, conn, DEMO_VERSION, ACTOR)).version
         return StackFirmware(issued, demo)
     finally:

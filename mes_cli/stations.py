@@ -17,8 +17,7 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only by the commands that use it
 
     from cloud_api.domain.stations import StationKey
 
-station_app = typer.Typer(help="Which processes each station may start and complete (over MQTT).",
-                          no_args_is_help=True)
+station_app = typer.Typer(help="Which processes each station may start and complete (over MQTT).", no_args_is_help=True)
 ACTOR = "cli"
 
 Station = Annotated[str, typer.Argument(help="Station id, e.g. st03 (MES_GW_STATION)")]
@@ -47,15 +46,24 @@ def change(key: StationKey, processes: list[str], allow: bool, database_url: str
         for process_id in processes:
             if allow and not await stations_sql.process_exists(conn, process_id):
                 raise typer.BadParameter(f"no process {process_id!r} (see GET /api/v1/processes)")
-            did = await (stations_sql.allow(conn, key, process_id, ACTOR) if allow
-                         else stations_sql.revoke(conn, key, process_id))
+            did = await (
+                stations_sql.allow(conn, key, process_id, ACTOR)
+                if allow
+                else stations_sql.revoke(conn, key, process_id)
+            )
             verb = "allowed" if allow else "revoked"
             lines.append(f"{key} {process_id}: {verb}" if did else f"{key} {process_id}: unchanged")
             if did:
                 changed.append(process_id)
         if changed:
-            await record_audit(conn, actor=ACTOR, action="station_process_allow" if allow else "station_process_revoke",
-                               entity="station_process", entity_key=str(key), new={"processes": changed})
+            await record_audit(
+                conn,
+                actor=ACTOR,
+                action="station_process_allow" if allow else "station_process_revoke",
+                entity="station_process",
+                entity_key=str(key),
+                new={"processes": changed},
+            )
         return lines
 
     return run_in_db(work, database_url)

@@ -22,8 +22,7 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only by the commands that use it: `m
 user_app = typer.Typer(help="Users and roles (admin, manager, operator, viewer).", no_args_is_help=True)
 T = TypeVar("T")
 
-PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
-                                             help="Read the password from the first line of stdin")]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin")]
 
 
 def _actor() -> str:
@@ -75,8 +74,7 @@ def add(
 
     password = _read_password() if password_stdin else None
     try:
-        command = NewUser(username=username, display_name=name, role=role, password=password,
-                          can_log_in=not no_login)
+        command = NewUser(username=username, display_name=name, role=role, password=password, can_log_in=not no_login)
     except ValueError as error:
         typer.echo(f"invalid: {error}", err=True)
         raise typer.Exit(2) from None
@@ -93,8 +91,15 @@ def list_command(role: Annotated[Role | None, typer.Option(help="Only this role"
 
     found = _in_transaction(lambda conn: list_users(conn, role))
     for user in found:
-        flags = [flag for flag, on in (("disabled", not user.active), ("no-password", user.password_hash is None),
-                                       ("must-change-password", user.must_change_password)) if on]
+        flags = [
+            flag
+            for flag, on in (
+                ("disabled", not user.active),
+                ("no-password", user.password_hash is None),
+                ("must-change-password", user.must_change_password),
+            )
+            if on
+        ]
         typer.echo(f"{user.username:<24} {user.role.value:<9} {user.display_name:<20} {' '.join(flags)}".rstrip())
 
 
@@ -159,9 +164,11 @@ class LocalAccounts:
 
     def banner(self) -> str:
         if self.admin_password is not None:
-            return (f"admin       user admin, one-time password {self.admin_password}  "
-                    "(shown this once; change it at the first login: console, or POST /api/v1/auth/password "
-                    "as in README.md \"First run\")")
+            return (
+                f"admin       user admin, one-time password {self.admin_password}  "
+                "(shown this once; change it at the first login: console, or POST /api/v1/auth/password "
+                'as in README.md "First run")'
+            )
         return "admin       user admin (password set before; forgotten: mes user set-password admin)"
 
 

@@ -21,16 +21,18 @@ OTHER_PROCESS_PREFIXES: Mapping[str, str] = {
 }
 
 # Single variables read outside any settings class: the `mes` CLI, set-up scripts, migrations and the test suite.
-TOOL_VARIABLES = frozenset({
-    "MES_STATE_DIR",  # mes_cli/local_env.py: where `mes up` keeps the local stack
-    "MES_DB_APP_ROLE",  # db/migrations: the role the migrations grant rights to
-    "MES_BROKER_PASSWORD",  # mes broker: an account's password without a prompt
-    "MES_MOSQUITTO_DYNSEC_PLUGIN",  # deploy/localstack: the dynamic-security plugin's path
-    "MES_NAIVE_TIMESTAMPS",  # mes_contracts/timestamps.py: how a time without offset is read
-    "MES_VENV",  # deploy/setup.sh: the virtualenv's folder
-    "MES_TEST_SERVICES",  # tests/support: local processes or containers
-    "MES_UPDATE_GOLDEN",  # tests: rewrite the label golden images
-})
+TOOL_VARIABLES = frozenset(
+    {
+        "MES_STATE_DIR",  # mes_cli/local_env.py: where `mes up` keeps the local stack
+        "MES_DB_APP_ROLE",  # db/migrations: the role the migrations grant rights to
+        "MES_BROKER_PASSWORD",  # mes broker: an account's password without a prompt
+        "MES_MOSQUITTO_DYNSEC_PLUGIN",  # deploy/localstack: the dynamic-security plugin's path
+        "MES_NAIVE_TIMESTAMPS",  # mes_contracts/timestamps.py: how a time without offset is read
+        "MES_VENV",  # deploy/setup.sh: the virtualenv's folder
+        "MES_TEST_SERVICES",  # tests/support: local processes or containers
+        "MES_UPDATE_GOLDEN",  # tests: rewrite the label golden images
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,5 +63,8 @@ def unknown_variables(environ: Mapping[str, str], known: Iterable[str]) -> list[
     """
     known_set = frozenset(known)
     candidates = known_set | TOOL_VARIABLES
-    return [UnknownVariable(name, nearest(name, candidates)) for name in sorted(environ)
-            if name.startswith(PREFIX) and name not in known_set and not belongs_elsewhere(name)]
+    return [
+        UnknownVariable(name, nearest(name, candidates))
+        for name in sorted(environ)
+        if name.startswith(PREFIX) and name not in known_set and not belongs_elsewhere(name)
+    ]

@@ -67,9 +67,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_PROCESS_SEQUENCE: ErrorSpec(400, "잘못된 공정 순서입니다", "Invalid process sequence"),
     ErrorCode.WORKER_NOT_FOUND: ErrorSpec(404, "작업자 ID가 존재하지 않습니다", "Worker ID does not exist"),
     ErrorCode.DUPLICATE_LOT: ErrorSpec(409, "이미 존재하는 LOT 번호입니다", "The LOT number already exists"),
-    ErrorCode.PRODUCT_MODEL_NOT_FOUND: ErrorSpec(
-        404, "제품 모델이 존재하지 않습니다", "Product model does not exist"
-    ),
+    ErrorCode.PRODUCT_MODEL_NOT_FOUND: ErrorSpec(404, "제품 모델이 존재하지 않습니다", "Product model does not exist"),
     ErrorCode.LOT_SEQUENCE_EXHAUSTED: ErrorSpec(
         409, "당일 LOT 순번을 모두 사용했습니다", "All LOT sequence numbers of the day are used"
     ),
@@ -79,9 +77,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.PROCESS_NOT_STARTED: ErrorSpec(
         409, "착공되지 않은 공정의 완공입니다", "Completion for a process that was not started"
     ),
-    ErrorCode.INVALID_PROCESS_DATA: ErrorSpec(
-        422, "공정 데이터가 올바르지 않습니다", "Process data is invalid"
-    ),
+    ErrorCode.INVALID_PROCESS_DATA: ErrorSpec(422, "공정 데이터가 올바르지 않습니다", "Process data is invalid"),
     ErrorCode.INVALID_FILE_NAME: ErrorSpec(
         422, "완공 파일명 형식이 올바르지 않습니다", "Completion file name does not follow the convention"
     ),
@@ -94,9 +90,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.SERVICE_UNAVAILABLE: ErrorSpec(
         503, "서비스를 일시적으로 사용할 수 없습니다", "Service temporarily unavailable"
     ),
-    ErrorCode.GATEWAY_TIMEOUT: ErrorSpec(
-        504, "서버 응답 시간이 초과되었습니다", "The server did not answer in time"
-    ),
+    ErrorCode.GATEWAY_TIMEOUT: ErrorSpec(504, "서버 응답 시간이 초과되었습니다", "The server did not answer in time"),
     ErrorCode.INTERNAL_ERROR: ErrorSpec(500, "내부 오류가 발생했습니다", "Internal error"),
     ErrorCode.FIRMWARE_NOT_FOUND: ErrorSpec(404, "펌웨어 버전이 존재하지 않습니다", "Firmware version does not exist"),
     ErrorCode.DUPLICATE_FIRMWARE_VERSION: ErrorSpec(
@@ -123,15 +117,15 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.SERIAL_NOT_FOUND: ErrorSpec(404, "시리얼 번호가 존재하지 않습니다", "Serial number does not exist"),
     ErrorCode.DUPLICATE_PRINTER: ErrorSpec(409, "이미 등록된 프린터 ID입니다", "The printer ID already exists"),
     ErrorCode.MESSAGE_NOT_STORABLE: ErrorSpec(
-        422, "서버가 저장할 수 없는 데이터입니다 (격리 보관됨)",
-        "The server cannot store this data (quarantined)"
+        422, "서버가 저장할 수 없는 데이터입니다 (격리 보관됨)", "The server cannot store this data (quarantined)"
     ),
     ErrorCode.STATION_NOT_ALLOWED: ErrorSpec(
         403, "이 스테이션에 허용되지 않은 공정입니다", "This station is not configured for the process"
     ),
     ErrorCode.INVALID_FILE: ErrorSpec(
-        422, "처리할 수 없는 파일입니다 (일반 파일이 아니거나 크기 초과 또는 읽기 실패)",
-        "The file cannot be processed (not a regular file, too large, or unreadable)"
+        422,
+        "처리할 수 없는 파일입니다 (일반 파일이 아니거나 크기 초과 또는 읽기 실패)",
+        "The file cannot be processed (not a regular file, too large, or unreadable)",
     ),
 }
 

@@ -54,8 +54,9 @@ def check_json_tree(value: Any, path: str = "", depth: int = 0) -> None:
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
             if not isinstance(key, str) or len(key) > MAX_KEY_CHARS or _bad_char(key, _IDENT_BAD):
-                raise ValueError(f"{_printable(where)}: invalid key (at most {MAX_KEY_CHARS} characters, "
-                                 "no control characters)")
+                raise ValueError(
+                    f"{_printable(where)}: invalid key (at most {MAX_KEY_CHARS} characters, no control characters)"
+                )
             check_json_tree(item, where, depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):

@@ -14,8 +14,12 @@ from printer_emulator.server import PrinterEmulator
 
 log = logging.getLogger(__name__)
 
-_CONTENT_TYPES = {"png": "image/png", "zpl": "text/plain; charset=utf-8",
-                  "tspl": "application/octet-stream", "ezpl": "application/octet-stream"}
+_CONTENT_TYPES = {
+    "png": "image/png",
+    "zpl": "text/plain; charset=utf-8",
+    "tspl": "application/octet-stream",
+    "ezpl": "application/octet-stream",
+}
 _MAX_BODY = 4096
 
 
@@ -28,8 +32,9 @@ class ControlServer:
         self._server.daemon_threads = True
         self.host = host
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.2,),
-                                        name="printer-emulator-control", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.2,), name="printer-emulator-control", daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -50,7 +50,7 @@ class ProgramStream:
     def feed(self, data: bytes) -> Parsed:
         chunk, queries = self._token.subn(b"", self._carry + data)
         keep = self._possible_token_prefix(chunk)
-        self._carry = chunk[len(chunk) - keep:] if keep else b""
+        self._carry = chunk[len(chunk) - keep :] if keep else b""
         self._buf += chunk[: len(chunk) - keep]
         return Parsed(queries, self._cut_programs())
 

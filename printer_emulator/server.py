@@ -42,18 +42,24 @@ class _Connection(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         host, port = self.client_address[:2]
-        self.server.emulator.serve_stream(self.request.recv, self.request.sendall, f"{host}:{port}",
-                                          self.request)
+        self.server.emulator.serve_stream(self.request.recv, self.request.sendall, f"{host}:{port}", self.request)
 
 
 class PrinterEmulator:
     """A printer on `host:port` (port 0 picks one). Not ready → labels are held and printed once ready again,
     like a Zebra keeps formats in its buffer while paused or out of paper. Offline → nothing listens."""
 
-    def __init__(self, out_dir: Path, host: str = "127.0.0.1", port: int = 9100,
-                 language: PrinterLanguage = PrinterLanguage.ZPL, dpi: int = 203,
-                 state: PrinterState = PrinterState.READY, serial: bool = False,
-                 preview: Preview | None = default_preview) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 9100,
+        language: PrinterLanguage = PrinterLanguage.ZPL,
+        dpi: int = 203,
+        state: PrinterState = PrinterState.READY,
+        serial: bool = False,
+        preview: Preview | None = default_preview,
+    ) -> None:
         self.host = host
         self.port = port
         self.language = language
@@ -92,8 +98,9 @@ class PrinterEmulator:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # --- state ---------------------------------------------------------------------------------------------
@@ -123,8 +130,15 @@ class PrinterEmulator:
                     self.store.save(program, peer, received_at)
 
     def snapshot(self) -> dict[str, object]:
-        return {"state": self._state.value, "language": self.language.value, "host": self.host, "port": self.port,
-                "serial": self.serial_path, "held": self.held, "printed": self.store.count}
+        return {
+            "state": self._state.value,
+            "language": self.language.value,
+            "host": self.host,
+            "port": self.port,
+            "serial": self.serial_path,
+            "held": self.held,
+            "printed": self.store.count,
+        }
 
     def labels(self) -> list[dict[str, object]]:
         return self.store.entries()
@@ -143,8 +157,9 @@ class PrinterEmulator:
                 self._held.append((program, peer, received_at))
                 log.info("holding a label from %s while %s (%s held)", peer, self._state, len(self._held))
 
-    def serve_stream(self, receive: Callable[[int], bytes], send: Send, peer: str,
-                     sock: socket.socket | None = None) -> None:
+    def serve_stream(
+        self, receive: Callable[[int], bytes], send: Send, peer: str, sock: socket.socket | None = None
+    ) -> None:
         """One TCP connection: answer status queries at once, print (or hold) each complete program."""
         stream = ProgramStream(self.language)
         if sock is not None:
@@ -188,8 +203,9 @@ class PrinterEmulator:
             return
         self._listener = _Listener((self.host, self.port), self)
         self.port = int(self._listener.server_address[1])
-        thread = threading.Thread(target=self._listener.serve_forever, args=(_POLL_S,),
-                                  name=f"printer-emulator-{self.port}", daemon=True)
+        thread = threading.Thread(
+            target=self._listener.serve_forever, args=(_POLL_S,), name=f"printer-emulator-{self.port}", daemon=True
+        )
         thread.start()
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         log.info("printer emulator (%s) listening on %s:%s", self.language, self.host, self.port)

@@ -31,8 +31,13 @@ def default_preview(zpl: str, dpi: int) -> bytes:
 class LabelStore:
     """Saves each printed program in order; a failing preview never loses the label (the program comes first)."""
 
-    def __init__(self, out_dir: Path, language: PrinterLanguage = PrinterLanguage.ZPL, dpi: int = 203,
-                 preview: Preview | None = default_preview) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        language: PrinterLanguage = PrinterLanguage.ZPL,
+        dpi: int = 203,
+        preview: Preview | None = default_preview,
+    ) -> None:
         self.dir = out_dir / "labels"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.index_path = self.dir / "index.jsonl"

@@ -39,8 +39,9 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
         conn.cursor().executemany(
             "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS
         )
-        conn.execute("INSERT INTO workers (worker_id, name, active) VALUES ('W999', '퇴사자', false) "
-                     "ON CONFLICT DO NOTHING")
+        conn.execute(
+            "INSERT INTO workers (worker_id, name, active) VALUES ('W999', '퇴사자', false) ON CONFLICT DO NOTHING"
+        )
     yield server
     server.destroy()
 
@@ -68,8 +69,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
-def central_env(postgres: PostgresServer, broker: MosquittoServer, redis_server: RedisServer,
-                tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def central_env(
+    postgres: PostgresServer,
+    broker: MosquittoServer,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
     return {
         "MES_FIRMWARE_LOCAL_DIR": str(tmp_path_factory.mktemp("firmware")),
         "MES_DATABASE_URL": postgres.url,
@@ -133,8 +138,14 @@ def ingestor(central_env: dict[str, str], logs_dir: Path, broker: MosquittoServe
 
 
 @pytest.fixture(scope="session")
-def line(api_url: str, ingestor: ChildProcess, broker: MosquittoServer, auth: RoleAuth,
-         tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[Line]:
+def line(
+    api_url: str,
+    ingestor: ChildProcess,
+    broker: MosquittoServer,
+    auth: RoleAuth,
+    tmp_path_factory: pytest.TempPathFactory,
+    logs_dir: Path,
+) -> Iterator[Line]:
     root = tmp_path_factory.mktemp("stations")
     the_line = Line(api_url, auth=auth.manager)
     children = []
@@ -151,11 +162,14 @@ def line(api_url: str, ingestor: ChildProcess, broker: MosquittoServer, auth: Ro
             "MES_GW_RESCAN_INTERVAL_S": "0.5",
             "MES_GW_RETRY_INTERVAL_S": "0.5",
         }
-        child = ChildProcess(f"gateway-{station_id}", mes_command("gateway", "--station", station_id), env,
-                             logs_dir / f"gateway-{station_id}.log").start()
+        child = ChildProcess(
+            f"gateway-{station_id}",
+            mes_command("gateway", "--station", station_id),
+            env,
+            logs_dir / f"gateway-{station_id}.log",
+        ).start()
         children.append(child)
-        the_line.stations[step.process_id] = Station(step.process_id, station_id, work_dir,
-                                                     f"http://127.0.0.1:{port}")
+        the_line.stations[step.process_id] = Station(step.process_id, station_id, work_dir, f"http://127.0.0.1:{port}")
     for child, station in zip(children, the_line.stations.values(), strict=True):
         wait_http_ok(f"{station.gateway_url}/status", 30, child)
     yield the_line
@@ -172,26 +186,44 @@ def pytest_report_header() -> str:
 # (which holds every fixture it depends on, however indirectly) has none of PROCESS_FIXTURES, and its module is not
 # marked `pytestmark = pytest.mark.processes` (a module that starts servers or `mes …` children by itself).
 # `./test.sh -m quick` runs them; a quick test that starts a child process anyway fails (_quick_tier_guard).
-PROCESS_FIXTURES = frozenset({
-    # tests/conftest.py: the three servers and everything on top of them
-    "postgres", "broker", "redis_server", "central_env", "db", "api_url", "api_users", "auth", "ingestor", "line",
-    # tests/fault/conftest.py: the fault modules' PostgreSQL + API, a test's own broker
-    "central", "rig",
-})
+PROCESS_FIXTURES = frozenset(
+    {
+        # tests/conftest.py: the three servers and everything on top of them
+        "postgres",
+        "broker",
+        "redis_server",
+        "central_env",
+        "db",
+        "api_url",
+        "api_users",
+        "auth",
+        "ingestor",
+        "line",
+        # tests/fault/conftest.py: the fault modules' PostgreSQL + API, a test's own broker
+        "central",
+        "rig",
+    }
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("processes") is None and item.get_closest_marker("docker") is None \
-                and not PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if (
+            item.get_closest_marker("processes") is None
+            and item.get_closest_marker("docker") is None
+            and not PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        ):
             item.add_marker(pytest.mark.quick)
 
 
 def _no_child_process(what: str) -> Any:
     def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(f"a test of the quick tier started a child process ({what}): mark its module "
-                           "`pytestmark = pytest.mark.processes` (tests/conftest.py, README \"Tests\")")
+        raise RuntimeError(
+            f"a test of the quick tier started a child process ({what}): mark its module "
+            '`pytestmark = pytest.mark.processes` (tests/conftest.py, README "Tests")'
+        )
+
     return refuse
 
 

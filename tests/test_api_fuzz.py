@@ -34,8 +34,13 @@ def _with_database(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def fuzz_api(postgres: PostgresServer, central_env: dict[str, str], logs_dir: Path, redis_server: RedisServer,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def fuzz_api(
+    postgres: PostgresServer,
+    central_env: dict[str, str],
+    logs_dir: Path,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
     """An API on a database of its own: random LOTs, workers and firmware must not reach the other tests' data."""
     owner_dsn = getattr(postgres, "owner_dsn", postgres.dsn)
     with psycopg.connect(owner_dsn, autocommit=True) as conn:
@@ -48,7 +53,8 @@ def fuzz_api(postgres: PostgresServer, central_env: dict[str, str], logs_dir: Pa
         "MES_REDIS_URL": redis_db(redis_server, 15),
         "MES_FIRMWARE_LOCAL_DIR": str(tmp_path_factory.mktemp("fuzz-firmware")),
         # Random password changes fail and count as login failures; throttling is tested elsewhere.
-        "MES_LOGIN_MAX_FAILURES_PER_USER_IP": "100000", "MES_LOGIN_MAX_FAILURES_PER_IP": "100000",
+        "MES_LOGIN_MAX_FAILURES_PER_USER_IP": "100000",
+        "MES_LOGIN_MAX_FAILURES_PER_IP": "100000",
     }
     add_users({**central_env, **env}, [FUZZ_ADMIN])
     try:
@@ -65,22 +71,32 @@ def openapi_document(fuzz_api: str) -> dict[str, Any]:
     return document
 
 
-def _explore(operation: Any, mode: GenerationMode, examples: int, base_url: str, headers: dict[str, str],
-             found: list[str]) -> None:
+def _explore(
+    operation: Any, mode: GenerationMode, examples: int, base_url: str, headers: dict[str, str], found: list[str]
+) -> None:
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=examples, deadline=None, phases=[Phase.explicit, Phase.generate], database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: Any) -> None:
         response = case.call(base_url=base_url, headers=headers, timeout=30)
         # 503 is a dependency (printer, broker) being down, which the spec answers on purpose; 5xx else is a bug.
         if response.status_code >= 500 and response.status_code != 503:
-            found.append(f"{operation.label} [{mode.value}] -> {response.status_code} {response.text[:200]}\n"
-                         f"    {case.as_curl_command()[:600]}")
+            found.append(
+                f"{operation.label} [{mode.value}] -> {response.status_code} {response.text[:200]}\n"
+                f"    {case.as_curl_command()[:600]}"
+            )
         if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):
             body = response.json()
             if not (isinstance(body, dict) and body.get("status") == "error" and body.get("error_code")):
-                found.append(f"{operation.label} [{mode.value}] -> {response.status_code} not the spec error body: "
-                             f"{response.text[:200]}")
+                found.append(
+                    f"{operation.label} [{mode.value}] -> {response.status_code} not the spec error body: "
+                    f"{response.text[:200]}"
+                )
         for leak in ("Traceback", "sqlalchemy", "psycopg"):
             if leak in response.text:
                 found.append(f"{operation.label} [{mode.value}] -> {response.status_code} leaks {leak!r}")

@@ -97,8 +97,9 @@ def test_worker_upsert_records_old_and_new_values(api: Api) -> None:
     assert row["old_value"] is None
     assert row["new_value"] == {"worker_id": worker_id, "name": "김감사", "active": True}
 
-    _, request_id = api.call("POST", "/api/v1/workers", json={"worker_id": worker_id, "name": "김감사2",
-                                                              "active": False})
+    _, request_id = api.call(
+        "POST", "/api/v1/workers", json={"worker_id": worker_id, "name": "김감사2", "active": False}
+    )
     row = api.one(request_id, "worker.upsert")
     assert row["old_value"] == {"worker_id": worker_id, "name": "김감사", "active": True}
     assert row["new_value"] == {"worker_id": worker_id, "name": "김감사2", "active": False}
@@ -107,8 +108,12 @@ def test_worker_upsert_records_old_and_new_values(api: Api) -> None:
 
 def _upload(api: Api, version: str, mcu: str) -> tuple[httpx.Response, str]:
     data = secrets.token_bytes(2048)
-    return api.call("POST", "/api/v1/firmware", data={"version": version, "target_mcu": mcu},
-                    files={"file": ("build.bin", data, "application/octet-stream")})
+    return api.call(
+        "POST",
+        "/api/v1/firmware",
+        data={"version": version, "target_mcu": mcu},
+        files={"file": ("build.bin", data, "application/octet-stream")},
+    )
 
 
 def test_firmware_upload_and_activate(api: Api) -> None:
@@ -142,7 +147,11 @@ def test_station_token_issue_and_revoke(api: Api) -> None:
     token = response.json()["data"]["token"]
     [row] = api.rows_of(request_id)
     assert (row["action"], row["entity"], row["entity_key"], row["actor"]) == (
-        "station_token.issue", "station", station, api.actor)
+        "station_token.issue",
+        "station",
+        station,
+        api.actor,
+    )
     assert row["old_value"] == {"live_tokens": 0}
     assert row["new_value"]["token_sha256_prefix"] == hashlib.sha256(token.encode()).hexdigest()[:12]
     assert token not in str(row), "the token itself never enters the audit trail"
@@ -167,13 +176,17 @@ def test_process_start_and_complete_through_the_whole_route(api: Api) -> None:
         assert response.status_code == 200, response.text
         start = api.one(request_id, "process.start")
         assert (start["entity"], start["entity_key"], start["actor"]) == (
-            "process_run", f"{lot}/{step.process_id}", api.actor)
+            "process_run",
+            f"{lot}/{step.process_id}",
+            api.actor,
+        )
         assert start["new_value"]["work_order_id"] == response.json()["data"]["work_order_id"]
         assert start["old_value"] is None and start["new_value"]["worker_id"] == "W001"
         moved = [row for row in api.rows_of(request_id) if row["action"] == "lot.status"]
         if step.sequence == 1:
             assert [(r["old_value"], r["new_value"], r["reason"]) for r in moved] == [
-                ({"status": "CREATED"}, {"status": "IN_PROGRESS"}, "PROC-001 start")]
+                ({"status": "CREATED"}, {"status": "IN_PROGRESS"}, "PROC-001 start")
+            ]
         else:
             assert moved == []
 
@@ -231,9 +244,19 @@ def test_only_admins_read_the_audit_trail(api_url: str, auth: RoleAuth) -> None:
     assert httpx.get(f"{api_url}/api/v1/audit", timeout=15).status_code == 401
 
 
-@pytest.mark.parametrize("params", [{"limit": 1001}, {"limit": 0}, {"from": "yesterday"},
-                                    {"from": "2026-01-01T00:00:00"}, {"before_id": 0}, {"before_id": 2**63},
-                                    {"actor": "a\x00b"}, {"entity_key": "x" * 201}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 1001},
+        {"limit": 0},
+        {"from": "yesterday"},
+        {"from": "2026-01-01T00:00:00"},
+        {"before_id": 0},
+        {"before_id": 2**63},
+        {"actor": "a\x00b"},
+        {"entity_key": "x" * 201},
+    ],
+)
 def test_invalid_filters_are_refused(api: Api, params: dict[str, Any]) -> None:
     response = api.client.get("/api/v1/audit", params=params)
     assert response.status_code == 422

@@ -63,9 +63,9 @@ async def app_engine(audit_db: AuditDb) -> AsyncIterator[AsyncEngine]:
 
 async def append(engine: AsyncEngine, count: int, tag: str = "t") -> None:
     async with engine.begin() as conn:
-        await record_audit_many(conn, [
-            AuditEntry("tester", "lot.create", "lot", f"{tag}-{n}", None, {"n": n}) for n in range(count)
-        ])
+        await record_audit_many(
+            conn, [AuditEntry("tester", "lot.create", "lot", f"{tag}-{n}", None, {"n": n}) for n in range(count)]
+        )
 
 
 def rows(dsn: str) -> list[tuple[Any, ...]]:
@@ -75,8 +75,9 @@ def rows(dsn: str) -> list[tuple[Any, ...]]:
 
 def verify_cli(audit_db: AuditDb, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"MES_DATABASE_URL": audit_db.app_url, "PATH": "/usr/bin:/bin"}
-    return subprocess.run(mes_command("audit", "verify", *args), env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        mes_command("audit", "verify", *args), env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
 
 
 def tamper(audit_db: AuditDb, *statements: str) -> None:
@@ -92,15 +93,31 @@ def tamper(audit_db: AuditDb, *statements: str) -> None:
 
 
 async def test_trigger_chains_rows_and_python_recomputes_every_hash(audit_db: AuditDb, app_engine: AsyncEngine) -> None:
-    awkward = {"text": 'quote " back \\ tab \t newline \n bell \x07 한글 \u2028', "scale": Decimal("1.50"),
-                "float": 59.8, "big": 10**20, "day": date(2026, 1, 2), "id": uuid.UUID(int=7), "none": None,
-                "nested": {"b": [1, 2], "a": True}}
+    awkward = {
+        "text": 'quote " back \\ tab \t newline \n bell \x07 한글 \u2028',
+        "scale": Decimal("1.50"),
+        "float": 59.8,
+        "big": 10**20,
+        "day": date(2026, 1, 2),
+        "id": uuid.UUID(int=7),
+        "none": None,
+        "nested": {"b": [1, 2], "a": True},
+    }
     async with app_engine.begin() as conn:
         with request_id_scope("req-1"):
-            await record_audit(conn, actor="관리자", action="worker.upsert", entity="worker", entity_key="W001",
-                               old={"name": "a"}, new=awkward, reason="이름 변경")
-        await record_audit(conn, actor="system", action="lot.close", entity="lot", entity_key=None,
-                           request_id="explicit")
+            await record_audit(
+                conn,
+                actor="관리자",
+                action="worker.upsert",
+                entity="worker",
+                entity_key="W001",
+                old={"name": "a"},
+                new=awkward,
+                reason="이름 변경",
+            )
+        await record_audit(
+            conn, actor="system", action="lot.close", entity="lot", entity_key=None, request_id="explicit"
+        )
     async with app_engine.connect() as conn:
         result = await verify_chain(conn)
     assert result.ok and result.checked == 2 and (result.first_id, result.last_id) == (1, 2)
@@ -109,11 +126,13 @@ async def test_trigger_chains_rows_and_python_recomputes_every_hash(audit_db: Au
     assert [(r[0], r[3], r[4]) for r in found] == [(1, "관리자", "req-1"), (2, "system", "explicit")]
     assert found[0][1] == GENESIS and found[1][1] == found[0][2]
     with psycopg.connect(audit_db.app_dsn) as conn:
-        stored = conn.execute("SELECT new_value, occurred_at <= clock_timestamp() FROM audit_log "
-                              "WHERE id = 1").fetchone()
+        stored = conn.execute(
+            "SELECT new_value, occurred_at <= clock_timestamp() FROM audit_log WHERE id = 1"
+        ).fetchone()
         full = conn.execute(
             "SELECT id, occurred_at, actor, action, entity, entity_key, old_value::text, new_value::text, reason, "
-            "request_id, prev_hash, row_hash FROM audit_log ORDER BY id").fetchall()
+            "request_id, prev_hash, row_hash FROM audit_log ORDER BY id"
+        ).fetchall()
     assert stored is not None
     assert stored[0]["day"] == "2026-01-02" and stored[0]["id"] == str(uuid.UUID(int=7)) and stored[1]
     assert stored[0]["scale"] == "1.50" and stored[0]["text"] == awkward["text"]
@@ -124,8 +143,11 @@ async def test_trigger_chains_rows_and_python_recomputes_every_hash(audit_db: Au
 
 def test_client_cannot_choose_id_time_or_hashes(audit_db: AuditDb) -> None:
     with psycopg.connect(audit_db.app_dsn) as conn:
-        conn.execute("INSERT INTO audit_log (id, occurred_at, actor, action, entity, prev_hash, row_hash) "
-                     "VALUES (999, '2000-01-01', 'x', 'lot.create', 'lot', %s, %s)", ("f" * 64, "e" * 64))
+        conn.execute(
+            "INSERT INTO audit_log (id, occurred_at, actor, action, entity, prev_hash, row_hash) "
+            "VALUES (999, '2000-01-01', 'x', 'lot.create', 'lot', %s, %s)",
+            ("f" * 64, "e" * 64),
+        )
         row = conn.execute("SELECT id, occurred_at > '2020-01-01', prev_hash, row_hash FROM audit_log").fetchone()
     assert row is not None
     assert row[0] == 1 and row[1] is True and row[2] == GENESIS and row[3] != "e" * 64
@@ -162,30 +184,44 @@ def test_repeatable_read_appends_are_refused(audit_db: AuditDb) -> None:
 # -- append-only ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_log SET actor = 'someone else'",
-    "DELETE FROM audit_log",
-    "TRUNCATE audit_log",
-    "ALTER TABLE audit_log DISABLE TRIGGER USER",
-    "SELECT setval('audit_log_id_seq', 1)",
-])
-async def test_app_role_cannot_change_or_remove_audit_rows(audit_db: AuditDb, app_engine: AsyncEngine,
-                                                           statement: str) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+        "ALTER TABLE audit_log DISABLE TRIGGER USER",
+        "SELECT setval('audit_log_id_seq', 1)",
+    ],
+)
+async def test_app_role_cannot_change_or_remove_audit_rows(
+    audit_db: AuditDb, app_engine: AsyncEngine, statement: str
+) -> None:
     await append(app_engine, 2)
-    with (psycopg.connect(audit_db.app_dsn) as conn,
-          pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"permission denied|must be owner")):
+    with (
+        psycopg.connect(audit_db.app_dsn) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"permission denied|must be owner"),
+    ):
         conn.execute(statement)
     assert len(rows(audit_db.app_dsn)) == 2
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log", "TRUNCATE audit_log",
-])
-async def test_even_the_owner_is_refused_by_the_trigger(audit_db: AuditDb, app_engine: AsyncEngine,
-                                                        statement: str) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ],
+)
+async def test_even_the_owner_is_refused_by_the_trigger(
+    audit_db: AuditDb, app_engine: AsyncEngine, statement: str
+) -> None:
     await append(app_engine, 2)
-    with (psycopg.connect(audit_db.owner_dsn) as conn,
-          pytest.raises(psycopg.errors.InsufficientPrivilege, match="audit_log is append-only")):
+    with (
+        psycopg.connect(audit_db.owner_dsn) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="audit_log is append-only"),
+    ):
         conn.execute(statement)
     assert len(rows(audit_db.app_dsn)) == 2
 
@@ -212,8 +248,14 @@ async def test_verify_cli_passes_a_clean_chain(audit_db: AuditDb, app_engine: As
     assert "5 rows checked (ids 1..5)" in done.stdout and f"last 5:{last_hash}" in done.stdout
     later = verify_cli(audit_db, "--from-id", "3", "--anchor", f"5:{last_hash}")
     assert later.returncode == 0 and "3 rows checked (ids 3..5)" in later.stdout
-    tail = subprocess.run(mes_command("audit", "tail", "-n", "2"), env={"MES_DATABASE_URL": audit_db.app_url},
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    tail = subprocess.run(
+        mes_command("audit", "tail", "-n", "2"),
+        env={"MES_DATABASE_URL": audit_db.app_url},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert tail.returncode == 0, tail.stderr
     assert [json.loads(line)["id"] for line in tail.stdout.splitlines()] == [4, 5]
 
@@ -226,11 +268,15 @@ async def test_verify_cli_catches_a_changed_row(audit_db: AuditDb, app_engine: A
     assert "BROKEN at audit row 3: row changed" in done.stdout and "2 rows checked" in done.stdout
 
 
-async def test_verify_cli_catches_a_changed_row_even_with_its_hash_recomputed(audit_db: AuditDb,
-                                                                              app_engine: AsyncEngine) -> None:
+async def test_verify_cli_catches_a_changed_row_even_with_its_hash_recomputed(
+    audit_db: AuditDb, app_engine: AsyncEngine
+) -> None:
     await append(app_engine, 5)
-    tamper(audit_db, "UPDATE audit_log a SET actor = 'intruder' WHERE id = 2",
-           "UPDATE audit_log a SET row_hash = audit_row_hash(a) WHERE id = 2")
+    tamper(
+        audit_db,
+        "UPDATE audit_log a SET actor = 'intruder' WHERE id = 2",
+        "UPDATE audit_log a SET row_hash = audit_row_hash(a) WHERE id = 2",
+    )
     done = verify_cli(audit_db)
     assert done.returncode == 1 and "BROKEN at audit row 3: chain broken" in done.stdout
 
@@ -259,11 +305,13 @@ async def test_verify_cli_catches_an_inserted_row(audit_db: AuditDb, app_engine:
     await append(app_engine, 2, "after")
     assert verify_cli(audit_db).returncode == 0
     # A forged row with a correct link to row 2 and a correctly computed hash of its own.
-    tamper(audit_db,
-           "INSERT INTO audit_log (id, occurred_at, actor, action, entity, entity_key, prev_hash, row_hash) "
-           "SELECT 3, now(), 'intruder', 'lot.close', 'lot', 'x', row_hash, repeat('0', 64) FROM audit_log "
-           "WHERE id = 2",
-           "UPDATE audit_log a SET row_hash = audit_row_hash(a) WHERE id = 3")
+    tamper(
+        audit_db,
+        "INSERT INTO audit_log (id, occurred_at, actor, action, entity, entity_key, prev_hash, row_hash) "
+        "SELECT 3, now(), 'intruder', 'lot.close', 'lot', 'x', row_hash, repeat('0', 64) FROM audit_log "
+        "WHERE id = 2",
+        "UPDATE audit_log a SET row_hash = audit_row_hash(a) WHERE id = 3",
+    )
     done = verify_cli(audit_db)
     assert done.returncode == 1 and "BROKEN at audit row 3: row 3 was inserted" in done.stdout
 
@@ -280,14 +328,17 @@ async def test_verify_cli_anchor_catches_a_cut_off_tail(audit_db: AuditDb, app_e
 async def test_verify_notices_an_altered_hash_function(audit_db: AuditDb, app_engine: AsyncEngine) -> None:
     await append(app_engine, 2)
     with psycopg.connect(audit_db.owner_dsn) as conn:
-        conn.execute("CREATE OR REPLACE FUNCTION audit_row_hash(r audit_log) RETURNS char(64) LANGUAGE sql "
-                     "STABLE AS $$ SELECT encode(sha256(convert_to(r.actor, 'UTF8')), 'hex') $$")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION audit_row_hash(r audit_log) RETURNS char(64) LANGUAGE sql "
+            "STABLE AS $$ SELECT encode(sha256(convert_to(r.actor, 'UTF8')), 'hex') $$"
+        )
     async with app_engine.connect() as conn:
         result = await verify_chain(conn)
     assert result.broken is not None and "audit_row_hash() disagrees" in result.broken.reason
 
 
 def test_genesis_and_time_format_are_stable() -> None:
-    row = ChainRow(1, datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "a", "b", "c", None, None, '{"x": 1}', None,
-                   None, GENESIS, "")
+    row = ChainRow(
+        1, datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "a", "b", "c", None, None, '{"x": 1}', None, None, GENESIS, ""
+    )
     assert canonical_text(row) == '[1, "2026-01-02T03:04:05.000006Z", "a", "b", "c", null, null, {"x": 1}, null, null]'

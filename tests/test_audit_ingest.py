@@ -35,7 +35,9 @@ def audit_rows(dsn: str, names: Names) -> list[str]:
     with psycopg.connect(dsn) as conn:
         found = conn.execute(
             "SELECT actor, action, entity, entity_key, old_value, new_value, reason, request_id FROM audit_log "
-            "WHERE request_id = ANY(%s) ORDER BY id", (ids,)).fetchall()
+            "WHERE request_id = ANY(%s) ORDER BY id",
+            (ids,),
+        ).fetchall()
     return [names.normalise(list(row)) for row in found]
 
 
@@ -48,10 +50,14 @@ async def test_mqtt_start_is_audited_with_the_message_id(database: Database, pos
     repeat = await handle_start(database, start_request("PROC-001", lot, "W003", at), STATION, message_id, LANG)
     assert repeat.outcome is Outcome.DUPLICATE
     with psycopg.connect(postgres.dsn) as conn:
-        found = conn.execute("SELECT actor, action, entity_key, new_value->>'source' FROM audit_log "
-                             "WHERE request_id = %s ORDER BY id", (str(message_id),)).fetchall()
-    assert found == [("W003@st01", "process.start", f"{lot}/PROC-001", STATION),
-                     ("W003@st01", "lot.status", lot, None)]  # a redelivery adds nothing
+        found = conn.execute(
+            "SELECT actor, action, entity_key, new_value->>'source' FROM audit_log WHERE request_id = %s ORDER BY id",
+            (str(message_id),),
+        ).fetchall()
+    assert found == [
+        ("W003@st01", "process.start", f"{lot}/PROC-001", STATION),
+        ("W003@st01", "lot.status", lot, None),
+    ]  # a redelivery adds nothing
 
 
 async def test_batch_writes_the_same_audit_rows_as_one_by_one(database: Database, postgres: PostgresServer) -> None:

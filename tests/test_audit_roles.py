@@ -46,7 +46,8 @@ def test_single_role_state_is_handed_over_to_the_owner(state_dir: Path, old_revi
                 conn.execute("DELETE FROM audit_log")
             owners = conn.execute(
                 "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public' UNION "
-                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").fetchall()
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+            ).fetchall()
         assert owners == [("mes_owner",)]
 
 
@@ -57,11 +58,15 @@ def test_mes_db_upgrade_migrates_as_owner_and_grants_the_app_role(postgres: Post
     with psycopg.connect(postgres.owner_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     app_dsn, owner_dsn = (dsn.rsplit("/", 1)[0] + f"/{name}" for dsn in (postgres.dsn, postgres.owner_dsn))
-    env = {"PATH": "/usr/bin:/bin", "MES_DATABASE_URL": app_dsn.replace("postgresql://", "postgresql+psycopg://"),
-           "MES_MIGRATION_DATABASE_URL": owner_dsn.replace("postgresql://", "postgresql+psycopg://")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MES_DATABASE_URL": app_dsn.replace("postgresql://", "postgresql+psycopg://"),
+        "MES_MIGRATION_DATABASE_URL": owner_dsn.replace("postgresql://", "postgresql+psycopg://"),
+    }
     try:
-        done = subprocess.run(mes_command("db", "upgrade"), env=env, cwd=REPO, capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run(
+            mes_command("db", "upgrade"), env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         with psycopg.connect(app_dsn, autocommit=True) as conn:
             conn.execute("INSERT INTO workers (worker_id, name) VALUES ('W001', 'a')")

@@ -33,8 +33,10 @@ PARAM = re.compile(r"\{(\w+)(:\w+)?\}")
 @pytest.fixture(scope="module")
 def app() -> FastAPI:
     """The same app the API process serves, built in-process only to read its routes."""
-    return create_app(CentralSettings(database_url="postgresql+psycopg://x@127.0.0.1/none"),
-                      AuthSettings(jwt_secret=SecretStr(JWT_SECRET)))
+    return create_app(
+        CentralSettings(database_url="postgresql+psycopg://x@127.0.0.1/none"),
+        AuthSettings(jwt_secret=SecretStr(JWT_SECRET)),
+    )
 
 
 @dataclass(frozen=True)
@@ -54,24 +56,35 @@ def callers(api_url: str, auth: RoleAuth) -> list[Caller]:
     def user(role: Role) -> Caller:
         return Caller(role.value, auth.for_role(role).headers, role.value, user=True)
 
-    station = httpx.post(f"{api_url}/api/v1/stations/matrix-{secrets.token_hex(3)}/token", auth=auth.admin,
-                         timeout=15)
+    station = httpx.post(f"{api_url}/api/v1/stations/matrix-{secrets.token_hex(3)}/token", auth=auth.admin, timeout=15)
     assert station.status_code == 201, station.text
     station_token = station.json()["data"]["token"]
 
     pending = f"matrix-{secrets.token_hex(3)}"
-    made = httpx.post(f"{api_url}/api/v1/users", auth=auth.admin, timeout=15,
-                      json={"username": pending, "role": "admin", "password": "pending-password-1",
-                            "must_change_password": True})
+    made = httpx.post(
+        f"{api_url}/api/v1/users",
+        auth=auth.admin,
+        timeout=15,
+        json={"username": pending, "role": "admin", "password": "pending-password-1", "must_change_password": True},
+    )
     assert made.status_code == 201, made.text
     pending_token = login(api_url, pending, "pending-password-1")["access_token"]
 
     gone = f"matrix-{secrets.token_hex(3)}"
-    assert httpx.post(f"{api_url}/api/v1/users", auth=auth.admin, timeout=15,
-                      json={"username": gone, "role": "admin", "password": "gone-password-1"}).status_code == 201
+    assert (
+        httpx.post(
+            f"{api_url}/api/v1/users",
+            auth=auth.admin,
+            timeout=15,
+            json={"username": gone, "role": "admin", "password": "gone-password-1"},
+        ).status_code
+        == 201
+    )
     gone_token = login(api_url, gone, "gone-password-1")["access_token"]
-    assert httpx.patch(f"{api_url}/api/v1/users/{gone}", auth=auth.admin, timeout=15,
-                       json={"active": False}).status_code == 200
+    assert (
+        httpx.patch(f"{api_url}/api/v1/users/{gone}", auth=auth.admin, timeout=15, json={"active": False}).status_code
+        == 200
+    )
 
     return [
         Caller("anonymous", dict, "anonymous"),
@@ -88,8 +101,9 @@ def _call(api_url: str, rule: RouteRule, headers: dict[str, str]) -> httpx.Respo
     path = PARAM.sub(lambda m: f"matrix-{m.group(1)}", rule.path)
     # A body of the wrong shape: an allowed call stops at validation (422) and changes nothing.
     body: list[object] | None = [] if rule.method in ("POST", "PUT", "PATCH") else None
-    return httpx.request(rule.method, f"{api_url}{path}", headers=headers, timeout=30, follow_redirects=False,
-                         json=body)
+    return httpx.request(
+        rule.method, f"{api_url}{path}", headers=headers, timeout=30, follow_redirects=False, json=body
+    )
 
 
 def _expected_allowed(rule: RouteRule, caller: Caller) -> bool:
@@ -159,13 +173,18 @@ def test_openapi_publishes_each_routes_roles(api_url: str) -> None:
 
 def test_console_signs_in_and_keeps_tokens_in_memory_only(api_url: str) -> None:
     page = httpx.get(f"{api_url}/console", timeout=15).text
-    for wiring in ("/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/auth/password",
-                   "Authorization", 'type="password"'):
+    for wiring in (
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/password",
+        "Authorization",
+        'type="password"',
+    ):
         assert wiring in page, wiring
     assert "localStorage" not in page and "sessionStorage" not in page and "document.cookie" not in page
 
 
 def test_readme_route_table_matches_the_app(app: FastAPI) -> None:
     text = README.read_text(encoding="utf-8")
-    assert markdown_table(app) in text, (
-        "README route table is stale: run `.venv/bin/mes routes --write README.md`")
+    assert markdown_table(app) in text, "README route table is stale: run `.venv/bin/mes routes --write README.md`"

@@ -43,21 +43,26 @@ def fresh_db(postgres: PostgresServer) -> Iterator[tuple[str, str]]:
 
 
 def test_migration_turns_workers_into_operator_users_and_bootstrap_prints_the_admin_password_once(
-        fresh_db: tuple[str, str], postgres: PostgresServer) -> None:
+    fresh_db: tuple[str, str], postgres: PostgresServer
+) -> None:
     owner_url, app_url = fresh_db
     upgrade(owner_url, "0002")
     plain = owner_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute("INSERT INTO workers (worker_id, name, active) VALUES ('W001', '홍길동', true), "
-                     "('W002', '퇴사자', false)")
+        conn.execute(
+            "INSERT INTO workers (worker_id, name, active) VALUES ('W001', '홍길동', true), ('W002', '퇴사자', false)"
+        )
     upgrade(owner_url, "head", app_role=postgres.user)
     app_dsn = app_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(app_dsn, autocommit=True) as conn:
-        users = conn.execute("SELECT username, display_name, role, active, password_hash FROM users "
-                             "ORDER BY username").fetchall()
+        users = conn.execute(
+            "SELECT username, display_name, role, active, password_hash FROM users ORDER BY username"
+        ).fetchall()
         assert users == [("W001", "홍길동", "operator", True, None), ("W002", "퇴사자", "operator", False, None)]
         assert conn.execute("SELECT worker_id, name, active FROM workers ORDER BY worker_id").fetchall() == [
-            ("W001", "홍길동", True), ("W002", "퇴사자", False)]
+            ("W001", "홍길동", True),
+            ("W002", "퇴사자", False),
+        ]
         conn.execute("INSERT INTO workers (worker_id, name) VALUES ('W003', '신입')")  # old writers keep working
         assert conn.execute("SELECT role FROM users WHERE username = 'W003'").fetchone() == ("operator",)
 
@@ -67,8 +72,9 @@ def test_migration_turns_workers_into_operator_users_and_bootstrap_prints_the_ad
     match = ONE_TIME.search(first.stdout)
     assert match, first.stdout
     with psycopg.connect(app_dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT role, must_change_password, password_hash FROM users WHERE username = 'admin'"
-                           ).fetchone()
+        row = conn.execute(
+            "SELECT role, must_change_password, password_hash FROM users WHERE username = 'admin'"
+        ).fetchone()
         assert row is not None and row[:2] == ("admin", True)
         assert passwords.verify_password(match.group(1), row[2]).ok
         assert not passwords.verify_password("admin", row[2]).ok
@@ -76,11 +82,16 @@ def test_migration_turns_workers_into_operator_users_and_bootstrap_prints_the_ad
     assert again.returncode == 0 and "exists already" in again.stdout and not ONE_TIME.search(again.stdout)
 
 
-async def test_line_simulator_client_logs_in_refreshes_and_logs_in_again(api_url: str, auth: RoleAuth,
-                                                                       db: psycopg.Connection) -> None:
+async def test_line_simulator_client_logs_in_refreshes_and_logs_in_again(
+    api_url: str, auth: RoleAuth, db: psycopg.Connection
+) -> None:
     username, password = f"sim-{secrets.token_hex(4)}", "simulator-password-1"
-    created = httpx.post(f"{api_url}/api/v1/users", auth=auth.admin, timeout=15,
-                         json={"username": username, "role": "manager", "password": password})
+    created = httpx.post(
+        f"{api_url}/api/v1/users",
+        auth=auth.admin,
+        timeout=15,
+        json={"username": username, "role": "manager", "password": password},
+    )
     assert created.status_code == 201
     async with LineClient(api_url, credentials=(username, password)) as client:
         lot = await client.create_lot("WF-WAIST-01", 100, "D")
@@ -89,13 +100,17 @@ async def test_line_simulator_client_logs_in_refreshes_and_logs_in_again(api_url
         assert client._login is not None
         client._login._renew_at = 0.0  # as if the 15 minutes were nearly over: it refreshes first
         assert (await client.get_lot(number)).ok
-        used = db.execute("SELECT count(*) FROM refresh_tokens t JOIN users u ON u.id = t.user_id "
-                          "WHERE u.username = %s AND t.used_at IS NOT NULL", (username,)).fetchone()
+        used = db.execute(
+            "SELECT count(*) FROM refresh_tokens t JOIN users u ON u.id = t.user_id "
+            "WHERE u.username = %s AND t.used_at IS NOT NULL",
+            (username,),
+        ).fetchone()
         assert used == (1,)
         # Every session of the user ends (an admin's reset, a restart with a new key): it logs in again.
         other = login(api_url, username, password)["access_token"]
-        ended = httpx.post(f"{api_url}/api/v1/auth/logout", headers=bearer(other), json={"all_sessions": True},
-                           timeout=15)
+        ended = httpx.post(
+            f"{api_url}/api/v1/auth/logout", headers=bearer(other), json={"all_sessions": True}, timeout=15
+        )
         assert ended.status_code == 200
         assert (await client.get_lot(number)).ok
     async with LineClient(api_url, credentials=(username, "wrong-password-1")) as client:

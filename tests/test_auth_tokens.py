@@ -28,8 +28,12 @@ from tests.support.auth import JWT_SECRET, ApiUser, RoleAuth, bearer, claims_for
 def new_user(api_url: str, auth: RoleAuth, role: Role = Role.VIEWER) -> ApiUser:
     """A fresh user made by the admin API, so a test may end its sessions without disturbing others."""
     user = ApiUser(f"tok-{secrets.token_hex(4)}", f"pw-{secrets.token_urlsafe(12)}", role)
-    created = httpx.post(f"{api_url}/api/v1/users", auth=auth.admin, timeout=15, json={
-        "username": user.username, "role": role.value, "password": user.password})
+    created = httpx.post(
+        f"{api_url}/api/v1/users",
+        auth=auth.admin,
+        timeout=15,
+        json={"username": user.username, "role": role.value, "password": user.password},
+    )
     assert created.status_code == 201, created.text
     return user
 
@@ -65,33 +69,55 @@ def test_login_gives_a_token_pair_that_works(api_url: str, session: tuple[ApiUse
     user, tokens = session
     assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 900
     assert tokens["refresh_expires_in"] == 7 * 24 * 3600 and tokens["refresh_token"].startswith("mes_rt_")
-    assert tokens["user"] == {"username": user.username, "role": "viewer", "display_name": user.username,
-                              "must_change_password": False}
+    assert tokens["user"] == {
+        "username": user.username,
+        "role": "viewer",
+        "display_name": user.username,
+        "must_change_password": False,
+    }
     answer = me(api_url, tokens["access_token"])
     assert answer.status_code == 200
     assert answer.json()["data"]["username"] == user.username and answer.json()["data"]["role"] == "viewer"
 
 
-def test_wrong_password_and_unknown_user_get_one_answer_and_are_audited(api_url: str, auth: RoleAuth,
-                                                                        db: psycopg.Connection) -> None:
+def test_wrong_password_and_unknown_user_get_one_answer_and_are_audited(
+    api_url: str, auth: RoleAuth, db: psycopg.Connection
+) -> None:
     user = new_user(api_url, auth)
-    wrong = httpx.post(f"{api_url}/api/v1/auth/login", json={"username": user.username, "password": "nope-nope"},
-                       timeout=15)
-    unknown = httpx.post(f"{api_url}/api/v1/auth/login", json={"username": "nobody-x1", "password": "nope-nope"},
-                         timeout=15)
+    wrong = httpx.post(
+        f"{api_url}/api/v1/auth/login", json={"username": user.username, "password": "nope-nope"}, timeout=15
+    )
+    unknown = httpx.post(
+        f"{api_url}/api/v1/auth/login", json={"username": "nobody-x1", "password": "nope-nope"}, timeout=15
+    )
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {"status": "error", "message": "아이디 또는 비밀번호가 올바르지 않습니다",
-                                              "error_code": "INVALID_CREDENTIALS", "data": None}
-    response = httpx.post(f"{api_url}/api/v1/auth/login", json={"username": user.username, "password": user.password},
-                          timeout=15)
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {
+            "status": "error",
+            "message": "아이디 또는 비밀번호가 올바르지 않습니다",
+            "error_code": "INVALID_CREDENTIALS",
+            "data": None,
+        }
+    )
+    response = httpx.post(
+        f"{api_url}/api/v1/auth/login", json={"username": user.username, "password": user.password}, timeout=15
+    )
     assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
-    rows = db.execute("SELECT action, new_value->>'reason' FROM audit_log WHERE entity = 'user' AND entity_key = %s "
-                      "AND action LIKE 'auth.login%%' ORDER BY id", (user.username,)).fetchall()
+    rows = db.execute(
+        "SELECT action, new_value->>'reason' FROM audit_log WHERE entity = 'user' AND entity_key = %s "
+        "AND action LIKE 'auth.login%%' ORDER BY id",
+        (user.username,),
+    ).fetchall()
     assert rows == [("auth.login_failed", "wrong_password"), ("auth.login", None)]
-    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'auth.login_failed' "
-                      "AND new_value->>'reason' = 'unknown_user' AND actor = 'nobody-x1'").fetchone() == (1,)
-    trail = db.execute("SELECT old_value::text, new_value::text FROM audit_log WHERE entity_key = %s",
-                       (user.username,)).fetchall()
+    assert db.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'auth.login_failed' "
+        "AND new_value->>'reason' = 'unknown_user' AND actor = 'nobody-x1'"
+    ).fetchone() == (1,)
+    trail = db.execute(
+        "SELECT old_value::text, new_value::text FROM audit_log WHERE entity_key = %s", (user.username,)
+    ).fetchall()
     assert user.password not in json.dumps(trail) and "nope-nope" not in json.dumps(trail)
 
 
@@ -145,8 +171,9 @@ def test_jwt_negative_suite(api_url: str, session: tuple[ApiUser, dict[str, Any]
 # -- refresh rotation -----------------------------------------------------------------------------------------------
 
 
-def test_refresh_rotates_and_the_new_pair_works(api_url: str, session: tuple[ApiUser, dict[str, Any]],
-                                                db: psycopg.Connection) -> None:
+def test_refresh_rotates_and_the_new_pair_works(
+    api_url: str, session: tuple[ApiUser, dict[str, Any]], db: psycopg.Connection
+) -> None:
     _, first = session
     second = refresh(api_url, first["refresh_token"])
     assert second.status_code == 200 and second.json()["message"] == "토큰이 갱신되었습니다"
@@ -158,34 +185,43 @@ def test_refresh_rotates_and_the_new_pair_works(api_url: str, session: tuple[Api
     rows = db.execute(
         "SELECT t.used_at IS NOT NULL, t.replaced_by = s.id, t.family_id = s.family_id FROM refresh_tokens t "
         "JOIN refresh_tokens s ON s.parent_id = t.id WHERE t.token_hash = %s",
-        (hash_refresh_token(first["refresh_token"]),)).fetchall()
+        (hash_refresh_token(first["refresh_token"]),),
+    ).fetchall()
     assert rows == [(True, True, True)]
 
 
 def test_refresh_reuse_after_rotation_revokes_the_family_and_is_audited(
-        api_url: str, session: tuple[ApiUser, dict[str, Any]], db: psycopg.Connection) -> None:
+    api_url: str, session: tuple[ApiUser, dict[str, Any]], db: psycopg.Connection
+) -> None:
     user, first = session
     rotated = refresh(api_url, first["refresh_token"]).json()["data"]
     # Outside the grace window: the first use happened a minute "ago".
-    db.execute("UPDATE refresh_tokens SET used_at = used_at - interval '1 minute' WHERE token_hash = %s",
-               (hash_refresh_token(first["refresh_token"]),))
+    db.execute(
+        "UPDATE refresh_tokens SET used_at = used_at - interval '1 minute' WHERE token_hash = %s",
+        (hash_refresh_token(first["refresh_token"]),),
+    )
     assert_unauthorized(refresh(api_url, first["refresh_token"]))  # a thief replays the old token
     assert_unauthorized(refresh(api_url, rotated["refresh_token"]))  # the whole family is gone …
     assert_unauthorized(me(api_url, rotated["access_token"]))  # … and its access tokens with it
     assert_unauthorized(me(api_url, first["access_token"]))
-    family = db.execute("SELECT DISTINCT revoked_reason FROM refresh_tokens WHERE family_id = "
-                        "(SELECT family_id FROM refresh_tokens WHERE token_hash = %s)",
-                        (hash_refresh_token(first["refresh_token"]),)).fetchall()
+    family = db.execute(
+        "SELECT DISTINCT revoked_reason FROM refresh_tokens WHERE family_id = "
+        "(SELECT family_id FROM refresh_tokens WHERE token_hash = %s)",
+        (hash_refresh_token(first["refresh_token"]),),
+    ).fetchall()
     assert family == [("reuse",)]
-    audit = db.execute("SELECT actor, new_value FROM audit_log WHERE action = 'auth.refresh_reuse' "
-                       "AND entity_key = %s", (user.username,)).fetchall()
+    audit = db.execute(
+        "SELECT actor, new_value FROM audit_log WHERE action = 'auth.refresh_reuse' AND entity_key = %s",
+        (user.username,),
+    ).fetchall()
     assert len(audit) == 1 and audit[0][0] == user.username
     assert audit[0][1]["revoked_tokens"] == 2 and first["refresh_token"] not in json.dumps(audit[0][1])
     assert login(api_url, user.username, user.password)["access_token"]  # a fresh login still works
 
 
 def test_two_near_simultaneous_refreshes_keep_the_client_logged_in(
-        api_url: str, session: tuple[ApiUser, dict[str, Any]], db: psycopg.Connection) -> None:
+    api_url: str, session: tuple[ApiUser, dict[str, Any]], db: psycopg.Connection
+) -> None:
     user, first = session
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda _: refresh(api_url, first["refresh_token"]), range(2)))
@@ -198,12 +234,14 @@ def test_two_near_simultaneous_refreshes_keep_the_client_logged_in(
         assert me(api_url, answer.json()["data"]["access_token"]).status_code == 200
     onward = refresh(api_url, successors.pop())
     assert onward.status_code == 200 and me(api_url, onward.json()["data"]["access_token"]).status_code == 200
-    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'auth.refresh_reuse' AND entity_key = %s",
-                      (user.username,)).fetchone() == (0,)
+    assert db.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'auth.refresh_reuse' AND entity_key = %s", (user.username,)
+    ).fetchone() == (0,)
 
 
-def test_logout_revokes_the_session(api_url: str, session: tuple[ApiUser, dict[str, Any]],
-                                    db: psycopg.Connection) -> None:
+def test_logout_revokes_the_session(
+    api_url: str, session: tuple[ApiUser, dict[str, Any]], db: psycopg.Connection
+) -> None:
     user, tokens = session
     other = login(api_url, user.username, user.password)  # a second session of the same user
     out = httpx.post(f"{api_url}/api/v1/auth/logout", headers=bearer(tokens["access_token"]), timeout=15)
@@ -211,12 +249,14 @@ def test_logout_revokes_the_session(api_url: str, session: tuple[ApiUser, dict[s
     assert_unauthorized(me(api_url, tokens["access_token"]))
     assert_unauthorized(refresh(api_url, tokens["refresh_token"]))
     assert me(api_url, other["access_token"]).status_code == 200  # only that session ended
-    everything = httpx.post(f"{api_url}/api/v1/auth/logout", headers=bearer(other["access_token"]),
-                            json={"all_sessions": True}, timeout=15)
+    everything = httpx.post(
+        f"{api_url}/api/v1/auth/logout", headers=bearer(other["access_token"]), json={"all_sessions": True}, timeout=15
+    )
     assert everything.status_code == 200
     assert_unauthorized(me(api_url, other["access_token"]))
-    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'auth.logout' AND actor = %s",
-                      (user.username,)).fetchone() == (2,)
+    assert db.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'auth.logout' AND actor = %s", (user.username,)
+    ).fetchone() == (2,)
 
 
 def test_unknown_and_malformed_refresh_tokens_are_refused(api_url: str) -> None:
@@ -228,31 +268,40 @@ def test_unknown_and_malformed_refresh_tokens_are_refused(api_url: str) -> None:
 # -- the secret -------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("secret, why", [
-    (None, "MES_JWT_SECRET is not set"),
-    ("short-secret", "shorter than 32 bytes"),
-    (DEV_JWT_SECRET, "development default"),
-])
-def test_the_api_refuses_to_start_with_a_weak_secret(central_env: dict[str, str], secret: str | None,
-                                                    why: str) -> None:
+@pytest.mark.parametrize(
+    "secret, why",
+    [
+        (None, "MES_JWT_SECRET is not set"),
+        ("short-secret", "shorter than 32 bytes"),
+        (DEV_JWT_SECRET, "development default"),
+    ],
+)
+def test_the_api_refuses_to_start_with_a_weak_secret(central_env: dict[str, str], secret: str | None, why: str) -> None:
     env = {k: v for k, v in central_env.items() if k != "MES_JWT_SECRET"}
     if secret is not None:
         env["MES_JWT_SECRET"] = secret
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MES_")}
-    done = subprocess.run(mes_command("api", "--port", str(find_free_port())), env={**clean, **env},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        mes_command("api", "--port", str(find_free_port())),
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "refusing to start" in done.stderr and why in done.stderr, done.stderr[-2000:]
 
 
 def test_dev_mode_starts_and_a_rotated_secret_still_verifies_old_tokens(
-        central_env: dict[str, str], logs_dir: Path, api_url: str, session: tuple[ApiUser, dict[str, Any]]) -> None:
+    central_env: dict[str, str], logs_dir: Path, api_url: str, session: tuple[ApiUser, dict[str, Any]]
+) -> None:
     user, tokens = session
     new_secret = secrets.token_urlsafe(48)
     env = {**central_env, "MES_JWT_SECRET": new_secret, "MES_JWT_PREVIOUS_SECRET": JWT_SECRET}
     port = find_free_port()
-    child = ChildProcess("api-rotated", mes_command("api", "--port", str(port)), env,
-                         logs_dir / "api-rotated.log").start()
+    child = ChildProcess(
+        "api-rotated", mes_command("api", "--port", str(port)), env, logs_dir / "api-rotated.log"
+    ).start()
     try:
         rotated = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{rotated}/health", 60, child)
@@ -265,8 +314,9 @@ def test_dev_mode_starts_and_a_rotated_secret_still_verifies_old_tokens(
     dev = {k: v for k, v in central_env.items() if k != "MES_JWT_SECRET"}
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MES_")}
     port = find_free_port()
-    child = ChildProcess("api-dev", mes_command("api", "--port", str(port)), {**dev, "MES_DEV_MODE": "true"},
-                         logs_dir / "api-dev.log")
+    child = ChildProcess(
+        "api-dev", mes_command("api", "--port", str(port)), {**dev, "MES_DEV_MODE": "true"}, logs_dir / "api-dev.log"
+    )
     child.env = {**clean, **dev, "MES_DEV_MODE": "true"}
     child.start()
     try:

@@ -114,8 +114,7 @@ def build(spec: Spec, names: Names, base: datetime) -> bc.BatchItem:
     if spec.lot not in names.lots:
         names.lots[spec.lot] = lot
     begin, end = base + timedelta(minutes=spec.minute), base + timedelta(minutes=spec.minute, seconds=30)
-    record = completion_record(spec.process_id, lot, spec.worker, begin, end, random.Random(spec.seed),
-                               fail=spec.fail)
+    record = completion_record(spec.process_id, lot, spec.worker, begin, end, random.Random(spec.seed), fail=spec.fail)
     if spec.broken == "missing":
         record = without_required_field(record)
     elif spec.broken == "empty":
@@ -168,8 +167,10 @@ TABLE_QUERIES = {
 def end_state(dsn: str, names: Names) -> dict[str, list[str]]:
     params = {"lots": list(names.lots.values()), "ids": list(names.ids.values())}
     with psycopg.connect(dsn) as conn:
-        return {table: sorted(names.normalise(list(row)) for row in conn.execute(sql, params).fetchall())
-                for table, sql in TABLE_QUERIES.items()}
+        return {
+            table: sorted(names.normalise(list(row)) for row in conn.execute(sql, params).fetchall())
+            for table, sql in TABLE_QUERIES.items()
+        }
 
 
 def normalised_answers(answers: Sequence[Answer], names: Names) -> list[str]:
@@ -184,7 +185,7 @@ async def batched(db: Database, items: Sequence[bc.BatchItem], sizes: Sequence[i
     answers: list[Answer] = []
     position = 0
     for size in sizes:
-        answers += await bc.handle_completions_batch(db, list(items[position:position + size]), LANG)
+        answers += await bc.handle_completions_batch(db, list(items[position : position + size]), LANG)
         position += size
     answers += await bc.handle_completions_batch(db, list(items[position:]), LANG)
     return answers
@@ -192,35 +193,42 @@ async def batched(db: Database, items: Sequence[bc.BatchItem], sizes: Sequence[i
 
 # -- the equivalence test -----------------------------------------------------------------------------------------
 
-LOT_PLAN = {"L1": "PROC-001", "L2": None, "L3": "PROC-008", "L4": "PROC-001", "L5": "PROC-002", "L6": "PROC-003",
-            "L7": "PROC-006"}
+LOT_PLAN = {
+    "L1": "PROC-001",
+    "L2": None,
+    "L3": "PROC-008",
+    "L4": "PROC-001",
+    "L5": "PROC-002",
+    "L6": "PROC-003",
+    "L7": "PROC-006",
+}
 PRE = [  # handled one by one before the batch, identically in both sets
     Spec("L4", "PROC-001", "pre-accepted", "s-pre", seed=1),
     Spec("L1", "PROC-001", "pre-rejected", "s-pre-bad", worker="W999", seed=2),
 ]
 MIXED = [
-    Spec("L1", "PROC-001", "a1", "s1", fail=True, seed=3, minute=2),                # accepted FAIL
-    Spec("L4", "PROC-001", "pre-accepted", "s-pre", seed=1),                         # id stored before → duplicate
-    Spec("L1", "PROC-001", "a1", "s1", fail=True, seed=3, minute=2),                # same id in batch → duplicate
-    Spec("L1", "PROC-001", "a2", "s1", fail=True, seed=3, minute=2),                # same file in batch → dup file
-    Spec("L4", "PROC-001", "a3", "s-pre", seed=1),                                   # file stored before → dup file
-    Spec("L1", "PROC-001", "bad1", "s-bad1", broken="missing", seed=4),              # INVALID_PROCESS_DATA
-    Spec("L9", "PROC-001", "nolot", "s-nolot", seed=5),                              # LOT_NOT_FOUND
-    Spec("L2", "PROC-001", "notstarted", "s-ns", seed=6),                            # PROCESS_NOT_STARTED
-    Spec("L4", "PROC-001", "inactive", "s-inactive", worker="W999", seed=7),         # WORKER_NOT_FOUND
-    Spec("L1", "PROC-001", "retest", "s-retest", worker="W002", seed=8, minute=5),   # 2nd result, same run: PASS
-    Spec("L3", "PROC-008", "pack1", "s-pack1", worker="W003", seed=9, minute=6),     # completes the LOT
+    Spec("L1", "PROC-001", "a1", "s1", fail=True, seed=3, minute=2),  # accepted FAIL
+    Spec("L4", "PROC-001", "pre-accepted", "s-pre", seed=1),  # id stored before → duplicate
+    Spec("L1", "PROC-001", "a1", "s1", fail=True, seed=3, minute=2),  # same id in batch → duplicate
+    Spec("L1", "PROC-001", "a2", "s1", fail=True, seed=3, minute=2),  # same file in batch → dup file
+    Spec("L4", "PROC-001", "a3", "s-pre", seed=1),  # file stored before → dup file
+    Spec("L1", "PROC-001", "bad1", "s-bad1", broken="missing", seed=4),  # INVALID_PROCESS_DATA
+    Spec("L9", "PROC-001", "nolot", "s-nolot", seed=5),  # LOT_NOT_FOUND
+    Spec("L2", "PROC-001", "notstarted", "s-ns", seed=6),  # PROCESS_NOT_STARTED
+    Spec("L4", "PROC-001", "inactive", "s-inactive", worker="W999", seed=7),  # WORKER_NOT_FOUND
+    Spec("L1", "PROC-001", "retest", "s-retest", worker="W002", seed=8, minute=5),  # 2nd result, same run: PASS
+    Spec("L3", "PROC-008", "pack1", "s-pack1", worker="W003", seed=9, minute=6),  # completes the LOT
     Spec("L3", "PROC-008", "pack2", "s-pack2", worker="W004", fail=True, seed=10, minute=7),  # LOT already done
-    Spec("L1", "PROC-001", "bad1", "s-bad1", broken="missing", seed=4),              # repeat of a rejection
-    Spec("L1", "PROC-001", "pre-rejected", "s-pre-bad", worker="W999", seed=2),      # rejection stored before
-    Spec("L1", "PROC-001", "empty", None, broken="empty"),                           # record {}
-    Spec("L4", "PROC-001", "reuse-rejected-file", "s-inactive", seed=7),             # a rejected file's hash is free
-    Spec("L4", "PROC-001", "nosha", None, worker="W005", seed=11, minute=9),         # no hash at all
-    Spec("L1", "PROC-001", "retest", "s-retest", worker="W002", seed=8, minute=5),   # repeat of an accepted one
-    Spec("L5", "PROC-002", "lma", "s-lma", seed=12),                                 # component LOTs
-    Spec("L6", "PROC-003", "sensor1", "s-sensor1", fail=True, seed=13),              # measurements
-    Spec("L6", "PROC-003", "sensor2", "s-sensor2", seed=14, minute=3),               # re-test with measurements
-    Spec("L7", "PROC-006", "perf", "s-perf", seed=15),                               # performance measurements
+    Spec("L1", "PROC-001", "bad1", "s-bad1", broken="missing", seed=4),  # repeat of a rejection
+    Spec("L1", "PROC-001", "pre-rejected", "s-pre-bad", worker="W999", seed=2),  # rejection stored before
+    Spec("L1", "PROC-001", "empty", None, broken="empty"),  # record {}
+    Spec("L4", "PROC-001", "reuse-rejected-file", "s-inactive", seed=7),  # a rejected file's hash is free
+    Spec("L4", "PROC-001", "nosha", None, worker="W005", seed=11, minute=9),  # no hash at all
+    Spec("L1", "PROC-001", "retest", "s-retest", worker="W002", seed=8, minute=5),  # repeat of an accepted one
+    Spec("L5", "PROC-002", "lma", "s-lma", seed=12),  # component LOTs
+    Spec("L6", "PROC-003", "sensor1", "s-sensor1", fail=True, seed=13),  # measurements
+    Spec("L6", "PROC-003", "sensor2", "s-sensor2", seed=14, minute=3),  # re-test with measurements
+    Spec("L7", "PROC-006", "perf", "s-perf", seed=15),  # performance measurements
 ]
 
 
@@ -237,14 +245,34 @@ async def test_mixed_batch_matches_one_by_one(database: Database, postgres: Post
     await prepare(database, serial_names, base)
 
     batch_answers = await bc.handle_completions_batch(
-        database, [build(spec, batch_names, base) for spec in MIXED], LANG)
+        database, [build(spec, batch_names, base) for spec in MIXED], LANG
+    )
     serial_answers = await one_by_one(database, [build(spec, serial_names, base) for spec in MIXED])
 
     assert normalised_answers(batch_answers, batch_names) == normalised_answers(serial_answers, serial_names)
     assert [a.outcome.value for a in batch_answers] == [
-        "accepted", "duplicate", "duplicate", "duplicate", "duplicate", "rejected", "rejected", "rejected",
-        "rejected", "accepted", "accepted", "accepted", "rejected", "rejected", "rejected", "accepted", "accepted",
-        "duplicate", "accepted", "accepted", "accepted", "accepted",
+        "accepted",
+        "duplicate",
+        "duplicate",
+        "duplicate",
+        "duplicate",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+        "accepted",
+        "accepted",
+        "accepted",
+        "rejected",
+        "rejected",
+        "rejected",
+        "accepted",
+        "accepted",
+        "duplicate",
+        "accepted",
+        "accepted",
+        "accepted",
+        "accepted",
     ]
     codes = [a.body.get("error_code") for a in batch_answers]
     assert codes[5:9] == ["INVALID_PROCESS_DATA", "LOT_NOT_FOUND", "PROCESS_NOT_STARTED", "WORKER_NOT_FOUND"]
@@ -271,8 +299,16 @@ def random_specs(rng: random.Random, count: int, lot_roles: Sequence[str]) -> li
             continue
         lot = rng.choice(lot_roles)
         process_id = RANDOM_LOTS.get(lot) or "PROC-001"
-        spec = Spec(lot, process_id, f"m{n}", f"s{n}", worker=rng.choice(["W001", "W002", "W003", "W999"]),
-                    fail=rng.random() < 0.3, seed=n, minute=rng.randint(1, 60))
+        spec = Spec(
+            lot,
+            process_id,
+            f"m{n}",
+            f"s{n}",
+            worker=rng.choice(["W001", "W002", "W003", "W999"]),
+            fail=rng.random() < 0.3,
+            seed=n,
+            minute=rng.randint(1, 60),
+        )
         if specs and kind < 0.25:
             spec = Spec(**{**spec.__dict__, "sha": rng.choice(specs).sha})  # a re-picked file under a new id
         elif kind < 0.3:
@@ -285,8 +321,16 @@ def random_specs(rng: random.Random, count: int, lot_roles: Sequence[str]) -> li
     return specs
 
 
-RANDOM_LOTS = {"A1": "PROC-001", "A2": "PROC-001", "B1": "PROC-002", "C1": "PROC-003", "F1": "PROC-006",
-               "N1": None, "P1": "PROC-008", "P2": "PROC-008"}
+RANDOM_LOTS = {
+    "A1": "PROC-001",
+    "A2": "PROC-001",
+    "B1": "PROC-002",
+    "C1": "PROC-003",
+    "F1": "PROC-006",
+    "N1": None,
+    "P1": "PROC-008",
+    "P2": "PROC-008",
+}
 
 
 @pytest.mark.parametrize("seed", [20240611, 7, 99])
@@ -317,8 +361,9 @@ async def test_random_batches_match_one_by_one(database: Database, postgres: Pos
 # -- falling back to one by one -----------------------------------------------------------------------------------
 
 
-async def test_sha_conflict_falls_back_to_one_by_one(database: Database, postgres: PostgresServer,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sha_conflict_falls_back_to_one_by_one(
+    database: Database, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A hash stored by someone else after our read: the unique violation rolls back, items go one by one."""
     base = datetime.now(KST).replace(microsecond=0) - timedelta(hours=1)
     names = Names("conflict")
@@ -331,13 +376,17 @@ async def test_sha_conflict_falls_back_to_one_by_one(database: Database, postgre
         return runs, active, frozenset()
 
     monkeypatch.setattr(batch_sql, "load_context", blind)
-    items = [build(Spec("L1", "PROC-001", "second", "s1"), names, base),
-             build(Spec("L1", "PROC-001", "third", "s3", seed=3), names, base)]
+    items = [
+        build(Spec("L1", "PROC-001", "second", "s1"), names, base),
+        build(Spec("L1", "PROC-001", "third", "s3", seed=3), names, base),
+    ]
     answers = await bc.handle_completions_batch(database, items, LANG)
     assert [a.outcome for a in answers] == [Outcome.DUPLICATE, Outcome.ACCEPTED]
     with psycopg.connect(postgres.dsn) as conn:
-        pending = conn.execute("SELECT count(*) FROM processed_messages WHERE message_id = ANY(%s) "
-                               "AND outcome = 'pending'", (list(names.ids.values()),)).fetchone()
+        pending = conn.execute(
+            "SELECT count(*) FROM processed_messages WHERE message_id = ANY(%s) AND outcome = 'pending'",
+            (list(names.ids.values()),),
+        ).fetchone()
     assert pending == (0,)
 
 
@@ -352,7 +401,8 @@ async def test_id_held_by_a_concurrent_transaction(database: Database, postgres:
         await other.execute(
             "INSERT INTO processed_messages (message_id, message_type, source_station, outcome, http_status, "
             "response) VALUES (%s, 'process.completed', 'x', 'accepted', 200, %s)",
-            (names.id("held"), json.dumps(body)))
+            (names.id("held"), json.dumps(body)),
+        )
         task = asyncio.create_task(bc.handle_completions_batch(database, items, LANG))
         await asyncio.sleep(0.5)
         assert not task.done()
@@ -366,10 +416,21 @@ async def test_id_held_by_a_concurrent_transaction(database: Database, postgres:
 
 def test_run_updates_keep_first_time_and_worker_and_latest_verdict() -> None:
     base = datetime(2026, 1, 5, 9, tzinfo=KST)
-    items = [build(Spec("L1", "PROC-001", f"m{n}", f"s{n}", worker=f"W00{n + 1}", fail=n == 2, seed=n, minute=n),
-                   _pure_names(), base) for n in range(3)]
-    ctx = bc.Context({}, {"WF-KR-260105D-001": (7, LotStatus.IN_PROGRESS)}, {(7, "PROC-001"): 70},
-                     frozenset({"W001", "W002", "W003"}), frozenset())
+    items = [
+        build(
+            Spec("L1", "PROC-001", f"m{n}", f"s{n}", worker=f"W00{n + 1}", fail=n == 2, seed=n, minute=n),
+            _pure_names(),
+            base,
+        )
+        for n in range(3)
+    ]
+    ctx = bc.Context(
+        {},
+        {"WF-KR-260105D-001": (7, LotStatus.IN_PROGRESS)},
+        {(7, "PROC-001"): 70},
+        frozenset({"W001", "W002", "W003"}),
+        frozenset(),
+    )
     decisions = bc.decide(bc.parse_items(items), ctx, LANG)
     updates = completion_store.run_updates(bc.accepted_of(decisions))
     assert len(updates) == 1
@@ -381,13 +442,23 @@ def test_run_updates_keep_first_time_and_worker_and_latest_verdict() -> None:
 def test_decide_repeats_hashes_and_last_process() -> None:
     base = datetime(2026, 1, 5, 9, tzinfo=KST)
     names = _pure_names()
-    specs = [Spec("L1", "PROC-008", "a", "s1"), Spec("L1", "PROC-008", "a", "s1"),
-             Spec("L1", "PROC-008", "b", "s1"), Spec("L1", "PROC-008", "c", "s2"),
-             Spec("L1", "PROC-008", "old", "s3"), Spec("L1", "PROC-008", "d", "s9")]
+    specs = [
+        Spec("L1", "PROC-008", "a", "s1"),
+        Spec("L1", "PROC-008", "a", "s1"),
+        Spec("L1", "PROC-008", "b", "s1"),
+        Spec("L1", "PROC-008", "c", "s2"),
+        Spec("L1", "PROC-008", "old", "s3"),
+        Spec("L1", "PROC-008", "d", "s9"),
+    ]
     items = [build(spec, names, base) for spec in specs]
     stored = {names.id("old"): StoredReply(Outcome.ACCEPTED, 200, {"x": 1})}
-    ctx = bc.Context(stored, {"WF-KR-260105D-001": (7, LotStatus.IN_PROGRESS)}, {(7, "PROC-008"): 80},
-                     frozenset({"W001"}), frozenset({names.sha("s9")}))
+    ctx = bc.Context(
+        stored,
+        {"WF-KR-260105D-001": (7, LotStatus.IN_PROGRESS)},
+        {(7, "PROC-008"): 80},
+        frozenset({"W001"}),
+        frozenset({names.sha("s9")}),
+    )
     decisions = bc.decide(bc.parse_items(items), ctx, LANG)
     kinds = [type(d).__name__ for d in decisions]
     assert kinds == ["Done", "Repeat", "Done", "Done", "Stored", "Done"]
@@ -419,11 +490,16 @@ async def test_fault_hook_sees_each_stored_answer_before_commit(database: Databa
     class Hooks:  # injected as the ingestor injects its crash hooks (services/ports.CommitHooks)
         async def before_commit(self, message_type: Any, message_id: uuid.UUID | None, answer: Answer) -> None:
             with psycopg.connect(postgres.dsn) as conn:
-                visible = conn.execute("SELECT count(*) FROM processed_messages WHERE message_id = %s",
-                                       (message_id,)).fetchone()
+                visible = conn.execute(
+                    "SELECT count(*) FROM processed_messages WHERE message_id = %s", (message_id,)
+                ).fetchone()
             seen.append((message_id, answer.outcome, visible[0] if visible else -1))
 
-    specs = [Spec("L1", "PROC-001", "ok", "s1"), Spec("L1", "PROC-001", "ok", "s1"),
-             Spec("L1", "PROC-001", "dupfile", "s1"), Spec("L1", "PROC-001", "bad", "s2", worker="W999")]
+    specs = [
+        Spec("L1", "PROC-001", "ok", "s1"),
+        Spec("L1", "PROC-001", "ok", "s1"),
+        Spec("L1", "PROC-001", "dupfile", "s1"),
+        Spec("L1", "PROC-001", "bad", "s2", worker="W999"),
+    ]
     await bc.handle_completions_batch(database, [build(spec, names, base) for spec in specs], LANG, hooks=Hooks())
     assert seen == [(names.id("ok"), Outcome.ACCEPTED, 0), (names.id("dupfile"), Outcome.DUPLICATE, 0)]

@@ -60,9 +60,13 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]
     site = BrokerSite(config_dir=tmp_path_factory.mktemp("broker-config"))
     ingestor_id = f"ingestor-acl-{uuid.uuid4().hex[:8]}"
     broker.init_site(site, [ingestor_id])
-    blocks = [station_block(ST01), station_block(ST02),
-              service_block(ServiceKind.INGESTOR, client_ids=[ingestor_id, f"{ingestor_id}-2"]),
-              service_block(ServiceKind.API), service_block(ServiceKind.MONITOR)]
+    blocks = [
+        station_block(ST01),
+        station_block(ST02),
+        service_block(ServiceKind.INGESTOR, client_ids=[ingestor_id, f"{ingestor_id}-2"]),
+        service_block(ServiceKind.API),
+        service_block(ServiceKind.MONITOR),
+    ]
     passwords = {}
     for block in blocks:
         generated = broker.add_account(site, block, None)
@@ -77,8 +81,14 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]
 class Client:
     """A synchronous paho client: CONNACK, SUBACK and PUBACK reason codes, received messages in order."""
 
-    def __init__(self, port: int, username: str | None = None, password: str | None = None,
-                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5, client_id: str | None = None):
+    def __init__(
+        self,
+        port: int,
+        username: str | None = None,
+        password: str | None = None,
+        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
+        client_id: str | None = None,
+    ):
         self.messages: queue.Queue[tuple[str, bytes, Any]] = queue.Queue()
         self._acks: dict[int, int] = {}
         self._subacks: dict[int, list[int]] = {}
@@ -86,8 +96,12 @@ class Client:
         self._connack = threading.Event()
         self.connack_code = -1
         self.v5 = protocol == mqtt.MQTTv5
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{uuid.uuid4().hex[:10]}",
-                                  protocol=protocol, reconnect_on_failure=False)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"t-{uuid.uuid4().hex[:10]}",
+            protocol=protocol,
+            reconnect_on_failure=False,
+        )
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
@@ -152,8 +166,9 @@ class Client:
 def clients(secured: SecuredBroker) -> Iterator[Any]:
     opened: list[Client] = []
 
-    def connect(username: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
-                client_id: str | None = None) -> Client:
+    def connect(
+        username: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5, client_id: str | None = None
+    ) -> Client:
         # A station account may connect only with its gateway's client id.
         station_id = f"gw-{username}" if username.startswith("st") else None
         client = Client(secured.port, username, secured.passwords[username], protocol, client_id or station_id)
@@ -199,9 +214,18 @@ def test_station_publishes_only_under_its_own_prefix(clients: Any) -> None:
     assert observer.subscribe("mes/v1/#") < 0x80
     st01 = clients("st01")
     allowed = [ST01.request(Name.PROCESS_START), ST01.event(Name.PROCESS_COMPLETED), ST01.state()]
-    forbidden = [ST02.request(Name.PROCESS_START), ST02.event(Name.PROCESS_COMPLETED), ST02.state(),
-                 ST01.reply(), ST01.command("print-label"), ST02.reply(), ST01.prefix,
-                 service_address("mes-ingestor-1").state(), "mes/v1/KR/L1/st01x/req/process-start", "elsewhere"]
+    forbidden = [
+        ST02.request(Name.PROCESS_START),
+        ST02.event(Name.PROCESS_COMPLETED),
+        ST02.state(),
+        ST01.reply(),
+        ST01.command("print-label"),
+        ST02.reply(),
+        ST01.prefix,
+        service_address("mes-ingestor-1").state(),
+        "mes/v1/KR/L1/st01x/req/process-start",
+        "elsewhere",
+    ]
     for topic in forbidden:  # one after the other on the same connection: a refusal does not disconnect
         assert st01.publish(topic, b"forbidden") == NOT_AUTHORIZED, topic
     for topic in allowed:
@@ -366,9 +390,14 @@ def test_station_added_while_running_works_after_a_restart(secured: SecuredBroke
 def secured_ingestor(secured: SecuredBroker, central_env: dict[str, str], logs_dir: Path) -> Iterator[None]:
     """The real ingestor process, logged in with the ingestor account; its persistent session removed after."""
     client_id = secured.ingestor_client_id
-    env = {**central_env, "MES_MQTT_HOST": "127.0.0.1", "MES_MQTT_PORT": str(secured.port),
-           "MES_MQTT_USERNAME": "ingestor", "MES_MQTT_PASSWORD": secured.passwords["ingestor"],
-           "MES_INGESTOR_CLIENT_ID": client_id}
+    env = {
+        **central_env,
+        "MES_MQTT_HOST": "127.0.0.1",
+        "MES_MQTT_PORT": str(secured.port),
+        "MES_MQTT_USERNAME": "ingestor",
+        "MES_MQTT_PASSWORD": secured.passwords["ingestor"],
+        "MES_INGESTOR_CLIENT_ID": client_id,
+    }
     child = ChildProcess("ingestor-secured", mes_command("ingest"), env, logs_dir / "ingestor-secured.log").start()
     watcher = Client(secured.port, "monitor", secured.passwords["monitor"])
     try:
@@ -390,8 +419,9 @@ def secured_ingestor(secured: SecuredBroker, central_env: dict[str, str], logs_d
 
 
 def _start_request(sender: Client, topic: str, source: StationAddress, lot: str, seq: int) -> tuple[Envelope, int]:
-    envelope = make_envelope(MessageType.PROCESS_START_REQUEST, Source.of(source, f"gw-{source.station}"), seq,
-                             start_body(lot, "PROC-001"))
+    envelope = make_envelope(
+        MessageType.PROCESS_START_REQUEST, Source.of(source, f"gw-{source.station}"), seq, start_body(lot, "PROC-001")
+    )
     props = None
     if sender.v5:
         props = Properties(PacketTypes.PUBLISH)
@@ -401,12 +431,15 @@ def _start_request(sender: Client, topic: str, source: StationAddress, lot: str,
 
 
 def test_forged_start_from_another_station_never_reaches_the_database(
-        secured_ingestor: None, clients: Any, api_url: str, auth: RoleAuth, db: psycopg.Connection) -> None:
+    secured_ingestor: None, clients: Any, api_url: str, auth: RoleAuth, db: psycopg.Connection
+) -> None:
     created = httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10, auth=auth.manager)
     lot = str(created.json()["data"]["lot_number"])
     # st02 runs PROC-002 on the conventional line; here it also starts PROC-001 (station_processes, 0007).
-    db.execute("INSERT INTO station_processes (site, line, station, process_id, created_by) "
-               "VALUES ('KR', 'L1', 'st02', 'PROC-001', 'test') ON CONFLICT DO NOTHING")
+    db.execute(
+        "INSERT INTO station_processes (site, line, station, process_id, created_by) "
+        "VALUES ('KR', 'L1', 'st02', 'PROC-001', 'test') ON CONFLICT DO NOTHING"
+    )
     try:
         _forged_and_own(clients, lot, db)
     finally:
@@ -431,9 +464,13 @@ def _forged_and_own(clients: Any, lot: str, db: psycopg.Connection) -> None:
     reply = ReplyPayload.model_validate(Envelope.from_bytes(payload).payload)
     assert reply.in_reply_to == own.message_id and reply.outcome is Outcome.ACCEPTED
     forged_ids = [str(forged_v5.message_id), str(forged_v311.message_id)]
-    stored = db.execute("SELECT count(*) FROM processed_messages WHERE message_id::text = ANY(%s)",
-                        (forged_ids,)).fetchone()
+    stored = db.execute(
+        "SELECT count(*) FROM processed_messages WHERE message_id::text = ANY(%s)", (forged_ids,)
+    ).fetchone()
     assert stored == (0,)
-    runs = db.execute("SELECT start_message_id::text, start_source FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-                      "WHERE l.lot_number = %s", (lot,)).fetchall()
+    runs = db.execute(
+        "SELECT start_message_id::text, start_source FROM process_runs r JOIN lots l ON l.id = r.lot_id "
+        "WHERE l.lot_number = %s",
+        (lot,),
+    ).fetchall()
     assert [run[0] for run in runs] == [str(own.message_id)]

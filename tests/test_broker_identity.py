@@ -45,13 +45,18 @@ def site_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mosq
     site = BrokerSite(config_dir=tmp_path_factory.mktemp("identity-config"))
     broker.init_site(site, [INGESTOR_ID])
     passwords: dict[str, str] = {}
-    for block in (station_block(ST01), station_block(ST02), service_block(ServiceKind.INGESTOR),
-                  service_block(ServiceKind.MONITOR)):
+    for block in (
+        station_block(ST01),
+        station_block(ST02),
+        service_block(ServiceKind.INGESTOR),
+        service_block(ServiceKind.MONITOR),
+    ):
         generated = broker.add_account(site, block, None)
         assert generated is not None
         passwords[block.username] = generated
-    server = MosquittoServer(tmp_path_factory.mktemp("identity-broker"), dynsec_file=site.dynsec_file,
-                             autosave_interval=1)  # the site saves every 30 s; 1 s keeps the kill -9 test short
+    server = MosquittoServer(
+        tmp_path_factory.mktemp("identity-broker"), dynsec_file=site.dynsec_file, autosave_interval=1
+    )  # the site saves every 30 s; 1 s keeps the kill -9 test short
     server.start()
     yield server, passwords
     server.stop()
@@ -79,8 +84,13 @@ def test_a_station_cannot_join_the_ingestors_shared_subscription(site_broker: tu
     with _opened(ingestor, st01, *intruders):
         assert [ingestor.subscribe(f) for f in ingestor_subscriptions()] == [1, 1]
         for intruder in intruders:
-            for topic_filter in (*ingestor_subscriptions(), f"$share/{INGESTOR_SHARE_GROUP}/#", "#",
-                                 f"$share/other/{ST01.request(Name.PROCESS_START)}", ST01.reply()):
+            for topic_filter in (
+                *ingestor_subscriptions(),
+                f"$share/{INGESTOR_SHARE_GROUP}/#",
+                "#",
+                f"$share/other/{ST01.request(Name.PROCESS_START)}",
+                ST01.reply(),
+            ):
                 assert intruder.subscribe(topic_filter) == NOT_AUTHORIZED, topic_filter
         sent = {(ST01.event(Name.PROCESS_COMPLETED), f"{n}".encode()) for n in range(12)}
         for topic, payload in sorted(sent):
@@ -114,22 +124,44 @@ def test_a_station_cannot_take_another_clients_id(site_broker: tuple[MosquittoSe
 
 
 def test_a_real_line_delivers_everything_while_a_station_account_attacks(
-    site_broker: tuple[MosquittoServer, dict], central_env: dict[str, str], api_url: str, auth: RoleAuth,
-    tmp_path: Path, logs_dir: Path,
+    site_broker: tuple[MosquittoServer, dict],
+    central_env: dict[str, str],
+    api_url: str,
+    auth: RoleAuth,
+    tmp_path: Path,
+    logs_dir: Path,
 ) -> None:
     """Finding 3 through the real gateway, broker and ingestor: st02's account tries to join the ingestors'
     group and to take the gateway's and the ingestor's client ids; every file of st01 is still stored."""
     server, passwords = site_broker
-    ingestor = ChildProcess("ingestor-identity", mes_command("ingest"), {
-        **central_env, "MES_MQTT_PORT": str(server.port), "MES_MQTT_USERNAME": "ingestor",
-        "MES_MQTT_PASSWORD": passwords["ingestor"], "MES_INGESTOR_CLIENT_ID": INGESTOR_ID,
-    }, logs_dir / "ingestor-identity.log").start()
+    ingestor = ChildProcess(
+        "ingestor-identity",
+        mes_command("ingest"),
+        {
+            **central_env,
+            "MES_MQTT_PORT": str(server.port),
+            "MES_MQTT_USERNAME": "ingestor",
+            "MES_MQTT_PASSWORD": passwords["ingestor"],
+            "MES_INGESTOR_CLIENT_ID": INGESTOR_ID,
+        },
+        logs_dir / "ingestor-identity.log",
+    ).start()
     local_port = find_free_port()
-    gateway = ChildProcess("gateway-identity", mes_command("gateway", "--station", "st01"), {
-        "MES_GW_STATION": "st01", "MES_GW_WORK_DIR": str(tmp_path / "st01"), "MES_GW_LOCAL_PORT": str(local_port),
-        "MES_GW_MQTT_PORT": str(server.port), "MES_GW_MQTT_USERNAME": "st01", "MES_GW_MQTT_PASSWORD": passwords["st01"],
-        "MES_GW_STABLE_WINDOW_S": "0.2", "MES_GW_RESCAN_INTERVAL_S": "0.5",
-    }, logs_dir / "gateway-identity.log").start()
+    gateway = ChildProcess(
+        "gateway-identity",
+        mes_command("gateway", "--station", "st01"),
+        {
+            "MES_GW_STATION": "st01",
+            "MES_GW_WORK_DIR": str(tmp_path / "st01"),
+            "MES_GW_LOCAL_PORT": str(local_port),
+            "MES_GW_MQTT_PORT": str(server.port),
+            "MES_GW_MQTT_USERNAME": "st01",
+            "MES_GW_MQTT_PASSWORD": passwords["st01"],
+            "MES_GW_STABLE_WINDOW_S": "0.2",
+            "MES_GW_RESCAN_INTERVAL_S": "0.5",
+        },
+        logs_dir / "gateway-identity.log",
+    ).start()
     intruder = _connect(site_broker, "st02", "gw-st02")
     try:
         station = Station("PROC-001", "st01", tmp_path / "st01", f"http://127.0.0.1:{local_port}")
@@ -146,8 +178,9 @@ def test_a_real_line_delivers_everything_while_a_station_account_attacks(
         assert answer.status_code == 200, f"{answer.text}\n{gateway.log_tail()}\n{ingestor.log_tail()}"
         names = []
         for n in range(12):
-            record = completion_record("PROC-001", lot, "W001", started_at, started_at + timedelta(seconds=30),
-                                       random.Random(n))
+            record = completion_record(
+                "PROC-001", lot, "W001", started_at, started_at + timedelta(seconds=30), random.Random(n)
+            )
             names.append(line.drop_record(record, stamp=later(-100 + n)))
         assert [line.wait_disposition("PROC-001", name, timeout=30) for name in names] == ["completed"] * 12
         assert httpx.get(f"{station.gateway_url}/status", timeout=10).json()["connected"] is True
@@ -184,10 +217,15 @@ def test_accounts_of_the_older_password_file_keep_their_passwords(tmp_path: Path
     """`mes broker init` on a site of the password_file/acl_file setup: the real mosquitto_passwd hash logs in."""
     config = tmp_path / "mes"
     config.mkdir()
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(config / "passwords"), "st01", "old-password-st01"],
-                   check=True, capture_output=True)
-    (config / "acl").write_text("# BEGIN mes-account st01\n# station KR/L1/st01: writes req/#, evt/#, state\n"
-                                "user st01\ntopic write mes/v1/KR/L1/st01/req/#\n# END mes-account st01\n")
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(config / "passwords"), "st01", "old-password-st01"],
+        check=True,
+        capture_output=True,
+    )
+    (config / "acl").write_text(
+        "# BEGIN mes-account st01\n# station KR/L1/st01: writes req/#, evt/#, state\n"
+        "user st01\ntopic write mes/v1/KR/L1/st01/req/#\n# END mes-account st01\n"
+    )
     site = BrokerSite(config_dir=config)
     assert any("imported 'st01'" in note for note in broker.init_site(site, [INGESTOR_ID]))
     server = MosquittoServer(tmp_path / "broker", dynsec_file=site.dynsec_file)
@@ -208,10 +246,18 @@ def test_the_local_broker_runs_the_site_settings(tmp_path: Path) -> None:
     """`mes up` and the tests render the same persistence, queue and logging lines as `mes broker init`."""
     site_conf = broker.render_conf(BrokerSite()).splitlines()
     local = MosquittoServer(tmp_path, port=1, dynsec_file=tmp_path / "dynamic-security.json").render_config()
-    for setting in ("autosave_interval 30", f"max_queued_messages {MAX_QUEUED_MESSAGES}", "max_queued_bytes 0",
-                    "log_type subscribe", "persistence true", "allow_anonymous false",
-                    "persistent_client_expiration 14d", "set_tcp_nodelay true"):
+    for setting in (
+        "autosave_interval 30",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        "max_queued_bytes 0",
+        "log_type subscribe",
+        "persistence true",
+        "allow_anonymous false",
+        "persistent_client_expiration 14d",
+        "set_tcp_nodelay true",
+    ):
         assert setting in site_conf and setting in local.splitlines(), setting
     assert "max_queued_messages 0" not in local
-    assert any(line.startswith("plugin ") and line.endswith("mosquitto_dynamic_security.so")
-               for line in local.splitlines())
+    assert any(
+        line.startswith("plugin ") and line.endswith("mosquitto_dynamic_security.so") for line in local.splitlines()
+    )

@@ -51,30 +51,57 @@ def _with_cryptography(directory: Path) -> Pki:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
     def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         path.chmod(0o600)
 
     ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("MES test CA")).issuer_name(name("MES test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
-              .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-              .add_extension(x509.SubjectAlternativeName([
-                  x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                  critical=False)
-              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-              .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("MES test CA"))
+        .issuer_name(name("MES test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     pki = Pki(directory / "ca.crt", directory / "server.crt", directory / "server.key")
     pki.cafile.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     pki.certfile.write_bytes(server.public_bytes(serialization.Encoding.PEM))
@@ -90,13 +117,44 @@ def _with_openssl(directory: Path) -> Pki:
         subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
 
     ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    run("req", "-x509", *ec_key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=MES test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run(
+        "req",
+        "-x509",
+        *ec_key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=MES test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE,pathlen:0",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     run("req", *ec_key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-    (directory / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                                          "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
+    (directory / "server.ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n"
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    )
     return Pki(directory / "ca.crt", directory / "server.crt", directory / "server.key")
 
 
@@ -124,11 +182,15 @@ def accounts(tmp_path_factory: pytest.TempPathFactory) -> tuple[BrokerSite, dict
 
 
 @pytest.fixture(scope="module")
-def tls_broker(pki: Pki, accounts: tuple[BrokerSite, dict[str, str]],
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+def tls_broker(
+    pki: Pki, accounts: tuple[BrokerSite, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MosquittoServer]:
     site, _ = accounts
-    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-tls"), dynsec_file=site.dynsec_file,
-                             tls=TlsFiles(pki.cafile, pki.certfile, pki.keyfile))
+    server = MosquittoServer(
+        tmp_path_factory.mktemp("mosquitto-tls"),
+        dynsec_file=site.dynsec_file,
+        tls=TlsFiles(pki.cafile, pki.certfile, pki.keyfile),
+    )
     server.start()
     yield server
     server.stop()
@@ -139,8 +201,9 @@ def _tls_client(port: int, username: str, password: str, cafile: Path | None) ->
     inbox: queue.Queue[Any] = queue.Queue()
     # A station account may connect only with its gateway's client id (dynamic-security binding).
     client_id = f"gw-{username}" if username.startswith("st") else f"tls-{uuid.uuid4().hex[:8]}"
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, reconnect_on_failure=False
+    )
     client.username_pw_set(username, password)
     client.tls_set(ca_certs=str(cafile) if cafile else None)
     client.on_connect = lambda c, u, f, reason, p: inbox.put(("connack", int(reason.value)))
@@ -172,13 +235,15 @@ def _roundtrip(port: int, cafile: Path, passwords: dict[str, str]) -> str:
 
 
 def test_tls_listener_round_trips_a_message_for_a_client_with_the_ca(
-        tls_broker: MosquittoServer, pki: Pki, accounts: tuple[BrokerSite, dict[str, str]]) -> None:
+    tls_broker: MosquittoServer, pki: Pki, accounts: tuple[BrokerSite, dict[str, str]]
+) -> None:
     assert tls_broker.tls_port != tls_broker.port
     assert _roundtrip(tls_broker.tls_port, pki.cafile, accounts[1]) in {"TLSv1.2", "TLSv1.3"}
 
 
-def test_client_without_the_ca_cannot_connect(tls_broker: MosquittoServer,
-                                              accounts: tuple[BrokerSite, dict[str, str]]) -> None:
+def test_client_without_the_ca_cannot_connect(
+    tls_broker: MosquittoServer, accounts: tuple[BrokerSite, dict[str, str]]
+) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, reconnect_on_failure=False)
     client.username_pw_set("st01", accounts[1]["st01"])
     client.tls_set()  # the system's CAs only: our self-signed CA is not among them
@@ -186,8 +251,9 @@ def test_client_without_the_ca_cannot_connect(tls_broker: MosquittoServer,
         client.connect("127.0.0.1", tls_broker.tls_port)
 
 
-def test_plain_client_on_the_tls_port_gets_nowhere(tls_broker: MosquittoServer,
-                                                   accounts: tuple[BrokerSite, dict[str, str]]) -> None:
+def test_plain_client_on_the_tls_port_gets_nowhere(
+    tls_broker: MosquittoServer, accounts: tuple[BrokerSite, dict[str, str]]
+) -> None:
     inbox: queue.Queue[Any] = queue.Queue()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, reconnect_on_failure=False)
     client.username_pw_set("st01", accounts[1]["st01"])
@@ -222,9 +288,19 @@ def test_site_config_written_by_init_runs_with_tls(pki: Pki, tmp_path: Path) -> 
     """The rendered mosquitto.conf (with --tls) is accepted by the real broker and enforces accounts and ACL."""
     state = tmp_path / "state"
     state.mkdir()
-    site = BrokerSite(config_dir=tmp_path / "mes", port=find_free_port(), bind="127.0.0.1",
-                      persistence_dir=state, log_file=state / "broker.log", tls=True, tls_port=find_free_port(),
-                      cafile=pki.cafile, certfile=pki.certfile, keyfile=pki.keyfile, run_as=getpass.getuser())
+    site = BrokerSite(
+        config_dir=tmp_path / "mes",
+        port=find_free_port(),
+        bind="127.0.0.1",
+        persistence_dir=state,
+        log_file=state / "broker.log",
+        tls=True,
+        tls_port=find_free_port(),
+        cafile=pki.cafile,
+        certfile=pki.certfile,
+        keyfile=pki.keyfile,
+        run_as=getpass.getuser(),
+    )
     broker.init_site(site, ["mes-ingestor-1"])
     assert site.config_file.read_text() == render_conf(site)
     passwords = {"st01": "station-password", "monitor": "monitor-password"}

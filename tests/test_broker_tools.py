@@ -29,17 +29,24 @@ def _topics(block: broker_acl.AclBlock, access: Access) -> set[str]:
 def test_station_writes_only_its_own_branches_and_reads_only_its_replies_commands_and_service_states() -> None:
     block = station_block(ST03)
     assert block.username == "st03"
-    assert _topics(block, Access.WRITE) == {"mes/v1/KR/L1/st03/req/#", "mes/v1/KR/L1/st03/evt/#",
-                                            "mes/v1/KR/L1/st03/state"}
-    assert _topics(block, Access.READ) == {"mes/v1/KR/L1/st03/rpl", "mes/v1/KR/L1/st03/cmd/#",
-                                           "mes/v1/central/services/+/state"}
+    assert _topics(block, Access.WRITE) == {
+        "mes/v1/KR/L1/st03/req/#",
+        "mes/v1/KR/L1/st03/evt/#",
+        "mes/v1/KR/L1/st03/state",
+    }
+    assert _topics(block, Access.READ) == {
+        "mes/v1/KR/L1/st03/rpl",
+        "mes/v1/KR/L1/st03/cmd/#",
+        "mes/v1/central/services/+/state",
+    }
     # The contract's own topics fall under those rules.
     assert ST03.request(Name.PROCESS_START).startswith(ST03.prefix + "/req/")
     assert ST03.event(Name.PROCESS_COMPLETED).startswith(ST03.prefix + "/evt/")
     # Nothing reaches another station: every rule is under the station's own prefix, except the services' state
     # (whose one '+' stands for a central service's id).
     assert [r.topic for r in block.rules if not r.topic.startswith(ST03.prefix + "/")] == [
-        "mes/v1/central/services/+/state"]
+        "mes/v1/central/services/+/state"
+    ]
     assert all("+" not in r.topic for r in block.rules if r.topic.startswith(ST03.prefix + "/"))
 
 
@@ -62,16 +69,21 @@ def test_ingestor_reads_what_its_shared_subscriptions_match_and_writes_answers_a
     assert block.client_id is None  # several instances share the account
     assert service_block(ServiceKind.INGESTOR).client_id == "mes-ingestor-1"  # one instance: bound
     assert _topics(block, Access.WRITE) == {
-        "mes/v1/+/+/+/rpl", "mes/v1/+/+/+/cmd/#",
-        service_address("mes-ingestor-1").state(), service_address("mes-ingestor-2").state(),
+        "mes/v1/+/+/+/rpl",
+        "mes/v1/+/+/+/cmd/#",
+        service_address("mes-ingestor-1").state(),
+        service_address("mes-ingestor-2").state(),
     }
 
 
 def test_api_and_monitor_accounts() -> None:
     api = service_block(ServiceKind.API)
     assert api.username == "api"
-    assert api.rules == (AclRule(Access.WRITE, "mes/v1/+/+/+/cmd/#"), AclRule(Access.READ, "mes/v1/+/+/+/state"),
-                         AclRule(Access.READ, "mes/v1/+/+/+/evt/print-result"))
+    assert api.rules == (
+        AclRule(Access.WRITE, "mes/v1/+/+/+/cmd/#"),
+        AclRule(Access.READ, "mes/v1/+/+/+/state"),
+        AclRule(Access.READ, "mes/v1/+/+/+/evt/print-result"),
+    )
     assert api.client_id is None  # one client id per API process (mes-api-<host>-<pid>)
     assert service_block(ServiceKind.MONITOR).rules == (AclRule(Access.READ, "mes/v1/#"),)
 
@@ -95,8 +107,11 @@ def test_password_hash_is_what_the_plugin_checks() -> None:
     """PBKDF2-HMAC-SHA512 over the raw salt, 64 bytes, as `mosquitto_ctrl dynsec init` writes (Mosquitto 2.0.11)."""
     hashed = dynsec.hash_password("secret-password", salt=b"0123456789ab")
     expected = hashlib.pbkdf2_hmac("sha512", b"secret-password", b"0123456789ab", 101, 64)
-    assert hashed == {"password": base64.b64encode(expected).decode(),
-                      "salt": base64.b64encode(b"0123456789ab").decode(), "iterations": 101}
+    assert hashed == {
+        "password": base64.b64encode(expected).decode(),
+        "salt": base64.b64encode(b"0123456789ab").decode(),
+        "iterations": 101,
+    }
     assert dynsec.password_matches(hashed, "secret-password") and not dynsec.password_matches(hashed, "other")
 
 
@@ -108,8 +123,12 @@ def test_merge_appends_then_replaces_the_account_without_duplicates() -> None:
     assert dynsec.accounts(moved) == ["st03"] and "KR/L2/st03" in json.dumps(moved)
     assert "KR/L1/st03" not in json.dumps(moved)
     assert moved["clients"][0]["password"] == doc["clients"][0]["password"]
-    assert doc["defaultACLAccess"] == {"publishClientSend": False, "publishClientReceive": False,
-                                       "subscribe": False, "unsubscribe": True}
+    assert doc["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
 
 
 def test_remove_account_is_idempotent_and_foreign_entries_are_not_touched() -> None:
@@ -131,12 +150,24 @@ def test_repository_files_are_what_the_tool_renders() -> None:
 
 def test_site_config_has_the_required_settings() -> None:
     lines = render_conf(BrokerSite(config_dir=Path("/srv/mqtt"), tls=True)).splitlines()
-    for expected in ("allow_anonymous false", "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
-                     "plugin_opt_config_file /srv/mqtt/dynamic-security.json", "persistence true",
-                     "autosave_interval 30", "log_type subscribe", "max_queued_messages 1000000", "max_queued_bytes 0",
-                     "persistent_client_expiration 14d", "set_tcp_nodelay true", "listener 8883 0.0.0.0",
-                     "cafile /srv/mqtt/certs/ca.crt", "certfile /srv/mqtt/certs/server.crt",
-                     "keyfile /srv/mqtt/certs/server.key", "tls_version tlsv1.2", "require_certificate false"):
+    for expected in (
+        "allow_anonymous false",
+        "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+        "plugin_opt_config_file /srv/mqtt/dynamic-security.json",
+        "persistence true",
+        "autosave_interval 30",
+        "log_type subscribe",
+        "max_queued_messages 1000000",
+        "max_queued_bytes 0",
+        "persistent_client_expiration 14d",
+        "set_tcp_nodelay true",
+        "listener 8883 0.0.0.0",
+        "cafile /srv/mqtt/certs/ca.crt",
+        "certfile /srv/mqtt/certs/server.crt",
+        "keyfile /srv/mqtt/certs/server.key",
+        "tls_version tlsv1.2",
+        "require_certificate false",
+    ):
         assert expected in lines
     default = render_conf(BrokerSite()).splitlines()
     assert "#listener 8883 0.0.0.0" in default and "listener 8883 0.0.0.0" not in default
@@ -155,8 +186,18 @@ def test_generated_passwords_are_long_and_distinct() -> None:
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    result = CliRunner().invoke(broker_app, ["init", "--config-dir", str(tmp_path / "mes"),
-                                             "--client-id", "mes-ingestor-1", "--client-id", "mes-ingestor-2"])
+    result = CliRunner().invoke(
+        broker_app,
+        [
+            "init",
+            "--config-dir",
+            str(tmp_path / "mes"),
+            "--client-id",
+            "mes-ingestor-1",
+            "--client-id",
+            "mes-ingestor-2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return tmp_path / "mes"
 
@@ -169,8 +210,9 @@ def test_init_writes_config_and_the_service_accounts(config_dir: Path) -> None:
     doc = _document(config_dir)
     assert dynsec.accounts(doc) == ["ingestor", "api"]
     assert "mes/v1/central/services/mes-ingestor-2/state" in json.dumps(doc)
-    assert f"plugin_opt_config_file {config_dir / 'dynamic-security.json'}" in (
-        config_dir / "mosquitto.conf").read_text()
+    assert (
+        f"plugin_opt_config_file {config_dir / 'dynamic-security.json'}" in (config_dir / "mosquitto.conf").read_text()
+    )
     for name in ("mosquitto.conf", "dynamic-security.json"):
         assert stat.S_IMODE((config_dir / name).stat().st_mode) == 0o640
     again = CliRunner().invoke(broker_app, ["init", "--config-dir", str(config_dir), "--port", "1999"])
@@ -203,19 +245,33 @@ def test_add_station_prints_a_generated_password_once_and_is_idempotent(config_d
 
 
 def test_add_service_and_remove_account(config_dir: Path) -> None:
-    result = CliRunner().invoke(broker_app, ["add-service", "--name", "ingestor", "--config-dir", str(config_dir),
-                                             "--client-id", "ingestor-a", "--password", "x" * 20])
+    result = CliRunner().invoke(
+        broker_app,
+        [
+            "add-service",
+            "--name",
+            "ingestor",
+            "--config-dir",
+            str(config_dir),
+            "--client-id",
+            "ingestor-a",
+            "--password",
+            "x" * 20,
+        ],
+    )
     assert result.exit_code == 0, result.output
     text = (config_dir / "dynamic-security.json").read_text()
     assert "mes/v1/central/services/ingestor-a/state" in text and "mes-ingestor-2" not in text
     client = dynsec.client(_document(config_dir), "ingestor")
     assert client is not None and client["clientid"] == "ingestor-a"
-    removed = CliRunner().invoke(broker_app, ["remove-account", "--username", "ingestor",
-                                              "--config-dir", str(config_dir)])
+    removed = CliRunner().invoke(
+        broker_app, ["remove-account", "--username", "ingestor", "--config-dir", str(config_dir)]
+    )
     assert removed.exit_code == 0 and "removed" in removed.output
     assert dynsec.client(_document(config_dir), "ingestor") is None
-    nothing = CliRunner().invoke(broker_app, ["remove-account", "--username", "ingestor",
-                                              "--config-dir", str(config_dir)])
+    nothing = CliRunner().invoke(
+        broker_app, ["remove-account", "--username", "ingestor", "--config-dir", str(config_dir)]
+    )
     assert nothing.exit_code == 0 and "nothing changed" in nothing.output
 
 
@@ -223,8 +279,9 @@ def test_add_station_needs_init_a_valid_station_and_a_long_password(tmp_path: Pa
     for missing in (tmp_path, tmp_path / "nowhere"):
         no_init = CliRunner().invoke(broker_app, ["add-station", "--station", "st01", "--config-dir", str(missing)])
         assert no_init.exit_code == 2 and "mes broker init" in no_init.output
-    short = CliRunner().invoke(broker_app, ["add-station", "--station", "st01", "--config-dir", str(config_dir),
-                                            "--password", "short"])
+    short = CliRunner().invoke(
+        broker_app, ["add-station", "--station", "st01", "--config-dir", str(config_dir), "--password", "short"]
+    )
     assert short.exit_code == 2 and "too short" in short.output
     assert dynsec.client(_document(config_dir), "st01") is None
     bad = CliRunner().invoke(broker_app, ["add-station", "--station", "st 01", "--config-dir", str(config_dir)])
@@ -234,10 +291,12 @@ def test_add_station_needs_init_a_valid_station_and_a_long_password(tmp_path: Pa
 def test_init_imports_the_accounts_of_an_older_version(tmp_path: Path) -> None:
     old = tmp_path / "old"
     old.mkdir()
-    (old / "passwords").write_text("st01:$7$101$c2FsdA==$aGFzaA==\nst02:$6$plain-sha512\n"
-                                   "st03:$7$101$c2FsdA==$aGFzaA==\n")
-    (old / "acl").write_text("# BEGIN mes-account st01\n# station KR/L2/st01: writes req/#\nuser st01\n"
-                             "# END mes-account st01\n")
+    (old / "passwords").write_text(
+        "st01:$7$101$c2FsdA==$aGFzaA==\nst02:$6$plain-sha512\nst03:$7$101$c2FsdA==$aGFzaA==\n"
+    )
+    (old / "acl").write_text(
+        "# BEGIN mes-account st01\n# station KR/L2/st01: writes req/#\nuser st01\n# END mes-account st01\n"
+    )
     result = CliRunner().invoke(broker_app, ["init", "--config-dir", str(old)])
     assert result.exit_code == 0 and "no longer read" in result.output, result.output
     assert "imported 'st01'" in result.output

@@ -102,7 +102,7 @@ def test_numbers_the_database_cannot_hold_are_refused() -> None:
     body = record("PROC-003")
     raw = json.dumps(body).replace('"overall_result"', '"huge": 1e999, "overall_result"', 1).encode()
     assert_both_refuse(body, raw, mentions="out of range")  # json.loads gives inf; jsonb refuses Infinity
-    assert_both_refuse(record("PROC-003", process_data={"count": 10 ** 400}), mentions="out of range")
+    assert_both_refuse(record("PROC-003", process_data={"count": 10**400}), mentions="out of range")
 
 
 def test_nesting_is_bounded() -> None:
@@ -115,8 +115,13 @@ def test_nesting_is_bounded() -> None:
 def test_envelope_source_and_start_request_refuse_control_characters() -> None:
     with pytest.raises(ValidationError):
         Source(site="KR", line="L1", station="st\u000001", gateway_id="gw")
-    start = {"lot_number": LOT, "process_id": "PROC-001", "process_name": "레이저 마킹", "worker_id": "W001",
-             "start_time": "2026-12-05T09:00:00+09:00"}
+    start = {
+        "lot_number": LOT,
+        "process_id": "PROC-001",
+        "process_name": "레이저 마킹",
+        "worker_id": "W001",
+        "start_time": "2026-12-05T09:00:00+09:00",
+    }
     assert StartRequest.model_validate(start).worker_id == "W001"
     with pytest.raises(ValidationError):
         StartRequest.model_validate({**start, "worker_id": "W\u00001"})

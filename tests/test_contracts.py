@@ -31,8 +31,16 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def test_route_is_the_eight_processes_in_order() -> None:
     assert [s.process_id for s in ROUTE] == [f"PROC-00{i}" for i in range(1, 9)]
-    assert [s.name_ko for s in ROUTE] == ["레이저 마킹", "LMA 조립", "센서 검사", "펌웨어 업로드", "로봇 조립",
-                                         "성능검사", "라벨 프린팅", "포장 + 외관검사"]
+    assert [s.name_ko for s in ROUTE] == [
+        "레이저 마킹",
+        "LMA 조립",
+        "센서 검사",
+        "펌웨어 업로드",
+        "로봇 조립",
+        "성능검사",
+        "라벨 프린팅",
+        "포장 + 외관검사",
+    ]
     assert previous_step("PROC-001") is None and next_step("PROC-008") is None
     assert previous_step("PROC-003") == find_step("PROC-002")
 
@@ -69,12 +77,16 @@ def test_spec_examples_validate_for_every_process() -> None:
 
 def test_required_fields_are_enforced_and_extras_kept() -> None:
     with pytest.raises(ValidationError) as error:
-        parse_process_data("PROC-003", {"temp_sensor": {"target_temp": 60, "tolerance": 1, "result": "PASS"},
-                                        "tof_sensor": {"i2c_communication": True, "result": "PASS"},
-                                        "overall_result": "PASS"})
+        parse_process_data(
+            "PROC-003",
+            {
+                "temp_sensor": {"target_temp": 60, "tolerance": 1, "result": "PASS"},
+                "tof_sensor": {"i2c_communication": True, "result": "PASS"},
+                "overall_result": "PASS",
+            },
+        )
     assert "measured_temp" in str(error.value)
-    data = parse_process_data("PROC-002", {"sma_spring_lot": "S1", "busbar_lot": "B1", "cable_lot": "C9",
-                                           "note": "x"})
+    data = parse_process_data("PROC-002", {"sma_spring_lot": "S1", "busbar_lot": "B1", "cable_lot": "C9", "note": "x"})
     assert data.component_lots() == {"sma_spring": "S1", "busbar": "B1", "cable": "C9"}
     assert data.model_extra == {"cable_lot": "C9", "note": "x"}
     with pytest.raises(ValidationError):
@@ -106,10 +118,16 @@ def test_completion_record_checks_name_and_times() -> None:
 def test_completion_file_names() -> None:
     parsed = parse_completion_file_name("WF-KR-251110D-001_PROC-003_20250110090000.json")
     assert parsed is not None and parsed.process_id == "PROC-003" and parsed.stamp == datetime(2025, 1, 10, 9)
-    assert completion_file_name("WF-KR-251110D-001", "PROC-003", datetime(2025, 1, 10, 9)) == \
-        "WF-KR-251110D-001_PROC-003_20250110090000.json"
-    for bad in ("WF-KR-251110D-001_PROC-003_20250110090000.txt", "WF-KR-251110D-001_PROC-009_20250110090000.json",
-                "WF-KR-251110D-001_PROC-003_20251310090000.json", "result.json"):
+    assert (
+        completion_file_name("WF-KR-251110D-001", "PROC-003", datetime(2025, 1, 10, 9))
+        == "WF-KR-251110D-001_PROC-003_20250110090000.json"
+    )
+    for bad in (
+        "WF-KR-251110D-001_PROC-003_20250110090000.txt",
+        "WF-KR-251110D-001_PROC-009_20250110090000.json",
+        "WF-KR-251110D-001_PROC-003_20251310090000.json",
+        "result.json",
+    ):
         assert parse_completion_file_name(bad) is None
 
 
@@ -120,8 +138,10 @@ def test_topics_have_a_version_root_and_no_business_keys() -> None:
     assert address.state() == "mes/v1/KR/L1/st03/state"
     parsed = parse_topic("mes/v1/KR/L1/st03/evt/process-completed")
     assert parsed.address == address and parsed.branch is Branch.EVENT and parsed.name == "process-completed"
-    assert ingestor_subscriptions() == ["$share/mes-ingestor/mes/v1/+/+/+/req/#",
-                                        "$share/mes-ingestor/mes/v1/+/+/+/evt/#"]
+    assert ingestor_subscriptions() == [
+        "$share/mes-ingestor/mes/v1/+/+/+/req/#",
+        "$share/mes-ingestor/mes/v1/+/+/+/evt/#",
+    ]
     with pytest.raises(ValueError):
         StationAddress("KR", "L1", "st/03")
     with pytest.raises(ValueError):

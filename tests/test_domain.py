@@ -34,14 +34,18 @@ def test_first_process_needs_nothing_before_it() -> None:
 
 def test_previous_must_be_completed_not_just_started() -> None:
     step = get_step("PROC-003")
-    assert _code(lot_status=LotStatus.IN_PROGRESS, step=step, runs={"PROC-001": DONE, "PROC-002": STARTED}) \
+    assert (
+        _code(lot_status=LotStatus.IN_PROGRESS, step=step, runs={"PROC-001": DONE, "PROC-002": STARTED})
         is ErrorCode.PREVIOUS_PROCESS_NOT_COMPLETED
+    )
     assert _code(lot_status=LotStatus.IN_PROGRESS, step=step, runs={"PROC-001": DONE, "PROC-002": DONE}) is None
 
 
 def test_duplicate_and_terminal_states() -> None:
-    assert _code(lot_status=LotStatus.IN_PROGRESS, step=get_step("PROC-001"), runs={"PROC-001": STARTED}) \
+    assert (
+        _code(lot_status=LotStatus.IN_PROGRESS, step=get_step("PROC-001"), runs={"PROC-001": STARTED})
         is ErrorCode.DUPLICATE_START
+    )
     for status in (LotStatus.COMPLETED, LotStatus.CLOSED):
         assert _code(lot_status=status, step=get_step("PROC-001"), runs={}) is ErrorCode.INVALID_PROCESS_SEQUENCE
 
@@ -50,7 +54,9 @@ def test_error_data_carries_the_spec_fields() -> None:
     with pytest.raises(DomainError) as caught:
         check_start_allowed("WF-KR-251110D-001", LotStatus.IN_PROGRESS, get_step("PROC-003"), {"PROC-001": DONE})
     assert caught.value.data == {
-        "lot_number": "WF-KR-251110D-001", "current_process": "센서 검사", "previous_process": "LMA 조립",
+        "lot_number": "WF-KR-251110D-001",
+        "current_process": "센서 검사",
+        "previous_process": "LMA 조립",
         "required_action": "LMA 조립 공정을 먼저 완료해주세요",
     }
     assert caught.value.http_status == 400

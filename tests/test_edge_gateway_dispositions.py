@@ -19,8 +19,12 @@ from edge_gateway.dispositions import (
 )
 
 NAME = "WF-KR-251110D-001_PROC-003_20250110090000.json"
-REPORT = ErrorReport(NAME, "INVALID_PROCESS_DATA", "공정 데이터가 올바르지 않습니다",
-                     {"errors": ["process_data.temp_sensor.measured_temp: Field required"]})
+REPORT = ErrorReport(
+    NAME,
+    "INVALID_PROCESS_DATA",
+    "공정 데이터가 올바르지 않습니다",
+    {"errors": ["process_data.temp_sensor.measured_temp: Field required"]},
+)
 
 
 @pytest.fixture
@@ -113,8 +117,7 @@ def test_error_log_format_is_stable() -> None:
     )
 
 
-def test_a_name_too_long_for_its_suffixes_is_stored_shorter_and_twice_distinct(
-        dirs: tuple[Path, Path, Path]) -> None:
+def test_a_name_too_long_for_its_suffixes_is_stored_shorter_and_twice_distinct(dirs: tuple[Path, Path, Path]) -> None:
     pending, _, error = dirs
     long_name = "가" * 80 + ".json"  # 245 bytes: fits, but not with `.error.log` beside it
     stored = []

@@ -51,9 +51,19 @@ def test_service_state_topics_and_payloads() -> None:
 
 
 def test_station_state_round_trip() -> None:
-    state = StationState(site="KR", line="L1", station="st03", gateway_id="gw-st03", online=True,
-                         software_version="0.1.0", outbox_depth=3, oldest_pending_age_s=1.5,
-                         server_online=False, counters={"completed": 2}, reported_at=datetime.now(UTC))
+    state = StationState(
+        site="KR",
+        line="L1",
+        station="st03",
+        gateway_id="gw-st03",
+        online=True,
+        software_version="0.1.0",
+        outbox_depth=3,
+        oldest_pending_age_s=1.5,
+        server_online=False,
+        counters={"completed": 2},
+        reported_at=datetime.now(UTC),
+    )
     again = StationState.model_validate_json(state.model_dump_json())
     assert again == state and again.address == StationAddress("KR", "L1", "st03")
 
@@ -129,12 +139,12 @@ def test_a_writer_pausing_mid_file_gets_the_malformed_grace() -> None:
         assert observation is not None and observation.deadline == pytest.approx(now + 0.5)
         now = observation.deadline
     assert tracker.apply(Probe("a.json", FileStat(len(whole), 2)), now) is Decision.WAIT  # the rest arrives
-    assert tracker.apply(Probe("a.json", FileStat(len(whole), 2), whole, True, {"a": 1}), now + 0.5) \
-        is Decision.READY
+    assert tracker.apply(Probe("a.json", FileStat(len(whole), 2), whole, True, {"a": 1}), now + 0.5) is Decision.READY
     tracker.add("b.json", 10.0)
     tracker.apply(Probe("b.json", FileStat(len(half), 1)), 10.0)
-    decisions = [tracker.apply(Probe("b.json", FileStat(len(half), 1), half, False), 10.0 + t / 2)
-                 for t in range(1, 11)]
+    decisions = [
+        tracker.apply(Probe("b.json", FileStat(len(half), 1), half, False), 10.0 + t / 2) for t in range(1, 11)
+    ]
     assert decisions == [Decision.WAIT] * 9 + [Decision.MALFORMED]  # never finished: error/ after 5 s
 
 
@@ -142,9 +152,16 @@ def test_a_writer_pausing_mid_file_gets_the_malformed_grace() -> None:
 def canned_status() -> Iterator[tuple[int, dict[str, Any]]]:
     body: dict[str, Any] = {
         "station": {"site": "KR", "line": "L1", "station": "st03", "gateway_id": "gw-st03"},
-        "software_version": "0.1.0", "connected": True, "connected_since": "2025-01-10T00:00:00+00:00",
-        "broker": "127.0.0.1:1883", "server_online": False, "availability": "server_down",
-        "counters": {"completed": 5}, "pending_count": 2, "uptime_s": 12.0, "started_at": "2025-01-10T09:00:00+09:00",
+        "software_version": "0.1.0",
+        "connected": True,
+        "connected_since": "2025-01-10T00:00:00+00:00",
+        "broker": "127.0.0.1:1883",
+        "server_online": False,
+        "availability": "server_down",
+        "counters": {"completed": 5},
+        "pending_count": 2,
+        "uptime_s": 12.0,
+        "started_at": "2025-01-10T09:00:00+09:00",
         "outbox": {"depth": 7, "bytes": 4096, "oldest_pending_age_s": 42.0, "full": True, "max_records": 7},
         "last_error": {"code": "SERVER_DOWN", "message": "no central ingestor online", "at": "2025-01-10T00:00:01Z"},
     }
@@ -198,7 +215,8 @@ def test_mes_gateway_status_command_reads_the_outbox_when_the_gateway_is_down(tm
 
     from mes_cli.main import app
 
-    result = CliRunner().invoke(app, ["gateway", "status", "--station", "st07", "--work-dir", str(tmp_path),
-                                      "--local-port", "1"])
+    result = CliRunner().invoke(
+        app, ["gateway", "status", "--station", "st07", "--work-dir", str(tmp_path), "--local-port", "1"]
+    )
     assert result.exit_code == 1, result.output
     assert "st07" in result.output and "NOT RUNNING" in result.output

@@ -18,8 +18,13 @@ from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload
 from mes_contracts.topics import StationAddress
 
 ADDRESS = StationAddress("KR", "L1", "st01")
-START = {"lot_number": "WF-KR-251110D-001", "process_id": "PROC-001", "process_name": "레이저 마킹",
-         "worker_id": "W001", "start_time": "2025-01-10T09:00:00+09:00"}
+START = {
+    "lot_number": "WF-KR-251110D-001",
+    "process_id": "PROC-001",
+    "process_name": "레이저 마킹",
+    "worker_id": "W001",
+    "start_time": "2025-01-10T09:00:00+09:00",
+}
 
 
 class FakeLink:
@@ -44,8 +49,9 @@ class FakeLink:
 
 
 def _reply(status: int, body: dict[str, Any], outcome: Outcome) -> Any:
-    return lambda envelope: ReplyPayload(in_reply_to=envelope.message_id, outcome=outcome, http_status=status,
-                                         body=body)
+    return lambda envelope: ReplyPayload(
+        in_reply_to=envelope.message_id, outcome=outcome, http_status=status, body=body
+    )
 
 
 async def _status() -> dict[str, Any]:
@@ -72,8 +78,12 @@ async def test_start_is_forwarded_and_the_reply_returned_as_is() -> None:
 
 
 async def test_refusal_status_and_body_pass_through() -> None:
-    body = {"status": "error", "message": "이전 공정이 완료되지 않았습니다",
-            "error_code": "PREVIOUS_PROCESS_NOT_COMPLETED", "data": {"lot_number": START["lot_number"]}}
+    body = {
+        "status": "error",
+        "message": "이전 공정이 완료되지 않았습니다",
+        "error_code": "PREVIOUS_PROCESS_NOT_COMPLETED",
+        "data": {"lot_number": START["lot_number"]},
+    }
     async with _client(FakeLink(_reply(400, body, Outcome.REJECTED))) as client:
         response = await client.post("/start", json=START)
     assert (response.status_code, response.json()) == (400, body)

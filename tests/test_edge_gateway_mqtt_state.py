@@ -63,14 +63,26 @@ class FakeCentral:
         envelope = Envelope.from_bytes(bytes(message.payload))
         with self._lock:
             self.received.append(envelope)
-        reply = ReplyPayload(in_reply_to=envelope.message_id, outcome=Outcome.ACCEPTED, http_status=200,
-                             body={"status": "success", "message": "완공이 등록되었습니다", "data": {}})
-        answer = make_envelope(MessageType.REPLY, Source(site="central", line="central", station="fake",
-                                                         gateway_id="fake"), 0, reply.model_dump(mode="json"))
+        reply = ReplyPayload(
+            in_reply_to=envelope.message_id,
+            outcome=Outcome.ACCEPTED,
+            http_status=200,
+            body={"status": "success", "message": "완공이 등록되었습니다", "data": {}},
+        )
+        answer = make_envelope(
+            MessageType.REPLY,
+            Source(site="central", line="central", station="fake", gateway_id="fake"),
+            0,
+            reply.model_dump(mode="json"),
+        )
         props = Properties(PacketTypes.PUBLISH)
         props.CorrelationData = message.properties.CorrelationData  # type: ignore[union-attr]
-        client.publish(message.properties.ResponseTopic, answer.to_bytes(), qos=1,  # type: ignore[union-attr]
-                       properties=props)
+        client.publish(
+            message.properties.ResponseTopic,  # type: ignore[union-attr]
+            answer.to_bytes(),
+            qos=1,
+            properties=props,
+        )
 
     def close(self) -> None:
         self._client.loop_stop()
@@ -119,9 +131,17 @@ def own_broker(tmp_path: Path) -> Iterator[MosquittoServer]:
 
 
 def _settings(tmp_path: Path, port: int) -> GatewaySettings:
-    return GatewaySettings(station=STATION.station, work_dir=tmp_path / "st09", mqtt_port=port,
-                           local_port=find_free_port(), stable_window_s=0.05, rescan_interval_s=0.2,
-                           retry_interval_s=0.2, reply_timeout_s=2, state_interval_s=0.5)
+    return GatewaySettings(
+        station=STATION.station,
+        work_dir=tmp_path / "st09",
+        mqtt_port=port,
+        local_port=find_free_port(),
+        stable_window_s=0.05,
+        rescan_interval_s=0.2,
+        retry_interval_s=0.2,
+        reply_timeout_s=2,
+        state_interval_s=0.5,
+    )
 
 
 @pytest.mark.timeout(60)
@@ -155,13 +175,14 @@ async def test_server_down_then_up_then_broker_down(own_broker: MosquittoServer,
         assert len(ids) == 3 == len(set(ids)) and all(e.replay for e in central.received)
         await until(lambda: (r := retained_state(own_broker.port)) and r["outbox_depth"] == 0 and r["server_online"])
         lines: list[str] = []
-        assert await asyncio.to_thread(gateway_status, "st09", settings.local_port, settings.work_dir,
-                                       lines.append) == 0
+        assert (
+            await asyncio.to_thread(gateway_status, "st09", settings.local_port, settings.work_dir, lines.append) == 0
+        )
         assert any("온라인 online" in line for line in lines)
 
         central.close()
         await asyncio.to_thread(own_broker.stop)
-        assert (await until(lambda: status().get("availability") == "broker_down" and status()))
+        assert await until(lambda: status().get("availability") == "broker_down" and status())
         refused = await asyncio.to_thread(httpx.post, f"{url}/start", json=START, timeout=5)
         assert refused.status_code == 503 and refused.json()["data"] == {"reason": "broker_down"}
         await asyncio.to_thread(own_broker.start)  # same port; the retained "online" comes back with it
@@ -175,15 +196,21 @@ async def test_server_down_then_up_then_broker_down(own_broker: MosquittoServer,
 
 
 @pytest.mark.timeout(60)
-async def test_a_killed_gateway_is_reported_offline_by_its_last_will(own_broker: MosquittoServer,
-                                                                      tmp_path: Path) -> None:
+async def test_a_killed_gateway_is_reported_offline_by_its_last_will(
+    own_broker: MosquittoServer, tmp_path: Path
+) -> None:
     settings = _settings(tmp_path, own_broker.port)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MES_GW_")},
-           "MES_GW_STATION": "st09", "MES_GW_WORK_DIR": str(settings.work_dir),
-           "MES_GW_MQTT_PORT": str(own_broker.port), "MES_GW_LOCAL_PORT": str(settings.local_port),
-           "MES_GW_STATE_INTERVAL_S": "0.5"}
-    child = subprocess.Popen([sys.executable, "-m", "edge_gateway"], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MES_GW_")},
+        "MES_GW_STATION": "st09",
+        "MES_GW_WORK_DIR": str(settings.work_dir),
+        "MES_GW_MQTT_PORT": str(own_broker.port),
+        "MES_GW_LOCAL_PORT": str(settings.local_port),
+        "MES_GW_STATE_INTERVAL_S": "0.5",
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-m", "edge_gateway"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         await until(lambda: (r := retained_state(own_broker.port, 1.0)) and r["online"], timeout=30)
         child.send_signal(signal.SIGKILL)

@@ -26,8 +26,15 @@ NAME = name_for(1)
 
 @pytest.fixture
 def settings(tmp_path: Path) -> GatewaySettings:
-    settings = GatewaySettings(station="st03", work_dir=tmp_path, stable_window_s=0.05, rescan_interval_s=0.1,
-                               retry_interval_s=0.05, reply_timeout_s=1, max_in_flight=4)
+    settings = GatewaySettings(
+        station="st03",
+        work_dir=tmp_path,
+        stable_window_s=0.05,
+        rescan_interval_s=0.1,
+        retry_interval_s=0.05,
+        reply_timeout_s=1,
+        max_in_flight=4,
+    )
     settings.prepare_work_dirs()
     return settings
 
@@ -76,8 +83,9 @@ def new_record(settings: GatewaySettings, name: str, data: bytes) -> NewRecord:
     """What the pickup commits for a file (for tests that prepare an outbox without a pipeline)."""
     source = Source.of(settings.address, settings.gateway_id)
     sha = hashlib.sha256(data).hexdigest()
-    envelope = make_envelope(MessageType.PROCESS_COMPLETED, source, 0,
-                             {"record": json.loads(data), "file_name": name, "sha256": sha})
+    envelope = make_envelope(
+        MessageType.PROCESS_COMPLETED, source, 0, {"record": json.loads(data), "file_name": name, "sha256": sha}
+    )
     return NewRecord(str(envelope.message_id), name, sha, data, envelope.model_dump_json(), time.time())
 
 
@@ -100,7 +108,7 @@ async def test_the_record_is_committed_before_it_is_published(settings: GatewayS
     async with running(settings, FakeLink(check)) as pipeline:
         drop(settings, NAME, content())
         await until(lambda: (settings.completed_dir / NAME).exists() and pipeline.outbox.depth == 0)
-    (message_id, committed, in_pending), = seen
+    ((message_id, committed, in_pending),) = seen
     assert committed == [(NAME, message_id, "queued")]  # on disk, with this id, before the publish
     assert in_pending  # the file moves only after the answer
     assert rows(settings) == []  # answered and moved: the row is gone
@@ -118,8 +126,15 @@ async def test_a_retry_is_the_same_envelope_marked_replay(settings: GatewaySetti
 
 
 async def test_a_full_outbox_leaves_new_files_in_pending_and_raises_the_alarm(tmp_path: Path) -> None:
-    settings = GatewaySettings(station="st03", work_dir=tmp_path, stable_window_s=0.05, rescan_interval_s=0.1,
-                               retry_interval_s=0.05, max_in_flight=4, outbox_max_records=2)
+    settings = GatewaySettings(
+        station="st03",
+        work_dir=tmp_path,
+        stable_window_s=0.05,
+        rescan_interval_s=0.1,
+        retry_interval_s=0.05,
+        max_in_flight=4,
+        outbox_max_records=2,
+    )
     settings.prepare_work_dirs()
     link = FakeLink()
     link.connected = False
@@ -165,7 +180,8 @@ async def test_at_most_max_in_flight_records_are_unanswered(settings: GatewaySet
 
 
 async def test_a_move_refused_by_a_lock_is_retried_without_republishing(
-        settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     refusals = [PermissionError("in use"), PermissionError("in use")]  # Windows: the vendor app still has it open
     real_move = dispositions.move_without_overwrite
 
@@ -183,12 +199,16 @@ async def test_a_move_refused_by_a_lock_is_retried_without_republishing(
     assert len(link.sent) == 1 and refusals == []
 
 
-def test_outbox_and_state_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                                             tmp_path: Path) -> None:
-    for key, value in {"MES_GW_STATION": "st05", "MES_GW_WORK_DIR": str(tmp_path),
-                       "MES_GW_OUTBOX_MAX_RECORDS": "500", "MES_GW_OUTBOX_MAX_BYTES": str(8 << 20),
-                       "MES_GW_STATE_INTERVAL_S": "30", "MES_GW_RETRY_MAX_S": "60",
-                       "MES_GW_MALFORMED_GRACE_S": "12"}.items():
+def test_outbox_and_state_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key, value in {
+        "MES_GW_STATION": "st05",
+        "MES_GW_WORK_DIR": str(tmp_path),
+        "MES_GW_OUTBOX_MAX_RECORDS": "500",
+        "MES_GW_OUTBOX_MAX_BYTES": str(8 << 20),
+        "MES_GW_STATE_INTERVAL_S": "30",
+        "MES_GW_RETRY_MAX_S": "60",
+        "MES_GW_MALFORMED_GRACE_S": "12",
+    }.items():
         monkeypatch.setenv(key, value)
     settings = GatewaySettings()  # type: ignore[call-arg]
     assert (settings.outbox_max_records, settings.outbox_max_bytes) == (500, 8 << 20)

@@ -37,7 +37,7 @@ async def test_restart_reuses_the_record_of_a_file_still_in_pending(settings: Ga
     async with running(settings, link) as pipeline:
         await until(lambda: (settings.completed_dir / NAME).exists() and pipeline.outbox.depth == 0)
         await asyncio.sleep(0.3)  # rescans after the move find nothing new
-    (_, envelope), = link.sent
+    ((_, envelope),) = link.sent
     assert str(envelope.message_id) == message_id and envelope.replay  # no new id, no second publish
     assert names(settings.pending_dir) == [] and names(settings.error_dir) == []
 
@@ -56,10 +56,12 @@ async def test_a_record_whose_file_vanished_is_still_delivered(settings: Gateway
     assert names(settings.completed_dir) == [] and names(settings.error_dir) == [] and rows(settings) == []
 
 
-@pytest.mark.parametrize(("outcome", "status", "folder"), [(Outcome.ACCEPTED, 200, "completed"),
-                                                           (Outcome.REJECTED, 404, "error")])
+@pytest.mark.parametrize(
+    ("outcome", "status", "folder"), [(Outcome.ACCEPTED, 200, "completed"), (Outcome.REJECTED, 404, "error")]
+)
 async def test_a_stored_answer_is_applied_at_restart_without_publishing(
-        settings: GatewaySettings, outcome: Outcome, status: int, folder: str) -> None:
+    settings: GatewaySettings, outcome: Outcome, status: int, folder: str
+) -> None:
     drop(settings, NAME, content())
     outbox = Outbox(settings.outbox_path, 100, 1 << 20)
     await outbox.open()
@@ -89,8 +91,9 @@ async def test_a_file_rewritten_after_it_was_sent_is_sent_as_new(settings: Gatew
         await until(lambda: names(settings.completed_dir) == [NAME])
     first, second = (e for _, e in link.sent)
     assert first.message_id != second.message_id
-    assert [e.payload["sha256"] for e in (first, second)] == [hashlib.sha256(d).hexdigest()
-                                                              for d in (content(), changed)]
+    assert [e.payload["sha256"] for e in (first, second)] == [
+        hashlib.sha256(d).hexdigest() for d in (content(), changed)
+    ]
     assert (settings.completed_dir / NAME).read_bytes() == changed
 
 
@@ -143,8 +146,12 @@ async def test_a_killed_gateway_forgets_nothing_and_mints_no_new_ids(settings: G
     count = 20
     for n in range(1, count + 1):
         drop(settings, name_for(n), content(n))
-    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", KILLED_GATEWAY, str(settings.work_dir),
-                                                      str(count)], capture_output=True, timeout=60)
+    killed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", KILLED_GATEWAY, str(settings.work_dir), str(count)],
+        capture_output=True,
+        timeout=60,
+    )
     assert killed.returncode == -9, killed.stderr.decode()
     before = {name: message_id for name, message_id, _ in rows(settings)}
     assert len(before) == count

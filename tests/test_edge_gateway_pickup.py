@@ -25,8 +25,12 @@ NAME = "WF-KR-251110D-001_PROC-003_20250110090000.json"
 
 def record(lot: str = "WF-KR-251110D-001") -> dict[str, Any]:
     return {
-        "lot_number": lot, "process_id": "PROC-003", "process_name": "센서 검사", "worker_id": "W001",
-        "start_time": "2025-01-10T09:00:00+09:00", "complete_time": "2025-01-10T09:05:00+09:00",
+        "lot_number": lot,
+        "process_id": "PROC-003",
+        "process_name": "센서 검사",
+        "worker_id": "W001",
+        "start_time": "2025-01-10T09:00:00+09:00",
+        "complete_time": "2025-01-10T09:05:00+09:00",
         "process_data": {
             "temp_sensor": {"measured_temp": 60.2, "target_temp": 60.0, "tolerance": 1.0, "result": "PASS"},
             "tof_sensor": {"i2c_communication": True, "result": "PASS"},
@@ -43,8 +47,12 @@ Answer = Callable[[Envelope], ReplyPayload | Exception]
 
 
 def accept(envelope: Envelope) -> ReplyPayload:
-    return ReplyPayload(in_reply_to=envelope.message_id, outcome=Outcome.ACCEPTED, http_status=200,
-                        body={"status": "success", "message": "완공이 등록되었습니다", "data": {}})
+    return ReplyPayload(
+        in_reply_to=envelope.message_id,
+        outcome=Outcome.ACCEPTED,
+        http_status=200,
+        body={"status": "success", "message": "완공이 등록되었습니다", "data": {}},
+    )
 
 
 class FakeLink:
@@ -70,8 +78,16 @@ class FakeLink:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> GatewaySettings:
-    settings = GatewaySettings(station="st03", work_dir=tmp_path, stable_window_s=0.05, rescan_interval_s=0.1,
-                               retry_interval_s=0.05, reply_timeout_s=1, max_in_flight=4, malformed_grace_s=0.3)
+    settings = GatewaySettings(
+        station="st03",
+        work_dir=tmp_path,
+        stable_window_s=0.05,
+        rescan_interval_s=0.1,
+        retry_interval_s=0.05,
+        reply_timeout_s=1,
+        max_in_flight=4,
+        malformed_grace_s=0.3,
+    )
     settings.prepare_work_dirs()
     return settings
 
@@ -92,7 +108,8 @@ class Running:
         while not condition():
             assert asyncio.get_running_loop().time() < deadline, (
                 f"timed out; pending={sorted(p.name for p in self.settings.pending_dir.iterdir())} "
-                f"counters={self.pickup.counters()}")
+                f"counters={self.pickup.counters()}"
+            )
             await asyncio.sleep(0.02)
 
     def names(self, folder: Path) -> list[str]:
@@ -117,12 +134,11 @@ async def test_accepted_file_is_sent_once_and_moved_to_completed(running: Runnin
     await running.until(lambda: running.pickup.counters()["outbox_depth"] == 0)  # the row goes after the move
     assert running.names(running.settings.pending_dir) == []
     assert running.names(running.settings.error_dir) == []
-    (topic, envelope), = running.link.sent
+    ((topic, envelope),) = running.link.sent
     assert topic == "mes/v1/KR/L1/st03/evt/process-completed"
     assert envelope.type is MessageType.PROCESS_COMPLETED and not envelope.replay
     assert (envelope.source.station, envelope.source.gateway_id) == ("st03", "gw-st03")
-    assert envelope.payload == {"record": record(), "file_name": NAME,
-                                "sha256": hashlib.sha256(content).hexdigest()}
+    assert envelope.payload == {"record": record(), "file_name": NAME, "sha256": hashlib.sha256(content).hexdigest()}
     counters = running.pickup.counters()
     assert (counters["picked_up"], counters["completed"], counters["errored"]) == (1, 1, 0)
     assert (counters["in_flight"], counters["pending"]) == (0, 0)
@@ -154,14 +170,23 @@ async def test_temporary_names_are_left_alone(running: Running) -> None:
     await running.until(lambda: running.pickup.counters()["completed"] == 1)
     await asyncio.sleep(0.3)  # a few rescans
     assert running.names(running.settings.pending_dir) == sorted(
-        [f"{NAME}.tmp", f"~{NAME}", f"{NAME}.part", "notes.txt"])
+        [f"{NAME}.tmp", f"~{NAME}", f"{NAME}.part", "notes.txt"]
+    )
 
 
 async def test_rejected_reply_goes_to_error_with_the_centres_message(running: Running) -> None:
     def reject(envelope: Envelope) -> ReplyPayload:
-        return ReplyPayload(in_reply_to=envelope.message_id, outcome=Outcome.REJECTED, http_status=404, body={
-            "status": "error", "message": "LOT 번호가 존재하지 않습니다", "error_code": "LOT_NOT_FOUND",
-            "data": {"lot_number": "WF-KR-251110D-001"}})
+        return ReplyPayload(
+            in_reply_to=envelope.message_id,
+            outcome=Outcome.REJECTED,
+            http_status=404,
+            body={
+                "status": "error",
+                "message": "LOT 번호가 존재하지 않습니다",
+                "error_code": "LOT_NOT_FOUND",
+                "data": {"lot_number": "WF-KR-251110D-001"},
+            },
+        )
 
     running.link.answer = reject
     running.drop(NAME, json.dumps(record()).encode())
@@ -174,8 +199,12 @@ async def test_rejected_reply_goes_to_error_with_the_centres_message(running: Ru
 
 async def test_duplicate_reply_counts_as_completed(running: Running) -> None:
     def duplicate(envelope: Envelope) -> ReplyPayload:
-        return ReplyPayload(in_reply_to=envelope.message_id, outcome=Outcome.DUPLICATE, http_status=200,
-                            body={"status": "success", "message": "이미 등록된 완공입니다", "data": {}})
+        return ReplyPayload(
+            in_reply_to=envelope.message_id,
+            outcome=Outcome.DUPLICATE,
+            http_status=200,
+            body={"status": "success", "message": "이미 등록된 완공입니다", "data": {}},
+        )
 
     running.link.answer = duplicate
     running.drop(NAME, json.dumps(record()).encode())
@@ -184,7 +213,8 @@ async def test_duplicate_reply_counts_as_completed(running: Running) -> None:
 
 @pytest.mark.parametrize("failure", [ReplyTimeout("x", 1), NotConnected()])
 async def test_transport_failures_keep_the_file_and_retry_with_the_same_id(
-        running: Running, failure: Exception) -> None:
+    running: Running, failure: Exception
+) -> None:
     failures = [failure, failure]
 
     def flaky(envelope: Envelope) -> ReplyPayload | Exception:
@@ -214,7 +244,7 @@ async def test_nothing_is_lost_while_the_broker_is_down(running: Running) -> Non
     running.link.connected = True
     running.pickup.dispatcher.wake()  # what the real link's health listener does on connect
     await running.until(lambda: (running.settings.completed_dir / NAME).exists())
-    (_, envelope), = running.link.sent
+    ((_, envelope),) = running.link.sent
     assert envelope.replay  # it waited out an outage in the outbox
     await running.until(lambda: running.pickup.counters()["outbox_depth"] == 0)
 
@@ -226,8 +256,12 @@ async def test_centre_failures_are_retried_with_the_same_id(running: Running) ->
         status = next(answers, 200)
         if status == 200:
             return accept(envelope)
-        return ReplyPayload(in_reply_to=envelope.message_id, outcome=Outcome.REJECTED, http_status=status,
-                            body={"status": "error", "message": "내부 오류", "error_code": "INTERNAL_ERROR"})
+        return ReplyPayload(
+            in_reply_to=envelope.message_id,
+            outcome=Outcome.REJECTED,
+            http_status=status,
+            body={"status": "error", "message": "내부 오류", "error_code": "INTERNAL_ERROR"},
+        )
 
     running.link.answer = failing
     running.drop(NAME, json.dumps(record()).encode())

@@ -17,8 +17,12 @@ CENTRE = Source(site="central", line="central", station="ingestor", gateway_id="
 
 
 def reply_bytes(in_reply_to: uuid.UUID, outcome: Outcome = Outcome.ACCEPTED, status: int = 200) -> bytes:
-    payload = ReplyPayload(in_reply_to=in_reply_to, outcome=outcome, http_status=status,
-                           body={"status": "success", "message": "ok", "data": {}})
+    payload = ReplyPayload(
+        in_reply_to=in_reply_to,
+        outcome=outcome,
+        http_status=status,
+        body={"status": "success", "message": "ok", "data": {}},
+    )
     return make_envelope(MessageType.REPLY, CENTRE, 1, payload.model_dump(mode="json")).to_bytes()
 
 

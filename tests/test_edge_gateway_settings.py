@@ -103,8 +103,7 @@ def _not_a_certificate(tmp_path: Path) -> Path:
     return path
 
 
-def test_tls_without_a_port_uses_8883_and_a_given_port_is_kept(monkeypatch: pytest.MonkeyPatch,
-                                                                tmp_path: Path) -> None:
+def test_tls_without_a_port_uses_8883_and_a_given_port_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert GatewaySettings(station="st01", work_dir=tmp_path).mqtt_port == 1883
     assert GatewaySettings(station="st01", work_dir=tmp_path, mqtt_tls=True).mqtt_port == 8883
     monkeypatch.setenv("MES_GW_MQTT_TLS", "true")

@@ -11,8 +11,14 @@ STAT = FileStat(120, 1_000)
 GOOD = b'{"a": 1}'
 
 
-def _probe(tracker: StabilityTracker, name: str, stat: FileStat | None, now: float,
-           data: bytes | None = None, parsed_ok: bool = False) -> Decision:
+def _probe(
+    tracker: StabilityTracker,
+    name: str,
+    stat: FileStat | None,
+    now: float,
+    data: bytes | None = None,
+    parsed_ok: bool = False,
+) -> Decision:
     observation = tracker.get(name)
     assert observation is not None
     if data is not None and not tracker.wants_content(observation, stat, now):

@@ -128,8 +128,11 @@ def test_json_that_is_not_an_object_is_invalid_process_data() -> None:
     "changes",
     [
         {"lot_number": "WF-KR-251110D-002"},
-        {"process_id": "PROC-004", "process_name": "펌웨어 업로드",
-         "process_data": {"firmware_version": "v1", "upload_result": "SUCCESS"}},
+        {
+            "process_id": "PROC-004",
+            "process_name": "펌웨어 업로드",
+            "process_data": {"firmware_version": "v1", "upload_result": "SUCCESS"},
+        },
     ],
 )
 def test_name_and_body_must_agree(changes: dict[str, Any]) -> None:
@@ -145,8 +148,12 @@ def test_decode_json_refuses_constants_but_reads_bom() -> None:
 
 
 def test_reply_rejection_takes_code_message_and_data_from_the_body() -> None:
-    body = {"status": "error", "message": "LOT 번호가 존재하지 않습니다", "error_code": "LOT_NOT_FOUND",
-            "data": {"lot_number": "WF-KR-251110D-001"}}
+    body = {
+        "status": "error",
+        "message": "LOT 번호가 존재하지 않습니다",
+        "error_code": "LOT_NOT_FOUND",
+        "data": {"lot_number": "WF-KR-251110D-001"},
+    }
     rejection = reply_rejection(body, 404, "mid")
     assert (rejection.code, rejection.message) == ("LOT_NOT_FOUND", "LOT 번호가 존재하지 않습니다")
     assert rejection.details == {"http_status": 404, "message_id": "mid", "data": body["data"]}

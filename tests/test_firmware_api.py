@@ -52,12 +52,15 @@ def firmware_bytes(size: int = 65536) -> bytes:
     return secrets.token_bytes(size)
 
 
-def upload(client: httpx.Client, version: str, data: bytes, target_mcu: str | None = None,
-           notes: str | None = None) -> httpx.Response:
-    form = {"version": version, **({"target_mcu": target_mcu} if target_mcu else {}),
-            **({"notes": notes} if notes else {})}
-    return client.post("/api/v1/firmware", data=form,
-                       files={"file": ("build.bin", data, "application/octet-stream")})
+def upload(
+    client: httpx.Client, version: str, data: bytes, target_mcu: str | None = None, notes: str | None = None
+) -> httpx.Response:
+    form = {
+        "version": version,
+        **({"target_mcu": target_mcu} if target_mcu else {}),
+        **({"notes": notes} if notes else {}),
+    }
+    return client.post("/api/v1/firmware", data=form, files={"file": ("build.bin", data, "application/octet-stream")})
 
 
 def deactivate_all(dsn: str) -> None:
@@ -73,9 +76,16 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def api(central_env: dict[str, str], logs_dir: Path, postgres: PostgresServer, store: Path) -> Iterator[str]:
     deactivate_all(postgres.dsn)
-    with firmware_api(central_env, logs_dir, "api-firmware",
-                      {"MES_FIRMWARE_STORAGE": "local", "MES_FIRMWARE_LOCAL_DIR": str(store),
-                       "MES_FIRMWARE_MAX_SIZE_BYTES": str(1024 * 1024)}) as url:
+    with firmware_api(
+        central_env,
+        logs_dir,
+        "api-firmware",
+        {
+            "MES_FIRMWARE_STORAGE": "local",
+            "MES_FIRMWARE_LOCAL_DIR": str(store),
+            "MES_FIRMWARE_MAX_SIZE_BYTES": str(1024 * 1024),
+        },
+    ) as url:
         yield url
     deactivate_all(postgres.dsn)  # other modules' PROC-004 starts must not suddenly carry firmware_info
 
@@ -133,24 +143,31 @@ def test_upload_list_activate_and_proc_004_start_carries_firmware_info(client: h
     started = client.post("/api/v1/process/start", json=start_body(lot, "PROC-004"))
     assert started.status_code == 200, started.text
     assert started.json()["data"]["firmware_info"] == {
-        "version": version, "filename": f"firmware_{version}.bin", "file_size": len(data),
-        "md5_hash": hashlib.md5(data).hexdigest(), "download_url": f"/api/v1/firmware/download/{version}",
+        "version": version,
+        "filename": f"firmware_{version}.bin",
+        "file_size": len(data),
+        "md5_hash": hashlib.md5(data).hexdigest(),
+        "download_url": f"/api/v1/firmware/download/{version}",
     }
-    other = client.post("/api/v1/process/start", json=start_body(client.post(
-        "/api/v1/lots", json={"shift": "D"}).json()["data"]["lot_number"], "PROC-001"))
+    other = client.post(
+        "/api/v1/process/start",
+        json=start_body(client.post("/api/v1/lots", json={"shift": "D"}).json()["data"]["lot_number"], "PROC-001"),
+    )
     assert "firmware_info" not in other.json()["data"]  # only PROC-004 answers carry it
 
 
-def test_proc_004_start_without_an_active_firmware_has_no_firmware_info(client: httpx.Client,
-                                                                        postgres: PostgresServer) -> None:
+def test_proc_004_start_without_an_active_firmware_has_no_firmware_info(
+    client: httpx.Client, postgres: PostgresServer
+) -> None:
     lot = lot_ready_for_proc_004(client)
     deactivate_all(postgres.dsn)
     started = client.post("/api/v1/process/start", json=start_body(lot, "PROC-004"))
     assert started.status_code == 200 and "firmware_info" not in started.json()["data"]
 
 
-def test_activating_another_version_deactivates_the_first_of_that_mcu(client: httpx.Client,
-                                                                       db: psycopg.Connection) -> None:
+def test_activating_another_version_deactivates_the_first_of_that_mcu(
+    client: httpx.Client, db: psycopg.Connection
+) -> None:
     mcu = f"TEST-{secrets.token_hex(3)}"
     first, second = new_version(), new_version()
     for version in (first, second):
@@ -158,8 +175,9 @@ def test_activating_another_version_deactivates_the_first_of_that_mcu(client: ht
     assert client.post(f"/api/v1/firmware/{first}/activate").status_code == 200
     assert client.post(f"/api/v1/firmware/{second}/activate").status_code == 200
     assert client.post(f"/api/v1/firmware/{second}/activate").status_code == 200  # idempotent
-    rows = db.execute("SELECT version, active FROM firmware_versions WHERE target_mcu = %s ORDER BY version",
-                      (mcu,)).fetchall()
+    rows = db.execute(
+        "SELECT version, active FROM firmware_versions WHERE target_mcu = %s ORDER BY version", (mcu,)
+    ).fetchall()
     assert dict(rows) == {first: False, second: True}
     listed = client.get("/api/v1/firmware", params={"target_mcu": mcu}).json()["data"]
     assert {item["version"]: item["active"] for item in listed} == {first: False, second: True}
@@ -199,10 +217,12 @@ def test_download_refuses_missing_bad_and_revoked_tokens(client: httpx.Client) -
 
 def test_unknown_version_is_404_for_every_route(client: httpx.Client) -> None:
     token = station_token(client)
-    for response in (client.get("/api/v1/firmware/v0.0.0-missing"),
-                     client.post("/api/v1/firmware/v9.9.9-nope/activate"),
-                     client.get("/api/v1/firmware/download/v0.0.1-x", headers={"Authorization": f"Bearer {token}"}),
-                     client.get("/api/v1/firmware/not-a-version")):
+    for response in (
+        client.get("/api/v1/firmware/v0.0.0-missing"),
+        client.post("/api/v1/firmware/v9.9.9-nope/activate"),
+        client.get("/api/v1/firmware/download/v0.0.1-x", headers={"Authorization": f"Bearer {token}"}),
+        client.get("/api/v1/firmware/not-a-version"),
+    ):
         assert response.status_code == 404
         assert response.json()["error_code"] == "FIRMWARE_NOT_FOUND"
         assert response.json()["message"] == "펌웨어 버전이 존재하지 않습니다"
@@ -213,12 +233,17 @@ def test_duplicate_version_is_409(client: httpx.Client) -> None:
     assert upload(client, version, firmware_bytes(128)).status_code == 201
     again = upload(client, version.removeprefix("v"), firmware_bytes(128))
     assert again.status_code == 409
-    assert again.json() == {"status": "error", "message": "이미 등록된 펌웨어 버전입니다",
-                            "error_code": "DUPLICATE_FIRMWARE_VERSION", "data": {"version": version}}
+    assert again.json() == {
+        "status": "error",
+        "message": "이미 등록된 펌웨어 버전입니다",
+        "error_code": "DUPLICATE_FIRMWARE_VERSION",
+        "data": {"version": version},
+    }
 
 
-def test_concurrent_uploads_of_one_version_store_one_row_and_one_object(api: str, store: Path, admin: ApiAuth,
-                                                                        db: psycopg.Connection) -> None:
+def test_concurrent_uploads_of_one_version_store_one_row_and_one_object(
+    api: str, store: Path, admin: ApiAuth, db: psycopg.Connection
+) -> None:
     version, data = new_version(), firmware_bytes(4096)
     admin.token()
 
@@ -233,8 +258,9 @@ def test_concurrent_uploads_of_one_version_store_one_row_and_one_object(api: str
     assert [p.name for p in (store / version).rglob("*") if p.is_file()] == [f"firmware_{version}.bin"]
 
 
-def test_concurrent_activations_leave_exactly_one_active(api: str, client: httpx.Client, admin: ApiAuth,
-                                                         db: psycopg.Connection) -> None:
+def test_concurrent_activations_leave_exactly_one_active(
+    api: str, client: httpx.Client, admin: ApiAuth, db: psycopg.Connection
+) -> None:
     mcu = f"RACE-{secrets.token_hex(3)}"
     versions = [new_version() for _ in range(4)]
     for version in versions:
@@ -252,8 +278,10 @@ def test_concurrent_activations_leave_exactly_one_active(api: str, client: httpx
 
 def test_invalid_uploads_are_422(client: httpx.Client) -> None:
     cases: list[dict[str, Any]] = [
-        {"version": "1.2", "data": b"x"}, {"version": "v1.2.3/../../x", "data": b"x"},
-        {"version": new_version(), "data": b""}, {"version": new_version(), "data": b"x" * (1024 * 1024 + 1)},
+        {"version": "1.2", "data": b"x"},
+        {"version": "v1.2.3/../../x", "data": b"x"},
+        {"version": new_version(), "data": b""},
+        {"version": new_version(), "data": b"x" * (1024 * 1024 + 1)},
         {"version": new_version(), "data": b"x", "target_mcu": "STM 32"},
     ]
     for case in cases:
@@ -262,13 +290,18 @@ def test_invalid_uploads_are_422(client: httpx.Client) -> None:
         assert response.json()["error_code"] == "INVALID_FIRMWARE"
     no_file = client.post("/api/v1/firmware", data={"version": new_version()})
     assert no_file.status_code == 422 and no_file.json()["error_code"] == "INVALID_REQUEST"
-    english = client.post("/api/v1/firmware", data={"version": "bad"}, headers={"Accept-Language": "en"},
-                          files={"file": ("a.bin", b"x", "application/octet-stream")})
+    english = client.post(
+        "/api/v1/firmware",
+        data={"version": "bad"},
+        headers={"Accept-Language": "en"},
+        files={"file": ("a.bin", b"x", "application/octet-stream")},
+    )
     assert english.json()["message"] == "Invalid firmware file or data"
 
 
-async def test_gateway_sync_downloads_from_the_api_then_stays_up_to_date(client: httpx.Client, api: str,
-                                                                         tmp_path: Path) -> None:
+async def test_gateway_sync_downloads_from_the_api_then_stays_up_to_date(
+    client: httpx.Client, api: str, tmp_path: Path
+) -> None:
     version, data = new_version(), firmware_bytes(70_000)
     info = upload(client, version, data).json()["data"]
     firmware_info = {key: info[key] for key in ("version", "filename", "file_size", "md5_hash", "download_url")}
@@ -283,7 +316,12 @@ async def test_gateway_sync_downloads_from_the_api_then_stays_up_to_date(client:
 
 
 def test_proc_004_start_through_a_gateway_syncs_the_station_firmware(
-    client: httpx.Client, api: str, broker: Any, ingestor: Any, logs_dir: Path, tmp_path: Path,
+    client: httpx.Client,
+    api: str,
+    broker: Any,
+    ingestor: Any,
+    logs_dir: Path,
+    tmp_path: Path,
     db: psycopg.Connection,
 ) -> None:
     version, data = new_version(), firmware_bytes(4096)
@@ -292,11 +330,17 @@ def test_proc_004_start_through_a_gateway_syncs_the_station_firmware(
     station = f"st04g{secrets.token_hex(2)}"
     allow_processes(db, station, ["PROC-004"])  # a stand-in station (station_processes)
     port = find_free_port()
-    env = {"MES_GW_STATION": station, "MES_GW_WORK_DIR": str(tmp_path), "MES_GW_MQTT_PORT": str(broker.port),
-           "MES_GW_LOCAL_PORT": str(port), "MES_GW_API_BASE_URL": api,
-           "MES_GW_FIRMWARE_TOKEN": station_token(client, station)}
-    gateway = ChildProcess(f"gateway-{station}", mes_command("gateway", "--station", station), env,
-                           logs_dir / f"gateway-{station}.log").start()
+    env = {
+        "MES_GW_STATION": station,
+        "MES_GW_WORK_DIR": str(tmp_path),
+        "MES_GW_MQTT_PORT": str(broker.port),
+        "MES_GW_LOCAL_PORT": str(port),
+        "MES_GW_API_BASE_URL": api,
+        "MES_GW_FIRMWARE_TOKEN": station_token(client, station),
+    }
+    gateway = ChildProcess(
+        f"gateway-{station}", mes_command("gateway", "--station", station), env, logs_dir / f"gateway-{station}.log"
+    ).start()
     try:
         wait_http_ok(f"http://127.0.0.1:{port}/status", 30, gateway)
         lot = lot_ready_for_proc_004(client)

@@ -19,8 +19,10 @@ from cloud_api.firmware.tokens import bearer_token, hash_token
 from mes_contracts.errors import ErrorCode
 
 
-@pytest.mark.parametrize(("raw", "canonical"), [("v1.2.3", "v1.2.3"), ("1.2.3", "v1.2.3"), (" v01.002.3 ", "v1.2.3"),
-                                                ("v2.0.0-rc.1", "v2.0.0-rc.1")])
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [("v1.2.3", "v1.2.3"), ("1.2.3", "v1.2.3"), (" v01.002.3 ", "v1.2.3"), ("v2.0.0-rc.1", "v2.0.0-rc.1")],
+)
 def test_versions_are_canonical_with_a_leading_v(raw: str, canonical: str) -> None:
     assert normalize_version(raw) == canonical
 

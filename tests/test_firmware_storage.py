@@ -20,8 +20,11 @@ from cloud_api.firmware.storage_s3 import S3Storage, make_s3_client
 from tests.support.auth import ApiAuth, ApiUser
 from tests.test_firmware_api import firmware_api, new_version, station_token, upload
 
-S3_ENV = {"MES_FIRMWARE_S3_REGION": "ap-northeast-2", "MES_FIRMWARE_S3_ACCESS_KEY_ID": "testing",
-          "MES_FIRMWARE_S3_SECRET_ACCESS_KEY": "testing"}
+S3_ENV = {
+    "MES_FIRMWARE_S3_REGION": "ap-northeast-2",
+    "MES_FIRMWARE_S3_ACCESS_KEY_ID": "testing",
+    "MES_FIRMWARE_S3_SECRET_ACCESS_KEY": "testing",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +37,14 @@ def moto_endpoint() -> Iterator[str]:
 
 
 def s3_settings(endpoint: str, bucket: str, prefix: str = "firmware/") -> FirmwareSettings:
-    return FirmwareSettings(storage="s3", s3_bucket=bucket, s3_prefix=prefix, s3_endpoint_url=endpoint,
-                            s3_access_key_id="testing", s3_secret_access_key="testing")  # type: ignore[arg-type]
+    return FirmwareSettings(
+        storage="s3",
+        s3_bucket=bucket,
+        s3_prefix=prefix,
+        s3_endpoint_url=endpoint,
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture
@@ -113,14 +122,23 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 
 def test_api_with_s3_storage_uploads_and_serves_through_moto(
-    central_env: dict[str, str], logs_dir: Path, moto_endpoint: str, bucket: tuple[str, Any],
+    central_env: dict[str, str],
+    logs_dir: Path,
+    moto_endpoint: str,
+    bucket: tuple[str, Any],
     api_users: dict[Role, ApiUser],
 ) -> None:
     name, s3 = bucket
-    env = {**S3_ENV, "MES_FIRMWARE_STORAGE": "s3", "MES_FIRMWARE_S3_BUCKET": name,
-           "MES_FIRMWARE_S3_ENDPOINT_URL": moto_endpoint}
-    with firmware_api(central_env, logs_dir, "api-firmware-s3", env) as url, \
-            httpx.Client(base_url=url, timeout=15, auth=ApiAuth(url, api_users[Role.ADMIN])) as client:
+    env = {
+        **S3_ENV,
+        "MES_FIRMWARE_STORAGE": "s3",
+        "MES_FIRMWARE_S3_BUCKET": name,
+        "MES_FIRMWARE_S3_ENDPOINT_URL": moto_endpoint,
+    }
+    with (
+        firmware_api(central_env, logs_dir, "api-firmware-s3", env) as url,
+        httpx.Client(base_url=url, timeout=15, auth=ApiAuth(url, api_users[Role.ADMIN])) as client,
+    ):
         version, data = new_version(), secrets.token_bytes(65536)
         assert upload(client, version, data, target_mcu="S3-TEST").status_code == 201
         [stored] = s3.list_objects_v2(Bucket=name)["Contents"]

@@ -73,8 +73,13 @@ def centre() -> Iterator[FakeCentre]:
 
 
 def info_for(payload: bytes, version: str = VERSION) -> dict[str, Any]:
-    return {"version": version, "filename": f"firmware_{version}.bin", "file_size": len(payload),
-            "md5_hash": hashlib.md5(payload).hexdigest(), "download_url": f"/api/v1/firmware/download/{version}"}
+    return {
+        "version": version,
+        "filename": f"firmware_{version}.bin",
+        "file_size": len(payload),
+        "md5_hash": hashlib.md5(payload).hexdigest(),
+        "download_url": f"/api/v1/firmware/download/{version}",
+    }
 
 
 def meta(folder: Path) -> dict[str, Any]:
@@ -84,9 +89,16 @@ def meta(folder: Path) -> dict[str, Any]:
 def old_station(folder: Path) -> None:
     old = b"old firmware"
     (folder / "firmware_v1.0.0.bin").write_bytes(old)
-    (folder / META_NAME).write_text(json.dumps({**info_for(old, "v1.0.0"), "status": "uploaded",
-                                                "downloaded_at": "2025-01-01T10:00:00+09:00",
-                                                "target_mcu": "STM32F103"}))
+    (folder / META_NAME).write_text(
+        json.dumps(
+            {
+                **info_for(old, "v1.0.0"),
+                "status": "uploaded",
+                "downloaded_at": "2025-01-01T10:00:00+09:00",
+                "target_mcu": "STM32F103",
+            }
+        )
+    )
 
 
 async def sync(centre: FakeCentre, folder: Path, **kwargs: Any) -> Any:
@@ -133,8 +145,9 @@ async def test_a_damaged_binary_is_downloaded_again(centre: FakeCentre, tmp_path
     assert (tmp_path / "firmware_v1.2.3.bin").read_bytes() == centre.payload
 
 
-async def test_corrupt_bytes_three_attempts_then_failure_and_a_consistent_folder(centre: FakeCentre,
-                                                                                 tmp_path: Path) -> None:
+async def test_corrupt_bytes_three_attempts_then_failure_and_a_consistent_folder(
+    centre: FakeCentre, tmp_path: Path
+) -> None:
     old_station(tmp_path)
     centre.mode, centre.bad_answers = "corrupt", 99
     with pytest.raises(FirmwareSyncFailed) as failure:
@@ -168,10 +181,19 @@ async def test_unreachable_centre_fails_after_three_attempts(tmp_path: Path) -> 
     assert failure.value.attempts == 3 and "서버에 연결할 수 없습니다" in failure.value.reason
 
 
-@pytest.mark.parametrize("change", [{"filename": "../firmware_v1.2.3.bin"}, {"filename": "boot.ini"},
-                                    {"md5_hash": "zz"}, {"file_size": 0}, {"version": None, "file_size": "big"}])
-async def test_unsafe_firmware_info_is_refused_before_any_request(centre: FakeCentre, tmp_path: Path,
-                                                                  change: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"filename": "../firmware_v1.2.3.bin"},
+        {"filename": "boot.ini"},
+        {"md5_hash": "zz"},
+        {"file_size": 0},
+        {"version": None, "file_size": "big"},
+    ],
+)
+async def test_unsafe_firmware_info_is_refused_before_any_request(
+    centre: FakeCentre, tmp_path: Path, change: dict[str, Any]
+) -> None:
     with pytest.raises(FirmwareSyncFailed) as failure:
         await sync_firmware({**info_for(centre.payload), **change}, tmp_path, centre.base_url, TOKEN)
     assert failure.value.attempts == 0 and centre.requests == [] and list(tmp_path.iterdir()) == []
@@ -181,8 +203,11 @@ async def test_syncer_annotates_only_firmware_start_answers(centre: FakeCentre, 
     syncer = FirmwareSyncer(tmp_path / "firmware", centre.base_url, TOKEN, backoff_s=0.01)
     plain = {"status": "success", "message": "착공이 등록되었습니다", "data": {"process_id": "PROC-003"}}
     assert await syncer.after_start(plain) is plain
-    answer = {"status": "success", "message": "착공이 등록되었습니다",
-              "data": {"process_id": "PROC-004", "firmware_info": info_for(centre.payload)}}
+    answer = {
+        "status": "success",
+        "message": "착공이 등록되었습니다",
+        "data": {"process_id": "PROC-004", "firmware_info": info_for(centre.payload)},
+    }
     synced = await syncer.after_start(answer)
     assert synced["data"]["firmware_sync"] == {"status": "READY", "version": VERSION, "action": "downloaded"}
     centre.mode, centre.bad_answers = "corrupt", 99

@@ -32,8 +32,9 @@ def cli(*args: str, state_dir: Path, timeout: float = 60) -> subprocess.Complete
     """`mes …` as a user runs it from a shell: no MES_* variable but the state dir to look in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MES_")}
     env["MES_STATE_DIR"] = str(state_dir)
-    return subprocess.run(mes_command(*args), env=env, capture_output=True, text=True, timeout=timeout,
-                          cwd=state_dir.parent)
+    return subprocess.run(
+        mes_command(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=state_dir.parent
+    )
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,10 @@ def test_gateway_status_finds_a_running_local_station(up: Up) -> None:
 def test_each_gateway_has_a_live_download_token_and_the_demo_firmware_is_active(up: Up) -> None:
     dsn = read_env_file(up.state_dir / "mes.env")["MES_DATABASE_URL"].replace("+psycopg", "")
     with psycopg.connect(dsn) as conn:
-        live = conn.execute("SELECT station_id, count(*) FROM station_tokens WHERE revoked_at IS NULL "
-                            "GROUP BY station_id ORDER BY station_id").fetchall()
+        live = conn.execute(
+            "SELECT station_id, count(*) FROM station_tokens WHERE revoked_at IS NULL "
+            "GROUP BY station_id ORDER BY station_id"
+        ).fetchall()
         active = conn.execute("SELECT version FROM firmware_versions WHERE active").fetchall()
     assert live == [(station, 1) for station in STATIONS]
     assert active == [("v1.0.0",)]

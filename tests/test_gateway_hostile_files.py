@@ -38,10 +38,20 @@ DEEP = b"[" * 1000 + b"]" * 1000
 
 @pytest.fixture
 def settings(tmp_path: Path) -> GatewaySettings:
-    settings = GatewaySettings(station="st03", work_dir=tmp_path, stable_window_s=0.05, rescan_interval_s=0.1,
-                               retry_interval_s=0.05, retry_max_s=0.4, reply_timeout_s=1, max_in_flight=4,
-                               malformed_grace_s=0.3, max_file_bytes=4096, stale_pending_s=0.5,
-                               error_watch_s=30)
+    settings = GatewaySettings(
+        station="st03",
+        work_dir=tmp_path,
+        stable_window_s=0.05,
+        rescan_interval_s=0.1,
+        retry_interval_s=0.05,
+        retry_max_s=0.4,
+        reply_timeout_s=1,
+        max_in_flight=4,
+        malformed_grace_s=0.3,
+        max_file_bytes=4096,
+        stale_pending_s=0.5,
+        error_watch_s=30,
+    )
     settings.prepare_work_dirs()
     return settings
 
@@ -74,11 +84,13 @@ def error_log(settings: GatewaySettings, name: str) -> str:
 async def _valid_files_flow(run: Running, first: int = 1, count: int = 3) -> None:
     for n in range(first, first + count):
         run.drop(name_for(n), valid(n))
-    await run.until(lambda: all((run.settings.completed_dir / name_for(n)).exists()
-                                for n in range(first, first + count)))
+    await run.until(
+        lambda: all((run.settings.completed_dir / name_for(n)).exists() for n in range(first, first + count))
+    )
 
 
 # -- finding 2: one small file crashes or freezes a gateway ------------------------------------------------------
+
 
 async def test_deeply_nested_json_is_invalid_json_and_the_rest_flows(running: Running) -> None:
     running.drop(NAME, DEEP)
@@ -117,7 +129,8 @@ def test_reads_stop_one_byte_past_the_limit(tmp_path: Path) -> None:
 
 
 async def test_an_exception_while_checking_one_file_refuses_only_that_file(
-        running: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_check = ready.check_completion
 
     def check(name: str, data: bytes, *args: object) -> object:
@@ -167,6 +180,7 @@ async def test_symlink_fifo_and_directory_go_to_error_without_blocking(settings:
 
 # -- finding 4: stranded names, long names, a pausing writer, duplicates ----------------------------------------
 
+
 async def test_stale_temporary_names_are_reported_once(running: Running, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edge_gateway")
     stranded = [f".{NAME}", f"~{NAME}", f"{NAME}.tmp", f"{NAME}.part"]
@@ -185,8 +199,9 @@ async def test_stale_temporary_names_are_reported_once(running: Running, caplog:
     await running.until(lambda: len(watchlist) == 3)
 
 
-async def test_a_name_too_long_to_move_as_is_is_stored_shorter(running: Running,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_name_too_long_to_move_as_is_is_stored_shorter(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="edge_gateway")
     long_name = "X" * 245 + ".json"
     running.drop(long_name, b"{}")
@@ -199,8 +214,7 @@ async def test_a_name_too_long_to_move_as_is_is_stored_shorter(running: Running,
     assert not any("cannot move" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_file_that_cannot_be_moved_is_reported_once(running: Running,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_file_that_cannot_be_moved_is_reported_once(running: Running, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edge_gateway")
     error_dir = running.settings.error_dir
     error_dir.rmdir()
@@ -243,14 +257,18 @@ async def test_a_file_changed_in_error_is_moved_back_and_looked_at_again(running
 
 async def test_a_duplicate_goes_to_completed_with_a_duplicate_log(running: Running) -> None:
     def duplicate(envelope: Envelope) -> ReplyPayload:
-        return ReplyPayload(in_reply_to=envelope.message_id, outcome=Outcome.DUPLICATE, http_status=200,
-                            body={"status": "success", "message": "이미 등록된 완공입니다", "data": {"lot": 1}})
+        return ReplyPayload(
+            in_reply_to=envelope.message_id,
+            outcome=Outcome.DUPLICATE,
+            http_status=200,
+            body={"status": "success", "message": "이미 등록된 완공입니다", "data": {"lot": 1}},
+        )
 
     running.link.answer = duplicate
     running.drop(NAME, valid(1))
     log = running.settings.completed_dir / f"{NAME}.duplicate.log"
     await running.until(log.exists)
-    (_, envelope), = running.link.sent
+    ((_, envelope),) = running.link.sent
     text = log.read_text(encoding="utf-8")
     assert f"original_name: {NAME}" in text and f"message_id: {envelope.message_id}" in text
     assert "이미 등록된 완공입니다" in text
@@ -258,6 +276,7 @@ async def test_a_duplicate_goes_to_completed_with_a_duplicate_log(running: Runni
 
 
 # -- through the real line: gateway process → broker → ingestor → PostgreSQL -------------------------------------
+
 
 def _wait_for(*paths: Path, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
@@ -270,8 +289,9 @@ def _wait_for(*paths: Path, timeout: float = 10) -> None:
 def test_hostile_files_at_a_real_station_do_not_stop_it(line: Line, db: psycopg.Connection) -> None:
     station = line.stations["PROC-001"]
     stamp = later(3600).strftime("%Y%m%d%H%M%S")
-    hostile = {f"WF-KR-251110D-9{n:02d}_PROC-001_{stamp}.json": kind
-               for n, kind in ((1, "deep"), (2, "fifo"), (3, "symlink"))}
+    hostile = {
+        f"WF-KR-251110D-9{n:02d}_PROC-001_{stamp}.json": kind for n, kind in ((1, "deep"), (2, "fifo"), (3, "symlink"))
+    }
     for name, kind in hostile.items():
         if kind == "deep":
             line.drop("PROC-001", name, DEEP)
@@ -296,8 +316,9 @@ def test_hostile_files_at_a_real_station_do_not_stop_it(line: Line, db: psycopg.
     assert line.wait_disposition("PROC-001", copy) == "completed"
     _wait_for(station.completed / f"{copy}.duplicate.log")  # written just after the move
     assert "original_name: " + copy in (station.completed / f"{copy}.duplicate.log").read_text(encoding="utf-8")
-    rows = db.execute("SELECT count(*) FROM process_results WHERE source_file_name IN (%s, %s)",
-                      (good, copy)).fetchone()
+    rows = db.execute(
+        "SELECT count(*) FROM process_results WHERE source_file_name IN (%s, %s)", (good, copy)
+    ).fetchone()
     assert rows == (1,)  # stored once
     status = httpx.get(f"{station.gateway_url}/status", timeout=5).json()  # still the same, running gateway
     assert status["counters"]["errored"] >= 3 and status["counters"]["duplicates"] >= 1

@@ -154,8 +154,9 @@ def test_queued_jobs_wait_for_paper_then_print_in_order(rig: Rig) -> None:
     waiting = eventually(lambda: centre.of(jobs[0]), what="a WAITING result")
     assert waiting[0].status is PrintStatus.WAITING
     assert waiting[0].error_code == "PRINTER_OUT_OF_PAPER" and waiting[0].printer_state is PrinterState.PAPER_OUT
-    queue = eventually(lambda: (q := rig.gateway.queue(printer.printer_id)).get("waiting") == 5 and q,
-                       what="five jobs waiting")
+    queue = eventually(
+        lambda: (q := rig.gateway.queue(printer.printer_id)).get("waiting") == 5 and q, what="five jobs waiting"
+    )
     assert queue["state"] == "paper_out" and queue["last_error"]["code"] == "PRINTER_OUT_OF_PAPER"
     lines: list[str] = []
     assert gateway_status(rig.station.station, rig.gateway.local_port, rig.gateway.work_dir, lines.append) == 0
@@ -178,8 +179,10 @@ def test_queued_jobs_wait_for_paper_then_print_in_order(rig: Rig) -> None:
     assert queue["last_error"]["code"] == "PRINTER_NOT_CONNECTED"  # head_open, kept after the recovery
     head = centre.of(jobs[0])
     assert [(r.status, r.printer_state) for r in head] == [
-        (PrintStatus.WAITING, PrinterState.PAPER_OUT), (PrintStatus.WAITING, PrinterState.HEAD_OPEN),
-        (PrintStatus.PRINTED, PrinterState.READY)]  # once per state change, not once per retry
+        (PrintStatus.WAITING, PrinterState.PAPER_OUT),
+        (PrintStatus.WAITING, PrinterState.HEAD_OPEN),
+        (PrintStatus.PRINTED, PrinterState.READY),
+    ]  # once per state change, not once per retry
     assert all(r.status is not PrintStatus.WAITING for job in jobs[1:] for r in centre.of(job))
 
 

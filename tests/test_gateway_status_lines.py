@@ -6,8 +6,12 @@ from mes_cli.gateway_status import running_lines, stuck_lines
 
 
 def _stuck(n: int) -> dict[str, str]:
-    return {"name": f".draft{n}.json", "code": "PENDING_STALE", "since": "2026-12-05T05:00:00+00:00",
-            "message": "in pending/ for 600 s without being processed"}
+    return {
+        "name": f".draft{n}.json",
+        "code": "PENDING_STALE",
+        "since": "2026-12-05T05:00:00+00:00",
+        "message": "in pending/ for 600 s without being processed",
+    }
 
 
 def test_no_stuck_files_no_lines() -> None:
@@ -28,7 +32,12 @@ def test_long_lists_are_cut_with_the_rest_counted() -> None:
 
 
 def test_running_status_shows_stuck_names_although_pending_counts_none() -> None:
-    data = {"station": {"site": "KR", "line": "L1", "station": "st01"}, "connected": True, "pending_count": 0,
-            "stuck_files": [_stuck(1)], "stuck_count": 1}
+    data = {
+        "station": {"site": "KR", "line": "L1", "station": "st01"},
+        "connected": True,
+        "pending_count": 0,
+        "stuck_files": [_stuck(1)],
+        "stuck_count": 1,
+    }
     text = "\n".join(running_lines(data))
     assert "pending/" in text and ".draft1.json" in text

@@ -58,17 +58,23 @@ def test_start_request_answered_over_mqtt_same_as_rest(requester: Requester, api
     assert refused.body["error_code"] == "PREVIOUS_PROCESS_NOT_COMPLETED"
 
 
-def test_redelivered_completion_is_stored_once(requester: Requester, api_url: str, auth: RoleAuth,
-                                               db: psycopg.Connection) -> None:
+def test_redelivered_completion_is_stored_once(
+    requester: Requester, api_url: str, auth: RoleAuth, db: psycopg.Connection
+) -> None:
     lot = _lot(api_url, auth)
-    requester.send(STATION.request(Name.PROCESS_START),
-                   make_envelope(MessageType.PROCESS_START_REQUEST, _source(), 1, start_body(lot, "PROC-001")))
+    requester.send(
+        STATION.request(Name.PROCESS_START),
+        make_envelope(MessageType.PROCESS_START_REQUEST, _source(), 1, start_body(lot, "PROC-001")),
+    )
     assert requester.reply().outcome is Outcome.ACCEPTED
     end = datetime.now(SEOUL).replace(microsecond=0)
     record = completion_record("PROC-001", lot, "W001", end - timedelta(minutes=1), end, random.Random(1))
     raw = json.dumps(record).encode()
-    payload = {"record": record, "file_name": f"{lot}_PROC-001_{end:%Y%m%d%H%M%S}.json",
-               "sha256": hashlib.sha256(raw).hexdigest()}
+    payload = {
+        "record": record,
+        "file_name": f"{lot}_PROC-001_{end:%Y%m%d%H%M%S}.json",
+        "sha256": hashlib.sha256(raw).hexdigest(),
+    }
     event = make_envelope(MessageType.PROCESS_COMPLETED, _source(), 2, payload)
     for _ in range(3):  # the same message id three times, as a broker redelivery or a replay would
         requester.send(STATION.event(Name.PROCESS_COMPLETED), event)
@@ -80,21 +86,24 @@ def test_redelivered_completion_is_stored_once(requester: Requester, api_url: st
     again = make_envelope(MessageType.PROCESS_COMPLETED, _source(), 3, payload)
     requester.send(STATION.event(Name.PROCESS_COMPLETED), again)
     assert requester.reply().outcome is Outcome.DUPLICATE
-    total = db.execute("SELECT count(*) FROM process_results r JOIN lots l ON l.id = r.lot_id "
-                       "WHERE l.lot_number = %s", (lot,)).fetchone()
+    total = db.execute(
+        "SELECT count(*) FROM process_results r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s", (lot,)
+    ).fetchone()
     assert total == (1,)
 
 
-def test_a_station_cannot_speak_for_another(requester: Requester, api_url: str, auth: RoleAuth,
-                                            db: psycopg.Connection) -> None:
+def test_a_station_cannot_speak_for_another(
+    requester: Requester, api_url: str, auth: RoleAuth, db: psycopg.Connection
+) -> None:
     lot = _lot(api_url, auth)
     other = StationAddress("KR", "L1", "st99")
     forged = make_envelope(MessageType.PROCESS_START_REQUEST, _source(other), 1, start_body(lot, "PROC-001"))
     requester.send(STATION.request(Name.PROCESS_START), forged)
     reply = requester.reply()
     assert reply.outcome is Outcome.REJECTED and reply.body["error_code"] == "INVALID_REQUEST"
-    runs = db.execute("SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-                      "WHERE l.lot_number = %s", (lot,)).fetchone()
+    runs = db.execute(
+        "SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s", (lot,)
+    ).fetchone()
     assert runs == (0,)
 
 

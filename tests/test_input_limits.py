@@ -36,15 +36,23 @@ def assert_too_large(response: httpx.Response, limit: int) -> None:
 
 
 def multipart(size: int, version: str) -> tuple[dict[str, str], bytes]:
-    request = httpx.Request("POST", "http://x/", files={"file": ("fw.bin", b"\x5a" * size)},
-                            data={"version": version, "target_mcu": "STM32F4"})
+    request = httpx.Request(
+        "POST",
+        "http://x/",
+        files={"file": ("fw.bin", b"\x5a" * size)},
+        data={"version": version, "target_mcu": "STM32F4"},
+    )
     return dict(request.headers), request.read()
 
 
 @pytest.fixture(scope="module")
 def configured_api(central_env: dict[str, str], logs_dir: Path, redis_server: RedisServer) -> Iterator[str]:
-    env = {"MES_CORS_ORIGINS": f"{ORIGIN}, https://other.example.com", "MES_MAX_BODY_BYTES": "2048",
-           "MES_FIRMWARE_MAX_SIZE_BYTES": "100000", "MES_REDIS_URL": redis_db(redis_server, 14)}
+    env = {
+        "MES_CORS_ORIGINS": f"{ORIGIN}, https://other.example.com",
+        "MES_MAX_BODY_BYTES": "2048",
+        "MES_FIRMWARE_MAX_SIZE_BYTES": "100000",
+        "MES_REDIS_URL": redis_db(redis_server, 14),
+    }
     with api_process(central_env, logs_dir, "api-input-limits", env) as url:
         yield url
 
@@ -58,8 +66,11 @@ def test_body_over_the_default_limit_by_content_length(api_url: str, auth: RoleA
 
 def test_chunked_body_over_the_default_limit(api_url: str, auth: RoleAuth) -> None:
     with httpx.Client(base_url=api_url, timeout=30, auth=auth.manager) as client:
-        response = client.post("/api/v1/lots", content=chunks(2 * MIB),
-                               headers={"Content-Type": "application/json", "Accept-Language": "ko"})
+        response = client.post(
+            "/api/v1/lots",
+            content=chunks(2 * MIB),
+            headers={"Content-Type": "application/json", "Accept-Language": "ko"},
+        )
     assert "content-length" not in response.request.headers
     assert_too_large(response, MIB)
 
@@ -74,8 +85,11 @@ def test_configured_body_limit(configured_api: str, auth: RoleAuth) -> None:
     with httpx.Client(base_url=configured_api, timeout=30, headers=auth.manager.headers()) as client:
         small = client.post("/api/v1/workers", json={"worker_id": "W-LIMIT-2", "name": "x" * 100})
         big = client.post("/api/v1/workers", json={"worker_id": "W-LIMIT-3", "name": "x" * 3000})
-        streamed = client.post("/api/v1/workers", content=chunks(3000, 500),
-                               headers={"Content-Type": "application/json", "Accept-Language": "en"})
+        streamed = client.post(
+            "/api/v1/workers",
+            content=chunks(3000, 500),
+            headers={"Content-Type": "application/json", "Accept-Language": "en"},
+        )
     assert small.status_code == 201
     assert_too_large(big, 2048)
     assert streamed.status_code == 413
@@ -91,10 +105,13 @@ def test_firmware_upload_has_its_own_larger_limit(configured_api: str, auth: Rol
         assert accepted.json()["data"]["file_size"] == 50_000
         headers, body = multipart(300_000, "v9.0.2")
         refused = client.post("/api/v1/firmware", content=body, headers=headers)
-        pieces = (body[i:i + 16_384] for i in range(0, len(body), 16_384))  # the same upload, chunked
+        pieces = (body[i : i + 16_384] for i in range(0, len(body), 16_384))  # the same upload, chunked
         streamed = client.post("/api/v1/firmware", content=pieces, headers={"Content-Type": headers["content-type"]})
-        elsewhere = client.post("/api/v1/firmware/v9.0.1/activate", content=b"{" + b" " * 50_000 + b"}",
-                                headers={"Content-Type": "application/json"})
+        elsewhere = client.post(
+            "/api/v1/firmware/v9.0.1/activate",
+            content=b"{" + b" " * 50_000 + b"}",
+            headers={"Content-Type": "application/json"},
+        )
     limit = 100_000 + 64 * 1024
     assert_too_large(refused, limit)
     assert_too_large(streamed, limit)
@@ -104,8 +121,7 @@ def test_firmware_upload_has_its_own_larger_limit(configured_api: str, auth: Rol
 def test_cors_closed_by_default(api_url: str, auth: RoleAuth) -> None:
     with httpx.Client(base_url=api_url, timeout=10, auth=auth.viewer) as client:
         simple = client.get("/api/v1/route", headers={"Origin": ORIGIN})
-        preflight = client.options("/api/v1/lots", headers={
-            "Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
+        preflight = client.options("/api/v1/lots", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
     assert simple.status_code == 200
     assert not any(name.lower().startswith("access-control-") for name in simple.headers)
     assert not any(name.lower().startswith("access-control-") for name in preflight.headers)
@@ -114,12 +130,18 @@ def test_cors_closed_by_default(api_url: str, auth: RoleAuth) -> None:
 def test_cors_allows_only_configured_origins(configured_api: str, auth: RoleAuth) -> None:
     with httpx.Client(base_url=configured_api, timeout=10, headers=auth.viewer.headers()) as client:
         allowed = client.get("/api/v1/route", headers={"Origin": ORIGIN})
-        preflight = client.options("/api/v1/lots", headers={
-            "Origin": "https://other.example.com", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type"})
+        preflight = client.options(
+            "/api/v1/lots",
+            headers={
+                "Origin": "https://other.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         foreign = client.get("/api/v1/route", headers={"Origin": "https://evil.example.net"})
-        foreign_preflight = client.options("/api/v1/lots", headers={
-            "Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"})
+        foreign_preflight = client.options(
+            "/api/v1/lots", headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"}
+        )
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
     assert "Retry-After" in allowed.headers["access-control-expose-headers"]
     assert preflight.status_code == 200
@@ -130,14 +152,17 @@ def test_cors_allows_only_configured_origins(configured_api: str, auth: RoleAuth
     assert "access-control-allow-origin" not in foreign_preflight.headers
 
 
-LEAKS = ("Traceback", "File \"", "psycopg", "sqlalchemy", "INSERT", "SELECT", "UPDATE", "0x00", "NUL")
+LEAKS = ("Traceback", 'File "', "psycopg", "sqlalchemy", "INSERT", "SELECT", "UPDATE", "0x00", "NUL")
 
 
-@pytest.mark.parametrize("body", [
-    b'{"worker_id": "W-NUL", "name": "a\\u0000b"}',  # valid JSON and schema; PostgreSQL refuses NUL in text
-    b'{"worker_id": "W-BAD", "name": ',  # truncated JSON
-    b'\xff\xfe not utf-8',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"worker_id": "W-NUL", "name": "a\\u0000b"}',  # valid JSON and schema; PostgreSQL refuses NUL in text
+        b'{"worker_id": "W-BAD", "name": ',  # truncated JSON
+        b"\xff\xfe not utf-8",
+    ],
+)
 def test_error_bodies_carry_no_internals(api_url: str, auth: RoleAuth, body: bytes) -> None:
     with httpx.Client(base_url=api_url, timeout=10, auth=auth.manager) as client:
         response = client.post("/api/v1/workers", content=body, headers={"Content-Type": "application/json"})

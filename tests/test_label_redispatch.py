@@ -38,8 +38,11 @@ def database_url(postgres: PostgresServer) -> Iterator[str]:
     upgrade(postgres.owner_url.rsplit("/", 1)[0] + f"/{name}", app_role=postgres.user)
     url = postgres.url.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(postgres.dsn.rsplit("/", 1)[0] + f"/{name}", autocommit=True) as conn:
-        conn.execute("INSERT INTO printers (printer_id, station, transport, host, purposes) "
-                     "VALUES (%s, %s, 'tcp', '127.0.0.1', '{LOT}')", (PRINTER, STATION.station))
+        conn.execute(
+            "INSERT INTO printers (printer_id, station, transport, host, purposes) "
+            "VALUES (%s, %s, 'tcp', '127.0.0.1', '{LOT}')",
+            (PRINTER, STATION.station),
+        )
     yield url
     with psycopg.connect(postgres.superuser_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
@@ -59,15 +62,24 @@ def dispatcher(db: Database, url: str, redispatch_s: float) -> LabelDispatcher:
 
 async def job_state(db: Database, job_id: str) -> tuple[str, int]:
     async with db.transaction() as conn:
-        row = (await conn.execute(text(
-            "SELECT status, dispatch_count FROM label_print_jobs WHERE job_id = :j"), {"j": job_id})).mappings().one()
+        row = (
+            (
+                await conn.execute(
+                    text("SELECT status, dispatch_count FROM label_print_jobs WHERE job_id = :j"), {"j": job_id}
+                )
+            )
+            .mappings()
+            .one()
+        )
     return str(row["status"]), int(row["dispatch_count"])
 
 
 async def age(db: Database, job_id: str, seconds: int) -> None:
     async with db.transaction() as conn:
-        await conn.exec_driver_sql("UPDATE label_print_jobs SET dispatched_at = now() - make_interval(secs => "
-                                   "%(s)s) WHERE job_id = %(j)s", {"s": seconds, "j": job_id})
+        await conn.exec_driver_sql(
+            "UPDATE label_print_jobs SET dispatched_at = now() - make_interval(secs => %(s)s) WHERE job_id = %(j)s",
+            {"s": seconds, "j": job_id},
+        )
 
 
 async def received(client: aiomqtt.Client, wait_s: float) -> list[Any]:
@@ -85,8 +97,10 @@ async def test_an_unanswered_job_is_sent_again_only_after_the_redispatch_time(
     async with database.transaction() as conn:
         lot = await create_lot(database, conn, CreateLot(shift=Shift.DAY, printer_id=PRINTER), "test")
     job_id = lot["label"]["job_id"]
-    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as station, \
-            aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as central:
+    async with (
+        aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as station,
+        aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as central,
+    ):
         await station.subscribe(STATION.command(Name.PRINT_LABEL), qos=1)
         patient = dispatcher(database, database_url, redispatch_s=60)
 

@@ -34,8 +34,9 @@ def http(line: Line, auth: RoleAuth) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def printers(http: httpx.Client, tmp_path_factory: pytest.TempPathFactory,
-             logs_dir: Path) -> Iterator[dict[str, EmulatedPrinter]]:
+def printers(
+    http: httpx.Client, tmp_path_factory: pytest.TempPathFactory, logs_dir: Path
+) -> Iterator[dict[str, EmulatedPrinter]]:
     lot = EmulatedPrinter("e2e-01", tmp_path_factory.mktemp("printer-e2e-01"), logs_dir).start()
     serial = EmulatedPrinter("e2e-07", tmp_path_factory.mktemp("printer-e2e-07"), logs_dir).start()
     register(http, lot.printer_body(LOT_PRINTER, "st01", ["LOT"]))
@@ -78,14 +79,21 @@ def test_tc_sn_001_002_003_start_at_st07_prints_100_serial_labels_in_order(
     labels = serial.wait_barcodes(expected, timeout=120)
     assert [entry["barcode"] for entry in labels] == expected  # in order, each once
     assert decode(serial.file(labels[41]["png"])) == [expected[41]]
-    in_db = db.execute("SELECT count(*) FROM serials s JOIN lots l ON l.id = s.lot_id WHERE l.lot_number = %s",
-                       (lot,)).fetchone()
+    in_db = db.execute(
+        "SELECT count(*) FROM serials s JOIN lots l ON l.id = s.lot_id WHERE l.lot_number = %s", (lot,)
+    ).fetchone()
     assert in_db == (100,)
 
 
 def _print_body(lot: dict[str, Any], printer_id: str) -> dict[str, Any]:
-    return {"label_type": "LOT", "lot_number": lot["lot_number"], "product_model": lot["product_model"],
-            "target_quantity": lot["target_quantity"], "created_date": lot["created_date"], "printer_id": printer_id}
+    return {
+        "label_type": "LOT",
+        "lot_number": lot["lot_number"],
+        "product_model": lot["product_model"],
+        "target_quantity": lot["target_quantity"],
+        "created_date": lot["created_date"],
+        "printer_id": printer_id,
+    }
 
 
 def test_label_print_through_the_gateway_success_and_paper_out(
@@ -100,8 +108,7 @@ def test_label_print_through_the_gateway_success_and_paper_out(
     assert printer.barcodes().count(lot["lot_number"]) == 2
     printer.set_state(PrinterState.PAPER_OUT)
     try:
-        refused = http.post("/api/v1/label/print", json=_print_body(lot, LOT_PRINTER),
-                             timeout=30)
+        refused = http.post("/api/v1/label/print", json=_print_body(lot, LOT_PRINTER), timeout=30)
     finally:
         printer.set_state(PrinterState.READY)
     assert refused.status_code == 503, refused.text
@@ -111,14 +118,25 @@ def test_label_print_through_the_gateway_success_and_paper_out(
 
 
 def test_gateway_stopped_print_times_out_as_printer_not_connected(
-    http: httpx.Client, printers: dict[str, EmulatedPrinter], broker: MosquittoServer, tmp_path: Path,
+    http: httpx.Client,
+    printers: dict[str, EmulatedPrinter],
+    broker: MosquittoServer,
+    tmp_path: Path,
     logs_dir: Path,
 ) -> None:
     port = find_free_port()
-    env = {"MES_GW_STATION": LONE_STATION, "MES_GW_WORK_DIR": str(tmp_path / LONE_STATION),
-           "MES_GW_MQTT_PORT": str(broker.port), "MES_GW_LOCAL_PORT": str(port)}
-    gateway = ChildProcess(f"gateway-{LONE_STATION}", mes_command("gateway", "--station", LONE_STATION), env,
-                           logs_dir / f"gateway-{LONE_STATION}.log").start()
+    env = {
+        "MES_GW_STATION": LONE_STATION,
+        "MES_GW_WORK_DIR": str(tmp_path / LONE_STATION),
+        "MES_GW_MQTT_PORT": str(broker.port),
+        "MES_GW_LOCAL_PORT": str(port),
+    }
+    gateway = ChildProcess(
+        f"gateway-{LONE_STATION}",
+        mes_command("gateway", "--station", LONE_STATION),
+        env,
+        logs_dir / f"gateway-{LONE_STATION}.log",
+    ).start()
     try:
         wait_http_ok(f"http://127.0.0.1:{port}/status", 30, gateway)
         register(http, printers["lot"].printer_body(LONE_PRINTER, LONE_STATION, ["LOT"]))

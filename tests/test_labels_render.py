@@ -23,15 +23,25 @@ PRODUCT_KO = "허리보조로봇 WF-100"
 
 
 def lot_label(**changes: object) -> LabelContent:
-    values: dict[str, object] = {"label_type": LabelType.LOT, "lot_number": LOT, "product_model": PRODUCT_KO,
-                                 "created_date": date(2025, 11, 10), "target_quantity": 100}
+    values: dict[str, object] = {
+        "label_type": LabelType.LOT,
+        "lot_number": LOT,
+        "product_model": PRODUCT_KO,
+        "created_date": date(2025, 11, 10),
+        "target_quantity": 100,
+    }
     values.update(changes)
     return LabelContent(**values)  # type: ignore[arg-type]
 
 
 def serial_label(**changes: object) -> LabelContent:
-    values: dict[str, object] = {"label_type": LabelType.SERIAL, "lot_number": LOT, "serial_number": SERIAL,
-                                 "product_model": PRODUCT_KO, "created_date": date(2025, 11, 10)}
+    values: dict[str, object] = {
+        "label_type": LabelType.SERIAL,
+        "lot_number": LOT,
+        "serial_number": SERIAL,
+        "product_model": PRODUCT_KO,
+        "created_date": date(2025, 11, 10),
+    }
     values.update(changes)
     return LabelContent(**values)  # type: ignore[arg-type]
 
@@ -98,8 +108,10 @@ def test_tspl_and_ezpl_carry_the_korean_bitmap_as_raw_bytes() -> None:
 
 @pytest.mark.parametrize("language", list(PrinterLanguage))
 def test_300_dpi_scales_every_coordinate(language: PrinterLanguage) -> None:
-    numbers = {dpi: _layout_numbers(render_label(lot_label(product_model="WF-100"), language, dpi=dpi), language)
-               for dpi in (203, 300)}
+    numbers = {
+        dpi: _layout_numbers(render_label(lot_label(product_model="WF-100"), language, dpi=dpi), language)
+        for dpi in (203, 300)
+    }
     low, high = numbers[203], numbers[300]
     assert low.keys() == high.keys() and low
     for name, value in low.items():
@@ -110,19 +122,31 @@ def _layout_numbers(program: str, language: PrinterLanguage) -> dict[str, int]:
     """Positions and sizes in dots; the barcode's x is left out (it centres bars whose module is whole dots)."""
     if language is PrinterLanguage.ZPL:
         found = re.findall(r"\^(FO|PW|LL)(\d+)(?:,(\d+))?(\^BC)?", program)
-        numbers = {f"{cmd}{i}.{n}": int(v) for i, (cmd, *vals, bc) in enumerate(found)
-                   for n, v in enumerate(vals) if v and not (bc and n == 0)}
+        numbers = {
+            f"{cmd}{i}.{n}": int(v)
+            for i, (cmd, *vals, bc) in enumerate(found)
+            for n, v in enumerate(vals)
+            if v and not (bc and n == 0)
+        }
         numbers["bar_h"] = int(re.search(r"\^BCN,(\d+)", program)[1])  # type: ignore[index]
         return numbers
     if language is PrinterLanguage.TSPL:
         lines = [line for line in program.split("\r\n") if line.startswith(("TEXT", "BARCODE"))]
-        numbers = {f"{i}.{n}": int(v) for i, line in enumerate(lines)
-                   for n, v in enumerate(line.split(" ", 1)[1].split(",")[:2]) if not (line[0] == "B" and n == 0)}
+        numbers = {
+            f"{i}.{n}": int(v)
+            for i, line in enumerate(lines)
+            for n, v in enumerate(line.split(" ", 1)[1].split(",")[:2])
+            if not (line[0] == "B" and n == 0)
+        }
         numbers["bar_h"] = int(lines[1].split(",")[3])
         return numbers
     lines = [line for line in program.split("\r") if line.startswith(("AT,", "BQ,"))]
-    return {f"{i}.{n}": int(v) for i, line in enumerate(lines) for n, v in enumerate(line.split(",")[1:3])
-            if not (line[0] == "B" and n == 0)} | {"bar_h": int(lines[1].split(",")[5])}
+    return {
+        f"{i}.{n}": int(v)
+        for i, line in enumerate(lines)
+        for n, v in enumerate(line.split(",")[1:3])
+        if not (line[0] == "B" and n == 0)
+    } | {"bar_h": int(lines[1].split(",")[5])}
 
 
 @pytest.mark.parametrize("dpi", [203, 300])
@@ -159,7 +183,7 @@ def test_long_product_name_is_squeezed_into_the_label() -> None:
         ({"product_model": '"WF-100", PRINT 99'}, "product_model"),
         ({"product_model": "WF-100\r\nPRINT 5"}, "product_model"),
         ({"product_model": "WF-100\rE"}, "product_model"),
-        ({"product_model": "WF\\[\"]100"}, "product_model"),
+        ({"product_model": 'WF\\["]100'}, "product_model"),
         ({"product_model": "WF\u202e001"}, "product_model"),
         ({"product_model": ""}, "product_model"),
         ({"product_model": "   "}, "product_model"),

@@ -15,8 +15,17 @@ import pytest
 from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("mes_contracts", "cloud_api", "edge_gateway", "mes_labels", "mes_cli", "line_simulator",
-            "printer_emulator", "db", "deploy")
+PACKAGES = (
+    "mes_contracts",
+    "cloud_api",
+    "edge_gateway",
+    "mes_labels",
+    "mes_cli",
+    "line_simulator",
+    "printer_emulator",
+    "db",
+    "deploy",
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,5 +94,7 @@ def test_the_app_does_not_import_the_route_table_tool(graph: grimp.ImportGraph) 
 
 
 def test_use_cases_never_import_the_crash_hooks(graph: grimp.ImportGraph) -> None:
-    assert graph.find_shortest_chain(importer="cloud_api.services", imported="cloud_api.ingestor.faults",
-                                     as_packages=True) is None
+    assert (
+        graph.find_shortest_chain(importer="cloud_api.services", imported="cloud_api.ingestor.faults", as_packages=True)
+        is None
+    )

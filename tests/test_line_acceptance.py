@@ -44,7 +44,9 @@ def test_tc_lot_005_one_lot_through_all_eight_processes(line: Line, db: psycopg.
         # TC-PROC-008: the server recorded the start within a second of the request.
         recorded = db.execute(
             "SELECT r.started_recorded_at FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-            "WHERE l.lot_number = %s AND r.process_id = %s", (lot, step.process_id)).fetchone()
+            "WHERE l.lot_number = %s AND r.process_id = %s",
+            (lot, step.process_id),
+        ).fetchone()
         assert recorded is not None and abs((recorded[0] - sent_at).total_seconds()) < 1.0
     detail = line.lot(lot)
     assert detail["status"] == "COMPLETED"
@@ -53,7 +55,8 @@ def test_tc_lot_005_one_lot_through_all_eight_processes(line: Line, db: psycopg.
     rows = db.execute(
         "SELECT r.process_id, r.status, r.start_worker_id, r.complete_worker_id, r.start_time, r.complete_time "
         "FROM process_runs r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s ORDER BY r.sequence_number",
-        (lot,)).fetchall()
+        (lot,),
+    ).fetchall()
     assert [r[0] for r in rows] == [s.process_id for s in ROUTE]
     for process_id, status, start_worker, complete_worker, start_time, complete_time in rows:
         record = records[process_id]
@@ -63,11 +66,15 @@ def test_tc_lot_005_one_lot_through_all_eight_processes(line: Line, db: psycopg.
         assert complete_time == datetime.fromisoformat(record["complete_time"])  # TC-PROC-008: exact
         assert start_time <= complete_time
     components = {(c["component_kind"], c["component_lot"]) for c in detail["component_lots"]}
-    assert components == {("sma_spring", records["PROC-002"]["process_data"]["sma_spring_lot"]),
-                          ("busbar", records["PROC-002"]["process_data"]["busbar_lot"])}
+    assert components == {
+        ("sma_spring", records["PROC-002"]["process_data"]["sma_spring_lot"]),
+        ("busbar", records["PROC-002"]["process_data"]["busbar_lot"]),
+    }
     measured = db.execute(
         "SELECT count(*) FILTER (WHERE process_id = 'PROC-003'), count(*) FILTER (WHERE process_id = 'PROC-006') "
-        "FROM measurements m JOIN lots l ON l.id = m.lot_id WHERE l.lot_number = %s", (lot,)).fetchone()
+        "FROM measurements m JOIN lots l ON l.id = m.lot_id WHERE l.lot_number = %s",
+        (lot,),
+    ).fetchone()
     assert measured is not None and measured[0] == 2 and measured[1] >= 3
 
 
@@ -91,7 +98,8 @@ def test_tc_proc_003_completion_file_is_picked_up_and_stored(line: Line, db: psy
     name, record = _run_process(line, lot, "PROC-001", "W003", random.Random(3))
     row = db.execute(
         "SELECT source_file_name, process_data, worker_id, result FROM process_results WHERE source_file_name = %s",
-        (name,)).fetchone()
+        (name,),
+    ).fetchone()
     assert row is not None
     assert row[1] == record["process_data"] and row[2] == "W003" and row[3] == "PASS"
     assert not (line.stations["PROC-001"].pending / name).exists()
@@ -166,8 +174,9 @@ def test_the_same_file_delivered_twice_is_stored_once(line: Line, db: psycopg.Co
     (line.stations["PROC-001"].completed / name).rename(line.stations["PROC-001"].completed / f"{name}.first")
     line.drop("PROC-001", copy_name, content)
     assert line.wait_disposition("PROC-001", copy_name) == "completed"
-    count = db.execute("SELECT count(*) FROM process_results r JOIN lots l ON l.id = r.lot_id "
-                       "WHERE l.lot_number = %s", (lot,)).fetchone()
+    count = db.execute(
+        "SELECT count(*) FROM process_results r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s", (lot,)
+    ).fetchone()
     assert count == (1,)
 
 
@@ -180,8 +189,9 @@ def test_failed_result_is_recorded_with_its_cause(line: Line, db: psycopg.Connec
     record = completion_record("PROC-006", lot, "W006", start, end, random.Random(6), fail=True)
     name = line.drop_record(record)
     assert line.wait_disposition("PROC-006", name) == "completed"
-    row = db.execute("SELECT result, failure_reasons FROM process_results WHERE source_file_name = %s",
-                     (name,)).fetchone()
+    row = db.execute(
+        "SELECT result, failure_reasons FROM process_results WHERE source_file_name = %s", (name,)
+    ).fetchone()
     assert row is not None and row[0] == "FAIL" and len(row[1]) >= 1
     deadline = time.monotonic() + 5
     while line.lot(lot)["processes"][5]["result"] != "FAIL" and time.monotonic() < deadline:

@@ -27,8 +27,12 @@ class FakeFloor:
 
     def __init__(self, root: Path) -> None:
         self.stations = [
-            StationConfig(step.process_id, f"ST-{step.sequence:02d}", root / f"st{step.sequence}",
-                          f"http://gw{step.sequence}.test")
+            StationConfig(
+                step.process_id,
+                f"ST-{step.sequence:02d}",
+                root / f"st{step.sequence}",
+                f"http://gw{step.sequence}.test",
+            )
             for step in ROUTE
         ]
         self.lots: dict[str, str] = {}
@@ -45,41 +49,81 @@ class FakeFloor:
             assert body == {"product_model": "WF-WAIST-01", "target_quantity": 100, "shift": "D"}
             lot = f"WF-KR-251122D-{len(self.lots) + 1:03d}"
             self.lots[lot], self.runs[lot] = "CREATED", {}
-            return httpx.Response(201, json={"status": "success", "message": "LOT이 생성되었습니다",
-                                             "data": {"lot_number": lot, "status": "CREATED"}})
+            return httpx.Response(
+                201,
+                json={
+                    "status": "success",
+                    "message": "LOT이 생성되었습니다",
+                    "data": {"lot_number": lot, "status": "CREATED"},
+                },
+            )
         if url.startswith(f"{API}/api/v1/lots/"):
             lot = url.rsplit("/", 1)[1]
             done = sum(1 for s in self.runs[lot].values() if s == "COMPLETED")
-            return httpx.Response(200, json={"status": "success", "data": {
-                "lot_number": lot, "status": self.lots[lot],
-                "progress": {"completed_processes": done, "total_processes": 8}}})
+            return httpx.Response(
+                200,
+                json={
+                    "status": "success",
+                    "data": {
+                        "lot_number": lot,
+                        "status": self.lots[lot],
+                        "progress": {"completed_processes": done, "total_processes": 8},
+                    },
+                },
+            )
         gateway = url.removesuffix("/start")
         if gateway in self.unavailable_once:
             self.unavailable_once.discard(gateway)
-            return httpx.Response(503, json={"status": "error", "message": "unavailable",
-                                             "error_code": "SERVICE_UNAVAILABLE", "data": None})
+            return httpx.Response(
+                503,
+                json={"status": "error", "message": "unavailable", "error_code": "SERVICE_UNAVAILABLE", "data": None},
+            )
         return self.start(json.loads(request.content))
 
     def start(self, body: dict[str, Any]) -> httpx.Response:
         lot, process_id = body["lot_number"], body["process_id"]
         step, runs = get_step(process_id), self.runs[lot]
         if process_id in runs:
-            return httpx.Response(409, json={"status": "error", "message": "dup", "error_code": "DUPLICATE_START",
-                                             "data": {"work_order_id": "WO-x"}})
+            return httpx.Response(
+                409,
+                json={
+                    "status": "error",
+                    "message": "dup",
+                    "error_code": "DUPLICATE_START",
+                    "data": {"work_order_id": "WO-x"},
+                },
+            )
         previous = previous_step(process_id)
         if previous is not None and runs.get(previous.process_id) != "COMPLETED":
-            return httpx.Response(400, json={
-                "status": "error", "message": "이전 공정이 완료되지 않았습니다",
-                "error_code": "PREVIOUS_PROCESS_NOT_COMPLETED",
-                "data": {"lot_number": lot, "current_process": step.name_ko, "previous_process": previous.name_ko,
-                         "required_action": f"{previous.name_ko} 공정을 먼저 완료해주세요"}})
+            return httpx.Response(
+                400,
+                json={
+                    "status": "error",
+                    "message": "이전 공정이 완료되지 않았습니다",
+                    "error_code": "PREVIOUS_PROCESS_NOT_COMPLETED",
+                    "data": {
+                        "lot_number": lot,
+                        "current_process": step.name_ko,
+                        "previous_process": previous.name_ko,
+                        "required_action": f"{previous.name_ko} 공정을 먼저 완료해주세요",
+                    },
+                },
+            )
         runs[process_id] = "STARTED"
         self.lots[lot] = "IN_PROGRESS"
-        data = {**body, "work_order_id": f"WO-20251122-{sum(map(len, self.runs.values())):03d}",
-                "sequence_number": step.sequence}
+        data = {
+            **body,
+            "work_order_id": f"WO-20251122-{sum(map(len, self.runs.values())):03d}",
+            "sequence_number": step.sequence,
+        }
         if process_id == "PROC-004":
-            data["firmware_info"] = {"version": "1.2.4", "filename": "firmware_v1.2.4.bin", "file_size": 1,
-                                     "md5_hash": "0" * 32, "download_url": "/api/v1/firmware/download/1.2.4"}
+            data["firmware_info"] = {
+                "version": "1.2.4",
+                "filename": "firmware_v1.2.4.bin",
+                "file_size": 1,
+                "md5_hash": "0" * 32,
+                "download_url": "/api/v1/firmware/download/1.2.4",
+            }
         return httpx.Response(200, json={"status": "success", "message": "착공이 등록되었습니다", "data": data})
 
     def verdict(self, name: str, data: bytes) -> str | None:
@@ -154,17 +198,25 @@ async def test_two_lots_run_through_the_line(floor: FakeFloor, capsys: pytest.Ca
     assert report.start_retries == 1
     refusal = report.refusals[0]
     assert (refusal.process_id, refusal.error_code, refusal.http_status) == (
-        "PROC-003", "PREVIOUS_PROCESS_NOT_COMPLETED", 400)
+        "PROC-003",
+        "PREVIOUS_PROCESS_NOT_COMPLETED",
+        400,
+    )
     assert (report.bad_files_written, report.bad_files_rejected, report.bad_files_accepted) == (8, 8, 0)
-    expected = {ErrorCode.INVALID_JSON, ErrorCode.INVALID_PROCESS_DATA, ErrorCode.INVALID_FILE_NAME,
-                ErrorCode.FILE_CONTENT_MISMATCH}
+    expected = {
+        ErrorCode.INVALID_JSON,
+        ErrorCode.INVALID_PROCESS_DATA,
+        ErrorCode.INVALID_FILE_NAME,
+        ErrorCode.FILE_CONTENT_MISMATCH,
+    }
     assert sorted(code for _, code in floor.rejected) == sorted([*expected, *expected])
 
     assert len(floor.records) == 16
     firmware = [r for r in floor.records if r["process_id"] == "PROC-004"]
     assert {r["process_data"]["firmware_version"] for r in firmware} == {"v1.2.4"}
     assert {(r["process_id"], r["worker_id"]) for r in floor.records} == {
-        (s.process_id, f"W{s.sequence:03d}") for s in ROUTE}
+        (s.process_id, f"W{s.sequence:03d}") for s in ROUTE
+    }
     fails = sum(CompletionRecord.model_validate(r).typed_data().outcome() == "FAIL" for r in floor.records)
     assert fails == report.failed_results
     for station in floor.stations:
@@ -196,13 +248,19 @@ async def test_refused_start_abandons_the_lot_and_stops_after_repeats(floor: Fak
 
     def refuse_workers(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/start":
-            return httpx.Response(404, json={"status": "error", "message": "작업자 ID가 존재하지 않습니다",
-                                             "error_code": "WORKER_NOT_FOUND", "data": None})
+            return httpx.Response(
+                404,
+                json={
+                    "status": "error",
+                    "message": "작업자 ID가 존재하지 않습니다",
+                    "error_code": "WORKER_NOT_FOUND",
+                    "data": None,
+                },
+            )
         return floor.handle(request)
 
     config = config_for(floor, lots=0, out_of_order_demo=False, bad_file_every=0)
-    report = await asyncio.wait_for(
-        run_line(config, transport=httpx.MockTransport(refuse_workers)), timeout=30)
+    report = await asyncio.wait_for(run_line(config, transport=httpx.MockTransport(refuse_workers)), timeout=30)
     assert report.lots_aborted == 3 and report.fatal_error and not report.ok
     assert {r.error_code for r in report.refusals} == {"WORKER_NOT_FOUND"}
 
@@ -221,8 +279,15 @@ def test_config_validation_and_defaults(floor: FakeFloor) -> None:
 
 def test_stations_json(tmp_path: Path) -> None:
     path = tmp_path / "stations.json"
-    items = [{"process_id": s.process_id, "station_id": f"ST-{s.sequence:02d}", "work_dir": f"work/st{s.sequence}",
-              "gateway_url": f"http://127.0.0.1:87{10 + s.sequence}/"} for s in ROUTE]
+    items = [
+        {
+            "process_id": s.process_id,
+            "station_id": f"ST-{s.sequence:02d}",
+            "work_dir": f"work/st{s.sequence}",
+            "gateway_url": f"http://127.0.0.1:87{10 + s.sequence}/",
+        }
+        for s in ROUTE
+    ]
     items[0]["worker_id"] = "W101"
     path.write_text(json.dumps(items))
     stations = load_stations(path)
@@ -238,7 +303,8 @@ def test_cli_entry_reports_a_bad_stations_file(tmp_path: Path, capsys: pytest.Ca
     from line_simulator.cli_entry import main
 
     assert main(API, tmp_path / "missing.json", 1, 1.0, None, 0.05) == 2
-    (tmp_path / "partial.json").write_text(json.dumps([{"process_id": "PROC-001", "station_id": "ST-01",
-                                                         "work_dir": "w", "gateway_url": "http://x"}]))
+    (tmp_path / "partial.json").write_text(
+        json.dumps([{"process_id": "PROC-001", "station_id": "ST-01", "work_dir": "w", "gateway_url": "http://x"}])
+    )
     assert main(API, tmp_path / "partial.json", 1, 1.0, None, 0.05) == 2
     assert "PROC-002" in capsys.readouterr().err

@@ -111,8 +111,13 @@ def test_component_lots_and_fixed_values() -> None:
 
 
 def test_overrides_replace_top_level_and_merge_process_data() -> None:
-    raw = record("PROC-004", serial_number=f"{LOT}-0001", process_data={"firmware_version": "v1.3.0"},
-                 process_name="Firmware upload", received_at=END + timedelta(seconds=5))
+    raw = record(
+        "PROC-004",
+        serial_number=f"{LOT}-0001",
+        process_data={"firmware_version": "v1.3.0"},
+        process_name="Firmware upload",
+        received_at=END + timedelta(seconds=5),
+    )
     assert raw["serial_number"] == f"{LOT}-0001"
     assert raw["process_data"] == {"firmware_version": "v1.3.0", "upload_result": "SUCCESS"}
     assert raw["process_name"] == "Firmware upload"
@@ -128,16 +133,22 @@ def test_same_seed_same_record_different_seed_different_record() -> None:
 
 
 def test_naive_times_are_korean_local_time() -> None:
-    raw = completion_record("PROC-008", LOT, "W008", datetime(2025, 1, 10, 9), datetime(2025, 1, 10, 10),
-                            random.Random(1))
+    raw = completion_record(
+        "PROC-008", LOT, "W008", datetime(2025, 1, 10, 9), datetime(2025, 1, 10, 10), random.Random(1)
+    )
     assert raw["start_time"] == "2025-01-10T09:00:00+09:00"
 
 
 @pytest.mark.parametrize("step", ROUTE, ids=lambda s: s.process_id)
 def test_start_request_is_the_spec_body(step: ProcessStep) -> None:
     body = start_request(step.process_id, LOT, "W001", START)
-    assert body == {"lot_number": LOT, "process_id": step.process_id, "process_name": step.name_ko,
-                    "worker_id": "W001", "start_time": "2025-01-10T09:00:00+09:00"}
+    assert body == {
+        "lot_number": LOT,
+        "process_id": step.process_id,
+        "process_name": step.name_ko,
+        "worker_id": "W001",
+        "start_time": "2025-01-10T09:00:00+09:00",
+    }
     StartRequest.model_validate(body)
 
 
@@ -163,7 +174,9 @@ def _error_of(name: str, data: bytes) -> str | None:
 def test_bad_files_fail_as_labelled(process_id: str) -> None:
     samples = bad_files(LOT, process_id, datetime(2025, 1, 10, 9, 30))
     assert {code for _, _, code in samples} == {
-        ErrorCode.INVALID_JSON, ErrorCode.INVALID_PROCESS_DATA, ErrorCode.INVALID_FILE_NAME,
+        ErrorCode.INVALID_JSON,
+        ErrorCode.INVALID_PROCESS_DATA,
+        ErrorCode.INVALID_FILE_NAME,
         ErrorCode.FILE_CONTENT_MISMATCH,
     }
     names = [name for name, _, _ in samples]
@@ -196,4 +209,4 @@ def test_bad_files_are_deterministic_and_mismatch_names_another_lot() -> None:
 def test_render_keeps_korean_readable() -> None:
     text = render(record("PROC-003")).decode("utf-8")
     assert "센서 검사" in text and "\\u" not in text
-    assert text.startswith("{\n  \"lot_number\"")
+    assert text.startswith('{\n  "lot_number"')

@@ -19,8 +19,9 @@ def _create(api_url: str, auth: RoleAuth, **body: object) -> httpx.Response:
     return httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D", **body}, timeout=15, auth=auth.manager)
 
 
-def test_tc_lot_001_created_lot_follows_format_and_is_stored(api_url: str, auth: RoleAuth,
-                                                             db: psycopg.Connection) -> None:
+def test_tc_lot_001_created_lot_follows_format_and_is_stored(
+    api_url: str, auth: RoleAuth, db: psycopg.Connection
+) -> None:
     response = _create(api_url, auth, target_quantity=100, product_model="WF-WAIST-01")
     assert response.status_code == 201
     body = response.json()
@@ -34,7 +35,9 @@ def test_tc_lot_001_created_lot_follows_format_and_is_stored(api_url: str, auth:
     assert row == ("CREATED", 100, "D")
     history = db.execute(
         "SELECT from_status, to_status FROM lot_status_history h JOIN lots l ON l.id = h.lot_id "
-        "WHERE l.lot_number = %s", (number,)).fetchall()
+        "WHERE l.lot_number = %s",
+        (number,),
+    ).fetchall()
     assert history == [(None, "CREATED")]
 
 
@@ -92,8 +95,9 @@ def test_tc_lot_006_lookup_shows_basics_and_every_process(api_url: str, auth: Ro
     assert data["current_process"] == "PROC-001" and data["progress"]["percent"] == 0
     missing = httpx.get(f"{api_url}/api/v1/lots/WF-KR-000101D-001", timeout=10, auth=auth.viewer)
     assert missing.status_code == 404 and missing.json()["error_code"] == "LOT_NOT_FOUND"
-    english = httpx.get(f"{api_url}/api/v1/lots/{number}", headers={"Accept-Language": "en"}, timeout=10,
-                        auth=auth.viewer)
+    english = httpx.get(
+        f"{api_url}/api/v1/lots/{number}", headers={"Accept-Language": "en"}, timeout=10, auth=auth.viewer
+    )
     assert english.json()["data"]["processes"][2]["process_name"] == "Sensor test"
 
 

@@ -28,12 +28,38 @@ from mes_cli.extras import EXTRA_OF_MODULE
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 EXTRAS: dict[str, list[str]] = PYPROJECT["project"]["optional-dependencies"]
-CENTRAL_ONLY = ("sqlalchemy", "fastapi", "psycopg", "alembic", "boto3", "botocore", "redis", "jwt", "pwdlib",
-                "prometheus_client", "multipart", "python_multipart", "PIL", "barcode", "jinja2")
+CENTRAL_ONLY = (
+    "sqlalchemy",
+    "fastapi",
+    "psycopg",
+    "alembic",
+    "boto3",
+    "botocore",
+    "redis",
+    "jwt",
+    "pwdlib",
+    "prometheus_client",
+    "multipart",
+    "python_multipart",
+    "PIL",
+    "barcode",
+    "jinja2",
+)
 STATION_ONLY = ("watchdog", "httpx", "serial", "ttkbootstrap")
 STATION_PACKAGES = ("edge_gateway", "mes_contracts", "line_simulator", "printer_emulator")
-OUR_PACKAGES = frozenset({"mes_contracts", "cloud_api", "edge_gateway", "db", "deploy", "line_simulator", "mes_cli",
-                          "printer_emulator", "mes_labels"})
+OUR_PACKAGES = frozenset(
+    {
+        "mes_contracts",
+        "cloud_api",
+        "edge_gateway",
+        "db",
+        "deploy",
+        "line_simulator",
+        "mes_cli",
+        "printer_emulator",
+        "mes_labels",
+    }
+)
 
 
 def _dist_name(requirement: str) -> str:
@@ -47,8 +73,9 @@ def run_without(modules: tuple[str, ...], code: str, cwd: Path = REPO) -> subpro
     prelude = f"import sys\nfor name in {modules!r}:\n    sys.modules[name] = None\n"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MES_")}
     env["MES_STATE_DIR"] = str(cwd / "no-state")  # never the checkout's local stack settings
-    return subprocess.run([sys.executable, "-c", prelude + code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def mes_without(modules: tuple[str, ...], *args: str) -> subprocess.CompletedProcess[str]:
@@ -82,10 +109,18 @@ def test_station_code_imports_no_central_package_even_lazily() -> None:
     for package in STATION_PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
-                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
-                offenders += [f"{path.relative_to(REPO)}: {name}" for name in names
-                              if name.split(".")[0] in CENTRAL_ONLY or name.split(".")[0] == "cloud_api"]
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    else []
+                )
+                offenders += [
+                    f"{path.relative_to(REPO)}: {name}"
+                    for name in names
+                    if name.split(".")[0] in CENTRAL_ONLY or name.split(".")[0] == "cloud_api"
+                ]
     assert offenders == []
 
 
@@ -116,17 +151,27 @@ def test_station_command_on_a_central_install_names_the_station_extra() -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stderr.strip().splitlines() == [
         "mes gateway: needs the station's packages, which are not installed (no module 'watchdog'); "
-        "install them with: pip install 'withforce-mes[station]'"]
+        "install them with: pip install 'withforce-mes[station]'"
+    ]
 
 
 # -- processes: the wheel ---------------------------------------------------------------------------------------------
 def _build_wheel(tmp: Path) -> Path:
     """`pip wheel` from a copy of the sources, so no build/ directory is left in (or reused from) the checkout."""
     source = tmp / "src"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", ".state", "tests", "bench", "__pycache__", "*.egg-info", ".*_cache"))
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"),
-                           str(source)], capture_output=True, text=True, timeout=240)
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", ".state", "tests", "bench", "__pycache__", "*.egg-info", ".*_cache"
+        ),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     (wheel,) = (tmp / "dist").glob("withforce_mes-*.whl")
     return wheel
@@ -150,15 +195,31 @@ def test_wheel_ships_the_migrations_and_mes_db_upgrade_runs_from_it(tmp_path: Pa
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     app_dsn, owner_dsn = (dsn.rsplit("/", 1)[0] + f"/{database}" for dsn in (postgres.dsn, postgres.owner_dsn))
     # cwd outside the checkout and the wheel first on the path: `db` and `mes_cli` come from the wheel.
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(unpacked), "MES_STATE_DIR": str(tmp_path / "state"),
-           "MES_DATABASE_URL": app_dsn.replace("postgresql://", "postgresql+psycopg://"),
-           "MES_MIGRATION_DATABASE_URL": owner_dsn.replace("postgresql://", "postgresql+psycopg://")}
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(unpacked),
+        "MES_STATE_DIR": str(tmp_path / "state"),
+        "MES_DATABASE_URL": app_dsn.replace("postgresql://", "postgresql+psycopg://"),
+        "MES_MIGRATION_DATABASE_URL": owner_dsn.replace("postgresql://", "postgresql+psycopg://"),
+    }
     try:
-        where = subprocess.run([sys.executable, "-c", "import db.migrate as m; print(m.MIGRATIONS_DIR)"], env=env,
-                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        where = subprocess.run(
+            [sys.executable, "-c", "import db.migrate as m; print(m.MIGRATIONS_DIR)"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert where.stdout.strip() == str(unpacked / "db" / "migrations"), where.stderr
-        done = subprocess.run([sys.executable, "-m", "mes_cli", "db", "upgrade"], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "mes_cli", "db", "upgrade"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert "database upgraded to head" in done.stdout
         with psycopg.connect(app_dsn, autocommit=True) as conn:

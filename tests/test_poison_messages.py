@@ -71,8 +71,9 @@ def poison(owner_db: psycopg.Connection, lot: str) -> None:
 
 def drop_completion(line: Line, lot: str, process_id: str, **overrides: Any) -> str:
     end = datetime.now(SEOUL).replace(microsecond=0)
-    record = completion_record(process_id, lot, "W001", end - timedelta(minutes=1), end,
-                               random.Random(lot), **overrides)
+    record = completion_record(
+        process_id, lot, "W001", end - timedelta(minutes=1), end, random.Random(lot), **overrides
+    )
     name = completion_file_name(lot, process_id, end.replace(tzinfo=None))
     line.drop(process_id, name, json.dumps(record, ensure_ascii=False).encode())
     return name
@@ -84,8 +85,11 @@ def started(line: Line, lot: str, process_id: str) -> None:
 
 
 def results(db: psycopg.Connection, lot: str, process_id: str) -> int:
-    row = db.execute("SELECT count(*) FROM process_results r JOIN lots l ON l.id = r.lot_id "
-                     "WHERE l.lot_number = %s AND r.process_id = %s", (lot, process_id)).fetchone()
+    row = db.execute(
+        "SELECT count(*) FROM process_results r JOIN lots l ON l.id = r.lot_id "
+        "WHERE l.lot_number = %s AND r.process_id = %s",
+        (lot, process_id),
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -93,12 +97,15 @@ def results(db: psycopg.Connection, lot: str, process_id: str) -> int:
 def dead_letters_of(db: psycopg.Connection, lot: str) -> list[Any]:
     return db.execute(
         "SELECT message_id, message_type, source_station, topic, payload, error_code, error_class, delivery_count "
-        "FROM dead_letters WHERE position(%s::bytea IN payload) > 0 ORDER BY id", (lot.encode(),)).fetchall()
+        "FROM dead_letters WHERE position(%s::bytea IN payload) > 0 ORDER BY id",
+        (lot.encode(),),
+    ).fetchall()
 
 
 @contextmanager
-def restarted(ingestor: ChildProcess, central_env: dict[str, str], broker: MosquittoServer,
-              logs_dir: Path) -> Iterator[int]:
+def restarted(
+    ingestor: ChildProcess, central_env: dict[str, str], broker: MosquittoServer, logs_dir: Path
+) -> Iterator[int]:
     """The session ingestor stopped and started again (same client id and session), serving /metrics; the
     session one is back afterwards. Yields the metrics port."""
     port = find_free_port()
@@ -121,8 +128,13 @@ def scrape(port: int) -> str:
 
 
 def test_poison_completion_is_quarantined_while_every_other_station_flows(
-    line: Line, db: psycopg.Connection, owner_db: psycopg.Connection, broker: MosquittoServer,
-    ingestor: ChildProcess, central_env: dict[str, str], logs_dir: Path,
+    line: Line,
+    db: psycopg.Connection,
+    owner_db: psycopg.Connection,
+    broker: MosquittoServer,
+    ingestor: ChildProcess,
+    central_env: dict[str, str],
+    logs_dir: Path,
 ) -> None:
     bad, other, first, second = (line.create_lot() for _ in range(4))
     for lot in (bad, other, first, second):
@@ -135,9 +147,11 @@ def test_poison_completion_is_quarantined_while_every_other_station_flows(
 
     # Together: the poison at st02 and valid files at st02 and st01.
     poisoned = drop_completion(line, bad, "PROC-002")
-    valid = [("PROC-002", other, drop_completion(line, other, "PROC-002")),
-             ("PROC-001", first, drop_completion(line, first, "PROC-001")),
-             ("PROC-001", second, drop_completion(line, second, "PROC-001"))]
+    valid = [
+        ("PROC-002", other, drop_completion(line, other, "PROC-002")),
+        ("PROC-001", first, drop_completion(line, first, "PROC-001")),
+        ("PROC-001", second, drop_completion(line, second, "PROC-001")),
+    ]
 
     assert line.wait_disposition("PROC-002", poisoned) == "error"
     report = (line.stations["PROC-002"].error / f"{poisoned}.error.log").read_text()
@@ -152,11 +166,13 @@ def test_poison_completion_is_quarantined_while_every_other_station_flows(
     message_id, message_type, station, topic, payload, code, error_class, deliveries = letters[0]
     assert (message_type, station, code) == ("process.completed", "mes/v1/KR/L1/st02", "MESSAGE_NOT_STORABLE")
     assert error_class.endswith("StringDataRightTruncation") and deliveries == 1
-    stored = db.execute("SELECT outcome, response FROM processed_messages WHERE message_id = %s",
-                        (message_id,)).fetchone()
+    stored = db.execute(
+        "SELECT outcome, response FROM processed_messages WHERE message_id = %s", (message_id,)
+    ).fetchone()
     assert stored is not None and stored[0] == "rejected" and stored[1]["error_code"] == "MESSAGE_NOT_STORABLE"
-    audited = db.execute("SELECT count(*) FROM audit_log WHERE action = 'message.dead_letter' AND entity_key = %s",
-                         (str(message_id),)).fetchone()
+    audited = db.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'message.dead_letter' AND entity_key = %s", (str(message_id),)
+    ).fetchone()
     assert audited == (1,)
 
     # Sent again after an ingestor restart (as a station that never got the answer would): the same answer.
@@ -165,8 +181,9 @@ def test_poison_completion_is_quarantined_while_every_other_station_flows(
         assert reply.in_reply_to == message_id and reply.outcome is Outcome.REJECTED
         assert reply.body == stored[1]  # the answer stored with the dead letter, not a new verdict
         assert "mes_ingestor_healthy 1.0" in scrape(metrics_port)
-    again = db.execute("SELECT count(*), max(delivery_count) FROM dead_letters WHERE message_id = %s",
-                       (message_id,)).fetchone()
+    again = db.execute(
+        "SELECT count(*), max(delivery_count) FROM dead_letters WHERE message_id = %s", (message_id,)
+    ).fetchone()
     assert again == (1, 1)  # answered from processed_messages: no second row
 
 
@@ -188,8 +205,9 @@ def publish_raw(requester: Requester, topic: str, payload: bytes, props: dict[st
     requester.client.publish(topic, payload, qos=1, properties=properties).wait_for_publish(5)
 
 
-def test_poison_start_is_answered_not_storable(line: Line, db: psycopg.Connection,
-                                               owner_db: psycopg.Connection) -> None:
+def test_poison_start_is_answered_not_storable(
+    line: Line, db: psycopg.Connection, owner_db: psycopg.Connection
+) -> None:
     lot = line.create_lot()
     poison(owner_db, lot)
     response = line.start_via_gateway(lot, "PROC-001")
@@ -219,22 +237,29 @@ def test_unreadable_message_is_answered_and_dead_lettered(requester: Requester, 
     publish_raw(requester, STATION.event(Name.PROCESS_COMPLETED), garbage, {"ResponseTopic": STATION.reply()})
     reply = requester.reply()
     assert reply.outcome is Outcome.REJECTED and reply.body["error_code"] == "INVALID_REQUEST"
-    row = db.execute("SELECT letter_key, message_id, source_station, error_code FROM dead_letters "
-                     "WHERE payload = %s", (garbage,)).fetchone()
+    row = db.execute(
+        "SELECT letter_key, message_id, source_station, error_code FROM dead_letters WHERE payload = %s", (garbage,)
+    ).fetchone()
     assert row is not None and row[0].startswith("sha256:") and row[1] is None
     assert row[2:] == ("mes/v1/KR/L1/stpoison", "INVALID_REQUEST")
 
 
 def test_oversized_message_is_refused_without_being_stored(requester: Requester, db: psycopg.Connection) -> None:
     record = {"lot_number": "WF-KR-261205D-999", "padding": "x" * (1024 * 1024 + 100 * 1024)}
-    envelope = make_envelope(MessageType.PROCESS_COMPLETED, Source.of(STATION, "gw-test"), 1,
-                             {"record": record, "file_name": None, "sha256": None})
+    envelope = make_envelope(
+        MessageType.PROCESS_COMPLETED,
+        Source.of(STATION, "gw-test"),
+        1,
+        {"record": record, "file_name": None, "sha256": None},
+    )
     requester.send(STATION.event(Name.PROCESS_COMPLETED), envelope)
     reply = requester.reply()
     assert reply.in_reply_to == envelope.message_id
     assert reply.outcome is Outcome.REJECTED and reply.body["error_code"] == "PAYLOAD_TOO_LARGE"
-    row = db.execute("SELECT payload_size, length(payload), error_code, source_station FROM dead_letters "
-                     "WHERE message_id = %s", (envelope.message_id,)).fetchone()
+    row = db.execute(
+        "SELECT payload_size, length(payload), error_code, source_station FROM dead_letters WHERE message_id = %s",
+        (envelope.message_id,),
+    ).fetchone()
     assert row is not None and row[0] == len(envelope.to_bytes()) and row[1] <= 1024 * 1024
     assert row[2] == "PAYLOAD_TOO_LARGE"
     assert row[3] == "mes/v1/KR/L1/stpoison", "the topic names the station even when the body is not read"

@@ -36,8 +36,7 @@ def label(text: str) -> str:
 
 
 def cfg_for(printer: PrinterEmulator) -> PrinterConfig:
-    return PrinterConfig(printer_id="ZT410-01", station="st07", transport="tcp", host="127.0.0.1",
-                         port=printer.port)
+    return PrinterConfig(printer_id="ZT410-01", station="st07", transport="tcp", host="127.0.0.1", port=printer.port)
 
 
 def texts(printer: PrinterEmulator) -> list[Any]:
@@ -60,8 +59,11 @@ def send_raw(port: int, *chunks: bytes) -> None:
 def test_labels_sent_while_not_ready_are_held_then_printed_in_order(printer: PrinterEmulator) -> None:
     assert print_program(cfg_for(printer), label("first")).printed
     assert printer.wait_printed(1)
-    for state, text in ((PrinterState.PAUSED, "second"), (PrinterState.PAPER_OUT, "third"),
-                        (PrinterState.HEAD_OPEN, "fourth")):
+    for state, text in (
+        (PrinterState.PAUSED, "second"),
+        (PrinterState.PAPER_OUT, "third"),
+        (PrinterState.HEAD_OPEN, "fourth"),
+    ):
         printer.set_state(state)
         send_raw(printer.port, label(text).encode())  # a client that does not ask first, like a spooler
     assert printer.held == 3
@@ -93,7 +95,7 @@ def test_labels_and_status_queries_split_across_packets(printer: PrinterEmulator
     data = (label("one") + "\r\n" + label("two") + label("three")).encode()
     with TcpTransport("127.0.0.1", printer.port) as transport:
         for i in range(len(data)):  # one byte per packet (TCP_NODELAY): every token is split somewhere
-            transport.write(data[i:i + 1])
+            transport.write(data[i : i + 1])
         for piece in (b"^X", b"A^FO1,1^FDfo", b"ur~H", b"S^FS^X", b"Z"):  # ~HS in the middle of a label
             transport.write(piece)
         raw = b""
@@ -143,8 +145,10 @@ def test_real_preview_is_a_png(tmp_path: Path) -> None:
     from PIL import Image
 
     with PrinterEmulator(tmp_path, port=0, dpi=203) as emulator:  # the default renderer: mes_labels
-        program = ("^XA^CI28^PW480^LL320^FO20,20^A0N,30,30^FDWF-KR-251122D-001^FS"
-                   "^FO20,80^BY2^BCN,80,Y,N,N^FDWF-KR-251122D-001^FS^XZ")
+        program = (
+            "^XA^CI28^PW480^LL320^FO20,20^A0N,30,30^FDWF-KR-251122D-001^FS"
+            "^FO20,80^BY2^BCN,80,Y,N,N^FDWF-KR-251122D-001^FS^XZ"
+        )
         assert print_program(cfg_for(emulator), program).printed
         assert emulator.wait_printed(1)
         entry = emulator.labels()[0]
@@ -202,8 +206,17 @@ def test_control_endpoint(printer: PrinterEmulator) -> None:
 
 def test_cli_starts_listens_and_stops_on_sigterm(tmp_path: Path) -> None:
     port, control_port = find_free_port(), find_free_port()
-    argv = mes_command("printer-emulator", "--port", str(port), "--control-port", str(control_port),
-                       "--out-dir", str(tmp_path / "out"), "--state", "paused")
+    argv = mes_command(
+        "printer-emulator",
+        "--port",
+        str(port),
+        "--control-port",
+        str(control_port),
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--state",
+        "paused",
+    )
     child = ChildProcess("printer-emulator", argv, {}, tmp_path / "emulator.log").start()
     try:
         wait_http_ok(f"http://127.0.0.1:{control_port}/state", 30, child)

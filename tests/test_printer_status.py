@@ -69,8 +69,10 @@ def test_zpl_answer_is_the_three_documented_strings(tmp_path: Path) -> None:
 
 def test_zpl_flags_from_the_manual_layout() -> None:
     def hs(paper: int, pause: int, head: int, ribbon: int = 0) -> bytes:
-        return (f"\x02030,{paper},{pause},0320,000,0,0,0,000,0,0,0\x03\r\n"
-                f"\x02001,0,{head},{ribbon},0,2,6,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n").encode()
+        return (
+            f"\x02030,{paper},{pause},0320,000,0,0,0,000,0,0,0\x03\r\n"
+            f"\x02001,0,{head},{ribbon},0,2,6,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n"
+        ).encode()
 
     assert parse_zpl_hs(hs(0, 0, 0)).state is PrinterState.READY
     assert parse_zpl_hs(hs(1, 0, 0)).state is PrinterState.PAPER_OUT

@@ -20,8 +20,10 @@ def fake_preview(zpl: str, dpi: int) -> bytes:
 
 
 def label(n: int) -> str:
-    return (f"^XA^CI28^PW480^LL320^FO20,20^A0N,30,30^FD시리얼 {n:04d}^FS"
-            f"^FO20,80^BY2^BCN,80,Y,N,N^FDWF-KR-251122D-001-{n:04d}^FS^XZ")
+    return (
+        f"^XA^CI28^PW480^LL320^FO20,20^A0N,30,30^FD시리얼 {n:04d}^FS"
+        f"^FO20,80^BY2^BCN,80,Y,N,N^FDWF-KR-251122D-001-{n:04d}^FS^XZ"
+    )
 
 
 @pytest.fixture
@@ -31,14 +33,16 @@ def printer(tmp_path: Path) -> Iterator[PrinterEmulator]:
 
 
 def tcp_config(printer: PrinterEmulator, language: PrinterLanguage = PrinterLanguage.ZPL) -> PrinterConfig:
-    return PrinterConfig(printer_id="ZT410-01", station="st07", transport="tcp", host="127.0.0.1",
-                         port=printer.port, language=language)
+    return PrinterConfig(
+        printer_id="ZT410-01", station="st07", transport="tcp", host="127.0.0.1", port=printer.port, language=language
+    )
 
 
 def serial_config(printer: PrinterEmulator) -> PrinterConfig:
     assert printer.serial_path is not None
-    return PrinterConfig(printer_id="ZT230-02", station="st07", transport="serial",
-                         serial_port=printer.serial_path, baud=115200)
+    return PrinterConfig(
+        printer_id="ZT230-02", station="st07", transport="serial", serial_port=printer.serial_path, baud=115200
+    )
 
 
 def saved_programs(printer: PrinterEmulator) -> list[str]:
@@ -73,7 +77,10 @@ def test_offline_printer_is_not_connected(printer: PrinterEmulator) -> None:
     printer.set_state(PrinterState.OFFLINE)
     outcome = print_program(tcp_config(printer), label(1), timeout=1.0)
     assert (outcome.printed, outcome.state, outcome.error_code) == (
-        False, PrinterState.OFFLINE, ErrorCode.PRINTER_NOT_CONNECTED)
+        False,
+        PrinterState.OFFLINE,
+        ErrorCode.PRINTER_NOT_CONNECTED,
+    )
     assert "refused" in outcome.detail
     printer.set_state(PrinterState.READY)  # back online on the same port
     assert print_program(tcp_config(printer), label(2)).printed
@@ -85,15 +92,17 @@ def test_paper_out_is_out_of_paper_and_nothing_is_sent(printer: PrinterEmulator)
     printer.set_state(PrinterState.PAPER_OUT)
     outcome = print_program(tcp_config(printer), label(1))
     assert (outcome.printed, outcome.state, outcome.error_code) == (
-        False, PrinterState.PAPER_OUT, ErrorCode.PRINTER_OUT_OF_PAPER)
+        False,
+        PrinterState.PAPER_OUT,
+        ErrorCode.PRINTER_OUT_OF_PAPER,
+    )
     assert printer.held == 0  # refused before sending: not even held in the printer's buffer
     printer.set_state(PrinterState.READY)
     assert printer.labels() == []
 
 
 @pytest.mark.parametrize("state", [PrinterState.HEAD_OPEN, PrinterState.PAUSED], ids=lambda s: s.value)
-def test_head_open_and_paused_are_not_connected_with_their_state(printer: PrinterEmulator,
-                                                                 state: PrinterState) -> None:
+def test_head_open_and_paused_are_not_connected_with_their_state(printer: PrinterEmulator, state: PrinterState) -> None:
     printer.set_state(state)
     outcome = print_program(tcp_config(printer), label(1))
     assert (outcome.printed, outcome.state, outcome.error_code) == (False, state, ErrorCode.PRINTER_NOT_CONNECTED)
@@ -144,8 +153,9 @@ def test_configuration_errors_raise() -> None:
         make_transport(PrinterConfig(printer_id="p", station="st07", transport="tcp"))
     with pytest.raises(ValueError, match="serial_port"):
         make_transport(PrinterConfig(printer_id="p", station="st07", transport="serial"))
-    tspl = PrinterConfig(printer_id="p", station="st07", transport="tcp", host="127.0.0.1",
-                         language=PrinterLanguage.TSPL)
+    tspl = PrinterConfig(
+        printer_id="p", station="st07", transport="tcp", host="127.0.0.1", language=PrinterLanguage.TSPL
+    )
     with pytest.raises(ValueError, match="latin-1"):
         print_program(tspl, 'TEXT 10,10,"3",0,1,1,"한글"\r\nPRINT 1\r\n')
 

@@ -33,12 +33,17 @@ ROUTE = "/api/v1/route"  # cheap (no query beyond the session check): the limite
 
 
 @contextmanager
-def api_process(central_env: Mapping[str, str], logs_dir: Path, name: str, env: Mapping[str, str],
-                workers: int = 1) -> Iterator[str]:
+def api_process(
+    central_env: Mapping[str, str], logs_dir: Path, name: str, env: Mapping[str, str], workers: int = 1
+) -> Iterator[str]:
     """An API of its own (`mes api --workers N`) on a free port, with ENV over the shared central settings."""
     port = find_free_port()
-    child = ChildProcess(name, mes_command("api", "--port", str(port), "--workers", str(workers)),
-                         {**central_env, **env}, logs_dir / f"{name}.log").start()
+    child = ChildProcess(
+        name,
+        mes_command("api", "--port", str(port), "--workers", str(workers)),
+        {**central_env, **env},
+        logs_dir / f"{name}.log",
+    ).start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{url}/metrics", 60, child)  # public, exempt and needs neither database nor Redis
@@ -57,12 +62,14 @@ def flush(url: str) -> None:
         client.flushdb()
 
 
-async def _burst(url: str, count: int, auth: ApiAuth, headers_for: object, concurrency: int = 25,
-                 path: str = ROUTE) -> list[httpx.Response]:
+async def _burst(
+    url: str, count: int, auth: ApiAuth, headers_for: object, concurrency: int = 25, path: str = ROUTE
+) -> list[httpx.Response]:
     # No keep-alive: every request is a new connection, so the kernel deals them to both workers.
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
     token = auth.headers()  # a token from the suite's API: same database and key, valid here too
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
         async def one(i: int) -> httpx.Response:
             headers = headers_for(i) if callable(headers_for) else {}
             return await client.get(path, headers={**token, **headers})
@@ -110,8 +117,12 @@ def limited_api(central_env: dict[str, str], logs_dir: Path, redis_server: Redis
 @pytest.fixture(scope="module")
 def proxied_api(central_env: dict[str, str], logs_dir: Path, redis_server: RedisServer) -> Iterator[tuple[str, str]]:
     redis_url = redis_db(redis_server, 12)
-    env = {"MES_RATE_LIMIT_PER_MINUTE": "20", "MES_RATE_LIMIT_USER_PER_MINUTE": "30", "MES_REDIS_URL": redis_url,
-           "MES_TRUSTED_PROXIES": "127.0.0.1/32"}
+    env = {
+        "MES_RATE_LIMIT_PER_MINUTE": "20",
+        "MES_RATE_LIMIT_USER_PER_MINUTE": "30",
+        "MES_REDIS_URL": redis_url,
+        "MES_TRUSTED_PROXIES": "127.0.0.1/32",
+    }
     with api_process(central_env, logs_dir, "api-behind-proxy", env) as url:
         yield url, redis_url
 
@@ -134,8 +145,9 @@ def test_150_requests_across_two_workers_exactly_100_allowed(limited_api: tuple[
     assert sum(served.values()) == 100
 
 
-def test_rotating_forwarded_for_from_an_untrusted_peer_does_not_help(limited_api: tuple[str, str],
-                                                                      auth: RoleAuth) -> None:
+def test_rotating_forwarded_for_from_an_untrusted_peer_does_not_help(
+    limited_api: tuple[str, str], auth: RoleAuth
+) -> None:
     url, redis_url = limited_api
     flush(redis_url)
 
@@ -178,13 +190,14 @@ def test_limited_answer_in_english_on_request(limited_api: tuple[str, str], auth
     assert response.headers["X-Request-ID"]
 
 
-def test_behind_a_trusted_proxy_each_client_has_its_own_budget(proxied_api: tuple[str, str],
-                                                                auth: RoleAuth) -> None:
+def test_behind_a_trusted_proxy_each_client_has_its_own_budget(proxied_api: tuple[str, str], auth: RoleAuth) -> None:
     url, redis_url = proxied_api
     flush(redis_url)
     # What a proxy appends is the right-most entry; everything left of it came from the client and is ignored.
-    client_a = [r.status_code for r in burst(
-        url, 25, auth.viewer, lambda i: {"X-Forwarded-For": f"198.51.100.{i + 1}, 203.0.113.7"})]
+    client_a = [
+        r.status_code
+        for r in burst(url, 25, auth.viewer, lambda i: {"X-Forwarded-For": f"198.51.100.{i + 1}, 203.0.113.7"})
+    ]
     assert client_a.count(200) == 20
     assert client_a.count(429) == 5
     # (Another account for B: the per-user limit of 30 is not what is measured here.)
@@ -227,8 +240,12 @@ def test_login_throttle_on_the_real_api(proxied_api: tuple[str, str], api_users:
     user = api_users[Role.VIEWER]
 
     def login(password: str, ip: str) -> httpx.Response:
-        return httpx.post(f"{url}/api/v1/auth/login", json={"username": user.username, "password": password},
-                          headers={"X-Forwarded-For": ip}, timeout=30)
+        return httpx.post(
+            f"{url}/api/v1/auth/login",
+            json={"username": user.username, "password": password},
+            headers={"X-Forwarded-For": ip},
+            timeout=30,
+        )
 
     assert [login("wrong-password", "203.0.113.50").status_code for _ in range(5)] == [401] * 5
     assert_rate_limited(login(user.password, "203.0.113.50"), window_s=900)  # even the right password waits
@@ -249,6 +266,7 @@ def test_redis_down_fails_open(central_env: dict[str, str], logs_dir: Path, auth
 
 
 # Per-user limit and login throttling: the functions the auth routes call, on a tiny app with the real Redis.
+
 
 def tiny_app(redis_url: str, **limits: int) -> FastAPI:
     app = FastAPI()
@@ -342,17 +360,20 @@ def test_login_failures_age_out_of_the_window(tiny_redis: str) -> None:
 TRUSTED = LimitSettings(trusted_proxies=["10.0.0.0/8", "127.0.0.1"]).proxy_networks
 
 
-@pytest.mark.parametrize(("peer", "forwarded", "expected"), [
-    ("198.51.100.4", ["203.0.113.9"], "198.51.100.4"),  # untrusted peer: its header means nothing
-    ("127.0.0.1", [], "127.0.0.1"),  # the proxy's own request
-    ("127.0.0.1", ["6.6.6.6, 203.0.113.9"], "203.0.113.9"),  # left of the proxy's entry: the client's own words
-    ("127.0.0.1", ["6.6.6.6", "203.0.113.9, 10.1.2.3"], "203.0.113.9"),  # two headers; a trusted hop skipped
-    ("127.0.0.1", ["10.0.0.1, 10.0.0.2"], "10.0.0.1"),  # only proxies: the furthest one
-    ("127.0.0.1", ["[2001:db8::7]:4431"], "2001:db8::7"),
-    ("127.0.0.1", ["203.0.113.9:51234"], "203.0.113.9"),
-    ("::ffff:127.0.0.1", ["203.0.113.9"], "203.0.113.9"),  # IPv4-mapped peer of a dual-stack socket
-    ("127.0.0.1", ["203.0.113.9, garbage"], "garbage"),  # what our proxy wrote, however odd
-])
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("198.51.100.4", ["203.0.113.9"], "198.51.100.4"),  # untrusted peer: its header means nothing
+        ("127.0.0.1", [], "127.0.0.1"),  # the proxy's own request
+        ("127.0.0.1", ["6.6.6.6, 203.0.113.9"], "203.0.113.9"),  # left of the proxy's entry: the client's own words
+        ("127.0.0.1", ["6.6.6.6", "203.0.113.9, 10.1.2.3"], "203.0.113.9"),  # two headers; a trusted hop skipped
+        ("127.0.0.1", ["10.0.0.1, 10.0.0.2"], "10.0.0.1"),  # only proxies: the furthest one
+        ("127.0.0.1", ["[2001:db8::7]:4431"], "2001:db8::7"),
+        ("127.0.0.1", ["203.0.113.9:51234"], "203.0.113.9"),
+        ("::ffff:127.0.0.1", ["203.0.113.9"], "203.0.113.9"),  # IPv4-mapped peer of a dual-stack socket
+        ("127.0.0.1", ["203.0.113.9, garbage"], "garbage"),  # what our proxy wrote, however odd
+    ],
+)
 def test_client_ip(peer: str, forwarded: list[str], expected: str) -> None:
     assert client_ip(peer, forwarded, TRUSTED) == expected
 
@@ -362,13 +383,16 @@ def test_ip_keys_group_ipv6_by_64() -> None:
     assert ip_key("::ffff:192.0.2.1") == ip_key("192.0.2.1") == "192.0.2.1"
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("MES_TRUSTED_PROXIES", "10.0.0.0/8,not-a-network"),
-    ("MES_RATE_LIMIT_PER_MINUTE", "-1"),
-    ("MES_CORS_ORIGINS", "console.example.com"),
-    ("MES_RATE_LIMIT_EXEMPT_PATHS", "health"),
-    ("MES_MAX_BODY_BYTES", "0"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MES_TRUSTED_PROXIES", "10.0.0.0/8,not-a-network"),
+        ("MES_RATE_LIMIT_PER_MINUTE", "-1"),
+        ("MES_CORS_ORIGINS", "console.example.com"),
+        ("MES_RATE_LIMIT_EXEMPT_PATHS", "health"),
+        ("MES_MAX_BODY_BYTES", "0"),
+    ],
+)
 def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.removeprefix("MES_").lower()):

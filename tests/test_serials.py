@@ -44,8 +44,9 @@ def http(api_url: str, auth: RoleAuth) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def printer(http: httpx.Client, ingestor: ChildProcess, tmp_path_factory: pytest.TempPathFactory,
-            logs_dir: Path) -> Iterator[EmulatedPrinter]:
+def printer(
+    http: httpx.Client, ingestor: ChildProcess, tmp_path_factory: pytest.TempPathFactory, logs_dir: Path
+) -> Iterator[EmulatedPrinter]:
     emulator = EmulatedPrinter("serials", tmp_path_factory.mktemp("printer-serials"), logs_dir).start()
     other = EmulatedPrinter("serials-other", tmp_path_factory.mktemp("printer-serials-other"), logs_dir).start()
     register(http, emulator.printer_body(PRINTER, STATION, ["SERIAL"]))
@@ -70,14 +71,19 @@ def start_007(http: httpx.Client, lot: str, headers: dict[str, str] | None = Non
 
 
 def serial_rows(db: psycopg.Connection, lot: str) -> list[tuple[str, int, str]]:
-    return db.execute("SELECT s.serial_number, s.sequence, s.status FROM serials s JOIN lots l ON l.id = s.lot_id "
-                      "WHERE l.lot_number = %s ORDER BY s.sequence", (lot,)).fetchall()
+    return db.execute(
+        "SELECT s.serial_number, s.sequence, s.status FROM serials s JOIN lots l ON l.id = s.lot_id "
+        "WHERE l.lot_number = %s ORDER BY s.sequence",
+        (lot,),
+    ).fetchall()
 
 
 def label_jobs(db: psycopg.Connection, lot: str) -> list[tuple[str, str, str]]:
-    return db.execute("SELECT j.label_key, j.printer_id, j.mode FROM label_print_jobs j JOIN lots l "
-                      "ON l.id = j.lot_id WHERE l.lot_number = %s AND j.label_type = 'SERIAL' ORDER BY j.queue_seq",
-                      (lot,)).fetchall()
+    return db.execute(
+        "SELECT j.label_key, j.printer_id, j.mode FROM label_print_jobs j JOIN lots l "
+        "ON l.id = j.lot_id WHERE l.lot_number = %s AND j.label_type = 'SERIAL' ORDER BY j.queue_seq",
+        (lot,),
+    ).fetchall()
 
 
 def test_tc_sn_001_002_003_serials_issued_at_proc_007_start_and_labels_printed_in_order(
@@ -105,19 +111,26 @@ def wait_job_states(db: psycopg.Connection, lot: str, timeout: float = 30) -> li
     """The LOT's label jobs by status, once none is waiting for its result any more."""
     deadline = time.monotonic() + timeout
     while True:
-        states = db.execute("SELECT j.status, count(*) FROM label_print_jobs j JOIN lots l ON l.id = j.lot_id "
-                            "WHERE l.lot_number = %s GROUP BY j.status ORDER BY j.status", (lot,)).fetchall()
+        states = db.execute(
+            "SELECT j.status, count(*) FROM label_print_jobs j JOIN lots l ON l.id = j.lot_id "
+            "WHERE l.lot_number = %s GROUP BY j.status ORDER BY j.status",
+            (lot,),
+        ).fetchall()
         if all(state not in ("queued", "dispatched") for state, _ in states) or time.monotonic() > deadline:
             return states
         time.sleep(0.2)
 
 
-def test_serial_count_is_target_minus_failed_units_unless_given(http: httpx.Client, db: psycopg.Connection,
-                                                                 printer: EmulatedPrinter) -> None:
+def test_serial_count_is_target_minus_failed_units_unless_given(
+    http: httpx.Client, db: psycopg.Connection, printer: EmulatedPrinter
+) -> None:
     lot = create_lot(http, quantity=10)["lot_number"]
     advance(http, lot, failing=frozenset({"PROC-003", "PROC-006"}))
-    fails = db.execute("SELECT count(*) FROM process_results r JOIN lots l ON l.id = r.lot_id "
-                       "WHERE l.lot_number = %s AND r.result = 'FAIL'", (lot,)).fetchone()
+    fails = db.execute(
+        "SELECT count(*) FROM process_results r JOIN lots l ON l.id = r.lot_id "
+        "WHERE l.lot_number = %s AND r.result = 'FAIL'",
+        (lot,),
+    ).fetchone()
     assert fails == (2,)
     response = start_007(http, lot, printer_id=PRINTER)
     assert response.status_code == 200, response.text
@@ -130,8 +143,9 @@ def test_serial_count_is_target_minus_failed_units_unless_given(http: httpx.Clie
     assert [r[1] for r in serial_rows(db, other)] == list(range(1, 13))
 
 
-def test_tc_sn_005_twenty_concurrent_starts_issue_one_set(http: httpx.Client, db: psycopg.Connection,
-                                                          printer: EmulatedPrinter) -> None:
+def test_tc_sn_005_twenty_concurrent_starts_issue_one_set(
+    http: httpx.Client, db: psycopg.Connection, printer: EmulatedPrinter
+) -> None:
     lot = create_lot(http)["lot_number"]
     advance(http, lot)
     with ThreadPoolExecutor(20) as pool:
@@ -144,8 +158,9 @@ def test_tc_sn_005_twenty_concurrent_starts_issue_one_set(http: httpx.Client, db
     assert len(label_jobs(db, lot)) == 100
 
 
-def test_a_retried_start_gets_the_first_answer_and_no_second_set(http: httpx.Client, db: psycopg.Connection,
-                                                                 printer: EmulatedPrinter) -> None:
+def test_a_retried_start_gets_the_first_answer_and_no_second_set(
+    http: httpx.Client, db: psycopg.Connection, printer: EmulatedPrinter
+) -> None:
     lot = create_lot(http, quantity=5)["lot_number"]
     advance(http, lot)
     key = {"Idempotency-Key": str(uuid.uuid4())}
@@ -156,30 +171,39 @@ def test_a_retried_start_gets_the_first_answer_and_no_second_set(http: httpx.Cli
     assert len(serial_rows(db, lot)) == 5 and len(label_jobs(db, lot)) == 5
 
 
-def test_the_unique_constraints_refuse_a_second_issue(http: httpx.Client, db: psycopg.Connection,
-                                                     printer: EmulatedPrinter) -> None:
+def test_the_unique_constraints_refuse_a_second_issue(
+    http: httpx.Client, db: psycopg.Connection, printer: EmulatedPrinter
+) -> None:
     lot = create_lot(http, quantity=3)["lot_number"]
     advance(http, lot)
     assert start_007(http, lot, printer_id=PRINTER).status_code == 200
     lot_id = db.execute("SELECT id FROM lots WHERE lot_number = %s", (lot,)).fetchone()
     with pytest.raises(psycopg.errors.UniqueViolation):
-        db.execute("INSERT INTO serials (serial_number, lot_id, sequence) VALUES (%s, %s, 1)",
-                   (f"{lot}-9001", lot_id[0] if lot_id else None))
+        db.execute(
+            "INSERT INTO serials (serial_number, lot_id, sequence) VALUES (%s, %s, 1)",
+            (f"{lot}-9001", lot_id[0] if lot_id else None),
+        )
     with pytest.raises(psycopg.errors.UniqueViolation):
-        db.execute("INSERT INTO serials (serial_number, lot_id, sequence) VALUES (%s, %s, 4)",
-                   (f"{lot}-0001", lot_id[0] if lot_id else None))
+        db.execute(
+            "INSERT INTO serials (serial_number, lot_id, sequence) VALUES (%s, %s, 4)",
+            (f"{lot}-0001", lot_id[0] if lot_id else None),
+        )
     assert len(serial_rows(db, lot)) == 3
 
 
-def test_an_unknown_printer_refuses_the_start_and_leaves_nothing_behind(http: httpx.Client, db: psycopg.Connection,
-                                                                        printer: EmulatedPrinter) -> None:
+def test_an_unknown_printer_refuses_the_start_and_leaves_nothing_behind(
+    http: httpx.Client, db: psycopg.Connection, printer: EmulatedPrinter
+) -> None:
     lot = create_lot(http, quantity=3)["lot_number"]
     advance(http, lot)
     refused = start_007(http, lot, printer_id="NO-SUCH-PRINTER")
     assert refused.status_code == 404 and refused.json()["error_code"] == "PRINTER_NOT_FOUND"
     assert serial_rows(db, lot) == []
-    runs = db.execute("SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-                      "WHERE l.lot_number = %s AND r.process_id = 'PROC-007'", (lot,)).fetchone()
+    runs = db.execute(
+        "SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id "
+        "WHERE l.lot_number = %s AND r.process_id = 'PROC-007'",
+        (lot,),
+    ).fetchone()
     assert runs == (0,)
     assert start_007(http, lot, printer_id=PRINTER).status_code == 200
 
@@ -193,8 +217,12 @@ def test_a_start_from_a_station_queues_labels_on_that_stations_printer(
     address = StationAddress("KR", "L1", OTHER_STATION)
     requester = Requester(broker.port, address.reply(), f"serials-{uuid.uuid4()}")
     try:
-        envelope = make_envelope(MessageType.PROCESS_START_REQUEST, Source.of(address, f"gw-{OTHER_STATION}"), 1,
-                                 start_body(lot, "PROC-007", "W007"))
+        envelope = make_envelope(
+            MessageType.PROCESS_START_REQUEST,
+            Source.of(address, f"gw-{OTHER_STATION}"),
+            1,
+            start_body(lot, "PROC-007", "W007"),
+        )
         requester.send(address.request(Name.PROCESS_START), envelope)
         reply = requester.reply(20)
     finally:

@@ -17,8 +17,18 @@ from deploy.localstack.common import find_free_port
 from mes_contracts.env_names import belongs_elsewhere, nearest, unknown_variables
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("cloud_api", "edge_gateway", "mes_cli", "mes_contracts", "mes_labels", "line_simulator",
-           "printer_emulator", "db", "deploy", "tests")
+SOURCES = (
+    "cloud_api",
+    "edge_gateway",
+    "mes_cli",
+    "mes_contracts",
+    "mes_labels",
+    "line_simulator",
+    "printer_emulator",
+    "db",
+    "deploy",
+    "tests",
+)
 # A full variable name in a string literal (prefixes such as "MES_GW_" end with "_" and are skipped).
 NAME = re.compile(r"""["'](MES_[A-Z0-9_]*[A-Z0-9])["']""")
 
@@ -33,16 +43,23 @@ def test_only_unknown_central_names_are_reported() -> None:
     environ = {
         "MES_RATE_LIMT_PER_MINUTE": "5",  # typo: reported with a hint
         "MES_SOMETHING_ELSE": "1",  # unknown, no close name: reported without one
-        "MES_RATE_LIMIT_PER_MINUTE": "5", "MES_FIRMWARE_STORAGE": "local", "MES_JWT_SECRET": "x",  # known
+        "MES_RATE_LIMIT_PER_MINUTE": "5",
+        "MES_FIRMWARE_STORAGE": "local",
+        "MES_JWT_SECRET": "x",  # known
         "MES_LABEL_FONT": "/f.ttf",  # the label renderer's (mes_labels), used by the API
-        "MES_GW_STATION": "st01", "MES_GW_STATOIN": "st01",  # the gateway's, even misspelt: not ours to judge
-        "MES_FAULT_INJECT": "x", "MES_STATE_DIR": "/s", "MES_SIM_USERNAME": "u",  # tests, the CLI, the simulator
-        "PATH": "/bin", "MESSAGE": "not ours",
+        "MES_GW_STATION": "st01",
+        "MES_GW_STATOIN": "st01",  # the gateway's, even misspelt: not ours to judge
+        "MES_FAULT_INJECT": "x",
+        "MES_STATE_DIR": "/s",
+        "MES_SIM_USERNAME": "u",  # tests, the CLI, the simulator
+        "PATH": "/bin",
+        "MESSAGE": "not ours",
     }
     found = {item.name: item for item in unknown_variables(environ, bootstrap.known_names())}
     assert sorted(found) == ["MES_RATE_LIMT_PER_MINUTE", "MES_SOMETHING_ELSE"]
     assert found["MES_RATE_LIMT_PER_MINUTE"].message() == (
-        "unknown environment variable MES_RATE_LIMT_PER_MINUTE is ignored; did you mean MES_RATE_LIMIT_PER_MINUTE?")
+        "unknown environment variable MES_RATE_LIMT_PER_MINUTE is ignored; did you mean MES_RATE_LIMIT_PER_MINUTE?"
+    )
     assert found["MES_SOMETHING_ELSE"].suggestion is None
 
 
@@ -73,25 +90,47 @@ def _settings_classes() -> Iterator[type[BaseSettings]]:
     for path in sorted(p for package in SOURCES for p in (ROOT / package).rglob("*.py")):
         if re.search(r"^class \w+\((\w+\.)?BaseSettings\)", path.read_text(encoding="utf-8"), re.MULTILINE):
             module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
-            yield from (value for value in vars(module).values() if isinstance(value, type)
-                        and issubclass(value, BaseSettings) and value.__module__ == module.__name__)
+            yield from (
+                value
+                for value in vars(module).values()
+                if isinstance(value, type) and issubclass(value, BaseSettings) and value.__module__ == module.__name__
+            )
 
 
 def test_every_settings_class_of_the_repo_is_known_or_another_process_s() -> None:
     classes = list(_settings_classes())
-    assert {cls.__name__ for cls in classes} >= {"CentralSettings", "AuthSettings", "LimitSettings",
-                                                 "FirmwareSettings", "LabelSettings", "GatewaySettings"}
+    assert {cls.__name__ for cls in classes} >= {
+        "CentralSettings",
+        "AuthSettings",
+        "LimitSettings",
+        "FirmwareSettings",
+        "LabelSettings",
+        "GatewaySettings",
+    }
     known = bootstrap.known_names()
-    strays = sorted(name for cls in classes for name in bootstrap.env_names(cls)
-                    if name not in known and not belongs_elsewhere(name))
+    strays = sorted(
+        name
+        for cls in classes
+        for name in bootstrap.env_names(cls)
+        if name not in known and not belongs_elsewhere(name)
+    )
     assert strays == [], "add the class to cloud_api.bootstrap.SETTINGS_CLASSES or its prefix to mes_contracts"
 
 
 def test_every_variable_named_in_the_code_is_known_or_another_process_s() -> None:
-    named = {match for package in SOURCES for path in (ROOT / package).rglob("*.py")
-             for match in NAME.findall(path.read_text(encoding="utf-8"))}
-    named -= {"MES_RATE_LIMT_PER_MINUTE", "MES_SOMETHING_ELSE", "MES_API_PROT", "MES_DATABSE_URL",
-              "MES_COMPLETELY_DIFFERENT"}  # this module's deliberate typos
+    named = {
+        match
+        for package in SOURCES
+        for path in (ROOT / package).rglob("*.py")
+        for match in NAME.findall(path.read_text(encoding="utf-8"))
+    }
+    named -= {
+        "MES_RATE_LIMT_PER_MINUTE",
+        "MES_SOMETHING_ELSE",
+        "MES_API_PROT",
+        "MES_DATABSE_URL",
+        "MES_COMPLETELY_DIFFERENT",
+    }  # this module's deliberate typos
     assert len(named) > 30
     strays = sorted(name for name in named if name not in bootstrap.known_names() and not belongs_elsewhere(name))
     assert strays == [], "name the variable in mes_contracts/env_names.py (TOOL_VARIABLES) or a settings class"
@@ -108,8 +147,10 @@ def test_a_real_api_process_warns_about_a_misspelt_variable(central_env: dict[st
     finally:
         child.stop()
     text = log.read_text(encoding="utf-8")
-    assert "unknown environment variable MES_RATE_LIMT_PER_MINUTE is ignored; " \
-           "did you mean MES_RATE_LIMIT_PER_MINUTE?" in text, child.log_tail()
+    assert (
+        "unknown environment variable MES_RATE_LIMT_PER_MINUTE is ignored; "
+        "did you mean MES_RATE_LIMIT_PER_MINUTE?" in text
+    ), child.log_tail()
     assert "MES_GW_STATION" not in text and "MES_FAULT_SEED" not in text
 
 

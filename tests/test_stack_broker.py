@@ -17,8 +17,10 @@ def test_accounts_are_made_once_kept_private_and_their_rules_kept_current(tmp_pa
     assert set(first.passwords) == {"ingestor", "api", "monitor", "st01", "st02"}
     assert len(set(first.passwords.values())) == 5 and all(len(p) >= 32 for p in first.passwords.values())
     assert first.passwords_file.stat().st_mode & 0o777 == 0o600
-    assert first.env("st01", "MES_GW_") == {"MES_GW_MQTT_USERNAME": "st01",
-                                            "MES_GW_MQTT_PASSWORD": first.passwords["st01"]}
+    assert first.env("st01", "MES_GW_") == {
+        "MES_GW_MQTT_USERNAME": "st01",
+        "MES_GW_MQTT_PASSWORD": first.passwords["st01"],
+    }
     text = first.site.dynsec_file.read_text()
     document = json.loads(text)
     assert sorted(dynsec.accounts(document)) == ["api", "ingestor", "monitor", "st01", "st02"]

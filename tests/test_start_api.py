@@ -21,8 +21,10 @@ Post = Callable[..., httpx.Response]
 @pytest.fixture
 def post(api_url: str, auth: RoleAuth) -> Post:
     """POST as a production manager (LOTs, closing) — who may also start and complete, like an operator."""
+
     def _post(path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
         return httpx.post(f"{api_url}{path}", json=body, timeout=15, auth=auth.manager, **kwargs)
+
     return _post
 
 
@@ -55,7 +57,9 @@ def test_tc_proc_001_start_accepted_with_spec_body(post: Post, lot: str, db: psy
     assert data["work_order_id"].startswith(f"WO-{day}-")
     row = db.execute(
         "SELECT r.status, r.start_worker_id, r.work_order_id, l.status FROM process_runs r "
-        "JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s", (lot,)).fetchone()
+        "JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s",
+        (lot,),
+    ).fetchone()
     assert row == ("STARTED", "W001", data["work_order_id"], "IN_PROGRESS")
 
 
@@ -69,11 +73,18 @@ def test_tc_proc_002_out_of_order_start_is_refused(post: Post, lot: str, db: psy
         "status": "error",
         "message": "이전 공정이 완료되지 않았습니다",
         "error_code": "PREVIOUS_PROCESS_NOT_COMPLETED",
-        "data": {"lot_number": lot, "current_process": "센서 검사", "previous_process": "LMA 조립",
-                 "required_action": "LMA 조립 공정을 먼저 완료해주세요"},
+        "data": {
+            "lot_number": lot,
+            "current_process": "센서 검사",
+            "previous_process": "LMA 조립",
+            "required_action": "LMA 조립 공정을 먼저 완료해주세요",
+        },
     }
-    runs = db.execute("SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-                      "WHERE l.lot_number = %s AND r.process_id = 'PROC-003'", (lot,)).fetchone()
+    runs = db.execute(
+        "SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id "
+        "WHERE l.lot_number = %s AND r.process_id = 'PROC-003'",
+        (lot,),
+    ).fetchone()
     assert runs == (0,)
 
 
@@ -107,8 +118,9 @@ def test_idempotency_key_replays_the_first_answer(post: Post, lot: str, db: psyc
     second = post("/api/v1/process/start", start_body(lot, "PROC-001"), headers={"Idempotency-Key": key})
     assert first.status_code == second.status_code == 200
     assert first.json() == second.json()
-    count = db.execute("SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-                       "WHERE l.lot_number = %s", (lot,)).fetchone()
+    count = db.execute(
+        "SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s", (lot,)
+    ).fetchone()
     assert count == (1,)
 
 
@@ -139,6 +151,7 @@ def test_start_time_needs_an_offset_and_name_must_match(post: Post, lot: str) ->
 
 
 def test_english_messages_on_request(post: Post) -> None:
-    response = post("/api/v1/process/start", start_body("WF-KR-000101D-998", "PROC-001"),
-                    headers={"Accept-Language": "en"})
+    response = post(
+        "/api/v1/process/start", start_body("WF-KR-000101D-998", "PROC-001"), headers={"Accept-Language": "en"}
+    )
     assert response.json()["message"] == "LOT number does not exist"

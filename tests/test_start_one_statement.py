@@ -73,13 +73,33 @@ async def test_an_allowed_start_stores_run_answer_and_audit_with_the_new_work_or
     assert work_order.startswith("WO-20260302-") and work_order == f"WO-20260302-{counter(postgres.dsn):03d}"
     dsn = postgres.dsn
     assert one(dsn, "SELECT response FROM processed_messages WHERE message_id = %s", message_id) == answer.body
-    assert one(dsn, "SELECT r.work_order_id FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-                    "WHERE l.lot_number = %s AND r.process_id = 'PROC-001'", lot) == work_order
-    assert one(dsn, "SELECT new_value->>'work_order_id' FROM audit_log WHERE action = 'process.start' "
-                    "AND request_id = %s", str(message_id)) == work_order
+    assert (
+        one(
+            dsn,
+            "SELECT r.work_order_id FROM process_runs r JOIN lots l ON l.id = r.lot_id "
+            "WHERE l.lot_number = %s AND r.process_id = 'PROC-001'",
+            lot,
+        )
+        == work_order
+    )
+    assert (
+        one(
+            dsn,
+            "SELECT new_value->>'work_order_id' FROM audit_log WHERE action = 'process.start' AND request_id = %s",
+            str(message_id),
+        )
+        == work_order
+    )
     assert one(dsn, "SELECT status FROM lots WHERE lot_number = %s", lot) == "IN_PROGRESS"
-    assert one(dsn, "SELECT count(*) FROM lot_status_history h JOIN lots l ON l.id = h.lot_id "
-                    "WHERE l.lot_number = %s AND h.to_status = 'IN_PROGRESS'", lot) == 1
+    assert (
+        one(
+            dsn,
+            "SELECT count(*) FROM lot_status_history h JOIN lots l ON l.id = h.lot_id "
+            "WHERE l.lot_number = %s AND h.to_status = 'IN_PROGRESS'",
+            lot,
+        )
+        == 1
+    )
     assert one(dsn, "SELECT count(*) FROM audit_log WHERE request_id = %s", str(message_id)) == 2
 
     monkeypatch.undo()  # a redelivery is refused by the state the first delivery made: the locked path answers
@@ -98,8 +118,14 @@ async def test_a_lot_closed_after_the_read_is_refused_and_nothing_is_written(
 
     assert await write(database, planned) is None
     assert counter(postgres.dsn) == before
-    assert one(postgres.dsn, "SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-                             "WHERE l.lot_number = %s", lot) == 0
+    assert (
+        one(
+            postgres.dsn,
+            "SELECT count(*) FROM process_runs r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s",
+            lot,
+        )
+        == 0
+    )
     # The locked path decides from the LOT as it is now.
     answer = await handle_start(database, start_request("PROC-001", lot, "W002", AT), STATION, uuid.uuid4(), LANG)
     assert answer.outcome is Outcome.REJECTED and answer.body["error_code"] == "INVALID_PROCESS_SEQUENCE"
@@ -109,8 +135,10 @@ async def test_a_worker_disabled_after_the_read_is_refused_and_nothing_is_writte
     database: Database, postgres: PostgresServer
 ) -> None:
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO workers (worker_id, name) VALUES ('W950', '곧 퇴사') ON CONFLICT (worker_id) "
-                     "DO UPDATE SET active = true")
+        conn.execute(
+            "INSERT INTO workers (worker_id, name) VALUES ('W950', '곧 퇴사') ON CONFLICT (worker_id) "
+            "DO UPDATE SET active = true"
+        )
     lot = await new_lot(database)
     request = parse_start_request(start_request("PROC-001", lot, "W950", AT))
     async with database.autocommit() as conn:
@@ -154,11 +182,18 @@ async def test_a_rest_start_is_audited_under_the_signed_in_user_and_stores_no_me
     database: Database, postgres: PostgresServer
 ) -> None:
     lot = await new_lot(database)
-    answer = await handle_start(database, start_request("PROC-001", lot, "W002", AT), STATION, None, LANG,
-                                actor="t-manager")
+    answer = await handle_start(
+        database, start_request("PROC-001", lot, "W002", AT), STATION, None, LANG, actor="t-manager"
+    )
     assert answer.outcome is Outcome.ACCEPTED
-    found = one(postgres.dsn, "SELECT json_agg(json_build_array(actor, new_value->>'work_order_id') ORDER BY id) "
-                              "FROM audit_log WHERE entity_key = %s", f"{lot}/PROC-001")
+    found = one(
+        postgres.dsn,
+        "SELECT json_agg(json_build_array(actor, new_value->>'work_order_id') ORDER BY id) "
+        "FROM audit_log WHERE entity_key = %s",
+        f"{lot}/PROC-001",
+    )
     assert found == [["t-manager", answer.body["data"]["work_order_id"]]]
-    assert one(postgres.dsn, "SELECT count(*) FROM processed_messages WHERE response->'data'->>'lot_number' = %s",
-               lot) == 0
+    assert (
+        one(postgres.dsn, "SELECT count(*) FROM processed_messages WHERE response->'data'->>'lot_number' = %s", lot)
+        == 0
+    )

@@ -67,13 +67,16 @@ def test_source_and_permissions_are_pure() -> None:
 
 
 def test_the_conventional_line_is_seeded(db: psycopg.Connection) -> None:
-    rows = db.execute("SELECT station, process_id FROM station_processes WHERE site = 'KR' AND line = 'L1' "
-                      "AND station ~ '^st0[1-8]$' ORDER BY station").fetchall()
+    rows = db.execute(
+        "SELECT station, process_id FROM station_processes WHERE site = 'KR' AND line = 'L1' "
+        "AND station ~ '^st0[1-8]$' ORDER BY station"
+    ).fetchall()
     assert rows == [(f"st{step.sequence:02d}", step.process_id) for step in ROUTE]
 
 
 def test_a_completion_of_another_stations_process_goes_to_error_and_is_not_stored(
-        line: Line, db: psycopg.Connection) -> None:
+    line: Line, db: psycopg.Connection
+) -> None:
     rng = random.Random(11)
     lot = line.create_lot()
     assert line.start_via_gateway(lot, "PROC-001", "W001").status_code == 200
@@ -85,8 +88,10 @@ def test_a_completion_of_another_stations_process_goes_to_error_and_is_not_store
         log = _error_log(line, "PROC-002", name)
         assert "STATION_NOT_ALLOWED" in log, log
         assert _stored(db, name) == 0
-    audited = db.execute("SELECT count(*) FROM audit_log WHERE action = 'station_not_allowed' AND entity_key = %s",
-                         ("KR/L1/st02:PROC-001",)).fetchone()
+    audited = db.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'station_not_allowed' AND entity_key = %s",
+        ("KR/L1/st02:PROC-001",),
+    ).fetchone()
     assert audited is not None and audited[0] >= 1
     # The same record from the station that runs PROC-001 is stored: only the station was wrong.
     name = _drop_at(line, "PROC-001", completion_record("PROC-001", lot, "W001", start, end, rng))
@@ -120,6 +125,7 @@ def test_cli_allows_lists_and_revokes(cli_env: None, db: psycopg.Connection) -> 
     revoked = runner.invoke(station_app, ["revoke", "st42", "PROC-003", "PROC-004", "--line", "L7"])
     assert revoked.exit_code == 0 and "revoked" in revoked.output
     assert db.execute("SELECT count(*) FROM station_processes WHERE station = 'st42'").fetchone() == (0,)
-    actions = db.execute("SELECT action FROM audit_log WHERE entity = 'station_process' AND entity_key = "
-                         "'KR/L7/st42' ORDER BY id").fetchall()
+    actions = db.execute(
+        "SELECT action FROM audit_log WHERE entity = 'station_process' AND entity_key = 'KR/L7/st42' ORDER BY id"
+    ).fetchall()
     assert [a[0] for a in actions][-2:] == ["station_process_allow", "station_process_revoke"]

@@ -33,8 +33,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def secured_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory,
-                   ) -> Iterator[tuple[MosquittoServer, dict[str, str]]]:
+def secured_broker(
+    pki: Pki,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[MosquittoServer, dict[str, str]]]:
     """No anonymous clients and no plain listener that a client could fall back to: TLS, accounts and the ACL."""
     site = BrokerSite(config_dir=tmp_path_factory.mktemp("tls-line-config"))
     broker.init_site(site, [INGESTOR_ID])
@@ -42,30 +44,56 @@ def secured_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory,
     for block in (station_block(ST01), service_block(ServiceKind.INGESTOR)):
         passwords[block.username] = f"pw-{uuid.uuid4().hex}"
         broker.add_account(site, block, passwords[block.username])
-    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-tls-line"), dynsec_file=site.dynsec_file,
-                             tls=TlsFiles(pki.cafile, pki.certfile, pki.keyfile))
+    server = MosquittoServer(
+        tmp_path_factory.mktemp("mosquitto-tls-line"),
+        dynsec_file=site.dynsec_file,
+        tls=TlsFiles(pki.cafile, pki.certfile, pki.keyfile),
+    )
     server.start()
     yield server, passwords
     server.stop()
 
 
 def test_gateway_and_ingestor_work_over_tls_with_their_own_accounts(
-    secured_broker: tuple[MosquittoServer, dict[str, str]], pki: Pki, central_env: dict[str, str], api_url: str,
-    auth: RoleAuth, tmp_path: Path, logs_dir: Path,
+    secured_broker: tuple[MosquittoServer, dict[str, str]],
+    pki: Pki,
+    central_env: dict[str, str],
+    api_url: str,
+    auth: RoleAuth,
+    tmp_path: Path,
+    logs_dir: Path,
 ) -> None:
     server, passwords = secured_broker
-    ingestor = ChildProcess("ingestor-tls", mes_command("ingest"), {
-        **central_env, "MES_MQTT_PORT": str(server.tls_port), "MES_MQTT_TLS_CA_FILE": str(pki.cafile),
-        "MES_MQTT_USERNAME": "ingestor", "MES_MQTT_PASSWORD": passwords["ingestor"],
-        "MES_INGESTOR_CLIENT_ID": INGESTOR_ID,
-    }, logs_dir / "ingestor-tls.log").start()
+    ingestor = ChildProcess(
+        "ingestor-tls",
+        mes_command("ingest"),
+        {
+            **central_env,
+            "MES_MQTT_PORT": str(server.tls_port),
+            "MES_MQTT_TLS_CA_FILE": str(pki.cafile),
+            "MES_MQTT_USERNAME": "ingestor",
+            "MES_MQTT_PASSWORD": passwords["ingestor"],
+            "MES_INGESTOR_CLIENT_ID": INGESTOR_ID,
+        },
+        logs_dir / "ingestor-tls.log",
+    ).start()
     local_port = find_free_port()
-    gateway = ChildProcess("gateway-tls", mes_command("gateway", "--station", "st01"), {
-        "MES_GW_STATION": "st01", "MES_GW_WORK_DIR": str(tmp_path / "st01"), "MES_GW_LOCAL_PORT": str(local_port),
-        "MES_GW_MQTT_PORT": str(server.tls_port), "MES_GW_MQTT_TLS_CA_FILE": str(pki.cafile),
-        "MES_GW_MQTT_USERNAME": "st01", "MES_GW_MQTT_PASSWORD": passwords["st01"],
-        "MES_GW_STABLE_WINDOW_S": "0.2", "MES_GW_RESCAN_INTERVAL_S": "0.5",
-    }, logs_dir / "gateway-tls.log").start()
+    gateway = ChildProcess(
+        "gateway-tls",
+        mes_command("gateway", "--station", "st01"),
+        {
+            "MES_GW_STATION": "st01",
+            "MES_GW_WORK_DIR": str(tmp_path / "st01"),
+            "MES_GW_LOCAL_PORT": str(local_port),
+            "MES_GW_MQTT_PORT": str(server.tls_port),
+            "MES_GW_MQTT_TLS_CA_FILE": str(pki.cafile),
+            "MES_GW_MQTT_USERNAME": "st01",
+            "MES_GW_MQTT_PASSWORD": passwords["st01"],
+            "MES_GW_STABLE_WINDOW_S": "0.2",
+            "MES_GW_RESCAN_INTERVAL_S": "0.5",
+        },
+        logs_dir / "gateway-tls.log",
+    ).start()
     try:
         station = Station("PROC-001", "st01", tmp_path / "st01", f"http://127.0.0.1:{local_port}")
         wait_http_ok(f"{station.gateway_url}/status", 30, gateway)
@@ -77,8 +105,9 @@ def test_gateway_and_ingestor_work_over_tls_with_their_own_accounts(
         assert answer.status_code == 200, f"{answer.text}\n{gateway.log_tail()}\n{ingestor.log_tail()}"
         assert answer.json()["data"]["work_order_id"].startswith("WO-")
 
-        record = completion_record("PROC-001", lot, "W001", started_at, started_at + timedelta(seconds=30),
-                                   random.Random(7))
+        record = completion_record(
+            "PROC-001", lot, "W001", started_at, started_at + timedelta(seconds=30), random.Random(7)
+        )
         assert line.wait_disposition("PROC-001", line.drop_record(record)) == "completed"
         assert line.lot(lot)["status"] == "IN_PROGRESS"
         status = httpx.get(f"{station.gateway_url}/status", timeout=10).json()
@@ -102,16 +131,27 @@ def test_gateway_and_ingestor_work_over_tls_with_their_own_accounts(
 
 
 def test_a_gateway_that_cannot_verify_the_broker_never_connects(
-    secured_broker: tuple[MosquittoServer, dict[str, str]], tmp_path: Path, logs_dir: Path,
+    secured_broker: tuple[MosquittoServer, dict[str, str]],
+    tmp_path: Path,
+    logs_dir: Path,
 ) -> None:
     """The system's CAs do not know our test CA: the gateway must refuse the broker, not send it the password."""
     server, passwords = secured_broker
     local_port = find_free_port()
-    gateway = ChildProcess("gateway-tls-unverified", mes_command("gateway", "--station", "st01"), {
-        "MES_GW_STATION": "st01", "MES_GW_WORK_DIR": str(tmp_path / "st01"), "MES_GW_LOCAL_PORT": str(local_port),
-        "MES_GW_MQTT_PORT": str(server.tls_port), "MES_GW_MQTT_TLS": "true",
-        "MES_GW_MQTT_USERNAME": "st01", "MES_GW_MQTT_PASSWORD": passwords["st01"],
-    }, logs_dir / "gateway-tls-unverified.log").start()
+    gateway = ChildProcess(
+        "gateway-tls-unverified",
+        mes_command("gateway", "--station", "st01"),
+        {
+            "MES_GW_STATION": "st01",
+            "MES_GW_WORK_DIR": str(tmp_path / "st01"),
+            "MES_GW_LOCAL_PORT": str(local_port),
+            "MES_GW_MQTT_PORT": str(server.tls_port),
+            "MES_GW_MQTT_TLS": "true",
+            "MES_GW_MQTT_USERNAME": "st01",
+            "MES_GW_MQTT_PASSWORD": passwords["st01"],
+        },
+        logs_dir / "gateway-tls-unverified.log",
+    ).start()
     try:
         url = f"http://127.0.0.1:{local_port}"
         wait_http_ok(f"{url}/status", 30, gateway)
@@ -121,8 +161,13 @@ def test_a_gateway_that_cannot_verify_the_broker_never_connects(
         lines = [line for line in gateway.log_tail().splitlines() if "certificate verify failed" in line.lower()]
         assert lines and all('"level": "error"' in line for line in lines), gateway.log_tail()
         assert httpx.get(f"{url}/status", timeout=5).json()["connected"] is False
-        body = {"lot_number": "WF-KR-260302D-001", "process_id": "PROC-001", "process_name": "레이저 마킹",
-                "worker_id": "W001", "start_time": later(0).isoformat()}
+        body = {
+            "lot_number": "WF-KR-260302D-001",
+            "process_id": "PROC-001",
+            "process_name": "레이저 마킹",
+            "worker_id": "W001",
+            "start_time": later(0).isoformat(),
+        }
         refused = httpx.post(f"{url}/start", json=body, timeout=20)
         assert refused.status_code == 503, refused.text
     finally:

@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # No pre-ping: it costs a round trip per transaction. A connection broken by a database restart fails its
     # statement instead; the API answers 503 and the ingestor retries, and the pool drops the connection.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
-                               pool_timeout=5)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=5)
 
 
 def utc_now() -> datetime:

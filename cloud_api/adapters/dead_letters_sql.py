@@ -37,9 +37,17 @@ class DeadLetterRow:
 async def upsert(conn: AsyncConnection, row: DeadLetterRow) -> tuple[int, bool]:
     """(row id, True when this call created the row)."""
     params: dict[str, Any] = {
-        "key": row.key, "message_id": row.message_id, "message_type": row.message_type, "station": row.station,
-        "topic": row.topic, "payload": row.payload, "size": row.payload_size, "code": row.error_code,
-        "error_class": row.error_class, "error_message": row.error_message, "http_status": row.http_status,
+        "key": row.key,
+        "message_id": row.message_id,
+        "message_type": row.message_type,
+        "station": row.station,
+        "topic": row.topic,
+        "payload": row.payload,
+        "size": row.payload_size,
+        "code": row.error_code,
+        "error_class": row.error_class,
+        "error_message": row.error_message,
+        "http_status": row.http_status,
     }
     found = (await conn.execute(UPSERT_SQL, params)).one()
     return int(found.id), bool(found.inserted)

@@ -53,8 +53,14 @@ async def set_lot_status(
             "INSERT INTO lot_status_history (lot_id, from_status, to_status, actor, reason, message_id) "
             "SELECT id, :old, :new, :actor, :reason, :mid FROM changed"
         ),
-        {"lot": lot_id, "old": old.value if old else None, "new": new.value, "actor": actor,
-         "reason": reason, "mid": message_id},
+        {
+            "lot": lot_id,
+            "old": old.value if old else None,
+            "new": new.value,
+            "actor": actor,
+            "reason": reason,
+            "mid": message_id,
+        },
     )
 
 
@@ -72,8 +78,14 @@ async def record_lot_status(
             "INSERT INTO lot_status_history (lot_id, from_status, to_status, actor, reason, message_id) "
             "VALUES (:lot, :old, :new, :actor, :reason, :mid)"
         ),
-        {"lot": lot_id, "old": old.value if old else None, "new": new.value, "actor": actor,
-         "reason": reason, "mid": message_id},
+        {
+            "lot": lot_id,
+            "old": old.value if old else None,
+            "new": new.value,
+            "actor": actor,
+            "reason": reason,
+            "mid": message_id,
+        },
     )
 
 

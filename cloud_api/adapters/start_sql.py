@@ -59,9 +59,11 @@ _CHANGE_STATUS = (
 
 def _insert_run_sql(status_change: bool) -> Any:
     return text(
-        "WITH " + _NEXT_WORK_ORDER.format(source="") + _INSERT_RUN.format(
-            on_conflict="ON CONFLICT (lot_id, process_id) WHERE serial_id IS NULL DO NOTHING "
-        ) + (_CHANGE_STATUS if status_change else "") + " SELECT id, work_order_id FROM run"
+        "WITH "
+        + _NEXT_WORK_ORDER.format(source="")
+        + _INSERT_RUN.format(on_conflict="ON CONFLICT (lot_id, process_id) WHERE serial_id IS NULL DO NOTHING ")
+        + (_CHANGE_STATUS if status_change else "")
+        + " SELECT id, work_order_id FROM run"
     )
 
 
@@ -94,15 +96,23 @@ _ANSWER = (
 
 def _start_in_one_statement_sql(status_change: bool, answer: bool) -> Any:
     return text(
-        "WITH " + _GUARD + _NEXT_WORK_ORDER.format(source="FROM guard") + _INSERT_RUN.format(on_conflict="")
-        + (_CHANGE_STATUS if status_change else "") + _AUDIT + (_ANSWER if answer else "")
+        "WITH "
+        + _GUARD
+        + _NEXT_WORK_ORDER.format(source="FROM guard")
+        + _INSERT_RUN.format(on_conflict="")
+        + (_CHANGE_STATUS if status_change else "")
+        + _AUDIT
+        + (_ANSWER if answer else "")
         + " SELECT id, work_order_id FROM run WHERE (SELECT count(*) FROM audit) >= 0"
         + (" AND (SELECT count(*) FROM answered) >= 0" if answer else "")
     )
 
 
-_ONE_STATEMENT_SQL = {(change, answer): _start_in_one_statement_sql(change, answer)
-                      for change in (False, True) for answer in (False, True)}
+_ONE_STATEMENT_SQL = {
+    (change, answer): _start_in_one_statement_sql(change, answer)
+    for change in (False, True)
+    for answer in (False, True)
+}
 
 
 _RUNS_OF_LOT = text(
@@ -131,8 +141,10 @@ def _lot(result: Any) -> LotForStart | None:
     row = result.first()
     if row is None:
         return None
-    runs = tuple(RunRow(r["process_id"], r["status"], r["work_order_id"], datetime.fromisoformat(r["start_time"]))
-                 for r in row.runs)
+    runs = tuple(
+        RunRow(r["process_id"], r["status"], r["work_order_id"], datetime.fromisoformat(r["start_time"]))
+        for r in row.runs
+    )
     return LotForStart(int(row.id), LotStatus(row.status), bool(row.worker_active), runs)
 
 

@@ -52,9 +52,18 @@ def _string(value: str | None) -> str:
 def canonical_text(row: ChainRow) -> str:
     """audit_row_text() of migration 0004, byte for byte: jsonb_build_array(...)::text."""
     moment = row.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    parts = [str(row.id), _string(moment), _string(row.actor), _string(row.action), _string(row.entity),
-             _string(row.entity_key), row.old_text or "null", row.new_text or "null", _string(row.reason),
-             _string(row.request_id)]
+    parts = [
+        str(row.id),
+        _string(moment),
+        _string(row.actor),
+        _string(row.action),
+        _string(row.entity),
+        _string(row.entity_key),
+        row.old_text or "null",
+        row.new_text or "null",
+        _string(row.reason),
+        _string(row.request_id),
+    ]
     return "[" + ", ".join(parts) + "]"
 
 
@@ -105,13 +114,18 @@ class ChainVerifier:
         if self.previous_id is None:
             return Break(row.id, f"chain broken at its start: rows before {row.id} were removed or changed")
         if row.prev_hash == self._before_previous:
-            return Break(self.previous_id, f"row {self.previous_id} was inserted: row {row.id} chains to the row "
-                                           "before it")
+            return Break(
+                self.previous_id, f"row {self.previous_id} was inserted: row {row.id} chains to the row before it"
+            )
         if row.id > self.previous_id + 1:
-            return Break(row.id, f"chain broken: row {row.id} does not follow row {self.previous_id}; a row "
-                                 "between them was removed")
-        return Break(row.id, f"chain broken: row {row.id} does not follow row {self.previous_id} "
-                             "(a row was inserted or re-chained)")
+            return Break(
+                row.id,
+                f"chain broken: row {row.id} does not follow row {self.previous_id}; a row between them was removed",
+            )
+        return Break(
+            row.id,
+            f"chain broken: row {row.id} does not follow row {self.previous_id} (a row was inserted or re-chained)",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +142,21 @@ class VerifyResult:
 
 
 def _chain_row(row: Any) -> ChainRow:
-    return ChainRow(row.id, row.occurred_at, row.actor, row.action, row.entity, row.entity_key, row.old_text,
-                    row.new_text, row.reason, row.request_id, row.prev_hash, row.row_hash, row.db_hash)
+    return ChainRow(
+        row.id,
+        row.occurred_at,
+        row.actor,
+        row.action,
+        row.entity,
+        row.entity_key,
+        row.old_text,
+        row.new_text,
+        row.reason,
+        row.request_id,
+        row.prev_hash,
+        row.row_hash,
+        row.db_hash,
+    )
 
 
 async def verify_chain(

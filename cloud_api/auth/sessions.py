@@ -42,10 +42,17 @@ class Session:
 
     def public(self) -> dict[str, Any]:
         return {
-            "access_token": self.access_token, "token_type": "Bearer", "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token, "refresh_expires_in": self.refresh_expires_in,
-            "user": {"username": self.username, "role": self.role.value, "display_name": self.display_name,
-                     "must_change_password": self.must_change_password},
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+            "refresh_expires_in": self.refresh_expires_in,
+            "user": {
+                "username": self.username,
+                "role": self.role.value,
+                "display_name": self.display_name,
+                "must_change_password": self.must_change_password,
+            },
         }
 
 
@@ -58,11 +65,26 @@ async def _new_family(conn: AsyncConnection, settings: AuthSettings, user: UserR
     await repo.prune_expired(conn, user.id, now - timedelta(days=PRUNE_AFTER_DAYS))
     family = uuid.uuid4()
     refresh = tokens.new_refresh_token()
-    await repo.insert_refresh(conn, tokens.hash_refresh_token(refresh), family, None, user.id, now,
-                              now + timedelta(seconds=settings.refresh_token_ttl_s))
+    await repo.insert_refresh(
+        conn,
+        tokens.hash_refresh_token(refresh),
+        family,
+        None,
+        user.id,
+        now,
+        now + timedelta(seconds=settings.refresh_token_ttl_s),
+    )
     access = tokens.issue_access(settings, user.username, user.role, str(family), now.timestamp())
-    return Session(access.token, access.expires_in, refresh, settings.refresh_token_ttl_s, user.username,
-                   user.role, user.display_name, user.must_change_password)
+    return Session(
+        access.token,
+        access.expires_in,
+        refresh,
+        settings.refresh_token_ttl_s,
+        user.username,
+        user.role,
+        user.display_name,
+        user.must_change_password,
+    )
 
 
 async def check_password(db: Database, username: str, password: str) -> tuple[UserRecord | None, str]:
@@ -90,8 +112,7 @@ async def check_password(db: Database, username: str, password: str) -> tuple[Us
     return user, "ok"
 
 
-async def login(db: Database, settings: AuthSettings, username: str, password: str,
-                client_ip: str | None) -> Session:
+async def login(db: Database, settings: AuthSettings, username: str, password: str, client_ip: str | None) -> Session:
     """A new session for right credentials; INVALID_CREDENTIALS (one answer for every cause) otherwise.
 
     Both outcomes are audited; a failure in its own transaction, so it stays recorded although the call fails.
@@ -99,14 +120,25 @@ async def login(db: Database, settings: AuthSettings, username: str, password: s
     user, reason = await check_password(db, username, password)
     async with db.transaction() as conn:
         if user is None:
-            await record_audit(conn, actor=username[:100] or "anonymous", action="auth.login_failed",
-                               entity="user", entity_key=username[:200] or None,
-                               new={"reason": reason, "client_ip": client_ip})
+            await record_audit(
+                conn,
+                actor=username[:100] or "anonymous",
+                action="auth.login_failed",
+                entity="user",
+                entity_key=username[:200] or None,
+                new={"reason": reason, "client_ip": client_ip},
+            )
             session = None
         else:
             session = await _new_family(conn, settings, user, db.now())
-            await record_audit(conn, actor=user.username, action="auth.login", entity="user",
-                               entity_key=user.username, new={"client_ip": client_ip, "role": user.role.value})
+            await record_audit(
+                conn,
+                actor=user.username,
+                action="auth.login",
+                entity="user",
+                entity_key=user.username,
+                new={"client_ip": client_ip, "role": user.role.value},
+            )
     if session is None:
         log.info("login refused for %r from %s: %s", username[:50], client_ip, reason)
         raise DomainError(ErrorCode.INVALID_CREDENTIALS)
@@ -129,15 +161,28 @@ async def refresh(db: Database, settings: AuthSettings, refresh_token: str, clie
         if _in_grace(settings, record, now):
             again = _same_successor(settings, record, refresh_token)
             if again is not None:
-                log.info("refresh token of %s used twice within %.0f s: same successor", record.username,
-                         settings.refresh_grace_s)
+                log.info(
+                    "refresh token of %s used twice within %.0f s: same successor",
+                    record.username,
+                    settings.refresh_grace_s,
+                )
                 return _session_for(settings, record, again, now)
         reused = True
         revoked = await repo.revoke_family(conn, record.family_id, "reuse", now)
-        await record_audit(conn, actor=record.username, action="auth.refresh_reuse", entity="user",
-                           entity_key=record.username,
-                           new={"family_id": record.family_id, "token_id": record.id, "used_at": record.used_at,
-                                "revoked_tokens": revoked, "client_ip": client_ip})
+        await record_audit(
+            conn,
+            actor=record.username,
+            action="auth.refresh_reuse",
+            entity="user",
+            entity_key=record.username,
+            new={
+                "family_id": record.family_id,
+                "token_id": record.id,
+                "used_at": record.used_at,
+                "revoked_tokens": revoked,
+                "client_ip": client_ip,
+            },
+        )
     if reused:  # raised after the commit: the family stays revoked and the reuse stays recorded
         log.warning("refresh token reuse for %s from %s: session family revoked", record.username, client_ip)
         raise _unauthorized("refresh token reused")
@@ -145,8 +190,11 @@ async def refresh(db: Database, settings: AuthSettings, refresh_token: str, clie
 
 
 def _in_grace(settings: AuthSettings, record: repo.RefreshRecord, now: datetime) -> bool:
-    return (record.used_at is not None and record.successor_usable
-            and (now - record.used_at).total_seconds() <= settings.refresh_grace_s)
+    return (
+        record.used_at is not None
+        and record.successor_usable
+        and (now - record.used_at).total_seconds() <= settings.refresh_grace_s
+    )
 
 
 def _same_successor(settings: AuthSettings, record: repo.RefreshRecord, token: str) -> str | None:
@@ -156,20 +204,35 @@ def _same_successor(settings: AuthSettings, record: repo.RefreshRecord, token: s
     return None  # the key changed in between (rotation): treated as a reuse
 
 
-async def _rotate(conn: AsyncConnection, settings: AuthSettings, record: repo.RefreshRecord, token: str,
-                  now: datetime) -> Session:
+async def _rotate(
+    conn: AsyncConnection, settings: AuthSettings, record: repo.RefreshRecord, token: str, now: datetime
+) -> Session:
     successor = tokens.successor_candidates(settings, token)[0]
-    successor_id = await repo.insert_refresh(conn, tokens.hash_refresh_token(successor), record.family_id,
-                                             record.id, record.user_id, now,
-                                             now + timedelta(seconds=settings.refresh_token_ttl_s))
+    successor_id = await repo.insert_refresh(
+        conn,
+        tokens.hash_refresh_token(successor),
+        record.family_id,
+        record.id,
+        record.user_id,
+        now,
+        now + timedelta(seconds=settings.refresh_token_ttl_s),
+    )
     await repo.mark_used(conn, record.id, successor_id, now)
     return _session_for(settings, record, successor, now)
 
 
 def _session_for(settings: AuthSettings, record: repo.RefreshRecord, refresh_token: str, now: datetime) -> Session:
     access = tokens.issue_access(settings, record.username, record.role, str(record.family_id), now.timestamp())
-    return Session(access.token, access.expires_in, refresh_token, settings.refresh_token_ttl_s, record.username,
-                   record.role, record.display_name, record.must_change_password)
+    return Session(
+        access.token,
+        access.expires_in,
+        refresh_token,
+        settings.refresh_token_ttl_s,
+        record.username,
+        record.role,
+        record.display_name,
+        record.must_change_password,
+    )
 
 
 async def logout(db: Database, principal: Principal, all_sessions: bool = False) -> int:
@@ -183,9 +246,14 @@ async def logout(db: Database, principal: Principal, all_sessions: bool = False)
             count = await repo.revoke_user_sessions(conn, user.id, "logout", now)
         else:
             count = await repo.revoke_family(conn, uuid.UUID(str(principal.session_id)), "logout", now)
-        await record_audit(conn, actor=principal.username, action="auth.logout", entity="user",
-                           entity_key=principal.username,
-                           new={"session_id": principal.session_id, "all_sessions": all_sessions})
+        await record_audit(
+            conn,
+            actor=principal.username,
+            action="auth.logout",
+            entity="user",
+            entity_key=principal.username,
+            new={"session_id": principal.session_id, "all_sessions": all_sessions},
+        )
     return count
 
 
@@ -197,12 +265,12 @@ async def principal_for(db: Database, claims: tokens.AccessClaims) -> Principal:
         raise _unauthorized("unknown or disabled user")
     if state["revoked"] or not state["known"]:
         raise _unauthorized("session ended")
-    return Principal(claims.username, Role(state["role"]), None, claims.session_id,
-                     bool(state["must_change_password"]))
+    return Principal(claims.username, Role(state["role"]), None, claims.session_id, bool(state["must_change_password"]))
 
 
-async def change_password(db: Database, settings: AuthSettings, principal: Principal, current: str,
-                          new: str) -> Session:
+async def change_password(
+    db: Database, settings: AuthSettings, principal: Principal, current: str, new: str
+) -> Session:
     """The caller's own password change; the old sessions end and a fresh one is returned."""
     user, reason = await check_password(db, principal.username, current)
     if user is None:

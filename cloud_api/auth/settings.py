@@ -31,27 +31,36 @@ class AuthSettings(BaseSettings):
 
     jwt_secret: SecretStr | None = Field(default=None, description="HS256 key of the access tokens (>= 32 bytes)")
     jwt_previous_secret: SecretStr | None = Field(
-        default=None, description="the key before a rotation: still verifies tokens, never signs")
+        default=None, description="the key before a rotation: still verifies tokens, never signs"
+    )
     dev_mode: bool = Field(default=False, description="accept a missing, short or development JWT secret")
     jwt_issuer: str = Field(default="withforce-mes", min_length=1)
     jwt_audience: str = Field(default="withforce-mes-api", min_length=1)
     access_token_ttl_s: int = Field(default=15 * 60, ge=60, le=24 * 3600)
     refresh_token_ttl_s: int = Field(default=7 * 24 * 3600, ge=300, le=90 * 24 * 3600)
     jwt_leeway_s: int = Field(default=30, ge=0, le=300, description="clock skew tolerated on exp/nbf/iat")
-    refresh_grace_s: float = Field(default=10.0, ge=0, le=120,
-                                   description="a refresh token used again this soon gets the same successor")
+    refresh_grace_s: float = Field(
+        default=10.0, ge=0, le=120, description="a refresh token used again this soon gets the same successor"
+    )
 
     @model_validator(mode="after")
     def _strong_secret(self) -> AuthSettings:
-        problems = [p for p in (_problem("MES_JWT_SECRET", self.jwt_secret),
-                                _problem("MES_JWT_PREVIOUS_SECRET", self.jwt_previous_secret)) if p]
+        problems = [
+            p
+            for p in (
+                _problem("MES_JWT_SECRET", self.jwt_secret),
+                _problem("MES_JWT_PREVIOUS_SECRET", self.jwt_previous_secret),
+            )
+            if p
+        ]
         if self.jwt_secret is None:
             problems.insert(0, "MES_JWT_SECRET is not set")
         if problems and not self.dev_mode:
             raise ValueError("; ".join(problems) + f" ({GENERATE_HINT}; or MES_DEV_MODE=true on a developer machine)")
         if problems:
-            log.warning("MES_DEV_MODE: accepting a weak JWT secret (%s); never run a factory like this",
-                        "; ".join(problems))
+            log.warning(
+                "MES_DEV_MODE: accepting a weak JWT secret (%s); never run a factory like this", "; ".join(problems)
+            )
         return self
 
     @property

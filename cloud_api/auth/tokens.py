@@ -42,13 +42,21 @@ class IssuedAccess:
     expires_in: int
 
 
-def issue_access(settings: AuthSettings, username: str, role: Role, session_id: str,
-                 now: float | None = None) -> IssuedAccess:
+def issue_access(
+    settings: AuthSettings, username: str, role: Role, session_id: str, now: float | None = None
+) -> IssuedAccess:
     issued = int(now if now is not None else time.time())
     claims = {
-        "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": username, "role": role.value,
-        "typ": ACCESS_TYPE, "sid": session_id, "jti": str(uuid.uuid4()),
-        "iat": issued, "nbf": issued, "exp": issued + settings.access_token_ttl_s,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": username,
+        "role": role.value,
+        "typ": ACCESS_TYPE,
+        "sid": session_id,
+        "jti": str(uuid.uuid4()),
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + settings.access_token_ttl_s,
     }
     return IssuedAccess(jwt.encode(claims, settings.signing_key, algorithm=ALGORITHM), settings.access_token_ttl_s)
 
@@ -62,8 +70,13 @@ def _decode(settings: AuthSettings, token: str) -> dict[str, object]:
     for index, key in enumerate(keys):
         try:
             return jwt.decode(
-                token, key, algorithms=[ALGORITHM], audience=settings.jwt_audience, issuer=settings.jwt_issuer,
-                leeway=settings.jwt_leeway_s, options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                leeway=settings.jwt_leeway_s,
+                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
             )
         except jwt.InvalidSignatureError:
             if index == len(keys) - 1:

@@ -31,8 +31,11 @@ class NewUser(BaseModel):
     role: Role
     active: bool = True
     can_log_in: bool = Field(default=True, description="false: no password at all (a badge-only operator)")
-    password: str | None = Field(default=None, max_length=PASSWORD_MAX_LENGTH,
-                                 description="omitted: a one-time password is generated and returned once")
+    password: str | None = Field(
+        default=None,
+        max_length=PASSWORD_MAX_LENGTH,
+        description="omitted: a one-time password is generated and returned once",
+    )
     must_change_password: bool | None = Field(default=None, description="default: true for a generated password")
 
 
@@ -88,10 +91,19 @@ async def create_user(conn: AsyncConnection, command: NewUser, actor: str) -> Us
             secret = passwords.one_time_password()
             must_change = command.must_change_password is not False
     password_hash = await _hash(secret) if secret is not None else None
-    user = await repo.insert_user(conn, command.username, command.display_name or command.username, command.role,
-                                  password_hash, must_change, command.active, utc_now())
-    await record_audit(conn, actor=actor, action="user.create", entity="user", entity_key=user.username,
-                       new=_trail(user))
+    user = await repo.insert_user(
+        conn,
+        command.username,
+        command.display_name or command.username,
+        command.role,
+        password_hash,
+        must_change,
+        command.active,
+        utc_now(),
+    )
+    await record_audit(
+        conn, actor=actor, action="user.create", entity="user", entity_key=user.username, new=_trail(user)
+    )
     log.info("user %s (%s) created by %s", user.username, user.role.value, actor)
     generated = secret if secret is not None and command.password is None else None
     return UserResult(user, generated)
@@ -106,8 +118,9 @@ def _trail(user: UserRecord) -> dict[str, Any]:
 
 
 async def _keep_an_admin(conn: AsyncConnection, user: UserRecord, role: Role | None, active: bool | None) -> None:
-    losing = user.role is Role.ADMIN and user.active and (
-        (role is not None and role is not Role.ADMIN) or active is False)
+    losing = (
+        user.role is Role.ADMIN and user.active and ((role is not None and role is not Role.ADMIN) or active is False)
+    )
     if losing and await repo.other_active_admins(conn, user.id) == 0:
         raise _invalid("role/active: the last active admin cannot be demoted or disabled")
 
@@ -139,28 +152,60 @@ async def change_user(conn: AsyncConnection, username: str, change: UserChange, 
     return UserResult(updated, secret)
 
 
-async def _audit_change(conn: AsyncConnection, actor: str, before: UserRecord, after: UserRecord,
-                        fields: dict[str, Any], reason: str | None) -> None:
+async def _audit_change(
+    conn: AsyncConnection, actor: str, before: UserRecord, after: UserRecord, fields: dict[str, Any], reason: str | None
+) -> None:
     key = before.username
     if "role" in fields:
-        await record_audit(conn, actor=actor, action="user.role_change", entity="user", entity_key=key,
-                           old={"role": before.role.value}, new={"role": after.role.value}, reason=reason)
+        await record_audit(
+            conn,
+            actor=actor,
+            action="user.role_change",
+            entity="user",
+            entity_key=key,
+            old={"role": before.role.value},
+            new={"role": after.role.value},
+            reason=reason,
+        )
     if "active" in fields:
         action = "user.enable" if after.active else "user.disable"
-        await record_audit(conn, actor=actor, action=action, entity="user", entity_key=key,
-                           old={"active": before.active}, new={"active": after.active}, reason=reason)
+        await record_audit(
+            conn,
+            actor=actor,
+            action=action,
+            entity="user",
+            entity_key=key,
+            old={"active": before.active},
+            new={"active": after.active},
+            reason=reason,
+        )
     if "display_name" in fields:
-        await record_audit(conn, actor=actor, action="user.update", entity="user", entity_key=key,
-                           old={"display_name": before.display_name}, new={"display_name": after.display_name},
-                           reason=reason)
+        await record_audit(
+            conn,
+            actor=actor,
+            action="user.update",
+            entity="user",
+            entity_key=key,
+            old={"display_name": before.display_name},
+            new={"display_name": after.display_name},
+            reason=reason,
+        )
     if "password_hash" in fields:
-        await record_audit(conn, actor=actor, action="user.password_reset", entity="user", entity_key=key,
-                           old={"must_change_password": before.must_change_password},
-                           new={"must_change_password": True}, reason=reason)
+        await record_audit(
+            conn,
+            actor=actor,
+            action="user.password_reset",
+            entity="user",
+            entity_key=key,
+            old={"must_change_password": before.must_change_password},
+            new={"must_change_password": True},
+            reason=reason,
+        )
 
 
-async def set_password(conn: AsyncConnection, username: str, password: str | None, actor: str,
-                       must_change: bool | None = None) -> UserResult:
+async def set_password(
+    conn: AsyncConnection, username: str, password: str | None, actor: str, must_change: bool | None = None
+) -> UserResult:
     """Set (or generate, when None) a user's password; ends the user's sessions. CLI and `mes up`."""
     user = await repo.find_user(conn, username, lock=True)
     if user is None:
@@ -172,27 +217,42 @@ async def set_password(conn: AsyncConnection, username: str, password: str | Non
     secret = password if password is not None else passwords.one_time_password()
     flag = must_change if must_change is not None else password is None
     now = utc_now()
-    updated = await repo.update_user(conn, user.id, now, password_hash=await _hash(secret),
-                                     must_change_password=flag, password_changed_at=now)
+    updated = await repo.update_user(
+        conn, user.id, now, password_hash=await _hash(secret), must_change_password=flag, password_changed_at=now
+    )
     await repo.revoke_user_sessions(conn, user.id, "password_set", now)
-    await record_audit(conn, actor=actor, action="user.password_set", entity="user", entity_key=username,
-                       old={"had_password": user.password_hash is not None},
-                       new={"must_change_password": flag})
+    await record_audit(
+        conn,
+        actor=actor,
+        action="user.password_set",
+        entity="user",
+        entity_key=username,
+        old={"had_password": user.password_hash is not None},
+        new={"must_change_password": flag},
+    )
     return UserResult(updated, secret if password is None else None)
 
 
-async def change_own_password(conn: AsyncConnection, user: UserRecord, current: str, new: str,
-                              now: datetime) -> UserRecord:
+async def change_own_password(
+    conn: AsyncConnection, user: UserRecord, current: str, new: str, now: datetime
+) -> UserRecord:
     """The user's own change (current password already verified): clears must_change_password, ends sessions."""
     problems = password_problems(new, user.username, current)
     if problems:
         raise _invalid(*problems)
-    updated = await repo.update_user(conn, user.id, now, password_hash=await _hash(new),
-                                     must_change_password=False, password_changed_at=now)
+    updated = await repo.update_user(
+        conn, user.id, now, password_hash=await _hash(new), must_change_password=False, password_changed_at=now
+    )
     await repo.revoke_user_sessions(conn, user.id, "password_change", now)
-    await record_audit(conn, actor=user.username, action="user.password_change", entity="user",
-                       entity_key=user.username, old={"must_change_password": user.must_change_password},
-                       new={"must_change_password": False})
+    await record_audit(
+        conn,
+        actor=user.username,
+        action="user.password_change",
+        entity="user",
+        entity_key=user.username,
+        old={"must_change_password": user.must_change_password},
+        new={"must_change_password": False},
+    )
     return updated
 
 
@@ -206,20 +266,24 @@ async def bootstrap_admin(conn: AsyncConnection, actor: str = "setup") -> str | 
     if await repo.any_admin(conn):
         return None
     if await repo.name_taken(conn, BOOTSTRAP_ADMIN) is not None:
-        raise DomainError(ErrorCode.DUPLICATE_USER, {"username": BOOTSTRAP_ADMIN},
-                          "a non-admin user is called admin: create an admin with `mes user add`")
-    created = await create_user(conn, NewUser(username=BOOTSTRAP_ADMIN, display_name="관리자", role=Role.ADMIN),
-                                actor)
+        raise DomainError(
+            ErrorCode.DUPLICATE_USER,
+            {"username": BOOTSTRAP_ADMIN},
+            "a non-admin user is called admin: create an admin with `mes user add`",
+        )
+    created = await create_user(conn, NewUser(username=BOOTSTRAP_ADMIN, display_name="관리자", role=Role.ADMIN), actor)
     return created.one_time_password
 
 
-async def ensure_service_user(conn: AsyncConnection, username: str, role: Role, password: str,
-                              actor: str = "setup") -> UserRecord:
+async def ensure_service_user(
+    conn: AsyncConnection, username: str, role: Role, password: str, actor: str = "setup"
+) -> UserRecord:
     """A machine account (the line simulator) with this password and role, created or reset; audited."""
     user = await repo.find_user(conn, username, lock=True)
     if user is None:
-        created = await create_user(conn, NewUser(username=username, role=role, password=password,
-                                                  must_change_password=False), actor)
+        created = await create_user(
+            conn, NewUser(username=username, role=role, password=password, must_change_password=False), actor
+        )
         return created.user
     if user.role is not role or not user.active:
         user = (await change_user(conn, username, UserChange(role=role, active=True), actor)).user

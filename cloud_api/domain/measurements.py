@@ -46,10 +46,10 @@ def extract_measurements(data: ProcessDataBase, completed_at: datetime) -> list[
 def _sensor_measurements(data: SensorTestData, at: datetime) -> list[Measurement]:
     temp, tof = data.temp_sensor, data.tof_sensor
     return [
-        Measurement(at, "temperature", temp.measured_temp, "°C", temp.result, "TEMP_SENSOR",
-                    temp.target_temp, temp.tolerance),
-        Measurement(at, "i2c_communication", 1.0 if tof.i2c_communication else 0.0, None, tof.result,
-                    "TOF_SENSOR"),
+        Measurement(
+            at, "temperature", temp.measured_temp, "°C", temp.result, "TEMP_SENSOR", temp.target_temp, temp.tolerance
+        ),
+        Measurement(at, "i2c_communication", 1.0 if tof.i2c_communication else 0.0, None, tof.result, "TOF_SENSOR"),
     ]
 
 
@@ -60,16 +60,32 @@ def _performance_measurements(data: PerformanceTestData) -> list[Measurement]:
         measured = [(key, name, unit) for key, name, unit in PERFORMANCE_MEASURES if _is_number(extra.get(key))]
         if not any(name == "force" for _, name, _ in measured):
             # The spec's example carries only the verdict; keep it so QA sees every test point.
-            rows.append(Measurement(data.tested_at, "force", None, "kgf", point.result, point.test_point_id,
-                                    point.spec.target_force, point.spec.tolerance))
+            rows.append(
+                Measurement(
+                    data.tested_at,
+                    "force",
+                    None,
+                    "kgf",
+                    point.result,
+                    point.test_point_id,
+                    point.spec.target_force,
+                    point.spec.tolerance,
+                )
+            )
         for key, name, unit in measured:
             is_force = name == "force"
-            rows.append(Measurement(
-                data.tested_at, name, float(extra[key]), unit, point.result if is_force else None,
-                point.test_point_id,
-                point.spec.target_force if is_force else None,
-                point.spec.tolerance if is_force else None,
-            ))
+            rows.append(
+                Measurement(
+                    data.tested_at,
+                    name,
+                    float(extra[key]),
+                    unit,
+                    point.result if is_force else None,
+                    point.test_point_id,
+                    point.spec.target_force if is_force else None,
+                    point.spec.tolerance if is_force else None,
+                )
+            )
     return rows
 
 

@@ -82,10 +82,17 @@ class FirmwareRecord:
     def public(self) -> dict[str, object]:
         """What the API shows: everything but the storage key, plus the download URL."""
         return {
-            "version": self.version, "filename": self.filename, "file_size": self.file_size,
-            "md5_hash": self.md5_hash, "sha256": self.sha256, "target_mcu": self.target_mcu,
-            "active": self.active, "uploaded_by": self.uploaded_by, "uploaded_at": self.uploaded_at.isoformat(),
+            "version": self.version,
+            "filename": self.filename,
+            "file_size": self.file_size,
+            "md5_hash": self.md5_hash,
+            "sha256": self.sha256,
+            "target_mcu": self.target_mcu,
+            "active": self.active,
+            "uploaded_by": self.uploaded_by,
+            "uploaded_at": self.uploaded_at.isoformat(),
             "activated_by": self.activated_by,
             "activated_at": self.activated_at.isoformat() if self.activated_at else None,
-            "notes": self.notes, "download_url": download_url(self.version),
+            "notes": self.notes,
+            "download_url": download_url(self.version),
         }

@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.firmware.domain import FirmwareRecord
 
-_COLUMNS = ("version, filename, file_size, md5_hash, sha256, target_mcu, storage_key, uploaded_by, uploaded_at, "
-            "active, notes, activated_at, activated_by")
+_COLUMNS = (
+    "version, filename, file_size, md5_hash, sha256, target_mcu, storage_key, uploaded_by, uploaded_at, "
+    "active, notes, activated_at, activated_by"
+)
 
 
 def _record(row: Any) -> FirmwareRecord:
@@ -43,8 +45,10 @@ async def find_version(conn: AsyncConnection, version: str) -> FirmwareRecord | 
 
 async def list_versions(conn: AsyncConnection, target_mcu: str | None = None) -> list[FirmwareRecord]:
     rows = await conn.execute(
-        text(f"SELECT {_COLUMNS} FROM firmware_versions WHERE CAST(:m AS text) IS NULL OR target_mcu = :m "
-             "ORDER BY uploaded_at DESC, id DESC"),
+        text(
+            f"SELECT {_COLUMNS} FROM firmware_versions WHERE CAST(:m AS text) IS NULL OR target_mcu = :m "
+            "ORDER BY uploaded_at DESC, id DESC"
+        ),
         {"m": target_mcu},
     )
     return [_record(r) for r in rows.mappings()]
@@ -60,23 +64,27 @@ async def active_version(conn: AsyncConnection, target_mcu: str) -> FirmwareReco
 
 async def activate(conn: AsyncConnection, version: str, target_mcu: str, actor: str, at: datetime) -> None:
     """Lock the MCU's rows (concurrent activations serialise), deactivate the others, activate this one."""
-    await conn.execute(text("SELECT id FROM firmware_versions WHERE target_mcu = :m ORDER BY id FOR UPDATE"),
-                       {"m": target_mcu})
+    await conn.execute(
+        text("SELECT id FROM firmware_versions WHERE target_mcu = :m ORDER BY id FOR UPDATE"), {"m": target_mcu}
+    )
     await conn.execute(
         text("UPDATE firmware_versions SET active = false WHERE target_mcu = :m AND active AND version <> :v"),
         {"m": target_mcu, "v": version},
     )
     await conn.execute(
-        text("UPDATE firmware_versions SET active = true, activated_at = :at, activated_by = :a "
-             "WHERE version = :v AND NOT active"),
+        text(
+            "UPDATE firmware_versions SET active = true, activated_at = :at, activated_by = :a "
+            "WHERE version = :v AND NOT active"
+        ),
         {"v": version, "a": actor, "at": at},
     )
 
 
 async def insert_token(conn: AsyncConnection, station_id: str, token_hash: str, actor: str) -> datetime:
     row = await conn.execute(
-        text("INSERT INTO station_tokens (station_id, token_hash, created_by) VALUES (:s, :h, :a) "
-             "RETURNING created_at"),
+        text(
+            "INSERT INTO station_tokens (station_id, token_hash, created_by) VALUES (:s, :h, :a) RETURNING created_at"
+        ),
         {"s": station_id, "h": token_hash, "a": actor},
     )
     created_at: datetime = row.scalar_one()
@@ -94,8 +102,10 @@ async def revoke_tokens(conn: AsyncConnection, station_id: str) -> int:
 async def use_token(conn: AsyncConnection, token_hash: str) -> str | None:
     """The station of a valid (not revoked) token, stamping its last use; None for an unknown or revoked one."""
     row = await conn.execute(
-        text("UPDATE station_tokens SET last_used_at = now() WHERE token_hash = :h AND revoked_at IS NULL "
-             "RETURNING station_id"),
+        text(
+            "UPDATE station_tokens SET last_used_at = now() WHERE token_hash = :h AND revoked_at IS NULL "
+            "RETURNING station_id"
+        ),
         {"h": token_hash},
     )
     station: str | None = row.scalar_one_or_none()

@@ -59,8 +59,9 @@ def _validated(command: UploadCommand, max_size: int) -> tuple[str, str]:
     return version, mcu
 
 
-async def upload_firmware(db: Database, conn: AsyncConnection, storage: FirmwareStorage, command: UploadCommand,
-                          actor: str, max_size: int) -> FirmwareRecord:
+async def upload_firmware(
+    db: Database, conn: AsyncConnection, storage: FirmwareStorage, command: UploadCommand, actor: str, max_size: int
+) -> FirmwareRecord:
     """Store the binary under a fresh key, then the row; a refused row removes its own object again."""
     version, mcu = _validated(command, max_size)
     if await repo.version_exists(conn, version):
@@ -70,14 +71,25 @@ async def upload_firmware(db: Database, conn: AsyncConnection, storage: Firmware
     await storage.put(key, command.data)
     try:
         async with conn.begin_nested():
-            record = await repo.insert_version(conn, {
-                "version": version, "filename": firmware_filename(version), "file_size": sums.size,
-                "md5_hash": sums.md5, "sha256": sums.sha256, "target_mcu": mcu, "storage_key": key,
-                "uploaded_by": actor, "uploaded_at": db.now(), "notes": command.notes,
-            })
+            record = await repo.insert_version(
+                conn,
+                {
+                    "version": version,
+                    "filename": firmware_filename(version),
+                    "file_size": sums.size,
+                    "md5_hash": sums.md5,
+                    "sha256": sums.sha256,
+                    "target_mcu": mcu,
+                    "storage_key": key,
+                    "uploaded_by": actor,
+                    "uploaded_at": db.now(),
+                    "notes": command.notes,
+                },
+            )
             # Inside the savepoint: a refused audit row removes the stored object like a refused version row.
-            await record_audit(conn, actor=actor, action="firmware.upload", entity="firmware",
-                               entity_key=version, new=record.public())
+            await record_audit(
+                conn, actor=actor, action="firmware.upload", entity="firmware", entity_key=version, new=record.public()
+            )
     except BaseException as error:
         try:
             await storage.delete(key)
@@ -112,10 +124,19 @@ async def activate_firmware(db: Database, conn: AsyncConnection, version: str, a
     await repo.activate(conn, record.version, record.target_mcu, actor, db.now())
     log.info("firmware %s activated for %s by %s", record.version, record.target_mcu, actor)
     activated = await find_firmware(conn, record.version)
-    await record_audit(conn, actor=actor, action="firmware.activate", entity="firmware", entity_key=record.version,
-                       old={"active": record.active, "active_version": previous.version if previous else None,
-                            "target_mcu": record.target_mcu},
-                       new={"active": True, "active_version": record.version, "target_mcu": record.target_mcu})
+    await record_audit(
+        conn,
+        actor=actor,
+        action="firmware.activate",
+        entity="firmware",
+        entity_key=record.version,
+        old={
+            "active": record.active,
+            "active_version": previous.version if previous else None,
+            "target_mcu": record.target_mcu,
+        },
+        new={"active": True, "active_version": record.version, "target_mcu": record.target_mcu},
+    )
     return activated
 
 
@@ -144,5 +165,10 @@ async def active_firmware_info(conn: AsyncConnection, target_mcu: str = DEFAULT_
     record = await repo.active_version(conn, target_mcu)
     if record is None:
         return None
-    return FirmwareInfo(version=record.version, filename=record.filename, file_size=record.file_size,
-                        md5_hash=record.md5_hash, download_url=download_url(record.version))
+    return FirmwareInfo(
+        version=record.version,
+        filename=record.filename,
+        file_size=record.file_size,
+        md5_hash=record.md5_hash,
+        download_url=download_url(record.version),
+    )

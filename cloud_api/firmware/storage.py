@@ -15,6 +15,7 @@ from cloud_api.firmware.storage_keys import CHUNK_SIZE, ObjectMissing, check_key
 
 __all__ = ["CHUNK_SIZE", "FirmwareStorage", "LocalDiskStorage", "ObjectMissing", "check_key", "make_storage"]
 
+
 class FirmwareStorage(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
 

@@ -48,8 +48,13 @@ class S3Storage:
         return self.prefix + check_key(key)
 
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data,
-                                ContentType="application/octet-stream")
+        await asyncio.to_thread(
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=data,
+            ContentType="application/octet-stream",
+        )
 
     async def _get_object(self, key: str) -> Any:
         try:

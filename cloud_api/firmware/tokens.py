@@ -29,13 +29,17 @@ def hash_token(token: str) -> str:
 
 def check_station_id(station_id: str) -> str:
     if not _STATION.fullmatch(station_id):
-        raise DomainError(ErrorCode.INVALID_FIRMWARE, {"station_id": station_id},
-                            "station_id must be 1-64 letters, digits, '.', '_' or '-'")
+        raise DomainError(
+            ErrorCode.INVALID_FIRMWARE,
+            {"station_id": station_id},
+            "station_id must be 1-64 letters, digits, '.', '_' or '-'",
+        )
     return station_id
 
 
-async def create_station_token(conn: AsyncConnection, station_id: str, actor: str = "system",
-                               revoke_previous: bool = True) -> str:
+async def create_station_token(
+    conn: AsyncConnection, station_id: str, actor: str = "system", revoke_previous: bool = True
+) -> str:
     """A new random token for `station_id` (returned once, never stored); by default it replaces older ones."""
     check_station_id(station_id)
     revoked = await repo.revoke_tokens(conn, station_id) if revoke_previous else 0
@@ -44,17 +48,30 @@ async def create_station_token(conn: AsyncConnection, station_id: str, actor: st
     created_at = await repo.insert_token(conn, station_id, token_hash, actor)
     log.info("station token issued for %s by %s", station_id, actor)
     # Never the token itself: a short prefix of its hash tells tokens apart in the trail.
-    await record_audit(conn, actor=actor, action="station_token.issue", entity="station", entity_key=station_id,
-                       old={"live_tokens": revoked} if revoke_previous else None,
-                       new={"live_tokens": 1, "token_sha256_prefix": token_hash[:12], "created_at": created_at})
+    await record_audit(
+        conn,
+        actor=actor,
+        action="station_token.issue",
+        entity="station",
+        entity_key=station_id,
+        old={"live_tokens": revoked} if revoke_previous else None,
+        new={"live_tokens": 1, "token_sha256_prefix": token_hash[:12], "created_at": created_at},
+    )
     return token
 
 
 async def revoke_station_tokens(conn: AsyncConnection, station_id: str, actor: str = "system") -> int:
     count = await repo.revoke_tokens(conn, check_station_id(station_id))
     log.info("revoked %s token(s) of station %s", count, station_id)
-    await record_audit(conn, actor=actor, action="station_token.revoke", entity="station", entity_key=station_id,
-                       old={"live_tokens": count}, new={"live_tokens": 0})
+    await record_audit(
+        conn,
+        actor=actor,
+        action="station_token.revoke",
+        entity="station",
+        entity_key=station_id,
+        old={"live_tokens": count},
+        new={"live_tokens": 0},
+    )
     return count
 
 

@@ -32,8 +32,13 @@ from cloud_api.http.route_access import require_declared_access
 from cloud_api.settings import CentralSettings
 
 
-def create_app(settings: CentralSettings | None = None, auth_settings: AuthSettings | None = None, *,
-               limits: LimitSettings | None = None, firmware: FirmwareSettings | None = None) -> FastAPI:
+def create_app(
+    settings: CentralSettings | None = None,
+    auth_settings: AuthSettings | None = None,
+    *,
+    limits: LimitSettings | None = None,
+    firmware: FirmwareSettings | None = None,
+) -> FastAPI:
     """The API app from its settings (cloud_api.bootstrap passes every section; a section left out is read from
     the environment, which tests that build an app directly rely on)."""
     settings = settings or CentralSettings()  # type: ignore[call-arg]
@@ -63,8 +68,18 @@ def create_app(settings: CentralSettings | None = None, auth_settings: AuthSetti
     install_error_handlers(app)
     install_limits(app, limits)  # before the request id middleware, so 429/413 answers carry an id too
     app.add_middleware(RequestIdMiddleware)
-    for module in (routes_process, routes_lots, routes_firmware, routes_reference, routes_console, routes_audit,
-                   routes_labels, routes_printers, routes_auth, routes_users):
+    for module in (
+        routes_process,
+        routes_lots,
+        routes_firmware,
+        routes_reference,
+        routes_console,
+        routes_audit,
+        routes_labels,
+        routes_printers,
+        routes_auth,
+        routes_users,
+    ):
         app.include_router(module.router)
     require_declared_access(app)  # a route that does not say who may call it stops the start
     routes_firmware.configure(app, firmware)

@@ -23,10 +23,16 @@ from mes_contracts.errors import ErrorCode
 log = logging.getLogger(__name__)
 
 # One scheme each, so /docs shows which credential a route takes.
-user_bearer = HTTPBearer(auto_error=False, scheme_name="access_token",
-                         description="Access token from POST /api/v1/auth/login (15 min; renew with /auth/refresh)")
-station_bearer = HTTPBearer(auto_error=False, scheme_name="station_token",
-                            description="A station's firmware token (POST /api/v1/stations/{station}/token)")
+user_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="access_token",
+    description="Access token from POST /api/v1/auth/login (15 min; renew with /auth/refresh)",
+)
+station_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="station_token",
+    description="A station's firmware token (POST /api/v1/stations/{station}/token)",
+)
 Credentials = HTTPAuthorizationCredentials | None
 
 
@@ -59,7 +65,9 @@ AuthSettingsDep = Annotated[AuthSettings, Depends(get_auth_settings)]
 
 
 async def authenticate(
-    request: Request, db: DbDep, settings: AuthSettingsDep,
+    request: Request,
+    db: DbDep,
+    settings: AuthSettingsDep,
     credentials: Annotated[Credentials, Security(user_bearer)] = None,
 ) -> Principal:
     """The user behind a valid access token (any role; `allow` checks the role). FastAPI runs it once a request."""
@@ -94,8 +102,11 @@ def allow(*roles: Role, during_password_change: bool = False) -> Callable[..., A
         if principal.must_change_password and not access.during_password_change:
             raise DomainError(ErrorCode.FORBIDDEN, {"password_change_required": True}, "password change required")
         if not access.admits(principal.role):
-            raise DomainError(ErrorCode.FORBIDDEN, {"required_roles": sorted(r.value for r in access.roles)},
-                              f"role {principal.role} may not call this route")
+            raise DomainError(
+                ErrorCode.FORBIDDEN,
+                {"required_roles": sorted(r.value for r in access.roles)},
+                f"role {principal.role} may not call this route",
+            )
         return principal
 
     _declare(_principal, access)
@@ -112,8 +123,9 @@ def allow_public() -> Callable[[], None]:
     return _public
 
 
-async def _station(request: Request, db: DbDep,
-                   credentials: Annotated[Credentials, Security(station_bearer)] = None) -> Principal:
+async def _station(
+    request: Request, db: DbDep, credentials: Annotated[Credentials, Security(station_bearer)] = None
+) -> Principal:
     if credentials is None:
         raise DomainError(ErrorCode.UNAUTHORIZED, None, "missing station token")
     async with db.transaction() as conn:

@@ -84,8 +84,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def _bad_value(request: Request, exc: DataError) -> JSONResponse:
         # SQLSTATE class 22: a value the database cannot store (NUL in text, out of range): the caller's input.
-        log.warning("value refused by the database on %s %s: %s", request.method, request.url.path,
-                    type(exc.orig).__name__)
+        log.warning(
+            "value refused by the database on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__
+        )
         return error_response(ErrorCode.INVALID_REQUEST, _lang(request))
 
     @app.exception_handler(DBAPIError)

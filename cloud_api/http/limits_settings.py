@@ -29,16 +29,22 @@ class LimitSettings(BaseSettings):
     rate_limit_per_minute: int = Field(default=100, ge=0, description="requests per client IP per minute; 0 = off")
     rate_limit_user_per_minute: int = Field(default=600, ge=0, description="requests per user per minute; 0 = off")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="CIDRs of reverse proxies whose X-Forwarded-For is believed")
+        default_factory=list, description="CIDRs of reverse proxies whose X-Forwarded-For is believed"
+    )
     rate_limit_exempt_paths: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["/health", "/metrics"], description="paths never rate-limited")
+        default_factory=lambda: ["/health", "/metrics"], description="paths never rate-limited"
+    )
     login_max_failures_per_user_ip: int = Field(default=5, ge=1)
     login_max_failures_per_ip: int = Field(default=20, ge=1)
     login_failure_window_s: int = Field(default=15 * 60, ge=1)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="largest request body (firmware upload: "
-                                "MES_FIRMWARE_MAX_SIZE_BYTES plus multipart overhead)")
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description="largest request body (firmware upload: MES_FIRMWARE_MAX_SIZE_BYTES plus multipart overhead)",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="origins allowed by CORS; empty = no CORS headers at all")
+        default_factory=list, description="origins allowed by CORS; empty = no CORS headers at all"
+    )
 
     @field_validator("trusted_proxies", "rate_limit_exempt_paths", "cors_origins", mode="before")
     @classmethod

@@ -73,11 +73,17 @@ class MqttBridge:
 
     def _make_client(self) -> aiomqtt.Client:
         password = self.settings.mqtt_password.get_secret_value() if self.settings.mqtt_password else None
-        return aiomqtt.Client(self.settings.mqtt_host, self.settings.mqtt_port, identifier=self.client_id,
-                              username=self.settings.mqtt_username, password=password,
-                              protocol=aiomqtt.ProtocolVersion.V5, clean_start=True,
-                              socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                              tls_context=client_tls_context(self.settings.mqtt_tls, self.settings.mqtt_tls_ca_file))
+        return aiomqtt.Client(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            identifier=self.client_id,
+            username=self.settings.mqtt_username,
+            password=password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            tls_context=client_tls_context(self.settings.mqtt_tls, self.settings.mqtt_tls_ca_file),
+        )
 
     async def _run(self) -> None:
         delay = 1.0
@@ -88,8 +94,12 @@ class MqttBridge:
                     self._client = client
                     self._connected.set()
                     delay = 1.0
-                    log.info("API MQTT link up (%s) at %s:%s", self.client_id, self.settings.mqtt_host,
-                             self.settings.mqtt_port)
+                    log.info(
+                        "API MQTT link up (%s) at %s:%s",
+                        self.client_id,
+                        self.settings.mqtt_host,
+                        self.settings.mqtt_port,
+                    )
                     async for message in client.messages:
                         self._on_message(message)
             except aiomqtt.MqttError as error:
@@ -117,8 +127,12 @@ class MqttBridge:
         if waiter is None or waiter.future.done() or result.status is PrintStatus.WAITING:
             return  # not ours (the ingestor records it), or not final yet
         if parsed.address != waiter.address:
-            log.warning("result for job %s from %s, sent to %s: ignored", result.job_id, parsed.address.prefix,
-                        waiter.address.prefix)
+            log.warning(
+                "result for job %s from %s, sent to %s: ignored",
+                result.job_id,
+                parsed.address.prefix,
+                waiter.address.prefix,
+            )
             return
         waiter.future.set_result(Delivered(result, envelope.message_id, parsed.address.prefix))
 
@@ -139,10 +153,10 @@ class MqttBridge:
             # an IMMEDIATE job not started by expires_at: a person waiting must never get a late surprise.
             props.MessageExpiryInterval = max(1, math.ceil(timeout))
             self._seq += 1
-            envelope = make_envelope(MessageType.LABEL_PRINT_JOB, self._source, self._seq,
-                                     job.model_dump(mode="json"))
-            await client.publish(address.command(Name.PRINT_LABEL), envelope.to_bytes(), qos=1, properties=props,
-                                 timeout=timeout)
+            envelope = make_envelope(MessageType.LABEL_PRINT_JOB, self._source, self._seq, job.model_dump(mode="json"))
+            await client.publish(
+                address.command(Name.PRINT_LABEL), envelope.to_bytes(), qos=1, properties=props, timeout=timeout
+            )
             remaining = deadline - asyncio.get_running_loop().time()
             return await asyncio.wait_for(waiter.future, max(remaining, 0.01))
         except TimeoutError:

@@ -63,8 +63,9 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         LIMITED.labels("ip").inc()
-        log.info("rate limit: %s %s from %s refused, retry after %ss", scope.get("method"), path, ip,
-                 decision.retry_after_s)
+        log.info(
+            "rate limit: %s %s from %s refused, retry after %ss", scope.get("method"), path, ip, decision.retry_after_s
+        )
         response = scope_error_response(scope, ErrorCode.RATE_LIMITED, {"retry_after": decision.retry_after_s})
         await response(scope, receive, send)
 
@@ -78,8 +79,9 @@ async def enforce_user_limit(request: Request, username: str) -> None:
     settings = limit_settings(request.app.state)
     if settings.rate_limit_user_per_minute == 0:
         return
-    decision = await sliding_log(request.app.state, "user", f"user:{_name(username)}",
-                                 settings.rate_limit_user_per_minute, WINDOW_S, "hit")
+    decision = await sliding_log(
+        request.app.state, "user", f"user:{_name(username)}", settings.rate_limit_user_per_minute, WINDOW_S, "hit"
+    )
     if not decision.allowed:
         LIMITED.labels("user").inc()
         log.info("rate limit: user %s refused, retry after %ss", username, decision.retry_after_s)
@@ -101,13 +103,20 @@ async def login_throttle_check(request: Request, username: str) -> None:
     state, settings = request.app.state, limit_settings(request.app.state)
     pair_key, ip_only_key = _login_keys(request, username)
     window = settings.login_failure_window_s
-    for key, limit in ((pair_key, settings.login_max_failures_per_user_ip),
-                       (ip_only_key, settings.login_max_failures_per_ip)):
+    for key, limit in (
+        (pair_key, settings.login_max_failures_per_user_ip),
+        (ip_only_key, settings.login_max_failures_per_ip),
+    ):
         decision = await sliding_log(state, "login", key, limit, window, "peek")
         if not decision.allowed:
             LIMITED.labels("login").inc()
-            log.warning("login throttled for %r from %s: %s failures, retry after %ss", username,
-                        request_ip(request), decision.count, decision.retry_after_s)
+            log.warning(
+                "login throttled for %r from %s: %s failures, retry after %ss",
+                username,
+                request_ip(request),
+                decision.count,
+                decision.retry_after_s,
+            )
             raise _too_many(decision.retry_after_s)
 
 
@@ -130,7 +139,11 @@ def install_limits(app: FastAPI, settings: LimitSettings | None = None) -> None:
     app.add_middleware(RateLimitMiddleware)
     if settings.cors_origins:  # none configured: no CORS headers at all, browsers keep the same-origin rule
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept-Language", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["Retry-After", "X-Request-ID", "Content-Disposition"], max_age=600)
+            expose_headers=["Retry-After", "X-Request-ID", "Content-Disposition"],
+            max_age=600,
+        )

@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "mes:rl:"
 
-REDIS_FAILURES = Counter("mes_api_rate_limit_redis_errors_total",
-                         "Rate-limit checks let through because Redis did not answer (fail open)", ["scope"])
+REDIS_FAILURES = Counter(
+    "mes_api_rate_limit_redis_errors_total",
+    "Rate-limit checks let through because Redis did not answer (fail open)",
+    ["scope"],
+)
 
 # A sliding log per key: one sorted-set member per counted event, scored by Redis' own clock in ms, so every API
 # worker (and host) counts against the same time and the same set: exact across processes, no clock skew.
@@ -88,7 +91,8 @@ async def sliding_log(state: Any, scope: str, key: str, limit: int, window_s: in
         return ALLOW
     try:
         allowed, count, wait_ms = await _script(state, redis)(
-            keys=[KEY_PREFIX + key], args=[limit, window_s * 1000, secrets.token_hex(6), mode])
+            keys=[KEY_PREFIX + key], args=[limit, window_s * 1000, secrets.token_hex(6), mode]
+        )
     except (RedisError, OSError) as error:
         _fail_open(scope, error)
         return ALLOW

@@ -66,8 +66,10 @@ def route_rules(app: FastAPI) -> list[RouteRule]:
         else:
             problems.append(f"{path}: not an API route, so it cannot declare who may call it")
     if problems:
-        raise UndeclaredAccess("every route must declare who may call it (allow(...), allow_public(), "
-                               "station_only() from cloud_api.http.deps): " + "; ".join(problems))
+        raise UndeclaredAccess(
+            "every route must declare who may call it (allow(...), allow_public(), "
+            "station_only() from cloud_api.http.deps): " + "; ".join(problems)
+        )
     return rules
 
 

@@ -33,8 +33,10 @@ def markdown_table(app: FastAPI) -> str:
 
 def _table_app() -> FastAPI:
     # Nothing connects while the app is only built; a placeholder URL and dev-mode keys are enough to list routes.
-    return create_app(CentralSettings(database_url="postgresql+psycopg://table@127.0.0.1/none"),
-                      auth_settings=AuthSettings(dev_mode=True))
+    return create_app(
+        CentralSettings(database_url="postgresql+psycopg://table@127.0.0.1/none"),
+        auth_settings=AuthSettings(dev_mode=True),
+    )
 
 
 def replace_in(text: str, table: str) -> str:

@@ -45,8 +45,9 @@ def _tokens(session: Session, key: str, lang: str) -> JSONResponse:
 
 
 @router.post("/login", summary="Log in: an access token (15 min) and a refresh token (7 days)")
-async def login(body: Login, request: Request, db: DbDep, settings: AuthSettingsDep, lang: LangDep,
-                _: PublicDep) -> JSONResponse:
+async def login(
+    body: Login, request: Request, db: DbDep, settings: AuthSettingsDep, lang: LangDep, _: PublicDep
+) -> JSONResponse:
     await login_throttle_check(request, body.username)
     try:
         session = await sessions.login(db, settings, body.username, body.password, request_ip(request))
@@ -59,8 +60,9 @@ async def login(body: Login, request: Request, db: DbDep, settings: AuthSettings
 
 
 @router.post("/refresh", summary="Trade a refresh token for a new pair (the old one is used up)")
-async def refresh(body: Refresh, request: Request, db: DbDep, settings: AuthSettingsDep, lang: LangDep,
-                  _: PublicDep) -> JSONResponse:
+async def refresh(
+    body: Refresh, request: Request, db: DbDep, settings: AuthSettingsDep, lang: LangDep, _: PublicDep
+) -> JSONResponse:
     session = await sessions.refresh(db, settings, body.refresh_token, request_ip(request))
     return _tokens(session, "token_refreshed", lang)
 
@@ -73,15 +75,21 @@ async def logout(principal: SelfDep, db: DbDep, lang: LangDep, body: Logout | No
 
 @router.get("/me", summary="The calling user")
 async def me(principal: SelfDep) -> dict[str, Any]:
-    return {"status": "success", "data": {
-        "username": principal.username, "role": principal.role.value if principal.role else None,
-        "must_change_password": principal.must_change_password, "session_id": principal.session_id,
-    }}
+    return {
+        "status": "success",
+        "data": {
+            "username": principal.username,
+            "role": principal.role.value if principal.role else None,
+            "must_change_password": principal.must_change_password,
+            "session_id": principal.session_id,
+        },
+    }
 
 
 @router.post("/password", summary="Change your own password; other sessions end, a new pair is returned")
-async def change_password(body: PasswordChange, request: Request, principal: SelfDep, db: DbDep,
-                          settings: AuthSettingsDep, lang: LangDep) -> JSONResponse:
+async def change_password(
+    body: PasswordChange, request: Request, principal: SelfDep, db: DbDep, settings: AuthSettingsDep, lang: LangDep
+) -> JSONResponse:
     # The current password is a password guess like a login's: same throttle.
     await login_throttle_check(request, principal.username)
     try:

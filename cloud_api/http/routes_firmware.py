@@ -48,7 +48,11 @@ StorageDep = Annotated[FirmwareStorage, Depends(get_firmware_storage)]
 
 @router.post("/api/v1/firmware", status_code=201, summary="Upload a firmware version (multipart)")
 async def upload(
-    db: DbDep, lang: LangDep, principal: AdminDep, settings: SettingsDep, storage: StorageDep,
+    db: DbDep,
+    lang: LangDep,
+    principal: AdminDep,
+    settings: SettingsDep,
+    storage: StorageDep,
     file: Annotated[UploadFile, File(description="The firmware binary (.bin)")],
     version: Annotated[str, Form(min_length=1, max_length=40, description="e.g. v1.2.3")],
     target_mcu: Annotated[str, Form(max_length=40)] = DEFAULT_TARGET_MCU,
@@ -57,8 +61,7 @@ async def upload(
     data = await file.read(settings.max_size_bytes + 1)
     command = service.UploadCommand(version=version, data=data, target_mcu=target_mcu, notes=notes)
     async with db.transaction() as conn:
-        record = await service.upload_firmware(db, conn, storage, command, principal.username,
-                                               settings.max_size_bytes)
+        record = await service.upload_firmware(db, conn, storage, command, principal.username, settings.max_size_bytes)
     body = success_body(success_message("firmware_uploaded", lang), record.public())
     return JSONResponse(status_code=201, content=body.to_json_dict())
 
@@ -72,8 +75,12 @@ async def list_versions(
     return {"status": "success", "data": [record.public() for record in records]}
 
 
-@router.get("/api/v1/firmware/download/{version}", summary="Download a firmware binary (station Bearer token)",
-            response_class=StreamingResponse, responses={200: {"content": {"application/octet-stream": {}}}})
+@router.get(
+    "/api/v1/firmware/download/{version}",
+    summary="Download a firmware binary (station Bearer token)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
 async def download(version: str, db: DbDep, storage: StorageDep, station: StationDep) -> StreamingResponse:
     async with db.engine.connect() as conn:
         record = await service.find_firmware(conn, version)
@@ -105,8 +112,11 @@ async def activate(version: str, db: DbDep, lang: LangDep, principal: AdminDep) 
     return success_body(success_message("firmware_activated", lang), record.public()).to_json_dict()
 
 
-@router.post("/api/v1/stations/{station_id}/token", status_code=201,
-             summary="Issue a station's download token (shown once; earlier tokens of the station are revoked)")
+@router.post(
+    "/api/v1/stations/{station_id}/token",
+    status_code=201,
+    summary="Issue a station's download token (shown once; earlier tokens of the station are revoked)",
+)
 async def issue_token(station_id: str, db: DbDep, lang: LangDep, principal: AdminDep) -> JSONResponse:
     async with db.transaction() as conn:
         token = await tokens.create_station_token(conn, station_id, principal.username)
@@ -118,5 +128,6 @@ async def issue_token(station_id: str, db: DbDep, lang: LangDep, principal: Admi
 async def revoke_tokens(station_id: str, db: DbDep, lang: LangDep, principal: AdminDep) -> dict[str, Any]:
     async with db.transaction() as conn:
         count = await tokens.revoke_station_tokens(conn, station_id, principal.username)
-    return success_body(success_message("station_token_revoked", lang),
-                        {"station_id": station_id, "revoked": count}).to_json_dict()
+    return success_body(
+        success_message("station_token_revoked", lang), {"station_id": station_id, "revoked": count}
+    ).to_json_dict()

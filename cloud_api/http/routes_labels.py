@@ -32,8 +32,10 @@ class LabelDataRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as error:
-                errors = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
-                          for e in error.errors()]
+                errors = [
+                    f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+                    for e in error.errors()
+                ]
                 raise DomainError(ErrorCode.INVALID_LABEL_DATA, {"errors": errors}) from error
 
         return checked
@@ -59,8 +61,12 @@ LotQuery = Annotated[str | None, Query(min_length=1, max_length=40)]
 
 @printing.post("/print", summary="Print a LOT or serial label now (§4.3); waits for the station's answer")
 async def print_now(
-    body: Annotated[LabelPrintRequest, Body()], db: DbDep, lang: LangDep, principal: ManagerDep,
-    channel: ChannelDep, timeout: TimeoutDep,
+    body: Annotated[LabelPrintRequest, Body()],
+    db: DbDep,
+    lang: LangDep,
+    principal: ManagerDep,
+    channel: ChannelDep,
+    timeout: TimeoutDep,
 ) -> dict[str, Any]:
     data = await print_label(db, channel, body, principal.username, timeout)
     return success_body(success_message("label_printed", lang), data).to_json_dict()
@@ -68,7 +74,12 @@ async def print_now(
 
 @printing.post("/reprint", summary="Reprint a serial or LOT label (same number) with reason and worker")
 async def reprint(
-    body: ReprintRequest, db: DbDep, lang: LangDep, principal: OperatorDep, channel: ChannelDep, timeout: TimeoutDep,
+    body: ReprintRequest,
+    db: DbDep,
+    lang: LangDep,
+    principal: OperatorDep,
+    channel: ChannelDep,
+    timeout: TimeoutDep,
 ) -> dict[str, Any]:
     data = await reprint_label(db, channel, body, principal.username, timeout)
     return success_body(success_message("label_reprinted", lang), data).to_json_dict()
@@ -76,8 +87,12 @@ async def reprint(
 
 @router.get("/api/v1/label/history", summary="Prints and reprints of a serial's label or of a LOT's labels")
 async def history(
-    db: DbDep, principal: ViewerDep, serial_number: SerialQuery = None, lot_number: LotQuery = None,
-    label_type: LabelType | None = None, reprints_only: bool = False,
+    db: DbDep,
+    principal: ViewerDep,
+    serial_number: SerialQuery = None,
+    lot_number: LotQuery = None,
+    label_type: LabelType | None = None,
+    reprints_only: bool = False,
 ) -> dict[str, Any]:
     async with db.engine.connect() as conn:
         rows = await queries.history(db, conn, serial_number, lot_number, label_type, reprints_only)
@@ -91,10 +106,17 @@ async def serial(serial_number: str, db: DbDep, principal: ViewerDep) -> dict[st
     return {"status": "success", "data": data}
 
 
-@router.get("/api/v1/labels/preview.png", summary="PNG of a serial's or a LOT's label as a ZPL printer prints it",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+@router.get(
+    "/api/v1/labels/preview.png",
+    summary="PNG of a serial's or a LOT's label as a ZPL printer prints it",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
 async def preview(
-    db: DbDep, principal: ViewerDep, serial_number: SerialQuery = None, lot_number: LotQuery = None,
+    db: DbDep,
+    principal: ViewerDep,
+    serial_number: SerialQuery = None,
+    lot_number: LotQuery = None,
     dpi: Annotated[int | None, Query(description="203 or 300; default the printer's")] = None,
     printer_id: Annotated[str | None, Query(pattern=PRINTER_ID_PATTERN)] = None,
 ) -> Response:
@@ -106,14 +128,23 @@ async def preview(
         printer = await repo.choose_printer(conn, label_type, printer_id)
     if printer_id is not None and printer is None:
         raise DomainError(ErrorCode.PRINTER_NOT_FOUND, {"printer_id": printer_id})
-    label = rendering.content(label_type, found["lot_number"], found["model_name"], queries.label_date(db, found),
-                              found["serial_number"], found["target_quantity"])
+    label = rendering.content(
+        label_type,
+        found["lot_number"],
+        found["model_name"],
+        queries.label_date(db, found),
+        found["serial_number"],
+        found["target_quantity"],
+    )
     size = (printer.width_mm, printer.height_mm) if printer else rendering.DEFAULT_SIZE_MM
     resolution = dpi or (printer.dpi if printer else rendering.DEFAULT_DPI)
     png = await asyncio.to_thread(rendering.preview_png, label, resolution, size)
     name = f"{found['serial_number'] or found['lot_number']}.png"
-    return Response(png, media_type="image/png", headers={"Content-Disposition": f'inline; filename="{name}"',
-                                                          "Cache-Control": "no-store"})
+    return Response(
+        png,
+        media_type="image/png",
+        headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"},
+    )
 
 
 router.include_router(printing)

@@ -25,8 +25,9 @@ class CloseLot(BaseModel):
 async def create(command: lots.CreateLot, db: DbDep, lang: LangDep, principal: ManagerDep) -> JSONResponse:
     async with db.transaction() as conn:
         data = await lots.create_lot(db, conn, command, principal.username)
-    return JSONResponse(status_code=201, content=success_body(success_message("lot_created", lang),
-                                                              data).to_json_dict())
+    return JSONResponse(
+        status_code=201, content=success_body(success_message("lot_created", lang), data).to_json_dict()
+    )
 
 
 @router.get("", summary="List LOTs, newest first")
@@ -51,7 +52,10 @@ async def detail(lot_number: str, db: DbDep, lang: LangDep, principal: ViewerDep
 
 @router.post("/{lot_number}/close", summary="Close a LOT (COMPLETED → CLOSED, or cancel a LOT not yet started)")
 async def close(
-    lot_number: str, db: DbDep, lang: LangDep, principal: ManagerDep,
+    lot_number: str,
+    db: DbDep,
+    lang: LangDep,
+    principal: ManagerDep,
     body: Annotated[CloseLot | None, Body()] = None,
 ) -> dict[str, Any]:
     async with db.transaction() as conn:

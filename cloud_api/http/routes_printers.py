@@ -19,8 +19,11 @@ router = APIRouter(prefix="/api/v1/printers", tags=["printers"])
 
 @router.get("", summary="Registered printers, oldest first")
 async def list_all(
-    db: DbDep, principal: ViewerDep, station: Annotated[str | None, Query(max_length=64)] = None,
-    purpose: LabelType | None = None, active: bool | None = None,
+    db: DbDep,
+    principal: ViewerDep,
+    station: Annotated[str | None, Query(max_length=64)] = None,
+    purpose: LabelType | None = None,
+    active: bool | None = None,
 ) -> dict[str, Any]:
     async with db.engine.connect() as conn:
         rows = await printers.list_printers(conn, station, purpose.value if purpose else None, active)
@@ -38,8 +41,10 @@ async def detail(printer_id: str, db: DbDep, principal: ViewerDep) -> dict[str, 
 async def create(body: PrinterIn, db: DbDep, lang: LangDep, principal: AdminDep) -> JSONResponse:
     async with db.transaction() as conn:
         printer = await printers.create_printer(conn, body, principal.username)
-    return JSONResponse(status_code=201, content=success_body(success_message("printer_registered", lang),
-                                                              printer.public()).to_json_dict())
+    return JSONResponse(
+        status_code=201,
+        content=success_body(success_message("printer_registered", lang), printer.public()).to_json_dict(),
+    )
 
 
 @router.patch("/{printer_id}", summary="Change a printer: address, station, size, purposes, active (admin)")

@@ -24,8 +24,9 @@ IdempotencyKey = Annotated[
 
 
 @router.post("/start", summary="Register a process start (착공)")
-async def start(request: StartRequest, db: DbDep, lang: LangDep, principal: OperatorDep,
-                idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def start(
+    request: StartRequest, db: DbDep, lang: LangDep, principal: OperatorDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
     raw = request.model_dump(mode="json")
     answer = await handle_start(db, raw, "rest", idempotency_key, lang, principal.username)
     return JSONResponse(status_code=answer.http_status, content=answer.body)
@@ -33,12 +34,16 @@ async def start(request: StartRequest, db: DbDep, lang: LangDep, principal: Oper
 
 @router.post("/complete", summary="Register a process completion (완공) with the completion-file body")
 async def complete(
-    record: Annotated[CompletionRecord, Body()], db: DbDep, lang: LangDep, principal: OperatorDep,
+    record: Annotated[CompletionRecord, Body()],
+    db: DbDep,
+    lang: LangDep,
+    principal: OperatorDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     raw: dict[str, Any] = record.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    source = CompletionSource(station="rest", message_id=idempotency_key or uuid.uuid4(), sha256=digest,
-                              actor=principal.username)
+    source = CompletionSource(
+        station="rest", message_id=idempotency_key or uuid.uuid4(), sha256=digest, actor=principal.username
+    )
     answer = await handle_completion(db, raw, source, lang)
     return JSONResponse(status_code=answer.http_status, content=answer.body)

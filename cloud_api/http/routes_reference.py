@@ -20,9 +20,10 @@ router = APIRouter(tags=["reference"])
 
 @router.get("/api/v1/route", summary="The eight processes in order")
 async def route(lang: LangDep, principal: ViewerDep) -> dict[str, Any]:
-    return {"status": "success", "data": [
-        {"process_id": s.process_id, "process_name": s.name(lang), "sequence": s.sequence} for s in ROUTE
-    ]}
+    return {
+        "status": "success",
+        "data": [{"process_id": s.process_id, "process_name": s.name(lang), "sequence": s.sequence} for s in ROUTE],
+    }
 
 
 @router.get("/api/v1/product-models")
@@ -42,8 +43,9 @@ async def workers(db: DbDep, principal: ViewerDep) -> dict[str, Any]:
 async def add_worker(worker: WorkerIn, db: DbDep, lang: LangDep, principal: ManagerDep) -> JSONResponse:
     async with db.transaction() as conn:
         data = await upsert_worker(conn, worker, principal.username)
-    return JSONResponse(status_code=201, content=success_body(success_message("worker_created", lang),
-                                                              data).to_json_dict())
+    return JSONResponse(
+        status_code=201, content=success_body(success_message("worker_created", lang), data).to_json_dict()
+    )
 
 
 @router.get("/health", summary="Liveness of the API and its database and Redis")
@@ -61,8 +63,9 @@ async def health(request: Request, db: DbDep, _: PublicDep) -> JSONResponse:
     except Exception as error:
         checks["redis"] = f"down: {type(error).__name__}"
     healthy = checks["database"] == "ok"
-    return JSONResponse(status_code=200 if healthy else 503,
-                        content={"status": "ok" if healthy else "degraded", "checks": checks})
+    return JSONResponse(
+        status_code=200 if healthy else 503, content={"status": "ok" if healthy else "degraded", "checks": checks}
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

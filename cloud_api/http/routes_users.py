@@ -50,8 +50,9 @@ async def create(body: users.NewUser, db: DbDep, lang: LangDep, principal: Admin
 
 
 @router.patch("/{username}", summary="Change role, active, display name; reset_password returns a one-time password")
-async def change(username: Username, body: users.UserChange, db: DbDep, lang: LangDep,
-                 principal: AdminDep) -> JSONResponse:
+async def change(
+    username: Username, body: users.UserChange, db: DbDep, lang: LangDep, principal: AdminDep
+) -> JSONResponse:
     async with db.transaction() as conn:
         result = await users.change_user(conn, username, body, principal.username)
     content = success_body(success_message("user_updated", lang), _shown(db, result.public())).to_json_dict()

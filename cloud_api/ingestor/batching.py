@@ -80,8 +80,9 @@ class CompletionBatcher:
         items = [pending.item for pending in batch]
         letters = [pending.letter for pending in batch]
         with metrics.HANDLE_SECONDS.time():
-            answers = await self._retry(lambda: handle_completions_batch(self._db, items, self._lang, letters,
-                                                                              faults.HOOKS))
+            answers = await self._retry(
+                lambda: handle_completions_batch(self._db, items, self._lang, letters, faults.HOOKS)
+            )
         metrics.BATCH_SIZE.observe(len(batch))
         replies: list[Any] = []
         for pending, answer in zip(batch, answers, strict=True):

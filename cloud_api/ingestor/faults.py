@@ -77,7 +77,8 @@ def parse_plan(value: str | None) -> FaultPlan | None:
 
 _plan: FaultPlan | None = parse_plan(os.environ.get(ENV_VAR))
 _reply_target: contextvars.ContextVar[tuple[aiomqtt.Client, aiomqtt.Message] | None] = contextvars.ContextVar(
-    "mes_fault_reply_target", default=None)
+    "mes_fault_reply_target", default=None
+)
 
 
 def active_plan() -> FaultPlan | None:
@@ -140,10 +141,12 @@ async def _publish_early_reply(message_id: uuid.UUID, answer: Answer) -> None:
     if not getattr(props, "ResponseTopic", None):
         return
     response_topic = parse_topic(message.topic.value).address.reply()  # like the runner: the sender's own
-    reply = ReplyPayload(in_reply_to=message_id, outcome=answer.outcome, http_status=answer.http_status,
-                         body=answer.body)
-    envelope = make_envelope(MessageType.REPLY, _RESPONDER, 0, reply.model_dump(mode="json"),
-                             message_id=str(uuid.uuid4()))
+    reply = ReplyPayload(
+        in_reply_to=message_id, outcome=answer.outcome, http_status=answer.http_status, body=answer.body
+    )
+    envelope = make_envelope(
+        MessageType.REPLY, _RESPONDER, 0, reply.model_dump(mode="json"), message_id=str(uuid.uuid4())
+    )
     out = Properties(PacketTypes.PUBLISH)
     correlation = getattr(props, "CorrelationData", None)
     if correlation:

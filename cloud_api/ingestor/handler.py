@@ -59,7 +59,9 @@ async def handle_envelope(db: Database, topic: str, parsed: ParsedTopic, envelop
     """Answer one message read by `read_envelope` (the ingestor reads each message once, to route it)."""
     station = parsed.address.prefix
     if (envelope.source.site, envelope.source.line, envelope.source.station) != (
-        parsed.address.site, parsed.address.line, parsed.address.station
+        parsed.address.site,
+        parsed.address.line,
+        parsed.address.station,
     ):
         # A station speaks only for itself: the topic (which the broker's ACL guards) must match the source.
         error = DomainError(ErrorCode.INVALID_REQUEST, {"topic": topic}, "source does not match topic")
@@ -84,7 +86,9 @@ def completion_item(
     (forged source, other types), which takes the one-by-one path and its error answers."""
     address = parsed.address
     if envelope.type is not MessageType.PROCESS_COMPLETED or (
-        envelope.source.site, envelope.source.line, envelope.source.station
+        envelope.source.site,
+        envelope.source.line,
+        envelope.source.station,
     ) != (address.site, address.line, address.station):
         return None
     record, source = _completion(envelope, address.prefix)
@@ -97,8 +101,13 @@ def _completion(envelope: Envelope, station: str) -> tuple[dict[str, Any], Compl
     except ValidationError:
         # The record is validated by the use case, which answers INVALID_PROCESS_DATA for a bad one.
         event = CompletionEvent(record={})
-    source = CompletionSource(station=station, message_id=envelope.message_id, file_name=event.file_name,
-                              sha256=event.sha256, replay=envelope.replay)
+    source = CompletionSource(
+        station=station,
+        message_id=envelope.message_id,
+        file_name=event.file_name,
+        sha256=event.sha256,
+        replay=envelope.replay,
+    )
     return event.record, source
 
 
@@ -126,7 +135,7 @@ def surrogate_id(raw: bytes) -> uuid.UUID:
 
 
 def reply_envelope(in_reply_to: uuid.UUID, answer: Answer, responder: Source, seq: int) -> Envelope:
-    reply = ReplyPayload(in_reply_to=in_reply_to, outcome=answer.outcome, http_status=answer.http_status,
-                         body=answer.body)
-    return make_envelope(MessageType.REPLY, responder, seq, reply.model_dump(mode="json"),
-                         message_id=str(uuid.uuid4()))
+    reply = ReplyPayload(
+        in_reply_to=in_reply_to, outcome=answer.outcome, http_status=answer.http_status, body=answer.body
+    )
+    return make_envelope(MessageType.REPLY, responder, seq, reply.model_dump(mode="json"), message_id=str(uuid.uuid4()))

@@ -109,8 +109,7 @@ class Ingestor:
                         await self._consume(client, batcher)
                     except asyncio.CancelledError:
                         with suppress(aiomqtt.MqttError, TimeoutError):
-                            await client.publish(self._state_topic, self._state(False), qos=1, retain=True,
-                                                 timeout=2)
+                            await client.publish(self._state_topic, self._state(False), qos=1, retain=True, timeout=2)
                         raise
                     finally:
                         for task in tasks:
@@ -123,10 +122,13 @@ class Ingestor:
                 delay = min(delay * 2, 10.0)
 
     def _batcher(self, client: aiomqtt.Client) -> CompletionBatcher:
-        return CompletionBatcher(self.db, self.settings.language, self._with_db_retry,
-                                 lambda message, handled: self._reply(client, message, handled.request.message_id,
-                                                                      handled.answer),
-                                 self._batch_slots.release)
+        return CompletionBatcher(
+            self.db,
+            self.settings.language,
+            self._with_db_retry,
+            lambda message, handled: self._reply(client, message, handled.request.message_id, handled.answer),
+            self._batch_slots.release,
+        )
 
     def _storing_tasks(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> list[asyncio.Task[None]]:
         """The completion collector and the label dispatcher (queued LOT and serial labels leave for the
@@ -139,9 +141,10 @@ class Ingestor:
         async def publish() -> None:
             await self._publish_state(client)
 
-        return [asyncio.create_task(supervise("completion-batcher", lambda: batcher.run(client), self._health,
-                                              publish)),
-                asyncio.create_task(supervise("label-dispatcher", labels, self._health, publish))]
+        return [
+            asyncio.create_task(supervise("completion-batcher", lambda: batcher.run(client), self._health, publish)),
+            asyncio.create_task(supervise("label-dispatcher", labels, self._health, publish)),
+        ]
 
     async def _consume(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> None:
         async for message in client.messages:
@@ -153,13 +156,15 @@ class Ingestor:
                 metrics.TASK_FAILURES.labels("consume").inc()
                 await self._spawn_refusal(client, message, Letter(message.topic.value, raw), Failure.of(error))
 
-    async def _route(self, client: aiomqtt.Client, batcher: CompletionBatcher, message: aiomqtt.Message,
-                     raw: bytes) -> None:
+    async def _route(
+        self, client: aiomqtt.Client, batcher: CompletionBatcher, message: aiomqtt.Message, raw: bytes
+    ) -> None:
         topic = message.topic.value
         if len(raw) > self._max_bytes:
             metrics.REFUSED.labels(ErrorCode.PAYLOAD_TOO_LARGE.value).inc()
-            failure = Failure(ErrorCode.PAYLOAD_TOO_LARGE, "PayloadTooLarge",
-                              f"{len(raw)} bytes; at most {self._max_bytes}")
+            failure = Failure(
+                ErrorCode.PAYLOAD_TOO_LARGE, "PayloadTooLarge", f"{len(raw)} bytes; at most {self._max_bytes}"
+            )
             await self._spawn_refusal(client, message, letter_of(topic, raw, None, None), failure)
             return
         try:
@@ -184,13 +189,13 @@ class Ingestor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _spawn_refusal(self, client: aiomqtt.Client, message: aiomqtt.Message, letter: Letter,
-                             failure: Failure) -> None:
+    async def _spawn_refusal(
+        self, client: aiomqtt.Client, message: aiomqtt.Message, letter: Letter, failure: Failure
+    ) -> None:
         await self._slots.acquire()
         self._spawn(self._refuse(client, message, letter, failure))
 
-    async def _refuse(self, client: aiomqtt.Client, message: aiomqtt.Message, letter: Letter,
-                      failure: Failure) -> None:
+    async def _refuse(self, client: aiomqtt.Client, message: aiomqtt.Message, letter: Letter, failure: Failure) -> None:
         """A message refused before handling: quarantined, and answered where the sender asked for an answer."""
         try:
             answer = await self._with_db_retry(lambda: quarantine(self.db, letter, failure, self.settings.language))
@@ -202,8 +207,9 @@ class Ingestor:
         finally:
             self._slots.release()
 
-    async def _process(self, client: aiomqtt.Client, message: aiomqtt.Message, parsed: ParsedTopic,
-                       envelope: Envelope, raw: bytes) -> None:
+    async def _process(
+        self, client: aiomqtt.Client, message: aiomqtt.Message, parsed: ParsedTopic, envelope: Envelope, raw: bytes
+    ) -> None:
         try:
             await self._process_one(client, message, parsed, envelope, raw)
         except Exception as error:  # never silent: the station sends it again, this log says why it failed
@@ -213,8 +219,9 @@ class Ingestor:
         finally:
             self._slots.release()
 
-    async def _process_one(self, client: aiomqtt.Client, message: aiomqtt.Message, parsed: ParsedTopic,
-                           envelope: Envelope, raw: bytes) -> None:
+    async def _process_one(
+        self, client: aiomqtt.Client, message: aiomqtt.Message, parsed: ParsedTopic, envelope: Envelope, raw: bytes
+    ) -> None:
         faults.bind_message(client, message)  # test-only hooks: no-ops unless MES_FAULT_INJECT is set
         letter = letter_of(message.topic.value, raw, parsed, envelope)
 
@@ -224,7 +231,8 @@ class Ingestor:
 
         with metrics.HANDLE_SECONDS.time():
             answer = await self._with_db_retry(
-                lambda: store_or_quarantine(self.db, attempt, letter, self.settings.language))
+                lambda: store_or_quarantine(self.db, attempt, letter, self.settings.language)
+            )
         faults.after_commit(envelope.type, envelope.message_id, answer.outcome)
         metrics.HANDLED.labels(envelope.type.value, answer.outcome.value).inc()
         await self._reply(client, message, envelope.message_id, answer)
@@ -244,8 +252,9 @@ class Ingestor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _reply(self, client: aiomqtt.Client, message: aiomqtt.Message, in_reply_to: uuid.UUID,
-                     answer: Answer) -> None:
+    async def _reply(
+        self, client: aiomqtt.Client, message: aiomqtt.Message, in_reply_to: uuid.UUID, answer: Answer
+    ) -> None:
         props = getattr(message, "properties", None)
         response_topic = getattr(props, "ResponseTopic", None)
         if not response_topic:
@@ -256,8 +265,9 @@ class Ingestor:
             return  # not a station's topic: nobody to answer
         if response_topic != own_reply:
             # A station may not aim our answers at another station's reply topic; answer it on its own.
-            log.warning("response topic %s is not the sender's %s; answering on the sender's", response_topic,
-                        own_reply)
+            log.warning(
+                "response topic %s is not the sender's %s; answering on the sender's", response_topic, own_reply
+            )
             response_topic = own_reply
         self._seq += 1
         reply = reply_envelope(in_reply_to, answer, RESPONDER, self._seq)
@@ -275,8 +285,9 @@ async def run_ingestor(settings: CentralSettings, max_body_bytes: int) -> None:
     if settings.ingestor_metrics_port:
         # Prometheus scrapes the ingestor here (the API's /metrics is another process's registry).
         start_http_server(settings.ingestor_metrics_port, addr=settings.ingestor_metrics_host)
-        log.info("ingestor metrics on http://%s:%d/metrics", settings.ingestor_metrics_host,
-                 settings.ingestor_metrics_port)
+        log.info(
+            "ingestor metrics on http://%s:%d/metrics", settings.ingestor_metrics_host, settings.ingestor_metrics_port
+        )
     engine = make_engine(settings.database_url, settings.db_pool_size)
     db = Database(engine, settings.zone, settings.shift_day_start_hour)
     try:

@@ -39,10 +39,17 @@ class Health:
         self.last_error_at = datetime.now(UTC).isoformat()
 
     def state(self, service: str, online: bool) -> bytes:
-        return json.dumps({
-            "service": service, "online": online, "healthy": self.healthy, "restarting": sorted(self.restarting),
-            "last_error": self.last_error, "last_error_at": self.last_error_at, "restarts": self.restarts,
-        }).encode()
+        return json.dumps(
+            {
+                "service": service,
+                "online": online,
+                "healthy": self.healthy,
+                "restarting": sorted(self.restarting),
+                "last_error": self.last_error,
+                "last_error_at": self.last_error_at,
+                "restarts": self.restarts,
+            }
+        ).encode()
 
 
 Publish = Callable[[], Awaitable[None]]

@@ -132,12 +132,18 @@ class LabelDispatcher:
             # Published in queue order: paho sends in call order, and the broker keeps a client's QoS 1 order.
             # A few at a time: acknowledgements overlap, and aiomqtt does not warn about many pending calls.
             for start in range(0, len(sends), PUBLISH_WINDOW):
-                await asyncio.gather(*(self._publish(client, job, printer)
-                                       for job, printer in sends[start:start + PUBLISH_WINDOW]))
+                await asyncio.gather(
+                    *(self._publish(client, job, printer) for job, printer in sends[start : start + PUBLISH_WINDOW])
+                )
             if sends:
-                await conn.execute(MARK_SQL, {"ids": [j.job_id for j, _ in sends],
-                                              "programs": [j.program for j, _ in sends],
-                                              "targets": [p.address.prefix for _, p in sends]})
+                await conn.execute(
+                    MARK_SQL,
+                    {
+                        "ids": [j.job_id for j, _ in sends],
+                        "programs": [j.program for j, _ in sends],
+                        "targets": [p.address.prefix for _, p in sends],
+                    },
+                )
         log.info("label jobs dispatched: %s of %s", len(sends), len(jobs))
         return len(jobs)
 
@@ -155,18 +161,35 @@ class LabelDispatcher:
                 except DomainError as error:
                     broken.append((row["job_id"], error.detail or str(error)))
                     continue
-            job = PrintJob(job_id=row["job_id"], printer=printer.config(), label_type=label_type,
-                           label_key=row["label_key"], program=program, mode=PrintMode.QUEUED,
-                           reprint=row["reprint"], created_at=row["job_created_at"])
+            job = PrintJob(
+                job_id=row["job_id"],
+                printer=printer.config(),
+                label_type=label_type,
+                label_key=row["label_key"],
+                program=program,
+                mode=PrintMode.QUEUED,
+                reprint=row["reprint"],
+                created_at=row["job_created_at"],
+            )
             ready.append((job, printer))
         return ready, broken
 
     def _content(self, row: dict[str, Any], label_type: LabelType) -> Any:
         if label_type is LabelType.SERIAL:
-            return rendering.content(label_type, row["lot_number"], row["model_name"],
-                                     self.db.local(row["serial_created_at"]).date(), row["serial_number"])
-        return rendering.content(label_type, row["lot_number"], row["model_name"], row["production_date"],
-                                 target_quantity=row["target_quantity"])
+            return rendering.content(
+                label_type,
+                row["lot_number"],
+                row["model_name"],
+                self.db.local(row["serial_created_at"]).date(),
+                row["serial_number"],
+            )
+        return rendering.content(
+            label_type,
+            row["lot_number"],
+            row["model_name"],
+            row["production_date"],
+            target_quantity=row["target_quantity"],
+        )
 
     async def _publish(self, client: aiomqtt.Client, job: PrintJob, printer: Printer) -> None:
         self._seq += 1

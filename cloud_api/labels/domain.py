@@ -114,10 +114,24 @@ class Printer:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Printer:
-        return cls(row["printer_id"], row["site"], row["line"], row["station"], row["transport"], row["host"],
-                   row["port"], row["serial_port"], row["baud"], PrinterLanguage(row["language"]), row["dpi"],
-                   float(row["width_mm"]), float(row["height_mm"]), tuple(row["purposes"]), row["active"],
-                   row.get("description"))
+        return cls(
+            row["printer_id"],
+            row["site"],
+            row["line"],
+            row["station"],
+            row["transport"],
+            row["host"],
+            row["port"],
+            row["serial_port"],
+            row["baud"],
+            PrinterLanguage(row["language"]),
+            row["dpi"],
+            float(row["width_mm"]),
+            float(row["height_mm"]),
+            tuple(row["purposes"]),
+            row["active"],
+            row.get("description"),
+        )
 
     @property
     def address(self) -> StationAddress:
@@ -125,18 +139,41 @@ class Printer:
 
     def config(self) -> PrinterConfig:
         """The description that travels with each job (the gateway keeps no registry of its own)."""
-        return PrinterConfig.model_validate({
-            "printer_id": self.printer_id, "station": self.station, "transport": self.transport, "host": self.host,
-            "port": self.port, "serial_port": self.serial_port, "baud": self.baud, "language": self.language,
-            "dpi": self.dpi, "width_mm": self.width_mm, "height_mm": self.height_mm,
-        })
+        return PrinterConfig.model_validate(
+            {
+                "printer_id": self.printer_id,
+                "station": self.station,
+                "transport": self.transport,
+                "host": self.host,
+                "port": self.port,
+                "serial_port": self.serial_port,
+                "baud": self.baud,
+                "language": self.language,
+                "dpi": self.dpi,
+                "width_mm": self.width_mm,
+                "height_mm": self.height_mm,
+            }
+        )
 
     def public(self) -> dict[str, Any]:
-        return {"printer_id": self.printer_id, "site": self.site, "line": self.line, "station": self.station,
-                "transport": self.transport, "host": self.host, "port": self.port, "serial_port": self.serial_port,
-                "baud": self.baud, "language": self.language.value, "dpi": self.dpi, "width_mm": self.width_mm,
-                "height_mm": self.height_mm, "purposes": list(self.purposes), "active": self.active,
-                "description": self.description}
+        return {
+            "printer_id": self.printer_id,
+            "site": self.site,
+            "line": self.line,
+            "station": self.station,
+            "transport": self.transport,
+            "host": self.host,
+            "port": self.port,
+            "serial_port": self.serial_port,
+            "baud": self.baud,
+            "language": self.language.value,
+            "dpi": self.dpi,
+            "width_mm": self.width_mm,
+            "height_mm": self.height_mm,
+            "purposes": list(self.purposes),
+            "active": self.active,
+            "description": self.description,
+        }
 
 
 def serial_count(target_quantity: int, failed_units: int, requested: int | None) -> int:
@@ -170,8 +207,11 @@ class ResultUpdate:
 
 
 def result_update(result: PrintResult) -> ResultUpdate:
-    status = {PrintStatus.PRINTED: JobStatus.PRINTED, PrintStatus.FAILED: JobStatus.FAILED,
-              PrintStatus.WAITING: JobStatus.WAITING}[result.status]
+    status = {
+        PrintStatus.PRINTED: JobStatus.PRINTED,
+        PrintStatus.FAILED: JobStatus.FAILED,
+        PrintStatus.WAITING: JobStatus.WAITING,
+    }[result.status]
     code = None if status is JobStatus.PRINTED else failure_code(result.error_code, result.printer_state)
     return ResultUpdate(status, result.printer_state.value, code.value if code else None, result.detail)
 

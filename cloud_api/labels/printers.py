@@ -20,8 +20,14 @@ async def create_printer(conn: AsyncConnection, printer: PrinterIn, actor: str) 
     created = await repo.insert_printer(conn, printer)
     if created is None:
         raise DomainError(ErrorCode.DUPLICATE_PRINTER, {"printer_id": printer.printer_id})
-    await record_audit(conn, actor=actor, action="printer.create", entity="printer", entity_key=printer.printer_id,
-                       new=created.public())
+    await record_audit(
+        conn,
+        actor=actor,
+        action="printer.create",
+        entity="printer",
+        entity_key=printer.printer_id,
+        new=created.public(),
+    )
     log.info("printer %s registered at %s by %s", created.printer_id, created.station, actor)
     return created
 
@@ -45,8 +51,15 @@ async def update_printer(conn: AsyncConnection, printer_id: str, fields: Printer
     if not changed:
         return current
     updated = await repo.update_printer(conn, printer_id, changed)
-    await record_audit(conn, actor=actor, action="printer.update", entity="printer", entity_key=printer_id,
-                       old={key: old[key] for key in changed}, new={key: updated.public()[key] for key in changed})
+    await record_audit(
+        conn,
+        actor=actor,
+        action="printer.update",
+        entity="printer",
+        entity_key=printer_id,
+        old={key: old[key] for key in changed},
+        new={key: updated.public()[key] for key in changed},
+    )
     return updated
 
 

@@ -21,15 +21,15 @@ _SUBJECT = (
 
 
 async def find_serial(conn: AsyncConnection, serial_number: str) -> dict[str, Any] | None:
-    row = await conn.execute(text(_SUBJECT + "JOIN serials s ON s.lot_id = l.id WHERE s.serial_number = :s"),
-                             {"s": serial_number})
+    row = await conn.execute(
+        text(_SUBJECT + "JOIN serials s ON s.lot_id = l.id WHERE s.serial_number = :s"), {"s": serial_number}
+    )
     found = row.mappings().first()
     return dict(found) if found else None
 
 
 async def find_lot(conn: AsyncConnection, lot_number: str) -> dict[str, Any] | None:
-    row = await conn.execute(text(_SUBJECT + "LEFT JOIN serials s ON false WHERE l.lot_number = :n"),
-                             {"n": lot_number})
+    row = await conn.execute(text(_SUBJECT + "LEFT JOIN serials s ON false WHERE l.lot_number = :n"), {"n": lot_number})
     found = row.mappings().first()
     return dict(found) if found else None
 
@@ -66,8 +66,12 @@ def _iso(db: Database, moment: datetime | None) -> str | None:
 
 
 async def history(
-    db: Database, conn: AsyncConnection, serial_number: str | None, lot_number: str | None,
-    label_type: LabelType | None = None, reprints_only: bool = False,
+    db: Database,
+    conn: AsyncConnection,
+    serial_number: str | None,
+    lot_number: str | None,
+    label_type: LabelType | None = None,
+    reprints_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Prints and reprints of a serial's label, or of a LOT's labels (its LOT label and its serials' labels)."""
     found = await subject(conn, serial_number, lot_number)
@@ -80,15 +84,32 @@ async def history(
             "AND (CAST(:type AS text) IS NULL OR j.label_type = :type) AND (j.reprint OR NOT :reprints) "
             "ORDER BY j.created_at, j.queue_seq"
         ),
-        {"serial": found["serial_id"], "lot": found["lot_id"], "type": label_type.value if label_type else None,
-         "reprints": reprints_only},
+        {
+            "serial": found["serial_id"],
+            "lot": found["lot_id"],
+            "type": label_type.value if label_type else None,
+            "reprints": reprints_only,
+        },
     )
     return [
-        {"job_id": str(r.job_id), "label_type": r.label_type, "label_key": r.label_key,
-         "lot_number": found["lot_number"], "printer_id": r.printer_id, "mode": r.mode, "reprint": r.reprint,
-         "reason": r.reason, "worker_id": r.worker_id, "requested_by": r.requested_by, "status": r.status,
-         "printer_status": r.printer_state, "error_code": r.error_code, "requested_at": _iso(db, r.created_at),
-         "dispatched_at": _iso(db, r.dispatched_at), "printed_at": _iso(db, r.printed_at)}
+        {
+            "job_id": str(r.job_id),
+            "label_type": r.label_type,
+            "label_key": r.label_key,
+            "lot_number": found["lot_number"],
+            "printer_id": r.printer_id,
+            "mode": r.mode,
+            "reprint": r.reprint,
+            "reason": r.reason,
+            "worker_id": r.worker_id,
+            "requested_by": r.requested_by,
+            "status": r.status,
+            "printer_status": r.printer_state,
+            "error_code": r.error_code,
+            "requested_at": _iso(db, r.created_at),
+            "dispatched_at": _iso(db, r.dispatched_at),
+            "printed_at": _iso(db, r.printed_at),
+        }
         for r in rows
     ]
 

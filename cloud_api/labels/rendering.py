@@ -25,14 +25,23 @@ def invalid(error: InvalidLabelData | ValueError) -> DomainError:
 
 
 def content(
-    label_type: LabelType, lot_number: str, product_model: str, created_date: date,
-    serial_number: str | None = None, target_quantity: int | None = None,
+    label_type: LabelType,
+    lot_number: str,
+    product_model: str,
+    created_date: date,
+    serial_number: str | None = None,
+    target_quantity: int | None = None,
 ) -> LabelContent:
     """The validated facts of one label; INVALID_LABEL_DATA when one is missing or unsafe."""
     try:
-        return LabelContent(label_type=label_type, lot_number=lot_number, product_model=product_model,
-                            created_date=created_date, serial_number=serial_number,
-                            target_quantity=target_quantity if label_type is LabelType.LOT else None)
+        return LabelContent(
+            label_type=label_type,
+            lot_number=lot_number,
+            product_model=product_model,
+            created_date=created_date,
+            serial_number=serial_number,
+            target_quantity=target_quantity if label_type is LabelType.LOT else None,
+        )
     except InvalidLabelData as error:
         raise invalid(error) from error
 

@@ -13,8 +13,23 @@ from cloud_api.labels.domain import JobStatus, Printer, PrinterIn, ResultUpdate
 from mes_contracts.labels import LabelType, PrintMode
 from mes_contracts.topics import StationAddress
 
-PRINTER_COLUMNS = ("site", "line", "station", "transport", "host", "port", "serial_port", "baud", "language", "dpi",
-                   "width_mm", "height_mm", "purposes", "active", "description")
+PRINTER_COLUMNS = (
+    "site",
+    "line",
+    "station",
+    "transport",
+    "host",
+    "port",
+    "serial_port",
+    "baud",
+    "language",
+    "dpi",
+    "width_mm",
+    "height_mm",
+    "purposes",
+    "active",
+    "description",
+)
 
 
 def _printer_values(printer: PrinterIn) -> dict[str, Any]:
@@ -81,22 +96,32 @@ _CHOOSE = (
 
 
 def choice_params(purpose: LabelType, printer_id: str | None, station: StationAddress | None) -> dict[str, Any]:
-    return {"pid": printer_id, "purpose": purpose.value, "site": station.site if station else None,
-            "line": station.line if station else None, "station": station.station if station else None}
+    return {
+        "pid": printer_id,
+        "purpose": purpose.value,
+        "site": station.site if station else None,
+        "line": station.line if station else None,
+        "station": station.station if station else None,
+    }
 
 
 async def choose_printer(
     conn: AsyncConnection, purpose: LabelType, printer_id: str | None = None, station: StationAddress | None = None
 ) -> Printer | None:
     """The named printer if it is active, else the default printer of `purpose` (see _CHOOSE)."""
-    row = await conn.execute(text(f"SELECT * FROM printers WHERE printer_id = ({_CHOOSE})"),
-                             choice_params(purpose, printer_id, station))
+    row = await conn.execute(
+        text(f"SELECT * FROM printers WHERE printer_id = ({_CHOOSE})"), choice_params(purpose, printer_id, station)
+    )
     found = row.mappings().first()
     return Printer.from_row(dict(found)) if found else None
 
 
 async def issue_serials(
-    conn: AsyncConnection, lot_id: int, count: int | None, worker_id: str, printer_id: str | None,
+    conn: AsyncConnection,
+    lot_id: int,
+    count: int | None,
+    worker_id: str,
+    printer_id: str | None,
     station: StationAddress | None,
 ) -> tuple[list[str], str | None, bool]:
     """Insert the LOT's serials 0001… and one QUEUED label job per serial, in one round trip.
@@ -146,21 +171,47 @@ async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> dict[str,
 
 
 def job_values(
-    printer_id: str, label_type: LabelType, lot_id: int, serial_id: int | None, label_key: str, mode: PrintMode,
-    requested_by: str, *, program: str | None = None, reprint: bool = False, worker_id: str | None = None,
-    reason: str | None = None, target: str | None = None,
+    printer_id: str,
+    label_type: LabelType,
+    lot_id: int,
+    serial_id: int | None,
+    label_key: str,
+    mode: PrintMode,
+    requested_by: str,
+    *,
+    program: str | None = None,
+    reprint: bool = False,
+    worker_id: str | None = None,
+    reason: str | None = None,
+    target: str | None = None,
 ) -> dict[str, Any]:
     immediate = mode is PrintMode.IMMEDIATE
-    return {"job_id": uuid.uuid4(), "printer_id": printer_id, "label_type": label_type.value, "lot_id": lot_id,
-            "serial_id": serial_id, "label_key": label_key, "program": program, "mode": mode.value,
-            "reprint": reprint, "requested_by": requested_by, "worker_id": worker_id, "reason": reason,
-            # An IMMEDIATE job is published by the API itself right after its commit, never by the dispatcher.
-            "status": (JobStatus.DISPATCHED if immediate else JobStatus.QUEUED).value, "target": target}
+    return {
+        "job_id": uuid.uuid4(),
+        "printer_id": printer_id,
+        "label_type": label_type.value,
+        "lot_id": lot_id,
+        "serial_id": serial_id,
+        "label_key": label_key,
+        "program": program,
+        "mode": mode.value,
+        "reprint": reprint,
+        "requested_by": requested_by,
+        "worker_id": worker_id,
+        "reason": reason,
+        # An IMMEDIATE job is published by the API itself right after its commit, never by the dispatcher.
+        "status": (JobStatus.DISPATCHED if immediate else JobStatus.QUEUED).value,
+        "target": target,
+    }
 
 
 async def apply_result(
-    conn: AsyncConnection, job_id: uuid.UUID, update: ResultUpdate, result_message_id: uuid.UUID,
-    print_time: datetime | None, station: str,
+    conn: AsyncConnection,
+    job_id: uuid.UUID,
+    update: ResultUpdate,
+    result_message_id: uuid.UUID,
+    print_time: datetime | None,
+    station: str,
 ) -> dict[str, Any] | None:
     """Record a print result once per result message, only from the station the job was sent to (`target`).
 
@@ -179,9 +230,16 @@ async def apply_result(
             "SELECT * FROM upd UNION ALL SELECT * FROM label_print_jobs WHERE job_id = :job "
             "AND NOT EXISTS (SELECT 1 FROM upd)"
         ),
-        {"status": update.status.value, "state": update.printer_state, "code": update.error_code,
-         "detail": update.detail, "mid": result_message_id, "ptime": print_time, "job": job_id,
-         "station": station},
+        {
+            "status": update.status.value,
+            "state": update.printer_state,
+            "code": update.error_code,
+            "detail": update.detail,
+            "mid": result_message_id,
+            "ptime": print_time,
+            "job": job_id,
+            "station": station,
+        },
     )
     found = row.mappings().first()
     return dict(found) if found else None
@@ -190,8 +248,10 @@ async def apply_result(
 async def fail_job(conn: AsyncConnection, job_id: uuid.UUID, code: str, state: str, detail: str) -> None:
     """An IMMEDIATE job nobody answered in time (a late PRINTED result still wins: apply_result)."""
     await conn.execute(
-        text("UPDATE label_print_jobs SET status = 'failed', error_code = :code, printer_state = :state, "
-             "detail = :detail, result_at = now() WHERE job_id = :job AND status IN ('dispatched', 'queued')"),
+        text(
+            "UPDATE label_print_jobs SET status = 'failed', error_code = :code, printer_state = :state, "
+            "detail = :detail, result_at = now() WHERE job_id = :job AND status IN ('dispatched', 'queued')"
+        ),
         {"job": job_id, "code": code, "state": state, "detail": detail},
     )
 

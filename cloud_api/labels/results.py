@@ -27,11 +27,18 @@ async def record_result(
     if job is None:
         raise DomainError(ErrorCode.NOT_FOUND, {"job_id": str(result.job_id)}, "unknown print job")
     if job["target"] != station:
-        raise DomainError(ErrorCode.INVALID_REQUEST, {"job_id": str(result.job_id)},
-                          f"result from {station}, job sent to {job['target']}")
+        raise DomainError(
+            ErrorCode.INVALID_REQUEST,
+            {"job_id": str(result.job_id)},
+            f"result from {station}, job sent to {job['target']}",
+        )
     if job["printer_id"] != result.printer_id:
-        log.warning("print result for job %s names printer %s, job printer %s", result.job_id, result.printer_id,
-                    job["printer_id"])
+        log.warning(
+            "print result for job %s names printer %s, job printer %s",
+            result.job_id,
+            result.printer_id,
+            job["printer_id"],
+        )
     return job
 
 

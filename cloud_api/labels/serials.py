@@ -24,8 +24,9 @@ class IssuedSerials:
     printer_id: str | None  # None: no serial printer registered; the serials exist, no label was queued
 
 
-async def issue_for_start(conn: AsyncConnection, lot_id: int, request: StartRequest, source: str,
-                          actor: str | None = None) -> IssuedSerials:
+async def issue_for_start(
+    conn: AsyncConnection, lot_id: int, request: StartRequest, source: str, actor: str | None = None
+) -> IssuedSerials:
     """`{LOT}-0001` upward: the request's `serial_count`, else the target quantity minus the failed units.
 
     One QUEUED SERIAL label job per serial, in order, on the printer named in the request, else the active
@@ -34,17 +35,28 @@ async def issue_for_start(conn: AsyncConnection, lot_id: int, request: StartRequ
     second issue anyway.
     """
     serials, printer_id, missing = await repo.issue_serials(
-        conn, lot_id, request.serial_count, request.worker_id, request.printer_id, station_of_source(source))
+        conn, lot_id, request.serial_count, request.worker_id, request.printer_id, station_of_source(source)
+    )
     if missing:
         raise DomainError(ErrorCode.PRINTER_NOT_FOUND, {"printer_id": request.printer_id})
     if serials and printer_id is None:
-        log.warning("no active serial printer: %s serials of %s issued without labels", len(serials),
-                    request.lot_number)
-    await record_audit(conn, actor=actor or request.worker_id, action="serial.issue", entity="lot",
-                       entity_key=request.lot_number,
-                       new={"count": len(serials), "first": serials[0] if serials else None,
-                            "last": serials[-1] if serials else None, "printer_id": printer_id,
-                            "requested_count": request.serial_count})
+        log.warning(
+            "no active serial printer: %s serials of %s issued without labels", len(serials), request.lot_number
+        )
+    await record_audit(
+        conn,
+        actor=actor or request.worker_id,
+        action="serial.issue",
+        entity="lot",
+        entity_key=request.lot_number,
+        new={
+            "count": len(serials),
+            "first": serials[0] if serials else None,
+            "last": serials[-1] if serials else None,
+            "printer_id": printer_id,
+            "requested_count": request.serial_count,
+        },
+    )
     return IssuedSerials(serials, printer_id)
 
 

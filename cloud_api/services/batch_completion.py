@@ -160,9 +160,13 @@ def _view(record: CompletionRecord, source: CompletionSource, ctx: Context, stat
     if lot is None:
         return None
     lot_id = lot[0]
-    return LotForCompletion(lot_id, state.lot_status[record.lot_number], ctx.runs.get((lot_id, record.process_id)),
-                            record.worker_id in ctx.active_workers,
-                            source.sha256 is not None and source.sha256 in state.seen_shas)
+    return LotForCompletion(
+        lot_id,
+        state.lot_status[record.lot_number],
+        ctx.runs.get((lot_id, record.process_id)),
+        record.worker_id in ctx.active_workers,
+        source.sha256 is not None and source.sha256 in state.seen_shas,
+    )
 
 
 def _work_answer(data: dict[str, Any], duplicate: bool, lang: str) -> Answer:
@@ -201,8 +205,11 @@ def _as_duplicate(stored: StoredReply) -> Answer:
 
 def stored_answers(decisions: Sequence[Decision], message_ids: Sequence[uuid.UUID]) -> list[StoredAnswer]:
     """The answer to store for every id this batch claimed (first occurrences only)."""
-    return [StoredAnswer(message_id, d.answer.outcome.value, d.answer.http_status, d.answer.body)
-            for d, message_id in zip(decisions, message_ids, strict=True) if isinstance(d, Rejected | Done)]
+    return [
+        StoredAnswer(message_id, d.answer.outcome.value, d.answer.http_status, d.answer.body)
+        for d, message_id in zip(decisions, message_ids, strict=True)
+        if isinstance(d, Rejected | Done)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -211,7 +218,10 @@ def stored_answers(decisions: Sequence[Decision], message_ids: Sequence[uuid.UUI
 
 
 async def handle_completions_batch(
-    db: Database, items: list[BatchItem], lang: str, letters: Sequence[Letter] | None = None,
+    db: Database,
+    items: list[BatchItem],
+    lang: str,
+    letters: Sequence[Letter] | None = None,
     hooks: CommitHooks = NO_HOOKS,
 ) -> list[Answer]:
     """One transaction for the whole batch; on a conflict it cannot decide alone, or any failure that is not
@@ -231,8 +241,12 @@ async def handle_completions_batch(
     except Exception as error:
         if is_transient(error):
             raise  # the caller retries while the database is away
-        log.warning("completion batch of %d failed (%s: %s); handling one by one", len(items),
-                    type(error).__name__, short_text(str(getattr(error, "orig", None) or error)))
+        log.warning(
+            "completion batch of %d failed (%s: %s); handling one by one",
+            len(items),
+            type(error).__name__,
+            short_text(str(getattr(error, "orig", None) or error)),
+        )
     letters = letters or [completion_letter(raw, source) for raw, source in items]
     return await _one_by_one(db, items, lang, letters, hooks)
 
@@ -242,6 +256,7 @@ async def _one_by_one(
 ) -> list[Answer]:
     answers = []
     for (raw, source), letter in zip(items, letters, strict=True):
+
         async def attempt(raw: dict[str, Any] = raw, source: CompletionSource = source) -> Answer:
             return await handle_completion(db, raw, source, lang, hooks)
 
@@ -251,8 +266,9 @@ async def _one_by_one(
 
 def completion_letter(raw: dict[str, Any], source: CompletionSource) -> Letter:
     """A dead-letter description of an item given without its message (direct callers, tests)."""
-    payload = json.dumps({"record": raw, "file_name": source.file_name, "sha256": source.sha256},
-                         ensure_ascii=False, default=str).encode("utf-8", "backslashreplace")
+    payload = json.dumps(
+        {"record": raw, "file_name": source.file_name, "sha256": source.sha256}, ensure_ascii=False, default=str
+    ).encode("utf-8", "backslashreplace")
     return Letter(None, payload, source.message_id, MESSAGE_TYPE.value, source.station)
 
 
@@ -273,8 +289,9 @@ async def _run_batch(conn: AsyncConnection, parsed: list[Parsed], lang: str, hoo
 async def _load(conn: AsyncConnection, parsed: list[Parsed]) -> Context:
     """Claim the ids, lock the LOTs of the claimed items, read runs, workers and stored hashes: 3 statements."""
     firsts = _first_occurrences(parsed)
-    claims = await batch_sql.claim(conn, [p.source.message_id for p in firsts], [p.source.station for p in firsts],
-                                   MESSAGE_TYPE.value)
+    claims = await batch_sql.claim(
+        conn, [p.source.message_id for p in firsts], [p.source.station for p in firsts], MESSAGE_TYPE.value
+    )
     stored = _stored_replies(claims)
     if len(claims.claimed) + len(stored) != len(firsts):
         raise BatchFallback("a message id is held by a concurrent transaction")
@@ -285,7 +302,8 @@ async def _load(conn: AsyncConnection, parsed: list[Parsed]) -> Context:
     lots = {number: (lot_id, LotStatus(status)) for number, (lot_id, status) in locked.items()}
     shas = sorted({p.source.sha256 for p in firsts if p.source.sha256 is not None})
     runs, workers, seen = await batch_sql.load_context(
-        conn, sorted(lot_id for lot_id, _ in lots.values()), sorted({r.worker_id for r in own}), shas)
+        conn, sorted(lot_id for lot_id, _ in lots.values()), sorted({r.worker_id for r in own}), shas
+    )
     return Context(stored, lots, runs, workers, seen)
 
 

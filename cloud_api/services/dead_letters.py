@@ -31,8 +31,9 @@ from mes_contracts.errors import ERRORS, ErrorCode, error_message
 from mes_contracts.start import error_body
 
 # Here, not in cloud_api.ingestor.metrics: a use case must not import the ingestor (layers in pyproject.toml).
-DEAD_LETTERS = Counter("mes_ingestor_dead_letters_total", "Messages quarantined in dead_letters (new rows)",
-                       ["type", "code"])
+DEAD_LETTERS = Counter(
+    "mes_ingestor_dead_letters_total", "Messages quarantined in dead_letters (new rows)", ["type", "code"]
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,15 @@ async def store_or_quarantine(db: Database, attempt: Attempt, letter: Letter, la
             if is_transient(error):
                 raise
             failure = error
-            log.warning("message %s (%s from %s) not stored, try %d: %s: %s", letter.key, letter.message_type,
-                        letter.station, tries, type(error).__name__, short_text(str(error)))
+            log.warning(
+                "message %s (%s from %s) not stored, try %d: %s: %s",
+                letter.key,
+                letter.message_type,
+                letter.station,
+                tries,
+                type(error).__name__,
+                short_text(str(error)),
+            )
             if isinstance(error, IntegrityError):
                 break  # run_once already tried it a second time after an integrity error
     assert failure is not None
@@ -128,8 +136,12 @@ async def quarantine(db: Database, letter: Letter, failure: Failure, lang: str) 
         if is_transient(error):
             raise
         # Not even the quarantine could be written: answer anyway, so the station files it under error/.
-        log.exception("could not record dead letter %s (%s); answering %s without it", letter.key,
-                      type(error).__name__, failure.code.value)
+        log.exception(
+            "could not record dead letter %s (%s); answering %s without it",
+            letter.key,
+            type(error).__name__,
+            failure.code.value,
+        )
         return answer
 
 
@@ -137,22 +149,39 @@ async def _record(db: Database, letter: Letter, failure: Failure, answer: Answer
     message_type = letter.message_type or UNKNOWN
     station = letter.station or UNKNOWN
     row = sql.DeadLetterRow(
-        key=letter.key, message_id=letter.message_id, message_type=message_type[:40], station=station[:100],
-        topic=(letter.topic or "")[:400], payload=letter.payload[:PAYLOAD_KEEP_BYTES],
-        payload_size=len(letter.payload), error_code=failure.code.value, error_class=failure.error_class[:200],
-        error_message=failure.message, http_status=answer.http_status)
+        key=letter.key,
+        message_id=letter.message_id,
+        message_type=message_type[:40],
+        station=station[:100],
+        topic=(letter.topic or "")[:400],
+        payload=letter.payload[:PAYLOAD_KEEP_BYTES],
+        payload_size=len(letter.payload),
+        error_code=failure.code.value,
+        error_class=failure.error_class[:200],
+        error_message=failure.message,
+        http_status=answer.http_status,
+    )
     async with db.transaction() as conn:
         letter_id, created = await sql.upsert(conn, row)
         stored = None
         if letter.message_id is not None and failure.code is ErrorCode.MESSAGE_NOT_STORABLE:
-            stored = await idempotency.record_rejection(conn, letter.message_id, message_type[:40], station[:100],
-                                                        answer.http_status, answer.body)
+            stored = await idempotency.record_rejection(
+                conn, letter.message_id, message_type[:40], station[:100], answer.http_status, answer.body
+            )
         if created:  # last write of the transaction: the audit chain's lock is held the shortest time
             await record_audit_many(conn, [_audit(letter, failure, letter_id)])
     if created:
         DEAD_LETTERS.labels(message_type, failure.code.value).inc()
-        log.error("dead letter %s (%s from %s on %s): %s %s: %s", letter.key, message_type, station, letter.topic,
-                  failure.code.value, failure.error_class, failure.message)
+        log.error(
+            "dead letter %s (%s from %s on %s): %s %s: %s",
+            letter.key,
+            message_type,
+            station,
+            letter.topic,
+            failure.code.value,
+            failure.error_class,
+            failure.message,
+        )
     if stored is None or (stored.body == answer.body and stored.http_status == answer.http_status):
         return answer
     # Another delivery of this id was answered first (perhaps stored after all): that answer stands.
@@ -161,8 +190,23 @@ async def _record(db: Database, letter: Letter, failure: Failure, answer: Answer
 
 
 def _audit(letter: Letter, failure: Failure, letter_id: int) -> AuditEntry:
-    new = {"dead_letter_id": letter_id, "message_id": letter.message_id, "message_type": letter.message_type,
-           "source_station": letter.station, "topic": letter.topic, "payload_size": len(letter.payload),
-           "error_code": failure.code.value, "error_class": failure.error_class}
-    return AuditEntry(AUDIT_ACTOR, "message.dead_letter", "dead_letter", letter.key, None, new, failure.message,
-                      str(letter.message_id) if letter.message_id else letter.key)
+    new = {
+        "dead_letter_id": letter_id,
+        "message_id": letter.message_id,
+        "message_type": letter.message_type,
+        "source_station": letter.station,
+        "topic": letter.topic,
+        "payload_size": len(letter.payload),
+        "error_code": failure.code.value,
+        "error_class": failure.error_class,
+    }
+    return AuditEntry(
+        AUDIT_ACTOR,
+        "message.dead_letter",
+        "dead_letter",
+        letter.key,
+        None,
+        new,
+        failure.message,
+        str(letter.message_id) if letter.message_id else letter.key,
+    )

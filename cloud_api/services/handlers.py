@@ -45,7 +45,12 @@ class _AnsweredElsewhere(Exception):
 
 
 async def run_once(
-    db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str, lang: str,
+    db: Database,
+    work: Work,
+    message_id: uuid.UUID | None,
+    message_type: MessageType,
+    source: str,
+    lang: str,
     hooks: CommitHooks = NO_HOOKS,
 ) -> Answer:
     """Run `work` and store its answer in one transaction; a redelivery gets the first answer, never a 2nd row.
@@ -72,7 +77,11 @@ async def run_once(
 
 
 async def _attempt(
-    db: Database, work: Work, message_id: uuid.UUID | None, message_type: MessageType, source: str,
+    db: Database,
+    work: Work,
+    message_id: uuid.UUID | None,
+    message_type: MessageType,
+    source: str,
     hooks: CommitHooks,
 ) -> Answer:
     async with db.transaction() as conn:
@@ -80,23 +89,29 @@ async def _attempt(
             answer = await work(conn)
         if message_id is None:
             await record_audit_many(conn, audit)
-        elif not await idempotency.record(conn, message_id, message_type, source, answer.outcome,
-                                          answer.http_status, answer.body, rows_json(audit)):
+        elif not await idempotency.record(
+            conn, message_id, message_type, source, answer.outcome, answer.http_status, answer.body, rows_json(audit)
+        ):
             raise _AnsweredElsewhere
         await hooks.before_commit(message_type, message_id, answer)  # injected by the ingestor (its crash tests)
         return answer
 
 
 async def _rejected(
-    db: Database, error: DomainError, message_id: uuid.UUID | None, message_type: MessageType, source: str,
+    db: Database,
+    error: DomainError,
+    message_id: uuid.UUID | None,
+    message_type: MessageType,
+    source: str,
     lang: str,
 ) -> Answer:
     answer = error_answer(error, lang)
     if message_id is None:
         return answer
     async with db.transaction() as conn:
-        stored = await idempotency.record_rejection(conn, message_id, message_type, source, answer.http_status,
-                                                    answer.body)
+        stored = await idempotency.record_rejection(
+            conn, message_id, message_type, source, answer.http_status, answer.body
+        )
     if stored.body == answer.body and stored.http_status == answer.http_status:
         return answer
     return _as_duplicate(stored)  # a redelivery refused by the state its first delivery created
@@ -108,8 +123,13 @@ def _as_duplicate(stored: idempotency.StoredReply) -> Answer:
 
 
 async def handle_start(
-    db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID | None, lang: str,
-    actor: str | None = None, hooks: CommitHooks = NO_HOOKS,
+    db: Database,
+    raw: dict[str, Any],
+    source: str,
+    message_id: uuid.UUID | None,
+    lang: str,
+    actor: str | None = None,
+    hooks: CommitHooks = NO_HOOKS,
 ) -> Answer:
     """`actor` is the signed-in user for REST; None at a station (the audit trail then names worker@station).
 
@@ -144,9 +164,16 @@ async def _start_in_one_statement(db: Database, raw: dict[str, Any], origin: Sta
         if plan is None:
             return None
         body = success_body(success_message("process_started", origin.lang), plan.data).to_json_dict()
-        stored = None if origin.message_id is None else {
-            "message_type": MessageType.PROCESS_START_REQUEST.value, "outcome": Outcome.ACCEPTED.value,
-            "http_status": 200, "body": json.dumps(body, ensure_ascii=False)}
+        stored = (
+            None
+            if origin.message_id is None
+            else {
+                "message_type": MessageType.PROCESS_START_REQUEST.value,
+                "outcome": Outcome.ACCEPTED.value,
+                "http_status": 200,
+                "body": json.dumps(body, ensure_ascii=False),
+            }
+        )
         try:
             work_order_id = await write_planned_start(conn, plan, stored)
         except IntegrityError:
@@ -172,5 +199,4 @@ async def handle_completion(
         body = success_body(success_message(key, lang), outcome.data).to_json_dict()
         return Answer(Outcome.DUPLICATE if outcome.duplicate else Outcome.ACCEPTED, 200, body)
 
-    return await run_once(db, work, source.message_id, MessageType.PROCESS_COMPLETED, source.station, lang,
-                          hooks)
+    return await run_once(db, work, source.message_id, MessageType.PROCESS_COMPLETED, source.station, lang, hooks)

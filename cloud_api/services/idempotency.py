@@ -58,10 +58,18 @@ async def record(
     `audit_rows` (services/audit.rows_json) are appended to the audit trail by the same statement, before the
     answer row (the main query waits for the CTE), so the chain lock is taken by the transaction's last write.
     """
-    row = await conn.execute(_RECORD_SQL, {
-        "id": message_id, "type": message_type, "source": source, "o": outcome.value, "s": http_status,
-        "b": json.dumps(body, ensure_ascii=False), "audit": audit_rows,
-    })
+    row = await conn.execute(
+        _RECORD_SQL,
+        {
+            "id": message_id,
+            "type": message_type,
+            "source": source,
+            "o": outcome.value,
+            "s": http_status,
+            "b": json.dumps(body, ensure_ascii=False),
+            "audit": audit_rows,
+        },
+    )
     return row.first() is not None
 
 
@@ -79,8 +87,14 @@ async def record_rejection(
             "INSERT INTO processed_messages (message_id, message_type, source_station, outcome, http_status, "
             "response) VALUES (:id, :type, :source, :o, :s, CAST(:b AS jsonb)) ON CONFLICT (message_id) DO NOTHING"
         ),
-        {"id": message_id, "type": message_type, "source": source, "o": Outcome.REJECTED.value,
-         "s": http_status, "b": json.dumps(body, ensure_ascii=False)},
+        {
+            "id": message_id,
+            "type": message_type,
+            "source": source,
+            "o": Outcome.REJECTED.value,
+            "s": http_status,
+            "b": json.dumps(body, ensure_ascii=False),
+        },
     )
     stored = await load(conn, message_id)
     return stored or StoredReply(Outcome.REJECTED, http_status, body)

@@ -30,8 +30,9 @@ class CreateLot(BaseModel):
     target_quantity: int = Field(default=100, ge=1, le=9999)
     shift: Shift
     lot_number: str | None = Field(default=None, description="Only to register a number made elsewhere")
-    printer_id: str | None = Field(default=None, pattern=PRINTER_ID_PATTERN,
-                                   description="Printer of the LOT label; default: the LOT label printer")
+    printer_id: str | None = Field(
+        default=None, pattern=PRINTER_ID_PATTERN, description="Printer of the LOT label; default: the LOT label printer"
+    )
 
 
 async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, actor: str) -> dict[str, Any]:
@@ -53,8 +54,15 @@ async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, ac
             "sequence, status, created_by) VALUES (:n, :m, :q, :s, :d, :seq, 'CREATED', :actor) "
             "ON CONFLICT (lot_number) DO NOTHING RETURNING id, created_at"
         ),
-        {"n": lot_number, "m": model["id"], "q": command.target_quantity, "s": shift.value, "d": day,
-         "seq": sequence, "actor": actor},
+        {
+            "n": lot_number,
+            "m": model["id"],
+            "q": command.target_quantity,
+            "s": shift.value,
+            "d": day,
+            "seq": sequence,
+            "actor": actor,
+        },
     )
     created = row.first()
     if created is None:
@@ -75,8 +83,7 @@ async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, ac
     created_data = dict(data)
     data["label"] = await queue_lot_label(conn, lot_id, lot_number, command.printer_id, actor)
     # Last: the audit insert takes the chain lock, held until commit.
-    await record_audit(conn, actor=actor, action="lot.create", entity="lot", entity_key=lot_number,
-                       new=created_data)
+    await record_audit(conn, actor=actor, action="lot.create", entity="lot", entity_key=lot_number, new=created_data)
     return data
 
 
@@ -97,6 +104,14 @@ async def close_lot(conn: AsyncConnection, lot_number: str, actor: str, reason: 
     if not can_transition(current, LotStatus.CLOSED):
         raise DomainError(ErrorCode.INVALID_LOT_STATE, {"lot_number": lot_number, "lot_status": current.value})
     await repo.set_lot_status(conn, lot["id"], current, LotStatus.CLOSED, actor, reason)
-    await record_audit(conn, actor=actor, action="lot.close", entity="lot", entity_key=lot_number,
-                       old={"status": current.value}, new={"status": LotStatus.CLOSED.value}, reason=reason)
+    await record_audit(
+        conn,
+        actor=actor,
+        action="lot.close",
+        entity="lot",
+        entity_key=lot_number,
+        old={"status": current.value},
+        new={"status": LotStatus.CLOSED.value},
+        reason=reason,
+    )
     return {"lot_number": lot_number, "status": LotStatus.CLOSED.value, "previous_status": current.value}

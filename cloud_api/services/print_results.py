@@ -30,10 +30,17 @@ async def handle_print_result(
     async def work(conn: AsyncConnection) -> Answer:
         result = parse_result(raw)
         job = await record_result(conn, result, message_id, station)
-        log.info("print job %s (%s %s) on %s: %s", result.job_id, job["label_type"], job["label_key"],
-                 job["printer_id"], job["status"])
+        log.info(
+            "print job %s (%s %s) on %s: %s",
+            result.job_id,
+            job["label_type"],
+            job["label_key"],
+            job["printer_id"],
+            job["status"],
+        )
         data = {"job_id": str(result.job_id), "status": job["status"]}
-        return Answer(Outcome.ACCEPTED, 200, success_body(success_message("print_result_recorded", lang),
-                                                          data).to_json_dict())
+        return Answer(
+            Outcome.ACCEPTED, 200, success_body(success_message("print_result_recorded", lang), data).to_json_dict()
+        )
 
     return await run_once(db, work, message_id, MessageType.LABEL_PRINT_RESULT, station, lang)

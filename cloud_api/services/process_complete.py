@@ -38,14 +38,20 @@ def parse_completion(raw: dict[str, Any]) -> CompletionRecord:
     except ValidationError as error:
         raise DomainError(
             ErrorCode.INVALID_PROCESS_DATA,
-            {"lot_number": raw.get("lot_number"), "process_id": raw.get("process_id"),
-             "errors": describe_validation_error(error)},
+            {
+                "lot_number": raw.get("lot_number"),
+                "process_id": raw.get("process_id"),
+                "errors": describe_validation_error(error),
+            },
             "; ".join(describe_validation_error(error)),
         ) from error
 
 
 async def complete_process(
-    db: Database, conn: AsyncConnection, record: CompletionRecord, source: CompletionSource,
+    db: Database,
+    conn: AsyncConnection,
+    record: CompletionRecord,
+    source: CompletionSource,
     store: CompletionStore | None = None,
 ) -> CompletionOutcome:
     """One completion in the caller's transaction: locked read, the domain's decision, the one writer.
@@ -65,13 +71,41 @@ def completion_audit(accepted: Accepted) -> list[AuditEntry]:
     record, source, verdict, transition = accepted.record, accepted.source, accepted.verdict, accepted.transition
     actor = source.actor or station_actor(record.worker_id, source.station)
     request_id = current_request_id() or str(source.message_id)
-    new = {"lot_number": record.lot_number, "process_id": record.process_id, "worker_id": record.worker_id,
-           "start_time": record.start_time, "complete_time": record.complete_time, "result": verdict,
-           "message_id": source.message_id, "source_station": source.station, "source_file_name": source.file_name,
-           "source_sha256": source.sha256}
-    entries = [AuditEntry(actor, "process.complete", "process_run", f"{record.lot_number}/{record.process_id}",
-                          None, new, None, request_id)]
+    new = {
+        "lot_number": record.lot_number,
+        "process_id": record.process_id,
+        "worker_id": record.worker_id,
+        "start_time": record.start_time,
+        "complete_time": record.complete_time,
+        "result": verdict,
+        "message_id": source.message_id,
+        "source_station": source.station,
+        "source_file_name": source.file_name,
+        "source_sha256": source.sha256,
+    }
+    entries = [
+        AuditEntry(
+            actor,
+            "process.complete",
+            "process_run",
+            f"{record.lot_number}/{record.process_id}",
+            None,
+            new,
+            None,
+            request_id,
+        )
+    ]
     if transition is not None:
-        entries.append(AuditEntry(actor, "lot.status", "lot", record.lot_number, {"status": transition[0].value},
-                                  {"status": transition[1].value}, f"{record.process_id} completion", request_id))
+        entries.append(
+            AuditEntry(
+                actor,
+                "lot.status",
+                "lot",
+                record.lot_number,
+                {"status": transition[0].value},
+                {"status": transition[1].value},
+                f"{record.process_id} completion",
+                request_id,
+            )
+        )
     return entries

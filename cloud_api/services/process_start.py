@@ -60,12 +60,22 @@ class PlannedStart:
 
 def _new_run(db: Database, request: StartRequest, lot_id: int, step: ProcessStep, origin: StartOrigin) -> NewRun:
     work_day = db.local(request.start_time).date()
-    return NewRun(lot_id, step.process_id, step.sequence, request.start_time, request.worker_id, origin.message_id,
-                  origin.source, work_day, work_order_prefix(work_day))
+    return NewRun(
+        lot_id,
+        step.process_id,
+        step.sequence,
+        request.start_time,
+        request.worker_id,
+        origin.message_id,
+        origin.source,
+        work_day,
+        work_order_prefix(work_day),
+    )
 
 
-async def start_process(db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin,
-                        store: StartStore | None = None) -> StartData:
+async def start_process(
+    db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin, store: StartStore | None = None
+) -> StartData:
     """Decide with the LOT row locked and write the start in the caller's transaction (any process).
     `store`: PostgreSQL on `conn` unless given (tests/test_store_contract.py runs this on an in-memory fake too)."""
     store = store or start_sql.PgStartStore(conn)
@@ -83,19 +93,25 @@ async def start_process(db: Database, conn: AsyncConnection, request: StartReque
     step, transition = decided.step, decided.transition
     inserted = await store.insert_run(_new_run(db, request, lot.lot_id, step, origin), transition)
     if inserted is None:  # a racing start of the same process committed while we waited for the lock
-        raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number,
-                                                      "process_id": step.process_id})
+        raise DomainError(ErrorCode.DUPLICATE_START, {"lot_number": request.lot_number, "process_id": step.process_id})
     _, work_order_id = inserted
     firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
-    issued = (await issue_for_start(conn, lot.lot_id, request, origin.source, origin.actor)
-              if step.process_id == SERIAL_PROCESS_ID else None)
+    issued = (
+        await issue_for_start(conn, lot.lot_id, request, origin.source, origin.actor)
+        if step.process_id == SERIAL_PROCESS_ID
+        else None
+    )
     # Written last by run_once (deferred): the audit insert takes the chain lock, held until commit.
     await record_audit_many(conn, _audit_entries(request, step.process_id, work_order_id, origin, transition))
     return _data(request, step, work_order_id, firmware_info, issued)
 
 
-async def plan_start(db: Database, conn: AsyncConnection, request: StartRequest, origin: StartOrigin,
-                     ) -> PlannedStart | None:
+async def plan_start(
+    db: Database,
+    conn: AsyncConnection,
+    request: StartRequest,
+    origin: StartOrigin,
+) -> PlannedStart | None:
     """Decide from an unlocked read; None when `start_process` must answer (refusals, PROC-007)."""
     lot = await start_sql.read_lot_for_start(conn, request.lot_number, request.worker_id)
     try:
@@ -115,18 +131,27 @@ async def plan_start(db: Database, conn: AsyncConnection, request: StartRequest,
     )
 
 
-async def write_planned_start(conn: AsyncConnection, plan: PlannedStart, answer: dict[str, Any] | None,
-                              ) -> str | None:
+async def write_planned_start(
+    conn: AsyncConnection,
+    plan: PlannedStart,
+    answer: dict[str, Any] | None,
+) -> str | None:
     """Write the run, its audit rows and the stored answer (if any) at once; the new work-order id, or None when
     the LOT changed status or the worker was disabled since the read. Raises IntegrityError when the run or the
     answer exists already."""
-    written = await start_sql.start_in_one_statement(conn, plan.run, plan.seen_status, plan.transition,
-                                                     rows_json(plan.audit), answer)
+    written = await start_sql.start_in_one_statement(
+        conn, plan.run, plan.seen_status, plan.transition, rows_json(plan.audit), answer
+    )
     return written[1] if written else None
 
 
-def _data(request: StartRequest, step: ProcessStep, work_order_id: str, firmware_info: Any, issued: Any,
-          ) -> StartData:
+def _data(
+    request: StartRequest,
+    step: ProcessStep,
+    work_order_id: str,
+    firmware_info: Any,
+    issued: Any,
+) -> StartData:
     return StartData(
         lot_number=request.lot_number,
         process_id=step.process_id,
@@ -142,16 +167,39 @@ def _data(request: StartRequest, step: ProcessStep, work_order_id: str, firmware
 
 
 def _audit_entries(
-    request: StartRequest, process_id: str, work_order_id: str, origin: StartOrigin, transition: Transition | None,
+    request: StartRequest,
+    process_id: str,
+    work_order_id: str,
+    origin: StartOrigin,
+    transition: Transition | None,
 ) -> list[AuditEntry]:
     """process.start, plus lot.status when the start moved the LOT (REST: the request id; MQTT: the message id)."""
     who = origin.actor or station_actor(request.worker_id, origin.source)
     request_id = current_request_id() or (str(origin.message_id) if origin.message_id else None)
-    new = {"work_order_id": work_order_id, "lot_number": request.lot_number, "process_id": process_id,
-           "worker_id": request.worker_id, "start_time": request.start_time, "source": origin.source}
-    entries = [AuditEntry(who, "process.start", "process_run", f"{request.lot_number}/{process_id}", None, new,
-                          None, request_id)]
+    new = {
+        "work_order_id": work_order_id,
+        "lot_number": request.lot_number,
+        "process_id": process_id,
+        "worker_id": request.worker_id,
+        "start_time": request.start_time,
+        "source": origin.source,
+    }
+    entries = [
+        AuditEntry(
+            who, "process.start", "process_run", f"{request.lot_number}/{process_id}", None, new, None, request_id
+        )
+    ]
     if transition is not None:
-        entries.append(AuditEntry(who, "lot.status", "lot", request.lot_number, {"status": transition[0].value},
-                                  {"status": transition[1].value}, transition[2], request_id))
+        entries.append(
+            AuditEntry(
+                who,
+                "lot.status",
+                "lot",
+                request.lot_number,
+                {"status": transition[0].value},
+                {"status": transition[1].value},
+                transition[2],
+                request_id,
+            )
+        )
     return entries

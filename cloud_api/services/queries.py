@@ -24,8 +24,9 @@ async def lot_detail(db: Database, conn: AsyncConnection, lot_number: str, lang:
     if lot is None:
         raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": lot_number})
     runs = {run["process_id"]: run for run in await repo.runs_of_lot(conn, lot["id"])}
-    processes = [_process_state(db, step.process_id, step.name(lang), step.sequence, runs.get(step.process_id))
-                 for step in ROUTE]
+    processes = [
+        _process_state(db, step.process_id, step.name(lang), step.sequence, runs.get(step.process_id)) for step in ROUTE
+    ]
     completed = sum(1 for p in processes if p["status"] == "COMPLETED")
     current = next((p for p in processes if p["status"] != "COMPLETED"), None)
     return {
@@ -38,8 +39,11 @@ async def lot_detail(db: Database, conn: AsyncConnection, lot_number: str, lang:
         "status": lot["status"],
         "created_by": lot["created_by"],
         "created_at": _iso(db, lot["created_at"]),
-        "progress": {"completed_processes": completed, "total_processes": len(ROUTE),
-                     "percent": round(100 * completed / len(ROUTE))},
+        "progress": {
+            "completed_processes": completed,
+            "total_processes": len(ROUTE),
+            "percent": round(100 * completed / len(ROUTE)),
+        },
         "current_process": current["process_id"] if current else None,
         "processes": processes,
         "status_history": await _history(db, conn, lot["id"]),
@@ -51,30 +55,46 @@ async def lot_detail(db: Database, conn: AsyncConnection, lot_number: str, lang:
 def _process_state(
     db: Database, process_id: str, name: str, sequence: int, run: dict[str, Any] | None
 ) -> dict[str, Any]:
-    state: dict[str, Any] = {"process_id": process_id, "process_name": name, "sequence": sequence,
-                             "status": "NOT_STARTED"}
+    state: dict[str, Any] = {
+        "process_id": process_id,
+        "process_name": name,
+        "sequence": sequence,
+        "status": "NOT_STARTED",
+    }
     if run is not None:
-        state.update({
-            "status": run["status"],
-            "work_order_id": run["work_order_id"],
-            "start_time": _iso(db, run["start_time"]),
-            "start_worker_id": run["start_worker_id"],
-            "complete_time": _iso(db, run["complete_time"]),
-            "complete_worker_id": run["complete_worker_id"],
-            "result": run["result"],
-            "completion_count": run["completion_count"],
-        })
+        state.update(
+            {
+                "status": run["status"],
+                "work_order_id": run["work_order_id"],
+                "start_time": _iso(db, run["start_time"]),
+                "start_worker_id": run["start_worker_id"],
+                "complete_time": _iso(db, run["complete_time"]),
+                "complete_worker_id": run["complete_worker_id"],
+                "result": run["result"],
+                "completion_count": run["completion_count"],
+            }
+        )
     return state
 
 
 async def _history(db: Database, conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]]:
     rows = await conn.execute(
-        text("SELECT from_status, to_status, changed_at, actor, reason FROM lot_status_history "
-             "WHERE lot_id = :id ORDER BY changed_at, id"),
+        text(
+            "SELECT from_status, to_status, changed_at, actor, reason FROM lot_status_history "
+            "WHERE lot_id = :id ORDER BY changed_at, id"
+        ),
         {"id": lot_id},
     )
-    return [{"from_status": r.from_status, "to_status": r.to_status, "changed_at": _iso(db, r.changed_at),
-             "actor": r.actor, "reason": r.reason} for r in rows]
+    return [
+        {
+            "from_status": r.from_status,
+            "to_status": r.to_status,
+            "changed_at": _iso(db, r.changed_at),
+            "actor": r.actor,
+            "reason": r.reason,
+        }
+        for r in rows
+    ]
 
 
 async def _components(conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]]:
@@ -108,9 +128,16 @@ async def list_lots(
         {"day": production_day, "status": status, "limit": limit},
     )
     return [
-        {"lot_number": r.lot_number, "status": r.status, "shift": r.shift,
-         "production_date": r.production_date.isoformat(), "target_quantity": r.target_quantity,
-         "product_model": r.model_name, "created_at": _iso(db, r.created_at),
-         "completed_processes": r.completed_processes, "total_processes": len(ROUTE)}
+        {
+            "lot_number": r.lot_number,
+            "status": r.status,
+            "shift": r.shift,
+            "production_date": r.production_date.isoformat(),
+            "target_quantity": r.target_quantity,
+            "product_model": r.model_name,
+            "created_at": _iso(db, r.created_at),
+            "completed_processes": r.completed_processes,
+            "total_processes": len(ROUTE),
+        }
         for r in rows
     ]

@@ -56,8 +56,9 @@ def _process_of(raw: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def check_station_allowed(db: Database, source: str, raw: Any, message_id: uuid.UUID | None,
-                                message_type: str) -> None:
+async def check_station_allowed(
+    db: Database, source: str, raw: Any, message_id: uuid.UUID | None, message_type: str
+) -> None:
     """Raise DomainError(STATION_NOT_ALLOWED) when a station reports a process it is not configured for.
 
     Sources that are not a station (REST) and bodies without a readable process id pass: the latter are
@@ -68,16 +69,26 @@ async def check_station_allowed(db: Database, source: str, raw: Any, message_id:
     if station is None or process_id is None:
         return
     if (await permissions(db)).allows(station, process_id) or (await permissions(db, fresh=True)).allows(
-            station, process_id):
+        station, process_id
+    ):
         return
     data = {"station": str(station), "process_id": process_id}
-    log.warning("refused %s from %s for %s: station not configured for the process (message %s)",
-                message_type, station, process_id, message_id)
+    log.warning(
+        "refused %s from %s for %s: station not configured for the process (message %s)",
+        message_type,
+        station,
+        process_id,
+        message_id,
+    )
     async with db.transaction() as conn:
-        await record_audit(conn, actor=f"station:{station}", action="station_not_allowed",
-                           entity="station_process", entity_key=f"{station}:{process_id}",
-                           new={**data, "message_type": message_type,
-                                "message_id": str(message_id) if message_id else None})
+        await record_audit(
+            conn,
+            actor=f"station:{station}",
+            action="station_not_allowed",
+            entity="station_process",
+            entity_key=f"{station}:{process_id}",
+            new={**data, "message_type": message_type, "message_id": str(message_id) if message_id else None},
+        )
     raise DomainError(ErrorCode.STATION_NOT_ALLOWED, data, f"{station} is not configured for {process_id}")
 
 

@@ -38,8 +38,15 @@ async def upsert_worker(conn: AsyncConnection, worker: WorkerIn, actor: str = "s
         {"w": worker.worker_id, "n": worker.name, "a": worker.active},
     )
     new = dict(row.mappings().one())
-    await record_audit(conn, actor=actor, action="worker.upsert", entity="worker", entity_key=worker.worker_id,
-                       old=dict(old) if old else None, new=new)
+    await record_audit(
+        conn,
+        actor=actor,
+        action="worker.upsert",
+        entity="worker",
+        entity_key=worker.worker_id,
+        old=dict(old) if old else None,
+        new=new,
+    )
     return new
 
 

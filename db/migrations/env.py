@@ -9,8 +9,11 @@ from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import make_url
 
 config = context.config
-url = (config.get_main_option("sqlalchemy.url") or os.environ.get("MES_MIGRATION_DATABASE_URL")
-       or os.environ.get("MES_DATABASE_URL"))
+url = (
+    config.get_main_option("sqlalchemy.url")
+    or os.environ.get("MES_MIGRATION_DATABASE_URL")
+    or os.environ.get("MES_DATABASE_URL")
+)
 if not url:
     raise SystemExit("no database URL: set MES_MIGRATION_DATABASE_URL or MES_DATABASE_URL")
 

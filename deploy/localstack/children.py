@@ -22,8 +22,15 @@ def mes_command(*args: str) -> list[str]:
 
 
 class ChildProcess:
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path,
-                 cwd: Path | None = None, to_terminal: bool = False):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        cwd: Path | None = None,
+        to_terminal: bool = False,
+    ):
         self.name = name
         self.to_terminal = to_terminal
         self.argv = list(argv)
@@ -37,8 +44,12 @@ class ChildProcess:
         with open(self.log_path, "ab") as sink:
             # A terminal child (the simulator's progress lines) prints to our stdout; its logs go to a file.
             self.process = subprocess.Popen(
-                self.argv, env=self.env, stdout=None if self.to_terminal else sink,
-                stderr=sink, cwd=self.cwd, start_new_session=True,
+                self.argv,
+                env=self.env,
+                stdout=None if self.to_terminal else sink,
+                stderr=sink,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         log.info("started %s (pid %s), log %s", self.name, self.process.pid, self.log_path)
         return self

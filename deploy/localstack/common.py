@@ -193,15 +193,23 @@ class ManagedServer:
     def is_running(self) -> bool:
         return self.pid is not None
 
-    def _popen(self, cmd: list[str], cwd: str | None = None, user: int | None = None,
-               group: int | None = None) -> subprocess.Popen[bytes]:
+    def _popen(
+        self, cmd: list[str], cwd: str | None = None, user: int | None = None, group: int | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start `cmd` in its own session (a terminal's Ctrl-C does not reach it), output to the log file."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         logger.debug("%s: exec %s", self.name, cmd)
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                start_new_session=True, user=user, group=group, extra_groups=None if user is None else [],
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+                user=user,
+                group=group,
+                extra_groups=None if user is None else [],
             )
         self._write_pid_file(proc.pid)
         return proc
@@ -285,7 +293,10 @@ class ManagedServer:
         if not gone:
             logger.warning(
                 "%s (pid %s) ignored %s for %.0f s; killing",
-                self.name, pid, self.stop_signal.name, self.stop_timeout,
+                self.name,
+                pid,
+                self.stop_signal.name,
+                self.stop_timeout,
             )
             self._signal_and_wait(signal.SIGKILL, 10.0)
         logger.info("%s stopped (pid %s)", self.name, pid)

@@ -114,8 +114,10 @@ class MosquittoServer(ManagedServer):
             return [f"allow_anonymous {'true' if self.allow_anonymous else 'false'}"]
         plugin = find_dynsec_plugin()
         if plugin is None:
-            raise RuntimeError("mosquitto_dynamic_security.so not found (it comes with the mosquitto package); "
-                               "set MES_MOSQUITTO_DYNSEC_PLUGIN to its path")
+            raise RuntimeError(
+                "mosquitto_dynamic_security.so not found (it comes with the mosquitto package); "
+                "set MES_MOSQUITTO_DYNSEC_PLUGIN to its path"
+            )
         return security_lines(plugin, self.dynsec_file)
 
     def _render_tls(self) -> str:

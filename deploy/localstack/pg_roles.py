@@ -31,9 +31,11 @@ _AUDIT_GRANTS = (
 def ensure_role(conn: psycopg.Connection, role: str, password: str, createdb: bool) -> None:
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     verb = sql.SQL("ALTER" if exists else "CREATE")
-    conn.execute(sql.SQL("{} ROLE {} LOGIN {} PASSWORD {}").format(
-        verb, sql.Identifier(role), sql.SQL("CREATEDB" if createdb else "NOCREATEDB"), sql.Literal(password)
-    ))
+    conn.execute(
+        sql.SQL("{} ROLE {} LOGIN {} PASSWORD {}").format(
+            verb, sql.Identifier(role), sql.SQL("CREATEDB" if createdb else "NOCREATEDB"), sql.Literal(password)
+        )
+    )
 
 
 def hand_over_to_owner(conn: psycopg.Connection, database: str, user: str, owner_role: str) -> None:
@@ -43,12 +45,12 @@ def hand_over_to_owner(conn: psycopg.Connection, database: str, user: str, owner
         "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relowner = r.oid) "
         "+ (SELECT count(*) FROM pg_database d WHERE d.datname = current_database() AND d.datdba = r.oid) "
-        "FROM pg_roles r WHERE r.rolname = %s", (user,)
+        "FROM pg_roles r WHERE r.rolname = %s",
+        (user,),
     ).fetchone()
     if not owned or not owned[0]:
         return
-    logger.warning("database %s was owned by the application role %s: handing it to %s",
-                   database, user, owner_role)
+    logger.warning("database %s was owned by the application role %s: handing it to %s", database, user, owner_role)
     app, owner = sql.Identifier(user), sql.Identifier(owner_role)
     with conn.transaction():
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), owner))
@@ -58,4 +60,3 @@ def hand_over_to_owner(conn: psycopg.Connection, database: str, user: str, owner
         if conn.execute("SELECT to_regclass('public.audit_log')").fetchone() != (None,):
             for statement in _AUDIT_GRANTS:
                 conn.execute(sql.SQL(statement).format(app=app))
-

@@ -189,19 +189,47 @@ class PostgresServer(ManagedServer):
             logger.info("removing stale %s", self.pid_file)
             self.pid_file.unlink()
         socket_dir = self._socket_dir(owner)
-        cmd = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(socket_dir),
-               "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"]
+        cmd = [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(socket_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+        ]
         return self._popen(cmd, cwd="/", user=uid, group=gid)
 
     def _initdb(self, bin_dir: Path, data: Path, owner: pwd.struct_passwd | None) -> None:
         uid, gid = (owner.pw_uid, owner.pw_gid) if owner else (None, None)
         with password_file(self.superuser_password, owner) as pwfile:
-            initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth-host=scram-sha-256",
-                      "--auth-local=peer", f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"]
+            initdb = [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                "--auth-host=scram-sha-256",
+                "--auth-local=peer",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ]
             with open(self.log_file, "ab") as log:
                 done = subprocess.run(
-                    initdb, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd="/", user=uid, group=gid, extra_groups=None if owner is None else [],
+                    initdb,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd="/",
+                    user=uid,
+                    group=gid,
+                    extra_groups=None if owner is None else [],
                 )
         if done.returncode != 0:
             raise ServiceError(f"initdb failed ({done.returncode}); log {self.log_file}:\n{self._tail()}")
@@ -213,8 +241,10 @@ class PostgresServer(ManagedServer):
                 conn.execute("SELECT 1")
         except psycopg.OperationalError as error:
             if "password authentication failed" in str(error):  # waiting will not help
-                raise ServiceError(f"postgres refused the superuser password kept in {self.passwords.path} "
-                                   f"(file replaced or lost?): {error}") from None
+                raise ServiceError(
+                    f"postgres refused the superuser password kept in {self.passwords.path} "
+                    f"(file replaced or lost?): {error}"
+                ) from None
             return False
         except psycopg.Error:
             return False
@@ -228,13 +258,14 @@ class PostgresServer(ManagedServer):
                 ensure_role(conn, self.owner, self.owner_password, createdb=True)
             if self.user != SUPERUSER:
                 ensure_role(conn, self.user, self.password, createdb=self.owner is None)
-            found = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
-                                 (self.database,)).fetchone()
+            found = conn.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (self.database,)
+            ).fetchone()
             if found is None:
                 logger.info("creating database %s owned by %s", self.database, owner)
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(self.database), sql.Identifier(owner)
-                ))
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(self.database), sql.Identifier(owner))
+                )
         if self.owner is not None and self.user != SUPERUSER:
             with psycopg.connect(self._uri(SUPERUSER, self.superuser_password), autocommit=True) as conn:
                 hand_over_to_owner(conn, self.database, self.user, self.owner)
@@ -242,8 +273,9 @@ class PostgresServer(ManagedServer):
     def _require_passwords(self, conn: psycopg.Connection) -> None:
         """A cluster made when the stack trusted loopback: give the superuser its password, then switch to
         scram-sha-256 (the other roles get theirs from ensure_role on every start)."""
-        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-            sql.Identifier(SUPERUSER), sql.Literal(self.superuser_password)))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(self.superuser_password))
+        )
         if write_hba(self.data_dir.resolve(), self._os_user()):
             logger.info("postgres: pg_hba.conf now requires passwords (scram-sha-256) on TCP; reloading")
             conn.execute("SELECT pg_reload_conf()")

@@ -32,14 +32,22 @@ class RedisServer(ManagedServer):
         self.base_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.base_dir),
-            "--appendonly", "yes",
-            "--save", "",
-            "--protected-mode", "yes",
-            "--logfile", str(self.log_file),
-            "--daemonize", "no",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.base_dir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.log_file),
+            "--daemonize",
+            "no",
         ]
         return self._popen(cmd)
 

@@ -10,8 +10,14 @@ import paho.mqtt.client as mqtt
 from mes_contracts.topics import service_address
 
 
-def wait_service_online(port: int, service_id: str, timeout: float = 30.0, online: bool = True,
-                        username: str | None = None, password: str | None = None) -> None:
+def wait_service_online(
+    port: int,
+    service_id: str,
+    timeout: float = 30.0,
+    online: bool = True,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
     topic = service_address(service_id).state()
     seen = threading.Event()
 

@@ -70,13 +70,27 @@ class ResultMaker:
     source: Source
     seq: Callable[[], int]
 
-    def make(self, job: PrintJob, status: PrintStatus, state: PrinterState, error_code: str | None = None,
-             detail: str | None = None) -> NewResult:
+    def make(
+        self,
+        job: PrintJob,
+        status: PrintStatus,
+        state: PrinterState,
+        error_code: str | None = None,
+        detail: str | None = None,
+    ) -> NewResult:
         now = datetime.now(UTC)
-        result = PrintResult(job_id=job.job_id, printer_id=job.printer.printer_id, status=status,
-                             printer_state=state, error_code=error_code, detail=detail,
-                             print_time=now if status is PrintStatus.PRINTED else None)
-        envelope = make_envelope(MessageType.LABEL_PRINT_RESULT, self.source, self.seq(),
-                                 result.model_dump(mode="json"), occurred_at=now)
-        return NewResult(str(envelope.message_id), str(job.job_id), status.value, envelope.model_dump_json(),
-                         time.time())
+        result = PrintResult(
+            job_id=job.job_id,
+            printer_id=job.printer.printer_id,
+            status=status,
+            printer_state=state,
+            error_code=error_code,
+            detail=detail,
+            print_time=now if status is PrintStatus.PRINTED else None,
+        )
+        envelope = make_envelope(
+            MessageType.LABEL_PRINT_RESULT, self.source, self.seq(), result.model_dump(mode="json"), occurred_at=now
+        )
+        return NewResult(
+            str(envelope.message_id), str(job.job_id), status.value, envelope.model_dump_json(), time.time()
+        )

@@ -33,8 +33,9 @@ def encode_program(language: PrinterLanguage, program: str) -> bytes:
     try:
         return program.encode("latin-1")
     except UnicodeEncodeError as error:
-        raise ValueError(f"{language} program has a character outside latin-1 at {error.start}; "
-                         "render text as a bitmap") from error
+        raise ValueError(
+            f"{language} program has a character outside latin-1 at {error.start}; render text as a bitmap"
+        ) from error
 
 
 def _refused(state: PrinterState, detail: str) -> PrintOutcome:
@@ -42,8 +43,9 @@ def _refused(state: PrinterState, detail: str) -> PrintOutcome:
     return PrintOutcome(False, state, code.value, detail)
 
 
-def print_program(cfg: PrinterConfig, program: str, check_status: bool = True,
-                  timeout: float = DEFAULT_TIMEOUT_S) -> PrintOutcome:
+def print_program(
+    cfg: PrinterConfig, program: str, check_status: bool = True, timeout: float = DEFAULT_TIMEOUT_S
+) -> PrintOutcome:
     """Send `program` to the printer `cfg` describes, after checking that it is READY.
 
     Blocking (the gateway's queue runs each printer in its own worker thread). A printer that is offline,

@@ -62,8 +62,14 @@ class _Worker:
 class PrintQueue:
     """`accept` commits cmd/print-label jobs; `start` runs a worker per printer and the result publisher."""
 
-    def __init__(self, settings: GatewaySettings, link: Publisher, health: Health, seq: Callable[[], int],
-                 printer: PrintFn = print_program) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        link: Publisher,
+        health: Health,
+        seq: Callable[[], int],
+        printer: PrintFn = print_program,
+    ) -> None:
         self.path = settings.print_queue_file
         self._topic = settings.address.event(Name.PRINT_RESULT)
         self._results = ResultMaker(Source.of(settings.address, settings.gateway_id), seq)
@@ -89,14 +95,28 @@ class PrintQueue:
         self._store = await self._call(PrintQueueStore, self.path)
         for stored in await self._db(PrintQueueStore.interrupted):
             last = await self._db(PrintQueueStore.printer_state, stored.job.printer.printer_id)
-            log.error("print job %s (%s) was interrupted while printing on %s: not reprinted; check the printer",
-                      stored.job.job_id, stored.job.label_key, stored.job.printer.printer_id)
-            await self._finish(stored, JobState.UNCERTAIN, PrintStatus.FAILED, PrinterState(last or "offline"),
-                               INTERRUPTED_CODE, INTERRUPTED_DETAIL)
+            log.error(
+                "print job %s (%s) was interrupted while printing on %s: not reprinted; check the printer",
+                stored.job.job_id,
+                stored.job.label_key,
+                stored.job.printer.printer_id,
+            )
+            await self._finish(
+                stored,
+                JobState.UNCERTAIN,
+                PrintStatus.FAILED,
+                PrinterState(last or "offline"),
+                INTERRUPTED_CODE,
+                INTERRUPTED_DETAIL,
+            )
         await self._db(PrintQueueStore.purge, time.time() - self._keep_s)
         summary = await self._db(PrintQueueStore.summary)
-        log.info("print queue %s open: %d job(s) waiting, %d result(s) to report", self.path,
-                 sum(p["waiting"] for p in summary["printers"].values()), summary["unreported_results"])
+        log.info(
+            "print queue %s open: %d job(s) waiting, %d result(s) to report",
+            self.path,
+            sum(p["waiting"] for p in summary["printers"].values()),
+            summary["unreported_results"],
+        )
 
     async def start(self) -> None:
         """A worker for every printer with jobs waiting, and the result publisher."""
@@ -154,12 +174,14 @@ class PrintQueue:
     def _worker(self, printer_id: str) -> _Worker:
         worker = self._workers.get(printer_id)
         if worker is None:
-            worker = _Worker(printer_id, Backoff(*self._retry),
-                             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"printer-{printer_id}"))
+            worker = _Worker(
+                printer_id,
+                Backoff(*self._retry),
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"printer-{printer_id}"),
+            )
             self._workers[printer_id] = worker
         if worker.task is None or worker.task.done():
-            worker.task = asyncio.get_running_loop().create_task(self._run_worker(worker),
-                                                                 name=f"printer-{printer_id}")
+            worker.task = asyncio.get_running_loop().create_task(self._run_worker(worker), name=f"printer-{printer_id}")
         return worker
 
     async def _run_worker(self, worker: _Worker) -> None:
@@ -194,47 +216,71 @@ class PrintQueue:
         await self._db(PrintQueueStore.mark_printing, head.row_id)
         loop = asyncio.get_running_loop()
         try:
-            outcome = await loop.run_in_executor(worker.executor, self._printer, job.printer, job.program, True,
-                                                 self._timeout)
+            outcome = await loop.run_in_executor(
+                worker.executor, self._printer, job.printer, job.program, True, self._timeout
+            )
         except ValueError as error:  # a program this printer's language cannot carry: it never will
             log.error("print job %s cannot be printed on %s: %s", job.job_id, worker.printer_id, error)
             await self._finish(head, JobState.FAILED, PrintStatus.FAILED, last, INVALID_CODE, str(error))
             return False
         except Exception as error:  # unknown: bytes may have gone out, so it is treated like a crash mid-print
             log.exception("printing job %s on %s failed unexpectedly", job.job_id, worker.printer_id)
-            await self._finish(head, JobState.UNCERTAIN, PrintStatus.FAILED, last, INTERRUPTED_CODE,
-                               f"{INTERRUPTED_DETAIL}: {error}")
+            await self._finish(
+                head, JobState.UNCERTAIN, PrintStatus.FAILED, last, INTERRUPTED_CODE, f"{INTERRUPTED_DETAIL}: {error}"
+            )
             return False
         seen = PrinterSeen(worker.printer_id, outcome.state.value, outcome.error_code, outcome.detail, time.time())
         if outcome.state is not worker.state:
-            log.log(logging.INFO if outcome.state is PrinterState.READY else logging.WARNING,
-                    "printer %s is %s (%s)", worker.printer_id, outcome.state, outcome.detail)
+            log.log(
+                logging.INFO if outcome.state is PrinterState.READY else logging.WARNING,
+                "printer %s is %s (%s)",
+                worker.printer_id,
+                outcome.state,
+                outcome.detail,
+            )
         worker.state = outcome.state
         if outcome.printed:
             await self._finish(head, JobState.PRINTED, PrintStatus.PRINTED, outcome.state, seen=seen)
             return False
         if job.mode is PrintMode.IMMEDIATE:  # the person is told at once and decides
-            await self._finish(head, JobState.FAILED, PrintStatus.FAILED, outcome.state, outcome.error_code,
-                               outcome.detail, seen)
+            await self._finish(
+                head, JobState.FAILED, PrintStatus.FAILED, outcome.state, outcome.error_code, outcome.detail, seen
+            )
             return False
         changed = head.waiting_state != outcome.state.value
-        result = (self._results.make(job, PrintStatus.WAITING, outcome.state, outcome.error_code, outcome.detail)
-                  if changed else None)
+        result = (
+            self._results.make(job, PrintStatus.WAITING, outcome.state, outcome.error_code, outcome.detail)
+            if changed
+            else None
+        )
         await self._db(PrintQueueStore.requeue, head.row_id, outcome.state.value, result, seen)
         if result is not None:
             self._results_ready.set()
         for waiting in await self._db(PrintQueueStore.immediate_behind, worker.printer_id, head.row_id):
-            await self._finish(waiting, JobState.FAILED, PrintStatus.FAILED, outcome.state, outcome.error_code,
-                               outcome.detail)
+            await self._finish(
+                waiting, JobState.FAILED, PrintStatus.FAILED, outcome.state, outcome.error_code, outcome.detail
+            )
         return True
 
-    async def _finish(self, stored: StoredJob, state: JobState, status: PrintStatus, printer_state: PrinterState,
-                      error_code: str | None = None, detail: str | None = None,
-                      seen: PrinterSeen | None = None) -> None:
+    async def _finish(
+        self,
+        stored: StoredJob,
+        state: JobState,
+        status: PrintStatus,
+        printer_state: PrinterState,
+        error_code: str | None = None,
+        detail: str | None = None,
+        seen: PrinterSeen | None = None,
+    ) -> None:
         result = self._results.make(stored.job, status, printer_state, error_code, detail)
         await self._db(PrintQueueStore.finish, stored.row_id, state, result, seen, time.time())
-        log.info("print job %s on %s: %s%s", stored.job.job_id, stored.job.printer.printer_id, status,
-                 f" ({error_code}: {detail})" if error_code else "")
+        log.info(
+            "print job %s on %s: %s%s",
+            stored.job.job_id,
+            stored.job.printer.printer_id,
+            status,
+            f" ({error_code}: {detail})" if error_code else "",
+        )
         self._results_ready.set()
 
     # -- results ----------------------------------------------------------------------------------------------

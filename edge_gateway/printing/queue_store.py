@@ -99,24 +99,31 @@ class Unreported:
 
 
 def _job(row: Any) -> StoredJob:
-    return StoredJob(int(row[0]), PrintJob.model_validate_json(row[1]), JobState(row[2]),
-                     row[3], int(row[4]))
+    return StoredJob(int(row[0]), PrintJob.model_validate_json(row[1]), JobState(row[2]), row[3], int(row[4]))
 
 
 def read_summary(conn: sqlite3.Connection) -> dict[str, Any]:
     """Per printer: jobs waiting, whether one is being printed, last state and error; results not yet reported."""
     printers: dict[str, dict[str, Any]] = {}
     for printer_id, state, detail, updated_at, code, error_detail, error_at in conn.execute(
-            "SELECT printer_id, state, detail, updated_at, last_error_code, last_error_detail, last_error_at "
-            "FROM printers"):
+        "SELECT printer_id, state, detail, updated_at, last_error_code, last_error_detail, last_error_at FROM printers"
+    ):
         last_error = {"code": code, "detail": error_detail, "at": error_at} if code else None
-        printers[printer_id] = {"waiting": 0, "printing": False, "state": state, "detail": detail,
-                                "updated_at": updated_at, "last_error": last_error}
+        printers[printer_id] = {
+            "waiting": 0,
+            "printing": False,
+            "state": state,
+            "detail": detail,
+            "updated_at": updated_at,
+            "last_error": last_error,
+        }
     for printer_id, state, count in conn.execute(
-            "SELECT printer_id, state, count(*) FROM jobs WHERE state IN ('queued', 'printing') "
-            "GROUP BY printer_id, state"):
-        entry = printers.setdefault(printer_id, {"waiting": 0, "printing": False, "state": None, "detail": None,
-                                                 "updated_at": None, "last_error": None})
+        "SELECT printer_id, state, count(*) FROM jobs WHERE state IN ('queued', 'printing') GROUP BY printer_id, state"
+    ):
+        entry = printers.setdefault(
+            printer_id,
+            {"waiting": 0, "printing": False, "state": None, "detail": None, "updated_at": None, "last_error": None},
+        )
         entry["waiting"] += int(count)
         entry["printing"] = entry["printing"] or state == JobState.PRINTING
     unreported = conn.execute("SELECT count(*) FROM results WHERE reported = 0").fetchone()[0]
@@ -153,20 +160,30 @@ class PrintQueueStore:
 
     def accept(self, job: PrintJob, received_at: float) -> bool:
         """Commit a new job; False when its job_id is already known (redelivery, re-send)."""
-        (count,) = self._tx([(
-            "INSERT INTO jobs (job_id, printer_id, mode, received_at, job) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (job_id) DO NOTHING",
-            (str(job.job_id), job.printer.printer_id, job.mode.value, received_at, job.model_dump_json()))])
+        (count,) = self._tx(
+            [
+                (
+                    "INSERT INTO jobs (job_id, printer_id, mode, received_at, job) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (job_id) DO NOTHING",
+                    (str(job.job_id), job.printer.printer_id, job.mode.value, received_at, job.model_dump_json()),
+                )
+            ]
+        )
         return count == 1
 
     def mark_printing(self, row_id: int) -> None:
         self._tx([("UPDATE jobs SET state = 'printing', attempts = attempts + 1 WHERE id = ?", (row_id,))])
 
-    def finish(self, row_id: int, state: JobState, result: NewResult | None, seen: PrinterSeen | None,
-               at: float) -> None:
+    def finish(
+        self, row_id: int, state: JobState, result: NewResult | None, seen: PrinterSeen | None, at: float
+    ) -> None:
         """Close a job with its result (and what the printer said) in one transaction."""
-        work = [("UPDATE jobs SET state = ?, finished_at = ?, job = json_set(job, '$.program', '') WHERE id = ?",
-                 (state.value, at, row_id))]
+        work = [
+            (
+                "UPDATE jobs SET state = ?, finished_at = ?, job = json_set(job, '$.program', '') WHERE id = ?",
+                (state.value, at, row_id),
+            )
+        ]
         self._tx([*work, *self._result(result), *self._seen(seen)])
 
     def requeue(self, row_id: int, waiting_state: str, result: NewResult | None, seen: PrinterSeen) -> None:
@@ -176,22 +193,28 @@ class PrintQueueStore:
 
     def mark_reported(self, row_ids: list[int], at: float) -> None:
         if row_ids:
-            self._tx([("UPDATE results SET reported = 1, reported_at = ? WHERE id = ?", (at, rid))
-                      for rid in row_ids])
+            self._tx([("UPDATE results SET reported = 1, reported_at = ? WHERE id = ?", (at, rid)) for rid in row_ids])
 
     def purge(self, before: float) -> tuple[int, int]:
         """Forget finished jobs and reported results older than `before` (a job re-sent after that prints again)."""
-        jobs, results = self._tx([
-            ("DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (before,)),
-            ("DELETE FROM results WHERE reported = 1 AND created_at < ?", (before,))])
+        jobs, results = self._tx(
+            [
+                ("DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (before,)),
+                ("DELETE FROM results WHERE reported = 1 AND created_at < ?", (before,)),
+            ]
+        )
         return jobs, results
 
     @staticmethod
     def _result(result: NewResult | None) -> list[tuple[str, tuple[Any, ...]]]:
         if result is None:
             return []
-        return [("INSERT INTO results (message_id, job_id, status, envelope, created_at) VALUES (?, ?, ?, ?, ?)",
-                 (result.message_id, result.job_id, result.status, result.envelope, result.created_at))]
+        return [
+            (
+                "INSERT INTO results (message_id, job_id, status, envelope, created_at) VALUES (?, ?, ?, ?, ?)",
+                (result.message_id, result.job_id, result.status, result.envelope, result.created_at),
+            )
+        ]
 
     @staticmethod
     def _seen(seen: PrinterSeen | None) -> list[tuple[str, tuple[Any, ...]]]:
@@ -199,13 +222,17 @@ class PrintQueueStore:
             return []
         detail = seen.detail[:2000]
         error = (seen.error_code, detail, seen.at) if seen.error_code else (None, None, None)
-        return [("INSERT INTO printers (printer_id, state, detail, updated_at, last_error_code, last_error_detail, "
-                 "last_error_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (printer_id) DO UPDATE SET "
-                 "state = excluded.state, detail = excluded.detail, updated_at = excluded.updated_at, "
-                 "last_error_code = coalesce(excluded.last_error_code, printers.last_error_code), "
-                 "last_error_detail = coalesce(excluded.last_error_detail, printers.last_error_detail), "
-                 "last_error_at = coalesce(excluded.last_error_at, printers.last_error_at)",
-                 (seen.printer_id, seen.state, detail, seen.at, *error))]
+        return [
+            (
+                "INSERT INTO printers (printer_id, state, detail, updated_at, last_error_code, last_error_detail, "
+                "last_error_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (printer_id) DO UPDATE SET "
+                "state = excluded.state, detail = excluded.detail, updated_at = excluded.updated_at, "
+                "last_error_code = coalesce(excluded.last_error_code, printers.last_error_code), "
+                "last_error_detail = coalesce(excluded.last_error_detail, printers.last_error_detail), "
+                "last_error_at = coalesce(excluded.last_error_at, printers.last_error_at)",
+                (seen.printer_id, seen.state, detail, seen.at, *error),
+            )
+        ]
 
     # -- reads ----------------------------------------------------------------------------------------------
 
@@ -213,33 +240,41 @@ class PrintQueueStore:
         """The oldest open job of a printer: the only one its worker may print next."""
         row = self._conn.execute(
             "SELECT id, job, state, waiting_state, attempts FROM jobs "
-            "WHERE printer_id = ? AND state IN ('queued', 'printing') ORDER BY id LIMIT 1", (printer_id,)).fetchone()
+            "WHERE printer_id = ? AND state IN ('queued', 'printing') ORDER BY id LIMIT 1",
+            (printer_id,),
+        ).fetchone()
         return None if row is None else _job(row)
 
     def immediate_behind(self, printer_id: str, head_row_id: int) -> list[StoredJob]:
         """IMMEDIATE jobs queued behind a head that waits for the printer (a person waits for each)."""
         rows = self._conn.execute(
             "SELECT id, job, state, waiting_state, attempts FROM jobs WHERE printer_id = ? AND state = 'queued' "
-            "AND mode = 'immediate' AND id > ? ORDER BY id", (printer_id, head_row_id)).fetchall()
+            "AND mode = 'immediate' AND id > ? ORDER BY id",
+            (printer_id, head_row_id),
+        ).fetchall()
         return [_job(r) for r in rows]
 
     def interrupted(self) -> list[StoredJob]:
         """Jobs that were being printed when the gateway stopped without finishing them."""
-        rows = self._conn.execute("SELECT id, job, state, waiting_state, attempts FROM jobs "
-                                  "WHERE state = 'printing' ORDER BY id").fetchall()
+        rows = self._conn.execute(
+            "SELECT id, job, state, waiting_state, attempts FROM jobs WHERE state = 'printing' ORDER BY id"
+        ).fetchall()
         return [_job(r) for r in rows]
 
     def open_printers(self) -> list[str]:
-        return [str(r[0]) for r in self._conn.execute(
-            "SELECT DISTINCT printer_id FROM jobs WHERE state IN ('queued', 'printing')")]
+        return [
+            str(r[0])
+            for r in self._conn.execute("SELECT DISTINCT printer_id FROM jobs WHERE state IN ('queued', 'printing')")
+        ]
 
     def printer_state(self, printer_id: str) -> str | None:
         row = self._conn.execute("SELECT state FROM printers WHERE printer_id = ?", (printer_id,)).fetchone()
         return None if row is None else row[0]
 
     def unreported(self, limit: int) -> list[Unreported]:
-        rows = self._conn.execute("SELECT id, message_id, envelope FROM results WHERE reported = 0 "
-                                  "ORDER BY id LIMIT ?", (limit,)).fetchall()
+        rows = self._conn.execute(
+            "SELECT id, message_id, envelope FROM results WHERE reported = 0 ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
         return [Unreported(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def summary(self) -> dict[str, Any]:

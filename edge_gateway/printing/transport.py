@@ -44,8 +44,9 @@ class Transport(Protocol):
 
     def __enter__(self) -> Transport: ...
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
 class _Closing:
@@ -59,8 +60,9 @@ class _Closing:
         self.open()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -124,8 +126,9 @@ class TcpTransport(_Closing):
                 sock.settimeout(left)
                 if not sock.recv(_CHUNK):
                     return
-        log.debug("%s did not close within %.1f s after the label; assuming it was taken", self.description,
-                  self.timeout)
+        log.debug(
+            "%s did not close within %.1f s after the label; assuming it was taken", self.description, self.timeout
+        )
 
     def close(self) -> None:
         if self._sock is not None:
@@ -146,8 +149,9 @@ class SerialTransport(_Closing):
 
     def open(self) -> None:
         try:
-            self._serial = serial.serial_for_url(self.port, baudrate=self.baud, timeout=self.timeout,
-                                                 write_timeout=self.timeout)
+            self._serial = serial.serial_for_url(
+                self.port, baudrate=self.baud, timeout=self.timeout, write_timeout=self.timeout
+            )
             # A reply the previous user never read would be taken for the answer to our own query.
             self._serial.reset_input_buffer()
         except (serial.SerialException, OSError, ValueError) as error:

@@ -46,8 +46,7 @@ def _burst(rig: Rig, central: Central, files_total: int, seed: int) -> tuple[lis
 
 
 @pytest.mark.timeout(600)
-def test_broker_restarted_three_times_during_a_burst(central: Central, rig: Rig,
-                                                     db: psycopg.Connection[Any]) -> None:
+def test_broker_restarted_three_times_during_a_burst(central: Central, rig: Rig, db: psycopg.Connection[Any]) -> None:
     rng = fault_rng("broker-restart")
     begin = datetime.now(SEOUL)
     items, gateway = _burst(rig, central, BURST_FILES, seed=5)
@@ -58,8 +57,10 @@ def test_broker_restarted_three_times_during_a_burst(central: Central, rig: Rig,
         restarts.append(completed_count([gateway]))
         rig.broker.restart()  # graceful: the broker saves its persistent sessions and queues
     elapsed = wait_disposed(items, 180)
-    print(f"{BURST_FILES} files, broker restarted at {restarts} completed files; drained {elapsed:.1f} s after "
-          f"the last restart; processed_messages {outcomes(db, begin)}")
+    print(
+        f"{BURST_FILES} files, broker restarted at {restarts} completed files; drained {elapsed:.1f} s after "
+        f"the last restart; processed_messages {outcomes(db, begin)}"
+    )
     assert_clean(verify(items, db))
 
 
@@ -75,14 +76,15 @@ def test_broker_sigkilled_once_during_a_burst(central: Central, rig: Rig, db: ps
     time.sleep(rng.uniform(0.5, 3.0))
     rig.broker.start()
     elapsed = wait_disposed(items, 180)
-    print(f"{BURST_FILES} files, broker SIGKILLed at {at_kill} completed files; drained {elapsed:.1f} s after "
-          f"the restart; processed_messages {outcomes(db, begin)}")
+    print(
+        f"{BURST_FILES} files, broker SIGKILLed at {at_kill} completed files; drained {elapsed:.1f} s after "
+        f"the restart; processed_messages {outcomes(db, begin)}"
+    )
     assert_clean(verify(items, db))
 
 
 @pytest.mark.timeout(900)
-def test_station_offline_from_the_broker_then_drains(central: Central, rig: Rig,
-                                                     db: psycopg.Connection[Any]) -> None:
+def test_station_offline_from_the_broker_then_drains(central: Central, rig: Rig, db: psycopg.Connection[Any]) -> None:
     """The broker is stopped while the vendor app keeps writing; when it is back, everything drains."""
     begin = datetime.now(SEOUL)
     started = run_start_time()
@@ -126,11 +128,15 @@ def test_station_offline_from_the_broker_then_drains(central: Central, rig: Rig,
     sampling.set()
     all_latency = latency_stats(items, written_at)
     offline_latency = latency_stats([i for i in items if i.name in offline_names], written_at)
-    print(f"\n{len(files)} files at {ARRIVAL_PER_S}/s; broker down {up_at - down_at:.1f} s, {len(offline_names)} "
-          f"files written meanwhile; all disposed {drained_at - up_at:.1f} s after the broker came back "
-          f"(last file disposed {elapsed:.1f} s after the last write)")
+    print(
+        f"\n{len(files)} files at {ARRIVAL_PER_S}/s; broker down {up_at - down_at:.1f} s, {len(offline_names)} "
+        f"files written meanwhile; all disposed {drained_at - up_at:.1f} s after the broker came back "
+        f"(last file disposed {elapsed:.1f} s after the last write)"
+    )
     print(f"latency write -> completed/ (s): all {all_latency}; written while offline {offline_latency}")
-    print(f"gateway RSS (KiB): start {rss_start}, peak {max(rss, default=0)}, end {gateway.rss_kb()}; "
-          f"processed_messages {outcomes(db, begin)}")
+    print(
+        f"gateway RSS (KiB): start {rss_start}, peak {max(rss, default=0)}, end {gateway.rss_kb()}; "
+        f"processed_messages {outcomes(db, begin)}"
+    )
     assert offline_names, "no file arrived while the broker was down"
     assert_clean(verify(items, db))

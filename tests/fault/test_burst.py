@@ -44,11 +44,17 @@ def test_files_dropped_at_once_are_all_processed(central: Central, rig: Rig, db:
         os.replace(staging / item.name, gateway.pending / item.name)
     drop_s = time.monotonic() - dropped
     elapsed = wait_disposed(items, sized(240, 900), poll=1.0)
-    print(f"\n{FILES} files over {LOTS} LOTs dropped in {drop_s:.2f} s; all disposed after {elapsed:.1f} s "
-          f"({FILES / max(elapsed, 0.001):.0f} files/s); gateway RSS {gateway.rss_kb()} KiB; "
-          f"processed_messages {outcomes(db, begin)}")
+    print(
+        f"\n{FILES} files over {LOTS} LOTs dropped in {drop_s:.2f} s; all disposed after {elapsed:.1f} s "
+        f"({FILES / max(elapsed, 0.001):.0f} files/s); gateway RSS {gateway.rss_kb()} KiB; "
+        f"processed_messages {outcomes(db, begin)}"
+    )
     assert_clean(verify(items, db))
     # Replying to whole batches is normal operation: the ingestor's log must not fill with aiomqtt's warnings.
-    noise = [line for path in rig.logs.glob("ingestor-*.log")
-             for line in path.read_text(errors="replace").splitlines() if "pending publish calls" in line]
+    noise = [
+        line
+        for path in rig.logs.glob("ingestor-*.log")
+        for line in path.read_text(errors="replace").splitlines()
+        if "pending publish calls" in line
+    ]
     assert not noise, f"{len(noise)} 'pending publish calls' warnings, e.g. {noise[0]}"

@@ -91,8 +91,10 @@ def test_postgres_restarted_during_a_burst(central: Central, rig: Rig) -> None:
     print(f"\nPostgreSQL stopped at {stopped_at}/{FILES} completed files; API while down:")
     for what, status, took, body in answers:
         print(f"  {what}: {status} {body.get('error_code')} in {took * 1000:.0f} ms")
-    print(f"API recovered: {recovered}, start after recovery {again.status_code}; ingestor DB retries logged "
-          f"{retries}; drained {elapsed:.1f} s after the restart; processed_messages {answered}")
+    print(
+        f"API recovered: {recovered}, start after recovery {again.status_code}; ingestor DB retries logged "
+        f"{retries}; drained {elapsed:.1f} s after the restart; processed_messages {answered}"
+    )
     for what, status, took, body in answers:
         assert status == 503, f"{what}: {status} {body}"
         assert body.get("error_code") == "SERVICE_UNAVAILABLE", f"{what}: {body}"

@@ -58,8 +58,10 @@ def test_gateway_sigkilled_five_times_during_a_burst(central: Central, rig: Rig,
         gateway.start()
     writer.join()
     elapsed = wait_disposed(items, 180)
-    print(f"{FILES} files over {ARRIVAL_S:.0f} s; gateway SIGKILLed at (s, completed files) {kills}; drained "
-          f"{elapsed:.1f} s after the last file arrived ({gateway.starts} starts); "
-          f"processed_messages {outcomes(db, begin)}")
+    print(
+        f"{FILES} files over {ARRIVAL_S:.0f} s; gateway SIGKILLed at (s, completed files) {kills}; drained "
+        f"{elapsed:.1f} s after the last file arrived ({gateway.starts} starts); "
+        f"processed_messages {outcomes(db, begin)}"
+    )
     assert len(kills) == KILLS and all(done < FILES for _, done in kills), "every kill must hit the burst"
     assert_clean(verify(items, db))

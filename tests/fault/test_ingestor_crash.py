@@ -62,8 +62,7 @@ def _stored(db: psycopg.Connection[Any], message_id: uuid.UUID) -> tuple[Any, ..
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mode", ["crash_before_commit", "crash_after_commit"])
-def test_ingestor_killed_around_the_commit(central: Central, rig: Rig, db: psycopg.Connection[Any],
-                                           mode: str) -> None:
+def test_ingestor_killed_around_the_commit(central: Central, rig: Rig, db: psycopg.Connection[Any], mode: str) -> None:
     rng = fault_rng(mode)
     begin = datetime.now(SEOUL)
     started = run_start_time()
@@ -85,15 +84,18 @@ def test_ingestor_killed_around_the_commit(central: Central, rig: Rig, db: psyco
     rig.start_ingestor()  # same client id, no fault: picks up the persistent session
     elapsed = wait_disposed(items, 180)
     final = _stored(db, message_id)
-    print(f"{mode}:{nth}: crashed on message {message_id} (at crash: {at_crash}, after restart: {final}); "
-          f"drained {elapsed:.1f} s after restart; processed_messages {outcomes(db, begin)}")
+    print(
+        f"{mode}:{nth}: crashed on message {message_id} (at crash: {at_crash}, after restart: {final}); "
+        f"drained {elapsed:.1f} s after restart; processed_messages {outcomes(db, begin)}"
+    )
     assert final == ("accepted",)
     assert_clean(verify(items, db))
 
 
 @pytest.mark.timeout(300)
-def test_control_ack_before_commit_is_caught_by_the_verifier(central: Central, rig: Rig,
-                                                             db: psycopg.Connection[Any]) -> None:
+def test_control_ack_before_commit_is_caught_by_the_verifier(
+    central: Central, rig: Rig, db: psycopg.Connection[Any]
+) -> None:
     """A broken ingestor that answers "accepted" before its commit loses a record; the verifier must say so."""
     rng = fault_rng("ack_before_commit")
     started = run_start_time()
@@ -130,8 +132,9 @@ def _held(rig: Rig, gateways: list[Gateway]) -> tuple[int, int]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("how", ["stopped", "frozen"])
-def test_ingestor_away_while_records_queue_up(central: Central, rig: Rig, db: psycopg.Connection[Any],
-                                              how: str) -> None:
+def test_ingestor_away_while_records_queue_up(
+    central: Central, rig: Rig, db: psycopg.Connection[Any], how: str
+) -> None:
     """More records than Mosquitto's default per-client queue (1,000) wait while the ingestor is away.
 
     `stopped`: `mes ingest` ends cleanly (Ctrl-C) and says offline; the records wait wherever the design keeps
@@ -154,13 +157,15 @@ def test_ingestor_away_while_records_queue_up(central: Central, rig: Rig, db: ps
     # Room for every record in flight at once (the gateway tops its window up only in steps of a quarter),
     # and nobody gives up on its reply while we wait.
     window = min(4096, per_gateway * 3 // 2 + 64)
-    gateways = [rig.gateway(f"st{n:02d}", MES_GW_MAX_IN_FLIGHT=str(window), MES_GW_REPLY_TIMEOUT_S="240")
-                for n in range(1, QUEUE_GATEWAYS + 1)]
+    gateways = [
+        rig.gateway(f"st{n:02d}", MES_GW_MAX_IN_FLIGHT=str(window), MES_GW_REPLY_TIMEOUT_S="240")
+        for n in range(1, QUEUE_GATEWAYS + 1)
+    ]
     frozen_at = time.monotonic()
     items = []
     try:
         for index, gateway in enumerate(gateways):
-            batch = files[index * per_gateway:(index + 1) * per_gateway]
+            batch = files[index * per_gateway : (index + 1) * per_gateway]
             items += produced(gateway.work_dir, batch)
             drop(gateway.pending, batch)
         history = [_held(rig, gateways)]
@@ -172,8 +177,10 @@ def test_ingestor_away_while_records_queue_up(central: Central, rig: Rig, db: ps
             if sum(history[-1]) >= QUEUED_FILES and (history[-1][0] >= QUEUED_FILES or settled):
                 break
         held = history[-1]
-        print(f"\n{how}: {QUEUED_FILES} records waiting after {time.monotonic() - frozen_at:.1f} s: broker store "
-              f"{held[0]} messages, station outboxes {held[1]} records; completed/ {completed_count(gateways)}")
+        print(
+            f"\n{how}: {QUEUED_FILES} records waiting after {time.monotonic() - frozen_at:.1f} s: broker store "
+            f"{held[0]} messages, station outboxes {held[1]} records; completed/ {completed_count(gateways)}"
+        )
         assert completed_count(gateways) == 0, "nothing can be completed while the ingestor is away"
         assert held[1] >= QUEUED_FILES or held[0] >= QUEUED_FILES, "not every record was queued while away"
         if how == "frozen":
@@ -185,7 +192,9 @@ def test_ingestor_away_while_records_queue_up(central: Central, rig: Rig, db: ps
     if how == "stopped":
         rig.start_ingestor()
     elapsed = wait_disposed(items, 600)
-    print(f"{how}: {QUEUED_FILES} records disposed {elapsed:.1f} s after the wait ended "
-          f"({QUEUED_FILES / max(elapsed, 0.001):.0f}/s, {time.monotonic() - back:.1f} s incl. restart); "
-          f"processed_messages {outcomes(db, begin)}")
+    print(
+        f"{how}: {QUEUED_FILES} records disposed {elapsed:.1f} s after the wait ended "
+        f"({QUEUED_FILES / max(elapsed, 0.001):.0f}/s, {time.monotonic() - back:.1f} s incl. restart); "
+        f"processed_messages {outcomes(db, begin)}"
+    )
     assert_clean(verify(items, db))

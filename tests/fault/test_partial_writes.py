@@ -33,7 +33,7 @@ Writer = Callable[[Path, CompletionFile], None]
 
 
 def _chunks(content: bytes) -> list[bytes]:
-    return [content[i:i + CHUNK] for i in range(0, len(content), CHUNK)]
+    return [content[i : i + CHUNK] for i in range(0, len(content), CHUNK)]
 
 
 def slow_writer(pending: Path, item: CompletionFile) -> None:
@@ -57,6 +57,7 @@ def pausing_writer(pause_s: float) -> Writer:
             os.fsync(handle.fileno())
             time.sleep(pause_s)
             handle.write(item.content[half:])
+
     return write
 
 
@@ -77,8 +78,7 @@ WRITERS: dict[str, Writer] = {
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("kind", list(WRITERS))
-def test_nothing_is_ingested_half_written(central: Central, rig: Rig, db: psycopg.Connection[Any],
-                                          kind: str) -> None:
+def test_nothing_is_ingested_half_written(central: Central, rig: Rig, db: psycopg.Connection[Any], kind: str) -> None:
     started = run_start_time()
     lots = central.create_started_lots(FILES_PER_WRITER, started)
     files = completion_files(lots, FILES_PER_WRITER, started, seed=10, padding=PADDING)
@@ -100,7 +100,9 @@ def test_nothing_is_ingested_half_written(central: Central, rig: Rig, db: psycop
     time.sleep(2 * WINDOW_S)  # a late second pick-up of a name would show now
     rows = db.execute(
         "SELECT source_file_name, source_sha256, extract(epoch FROM recorded_at) FROM process_results "
-        "WHERE source_file_name = ANY(%s)", ([item.name for item in items],)).fetchall()
+        "WHERE source_file_name = ANY(%s)",
+        ([item.name for item in items],),
+    ).fetchall()
     early = [name for name, _, recorded in rows if float(recorded) < finished[name] - 0.05]
     report = verify(items, db)
     sizes = sorted({len(item.content) for item in files})

@@ -40,8 +40,9 @@ class Replayer:
         self.replies: list[ReplyPayload] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"replayer-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"replayer-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
         self.client.max_inflight_messages_set(100)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._ready.set()
@@ -74,8 +75,9 @@ class Replayer:
 
 
 @pytest.mark.timeout(300)
-def test_replayed_envelopes_are_answered_duplicate_and_store_nothing(central: Central, rig: Rig,
-                                                                      db: psycopg.Connection[Any]) -> None:
+def test_replayed_envelopes_are_answered_duplicate_and_store_nothing(
+    central: Central, rig: Rig, db: psycopg.Connection[Any]
+) -> None:
     started = run_start_time()
     lots = central.create_started_lots(50, started)
     files = completion_files(lots, RECORDS, started, seed=9)
@@ -91,9 +93,13 @@ def test_replayed_envelopes_are_answered_duplicate_and_store_nothing(central: Ce
     sniffer.close()
 
     # The envelope each file was stored with (a resend of the same id may have been seen twice).
-    stored_ids = {row[0] for row in db.execute(
-        "SELECT r.message_id FROM process_results r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = ANY(%s)",
-        (lots,)).fetchall()}
+    stored_ids = {
+        row[0]
+        for row in db.execute(
+            "SELECT r.message_id FROM process_results r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = ANY(%s)",
+            (lots,),
+        ).fetchall()
+    }
     envelopes: dict[uuid.UUID, tuple[str, bytes]] = {}
     for topic, raw in sniffer.snapshot():
         envelope = Envelope.from_bytes(raw)
@@ -123,8 +129,10 @@ def test_replayed_envelopes_are_answered_duplicate_and_store_nothing(central: Ce
     after = rows()
     by_outcome = Counter(reply.outcome.value for reply in replayer.replies)
     answered = {reply.in_reply_to for reply in replayer.replies}
-    print(f"\nfirst pass {RECORDS} files in {first_pass:.1f} s; replayed {len(envelopes)} envelopes in {took:.1f} s: "
-          f"replies {dict(by_outcome)}; rows/processed_messages before {before}, after {after}")
+    print(
+        f"\nfirst pass {RECORDS} files in {first_pass:.1f} s; replayed {len(envelopes)} envelopes in {took:.1f} s: "
+        f"replies {dict(by_outcome)}; rows/processed_messages before {before}, after {after}"
+    )
     assert after == before, "a replay must not add rows"
     assert by_outcome == Counter({"duplicate": RECORDS})
     assert answered == set(envelopes)

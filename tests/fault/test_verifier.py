@@ -34,8 +34,13 @@ def _file(work_dir: Path, n: int) -> tuple[Produced, bytes]:
 
 
 def _row(item: Produced, sha: str | None = None, data: Any = None, name: str | None = None) -> tuple[Any, ...]:
-    return (item.lot_number, item.process_id, name or item.name, sha or item.sha256,
-            item.process_data if data is None else data)
+    return (
+        item.lot_number,
+        item.process_id,
+        name or item.name,
+        sha or item.sha256,
+        item.process_data if data is None else data,
+    )
 
 
 @pytest.fixture
@@ -68,8 +73,11 @@ def test_every_problem_is_reported(work_dir: Path) -> None:
     (work_dir / "completed" / altered.name).write_bytes(b"{}")
     other_sha = hashlib.sha256(b"half").hexdigest()
     rows = [_row(i) for i in items if i is not lost and i is not corrupt]
-    rows += [_row(doubled, sha=other_sha), _row(corrupt, sha=hashlib.sha256(b"x").hexdigest(), data={"n": -1}),
-             _row(doubled, sha=hashlib.sha256(b"y").hexdigest(), name="stranger.json")]
+    rows += [
+        _row(doubled, sha=other_sha),
+        _row(corrupt, sha=hashlib.sha256(b"x").hexdigest(), data={"n": -1}),
+        _row(doubled, sha=hashlib.sha256(b"y").hexdigest(), name="stranger.json"),
+    ]
     report = verify(list(items), FakeRows(rows))  # type: ignore[arg-type]
     assert report.lost == [lost.name, corrupt.name]
     assert report.corrupt == [corrupt.name]

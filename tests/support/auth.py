@@ -39,8 +39,19 @@ def add_users(env: Mapping[str, str], users: list[ApiUser]) -> None:
     children = []
     for user in users:
         argv = mes_command("user", "add", user.username, "--role", user.role.value, "--password-stdin")
-        children.append((user, subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.PIPE,
-                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        children.append(
+            (
+                user,
+                subprocess.Popen(
+                    argv,
+                    env={**os.environ, **env},
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                ),
+            )
+        )
     for user, child in children:
         out, _ = child.communicate(f"{user.password}\n", timeout=120)
         if child.returncode != 0 and "DUPLICATE_USER" not in out:
@@ -48,8 +59,7 @@ def add_users(env: Mapping[str, str], users: list[ApiUser]) -> None:
 
 
 def login(api_url: str, username: str, password: str) -> dict[str, Any]:
-    response = httpx.post(f"{api_url}/api/v1/auth/login", json={"username": username, "password": password},
-                          timeout=30)
+    response = httpx.post(f"{api_url}/api/v1/auth/login", json={"username": username, "password": password}, timeout=30)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()["data"]
     return data
@@ -91,8 +101,11 @@ class ApiAuth(httpx.Auth):
         return self._token
 
     def _login_request(self) -> httpx.Request:
-        return httpx.Request("POST", f"{self.api_url}/api/v1/auth/login",
-                             json={"username": self.user.username, "password": self.user.password})
+        return httpx.Request(
+            "POST",
+            f"{self.api_url}/api/v1/auth/login",
+            json={"username": self.user.username, "password": self.user.password},
+        )
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if "Authorization" in request.headers:  # a test that sends its own credential (a station token) keeps it
@@ -144,16 +157,26 @@ def role_auth(api_url: str, users: Mapping[Role, ApiUser]) -> RoleAuth:
     return auth
 
 
-def forge(claims: dict[str, Any], key: str = JWT_SECRET, algorithm: str = "HS256",
-          headers: dict[str, Any] | None = None) -> str:
+def forge(
+    claims: dict[str, Any], key: str = JWT_SECRET, algorithm: str = "HS256", headers: dict[str, Any] | None = None
+) -> str:
     """A token signed as the tests choose (negative tests)."""
     return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
 
 
 def claims_for(username: str, role: Role, session_id: str, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": username, "role": role.value,
-                              "typ": "access", "sid": session_id, "jti": f"test-{now}-{time.monotonic_ns()}",
-                              "iat": now, "nbf": now, "exp": now + 600}
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": username,
+        "role": role.value,
+        "typ": "access",
+        "sid": session_id,
+        "jti": f"test-{now}-{time.monotonic_ns()}",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    }
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}

@@ -41,8 +41,9 @@ def postgres_container() -> ContainerService:
     container.start()
     port = int(container.get_exposed_port(5432))
     host = container.get_container_host_ip()
-    return ContainerService(container, port, f"postgresql+psycopg://mes:mes@{host}:{port}/mes",
-                            f"postgresql://mes:mes@{host}:{port}/mes")
+    return ContainerService(
+        container, port, f"postgresql+psycopg://mes:mes@{host}:{port}/mes", f"postgresql://mes:mes@{host}:{port}/mes"
+    )
 
 
 def mosquitto_container() -> ContainerService:

@@ -64,7 +64,8 @@ def start_postgres(base: Path) -> PostgresServer:
     upgrade(server.url)
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.cursor().executemany(
-            "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS)
+            "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS
+        )
         # Every fault-rig gateway (st01…st99) reports PROC-001 completions, which only st01 may by default.
         for number in range(1, 100):
             allow_processes(conn, f"st{number:02d}", [PROCESS])
@@ -107,15 +108,21 @@ class Central:
 
     def env(self, broker_port: int | None = None) -> dict[str, str]:
         """MES_* of the central processes. No Redis: nothing in these paths needs it (health reports it down)."""
-        env = {"MES_DATABASE_URL": self.postgres.url, "MES_REDIS_URL": f"redis://127.0.0.1:{find_free_port()}/0",
-               "MES_LOG_JSON": "true", "MES_MQTT_HOST": "127.0.0.1", **AUTH_ENV}
+        env = {
+            "MES_DATABASE_URL": self.postgres.url,
+            "MES_REDIS_URL": f"redis://127.0.0.1:{find_free_port()}/0",
+            "MES_LOG_JSON": "true",
+            "MES_MQTT_HOST": "127.0.0.1",
+            **AUTH_ENV,
+        }
         if broker_port is not None:
             env["MES_MQTT_PORT"] = str(broker_port)
         return env
 
     def start_api(self) -> None:
-        self.api = ChildProcess("api", mes_command("api", "--port", str(self.api_port)), self.env(),
-                                self.logs / "api.log").start()
+        self.api = ChildProcess(
+            "api", mes_command("api", "--port", str(self.api_port)), self.env(), self.logs / "api.log"
+        ).start()
         wait_http_ok(f"{self.api_url}/health", 60, self.api)
 
     def connect(self) -> psycopg.Connection[Any]:
@@ -127,6 +134,7 @@ class Central:
         async def run() -> list[str]:
             gate = asyncio.Semaphore(8)
             async with httpx.AsyncClient(base_url=self.api_url, timeout=30, auth=self.auth) as client:
+
                 async def one(index: int) -> str:
                     async with gate:
                         created = await client.post("/api/v1/lots", json={"shift": "D", "target_quantity": 100})
@@ -161,8 +169,9 @@ def run_start_time() -> datetime:
     return (datetime.now(SEOUL) - timedelta(hours=8)).replace(microsecond=0)
 
 
-def completion_files(lots: list[str], count: int, started: datetime, seed: int = 0,
-                     padding: int = 0) -> list[CompletionFile]:
+def completion_files(
+    lots: list[str], count: int, started: datetime, seed: int = 0, padding: int = 0
+) -> list[CompletionFile]:
     """`count` distinct valid PROC-001 files, round robin over `lots` (re-tests: distinct stamps and bytes).
 
     The k-th file of a LOT is stamped `started + 60 s + k s`; `padding` adds that many bytes of extra data.
@@ -173,8 +182,7 @@ def completion_files(lots: list[str], count: int, started: datetime, seed: int =
         lot, k = lots[index % len(lots)], index // len(lots)
         complete = started + timedelta(seconds=60 + k)
         overrides: dict[str, Any] = {"process_data": {"trace": "x" * padding}} if padding else {}
-        record = completion_record(PROCESS, lot, WORKERS[k % len(WORKERS)][0], started, complete, rng,
-                                   **overrides)
+        record = completion_record(PROCESS, lot, WORKERS[k % len(WORKERS)][0], started, complete, rng, **overrides)
         files.append(CompletionFile(completion_file_name(lot, PROCESS, complete), render(record)))
     return files
 
@@ -199,8 +207,9 @@ def disposed_names(work_dir: Path) -> set[str]:
     return names
 
 
-def wait_disposed(items: list[Produced], timeout: float, poll: float = 0.25,
-                  alive: Callable[[], None] | None = None) -> float:
+def wait_disposed(
+    items: list[Produced], timeout: float, poll: float = 0.25, alive: Callable[[], None] | None = None
+) -> float:
     """Seconds until every produced file is in completed/ or error/ (under its own name); never raises on time."""
     begin = time.monotonic()
     by_dir: dict[Path, set[str]] = {}
@@ -236,16 +245,22 @@ class Gateway(WorkFolders):
         return f"http://127.0.0.1:{self.local_port}"
 
     def env(self) -> dict[str, str]:
-        return {"MES_GW_STATION": self.station, "MES_GW_WORK_DIR": str(self.work_dir),
-                "MES_GW_MQTT_PORT": str(self.broker_port), "MES_GW_LOCAL_PORT": str(self.local_port),
-                **GATEWAY_TIMINGS, **self.extra_env}
+        return {
+            "MES_GW_STATION": self.station,
+            "MES_GW_WORK_DIR": str(self.work_dir),
+            "MES_GW_MQTT_PORT": str(self.broker_port),
+            "MES_GW_LOCAL_PORT": str(self.local_port),
+            **GATEWAY_TIMINGS,
+            **self.extra_env,
+        }
 
     def start(self, wait: bool = True) -> Gateway:
         for folder in (self.pending, self.completed, self.error):
             folder.mkdir(parents=True, exist_ok=True)
         self.starts += 1
-        self.child = ChildProcess(f"gateway-{self.station}", mes_command("gateway", "--station", self.station),
-                                  self.env(), self.log_path).start()
+        self.child = ChildProcess(
+            f"gateway-{self.station}", mes_command("gateway", "--station", self.station), self.env(), self.log_path
+        ).start()
         if wait:
             wait_http_ok(f"{self.url}/status", 30, self.child)
         return self
@@ -296,12 +311,17 @@ class Rig:
         env["MES_FAULT_INJECT"] = fault or ""
         return env
 
-    def start_ingestor(self, fault: str | None = None, client_id: str = "ingestor-fault", wait: bool = True,
-                       **extra: str) -> ChildProcess:
+    def start_ingestor(
+        self, fault: str | None = None, client_id: str = "ingestor-fault", wait: bool = True, **extra: str
+    ) -> ChildProcess:
         """`mes ingest` (with `MES_FAULT_INJECT=fault` if given); waits for its retained online state."""
         number = len(self.ingestors) + 1
-        child = ChildProcess(f"ingestor-{number}", mes_command("ingest"), self.ingestor_env(client_id, fault, **extra),
-                             self.logs / f"ingestor-{number}.log").start()
+        child = ChildProcess(
+            f"ingestor-{number}",
+            mes_command("ingest"),
+            self.ingestor_env(client_id, fault, **extra),
+            self.logs / f"ingestor-{number}.log",
+        ).start()
         self.ingestors.append(child)
         if wait:
             try:
@@ -311,14 +331,19 @@ class Rig:
         return child
 
     def gateway(self, station: str = "st01", start: bool = True, **env: str) -> Gateway:
-        gateway = Gateway(station, self.root / "stations" / station, self.broker.port,
-                          self.logs / f"gateway-{station}.log", dict(env))
+        gateway = Gateway(
+            station, self.root / "stations" / station, self.broker.port, self.logs / f"gateway-{station}.log", dict(env)
+        )
         self.gateways.append(gateway)
         return gateway.start() if start else gateway
 
     def log_files(self) -> list[Path]:
-        return [*sorted(self.logs.glob("*.log")), self.broker.log_file, self.central.logs / "api.log",
-                self.central.postgres.log_file]
+        return [
+            *sorted(self.logs.glob("*.log")),
+            self.broker.log_file,
+            self.central.logs / "api.log",
+            self.central.postgres.log_file,
+        ]
 
     def tails(self, lines: int = 12) -> str:
         parts = []
@@ -360,8 +385,12 @@ def latency_stats(items: list[Produced], written_at: dict[str, float]) -> dict[s
     if not samples:
         return {"n": 0}
     ordered = sorted(samples)
-    return {"n": len(ordered), "p50": round(statistics.median(ordered), 2),
-            "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2), "max": round(ordered[-1], 2)}
+    return {
+        "n": len(ordered),
+        "p50": round(statistics.median(ordered), 2),
+        "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+        "max": round(ordered[-1], 2),
+    }
 
 
 class Sniffer:
@@ -371,8 +400,9 @@ class Sniffer:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sniffer-{os.getpid()}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"sniffer-{os.getpid()}", protocol=mqtt.MQTTv5
+        )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.connect("127.0.0.1", port)
@@ -422,7 +452,6 @@ def broker_stat(port: int, topic: str, timeout: float = 5.0) -> int | None:
     return seen[0] if seen else None
 
 
-
 def completed_count(gateways: Iterable[Gateway]) -> int:
     """Files in the gateways' completed/ folders (a cheap progress gauge while a burst runs)."""
     total = 0
@@ -455,6 +484,7 @@ def fault_rng(name: str) -> random.Random:
 
 def outcomes(conn: psycopg.Connection[Any], since: datetime) -> dict[str, int]:
     """processed_messages outcomes (accepted / duplicate / rejected) recorded since `since`."""
-    rows = conn.execute("SELECT outcome, count(*) FROM processed_messages WHERE received_at >= %s GROUP BY 1",
-                        (since,)).fetchall()
+    rows = conn.execute(
+        "SELECT outcome, count(*) FROM processed_messages WHERE received_at >= %s GROUP BY 1", (since,)
+    ).fetchall()
     return {str(outcome): int(n) for outcome, n in rows}

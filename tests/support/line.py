@@ -42,8 +42,9 @@ class Line:
         assert response.status_code == 201, response.text
         return str(response.json()["data"]["lot_number"])
 
-    def start_via_gateway(self, lot: str, process_id: str, worker: str = "W001",
-                          at: datetime | None = None) -> httpx.Response:
+    def start_via_gateway(
+        self, lot: str, process_id: str, worker: str = "W001", at: datetime | None = None
+    ) -> httpx.Response:
         station = self.stations[process_id]
         body = start_body(lot, process_id, worker, at)
         deadline = time.monotonic() + 20
@@ -76,8 +77,9 @@ class Line:
             if (station.error / name).exists():
                 return "error"
             time.sleep(0.05)
-        raise AssertionError(f"{name} still not disposed after {timeout} s; pending: "
-                             f"{sorted(p.name for p in station.pending.iterdir())}")
+        raise AssertionError(
+            f"{name} still not disposed after {timeout} s; pending: {sorted(p.name for p in station.pending.iterdir())}"
+        )
 
     def lot(self, lot_number: str) -> dict[str, Any]:
         with self.http() as client:
@@ -88,8 +90,13 @@ class Line:
 
 def start_body(lot: str, process_id: str, worker: str = "W001", at: datetime | None = None) -> dict[str, Any]:
     moment = (at or datetime.now(SEOUL)).replace(microsecond=0)
-    return {"lot_number": lot, "process_id": process_id, "process_name": get_step(process_id).name_ko,
-            "worker_id": worker, "start_time": moment.isoformat()}
+    return {
+        "lot_number": lot,
+        "process_id": process_id,
+        "process_name": get_step(process_id).name_ko,
+        "worker_id": worker,
+        "start_time": moment.isoformat(),
+    }
 
 
 def station_ids() -> dict[str, str]:

@@ -45,10 +45,23 @@ def zpl(key: str) -> str:
     return f"^XA^CI28^FO30,30^A0N,40,40^FD{key}^FS^FO30,90^BCN,60,N,N,N^FD{key}^FS^XZ"
 
 
-def make_job(printer: PrinterConfig, key: str, mode: PrintMode = PrintMode.QUEUED,
-             expires_at: datetime | None = None, job_id: uuid.UUID | None = None) -> PrintJob:
-    return PrintJob(job_id=job_id or uuid.uuid4(), printer=printer, label_type=LabelType.SERIAL, label_key=key,
-                    program=zpl(key), mode=mode, created_at=datetime.now(UTC), expires_at=expires_at)
+def make_job(
+    printer: PrinterConfig,
+    key: str,
+    mode: PrintMode = PrintMode.QUEUED,
+    expires_at: datetime | None = None,
+    job_id: uuid.UUID | None = None,
+) -> PrintJob:
+    return PrintJob(
+        job_id=job_id or uuid.uuid4(),
+        printer=printer,
+        label_type=LabelType.SERIAL,
+        label_key=key,
+        program=zpl(key),
+        mode=mode,
+        created_at=datetime.now(UTC),
+        expires_at=expires_at,
+    )
 
 
 def immediate(printer: PrinterConfig, key: str, timeout_s: float = 10.0) -> PrintJob:
@@ -74,8 +87,9 @@ class PrintCentre:
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._topic = station.event(Name.PRINT_RESULT)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"centre-{uuid.uuid4()}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"centre-{uuid.uuid4()}", protocol=mqtt.MQTTv5
+        )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *args: self._connected.clear()
         self.client.on_message = self._on_message
@@ -98,8 +112,9 @@ class PrintCentre:
             self.received.append(Received(envelope, PrintResult.model_validate(envelope.payload)))
 
     def send(self, job: PrintJob, message_id: str | None = None) -> Envelope:
-        envelope = make_envelope(MessageType.LABEL_PRINT_JOB, CENTRE, 0, job.model_dump(mode="json"),
-                                 message_id=message_id)
+        envelope = make_envelope(
+            MessageType.LABEL_PRINT_JOB, CENTRE, 0, job.model_dump(mode="json"), message_id=message_id
+        )
         self.publish(envelope.to_bytes())
         return envelope
 
@@ -153,16 +168,26 @@ class Printer:
 
     @property
     def config(self) -> PrinterConfig:
-        return PrinterConfig(printer_id=self.printer_id, station=self.station, transport="tcp", host="127.0.0.1",
-                             port=self.port)
+        return PrinterConfig(
+            printer_id=self.printer_id, station=self.station, transport="tcp", host="127.0.0.1", port=self.port
+        )
 
     @property
     def control(self) -> str:
         return f"http://127.0.0.1:{self.control_port}"
 
     def start(self, state: PrinterState = PrinterState.READY) -> Printer:
-        argv = mes_command("printer-emulator", "--port", str(self.port), "--control-port", str(self.control_port),
-                           "--out-dir", str(self.root), "--state", state.value)
+        argv = mes_command(
+            "printer-emulator",
+            "--port",
+            str(self.port),
+            "--control-port",
+            str(self.control_port),
+            "--out-dir",
+            str(self.root),
+            "--state",
+            state.value,
+        )
         self.child = ChildProcess(f"printer-{self.printer_id}", argv, {}, self.root / "emulator.log").start()
         wait_http_ok(f"{self.control}/state", 30, self.child)
         return self
@@ -204,14 +229,25 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.local_port}"
 
     def start(self) -> GatewayProcess:
-        env = {"MES_GW_STATION": self.station.station, "MES_GW_SITE": self.station.site,
-               "MES_GW_LINE": self.station.line, "MES_GW_WORK_DIR": str(self.work_dir),
-               "MES_GW_MQTT_PORT": str(self.broker_port), "MES_GW_LOCAL_PORT": str(self.local_port),
-               "MES_GW_PRINT_RETRY_S": "0.3", "MES_GW_PRINT_RETRY_MAX_S": "1.0", "MES_GW_PRINT_TIMEOUT_S": "3",
-               "MES_GW_STATE_INTERVAL_S": "60"}
+        env = {
+            "MES_GW_STATION": self.station.station,
+            "MES_GW_SITE": self.station.site,
+            "MES_GW_LINE": self.station.line,
+            "MES_GW_WORK_DIR": str(self.work_dir),
+            "MES_GW_MQTT_PORT": str(self.broker_port),
+            "MES_GW_LOCAL_PORT": str(self.local_port),
+            "MES_GW_PRINT_RETRY_S": "0.3",
+            "MES_GW_PRINT_RETRY_MAX_S": "1.0",
+            "MES_GW_PRINT_TIMEOUT_S": "3",
+            "MES_GW_STATE_INTERVAL_S": "60",
+        }
         self.starts += 1
-        self.child = ChildProcess(f"gateway-{self.station.station}", mes_command("gateway"), env,
-                                  self.work_dir.parent / f"gateway-{self.station.station}.log").start()
+        self.child = ChildProcess(
+            f"gateway-{self.station.station}",
+            mes_command("gateway"),
+            env,
+            self.work_dir.parent / f"gateway-{self.station.station}.log",
+        ).start()
         wait_http_ok(f"{self.url}/status", 30, self.child)
         return self
 

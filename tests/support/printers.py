@@ -36,8 +36,17 @@ class EmulatedPrinter:
     child: ChildProcess | None = None
 
     def start(self) -> EmulatedPrinter:
-        argv = mes_command("printer-emulator", "--port", str(self.port), "--control-port", str(self.control_port),
-                           "--out-dir", str(self.out_dir), "--dpi", "203")
+        argv = mes_command(
+            "printer-emulator",
+            "--port",
+            str(self.port),
+            "--control-port",
+            str(self.control_port),
+            "--out-dir",
+            str(self.out_dir),
+            "--dpi",
+            "203",
+        )
         self.child = ChildProcess(f"printer-{self.name}", argv, {}, self.log_dir / f"printer-{self.name}.log").start()
         wait_http_ok(f"{self.control_url}/state", 30, self.child)
         return self
@@ -77,8 +86,17 @@ class EmulatedPrinter:
         raise AssertionError(f"{self.name}: {len(found)} of {len(wanted)} labels after {timeout} s")
 
     def printer_body(self, printer_id: str, station: str, purposes: list[str]) -> dict[str, Any]:
-        return {"printer_id": printer_id, "station": station, "transport": "tcp", "host": "127.0.0.1",
-                "port": self.port, "purposes": purposes, "dpi": 203, "width_mm": 60, "height_mm": 40}
+        return {
+            "printer_id": printer_id,
+            "station": station,
+            "transport": "tcp",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "purposes": purposes,
+            "dpi": 203,
+            "width_mm": 60,
+            "height_mm": 40,
+        }
 
 
 class StandInStation:
@@ -96,8 +114,9 @@ class StandInStation:
         self._lock = threading.Lock()
         self._todo: queue.Queue[PrintJob | None] = queue.Queue()
         threading.Thread(target=self._worker, name=f"stand-in-{station}", daemon=True).start()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"stand-in-{station}-{uuid.uuid4()}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"stand-in-{station}-{uuid.uuid4()}", protocol=mqtt.MQTTv5
+        )
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", broker_port)
         self.client.loop_start()
@@ -127,18 +146,28 @@ class StandInStation:
 
     def _print(self, job: PrintJob) -> None:
         outcome = print_program(job.printer, job.program, timeout=3)
-        status = PrintStatus.PRINTED if outcome.printed else (
-            PrintStatus.FAILED if job.mode is PrintMode.IMMEDIATE else PrintStatus.WAITING)
-        result = PrintResult(job_id=job.job_id, printer_id=job.printer.printer_id, status=status,
-                             printer_state=outcome.state, error_code=outcome.error_code, detail=outcome.detail,
-                             print_time=datetime.now(UTC) if outcome.printed else None)
+        status = (
+            PrintStatus.PRINTED
+            if outcome.printed
+            else (PrintStatus.FAILED if job.mode is PrintMode.IMMEDIATE else PrintStatus.WAITING)
+        )
+        result = PrintResult(
+            job_id=job.job_id,
+            printer_id=job.printer.printer_id,
+            status=status,
+            printer_state=outcome.state,
+            error_code=outcome.error_code,
+            detail=outcome.detail,
+            print_time=datetime.now(UTC) if outcome.printed else None,
+        )
         self.publish(result)
 
     def publish(self, result: PrintResult) -> Envelope:
         with self._lock:
             self._seq += 1
-            envelope = make_envelope(MessageType.LABEL_PRINT_RESULT, self.source, self._seq,
-                                     result.model_dump(mode="json"))
+            envelope = make_envelope(
+                MessageType.LABEL_PRINT_RESULT, self.source, self._seq, result.model_dump(mode="json")
+            )
             self.results.append(result)
         info = self.client.publish(self.address.event(Name.PRINT_RESULT), envelope.to_bytes(), qos=1)
         info.wait_for_publish(5)
@@ -178,11 +207,13 @@ def advance(client: httpx.Client, lot: str, before: str = "PROC-007", failing: f
         if step.process_id == before:
             return
         now = datetime.now(SEOUL).replace(microsecond=0)
-        started = client.post("/api/v1/process/start", json=start_body(lot, step.process_id, "W001",
-                                                                          now - timedelta(minutes=5)))
+        started = client.post(
+            "/api/v1/process/start", json=start_body(lot, step.process_id, "W001", now - timedelta(minutes=5))
+        )
         assert started.status_code == 200, started.text
-        record = completion_record(step.process_id, lot, "W002", now - timedelta(minutes=5), now,
-                                   random.Random(7), step.process_id in failing)
+        record = completion_record(
+            step.process_id, lot, "W002", now - timedelta(minutes=5), now, random.Random(7), step.process_id in failing
+        )
         completed = client.post("/api/v1/process/complete", json=record)
         assert completed.status_code == 200, completed.text
 

@@ -32,8 +32,14 @@ class Produced:
     @classmethod
     def of(cls, work_dir: Path, name: str, content: bytes, keep_data: bool = False) -> Produced:
         record = json.loads(content.decode("utf-8-sig"))
-        return cls(name, hashlib.sha256(content).hexdigest(), record["lot_number"], record["process_id"],
-                   work_dir, record["process_data"] if keep_data else None)
+        return cls(
+            name,
+            hashlib.sha256(content).hexdigest(),
+            record["lot_number"],
+            record["process_id"],
+            work_dir,
+            record["process_data"] if keep_data else None,
+        )
 
 
 @dataclass
@@ -58,27 +64,42 @@ class Report:
 
     @property
     def duplicates(self) -> int:
-        return (sum(n - 1 for n in self.duplicate_sha.values()) + sum(n - 1 for n in self.duplicate_names.values())
-                + len(self.foreign_rows))
+        return (
+            sum(n - 1 for n in self.duplicate_sha.values())
+            + sum(n - 1 for n in self.duplicate_names.values())
+            + len(self.foreign_rows)
+        )
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.stored_but_errored or self.duplicate_sha or self.duplicate_names
-                    or self.foreign_rows or self.corrupt or self.pending or self.in_both or self.repeated
-                    or self.missing or self.wrong_bytes)
+        return not (
+            self.lost
+            or self.stored_but_errored
+            or self.duplicate_sha
+            or self.duplicate_names
+            or self.foreign_rows
+            or self.corrupt
+            or self.pending
+            or self.in_both
+            or self.repeated
+            or self.missing
+            or self.wrong_bytes
+        )
 
     def summary(self) -> str:
         def few(items: Iterable[Any]) -> str:
             listed = list(items)
             return f"{len(listed)} {listed[:5]}" if listed else "0"
 
-        return (f"produced {self.produced}, stored {self.stored}, completed/ {self.completed}, "
-                f"error/ {len(self.errored)}; lost {few(self.lost)}; duplicates {self.duplicates} "
-                f"(sha {few(self.duplicate_sha.items())}, name {few(self.duplicate_names.items())}, "
-                f"foreign {few(self.foreign_rows)}); corrupt {few(self.corrupt)}; "
-                f"stored but in error/ {few(self.stored_but_errored)}; pending {few(self.pending)}; "
-                f"in both {few(self.in_both)}; repeated {few(self.repeated.items())}; missing {few(self.missing)}; "
-                f"wrong bytes {few(self.wrong_bytes)}")
+        return (
+            f"produced {self.produced}, stored {self.stored}, completed/ {self.completed}, "
+            f"error/ {len(self.errored)}; lost {few(self.lost)}; duplicates {self.duplicates} "
+            f"(sha {few(self.duplicate_sha.items())}, name {few(self.duplicate_names.items())}, "
+            f"foreign {few(self.foreign_rows)}); corrupt {few(self.corrupt)}; "
+            f"stored but in error/ {few(self.stored_but_errored)}; pending {few(self.pending)}; "
+            f"in both {few(self.in_both)}; repeated {few(self.repeated.items())}; missing {few(self.missing)}; "
+            f"wrong bytes {few(self.wrong_bytes)}"
+        )
 
 
 def _base_name(name: str, wanted: set[str]) -> str | None:
@@ -151,13 +172,14 @@ def check_folders(produced: list[Produced], report: Report) -> dict[str, str]:
     return where
 
 
-def check_rows(produced: list[Produced], conn: psycopg.Connection[Any], report: Report,
-               where: dict[str, str]) -> None:
+def check_rows(produced: list[Produced], conn: psycopg.Connection[Any], report: Report, where: dict[str, str]) -> None:
     """Fill the database part of `report` from `process_results` (by sha256 and by LOT/process/file name)."""
     lots = sorted({item.lot_number for item in produced})
     rows = conn.execute(
         "SELECT l.lot_number, r.process_id, r.source_file_name, r.source_sha256, r.process_data "
-        "FROM process_results r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = ANY(%s)", (lots,)).fetchall()
+        "FROM process_results r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = ANY(%s)",
+        (lots,),
+    ).fetchall()
     by_sha: Counter[str] = Counter()
     by_key: Counter[tuple[str, str, str]] = Counter()
     data_by_sha: dict[str, Any] = {}
