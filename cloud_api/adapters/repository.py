@@ -4,37 +4,46 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cloud_api.adapters.rows import LotRow, ProcessRunRow, ProductModelRow
 from cloud_api.domain.lots import LotStatus
 
+_LOT_COLUMNS = (
+    "l.id, l.lot_number, l.product_model_id, l.target_quantity, l.shift, l.production_date, l.sequence, l.status, "
+    "l.created_by, l.created_at, l.updated_at, pm.model_code, pm.model_name"
+)
+_RUN_COLUMNS = (
+    "id, process_id, work_order_id, sequence_number, status, start_time, start_worker_id, complete_time, "
+    "complete_worker_id, result, completion_count"
+)
 
-async def lock_lot(conn: AsyncConnection, lot_number: str) -> dict[str, Any] | None:
+
+async def lock_lot(conn: AsyncConnection, lot_number: str) -> LotRow | None:
     """The LOT row, locked until commit so that starts and completions of one LOT serialise."""
     row = await conn.execute(
         text(
-            "SELECT l.*, pm.model_code, pm.model_name FROM lots l "
+            f"SELECT {_LOT_COLUMNS} FROM lots l "
             "JOIN product_models pm ON pm.id = l.product_model_id WHERE l.lot_number = :n FOR UPDATE OF l"
         ),
         {"n": lot_number},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
+    found = row.first()
+    return LotRow(*found) if found else None
 
 
-async def find_lot(conn: AsyncConnection, lot_number: str) -> dict[str, Any] | None:
+async def find_lot(conn: AsyncConnection, lot_number: str) -> LotRow | None:
     row = await conn.execute(
         text(
-            "SELECT l.*, pm.model_code, pm.model_name FROM lots l "
+            f"SELECT {_LOT_COLUMNS} FROM lots l "
             "JOIN product_models pm ON pm.id = l.product_model_id WHERE l.lot_number = :n"
         ),
         {"n": lot_number},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
+    found = row.first()
+    return LotRow(*found) if found else None
 
 
 async def set_lot_status(
@@ -113,18 +122,24 @@ async def raise_lot_sequence(conn: AsyncConnection, day: date, at_least: int) ->
     )
 
 
-async def find_product_model(conn: AsyncConnection, code_or_name: str) -> dict[str, Any] | None:
+async def find_product_model(conn: AsyncConnection, code_or_name: str) -> ProductModelRow | None:
     row = await conn.execute(
-        text("SELECT * FROM product_models WHERE model_code = :c OR model_name = :c ORDER BY id LIMIT 1"),
+        text(
+            "SELECT id, model_code, model_name FROM product_models WHERE model_code = :c OR model_name = :c "
+            "ORDER BY id LIMIT 1"
+        ),
         {"c": code_or_name},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
+    found = row.first()
+    return ProductModelRow(*found) if found else None
 
 
-async def runs_of_lot(conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]]:
+async def runs_of_lot(conn: AsyncConnection, lot_id: int) -> list[ProcessRunRow]:
     rows = await conn.execute(
-        text("SELECT * FROM process_runs WHERE lot_id = :lot AND serial_id IS NULL ORDER BY sequence_number"),
+        text(
+            f"SELECT {_RUN_COLUMNS} FROM process_runs WHERE lot_id = :lot AND serial_id IS NULL "
+            "ORDER BY sequence_number"
+        ),
         {"lot": lot_id},
     )
-    return [dict(r) for r in rows.mappings()]
+    return [ProcessRunRow(*r) for r in rows]

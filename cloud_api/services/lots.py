@@ -56,7 +56,7 @@ async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, ac
         ),
         {
             "n": lot_number,
-            "m": model["id"],
+            "m": model.id,
             "q": command.target_quantity,
             "s": shift.value,
             "d": day,
@@ -71,8 +71,8 @@ async def create_lot(db: Database, conn: AsyncConnection, command: CreateLot, ac
     await repo.record_lot_status(conn, lot_id, None, LotStatus.CREATED, actor)
     data = {
         "lot_number": lot_number,
-        "product_model": model["model_name"],
-        "model_code": model["model_code"],
+        "product_model": model.model_name,
+        "model_code": model.model_code,
         "target_quantity": command.target_quantity,
         "shift": shift.value,
         "production_date": day.isoformat(),
@@ -100,10 +100,10 @@ async def close_lot(conn: AsyncConnection, lot_number: str, actor: str, reason: 
     lot = await repo.lock_lot(conn, lot_number)
     if lot is None:
         raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": lot_number})
-    current = LotStatus(lot["status"])
+    current = LotStatus(lot.status)
     if not can_transition(current, LotStatus.CLOSED):
         raise DomainError(ErrorCode.INVALID_LOT_STATE, {"lot_number": lot_number, "lot_status": current.value})
-    await repo.set_lot_status(conn, lot["id"], current, LotStatus.CLOSED, actor, reason)
+    await repo.set_lot_status(conn, lot.id, current, LotStatus.CLOSED, actor, reason)
     await record_audit(
         conn,
         actor=actor,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import repository as repo
 from cloud_api.adapters.database import Database
+from cloud_api.adapters.rows import ProcessRunRow
 from cloud_api.domain.errors import DomainError
 from mes_contracts.errors import ErrorCode
 from mes_contracts.route import ROUTE
@@ -23,22 +24,22 @@ async def lot_detail(db: Database, conn: AsyncConnection, lot_number: str, lang:
     lot = await repo.find_lot(conn, lot_number)
     if lot is None:
         raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": lot_number})
-    runs = {run["process_id"]: run for run in await repo.runs_of_lot(conn, lot["id"])}
+    runs = {run.process_id: run for run in await repo.runs_of_lot(conn, lot.id)}
     processes = [
         _process_state(db, step.process_id, step.name(lang), step.sequence, runs.get(step.process_id)) for step in ROUTE
     ]
     completed = sum(1 for p in processes if p["status"] == "COMPLETED")
     current = next((p for p in processes if p["status"] != "COMPLETED"), None)
     return {
-        "lot_number": lot["lot_number"],
-        "product_model": lot["model_name"],
-        "model_code": lot["model_code"],
-        "target_quantity": lot["target_quantity"],
-        "shift": lot["shift"],
-        "production_date": lot["production_date"].isoformat(),
-        "status": lot["status"],
-        "created_by": lot["created_by"],
-        "created_at": _iso(db, lot["created_at"]),
+        "lot_number": lot.lot_number,
+        "product_model": lot.model_name,
+        "model_code": lot.model_code,
+        "target_quantity": lot.target_quantity,
+        "shift": lot.shift,
+        "production_date": lot.production_date.isoformat(),
+        "status": lot.status,
+        "created_by": lot.created_by,
+        "created_at": _iso(db, lot.created_at),
         "progress": {
             "completed_processes": completed,
             "total_processes": len(ROUTE),
@@ -46,14 +47,14 @@ async def lot_detail(db: Database, conn: AsyncConnection, lot_number: str, lang:
         },
         "current_process": current["process_id"] if current else None,
         "processes": processes,
-        "status_history": await _history(db, conn, lot["id"]),
-        "component_lots": await _components(conn, lot["id"]),
-        "serials": await _serials(conn, lot["id"]),
+        "status_history": await _history(db, conn, lot.id),
+        "component_lots": await _components(conn, lot.id),
+        "serials": await _serials(conn, lot.id),
     }
 
 
 def _process_state(
-    db: Database, process_id: str, name: str, sequence: int, run: dict[str, Any] | None
+    db: Database, process_id: str, name: str, sequence: int, run: ProcessRunRow | None
 ) -> dict[str, Any]:
     state: dict[str, Any] = {
         "process_id": process_id,
@@ -64,14 +65,14 @@ def _process_state(
     if run is not None:
         state.update(
             {
-                "status": run["status"],
-                "work_order_id": run["work_order_id"],
-                "start_time": _iso(db, run["start_time"]),
-                "start_worker_id": run["start_worker_id"],
-                "complete_time": _iso(db, run["complete_time"]),
-                "complete_worker_id": run["complete_worker_id"],
-                "result": run["result"],
-                "completion_count": run["completion_count"],
+                "status": run.status,
+                "work_order_id": run.work_order_id,
+                "start_time": _iso(db, run.start_time),
+                "start_worker_id": run.start_worker_id,
+                "complete_time": _iso(db, run.complete_time),
+                "complete_worker_id": run.complete_worker_id,
+                "result": run.result,
+                "completion_count": run.completion_count,
             }
         )
     return state
