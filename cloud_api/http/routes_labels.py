@@ -130,16 +130,16 @@ async def preview(
         raise DomainError(ErrorCode.PRINTER_NOT_FOUND, {"printer_id": printer_id})
     label = rendering.content(
         label_type,
-        found["lot_number"],
-        found["model_name"],
+        found.lot_number,
+        found.model_name,
         queries.label_date(db, found),
-        found["serial_number"],
-        found["target_quantity"],
+        found.serial_number,
+        found.target_quantity,
     )
     size = (printer.width_mm, printer.height_mm) if printer else rendering.DEFAULT_SIZE_MM
     resolution = dpi or (printer.dpi if printer else rendering.DEFAULT_DPI)
     png = await asyncio.to_thread(rendering.preview_png, label, resolution, size)
-    name = f"{found['serial_number'] or found['lot_number']}.png"
+    name = f"{found.serial_number or found.lot_number}.png"
     return Response(
         png,
         media_type="image/png",

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
+from cloud_api.labels.rows import LabelSubject
 from mes_contracts.errors import ErrorCode
 from mes_contracts.labels import LabelType
 
@@ -20,21 +21,21 @@ _SUBJECT = (
 )
 
 
-async def find_serial(conn: AsyncConnection, serial_number: str) -> dict[str, Any] | None:
+async def find_serial(conn: AsyncConnection, serial_number: str) -> LabelSubject | None:
     row = await conn.execute(
         text(_SUBJECT + "JOIN serials s ON s.lot_id = l.id WHERE s.serial_number = :s"), {"s": serial_number}
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
+    found = row.first()
+    return LabelSubject(*found) if found else None
 
 
-async def find_lot(conn: AsyncConnection, lot_number: str) -> dict[str, Any] | None:
+async def find_lot(conn: AsyncConnection, lot_number: str) -> LabelSubject | None:
     row = await conn.execute(text(_SUBJECT + "LEFT JOIN serials s ON false WHERE l.lot_number = :n"), {"n": lot_number})
-    found = row.mappings().first()
-    return dict(found) if found else None
+    found = row.first()
+    return LabelSubject(*found) if found else None
 
 
-async def subject(conn: AsyncConnection, serial_number: str | None, lot_number: str | None) -> dict[str, Any]:
+async def subject(conn: AsyncConnection, serial_number: str | None, lot_number: str | None) -> LabelSubject:
     """The serial (with its LOT) or the LOT a label is about; SERIAL_NOT_FOUND / LOT_NOT_FOUND otherwise."""
     if serial_number is not None:
         found = await find_serial(conn, serial_number)
@@ -49,16 +50,15 @@ async def subject(conn: AsyncConnection, serial_number: str | None, lot_number: 
     return found
 
 
-def label_type_of(found: dict[str, Any]) -> LabelType:
-    return LabelType.SERIAL if found["serial_id"] is not None else LabelType.LOT
+def label_type_of(found: LabelSubject) -> LabelType:
+    return LabelType.SERIAL if found.serial_id is not None else LabelType.LOT
 
 
-def label_date(db: Database, found: dict[str, Any]) -> date:
+def label_date(db: Database, found: LabelSubject) -> date:
     """A LOT label shows the LOT's production date; a serial label the day its serial was issued."""
-    if found["serial_id"] is not None:
-        return db.local(found["serial_created_at"]).date()
-    production: date = found["production_date"]
-    return production
+    if found.serial_created_at is not None:
+        return db.local(found.serial_created_at).date()
+    return found.production_date
 
 
 def _iso(db: Database, moment: datetime | None) -> str | None:
@@ -85,8 +85,8 @@ async def history(
             "ORDER BY j.created_at, j.queue_seq"
         ),
         {
-            "serial": found["serial_id"],
-            "lot": found["lot_id"],
+            "serial": found.serial_id,
+            "lot": found.lot_id,
             "type": label_type.value if label_type else None,
             "reprints": reprints_only,
         },
@@ -96,7 +96,7 @@ async def history(
             "job_id": str(r.job_id),
             "label_type": r.label_type,
             "label_key": r.label_key,
-            "lot_number": found["lot_number"],
+            "lot_number": found.lot_number,
             "printer_id": r.printer_id,
             "mode": r.mode,
             "reprint": r.reprint,
@@ -117,12 +117,12 @@ async def history(
 async def serial_detail(db: Database, conn: AsyncConnection, serial_number: str) -> dict[str, Any]:
     found = await subject(conn, serial_number, None)
     return {
-        "serial_number": found["serial_number"],
-        "lot_number": found["lot_number"],
-        "sequence": found["sequence"],
-        "status": found["serial_status"],
-        "product_model": found["model_name"],
-        "model_code": found["model_code"],
-        "created_at": _iso(db, found["serial_created_at"]),
+        "serial_number": found.serial_number,
+        "lot_number": found.lot_number,
+        "sequence": found.sequence,
+        "status": found.serial_status,
+        "product_model": found.model_name,
+        "model_code": found.model_code,
+        "created_at": _iso(db, found.serial_created_at),
         "label_history": await history(db, conn, serial_number, None),
     }

@@ -22,6 +22,7 @@ from cloud_api.labels import queries, rendering
 from cloud_api.labels import repository as repo
 from cloud_api.labels.domain import Printer, failure_code, printer_error_data, result_update
 from cloud_api.labels.results import record_result
+from cloud_api.labels.rows import LabelSubject
 from mes_contracts.errors import ErrorCode
 from mes_contracts.labels import (
     PRINTER_ID_PATTERN,
@@ -100,7 +101,7 @@ async def _prepare(
     db: Database,
     conn: AsyncConnection,
     printer: Printer,
-    found: dict[str, Any],
+    found: LabelSubject,
     label: Any,
     actor: str,
     timeout: float,
@@ -111,12 +112,12 @@ async def _prepare(
 ) -> _Prepared:
     program = await asyncio.to_thread(rendering.program_for, label, printer)
     label_type = queries.label_type_of(found)
-    key = found["serial_number"] if label_type is LabelType.SERIAL else found["lot_number"]
+    key = found.label_key
     values = repo.job_values(
         printer.printer_id,
         label_type,
-        found["lot_id"],
-        found["serial_id"],
+        found.lot_id,
+        found.serial_id,
         key,
         PrintMode.IMMEDIATE,
         actor,
@@ -152,7 +153,7 @@ async def _prepare(
         created_at=row["created_at"],
         expires_at=db.now() + timedelta(seconds=timeout),
     )
-    return _Prepared(job, printer, found["lot_number"], found["serial_number"])
+    return _Prepared(job, printer, found.lot_number, found.serial_number)
 
 
 async def print_label(
@@ -167,7 +168,7 @@ async def print_label(
         printer = await _active_printer(conn, request.printer_id)
         if isinstance(request, SerialLabelRequest):
             found = await queries.find_serial(conn, request.serial_number)
-            if found is None or found["lot_number"] != request.lot_number:
+            if found is None or found.lot_number != request.lot_number:
                 raise DomainError(
                     ErrorCode.INVALID_LABEL_DATA,
                     {"serial_number": request.serial_number, "lot_number": request.lot_number},
@@ -179,7 +180,7 @@ async def print_label(
             if found is None:
                 raise DomainError(ErrorCode.INVALID_LABEL_DATA, {"lot_number": request.lot_number}, "unknown LOT")
             quantity = request.target_quantity
-        if request.product_model not in (found["model_code"], found["model_name"]):
+        if request.product_model not in (found.model_code, found.model_name):
             raise DomainError(
                 ErrorCode.INVALID_LABEL_DATA, {"product_model": request.product_model}, "not the LOT's product model"
             )
@@ -188,7 +189,7 @@ async def print_label(
             request.lot_number,
             request.product_model,
             request.created_date,
-            found["serial_number"],
+            found.serial_number,
             quantity,
         )
         prepared = await _prepare(db, conn, printer, found, label, actor, timeout)
@@ -210,11 +211,11 @@ async def reprint_label(
         printer = await _reprint_printer(conn, request.printer_id, label_type, found)
         label = rendering.content(
             label_type,
-            found["lot_number"],
-            found["model_name"],
+            found.lot_number,
+            found.model_name,
             queries.label_date(db, found),
-            found["serial_number"],
-            found["target_quantity"],
+            found.serial_number,
+            found.target_quantity,
         )
         prepared = await _prepare(
             db,
@@ -238,7 +239,7 @@ async def _check_worker(conn: AsyncConnection, worker_id: str) -> None:
 
 
 async def _reprint_printer(
-    conn: AsyncConnection, printer_id: str | None, label_type: LabelType, found: dict[str, Any]
+    conn: AsyncConnection, printer_id: str | None, label_type: LabelType, found: LabelSubject
 ) -> Printer:
     """The named printer, else the one that printed this label last, else the default printer of its type."""
     if printer_id is not None:
@@ -249,7 +250,7 @@ async def _reprint_printer(
             "WHERE p.active AND j.lot_id = :lot AND j.label_type = :type "
             "AND j.serial_id IS NOT DISTINCT FROM CAST(:serial AS bigint) ORDER BY j.queue_seq DESC LIMIT 1"
         ),
-        {"lot": found["lot_id"], "type": label_type.value, "serial": found["serial_id"]},
+        {"lot": found.lot_id, "type": label_type.value, "serial": found.serial_id},
     )
     last = row.scalar()
     printer = await repo.find_printer(conn, last) if last else await repo.choose_printer(conn, label_type)
