@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.labels.domain import JobStatus, Printer, PrinterIn, ResultUpdate
+from cloud_api.labels.rows import InsertedJob, JobAfterResult, QueuedJob
 from mes_contracts.labels import LabelType, PrintMode
 from mes_contracts.topics import StationAddress
 
@@ -30,6 +31,9 @@ PRINTER_COLUMNS = (
     "active",
     "description",
 )
+
+
+_JOB_COLUMNS = "job_id, printer_id, label_type, label_key, status, target"
 
 
 def _printer_values(printer: PrinterIn) -> dict[str, Any]:
@@ -153,7 +157,7 @@ async def issue_serials(
     return list(found.serials), found.printer_id, missing
 
 
-async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> dict[str, Any]:
+async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> InsertedJob:
     """One label job; `values` has the columns below (program may be None: rendered at dispatch)."""
     row = await conn.execute(
         text(
@@ -167,7 +171,7 @@ async def insert_job(conn: AsyncConnection, values: dict[str, Any]) -> dict[str,
         ),
         values,
     )
-    return dict(row.mappings().one())
+    return InsertedJob(*row.one())
 
 
 def job_values(
@@ -212,7 +216,7 @@ async def apply_result(
     result_message_id: uuid.UUID,
     print_time: datetime | None,
     station: str,
-) -> dict[str, Any] | None:
+) -> JobAfterResult | None:
     """Record a print result once per result message, only from the station the job was sent to (`target`).
 
     A printed job stays printed; a waiting note never overrides a failure. Returns the job row as it is
@@ -226,8 +230,9 @@ async def apply_result(
             "THEN COALESCE(CAST(:ptime AS timestamptz), now()) ELSE printed_at END "
             "WHERE job_id = :job AND target = :station AND result_message_id IS DISTINCT FROM :mid "
             "AND status <> 'printed' "
-            "AND NOT (CAST(:status AS varchar) = 'waiting' AND status = 'failed') RETURNING *) "
-            "SELECT * FROM upd UNION ALL SELECT * FROM label_print_jobs WHERE job_id = :job "
+            f"AND NOT (CAST(:status AS varchar) = 'waiting' AND status = 'failed') RETURNING {_JOB_COLUMNS}) "
+            f"SELECT {_JOB_COLUMNS} FROM upd UNION ALL SELECT {_JOB_COLUMNS} FROM label_print_jobs "
+            "WHERE job_id = :job "
             "AND NOT EXISTS (SELECT 1 FROM upd)"
         ),
         {
@@ -241,8 +246,8 @@ async def apply_result(
             "station": station,
         },
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
+    found = row.first()
+    return JobAfterResult(*found) if found else None
 
 
 async def fail_job(conn: AsyncConnection, job_id: uuid.UUID, code: str, state: str, detail: str) -> None:
@@ -258,7 +263,7 @@ async def fail_job(conn: AsyncConnection, job_id: uuid.UUID, code: str, state: s
 
 async def queue_lot_label(
     conn: AsyncConnection, lot_id: int, lot_number: str, printer_id: str | None, actor: str
-) -> dict[str, Any] | None:
+) -> QueuedJob | None:
     """One QUEUED LOT label job on the named (active) printer, else the default LOT printer; None: no printer."""
     row = await conn.execute(
         text(
@@ -268,5 +273,5 @@ async def queue_lot_label(
         ),
         {"lot": lot_id, "key": lot_number, "actor": actor, **choice_params(LabelType.LOT, printer_id, None)},
     )
-    found = row.mappings().first()
-    return dict(found) if found else None
+    found = row.first()
+    return QueuedJob(*found) if found else None

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cloud_api.domain.errors import DomainError
 from cloud_api.labels import repository as repo
 from cloud_api.labels.domain import result_update
+from cloud_api.labels.rows import JobAfterResult
 from mes_contracts.errors import ErrorCode
 from mes_contracts.labels import PrintResult
 from mes_contracts.process_data import describe_validation_error
@@ -21,23 +22,23 @@ log = logging.getLogger(__name__)
 
 async def record_result(
     conn: AsyncConnection, result: PrintResult, message_id: uuid.UUID, station: str
-) -> dict[str, Any]:
+) -> JobAfterResult:
     """Apply `result` to its job; `station` is the sender's topic prefix and must be where the job went."""
     job = await repo.apply_result(conn, result.job_id, result_update(result), message_id, result.print_time, station)
     if job is None:
         raise DomainError(ErrorCode.NOT_FOUND, {"job_id": str(result.job_id)}, "unknown print job")
-    if job["target"] != station:
+    if job.target != station:
         raise DomainError(
             ErrorCode.INVALID_REQUEST,
             {"job_id": str(result.job_id)},
-            f"result from {station}, job sent to {job['target']}",
+            f"result from {station}, job sent to {job.target}",
         )
-    if job["printer_id"] != result.printer_id:
+    if job.printer_id != result.printer_id:
         log.warning(
             "print result for job %s names printer %s, job printer %s",
             result.job_id,
             result.printer_id,
-            job["printer_id"],
+            job.printer_id,
         )
     return job
 

@@ -1,7 +1,9 @@
-"""Typed rows the label reads return (no dicts): what a label is about (labels/queries.py)."""
+"""Typed rows the label reads return (no dicts): what a label is about (labels/queries.py) and the label jobs
+labels/repository.py inserts or updates."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -26,3 +28,32 @@ class LabelSubject:
     def label_key(self) -> str:
         """What the label is keyed by: the serial number, or the LOT number for a LOT label."""
         return self.serial_number if self.serial_number is not None else self.lot_number
+
+
+@dataclass(frozen=True, slots=True)
+class InsertedJob:
+    """A label job just inserted (labels/repository.insert_job)."""
+
+    job_id: uuid.UUID
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A LOT label job just queued at LOT creation (labels/repository.queue_lot_label)."""
+
+    job_id: uuid.UUID
+    printer_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobAfterResult:
+    """A label job as it is after a print result was applied (labels/repository.apply_result)."""
+
+    job_id: uuid.UUID
+    printer_id: str
+    label_type: str
+    label_key: str
+    status: str
+    target: str | None

@@ -70,4 +70,4 @@ async def queue_lot_label(
     if job is None:
         log.warning("no active LOT printer: LOT %s created without a label", lot_number)
         return None
-    return {"job_id": str(job["job_id"]), "printer_id": job["printer_id"], "status": job["status"]}
+    return {"job_id": str(job.job_id), "printer_id": job.printer_id, "status": job.status}

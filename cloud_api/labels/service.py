@@ -150,7 +150,7 @@ async def _prepare(
         program=program,
         mode=PrintMode.IMMEDIATE,
         reprint=reprint,
-        created_at=row["created_at"],
+        created_at=row.created_at,
         expires_at=db.now() + timedelta(seconds=timeout),
     )
     return _Prepared(job, printer, found.lot_number, found.serial_number)

@@ -33,12 +33,12 @@ async def handle_print_result(
         log.info(
             "print job %s (%s %s) on %s: %s",
             result.job_id,
-            job["label_type"],
-            job["label_key"],
-            job["printer_id"],
-            job["status"],
+            job.label_type,
+            job.label_key,
+            job.printer_id,
+            job.status,
         )
-        data = {"job_id": str(result.job_id), "status": job["status"]}
+        data = {"job_id": str(result.job_id), "status": job.status}
         return Answer(
             Outcome.ACCEPTED, 200, success_body(success_message("print_result_recorded", lang), data).to_json_dict()
         )
