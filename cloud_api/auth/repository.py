@@ -259,22 +259,32 @@ async def revoke_user_sessions(conn: AsyncConnection, user_id: int, reason: str,
     return len({row[0] for row in result})
 
 
-async def principal_state(conn: AsyncConnection, username: str, family_id: uuid.UUID) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class PrincipalState:
+    """An access token's holder as the database sees it now, and whether the token's session is known and live."""
+
+    role: Role
+    active: bool
+    must_change_password: bool
+    revoked: bool
+    known: bool
+
+
+async def principal_state(conn: AsyncConnection, username: str, family_id: uuid.UUID) -> PrincipalState | None:
     """What an access token's holder is now: role, active, must-change flag, and whether its session was revoked."""
     row = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT u.role, u.active, u.must_change_password, "
-                    "EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = :f AND t.user_id = u.id "
-                    "AND t.revoked_at IS NOT NULL) AS revoked, "
-                    "EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = :f AND t.user_id = u.id) AS known "
-                    "FROM users u WHERE u.username = :u"
-                ),
-                {"u": username, "f": family_id},
-            )
+        await conn.execute(
+            text(
+                "SELECT u.role, u.active, u.must_change_password, "
+                "EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = :f AND t.user_id = u.id "
+                "AND t.revoked_at IS NOT NULL) AS revoked, "
+                "EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = :f AND t.user_id = u.id) AS known "
+                "FROM users u WHERE u.username = :u"
+            ),
+            {"u": username, "f": family_id},
         )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
+    ).first()
+    if row is None:
+        return None
+    role, active, must_change, revoked, known = row
+    return PrincipalState(Role(role), active, must_change, revoked, known)

@@ -261,11 +261,11 @@ async def principal_for(db: Database, claims: tokens.AccessClaims) -> Principal:
     """The caller behind valid access-token claims, as the database sees them now (role, active, session)."""
     async with db.engine.connect() as conn:
         state = await repo.principal_state(conn, claims.username, uuid.UUID(claims.session_id))
-    if state is None or not state["active"]:
+    if state is None or not state.active:
         raise _unauthorized("unknown or disabled user")
-    if state["revoked"] or not state["known"]:
+    if state.revoked or not state.known:
         raise _unauthorized("session ended")
-    return Principal(claims.username, Role(state["role"]), None, claims.session_id, bool(state["must_change_password"]))
+    return Principal(claims.username, state.role, None, claims.session_id, state.must_change_password)
 
 
 async def change_password(
