@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +18,10 @@ _COLUMNS = (
 )
 
 
-def _record(row: Any) -> FirmwareRecord:
-    return FirmwareRecord(**{**dict(row), "md5_hash": row["md5_hash"].strip(), "sha256": row["sha256"].strip()})
+def _record(row: Sequence[Any]) -> FirmwareRecord:
+    """The row of `_COLUMNS` (in FirmwareRecord's field order), the fixed-width digests trimmed."""
+    record = FirmwareRecord(*row)
+    return replace(record, md5_hash=record.md5_hash.strip(), sha256=record.sha256.strip())
 
 
 async def version_exists(conn: AsyncConnection, version: str) -> bool:
@@ -34,12 +38,12 @@ async def insert_version(conn: AsyncConnection, values: dict[str, Any]) -> Firmw
         ),
         values,
     )
-    return _record(row.mappings().one())
+    return _record(row.one())
 
 
 async def find_version(conn: AsyncConnection, version: str) -> FirmwareRecord | None:
     row = await conn.execute(text(f"SELECT {_COLUMNS} FROM firmware_versions WHERE version = :v"), {"v": version})
-    found = row.mappings().first()
+    found = row.first()
     return _record(found) if found else None
 
 
@@ -51,14 +55,14 @@ async def list_versions(conn: AsyncConnection, target_mcu: str | None = None) ->
         ),
         {"m": target_mcu},
     )
-    return [_record(r) for r in rows.mappings()]
+    return [_record(r) for r in rows]
 
 
 async def active_version(conn: AsyncConnection, target_mcu: str) -> FirmwareRecord | None:
     row = await conn.execute(
         text(f"SELECT {_COLUMNS} FROM firmware_versions WHERE target_mcu = :m AND active"), {"m": target_mcu}
     )
-    found = row.mappings().first()
+    found = row.first()
     return _record(found) if found else None
 
 
