@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -46,23 +47,17 @@ class UserRecord:
         }
 
 
-def _user(row: Any) -> UserRecord:
-    values = dict(row)
-    values["role"] = Role(values["role"])
-    return UserRecord(**values)
+def _user(row: Sequence[Any]) -> UserRecord:
+    """A row of USER_COLUMNS (in UserRecord's field order), its role as a Role."""
+    record = UserRecord(*row)
+    return replace(record, role=Role(record.role))
 
 
 async def find_user(conn: AsyncConnection, username: str, lock: bool = False) -> UserRecord | None:
     lock_clause = " FOR UPDATE" if lock else ""
     row = (
-        (
-            await conn.execute(
-                text(f"SELECT {USER_COLUMNS} FROM users WHERE username = :u{lock_clause}"), {"u": username}
-            )
-        )
-        .mappings()
-        .first()
-    )
+        await conn.execute(text(f"SELECT {USER_COLUMNS} FROM users WHERE username = :u{lock_clause}"), {"u": username})
+    ).first()
     return _user(row) if row else None
 
 
@@ -78,7 +73,7 @@ async def list_users(conn: AsyncConnection, role: Role | None = None) -> list[Us
     rows = await conn.execute(
         text(f"SELECT {USER_COLUMNS} FROM users {where}ORDER BY username"), {"r": role.value if role else None}
     )
-    return [_user(row) for row in rows.mappings()]
+    return [_user(row) for row in rows]
 
 
 async def insert_user(
@@ -108,7 +103,7 @@ async def insert_user(
             "now": now,
         },
     )
-    return _user(row.mappings().one())
+    return _user(row.one())
 
 
 async def update_user(conn: AsyncConnection, user_id: int, now: datetime, **fields: Any) -> UserRecord:
@@ -123,7 +118,7 @@ async def update_user(conn: AsyncConnection, user_id: int, now: datetime, **fiel
         text(f"UPDATE users SET {assignments}, updated_at = :now WHERE id = :id RETURNING {USER_COLUMNS}"),
         {**values, "now": now, "id": user_id},
     )
-    return _user(row.mappings().one())
+    return _user(row.one())
 
 
 async def other_active_admins(conn: AsyncConnection, user_id: int) -> int:
@@ -195,29 +190,24 @@ async def insert_refresh(
 async def lock_refresh(conn: AsyncConnection, token_hash: str) -> RefreshRecord | None:
     """The token (locked: two refreshes of one token take turns), its user and its successor, if any."""
     row = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, t.replaced_by, "
-                    "u.username, u.display_name, u.role, u.active, u.must_change_password, "
-                    "s.token_hash AS successor_hash, "
-                    "COALESCE(s.used_at IS NULL AND s.revoked_at IS NULL, false) AS successor_usable "
-                    "FROM refresh_tokens t JOIN users u ON u.id = t.user_id "
-                    "LEFT JOIN refresh_tokens s ON s.id = t.replaced_by "
-                    "WHERE t.token_hash = :h FOR UPDATE OF t"
-                ),
-                {"h": token_hash},
-            )
+        await conn.execute(
+            text(
+                "SELECT t.id, t.family_id, t.user_id, t.expires_at, t.used_at, t.revoked_at, t.replaced_by, "
+                "u.username, u.display_name, u.role, u.active, u.must_change_password, "
+                "s.token_hash AS successor_hash, "
+                "COALESCE(s.used_at IS NULL AND s.revoked_at IS NULL, false) AS successor_usable "
+                "FROM refresh_tokens t JOIN users u ON u.id = t.user_id "
+                "LEFT JOIN refresh_tokens s ON s.id = t.replaced_by "
+                "WHERE t.token_hash = :h FOR UPDATE OF t"
+            ),
+            {"h": token_hash},
         )
-        .mappings()
-        .first()
-    )
+    ).first()
     if row is None:
         return None
-    values = dict(row)
-    values["role"] = Role(values["role"])
-    values["successor_hash"] = values["successor_hash"].strip() if values["successor_hash"] else None
-    return RefreshRecord(**values)
+    record = RefreshRecord(*row)
+    successor = record.successor_hash.strip() if record.successor_hash else None
+    return replace(record, role=Role(record.role), successor_hash=successor)
 
 
 async def prune_expired(conn: AsyncConnection, user_id: int, before: datetime) -> int:
