@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -88,9 +89,19 @@ def _unreachable_database(error: Exception) -> str | None:
     return f"mes: the database does not answer{source}: {reason}; is the stack running (./run.sh)?"
 
 
+def _restore_ctrl_c() -> None:
+    """SIGINT is how `mes up` and the tests stop a service cleanly (deploy/localstack/children.py). A process
+    started in the background by a non-interactive shell (`cmd &`, as CI runners and nohup scripts do) inherits
+    SIGINT as *ignored*, and Python then installs no handler: the service would ignore its stop request and be
+    killed 10 s later. Ctrl-C means "stop" for every `mes` command, so take the default back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main() -> None:
     """The `mes` console script: the Typer app, with a settings error or an unreachable database reported in one
     line (exit 2) instead of a traceback."""
+    _restore_ctrl_c()
     try:
         app()
     except ValidationError as error:
