@@ -21,8 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
-from deploy.localstack.common import find_free_port
+from deploy.localstack.children import wait_http_ok
 from deploy.localstack.mosquitto import MosquittoServer
 from line_simulator.payloads import completion_record
 from mes_cli import broker
@@ -31,13 +30,13 @@ from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from mes_cli.broker_policy import MAX_QUEUED_MESSAGES
 from mes_contracts.topics import INGESTOR_SHARE_GROUP, Name, StationAddress, ingestor_subscriptions
 from tests.support.auth import RoleAuth
-from tests.support.line import Line, Station, later
+from tests.support.line import Line, later
+from tests.support.secured_line import INGESTOR_ID, start_ingestor, start_st01_gateway
 from tests.test_broker_acl import FAILURE, NOT_AUTHORIZED, TIMEOUT, Client
 
 pytestmark = pytest.mark.processes  # starts its own Mosquitto (and MES processes)
 ST01 = StationAddress("KR", "L1", "st01")
 ST02 = StationAddress("KR", "L1", "st02")
-INGESTOR_ID = "mes-ingestor-1"
 
 
 @pytest.fixture(scope="module")
@@ -134,37 +133,12 @@ def test_a_real_line_delivers_everything_while_a_station_account_attacks(
     """Finding 3 through the real gateway, broker and ingestor: st02's account tries to join the ingestors'
     group and to take the gateway's and the ingestor's client ids; every file of st01 is still stored."""
     server, passwords = site_broker
-    ingestor = ChildProcess(
-        "ingestor-identity",
-        mes_command("ingest"),
-        {
-            **central_env,
-            "MES_MQTT_PORT": str(server.port),
-            "MES_MQTT_USERNAME": "ingestor",
-            "MES_MQTT_PASSWORD": passwords["ingestor"],
-            "MES_INGESTOR_CLIENT_ID": INGESTOR_ID,
-        },
-        logs_dir / "ingestor-identity.log",
-    ).start()
-    local_port = find_free_port()
-    gateway = ChildProcess(
-        "gateway-identity",
-        mes_command("gateway", "--station", "st01"),
-        {
-            "MES_GW_STATION": "st01",
-            "MES_GW_WORK_DIR": str(tmp_path / "st01"),
-            "MES_GW_LOCAL_PORT": str(local_port),
-            "MES_GW_MQTT_PORT": str(server.port),
-            "MES_GW_MQTT_USERNAME": "st01",
-            "MES_GW_MQTT_PASSWORD": passwords["st01"],
-            "MES_GW_STABLE_WINDOW_S": "0.2",
-            "MES_GW_RESCAN_INTERVAL_S": "0.5",
-        },
-        logs_dir / "gateway-identity.log",
-    ).start()
+    ingestor = start_ingestor("ingestor-identity", central_env, server.port, passwords["ingestor"], logs_dir)
+    gateway, station = start_st01_gateway(
+        "gateway-identity", tmp_path / "st01", server.port, passwords["st01"], logs_dir
+    )
     intruder = _connect(site_broker, "st02", "gw-st02")
     try:
-        station = Station("PROC-001", "st01", tmp_path / "st01", f"http://127.0.0.1:{local_port}")
         wait_http_ok(f"{station.gateway_url}/status", 30, gateway)
         assert [intruder.subscribe(f) for f in ingestor_subscriptions()] == [NOT_AUTHORIZED] * 2
         for stolen in ("gw-st01", INGESTOR_ID):

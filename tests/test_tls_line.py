@@ -12,19 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
-from deploy.localstack.common import find_free_port
+from deploy.localstack.children import wait_http_ok
 from deploy.localstack.mosquitto import MosquittoServer, TlsFiles
 from line_simulator.payloads import completion_record
 from mes_cli import broker
 from mes_cli.broker import BrokerSite
 from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from tests.support.auth import RoleAuth
-from tests.support.line import Line, Station, later, start_body
+from tests.support.line import Line, later, start_body
+from tests.support.secured_line import INGESTOR_ID, start_ingestor, start_st01_gateway
 from tests.test_broker_tls import ST01, Pki, _with_cryptography
 
 pytestmark = pytest.mark.processes  # starts its own Mosquitto (and MES processes)
-INGESTOR_ID = "mes-ingestor-1"
 
 
 @pytest.fixture(scope="module")
@@ -64,38 +63,15 @@ def test_gateway_and_ingestor_work_over_tls_with_their_own_accounts(
     logs_dir: Path,
 ) -> None:
     server, passwords = secured_broker
-    ingestor = ChildProcess(
-        "ingestor-tls",
-        mes_command("ingest"),
-        {
-            **central_env,
-            "MES_MQTT_PORT": str(server.tls_port),
-            "MES_MQTT_TLS_CA_FILE": str(pki.cafile),
-            "MES_MQTT_USERNAME": "ingestor",
-            "MES_MQTT_PASSWORD": passwords["ingestor"],
-            "MES_INGESTOR_CLIENT_ID": INGESTOR_ID,
-        },
-        logs_dir / "ingestor-tls.log",
-    ).start()
-    local_port = find_free_port()
-    gateway = ChildProcess(
-        "gateway-tls",
-        mes_command("gateway", "--station", "st01"),
-        {
-            "MES_GW_STATION": "st01",
-            "MES_GW_WORK_DIR": str(tmp_path / "st01"),
-            "MES_GW_LOCAL_PORT": str(local_port),
-            "MES_GW_MQTT_PORT": str(server.tls_port),
-            "MES_GW_MQTT_TLS_CA_FILE": str(pki.cafile),
-            "MES_GW_MQTT_USERNAME": "st01",
-            "MES_GW_MQTT_PASSWORD": passwords["st01"],
-            "MES_GW_STABLE_WINDOW_S": "0.2",
-            "MES_GW_RESCAN_INTERVAL_S": "0.5",
-        },
-        logs_dir / "gateway-tls.log",
-    ).start()
+    ca = str(pki.cafile)
+    port = server.tls_port
+    ingestor = start_ingestor(
+        "ingestor-tls", central_env, port, passwords["ingestor"], logs_dir, MES_MQTT_TLS_CA_FILE=ca
+    )
+    gateway, station = start_st01_gateway(
+        "gateway-tls", tmp_path / "st01", port, passwords["st01"], logs_dir, MES_GW_MQTT_TLS_CA_FILE=ca
+    )
     try:
-        station = Station("PROC-001", "st01", tmp_path / "st01", f"http://127.0.0.1:{local_port}")
         wait_http_ok(f"{station.gateway_url}/status", 30, gateway)
         line = Line(api_url, {"PROC-001": station}, auth=auth.manager)
         lot = line.create_lot()
@@ -137,23 +113,16 @@ def test_a_gateway_that_cannot_verify_the_broker_never_connects(
 ) -> None:
     """The system's CAs do not know our test CA: the gateway must refuse the broker, not send it the password."""
     server, passwords = secured_broker
-    local_port = find_free_port()
-    gateway = ChildProcess(
+    gateway, station = start_st01_gateway(
         "gateway-tls-unverified",
-        mes_command("gateway", "--station", "st01"),
-        {
-            "MES_GW_STATION": "st01",
-            "MES_GW_WORK_DIR": str(tmp_path / "st01"),
-            "MES_GW_LOCAL_PORT": str(local_port),
-            "MES_GW_MQTT_PORT": str(server.tls_port),
-            "MES_GW_MQTT_TLS": "true",
-            "MES_GW_MQTT_USERNAME": "st01",
-            "MES_GW_MQTT_PASSWORD": passwords["st01"],
-        },
-        logs_dir / "gateway-tls-unverified.log",
-    ).start()
+        tmp_path / "st01",
+        server.tls_port,
+        passwords["st01"],
+        logs_dir,
+        MES_GW_MQTT_TLS="true",
+    )
     try:
-        url = f"http://127.0.0.1:{local_port}"
+        url = station.gateway_url
         wait_http_ok(f"{url}/status", 30, gateway)
         deadline = time.monotonic() + 20
         while "certificate verify failed" not in gateway.log_tail().lower() and time.monotonic() < deadline:
