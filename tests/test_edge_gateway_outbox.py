@@ -19,6 +19,7 @@ from edge_gateway.pipeline import FilePipeline
 from edge_gateway.ports import ReplyTimeout
 from edge_gateway.settings import GatewaySettings
 from mes_contracts.envelope import Envelope, MessageType, ReplyPayload, Source, make_envelope
+from tests.support.gateway_settings import fast_settings
 from tests.test_edge_gateway_pickup import FakeLink, accept, name_for, record
 
 NAME = name_for(1)
@@ -26,17 +27,7 @@ NAME = name_for(1)
 
 @pytest.fixture
 def settings(tmp_path: Path) -> GatewaySettings:
-    settings = GatewaySettings(
-        station="st03",
-        work_dir=tmp_path,
-        stable_window_s=0.05,
-        rescan_interval_s=0.1,
-        retry_interval_s=0.05,
-        reply_timeout_s=1,
-        max_in_flight=4,
-    )
-    settings.prepare_work_dirs()
-    return settings
+    return fast_settings(tmp_path)
 
 
 def content(n: int = 1) -> bytes:
@@ -126,16 +117,7 @@ async def test_a_retry_is_the_same_envelope_marked_replay(settings: GatewaySetti
 
 
 async def test_a_full_outbox_leaves_new_files_in_pending_and_raises_the_alarm(tmp_path: Path) -> None:
-    settings = GatewaySettings(
-        station="st03",
-        work_dir=tmp_path,
-        stable_window_s=0.05,
-        rescan_interval_s=0.1,
-        retry_interval_s=0.05,
-        max_in_flight=4,
-        outbox_max_records=2,
-    )
-    settings.prepare_work_dirs()
+    settings = fast_settings(tmp_path, outbox_max_records=2)
     link = FakeLink()
     link.connected = False
     async with running(settings, link) as pipeline:

@@ -19,6 +19,7 @@ from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import FileStat, Observation
 from edge_gateway.watcher import PendingWatcher
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload
+from tests.support.gateway_settings import fast_settings
 
 NAME = "WF-KR-251110D-001_PROC-003_20250110090000.json"
 
@@ -78,18 +79,7 @@ class FakeLink:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> GatewaySettings:
-    settings = GatewaySettings(
-        station="st03",
-        work_dir=tmp_path,
-        stable_window_s=0.05,
-        rescan_interval_s=0.1,
-        retry_interval_s=0.05,
-        reply_timeout_s=1,
-        max_in_flight=4,
-        malformed_grace_s=0.3,
-    )
-    settings.prepare_work_dirs()
-    return settings
+    return fast_settings(tmp_path, malformed_grace_s=0.3)
 
 
 class Running:

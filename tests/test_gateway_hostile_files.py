@@ -28,6 +28,7 @@ from edge_gateway.stability import FileStat, Observation
 from edge_gateway.station_status import StationReporter
 from line_simulator.payloads import completion_record
 from mes_contracts.envelope import Envelope, Outcome, ReplyPayload
+from tests.support.gateway_settings import fast_settings
 from tests.support.line import Line, later
 from tests.test_edge_gateway_pickup import NAME, FakeLink, Running, name_for, record
 
@@ -38,22 +39,9 @@ DEEP = b"[" * 1000 + b"]" * 1000
 
 @pytest.fixture
 def settings(tmp_path: Path) -> GatewaySettings:
-    settings = GatewaySettings(
-        station="st03",
-        work_dir=tmp_path,
-        stable_window_s=0.05,
-        rescan_interval_s=0.1,
-        retry_interval_s=0.05,
-        retry_max_s=0.4,
-        reply_timeout_s=1,
-        max_in_flight=4,
-        malformed_grace_s=0.3,
-        max_file_bytes=4096,
-        stale_pending_s=0.5,
-        error_watch_s=30,
+    return fast_settings(
+        tmp_path, retry_max_s=0.4, malformed_grace_s=0.3, max_file_bytes=4096, stale_pending_s=0.5, error_watch_s=30
     )
-    settings.prepare_work_dirs()
-    return settings
 
 
 async def _start(run: Running) -> asyncio.Task[None]:
