@@ -15,12 +15,16 @@ from cloud_api.http import (
     routes_audit,
     routes_auth,
     routes_console,
+    routes_dashboard,
     routes_firmware,
     routes_labels,
     routes_lots,
+    routes_measurements,
     routes_printers,
     routes_process,
     routes_reference,
+    routes_spc,
+    routes_trace,
     routes_users,
 )
 from cloud_api.http.errors import install_error_handlers
@@ -79,6 +83,10 @@ def create_app(
         routes_printers,
         routes_auth,
         routes_users,
+        routes_trace,
+        routes_dashboard,
+        routes_measurements,
+        routes_spc,
     ):
         app.include_router(module.router)
     require_declared_access(app)  # a route that does not say who may call it stops the start
