@@ -182,8 +182,17 @@ CREATE INDEX processed_messages_received_idx ON processed_messages (received_at)
 
 TIMESCALE = """
 DO $$
+DECLARE
+    installed boolean := EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb');
+    -- The loader's own setting exists only when the library is preloaded; shared_preload_libraries itself is
+    -- hidden from a non-superuser owner. Installed but not preloaded: CREATE EXTENSION would terminate the
+    -- session, so say in one line what to change and go on as plain PostgreSQL (every feature has a fallback).
+    preloaded boolean := EXISTS (SELECT 1 FROM pg_settings WHERE name = 'timescaledb.max_background_workers');
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
+    IF installed AND NOT preloaded THEN
+        RAISE WARNING 'TimescaleDB is installed but not preloaded: set shared_preload_libraries = ''timescaledb'' '
+            'in postgresql.conf and restart PostgreSQL (continuing on plain PostgreSQL)';
+    ELSIF installed THEN
         CREATE EXTENSION IF NOT EXISTS timescaledb;
         PERFORM create_hypertable('measurements', 'time', chunk_time_interval => INTERVAL '7 days');
     END IF;
