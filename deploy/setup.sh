@@ -23,6 +23,15 @@ have redis-server || need_pkgs+=(redis-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 have git || need_pkgs+=(git)
 [ -f /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need_pkgs+=(fonts-nanum)
+python3 -c 'import tkinter' >/dev/null 2>&1 || need_pkgs+=(python3-tk)  # the station window (station_ui)
+if [ "$role" = test ]; then
+  # The suite drives real windows and pages: the station window under Xvfb, the console in Debian's Chromium
+  # (Selenium with chromium-driver; nothing downloads a browser), and reads the eDHR PDF's text (pdftotext).
+  have Xvfb || need_pkgs+=(xvfb)
+  have chromium || need_pkgs+=(chromium)
+  have chromedriver || need_pkgs+=(chromium-driver)
+  have pdftotext || need_pkgs+=(poppler-utils)
+fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != "0" ]; then
