@@ -24,6 +24,7 @@ class Name(StrEnum):
     PROCESS_COMPLETED = "process-completed"
     PRINT_LABEL = "print-label"  # cmd: a print job for one of the station's printers
     PRINT_RESULT = "print-result"  # evt: what became of a print job
+    ALERT = "alert"  # cmd: an SPC alert for the station (mes_contracts/alerts.py, issue 14)
 
 
 @dataclass(frozen=True, slots=True)
