@@ -15,9 +15,17 @@ import pytest
 
 from cloud_api.domain.access import Role
 from db.migrate import upgrade
+from deploy.localstack import pg_timescale
 from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
 from deploy.localstack.service_state import wait_service_online
-from deploy.localstack.services import MosquittoServer, PostgresServer, RedisServer, find_free_port
+from deploy.localstack.services import (
+    MissingBinary,
+    MosquittoServer,
+    PostgresServer,
+    RedisServer,
+    find_binary,
+    find_free_port,
+)
 from mes_contracts.route import ROUTE
 from tests.support.auth import AUTH_ENV, ApiUser, RoleAuth, add_users, role_auth, role_users
 from tests.support.containers import docker_requested, mosquitto_container, postgres_container, redis_container
@@ -28,6 +36,7 @@ WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """TimescaleDB preloaded when installed; MES_TEST_POSTGRES=plain|timescale forces one (pg_timescale.py)."""
     if docker_requested():
         server: Any = postgres_container()
     else:
@@ -44,6 +53,20 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
         )
     yield server
     server.destroy()
+
+
+@pytest.fixture(scope="session")
+def timescaledb(postgres: PostgresServer) -> bool:
+    """Whether the suite's database has TimescaleDB (else plain PostgreSQL): what migrations and queries see."""
+    with psycopg.connect(postgres.dsn) as conn:
+        return pg_timescale.has_extension(conn)
+
+
+@pytest.fixture(autouse=True)
+def _skip_timescale_tests_on_plain(request: pytest.FixtureRequest) -> None:
+    """`@pytest.mark.timescale` tests need the extension: skipped, with the reason, on plain PostgreSQL."""
+    if request.node.get_closest_marker("timescale") is not None and not request.getfixturevalue("timescaledb"):
+        pytest.skip("needs TimescaleDB; this run uses plain PostgreSQL (MES_TEST_POSTGRES, README 'Database')")
 
 
 @pytest.fixture(scope="session")
@@ -177,8 +200,25 @@ def line(
         child.stop()
 
 
-def pytest_report_header() -> str:
-    return f"withforce-mes tests; uid={os.getuid()}"
+def pytest_report_header() -> list[str]:
+    return [f"withforce-mes tests; uid={os.getuid()}", f"database: {_database_flavour()}"]
+
+
+def _database_flavour() -> str:
+    """Which PostgreSQL the `postgres` fixture will start, decided as PostgresServer does (nothing started)."""
+    if docker_requested():
+        return "postgres:15 container (plain PostgreSQL)"
+    try:
+        mode = pg_timescale.mode_from_env()
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    try:
+        bin_dir = Path(find_binary("postgres")).resolve().parent
+        preload = pg_timescale.resolve(mode, bin_dir)
+    except (MissingBinary, pg_timescale.TimescaleUnavailable) as error:
+        return f"unavailable ({error})"
+    flavour = pg_timescale.TIMESCALE_LABEL if preload else pg_timescale.PLAIN_LABEL
+    return f"{flavour} ({pg_timescale.ENV_MODE}={mode}; `-m plain_pg` with =plain is the plain pass)"
 
 
 # -- test tiers (README "Tests") ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """A real PostgreSQL server for tests and `mes up`: initdb once per state dir, never run as root, every TCP
-connection with a password (scram-sha-256; passwords generated once per state dir, see pg_auth.py)."""
+connection with a password (scram-sha-256; passwords generated once per state dir, see pg_auth.py). TimescaleDB
+is preloaded and created in the database when installed (mode `auto`, see pg_timescale.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from deploy.localstack import pg_timescale
 from deploy.localstack.common import ManagedServer, ServiceError, find_binary, pid_alive, wait_until
 from deploy.localstack.pg_auth import PasswordStore, hba_is_ours, password_file, write_hba
 from deploy.localstack.pg_roles import ensure_role, hand_over_to_owner
@@ -56,10 +58,14 @@ class PostgresServer(ManagedServer):
         database: str = "mes",
         owner: str | None = None,
         owner_password: str | None = None,
+        timescale: pg_timescale.Mode | None = None,
     ) -> None:
         """`owner` set: two roles, the owner runs migrations and owns the database, `user` is the application's.
-        Passwords not given are generated once and kept in base_dir/passwords.json (0600)."""
+        Passwords not given are generated once and kept in base_dir/passwords.json (0600).
+        `timescale`: auto | timescale | plain (pg_timescale.py); None = $MES_TEST_POSTGRES, else auto."""
         super().__init__(base_dir, port)
+        self.timescale_mode: pg_timescale.Mode = timescale or pg_timescale.mode_from_env()
+        self.timescale = False  # set by start(): whether the running server preloads TimescaleDB
         self.passwords = PasswordStore(self.base_dir)
         self.user = user
         self.password = password or self.passwords.get(user)
@@ -189,6 +195,11 @@ class PostgresServer(ManagedServer):
             logger.info("removing stale %s", self.pid_file)
             self.pid_file.unlink()
         socket_dir = self._socket_dir(owner)
+        try:
+            preload = pg_timescale.resolve(self.timescale_mode, bin_dir)
+        except pg_timescale.TimescaleUnavailable as error:
+            raise ServiceError(str(error)) from None
+        settings = [*pg_timescale.PRELOAD_SETTINGS, *pg_timescale.WORKER_SETTINGS] if preload else []
         cmd = [
             str(bin_dir / "postgres"),
             "-D",
@@ -201,6 +212,7 @@ class PostgresServer(ManagedServer):
             "listen_addresses=127.0.0.1",
             "-c",
             "max_connections=200",
+            *(arg for setting in settings for arg in ("-c", setting)),
         ]
         return self._popen(cmd, cwd="/", user=uid, group=gid)
 
@@ -254,6 +266,13 @@ class PostgresServer(ManagedServer):
         owner = self.owner or self.user
         with psycopg.connect(self.superuser_dsn, autocommit=True) as conn:
             self._require_passwords(conn)
+            # Asked of the running server, which may be one an earlier run left running (then _spawn did not run).
+            self.timescale = pg_timescale.preloaded(conn)
+            if self.timescale_mode == "timescale" and not self.timescale:
+                raise ServiceError(
+                    f"TimescaleDB is required ({pg_timescale.ENV_MODE}=timescale) but the running server "
+                    f"(pid {self.pid}) was started without it: stop it and start again"
+                )
             if self.owner is not None:
                 ensure_role(conn, self.owner, self.owner_password, createdb=True)
             if self.user != SUPERUSER:
@@ -269,6 +288,27 @@ class PostgresServer(ManagedServer):
         if self.owner is not None and self.user != SUPERUSER:
             with psycopg.connect(self._uri(SUPERUSER, self.superuser_password), autocommit=True) as conn:
                 hand_over_to_owner(conn, self.database, self.user, self.owner)
+        self._ensure_timescale(owner)
+
+    def _ensure_timescale(self, owner: str) -> None:
+        """Preloaded: the database owner creates the extension (it is trusted), so migration 0001 finds it and
+        makes hypertables. Plain: a database that already has TimescaleDB cannot work without the preload."""
+        password = self.owner_password if self.owner is not None else self.password
+        with psycopg.connect(self._uri(owner, password), autocommit=True) as conn:
+            if self.timescale:
+                conn.execute("SET client_min_messages = warning")  # not the extension's welcome banner
+                conn.execute(f"CREATE EXTENSION IF NOT EXISTS {pg_timescale.EXTENSION}")
+            elif pg_timescale.has_extension(conn):
+                raise ServiceError(
+                    f"database {self.database} uses TimescaleDB but this server was started without it "
+                    f"({self.timescale_mode} mode): start it with TimescaleDB (unset {pg_timescale.ENV_MODE}) "
+                    "or use a new state dir"
+                )
+
+    @property
+    def flavour(self) -> str:
+        """ "TimescaleDB" or "plain PostgreSQL" (valid once started)."""
+        return pg_timescale.TIMESCALE_LABEL if self.timescale else pg_timescale.PLAIN_LABEL
 
     def _require_passwords(self, conn: psycopg.Connection) -> None:
         """A cluster made when the stack trusted loopback: give the superuser its password, then switch to
