@@ -22,6 +22,7 @@ class MessageType(StrEnum):
     STATION_STATE = "station.state"
     LABEL_PRINT_JOB = "label.print.job"  # centre → station (cmd/print-label)
     LABEL_PRINT_RESULT = "label.print.result"  # station → centre (evt/print-result)
+    MEASUREMENT = "measurement"  # station → centre (evt/measurement): samples of curves and gauges
 
 
 class Outcome(StrEnum):

@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     STATION_NOT_ALLOWED = "STATION_NOT_ALLOWED"
     # A station-side pickup problem with one file: not a regular file, unreadable, or too large.
     INVALID_FILE = "INVALID_FILE"
+    # A curve file or a measurement batch that breaks the measurement contract (header, numbers, time order, size).
+    INVALID_MEASUREMENT_DATA = "INVALID_MEASUREMENT_DATA"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         "처리할 수 없는 파일입니다 (일반 파일이 아니거나 크기 초과 또는 읽기 실패)",
         "The file cannot be processed (not a regular file, too large, or unreadable)",
     ),
+    ErrorCode.INVALID_MEASUREMENT_DATA: ErrorSpec(422, "측정 데이터가 올바르지 않습니다", "Invalid measurement data"),
 }
 
 SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
@@ -151,6 +154,7 @@ SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
     "printer_registered": ("프린터가 등록되었습니다", "Printer registered"),
     "printer_updated": ("프린터 정보가 변경되었습니다", "Printer updated"),
     "print_result_recorded": ("출력 결과가 등록되었습니다", "Print result recorded"),
+    "samples_recorded": ("측정값이 저장되었습니다", "Samples stored"),
 }
 
 

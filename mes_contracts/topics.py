@@ -24,6 +24,7 @@ class Name(StrEnum):
     PROCESS_COMPLETED = "process-completed"
     PRINT_LABEL = "print-label"  # cmd: a print job for one of the station's printers
     PRINT_RESULT = "print-result"  # evt: what became of a print job
+    MEASUREMENT = "measurement"  # evt: a batch of samples (mes_contracts/measurement.py)
     ALERT = "alert"  # cmd: an SPC alert for the station (mes_contracts/alerts.py, issue 14)
 
 
