@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +15,23 @@ from sqlalchemy.engine import make_url
 # versions/*.py) as package data, so `mes db upgrade` works from `pip install withforce-mes[central]` anywhere.
 # Alembic needs a real directory; wheels are always unpacked on disk, so the resource is a plain path.
 MIGRATIONS_DIR = Path(str(files("db") / "migrations"))
+logger = logging.getLogger("db.migrate")
+
+
+def report_notices(dbapi_connection: Any) -> None:
+    """Pass the server's RAISE WARNING lines (e.g. 0001's "TimescaleDB is installed but not preloaded …") to the
+    log, which `mes db upgrade` shows on stderr; psycopg drops notices when nobody listens. NOTICEs (e.g. "…
+    already exists, skipping") stay at debug level."""
+    add = getattr(dbapi_connection, "add_notice_handler", None)
+    if add is None:  # not psycopg 3 (another driver in a site's URL): nothing to forward
+        return
+
+    def forward(diagnostic: Any) -> None:
+        severity = diagnostic.severity_nonlocalized or diagnostic.severity or ""
+        level = logging.WARNING if severity in ("WARNING", "ERROR", "FATAL", "PANIC") else logging.DEBUG
+        logger.log(level, "PostgreSQL %s: %s", severity, diagnostic.message_primary)
+
+    add(forward)
 
 
 def alembic_config(database_url: str, app_role: str | None = None) -> Config:

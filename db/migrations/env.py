@@ -8,6 +8,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import make_url
 
+from db.migrate import report_notices
+
 config = context.config
 url = (
     config.get_main_option("sqlalchemy.url")
@@ -34,6 +36,7 @@ config.attributes["app_role"] = _app_role()
 
 connectable = create_engine(url, poolclass=pool.NullPool)
 with connectable.connect() as connection:
+    report_notices(connection.connection.driver_connection)  # the migrations' RAISE WARNING lines reach the log
     context.configure(connection=connection, transactional_ddl=True)
     with context.begin_transaction():
         context.run_migrations()
