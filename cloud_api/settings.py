@@ -39,6 +39,8 @@ class CentralSettings(BaseSettings):
     label_print_timeout_s: float = Field(default=10.0, gt=0, le=120)  # POST /label/print waits this long
     label_dispatch_poll_s: float = Field(default=2.0, gt=0, le=60)  # queued label jobs: poll beside LISTEN
     label_redispatch_s: float = Field(default=120.0, ge=0)  # resend a queued job unanswered this long; 0 = never
+    # Live production view (issue 13, H3): keep-alive comment on /api/v1/events this often (proxies drop idle links)
+    sse_ping_s: float = Field(default=15.0, gt=0, le=300)
     log_level: str = "INFO"
     log_json: bool = True
 

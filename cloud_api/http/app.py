@@ -33,6 +33,7 @@ from cloud_api.http.mqtt_bridge import MqttBridge
 from cloud_api.http.ratelimit import install_limits
 from cloud_api.http.request_id import RequestIdMiddleware
 from cloud_api.http.route_access import require_declared_access
+from cloud_api.services.live_events import LiveEvents
 from cloud_api.settings import CentralSettings
 
 
@@ -54,9 +55,11 @@ def create_app(
         app.state.redis = aioredis.from_url(settings.redis_url, socket_timeout=2)
         app.state.mqtt = MqttBridge(settings)  # label printing: publishes jobs, waits for their results
         await app.state.mqtt.start()
+        app.state.live.start()  # one LISTEN mes_events link per API process, fanned out to SSE clients
         try:
             yield
         finally:
+            await app.state.live.stop()
             await app.state.mqtt.stop()
             await app.state.redis.aclose()
             await engine.dispose()
@@ -68,6 +71,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.live = LiveEvents(settings.database_url)
     app.state.auth_settings = auth_settings or load_auth_settings()  # a weak MES_JWT_SECRET stops the start here
     install_error_handlers(app)
     install_limits(app, limits)  # before the request id middleware, so 429/413 answers carry an id too

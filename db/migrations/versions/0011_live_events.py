@@ -1,5 +1,15 @@
 """Live view: NOTIFY triggers that drive /api/v1/events (issue 13).
 
+One NOTIFY per statement and table on the channel `mes_events` (never one per row: these tables are on the write
+hot path, and a batch of 200 completions is one statement). NOTIFY is delivered at commit, so a listener hears of
+a change exactly when it becomes visible; a rolled-back statement sends nothing. The payload is JSON
+`{"kind": "lot"|"run"|"result"|"serial", "op": "INSERT"|"UPDATE", "items": [...]}` with LOT numbers, process ids
+and states; when it would pass NOTIFY's 8000-byte limit it becomes `{"kind", "op", "truncated": true, "count"}`
+(clients then reload everything). Other writers may send their own kinds (H6: "alert") on the same channel.
+
+Also a partial index for the dashboard's "in progress" count (runs still STARTED): without it that count scans
+every run ever made.
+
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-05
@@ -12,10 +22,99 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
+# (table, function, items query over the transition table `changed`)
+SOURCES = [
+    (
+        "lots",
+        "mes_events_lots",
+        "lot",
+        "SELECT jsonb_agg(jsonb_build_object('lot', c.lot_number, 'status', c.status)), count(*) FROM changed c",
+    ),
+    (
+        "process_runs",
+        "mes_events_runs",
+        "run",
+        "SELECT jsonb_agg(DISTINCT jsonb_build_object('lot', l.lot_number, 'process_id', c.process_id, "
+        "'status', c.status)), count(*) FROM changed c JOIN lots l ON l.id = c.lot_id",
+    ),
+    (
+        "process_results",
+        "mes_events_results",
+        "result",
+        "SELECT jsonb_agg(DISTINCT jsonb_build_object('lot', l.lot_number, 'process_id', c.process_id, "
+        "'result', c.result)), count(*) FROM changed c JOIN lots l ON l.id = c.lot_id",
+    ),
+    (
+        "serials",
+        "mes_events_serials",
+        "serial",
+        "SELECT jsonb_agg(jsonb_build_object('lot', g.lot_number, 'serials', g.n)), sum(g.n) FROM "
+        "(SELECT l.lot_number, count(*) AS n FROM changed c JOIN lots l ON l.id = c.lot_id GROUP BY l.lot_number) g",
+    ),
+]
+
+SEND = """
+CREATE FUNCTION mes_events_send(kind text, op text, items jsonb, n bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    payload text := jsonb_build_object('kind', kind, 'op', op, 'items', COALESCE(items, '[]'::jsonb))::text;
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    -- NOTIFY refuses payloads of 8000 bytes or more; a big batch says only that something changed.
+    IF octet_length(payload) > 7900 THEN
+        payload := jsonb_build_object('kind', kind, 'op', op, 'truncated', true, 'count', n)::text;
+    END IF;
+    PERFORM pg_notify('mes_events', payload);
+END
+$fn$;
+"""
+
+
+def _function(name: str, kind: str, items_sql: str) -> str:
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = public, pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    items jsonb;
+    n bigint;
+BEGIN
+    {items_sql} INTO items, n;
+    PERFORM mes_events_send('{kind}', TG_OP, items, n);
+    RETURN NULL;
+END
+$fn$;
+"""
+
+
+def _triggers(table: str, name: str) -> str:
+    # Transition tables allow one event per trigger: one for INSERT, one for UPDATE, same function.
+    return "".join(
+        f"CREATE TRIGGER {name}_{event.lower()} AFTER {event} ON {table} REFERENCING NEW TABLE AS changed "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {name}();\n"
+        for event in ("INSERT", "UPDATE")
+    )
+
 
 def upgrade() -> None:
-    op.execute("SELECT 1")  # placeholder: filled in by the issue's work
+    op.execute(SEND)
+    for table, name, kind, items_sql in SOURCES:
+        op.execute(_function(name, kind, items_sql))
+        op.execute(_triggers(table, name))
+    op.execute(
+        "CREATE INDEX process_runs_started_idx ON process_runs (process_id, start_time) WHERE status = 'STARTED'"
+    )
 
 
 def downgrade() -> None:
-    op.execute("SELECT 1")
+    op.execute("DROP INDEX IF EXISTS process_runs_started_idx")
+    for table, name, _kind, _sql in SOURCES:
+        for event in ("insert", "update"):
+            op.execute(f"DROP TRIGGER IF EXISTS {name}_{event} ON {table}")
+        op.execute(f"DROP FUNCTION IF EXISTS {name}()")
+    op.execute("DROP FUNCTION IF EXISTS mes_events_send(text, text, jsonb, bigint)")
