@@ -17,6 +17,7 @@ from cloud_api.domain.errors import DomainError
 from cloud_api.ingestor import faults
 from cloud_api.services.dead_letters import Letter
 from cloud_api.services.handlers import Answer, error_answer, handle_completion, handle_start
+from cloud_api.services.measurement_ingest import handle_measurement
 from cloud_api.services.print_results import handle_print_result
 from cloud_api.services.process_complete import CompletionSource
 from mes_contracts.completion import CompletionEvent
@@ -73,6 +74,8 @@ async def handle_envelope(db: Database, topic: str, parsed: ParsedTopic, envelop
         answer = await handle_completion(db, record, source, lang, faults.HOOKS)
     elif envelope.type is MessageType.LABEL_PRINT_RESULT and parsed.name == Name.PRINT_RESULT:
         answer = await handle_print_result(db, envelope.payload, station, envelope.message_id, lang)
+    elif envelope.type is MessageType.MEASUREMENT and parsed.name == Name.MEASUREMENT:
+        answer = await handle_measurement(db, envelope.payload, station, envelope.message_id, lang, faults.HOOKS)
     else:
         error = DomainError(ErrorCode.INVALID_REQUEST, {"type": envelope.type.value}, "unsupported message type")
         answer = error_answer(error, lang)
