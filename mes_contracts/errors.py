@@ -51,6 +51,9 @@ class ErrorCode(StrEnum):
     INVALID_FILE = "INVALID_FILE"
     # A curve file or a measurement batch that breaks the measurement contract (header, numbers, time order, size).
     INVALID_MEASUREMENT_DATA = "INVALID_MEASUREMENT_DATA"
+    # SPC (issue 14): too few values in the period to estimate limits; an alert id that does not exist.
+    SPC_NOT_ENOUGH_DATA = "SPC_NOT_ENOUGH_DATA"
+    ALERT_NOT_FOUND = "ALERT_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,10 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         "The file cannot be processed (not a regular file, too large, or unreadable)",
     ),
     ErrorCode.INVALID_MEASUREMENT_DATA: ErrorSpec(422, "측정 데이터가 올바르지 않습니다", "Invalid measurement data"),
+    ErrorCode.SPC_NOT_ENOUGH_DATA: ErrorSpec(
+        422, "관리한계를 계산할 데이터가 부족합니다", "Not enough data in the period to compute control limits"
+    ),
+    ErrorCode.ALERT_NOT_FOUND: ErrorSpec(404, "알림이 존재하지 않습니다", "The alert does not exist"),
 }
 
 SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
@@ -155,6 +162,8 @@ SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
     "printer_updated": ("프린터 정보가 변경되었습니다", "Printer updated"),
     "print_result_recorded": ("출력 결과가 등록되었습니다", "Print result recorded"),
     "samples_recorded": ("측정값이 저장되었습니다", "Samples stored"),
+    "spc_baseline_set": ("SPC 기준선이 등록되었습니다", "SPC baseline set"),
+    "alert_acknowledged": ("알림이 확인 처리되었습니다", "Alert acknowledged"),
 }
 
 
