@@ -118,6 +118,7 @@ def _start_services(stack: Stack) -> dict[str, str]:
         print(f"  {type(server).__name__:<16} 127.0.0.1:{server.port}  log {server.log_file}", flush=True)
     _progress("applying database migrations …")
     upgrade(postgres.owner_url, app_role=postgres.user)
+    print(f"  database: {_database_flavour(postgres)}", flush=True)
     _seed_workers(postgres.dsn)
     stack.accounts = local_accounts(postgres.url, stack.state_dir)  # first admin (printed once), simulator user
     env = {
@@ -137,6 +138,21 @@ def _start_services(stack: Stack) -> dict[str, str]:
 
 def _progress(text: str) -> None:
     print(f"mes up: {text}", flush=True)
+
+
+def _database_flavour(postgres: PostgresServer) -> str:
+    """ "TimescaleDB 2.28.3" or "plain PostgreSQL (…why)": what the analytics run on (README "Database")."""
+    import psycopg
+
+    from deploy.localstack import pg_timescale
+
+    with psycopg.connect(postgres.dsn) as conn:
+        flavour = pg_timescale.describe(conn)
+    if postgres.timescale:
+        return flavour
+    if postgres.timescale_mode == "plain":
+        return f"{flavour} ({pg_timescale.ENV_MODE}=plain)"
+    return f"{flavour} (TimescaleDB is not installed: deploy/setup.sh installs the bundle when it finds one)"
 
 
 def _seed_workers(dsn: str) -> None:

@@ -73,7 +73,7 @@ def installed(bin_dir: Path) -> bool:
     dirs = _pg_dirs(bin_dir)
     if dirs is None:  # no pg_config: Debian's layout (/usr/lib/postgresql/N/bin -> lib, /usr/share/postgresql/N)
         major = bin_dir.parent.name
-        dirs = (bin_dir.parent / "lib", bin_dir.parents[2] / "share" / "postgresql" / major)
+        dirs = (bin_dir.parent / "lib", bin_dir.parents[3] / "share" / "postgresql" / major)
     libdir, sharedir = dirs
     return (libdir / f"{EXTENSION}.so").is_file() and (sharedir / "extension" / f"{EXTENSION}.control").is_file()
 

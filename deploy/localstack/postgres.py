@@ -294,16 +294,21 @@ class PostgresServer(ManagedServer):
         """Preloaded: the database owner creates the extension (it is trusted), so migration 0001 finds it and
         makes hypertables. Plain: a database that already has TimescaleDB cannot work without the preload."""
         password = self.owner_password if self.owner is not None else self.password
+        refused = False
         with psycopg.connect(self._uri(owner, password), autocommit=True) as conn:
             if self.timescale:
                 conn.execute("SET client_min_messages = warning")  # not the extension's welcome banner
                 conn.execute(f"CREATE EXTENSION IF NOT EXISTS {pg_timescale.EXTENSION}")
             elif pg_timescale.has_extension(conn):
-                raise ServiceError(
-                    f"database {self.database} uses TimescaleDB but this server was started without it "
-                    f"({self.timescale_mode} mode): start it with TimescaleDB (unset {pg_timescale.ENV_MODE}) "
-                    "or use a new state dir"
-                )
+                refused = True
+        if refused:
+            if self._proc is not None:  # started here just now: do not leave a server behind that cannot work
+                self.stop()
+            raise ServiceError(
+                f"database {self.database} uses TimescaleDB but this server was started without it "
+                f"({self.timescale_mode} mode): start it with TimescaleDB (unset {pg_timescale.ENV_MODE}) "
+                "or use a new state dir"
+            )
 
     @property
     def flavour(self) -> str:
