@@ -1,6 +1,22 @@
 #!/usr/bin/env bash
 # One command: install what is missing, then run the whole MES locally with a simulated line.
+# `./run.sh --station-ui all` (or `--station-ui st03`) also opens the operator's station window(s) when a display
+# exists; every other argument goes to `mes up`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 bash deploy/setup.sh --run
-exec .venv/bin/mes up "$@"
+windows=""
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --station-ui) windows="${2:-all}"; shift; [ $# -gt 0 ] && shift ;;
+    --station-ui=*) windows="${1#--station-ui=}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+if [ -n "$windows" ]; then
+  # The windows wait for this very process (exec keeps the pid) to write stations.json, and close when it ends.
+  if [ "$windows" = "all" ]; then which=(--all); else which=(--station "$windows"); fi
+  .venv/bin/mes station-ui "${which[@]}" --stack-pid $$ &
+fi
+exec .venv/bin/mes up ${args[@]+"${args[@]}"}

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from edge_gateway.activity import StationActivity
 from edge_gateway.firmware_sync import FirmwareSyncer
 from edge_gateway.health import Health
 from edge_gateway.local_api import LocalServer, bind_loopback, create_app
@@ -22,6 +23,7 @@ from edge_gateway.start_relay import StartRelay
 from edge_gateway.station_status import StationReporter, StatusView
 from edge_gateway.tasks import cancel_and_wait
 from edge_gateway.watcher import PendingWatcher
+from edge_gateway.window_api import WindowSources
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +93,19 @@ async def run_gateway(settings: GatewaySettings) -> None:
     sock = bind_loopback(settings.local_host, settings.local_port)  # a taken port fails before anything opens
     await pipeline.open()  # outbox first: restart reconciliation happens before any file is looked at
     await print_queue.open()  # jobs interrupted by a crash are settled before any new one is taken
-    relay = StartRelay(
-        link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable, _firmware_syncer(settings)
+    firmware = _firmware_syncer(settings)
+    relay = StartRelay(link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable, firmware)
+    status = StatusView(settings, pipeline, reporter, print_queue)
+    window = WindowSources(
+        settings.work_dir,
+        status,
+        StationActivity(),
+        link.alerts,
+        settings.print_queue_file,
+        firmware,
+        settings.api_base_url,
     )
-    server = LocalServer(create_app(relay, StatusView(settings, pipeline, reporter, print_queue)), sock)
+    server = LocalServer(create_app(relay, status, window), sock)
     watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
     logger.info(
         "gateway %s for %s: work dir %s, outbox %d record(s), broker %s:%s, local API http://%s:%s",

@@ -300,6 +300,11 @@ class FirmwareSyncer:
     timeout_s: float = 30.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
+    @property
+    def busy(self) -> bool:
+        """A sync (download) is running now: the station window shows DOWNLOADING."""
+        return self._lock.locked()
+
     async def sync(self, firmware_info: dict[str, Any]) -> SyncResult:
         async with self._lock:
             return await sync_firmware(
@@ -320,8 +325,18 @@ class FirmwareSyncer:
             return body
         try:
             result = await self.sync(data["firmware_info"])
-            outcome: dict[str, Any] = {"status": "READY", "version": result.version, "action": result.action}
+            outcome: dict[str, Any] = {
+                "status": "READY",
+                "version": result.version,
+                "action": result.action,
+                "attempts": result.attempts,
+            }
         except FirmwareSyncFailed as error:
             logger.error("firmware sync failed: %s", error.reason)
-            outcome = {"status": "ERROR", "version": error.version, "message": error.operator_message}
+            outcome = {
+                "status": "ERROR",
+                "version": error.version,
+                "message": error.operator_message,
+                "attempts": error.attempts,
+            }
         return {**body, "data": {**data, "firmware_sync": outcome}}

@@ -1,4 +1,4 @@
-"""Loopback HTTP interface for the station window and the simulator: POST /start and GET /status."""
+"""Loopback HTTP interface for the station window and the simulator: POST /start, GET /status and /window/*."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from edge_gateway.activity import StationActivity
 from edge_gateway.start_relay import StartRelay, error_answer
+from edge_gateway.window_api import WindowSources
+from edge_gateway.window_api import routes as window_routes
 from mes_contracts.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -25,9 +28,17 @@ StatusSource = Callable[[], Awaitable[dict[str, Any]]]
 SHUTDOWN_GRACE_S = 3
 
 
-def create_app(relay: StartRelay, status: StatusSource) -> Starlette:
+def create_app(relay: StartRelay, status: StatusSource, window: WindowSources | None = None) -> Starlette:
+    activity: StationActivity | None = window.activity if window is not None else None
+
     async def start(request: Request) -> JSONResponse:
-        http_status, body = await relay.start(await request.body())
+        raw = await request.body()
+        http_status, body = await relay.start(raw)
+        if activity is not None:
+            try:
+                activity.record_start(raw, http_status, body)
+            except Exception:  # the answer reaches the station whatever the day book thinks of it
+                logger.exception("start answer not noted for the station window")
         return JSONResponse(body, status_code=http_status)
 
     async def get_status(request: Request) -> JSONResponse:
@@ -48,7 +59,11 @@ def create_app(relay: StartRelay, status: StatusSource) -> Starlette:
         return JSONResponse(body, status_code=http_status)
 
     return Starlette(
-        routes=[Route("/start", start, methods=["POST"]), Route("/status", get_status, methods=["GET"])],
+        routes=[
+            Route("/start", start, methods=["POST"]),
+            Route("/status", get_status, methods=["GET"]),
+            *(window_routes(window) if window is not None else []),
+        ],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
 

@@ -14,6 +14,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_gateway.alerts_board import AlertBoard
 from edge_gateway.health import Health
 from edge_gateway.ports import NotConnected, ReplyTimeout
 from edge_gateway.replies import PendingReplies, decode_reply
@@ -57,6 +58,7 @@ class MqttLink:
         self._seq = seq or itertools.count().__next__
         self._will = will
         self.health = health or Health()
+        self.alerts = AlertBoard()  # the centre's alerts for the station window
         self._connected = False
         self._client: aiomqtt.Client | None = None
         self._publish_template: Any = Properties(PacketTypes.PUBLISH)

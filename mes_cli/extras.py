@@ -42,7 +42,7 @@ _ROLE = {"central": "the central server's", "station": "the station's"}
 # Checked before settings are read, so a station PC typing `mes api` learns what to install, not which MES_* is unset.
 COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("api", "ingest", "routes", "db", "worker", "audit", "user", "printer", "station"), ("central",)),
-    **dict.fromkeys(("gateway", "simulate"), ("station",)),
+    **dict.fromkeys(("gateway", "simulate", "station-ui"), ("station",)),
     "up": ("central", "station"),  # the whole system on one machine
 }
 # What each extra provides that its commands import first (a representative set, not the whole extra).

@@ -23,6 +23,7 @@ from mes_cli.logging_setup import configure_logging
 from mes_cli.printer_emulator import printer_emulator_command
 from mes_cli.printers import printer_app
 from mes_cli.stations import station_app
+from mes_cli.station_window import station_ui_command
 from mes_cli.users import user_app
 
 app = typer.Typer(
@@ -40,8 +41,9 @@ app.add_typer(printer_app, name="printer")
 app.add_typer(station_app, name="station")
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
+app.command("station-ui")(station_ui_command)
 _SETTINGS_PREFIX = {"GatewaySettings": "MES_GW_"}  # every other settings class reads MES_*
-_NO_LOCAL_ENV = frozenset({"up", "gateway", "simulate", "printer-emulator"})
+_NO_LOCAL_ENV = frozenset({"up", "gateway", "simulate", "printer-emulator", "station-ui"})
 _env_file: Path | None = None  # the local stack's settings file this command read, if any
 
 

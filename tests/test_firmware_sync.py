@@ -209,9 +209,11 @@ async def test_syncer_annotates_only_firmware_start_answers(centre: FakeCentre, 
         "data": {"process_id": "PROC-004", "firmware_info": info_for(centre.payload)},
     }
     synced = await syncer.after_start(answer)
-    assert synced["data"]["firmware_sync"] == {"status": "READY", "version": VERSION, "action": "downloaded"}
+    expected = {"status": "READY", "version": VERSION, "action": "downloaded", "attempts": 1}
+    assert synced["data"]["firmware_sync"] == expected
     centre.mode, centre.bad_answers = "corrupt", 99
     (tmp_path / "firmware" / "firmware_v1.2.3.bin").write_bytes(b"damaged")
     failed = await syncer.after_start(answer)
     assert failed["data"]["firmware_sync"]["status"] == "ERROR"
+    assert failed["data"]["firmware_sync"]["attempts"] == 3  # the station window says so after three
     assert failed["data"]["firmware_sync"]["message"].startswith("펌웨어 v1.2.3 다운로드에 실패했습니다")

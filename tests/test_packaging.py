@@ -46,7 +46,7 @@ CENTRAL_ONLY = (
     "jinja2",
 )
 STATION_ONLY = ("watchdog", "httpx", "serial", "ttkbootstrap")
-STATION_PACKAGES = ("edge_gateway", "mes_contracts", "line_simulator", "printer_emulator")
+STATION_PACKAGES = ("edge_gateway", "mes_contracts", "line_simulator", "printer_emulator", "station_ui")
 OUR_PACKAGES = frozenset(
     {
         "mes_contracts",
