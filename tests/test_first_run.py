@@ -124,6 +124,22 @@ def test_each_gateway_has_a_live_download_token_and_the_demo_firmware_is_active(
     assert "demo firmware v1.0.0 uploaded and activated" in up.output()
 
 
+def test_up_uses_timescaledb_when_installed_and_says_which_database(up: Up) -> None:
+    """Issue 14: `mes up` preloads TimescaleDB when its files are installed (MES_TEST_POSTGRES=plain: never)."""
+    from deploy.localstack import pg_timescale
+    from deploy.localstack.common import find_binary
+
+    installed = pg_timescale.installed(Path(find_binary("postgres")).resolve().parent)
+    expect = installed and pg_timescale.mode_from_env() != "plain"
+    dsn = read_env_file(up.state_dir / "mes.env")["MES_DATABASE_URL"].replace("+psycopg", "")
+    with psycopg.connect(dsn) as conn:
+        assert pg_timescale.has_extension(conn) == expect
+        hypertable = conn.execute("SELECT to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL").fetchone()
+    assert hypertable == (expect,)
+    banner = [line for line in up.output().splitlines() if line.strip().startswith("database:")]
+    assert len(banner) == 1 and ("TimescaleDB 2." in banner[0]) == expect, banner
+
+
 def test_cli_without_settings_says_in_one_line_what_to_set(tmp_path: Path) -> None:
     empty = tmp_path / ".state"
     empty.mkdir()
