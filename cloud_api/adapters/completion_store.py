@@ -21,24 +21,44 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cloud_api.adapters.workers_sql import active_worker
 from cloud_api.audit.sql import insert_from_json
 from cloud_api.domain.completion import Accepted, LotForCompletion, StoredAnswer, Written
+from cloud_api.domain.genealogy import STATUS_ORDER, named_serial, serial_effect
 from cloud_api.domain.lots import LotStatus
 from cloud_api.domain.measurements import extract_measurements
 
 RESULT_COLUMNS = (
     "run_id bigint, lot_id bigint, process_id text, message_id uuid, source_station text, source_file_name text, "
     "source_sha256 text, worker_id text, start_time timestamptz, complete_time timestamptz, result text, "
-    "failure_reasons jsonb, process_data jsonb, replay boolean, n integer"
+    "failure_reasons jsonb, process_data jsonb, replay boolean, n integer, serial_number text"
+)
+# Serial genealogy (domain/genealogy.py): statuses only rise along this order, so a batch's effects fold into the
+# highest one per serial and one UPDATE applies them; every change leaves a serial_status_history row.
+SERIAL_RANKS = "ARRAY[" + ", ".join(f"'{s.value}'" for s in STATUS_ORDER) + "]"
+SERIAL_CTES = (
+    "effects AS (SELECT x.*, results.id AS result_id FROM jsonb_to_recordset(CAST(:serials AS jsonb)) "
+    "AS x(n integer, lot_id bigint, serial_number text, status text, rank integer, cause text, process_id text, "
+    "message_id uuid) JOIN results ON results.message_id = x.message_id), "
+    "serial_targets AS (SELECT DISTINCT ON (s.id) s.id, s.status AS old, e.status AS new, e.process_id, e.cause, "
+    "e.result_id, e.message_id FROM effects e JOIN serials s ON s.lot_id = e.lot_id "
+    "AND (e.serial_number IS NULL OR s.serial_number = e.serial_number) "
+    f"WHERE e.rank > array_position({SERIAL_RANKS}, CAST(s.status AS text)) ORDER BY s.id, e.rank DESC, e.n DESC), "
+    "serials_changed AS (UPDATE serials s SET status = t.new FROM serial_targets t WHERE s.id = t.id "
+    "RETURNING s.id), "
+    "serial_history AS (INSERT INTO serial_status_history (serial_id, from_status, to_status, process_id, cause, "
+    "result_id, message_id) SELECT t.id, t.old, t.new, t.process_id, t.cause, t.result_id, t.message_id "
+    "FROM serial_targets t JOIN serials_changed c ON c.id = t.id)"
 )
 # Results, component LOTs, runs, LOT transitions, audit rows and the stored answers: one statement, one round trip.
 WRITE_SQL = text(
     "WITH results AS (INSERT INTO process_results (run_id, lot_id, process_id, message_id, source_station, "
     "source_file_name, source_sha256, worker_id, start_time, complete_time, result, failure_reasons, process_data, "
-    "replay) SELECT run_id, lot_id, process_id, message_id, source_station, source_file_name, source_sha256, "
-    "worker_id, start_time, complete_time, result, failure_reasons, process_data, replay "
-    f"FROM jsonb_to_recordset(CAST(:results AS jsonb)) AS x({RESULT_COLUMNS}) ORDER BY n "
-    "RETURNING id, message_id), "
-    "components AS (INSERT INTO component_lots (lot_id, result_id, process_id, component_kind, component_lot) "
-    "SELECT x.lot_id, results.id, x.process_id, x.kind, x.lot FROM jsonb_to_recordset(CAST(:components AS jsonb)) "
+    "replay, serial_id) SELECT x.run_id, x.lot_id, x.process_id, x.message_id, x.source_station, x.source_file_name, "
+    "x.source_sha256, x.worker_id, x.start_time, x.complete_time, x.result, x.failure_reasons, x.process_data, "
+    f"x.replay, s.id FROM jsonb_to_recordset(CAST(:results AS jsonb)) AS x({RESULT_COLUMNS}) "
+    "LEFT JOIN serials s ON s.serial_number = x.serial_number AND s.lot_id = x.lot_id ORDER BY x.n "
+    "RETURNING id, message_id, serial_id), "
+    "components AS (INSERT INTO component_lots (lot_id, serial_id, result_id, process_id, component_kind, "
+    "component_lot) SELECT x.lot_id, results.serial_id, results.id, x.process_id, x.kind, x.lot "
+    "FROM jsonb_to_recordset(CAST(:components AS jsonb)) "
     "AS x(message_id uuid, lot_id bigint, process_id text, kind text, lot text, n integer) "
     "JOIN results ON results.message_id = x.message_id ORDER BY x.n), "
     "runs AS (UPDATE process_runs r SET status = 'COMPLETED', complete_time = COALESCE(r.complete_time, x.t), "
@@ -57,18 +77,21 @@ WRITE_SQL = text(
     "response = x.response FROM jsonb_to_recordset(CAST(:messages AS jsonb)) "
     "AS x(message_id uuid, outcome text, http_status integer, response jsonb) WHERE p.message_id = x.message_id "
     "RETURNING p.message_id, p.response), "
-    f"audited AS ({insert_from_json('audit')}) "
-    "SELECT message_id, id AS result_id, NULL AS response FROM results "
-    "UNION ALL SELECT message_id, NULL, response FROM answered"
+    f"audited AS ({insert_from_json('audit')}), "
+    f"{SERIAL_CTES} "
+    "SELECT message_id, id AS result_id, serial_id, NULL AS response FROM results "
+    "UNION ALL SELECT message_id, NULL, NULL, response FROM answered"
 )
 MEASUREMENT_SQL = text(
-    "INSERT INTO measurements (time, lot_id, process_id, result_id, test_point_id, characteristic, value, unit, "
-    "target, tolerance, lower_limit, upper_limit, result) SELECT time, lot_id, process_id, result_id, test_point_id, "
-    "characteristic, value, unit, target, tolerance, lower_limit, upper_limit, result "
-    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(time timestamptz, lot_id bigint, process_id text, "
+    "INSERT INTO measurements (time, lot_id, serial_id, process_id, result_id, test_point_id, characteristic, value, "
+    "unit, target, tolerance, lower_limit, upper_limit, result, station) SELECT time, lot_id, serial_id, process_id, "
+    "result_id, test_point_id, characteristic, value, unit, target, tolerance, lower_limit, upper_limit, result, "
+    "station "
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(time timestamptz, lot_id bigint, serial_id bigint, "
+    "process_id text, "
     "result_id bigint, test_point_id text, characteristic text, value double precision, unit text, "
     "target double precision, tolerance double precision, lower_limit double precision, "
-    "upper_limit double precision, result text)"
+    "upper_limit double precision, result text, station text)"
 )
 
 # LOT row (locked), its run of the process, worker check and whether the file was stored: one round trip.
@@ -130,16 +153,20 @@ async def write(
             "lots": _json(lot_rows(accepted)),
             "messages": _json(message_rows(answers)),
             "audit": audit,
+            "serials": _json(serial_rows(accepted)),
         },
     )
     result_ids: dict[uuid.UUID, int] = {}
+    serial_ids: dict[uuid.UUID, int] = {}
     responses: dict[uuid.UUID, dict[str, Any]] = {}
     for row in rows:
         if row.result_id is not None:
             result_ids[row.message_id] = int(row.result_id)
+            if row.serial_id is not None:
+                serial_ids[row.message_id] = int(row.serial_id)
         else:
             responses[row.message_id] = row.response
-    measurements = measurement_rows(accepted, result_ids)
+    measurements = measurement_rows(accepted, result_ids, serial_ids)
     if measurements:
         await conn.execute(MEASUREMENT_SQL, {"rows": _json(measurements)})
     return Written(result_ids, responses)
@@ -170,9 +197,37 @@ def result_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
             "failure_reasons": a.typed.failure_reasons(),
             "process_data": a.record.stored_process_data(),
             "replay": a.source.replay,
+            "serial_number": serial_of(a),
         }
         for n, a in enumerate(accepted)
     ]
+
+
+def serial_of(a: Accepted) -> str | None:
+    """The serial a completion names (unit-level result), or None for a LOT-level one."""
+    return named_serial(a.record.model_extra, a.record.process_data)
+
+
+def serial_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
+    """Serial status effects (domain/genealogy.py), applied by WRITE_SQL's serial CTEs."""
+    rows = []
+    for n, a in enumerate(accepted):
+        effect = serial_effect(a.record.process_id, a.verdict, serial_of(a))
+        if effect is None:
+            continue
+        rows.append(
+            {
+                "n": n,
+                "lot_id": a.lot_id,
+                "serial_number": effect.serial_number,
+                "status": effect.status.value,
+                "rank": effect.rank,
+                "cause": effect.cause,
+                "process_id": a.record.process_id,
+                "message_id": str(a.source.message_id),
+            }
+        )
+    return rows
 
 
 def component_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
@@ -190,11 +245,15 @@ def component_rows(accepted: Sequence[Accepted]) -> list[dict[str, Any]]:
     ]
 
 
-def measurement_rows(accepted: Sequence[Accepted], result_ids: dict[uuid.UUID, int]) -> list[dict[str, Any]]:
+def measurement_rows(
+    accepted: Sequence[Accepted], result_ids: dict[uuid.UUID, int], serial_ids: dict[uuid.UUID, int] | None = None
+) -> list[dict[str, Any]]:
+    serial_ids = serial_ids or {}
     return [
         {
             "time": m.time.isoformat(),
             "lot_id": a.lot_id,
+            "serial_id": serial_ids.get(a.source.message_id),
             "process_id": a.record.process_id,
             "result_id": result_ids[a.source.message_id],
             "test_point_id": m.test_point_id,
@@ -206,6 +265,7 @@ def measurement_rows(accepted: Sequence[Accepted], result_ids: dict[uuid.UUID, i
             "lower_limit": m.lower_limit,
             "upper_limit": m.upper_limit,
             "result": m.result,
+            "station": a.source.station,  # denormalised for the per-station rollups (migration 0010, H5)
         }
         for a in accepted
         for m in extract_measurements(a.typed, a.record.complete_time)

@@ -1,0 +1,201 @@
+"""Trace reads (issue 13): one SQL statement per answer, built with json_agg; read-only, no writer here.
+
+Each `*_sql()` returns the statement so a bench can `EXPLAIN ANALYZE` exactly what the API runs
+(bench/README.md "Trace query plans"); each `fetch_*` runs it and returns the JSON document (None: not found).
+Times come back as ISO text in the session's zone; services/trace.py turns them into the factory's zone.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+# Process names in the caller's language (:lang 'ko' | 'en').
+PROCESS_NAME = "CASE WHEN :lang = 'en' THEN ps.name_en ELSE ps.name_ko END"
+OUT_OF_LIMITS = "(m.value < m.lower_limit OR m.value > m.upper_limit)"
+MEASUREMENT = (
+    "json_build_object('time', m.time, 'test_point_id', m.test_point_id, 'characteristic', m.characteristic, "
+    "'value', m.value, 'unit', m.unit, 'target', m.target, 'tolerance', m.tolerance, 'lower_limit', m.lower_limit, "
+    f"'upper_limit', m.upper_limit, 'result', m.result, 'out_of_limits', COALESCE({OUT_OF_LIMITS}, false))"
+)
+# Firmware flashed at PROC-004: the version the station reported, with the registry's MD5 (null if unknown).
+FIRMWARE = (
+    "CASE WHEN pr.process_id = 'PROC-004' THEN (SELECT json_build_object('version', "
+    "pr.process_data->>'firmware_version', 'md5_hash', fv.md5_hash, 'filename', fv.filename, 'file_size', "
+    "fv.file_size, 'target_mcu', fv.target_mcu) FROM (VALUES (1)) AS one(x) LEFT JOIN firmware_versions fv "
+    "ON fv.version IN (pr.process_data->>'firmware_version', 'v' || (pr.process_data->>'firmware_version')) "
+    "LIMIT 1) END"
+)
+RESULT = (
+    "json_build_object('result_id', pr.id, 'level', CASE WHEN pr.serial_id IS NULL THEN 'LOT' ELSE 'UNIT' END, "
+    "'serial_number', (SELECT u.serial_number FROM serials u WHERE u.id = pr.serial_id), 'result', pr.result, "
+    "'failure_reasons', pr.failure_reasons, 'worker_id', pr.worker_id, 'station', pr.source_station, "
+    "'file_name', pr.source_file_name, 'start_time', pr.start_time, 'complete_time', pr.complete_time, "
+    "'recorded_at', pr.recorded_at, 'process_data', pr.process_data, "
+    f"'measurements', (SELECT COALESCE(json_agg({MEASUREMENT} ORDER BY m.time, m.test_point_id, m.characteristic), "
+    "'[]') FROM measurements m WHERE m.result_id = pr.id), "
+    "'component_lots', (SELECT COALESCE(json_agg(json_build_object('component_kind', c.component_kind, "
+    "'component_lot', c.component_lot) ORDER BY c.id), '[]') FROM component_lots c "
+    "WHERE c.lot_id = pr.lot_id AND c.result_id = pr.id), "
+    f"'firmware', {FIRMWARE})"
+)
+LOT = (
+    "json_build_object('lot_number', l.lot_number, 'product_model', pm.model_name, 'model_code', pm.model_code, "
+    "'target_quantity', l.target_quantity, 'shift', l.shift, 'production_date', l.production_date, "
+    "'status', l.status, 'created_by', l.created_by, 'created_at', l.created_at)"
+)
+LABEL = (
+    "json_build_object('job_id', j.job_id, 'label_type', j.label_type, 'serial_number', "
+    "(SELECT u.serial_number FROM serials u WHERE u.id = j.serial_id), 'printer_id', j.printer_id, "
+    "'reprint', j.reprint, 'reason', j.reason, 'worker_id', j.worker_id, 'requested_by', j.requested_by, "
+    "'status', j.status, 'requested_at', j.created_at, 'printed_at', j.printed_at)"
+)
+
+
+def _processes(lot_id: str, result_filter: str) -> str:
+    """The 8 processes of a LOT in route order with their LOT-level run and the results `result_filter` keeps."""
+    return (
+        f"(SELECT json_agg(json_build_object('process_id', ps.process_id, 'process_name', {PROCESS_NAME}, "
+        "'sequence', ps.sequence, 'status', COALESCE(r.status, 'NOT_STARTED'), 'work_order_id', r.work_order_id, "
+        "'start_time', r.start_time, 'start_worker_id', r.start_worker_id, 'start_station', r.start_source, "
+        "'complete_time', r.complete_time, 'complete_worker_id', r.complete_worker_id, 'result', r.result, "
+        "'completion_count', COALESCE(r.completion_count, 0), "
+        f"'results', (SELECT COALESCE(json_agg({RESULT} ORDER BY pr.complete_time, pr.id), '[]') "
+        f"FROM process_results pr WHERE pr.lot_id = {lot_id} AND pr.process_id = ps.process_id AND {result_filter})"
+        ") ORDER BY ps.sequence) FROM process_steps ps LEFT JOIN process_runs r "
+        f"ON r.lot_id = {lot_id} AND r.process_id = ps.process_id AND r.serial_id IS NULL)"
+    )
+
+
+def _lot_history(lot_id: str) -> str:
+    return (
+        "(SELECT COALESCE(json_agg(json_build_object('from_status', h.from_status, 'to_status', h.to_status, "
+        "'changed_at', h.changed_at, 'actor', h.actor, 'reason', h.reason) ORDER BY h.changed_at, h.id), '[]') "
+        f"FROM lot_status_history h WHERE h.lot_id = {lot_id})"
+    )
+
+
+def _serial_history(serial_id: str) -> str:
+    return (
+        "(SELECT COALESCE(json_agg(json_build_object('from_status', h.from_status, 'to_status', h.to_status, "
+        "'changed_at', h.changed_at, 'process_id', h.process_id, 'cause', h.cause, 'message_id', h.message_id) "
+        f"ORDER BY h.changed_at, h.id), '[]') FROM serial_status_history h WHERE h.serial_id = {serial_id})"
+    )
+
+
+def _components(lot_id: str, serial_filter: str) -> str:
+    return (
+        "(SELECT COALESCE(json_agg(json_build_object('process_id', c.process_id, 'component_kind', "
+        "c.component_kind, 'component_lot', c.component_lot, 'serial_number', "
+        "(SELECT u.serial_number FROM serials u WHERE u.id = c.serial_id)) ORDER BY c.id), '[]') "
+        f"FROM component_lots c WHERE c.lot_id = {lot_id} AND {serial_filter})"
+    )
+
+
+def serial_trace_sql() -> TextClause:
+    """:serial, :lang → the serial, its LOT, history, 8 processes (LOT-level + its own results), labels."""
+    return text(
+        "SELECT json_build_object('serial', json_build_object('serial_number', s.serial_number, 'sequence', "
+        "s.sequence, 'status', s.status, 'created_at', s.created_at), "
+        f"'status_history', {_serial_history('s.id')}, "
+        f"'lot', (SELECT {LOT} FROM lots l JOIN product_models pm ON pm.id = l.product_model_id "
+        "WHERE l.id = s.lot_id), "
+        f"'processes', {_processes('s.lot_id', '(pr.serial_id IS NULL OR pr.serial_id = s.id)')}, "
+        f"'component_lots', {_components('s.lot_id', '(c.serial_id IS NULL OR c.serial_id = s.id)')}, "
+        f"'labels', (SELECT COALESCE(json_agg({LABEL} ORDER BY j.created_at, j.queue_seq), '[]') "
+        "FROM label_print_jobs j WHERE j.serial_id = s.id)) "
+        "FROM serials s WHERE s.serial_number = :serial"
+    )
+
+
+def lot_trace_sql() -> TextClause:
+    """:lot, :lang → the LOT, its history, 8 processes with every result, its serials with status, labels."""
+    return text(
+        f"SELECT json_build_object('lot', {LOT}, 'status_history', {_lot_history('l.id')}, "
+        f"'processes', {_processes('l.id', 'true')}, "
+        f"'component_lots', {_components('l.id', 'true')}, "
+        "'serials', (SELECT COALESCE(json_agg(json_build_object('serial_number', se.serial_number, 'sequence', "
+        "se.sequence, 'status', se.status, 'created_at', se.created_at, 'failed_process', "
+        "(SELECT f.process_id FROM process_results f WHERE f.serial_id = se.id AND f.result = 'FAIL' "
+        "ORDER BY f.complete_time DESC, f.id DESC LIMIT 1)) ORDER BY se.sequence), '[]') "
+        "FROM serials se WHERE se.lot_id = l.id), "
+        f"'labels', (SELECT COALESCE(json_agg({LABEL} ORDER BY j.created_at, j.queue_seq), '[]') "
+        "FROM label_print_jobs j WHERE j.lot_id = l.id)) "
+        "FROM lots l JOIN product_models pm ON pm.id = l.product_model_id WHERE l.lot_number = :lot"
+    )
+
+
+def recall_sql() -> TextClause:
+    """:lot, :kind (NULL: any kind), :lang → every LOT (and its serials) that consumed that component lot."""
+    return text(
+        "WITH used AS (SELECT DISTINCT ON (c.lot_id, c.serial_id, c.component_kind) c.lot_id, c.serial_id, "
+        "c.component_kind, c.process_id, c.result_id FROM component_lots c WHERE c.component_lot = :lot "
+        "AND (CAST(:kind AS text) IS NULL OR c.component_kind = :kind) ORDER BY c.lot_id, c.serial_id, "
+        "c.component_kind, c.id) "
+        "SELECT COALESCE(json_agg(json_build_object('lot_number', l.lot_number, 'lot_status', l.status, "
+        "'production_date', l.production_date, 'product_model', pm.model_name, 'component_kind', u.component_kind, "
+        f"'process_id', u.process_id, 'process_name', {PROCESS_NAME}, 'consumed_at', pr.complete_time, "
+        "'worker_id', pr.worker_id, 'station', pr.source_station, "
+        "'serials', (SELECT COALESCE(json_agg(json_build_object('serial_number', se.serial_number, 'status', "
+        "se.status) ORDER BY se.sequence), '[]') FROM serials se WHERE se.lot_id = u.lot_id "
+        "AND (u.serial_id IS NULL OR se.id = u.serial_id))) ORDER BY l.production_date, l.lot_number), '[]') "
+        "FROM used u JOIN lots l ON l.id = u.lot_id JOIN product_models pm ON pm.id = l.product_model_id "
+        "JOIN process_steps ps ON ps.process_id = u.process_id "
+        "LEFT JOIN process_results pr ON pr.id = u.result_id"
+    )
+
+
+def defects_sql() -> TextClause:
+    """:from, :to, :process (NULL: all), :limit, :lang → FAIL results with cause, counts by process and cause."""
+    return text(
+        "WITH f AS (SELECT pr.id, pr.lot_id, pr.serial_id, pr.process_id, pr.worker_id, pr.source_station, "
+        "pr.complete_time, pr.failure_reasons, pr.run_id FROM process_results pr WHERE pr.result = 'FAIL' "
+        "AND pr.complete_time >= :from AND pr.complete_time < :to "
+        "AND (CAST(:process AS text) IS NULL OR pr.process_id = :process)), "
+        "page AS (SELECT * FROM f ORDER BY complete_time DESC, id DESC LIMIT :limit) "
+        "SELECT json_build_object('total', (SELECT count(*) FROM f), "
+        "'by_process', (SELECT COALESCE(json_agg(json_build_object('process_id', x.process_id, 'count', x.n) "
+        "ORDER BY x.process_id), '[]') FROM (SELECT process_id, count(*) AS n FROM f GROUP BY process_id) x), "
+        "'by_cause', (SELECT COALESCE(json_agg(json_build_object('process_id', x.process_id, 'cause', x.cause, "
+        "'count', x.n) ORDER BY x.n DESC, x.process_id, x.cause), '[]') FROM (SELECT f.process_id, "
+        "COALESCE(r.reason, 'unknown') AS cause, count(*) AS n FROM f LEFT JOIN LATERAL "
+        "jsonb_array_elements_text(f.failure_reasons) AS r(reason) ON true GROUP BY 1, 2) x), "
+        "'defects', (SELECT COALESCE(json_agg(json_build_object('result_id', p.id, 'lot_number', l.lot_number, "
+        "'serial_number', se.serial_number, 'process_id', p.process_id, 'process_name', "
+        f"{PROCESS_NAME}, 'worker_id', p.worker_id, 'start_worker_id', r.start_worker_id, "
+        "'station', p.source_station, 'complete_time', p.complete_time, 'failure_reasons', p.failure_reasons, "
+        f"'measurements', (SELECT COALESCE(json_agg({MEASUREMENT} ORDER BY m.time, m.test_point_id), '[]') "
+        f"FROM measurements m WHERE m.result_id = p.id AND (m.result = 'FAIL' OR COALESCE({OUT_OF_LIMITS}, false)))) "
+        "ORDER BY p.complete_time DESC, p.id DESC), '[]') FROM page p JOIN lots l ON l.id = p.lot_id "
+        "JOIN process_steps ps ON ps.process_id = p.process_id LEFT JOIN serials se ON se.id = p.serial_id "
+        "LEFT JOIN process_runs r ON r.id = p.run_id))"
+    )
+
+
+def _document(value: Any) -> Any:
+    # psycopg decodes json itself; another driver may hand back the text.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def fetch_serial_trace(conn: AsyncConnection, serial_number: str, lang: str) -> dict[str, Any] | None:
+    return _document((await conn.execute(serial_trace_sql(), {"serial": serial_number, "lang": lang})).scalar())
+
+
+async def fetch_lot_trace(conn: AsyncConnection, lot_number: str, lang: str) -> dict[str, Any] | None:
+    return _document((await conn.execute(lot_trace_sql(), {"lot": lot_number, "lang": lang})).scalar())
+
+
+async def fetch_recall(conn: AsyncConnection, component_lot: str, kind: str | None, lang: str) -> list[Any]:
+    params = {"lot": component_lot, "kind": kind, "lang": lang}
+    return list(_document((await conn.execute(recall_sql(), params)).scalar()) or [])
+
+
+async def fetch_defects(
+    conn: AsyncConnection, start: datetime, end: datetime, process_id: str | None, limit: int, lang: str
+) -> dict[str, Any]:
+    params = {"from": start, "to": end, "process": process_id, "limit": limit, "lang": lang}
+    return dict(_document((await conn.execute(defects_sql(), params)).scalar()))
