@@ -48,6 +48,9 @@ if [ "$(id -u)" = "0" ] && have systemctl; then
   for svc in mosquitto redis-server; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 
+# TimescaleDB from the prebuilt bundle when one is at hand, else plain PostgreSQL (not an error).
+bash deploy/setup_timescaledb.sh
+
 python3 - <<'PY'
 import sys
 if sys.version_info < (3, 11):
