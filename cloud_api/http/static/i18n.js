@@ -1,0 +1,60 @@
+// Console texts: Korean (default, the factory's language) and English. t(key) picks the current language.
+const TEXT = {
+  ko: {
+    title: "Withforce MES 관리 콘솔", navBoard: "오늘 현황", navLots: "LOT", navSerial: "시리얼 추적", navRecall: "리콜 검색",
+    navDefects: "불량", navLabels: "라벨", live: "실시간", logout: "로그아웃", login: "로그인", username: "아이디",
+    password: "비밀번호", loginButton: "로그인", changeTitle: "새 비밀번호를 정하세요", current: "현재(임시) 비밀번호",
+    newPassword: "새 비밀번호 (10자 이상)", changeButton: "비밀번호 변경",
+    boardTitle: "오늘 생산 현황", productionDay: "생산일", shiftAll: "전체", started: "착공", completed: "완공",
+    passed: "합격", failed: "불합격", inProgress: "진행 중", fpy: "직행률(FPY)", unitsPerHour: "시간당 생산(대)",
+    unitsDone: "완성(대)", lotsCreated: "생성 LOT", perProcess: "공정별", lotsInProgress: "진행 중인 LOT",
+    process: "공정", current: "현재 공정", progress: "진행률", state: "상태", waiting: "대기", running: "작업 중",
+    updated: "갱신", noLots: "진행 중인 LOT이 없습니다", lots: "LOT 목록", create: "LOT 생성", model: "제품 모델",
+    quantity: "목표 수량", shift: "교대조", createButton: "LOT 생성", status: "상태", created: "생성 시각",
+    lotTrace: "LOT 추적", find: "조회", workOrder: "작업지시", startWorker: "착공 작업자", completeWorker: "완공 작업자",
+    start: "착공", complete: "완공", result: "결과", reasons: "불량 원인", station: "스테이션", serials: "시리얼",
+    components: "부품 LOT", labels: "라벨 이력", history: "상태 이력", close: "LOT 종료", closeReason: "종료 사유",
+    printLabel: "라벨 출력", reprint: "재출력", serialTrace: "시리얼 추적", serial: "시리얼", lot: "LOT",
+    firmware: "펌웨어", measurements: "측정값", value: "측정", limits: "규격", dhr: "DHR (PDF)",
+    processData: "공정 데이터", recall: "리콜 검색 (부품 LOT → 사용한 LOT과 시리얼)", kind: "부품 종류", anyKind: "전체",
+    componentLot: "부품 LOT 번호", search: "검색", exportCsv: "CSV 내보내기", consumedAt: "투입 시각",
+    lotCount: "LOT 수", serialCount: "시리얼 수", defects: "불량 목록", from: "시작일", to: "종료일", allProcesses: "전체 공정",
+    total: "합계", byProcess: "공정별 건수", byCause: "원인별 건수", cause: "원인", worker: "작업자", time: "시각",
+    count: "건수", labelPrint: "라벨 출력", labelType: "라벨 종류", printer: "프린터", print: "출력",
+    labelReprint: "라벨 재출력 (이력 기록)", reason: "사유", workerId: "작업자 ID", labelHistory: "라벨 이력",
+    printed: "출력됨", requested: "요청 시각", by: "요청자", none: "없음", notFound: "찾을 수 없습니다",
+    confirmClose: "이 LOT을 종료하시겠습니까?", csvSaved: "CSV 파일을 저장했습니다", default: "기본",
+  },
+  en: {
+    title: "Withforce MES console", navBoard: "Today", navLots: "LOTs", navSerial: "Serial trace", navRecall: "Recall",
+    navDefects: "Defects", navLabels: "Labels", live: "live", logout: "Log out", login: "Log in", username: "User name",
+    password: "Password", loginButton: "Log in", changeTitle: "Choose a new password", current: "Current (one-time) password",
+    newPassword: "New password (10+ characters)", changeButton: "Change password",
+    boardTitle: "Today's production", productionDay: "Production day", shiftAll: "All", started: "Started",
+    completed: "Completed", passed: "Passed", failed: "Failed", inProgress: "In progress", fpy: "First-pass yield",
+    unitsPerHour: "Units per hour", unitsDone: "Units done", lotsCreated: "LOTs created", perProcess: "Per process",
+    lotsInProgress: "LOTs in progress", process: "Process", current: "Current process", progress: "Progress",
+    state: "State", waiting: "waiting", running: "running", updated: "Updated", noLots: "No LOT in progress",
+    lots: "LOTs", create: "Create LOT", model: "Product model", quantity: "Target quantity", shift: "Shift",
+    createButton: "Create LOT", status: "Status", created: "Created", lotTrace: "LOT trace", find: "Find",
+    workOrder: "Work order", startWorker: "Start worker", completeWorker: "Completion worker", start: "Start",
+    complete: "Completion", result: "Result", reasons: "Failure reasons", station: "Station", serials: "Serials",
+    components: "Component lots", labels: "Labels", history: "Status history", close: "Close LOT",
+    closeReason: "Reason for closing", printLabel: "Print label", reprint: "Reprint", serialTrace: "Serial trace",
+    serial: "Serial", lot: "LOT", firmware: "Firmware", measurements: "Measurements", value: "Value", limits: "Limits",
+    dhr: "DHR (PDF)", processData: "Process data", recall: "Recall search (component lot → LOTs and serials that used it)",
+    kind: "Component kind", anyKind: "any", componentLot: "Component lot", search: "Search", exportCsv: "Export CSV",
+    consumedAt: "Consumed at", lotCount: "LOTs", serialCount: "Serials", defects: "Defects", from: "From", to: "To",
+    allProcesses: "All processes", total: "Total", byProcess: "By process", byCause: "By cause", cause: "Cause",
+    worker: "Worker", time: "Time", count: "Count", labelPrint: "Print a label", labelType: "Label type",
+    printer: "Printer", print: "Print", labelReprint: "Reprint a label (recorded with reason)", reason: "Reason",
+    workerId: "Worker id", labelHistory: "Label history", printed: "Printed", requested: "Requested", by: "By",
+    none: "none", notFound: "not found", confirmClose: "Close this LOT?", csvSaved: "CSV file saved", default: "default",
+  },
+};
+let lang = localStorage.getItem("mes-lang") === "en" ? "en" : "ko";
+function t(key) { return (TEXT[lang] && TEXT[lang][key]) || TEXT.ko[key] || key; }
+function translateStatic() {
+  document.documentElement.lang = lang;
+  document.querySelectorAll("[data-i18n]").forEach(e => { e.textContent = t(e.dataset.i18n); });
+}
