@@ -16,14 +16,15 @@ from pydantic import ValidationError
 
 from mes_cli.audit import audit_app
 from mes_cli.broker_cli import broker_app
+from mes_cli.demo_data import demo_data_command
 from mes_cli.extras import missing_extra_line, missing_for_command
 from mes_cli.gateway_status import status_command
 from mes_cli.local_env import load_local_env
 from mes_cli.logging_setup import configure_logging
 from mes_cli.printer_emulator import printer_emulator_command
 from mes_cli.printers import printer_app
-from mes_cli.stations import station_app
 from mes_cli.station_window import station_ui_command
+from mes_cli.stations import station_app
 from mes_cli.users import user_app
 
 app = typer.Typer(
@@ -37,11 +38,12 @@ app.add_typer(broker_app, name="broker", help="Broker accounts and rules for a s
 app.add_typer(audit_app, name="audit")
 app.add_typer(user_app, name="user")
 app.command("printer-emulator")(printer_emulator_command)
+app.command("demo-data")(demo_data_command)
 app.add_typer(printer_app, name="printer")
 app.add_typer(station_app, name="station")
+app.command("station-ui")(station_ui_command)
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
-app.command("station-ui")(station_ui_command)
 _SETTINGS_PREFIX = {"GatewaySettings": "MES_GW_"}  # every other settings class reads MES_*
 _NO_LOCAL_ENV = frozenset({"up", "gateway", "simulate", "printer-emulator", "station-ui"})
 _env_file: Path | None = None  # the local stack's settings file this command read, if any
