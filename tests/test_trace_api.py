@@ -265,3 +265,42 @@ def test_english_names_and_not_found(line: Line, auth: RoleAuth, traced: TracedL
     no_lot = _get(line, auth, "/api/v1/trace/lots/WF-KR-000101D-999")
     assert no_lot.status_code == 404 and no_lot.json()["error_code"] == "LOT_NOT_FOUND"
     assert httpx.get(f"{line.api_url}/api/v1/trace/lots/{traced.lot}").status_code == 401
+
+
+def test_lots_filter_by_component_lot(line: Line, auth: RoleAuth, traced: TracedLot) -> None:
+    found = _get(line, auth, "/api/v1/lots", component_lot=traced.spring_lot)
+    assert found.status_code == 200, found.text
+    assert [lot["lot_number"] for lot in found.json()["data"]] == [traced.lot]
+    assert (
+        _get(line, auth, "/api/v1/lots", component_lot=traced.spring_lot, component_kind="busbar").json()["data"] == []
+    )
+    assert _get(line, auth, "/api/v1/lots", component_lot="NO-SUCH-LOT").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/lots",
+        "/api/v1/label/history",
+        "/api/v1/printers",
+        "/api/v1/firmware",
+        "/api/v1/workers",
+        "/api/v1/product-models",
+        "/api/v1/route",
+        "/api/v1/defects",
+        "/api/v1/trace/components",
+    ],
+)
+def test_unknown_query_parameters_are_refused(line: Line, auth: RoleAuth, path: str) -> None:
+    answer = _get(line, auth, path, stauts="CLOSED")
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error_code"] == "INVALID_REQUEST"
+    assert "stauts: unknown query parameter" in answer.json()["data"]["errors"]
+
+
+def test_known_query_parameters_still_work(line: Line, auth: RoleAuth, traced: TracedLot) -> None:
+    assert _get(line, auth, "/api/v1/lots", status="COMPLETED", limit=5).status_code == 200
+    assert _get(line, auth, "/api/v1/label/history", lot_number=traced.lot).status_code == 200
+    assert _get(line, auth, "/api/v1/printers", active="true").status_code == 200
+    admin_users = httpx.get(f"{line.api_url}/api/v1/users", params={"rol": "viewer"}, auth=auth.admin)
+    assert admin_users.status_code == 422

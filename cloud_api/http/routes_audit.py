@@ -10,6 +10,7 @@ from pydantic import AwareDatetime
 
 from cloud_api.audit.trail import AuditFilter, list_audit
 from cloud_api.http.deps import AdminDep, DbDep
+from cloud_api.http.query_guard import QueryGuard
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -18,7 +19,11 @@ Text = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")]
 MAX_ID = 2**63 - 1
 
 
-@router.get("", summary="Audit rows with filters, newest first (admin); page with next_before_id")
+@router.get(
+    "",
+    summary="Audit rows with filters, newest first (admin); page with next_before_id",
+    dependencies=[QueryGuard],
+)
 async def audit_rows(
     db: DbDep,
     principal: AdminDep,

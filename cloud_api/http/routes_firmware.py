@@ -16,6 +16,7 @@ from cloud_api.firmware.domain import DEFAULT_TARGET_MCU
 from cloud_api.firmware.settings import FirmwareSettings
 from cloud_api.firmware.storage import FirmwareStorage, make_storage
 from cloud_api.http.deps import AdminDep, DbDep, LangDep, StationDep, ViewerDep
+from cloud_api.http.query_guard import QueryGuard
 from mes_contracts.errors import success_message
 from mes_contracts.start import success_body
 
@@ -66,7 +67,7 @@ async def upload(
     return JSONResponse(status_code=201, content=body.to_json_dict())
 
 
-@router.get("/api/v1/firmware", summary="List firmware versions, newest first")
+@router.get("/api/v1/firmware", summary="List firmware versions, newest first", dependencies=[QueryGuard])
 async def list_versions(
     db: DbDep, principal: ViewerDep, target_mcu: Annotated[str | None, Query(max_length=40)] = None
 ) -> dict[str, Any]:

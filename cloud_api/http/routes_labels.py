@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 
 from cloud_api.domain.errors import DomainError
 from cloud_api.http.deps import DbDep, LangDep, ManagerDep, OperatorDep, ViewerDep
+from cloud_api.http.query_guard import QueryGuard
 from cloud_api.labels import queries, rendering
 from cloud_api.labels import repository as repo
 from cloud_api.labels.service import PrintChannel, ReprintRequest, print_label, reprint_label
@@ -85,7 +86,11 @@ async def reprint(
     return success_body(success_message("label_reprinted", lang), data).to_json_dict()
 
 
-@router.get("/api/v1/label/history", summary="Prints and reprints of a serial's label or of a LOT's labels")
+@router.get(
+    "/api/v1/label/history",
+    summary="Prints and reprints of a serial's label or of a LOT's labels",
+    dependencies=[QueryGuard],
+)
 async def history(
     db: DbDep,
     principal: ViewerDep,

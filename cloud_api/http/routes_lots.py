@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from cloud_api.http.deps import DbDep, LangDep, ManagerDep, ViewerDep
+from cloud_api.http.query_guard import QueryGuard
 from cloud_api.services import lots, queries
 from mes_contracts.errors import success_message
 from mes_contracts.start import success_body
@@ -30,16 +31,20 @@ async def create(command: lots.CreateLot, db: DbDep, lang: LangDep, principal: M
     )
 
 
-@router.get("", summary="List LOTs, newest first")
+@router.get("", summary="List LOTs, newest first", dependencies=[QueryGuard])
 async def list_all(
     db: DbDep,
     principal: ViewerDep,
     production_date: date | None = None,
     status: Annotated[str | None, Query(pattern="^(CREATED|IN_PROGRESS|COMPLETED|CLOSED)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    component_lot: Annotated[str | None, Query(min_length=1, max_length=100, description="LOTs that used it")] = None,
+    component_kind: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
 ) -> dict[str, Any]:
     async with db.engine.connect() as conn:
-        rows = await queries.list_lots(db, conn, production_date, status, limit)
+        rows = await queries.list_lots(
+            db, conn, production_date, status, limit, queries.ComponentFilter(component_lot, component_kind)
+        )
     return {"status": "success", "data": rows}
 
 

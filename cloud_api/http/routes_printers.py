@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from cloud_api.http.deps import AdminDep, DbDep, LangDep, ViewerDep
+from cloud_api.http.query_guard import QueryGuard
 from cloud_api.labels import printers
 from cloud_api.labels.domain import PrinterFields, PrinterIn
 from mes_contracts.errors import success_message
@@ -17,7 +18,7 @@ from mes_contracts.start import success_body
 router = APIRouter(prefix="/api/v1/printers", tags=["printers"])
 
 
-@router.get("", summary="Registered printers, oldest first")
+@router.get("", summary="Registered printers, oldest first", dependencies=[QueryGuard])
 async def list_all(
     db: DbDep,
     principal: ViewerDep,

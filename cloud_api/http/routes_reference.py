@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from cloud_api.http.deps import DbDep, LangDep, ManagerDep, PublicDep, ViewerDep
+from cloud_api.http.query_guard import QueryGuard
 from cloud_api.services.workers import WorkerIn, list_workers, upsert_worker
 from mes_contracts.errors import success_message
 from mes_contracts.route import ROUTE
@@ -18,7 +19,7 @@ from mes_contracts.start import success_body
 router = APIRouter(tags=["reference"])
 
 
-@router.get("/api/v1/route", summary="The eight processes in order")
+@router.get("/api/v1/route", summary="The eight processes in order", dependencies=[QueryGuard])
 async def route(lang: LangDep, principal: ViewerDep) -> dict[str, Any]:
     return {
         "status": "success",
@@ -26,14 +27,14 @@ async def route(lang: LangDep, principal: ViewerDep) -> dict[str, Any]:
     }
 
 
-@router.get("/api/v1/product-models")
+@router.get("/api/v1/product-models", dependencies=[QueryGuard])
 async def product_models(db: DbDep, principal: ViewerDep) -> dict[str, Any]:
     async with db.engine.connect() as conn:
         rows = await conn.execute(text("SELECT model_code, model_name, description FROM product_models ORDER BY id"))
         return {"status": "success", "data": [dict(r) for r in rows.mappings()]}
 
 
-@router.get("/api/v1/workers")
+@router.get("/api/v1/workers", dependencies=[QueryGuard])
 async def workers(db: DbDep, principal: ViewerDep) -> dict[str, Any]:
     async with db.engine.connect() as conn:
         return {"status": "success", "data": await list_workers(conn)}

@@ -13,6 +13,7 @@ from cloud_api.adapters.database import Database
 from cloud_api.auth import users
 from cloud_api.domain.access import USERNAME_PATTERN, Role
 from cloud_api.http.deps import AdminDep, DbDep, LangDep
+from cloud_api.http.query_guard import QueryGuard
 from mes_contracts.errors import success_message
 from mes_contracts.start import success_body
 
@@ -27,7 +28,7 @@ def _shown(db: Database, data: dict[str, Any]) -> dict[str, Any]:
     return dict(jsonable_encoder(shown))
 
 
-@router.get("", summary="Users, by name (never their password hashes)")
+@router.get("", summary="Users, by name (never their password hashes)", dependencies=[QueryGuard])
 async def list_all(db: DbDep, principal: AdminDep, role: Annotated[Role | None, Query()] = None) -> dict[str, Any]:
     async with db.engine.connect() as conn:
         found = await users.list_users(conn, role)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -114,8 +115,21 @@ async def _serials(conn: AsyncConnection, lot_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows.mappings()]
 
 
+@dataclass(frozen=True, slots=True)
+class ComponentFilter:
+    """`?component_lot=` (and `?component_kind=`): only LOTs that consumed that component lot (issue 13)."""
+
+    lot: str | None = None
+    kind: str | None = None
+
+
 async def list_lots(
-    db: Database, conn: AsyncConnection, production_day: date | None, status: str | None, limit: int
+    db: Database,
+    conn: AsyncConnection,
+    production_day: date | None,
+    status: str | None,
+    limit: int,
+    component: ComponentFilter = ComponentFilter(),
 ) -> list[dict[str, Any]]:
     rows = await conn.execute(
         text(
@@ -124,9 +138,17 @@ async def list_lots(
             "AS completed_processes FROM lots l JOIN product_models pm ON pm.id = l.product_model_id "
             "WHERE (CAST(:day AS date) IS NULL OR l.production_date = :day) "
             "AND (CAST(:status AS text) IS NULL OR l.status = :status) "
+            "AND (CAST(:component AS text) IS NULL OR EXISTS (SELECT 1 FROM component_lots c WHERE c.lot_id = l.id "
+            "AND c.component_lot = :component AND (CAST(:kind AS text) IS NULL OR c.component_kind = :kind))) "
             "ORDER BY l.created_at DESC, l.id DESC LIMIT :limit"
         ),
-        {"day": production_day, "status": status, "limit": limit},
+        {
+            "day": production_day,
+            "status": status,
+            "limit": limit,
+            "component": component.lot,
+            "kind": component.kind,
+        },
     )
     return [
         {
