@@ -43,6 +43,15 @@ class CentralSettings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0, le=300)
     log_level: str = "INFO"
     log_json: bool = True
+    # Measurement analytics (issue 14, H5). The ingestor refreshes the plain-PostgreSQL rollups this often
+    # (0 = never; the rollup views stay exact without it, only slower). Compression and retention are set by
+    # migration 0010 from MES_MEASUREMENT_COMPRESS_AFTER_DAYS (30), MES_SAMPLE_COMPRESS_AFTER_DAYS (7) and
+    # MES_SAMPLE_RETENTION_DAYS (0 = keep), read there (a migration does not import the app); listed here so
+    # `mes` shows them.
+    rollup_refresh_s: float = Field(default=30.0, ge=0)
+    measurement_compress_after_days: int = Field(default=30, ge=0)
+    sample_compress_after_days: int = Field(default=7, ge=0)
+    sample_retention_days: int = Field(default=0, ge=0)
 
     @field_validator("timezone")
     @classmethod

@@ -29,6 +29,7 @@ from cloud_api.ingestor.handler import (
 )
 from cloud_api.ingestor.supervision import Health, supervise
 from cloud_api.labels.dispatcher import LabelDispatcher, central_source
+from cloud_api.services import aggregate_refresh
 from cloud_api.services.dead_letters import Failure, Letter, is_transient, quarantine, store_or_quarantine
 from cloud_api.services.handlers import Answer
 from cloud_api.settings import CentralSettings
@@ -290,7 +291,10 @@ async def run_ingestor(settings: CentralSettings, max_body_bytes: int) -> None:
         )
     engine = make_engine(settings.database_url, settings.db_pool_size)
     db = Database(engine, settings.zone, settings.shift_day_start_hour)
+    # Plain PostgreSQL only: the measurement rollups' refresher (TimescaleDB's policies do it there).
+    refresher = asyncio.create_task(aggregate_refresh.run(db, settings.rollup_refresh_s))
     try:
         await Ingestor(settings, db, max_body_bytes).run_forever()
     finally:
+        refresher.cancel()
         await engine.dispose()
