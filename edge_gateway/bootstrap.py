@@ -9,17 +9,17 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from edge_gateway.activity import StationActivity
 from edge_gateway.firmware_sync import FirmwareSyncer
 from edge_gateway.health import Health
 from edge_gateway.local_api import LocalServer, bind_loopback, create_app
+from edge_gateway.measurements import ContextStartRelay, MeasurementPipeline
 from edge_gateway.mqtt_link import MqttLink
 from edge_gateway.pipeline import FilePipeline
 from edge_gateway.printing.queue import PrintQueue
 from edge_gateway.settings import GatewaySettings
-from edge_gateway.start_relay import StartRelay
 from edge_gateway.station_status import StationReporter, StatusView
 from edge_gateway.tasks import cancel_and_wait
 from edge_gateway.watcher import PendingWatcher
@@ -87,14 +87,19 @@ async def run_gateway(settings: GatewaySettings) -> None:
     # The will and the envelope seq come from objects built just below; the link asks for them on connect.
     link = MqttLink(settings, health, will=lambda: reporter.will(), seq=lambda: pipeline.outbox.next_seq())
     pipeline = FilePipeline(settings, link, health)
+    measurements = MeasurementPipeline(settings, link, health, seq=lambda: pipeline.outbox.next_seq())
+    pipeline.pickup.owned_elsewhere = measurements.owns  # curve files waiting for their answers are not stale
     reporter = StationReporter(settings, pipeline)
     print_queue = PrintQueue(settings, link, health, seq=lambda: pipeline.outbox.next_seq())
     link.print_jobs = print_queue.accept  # a print job is committed before the broker gets its acknowledgement
     sock = bind_loopback(settings.local_host, settings.local_port)  # a taken port fails before anything opens
     await pipeline.open()  # outbox first: restart reconciliation happens before any file is looked at
+    await measurements.open()
     await print_queue.open()  # jobs interrupted by a crash are settled before any new one is taken
     firmware = _firmware_syncer(settings)
-    relay = StartRelay(link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable, firmware)
+    relay = ContextStartRelay(
+        link, address, settings.gateway_id, settings.reply_timeout_s, health.unavailable, firmware
+    )
     status = StatusView(settings, pipeline, reporter, print_queue)
     window = WindowSources(
         settings.work_dir,
@@ -106,7 +111,8 @@ async def run_gateway(settings: GatewaySettings) -> None:
         settings.api_base_url,
     )
     server = LocalServer(create_app(relay, status, window), sock)
-    watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
+    relay.gauge_context = measurements.gauge_context  # gauge samples belong to the latest accepted start
+    watcher = PendingWatcher(settings.pending_dir, lambda names: _notify_both(pipeline, measurements, names))
     logger.info(
         "gateway %s for %s: work dir %s, outbox %d record(s), broker %s:%s, local API http://%s:%s",
         settings.gateway_id,
@@ -125,13 +131,14 @@ async def run_gateway(settings: GatewaySettings) -> None:
                 link_task = group.create_task(link.run(), name="mqtt-link")
                 server_task = group.create_task(server.run(), name="local-api")
                 pipeline_task = group.create_task(pipeline.run(), name="pipeline")
+                measurements_task = group.create_task(measurements.run(), name="measurements")
                 state_task = group.create_task(reporter.run(link), name="station-state")
                 await print_queue.start()
                 watcher.start()
                 await _until_stopped(stop)
                 logger.info("gateway %s stopping", settings.gateway_id)
                 await watcher.stop()
-                for task in (state_task, pipeline_task, server_task):  # records stay in the outbox
+                for task in (state_task, pipeline_task, measurements_task, server_task):  # records stay in outboxes
                     await cancel_and_wait([task], grace=SHUTDOWN_GRACE_S)
                 await print_queue.stop()  # the labels in the printers' hands finish; the rest wait in the file
                 await reporter.goodbye(link)
@@ -141,6 +148,12 @@ async def run_gateway(settings: GatewaySettings) -> None:
         await print_queue.stop()
         await print_queue.close()  # after the link: a job arriving until then is still committed
         logger.info("gateway %s stopped; unfinished files stay in %s", settings.gateway_id, settings.pending_dir)
+
+
+def _notify_both(pipeline: FilePipeline, measurements: MeasurementPipeline, names: Iterable[str]) -> None:
+    names = list(names)
+    pipeline.notify(names)
+    measurements.notify(names)
 
 
 def run(settings: GatewaySettings) -> None:

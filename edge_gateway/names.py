@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mes_contracts.curve_file import CURVE_MARK
+
 TEMP_PREFIXES = (".", "~")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 CANDIDATE_SUFFIX = ".json"
@@ -12,4 +14,6 @@ def is_candidate_name(name: str) -> bool:
     if not name or name.startswith(TEMP_PREFIXES):
         return False
     lowered = name.lower()
+    if CURVE_MARK in lowered:
+        return False  # a curve file (`*.curve.json`): edge_gateway/curve_files.py picks it up
     return lowered.endswith(CANDIDATE_SUFFIX) and not lowered.endswith(TEMP_SUFFIXES)

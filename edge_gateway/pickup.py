@@ -78,6 +78,8 @@ class Pickup:
         self._rescan_now = False
         self._wakeup = asyncio.Event()
         self._counters = counters
+        # Names another pickup holds (curve files waiting in the measurement outbox) are not reported stale.
+        self.owned_elsewhere: Callable[[str], bool] = lambda name: False
         outbox.subscribe(self._outbox_changed)
 
     # -- outbox ownership -----------------------------------------------------------------------------------
@@ -144,7 +146,7 @@ class Pickup:
         for name in names:
             if is_candidate_name(name) and not self._owned(name):
                 self._tracker.add(name, now)
-        self.watchlist.seen(names, now, self._outboxed.__contains__)
+        self.watchlist.seen(names, now, lambda name: name in self._outboxed or self.owned_elsewhere(name))
 
     # -- main loop ------------------------------------------------------------------------------------------
 

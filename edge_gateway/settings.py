@@ -82,6 +82,19 @@ class GatewaySettings(BaseSettings):
     print_retry_max_s: float = Field(default=30.0, gt=0, le=3600, description="cap of the printer retry backoff")
     print_timeout_s: float = Field(default=3.0, gt=0, le=120, description="printer connect/status/send timeout")
     print_keep_days: float = Field(default=30.0, gt=0, le=3650, description="finished jobs kept (de-duplication)")
+    # Measurement streams (issue 14): curve files beside the completion files, a serial-port gauge.
+    curve_max_file_bytes: int = Field(default=32 << 20, ge=1024, le=1 << 30, description="largest curve file read")
+    curve_max_samples: int = Field(
+        default=200_000, ge=1, le=10_000_000, description="most samples (rows × channels) in one curve file"
+    )
+    measurement_outbox_max_bytes: int = Field(
+        default=1 << 30, ge=1 << 20, description="bound of measurements.sqlite3; when full curve files wait"
+    )
+    gauge_port: str | None = Field(default=None, description="serial port of a force gauge (COM3, /dev/ttyUSB0)")
+    gauge_baudrate: int = Field(default=9600, ge=50, le=4_000_000)
+    gauge_channel: str = Field(default="force", min_length=1, max_length=50)
+    gauge_unit: str | None = Field(default=None, max_length=20, description="unit when the gauge's lines carry none")
+    gauge_batch_s: float = Field(default=1.0, gt=0, le=60, description="gauge readings are sent this often")
     log_level: str = "INFO"
 
     @field_validator("local_host")
