@@ -149,7 +149,8 @@ def _database_flavour(postgres: PostgresServer) -> str:
     with psycopg.connect(postgres.dsn) as conn:
         flavour = pg_timescale.describe(conn)
     if postgres.timescale:
-        return flavour
+        timescale = flavour != pg_timescale.PLAIN_LABEL
+        return flavour if timescale else f"{flavour} (this state dir was migrated before TimescaleDB was installed)"
     if postgres.timescale_mode == "plain":
         return f"{flavour} ({pg_timescale.ENV_MODE}=plain)"
     return f"{flavour} (TimescaleDB is not installed: deploy/setup.sh installs the bundle when it finds one)"

@@ -21,6 +21,8 @@ from line_simulator.payloads import start_request
 from mes_contracts.envelope import Outcome
 from tests.test_batch_completion import LANG, MIXED, STATION, Names, build, new_lot, one_by_one, prepare
 
+pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
+
 
 @pytest.fixture
 async def database(postgres: PostgresServer) -> AsyncIterator[Database]:

@@ -32,6 +32,8 @@ from mes_contracts.envelope import Outcome
 from mes_contracts.numbering import Shift
 from mes_contracts.route import ROUTE
 
+pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
+
 LANG = "ko"
 STATION = "KR/L1/st01"
 

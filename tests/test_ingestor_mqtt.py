@@ -23,6 +23,8 @@ from tests.support.line import SEOUL, start_body
 from tests.support.mqtt import Requester
 from tests.support.stations import allow_processes
 
+pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
+
 STATION = StationAddress("KR", "L1", "sttest")
 
 

@@ -34,6 +34,8 @@ from tests.support.printers import (
     register,
 )
 
+pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
+
 STATION = "st91"
 PRINTER = "API-ZT410"
 SILENT_STATION = "st92"  # a station whose gateway is down: nobody takes its jobs

@@ -8,9 +8,12 @@ from datetime import datetime
 
 import httpx
 import psycopg
+import pytest
 
 from tests.support.auth import RoleAuth
 from tests.support.line import SEOUL
+
+pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
 
 LOT_FORMAT = re.compile(r"^WF-KR-\d{6}[DN]-\d{3}$")
 

@@ -31,6 +31,8 @@ from tests.support.printers import (
 )
 from tests.support.stations import allow_processes
 
+pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
+
 STATION = "st93"  # no gateway of the `line` fixture answers here: the stand-in station does
 OTHER_STATION = "st94"
 PRINTER = "SN-ZT410"

@@ -25,6 +25,8 @@ from line_simulator.payloads import completion_record, start_request
 from mes_contracts.envelope import Outcome
 from tests.test_batch_completion import LANG, STATION, lot_at, new_lot
 
+pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
+
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=KST)  # a work day of its own: the counter checks see only these tests
 
 

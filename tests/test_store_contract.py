@@ -37,6 +37,8 @@ from mes_contracts.numbering import Shift, work_order_prefix
 from mes_contracts.start import StartRequest
 from tests.support.memory_stores import MemoryCompletionStore, MemoryData, MemoryStartStore
 
+pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
+
 KST = ZoneInfo("Asia/Seoul")
 STATION = "KR/L1/st01"
 T0 = datetime.now(KST).replace(microsecond=0) - timedelta(hours=1)

@@ -56,6 +56,14 @@ def test_installed_but_not_preloaded_upgrade_warns_in_one_line_and_stays_plain(s
             "VALUES (now(), 1, 'PROC-006', 1, 'force', 12.5)"
         )
         assert conn.execute("SELECT value FROM measurements").fetchone() == (12.5,)
+    # The administrator fixes the preload later: the database, migrated plain, stays plain (no extension that
+    # would make the analytics look for continuous aggregates its migrations never made).
+    server.stop()
+    with PostgresServer(state, owner="mes_owner", timescale="timescale") as fixed:
+        assert fixed.timescale
+        with psycopg.connect(fixed.dsn) as conn:
+            assert not pg_timescale.has_extension(conn)
+            assert conn.execute("SELECT relkind FROM pg_class WHERE relname = 'measurements'").fetchone() == ("r",)
 
 
 @needs_files

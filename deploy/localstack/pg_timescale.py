@@ -115,3 +115,16 @@ def describe(conn: psycopg.Connection) -> str:
     """One phrase for banners and reports: "TimescaleDB 2.28.3" or "plain PostgreSQL"."""
     version = extension_version(conn)
     return f"{TIMESCALE_LABEL} {version}" if version else PLAIN_LABEL
+
+
+def _main() -> None:
+    """`python -m deploy.localstack.pg_timescale`: "timescale" or "plain", what a PostgresServer started now would
+    run (MES_TEST_POSTGRES and the installed files); test.sh asks it whether a separate plain pass is needed."""
+    from deploy.localstack.common import find_binary
+
+    bin_dir = Path(find_binary("postgres")).resolve().parent
+    print("timescale" if resolve(mode_from_env(), bin_dir) else "plain")
+
+
+if __name__ == "__main__":
+    _main()

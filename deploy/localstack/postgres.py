@@ -291,16 +291,24 @@ class PostgresServer(ManagedServer):
         self._ensure_timescale(owner)
 
     def _ensure_timescale(self, owner: str) -> None:
-        """Preloaded: the database owner creates the extension (it is trusted), so migration 0001 finds it and
-        makes hypertables. Plain: a database that already has TimescaleDB cannot work without the preload."""
+        """Preloaded: the database owner creates the extension (it is trusted) in a database not migrated yet, so
+        migration 0001 finds it and makes hypertables. A database migrated on plain PostgreSQL stays plain: its
+        migrations made no hypertables or continuous aggregates, and queries decide by the extension's presence.
+        Plain: a database that already has TimescaleDB cannot work without the preload."""
         password = self.owner_password if self.owner is not None else self.password
         refused = False
         with psycopg.connect(self._uri(owner, password), autocommit=True) as conn:
-            if self.timescale:
+            if not self.timescale:
+                refused = pg_timescale.has_extension(conn)
+            elif conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,):
                 conn.execute("SET client_min_messages = warning")  # not the extension's welcome banner
                 conn.execute(f"CREATE EXTENSION IF NOT EXISTS {pg_timescale.EXTENSION}")
-            elif pg_timescale.has_extension(conn):
-                refused = True
+            elif not pg_timescale.has_extension(conn):
+                logger.warning(
+                    "database %s was migrated on plain PostgreSQL: it stays plain although TimescaleDB is loaded "
+                    "(README 'Database: TimescaleDB or plain PostgreSQL')",
+                    self.database,
+                )
         if refused:
             if self._proc is not None:  # started here just now: do not leave a server behind that cannot work
                 self.stop()
