@@ -1,7 +1,7 @@
 """After the load: refresh the measurement aggregates and compress what the compression policies would.
 
-Generic on purpose (migration 0010 names its own views): every continuous aggregate on TimescaleDB, in creation
-order so an hourly one is fresh before a daily one built on it; every materialised view on plain PostgreSQL; and
+Generic on purpose: every continuous aggregate on TimescaleDB, in creation order so an hourly one is fresh before
+a daily one built on it; migration 0010's rollup stores on plain PostgreSQL, and any materialised view; and
 on TimescaleDB, for each compression policy, the chunks older than its `compress_after`.
 """
 
@@ -27,6 +27,8 @@ def refresh_aggregates(conn: psycopg.Connection, timescale: bool, say: Callable[
                 step = time.perf_counter()
                 conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
                 say(f"  refreshed continuous aggregate {view} in {time.perf_counter() - step:.1f} s")
+        else:
+            refresh_plain_rollups(conn, say)
         rows = conn.execute(
             "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews WHERE schemaname = 'public' "
             "ORDER BY matviewname"
@@ -38,6 +40,33 @@ def refresh_aggregates(conn: psycopg.Connection, timescale: bool, say: Callable[
     finally:
         conn.autocommit = False
     return time.perf_counter() - started
+
+
+# cloud_api/adapters/rollup_sql.REFRESH_LOCK: the ingestor's refresher and this one never run at once.
+ROLLUP_LOCK = 5567948054382070010
+
+
+def refresh_plain_rollups(conn: psycopg.Connection, say: Callable[[str], None] = print) -> None:
+    """Plain PostgreSQL (migration 0010): the rollup views are exact from the start (the COPY statements marked
+    their hours dirty); refreshing stores them, as the ingestor's refresher would, in one pass: the views' own
+    answer for every bucket goes into the stores and the dirty marks are cleared."""
+    if conn.execute("SELECT to_regclass('measurement_rollup_dirty')").fetchall()[0][0] is None:
+        return
+    conn.autocommit = False
+    step = time.perf_counter()
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ROLLUP_LOCK,))
+        for width in ("hourly", "daily"):
+            conn.execute(f"CREATE TEMP TABLE fresh_{width} ON COMMIT DROP AS SELECT * FROM measurement_{width}")
+        for width in ("hourly", "daily"):
+            conn.execute(f"DELETE FROM measurement_{width}_store")
+            conn.execute(f"INSERT INTO measurement_{width}_store SELECT * FROM fresh_{width}")
+        conn.execute("DELETE FROM measurement_rollup_dirty")
+    conn.autocommit = True
+    for width in ("hourly", "daily"):
+        conn.execute(f"VACUUM (ANALYZE) measurement_{width}_store")
+    conn.execute("VACUUM (ANALYZE) measurement_rollup_dirty")
+    say(f"  refreshed the plain rollup stores (hourly, daily) in {time.perf_counter() - step:.1f} s")
 
 
 def compress_old_chunks(conn: psycopg.Connection, say: Callable[[str], None] = print) -> float:

@@ -11,6 +11,8 @@ from datetime import datetime
 
 NULL = "\\N"
 
+# Columns a later migration adds: the rows always carry them last, and the loader cuts them off when absent.
+OPTIONAL_LAST = {"measurements": "station"}
 # Load order = foreign-key order.
 COLUMNS: dict[str, list[str]] = {
     "lots": [
@@ -81,6 +83,7 @@ COLUMNS: dict[str, list[str]] = {
         "lower_limit",
         "upper_limit",
         "result",
+        "station",  # migration 0010 (the completion writer fills it); left out when the column is not there
     ],
     "serial_status_history": [
         "serial_id",

@@ -2,10 +2,10 @@
 counters, ANALYZE, aggregates, compression).
 
 Bulk COPY must not fire the live-view NOTIFY triggers (migration 0011: a statement trigger whose transition table
-would hold a whole chunk): inside each chunk's transaction the owner disables the user triggers of the tables it
-loads and enables them again before COMMIT, so no other session ever sees them disabled (ALTER TABLE is
-transactional; its lock keeps writers out for the chunk's few seconds). Not the owner: `session_replication_role =
-replica` when allowed (superuser), else the triggers fire.
+would hold a whole chunk): inside each chunk's transaction the owner disables the triggers that only notify and
+enables them again before COMMIT, so no other session ever sees them disabled (ALTER TABLE is transactional; its
+lock keeps writers out for the chunk's few seconds). As superuser the foreign-key checks are paused the same way.
+Triggers that keep data right (0010's rollup dirty marks on plain PostgreSQL) fire, once per COPY statement.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from bench.scale import samples as s
-from bench.scale.copy_text import COLUMNS, Buffers
+from bench.scale.copy_text import COLUMNS, OPTIONAL_LAST, Buffers
 from bench.scale.lot_rows import Ids
 from bench.scale.values import FIRMWARE_RELEASES
 
@@ -42,6 +42,8 @@ class Loader:
     def __init__(self, conn: psycopg.Connection, samples: bool = True, say: Callable[[str], None] = print) -> None:
         self.conn = conn
         self.say = say
+        self.cut_last: set[str] = set()  # tables without their OPTIONAL_LAST column (an older schema)
+        self.superuser = bool(self._scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
         self.tables = self._present(list(COLUMNS))
         self.samples = samples and self._samples_table()
         self.timescale = self._scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')")
@@ -62,7 +64,11 @@ class Loader:
                 (table,),
             ).fetchall()
             columns = {r[0] for r in rows}
-            if columns and set(COLUMNS[table]) <= columns:
+            optional = OPTIONAL_LAST.get(table)
+            if optional and columns and optional not in columns:
+                self.cut_last.add(table)
+            needed = set(COLUMNS[table]) - ({optional} if table in self.cut_last else set())
+            if columns and needed <= columns:
                 found.append(table)
             else:
                 self.say(f"  ({table}: not in this schema yet, skipped)")
@@ -82,17 +88,20 @@ class Loader:
         return self.tables + (["measurement_samples"] if self.samples else [])
 
     def _user_triggers(self) -> list[tuple[str, str]]:
+        """Triggers to pause during COPY: those that only notify listeners (pg_notify, the live view's
+        mes_events), and as superuser the foreign-key checks (the rows are consistent by construction). Triggers
+        that keep data right (0010's rollup dirty marks on plain PostgreSQL) keep firing: once per statement."""
         rows = self.conn.execute(
             "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE NOT t.tgisinternal AND c.relnamespace = 'public'::regnamespace AND c.relname = ANY(%s) "
-            "AND t.tgname NOT LIKE 'ts\\_%%' ORDER BY 1, 2",
-            (self.loaded_tables(),),
+            "JOIN pg_proc p ON p.oid = t.tgfoid "
+            "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY(%s) AND ("
+            "(NOT t.tgisinternal AND (p.prosrc ILIKE '%%pg_notify%%' OR p.proname LIKE 'mes\\_events%%')) "
+            "OR (%s AND t.tgisinternal AND p.proname LIKE 'RI\\_FKey\\_check\\_%%')) ORDER BY 1, 2",
+            (self.loaded_tables(), self.superuser),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
     def _bypass_mode(self) -> str:
-        if self._scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
-            return "replica"  # also skips the foreign-key checks: the rows are consistent by construction
         if not self.triggers:
             return "none"
         owner = self._scalar(
@@ -100,8 +109,8 @@ class Loader:
             "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY(%s)",
             ([t for t, _ in self.triggers],),
         )
-        if owner:
-            return "disable"
+        if owner or self.superuser:
+            return "paused (NOTIFY" + (", foreign-key checks)" if self.superuser else ")")
         self.say("  (not the tables' owner: the NOTIFY triggers fire during the load)")
         return "fire"
 
@@ -182,10 +191,7 @@ class Loader:
         return spent
 
     def _triggers(self, action: str) -> None:
-        if self.bypass == "replica":
-            value = "replica" if action == "DISABLE" else "origin"
-            self.conn.execute(f"SET LOCAL session_replication_role = {value}")
-        elif self.bypass == "disable":
+        if self.bypass.startswith("paused"):
             for table, trigger in self.triggers:
                 self.conn.execute(
                     sql.SQL("ALTER TABLE {} " + action + " TRIGGER {}").format(
@@ -196,8 +202,12 @@ class Loader:
     def _copy_text(self, table: str, lines: list[str]) -> None:
         if not lines:
             return
+        columns = COLUMNS[table]
+        if table in self.cut_last:
+            columns = columns[:-1]
+            lines = [text.rsplit("\t", 1)[0] + "\n" for text in lines]
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS[table])
+            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         )
         with self.conn.cursor().copy(statement) as copy:
             piece: list[str] = []

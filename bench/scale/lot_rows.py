@@ -31,6 +31,7 @@ from mes_contracts.route import ROUTE
 MANAGER = "manager01"
 LOT_PRINTER, LOT_PRINTER_TARGET = "PRINTER-01", "mes/v1/KR/L1/st01"
 SERIAL_PRINTER_TARGET = "mes/v1/KR/L1/st07"
+STATION_PREFIX = "mes/v1/KR/L1/st0"  # + the process's number: the station address results and measurements name
 REPRINT_RATE = 0.003
 REPRINT_REASONS = ("라벨 손상", "라벨 분실", "바코드 인식 불량")
 OFF_THE_LINE = frozenset({"GONE", "FAILED"})  # GONE: failed before PROC-007, so it never got a serial
@@ -165,7 +166,7 @@ class LotBuilder:
                 if process_id == "PROC-008" and self.status == "IN_PROGRESS":
                     self.history("IN_PROGRESS", "COMPLETED", complete, worker, "PROC-008 completion", None)
             last_verdict, count = verdict, count + 1
-        source = f"mes/v1/KR/L1/st0{position}"
+        source = f"{STATION_PREFIX}{position}"
         done = first is not None
         self.buf.add(
             "process_runs",
@@ -218,7 +219,7 @@ class LotBuilder:
         self.buf.add_line(
             "process_results",
             f"{result_id}\t{run_id}\t{self.lot_id}\t{unit.serial_id if serial else NULL}\t{process_id}\t{message}\t"
-            f"mes/v1/KR/L1/st0{process_id[-1]}\t{completion_file_name(self.number, process_id, complete)}\t"
+            f"{STATION_PREFIX}{process_id[-1]}\t{completion_file_name(self.number, process_id, complete)}\t"
             f"{hashlib.sha256(record.encode()).hexdigest()}\t{worker}\t{ts(start)}\t{ts(complete)}\t{verdict}\t"
             f"{escape(json.dumps(v.failure_reasons(process_id, data)))}\t{escape(data_json)}\tf\t"
             f"{ts(complete + timedelta(milliseconds=400))}\n",
@@ -264,12 +265,14 @@ class LotBuilder:
         add = self.buf.add_line
         add(
             "measurements",
-            f"{head}TEMP_SENSOR\ttemperature\t{temp['measured_temp']!r}\t°C\t60.0\t1.0\t59.0\t61.0\t{temp['result']}\n",
+            f"{head}TEMP_SENSOR\ttemperature\t{temp['measured_temp']!r}\t°C\t60.0\t1.0\t59.0\t61.0\t{temp['result']}"
+            f"\t{STATION_PREFIX}3\n",
         )
         i2c = 1.0 if tof["i2c_communication"] else 0.0
         add(
             "measurements",
-            f"{head}TOF_SENSOR\ti2c_communication\t{i2c!r}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{tof['result']}\n",
+            f"{head}TOF_SENSOR\ti2c_communication\t{i2c!r}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t{tof['result']}"
+            f"\t{STATION_PREFIX}3\n",
         )
 
     def performance_rows(self, data: dict[str, object], result_id: int, at: datetime) -> None:
@@ -283,10 +286,16 @@ class LotBuilder:
             add(
                 "measurements",
                 f"{head}{tp}\tforce\t{p['measured_force']!r}\tkgf\t{target!r}\t1.0\t{target - 1.0!r}\t"
-                f"{target + 1.0!r}\t{p['result']}\n",
+                f"{target + 1.0!r}\t{p['result']}\t{STATION_PREFIX}6\n",
             )
-            add("measurements", f"{head}{tp}\tdisplacement\t{p['measured_displacement']!r}\tmm\t{nulls}\n")
-            add("measurements", f"{head}{tp}\ttemperature\t{p['measured_temperature']!r}\t°C\t{nulls}\n")
+            add(
+                "measurements",
+                f"{head}{tp}\tdisplacement\t{p['measured_displacement']!r}\tmm\t{nulls}\t{STATION_PREFIX}6\n",
+            )
+            add(
+                "measurements",
+                f"{head}{tp}\ttemperature\t{p['measured_temperature']!r}\t°C\t{nulls}\t{STATION_PREFIX}6\n",
+            )
 
     # -- serials -------------------------------------------------------------------------------------------
     def serial_change(
