@@ -48,7 +48,7 @@ class StationWindow:
         self.lang = config.lang
         self.dark = config.theme == "dark"
         self.worker: str | None = config.worker
-        self.root = tb.Window(themename=pick_theme(self.dark, []))
+        self.root = tb.Window()
         self.root.title(f"MES {config.station}")
         self.sizes = pick_sizes(config.screen, self.root.winfo_screenwidth())
         self.family = pick_family(set(tkfont.families(self.root)))
@@ -64,8 +64,10 @@ class StationWindow:
         self.beeps: list[str] = []  # what was sounded, newest last (the tests read it)
         self.answers: int = 0  # start answers shown so far (the tests wait on it)
         self.summaries: int = 0
+        self._last_start: tuple[Result, Verdict] | None = None
         self._build()
         self._closed = False
+        self._timers: dict[str, str] = {}  # after() ids of the three loops, cancelled on close
         self.root.protocol("WM_DELETE_WINDOW", self.close)
 
     # -- layout -----------------------------------------------------------------------------------------------
@@ -98,8 +100,10 @@ class StationWindow:
         body = ttk.Frame(root)
         body.pack(fill="both", expand=True, padx=8)
         left, right = ttk.Frame(body), ttk.Frame(body)
-        left.pack(side="left", fill="both", expand=True)
-        right.pack(side="left", fill="both", expand=True)
+        body.columnconfigure((0, 1), weight=1, uniform="half")  # two equal halves whatever the texts' lengths
+        body.rowconfigure(0, weight=1)
+        left.grid(row=0, column=0, sticky="nsew")
+        right.grid(row=0, column=1, sticky="nsew")
         self.status_panel = StatusPanel(left, fonts)
         self.status_panel.pack(fill="x")
         self.files = FilesPanel(left, fonts, self.sizes.rows)
@@ -115,6 +119,12 @@ class StationWindow:
         self.errors = ErrorsPanel(right, fonts, self.sizes.rows, self.retry_selected, t("retry", self.lang))
         self.errors.pack(fill="both", expand=True)
         self._texts()
+        self._show(self._idle())
+
+    def _idle(self) -> Verdict:
+        """What the answer panel says before the first scan: what to scan next."""
+        key = "worker_set_hint" if self.worker else "no_worker"
+        return Verdict("idle", t(key, self.lang), t("scan_prompt", self.lang), None)
 
     def _place_banner(self, visible: bool) -> None:
         if visible:
@@ -162,6 +172,8 @@ class StationWindow:
         if self._closed:
             return
         self._closed = True
+        for timer in self._timers.values():
+            self.root.after_cancel(timer)
         self.client.stop()
         self.root.destroy()
 
@@ -169,7 +181,7 @@ class StationWindow:
         if self._closed:
             return
         self.client.submit(Job("summary", "/window/summary"))
-        self.root.after(self.config.poll_ms, self._poll_summary)
+        self._timers["summary"] = self.root.after(self.config.poll_ms, self._poll_summary)
 
     def _keep_focus(self) -> None:
         if self._closed:
@@ -177,7 +189,7 @@ class StationWindow:
         focused = self.root.focus_get()
         if (focused is None or focused.winfo_toplevel() is self.root) and focused is not self.entry:
             self.entry.focus_set()
-        self.root.after(250, self._keep_focus)
+        self._timers["focus"] = self.root.after(250, self._keep_focus)
 
     def _drain(self) -> None:
         if self._closed:
@@ -187,7 +199,7 @@ class StationWindow:
                 self._handle(self.client.results.get_nowait())
         except queue.Empty:
             pass
-        self.root.after(POLL_QUEUE_MS, self._drain)
+        self._timers["drain"] = self.root.after(POLL_QUEUE_MS, self._drain)
 
     # -- scans ------------------------------------------------------------------------------------------------
 
@@ -243,7 +255,8 @@ class StationWindow:
             self.refresh()
         elif kind == "start":
             self.answers += 1
-            verdict = start_verdict(result.status, result.body, self.config.process_id, self.lang, self.client.base_url)
+            verdict = self._start_verdict(result)
+            self._last_start = (result, verdict)
             body = result.body or {}
             if body.get("error_code") == "WORKER_NOT_FOUND":
                 self.worker = None
@@ -254,6 +267,9 @@ class StationWindow:
             self._after_retry(result)
         elif kind == "reprint":
             self._after_reprint(result)
+
+    def _start_verdict(self, result: Result) -> Verdict:
+        return start_verdict(result.status, result.body, self.config.process_id, self.lang, self.client.base_url)
 
     def refresh(self) -> None:
         model = present(self.summary, self.config.process_id, self.lang)
@@ -312,7 +328,17 @@ class StationWindow:
         self.lang = "en" if self.lang == "ko" else "ko"
         self._texts()
         self.refresh()
+        if self.verdict.tone == "idle":
+            self.answer.show(self._idle())
+        elif self._last_start is not None and self.verdict is self._last_start[1]:
+            self._last_start = (self._last_start[0], self._start_verdict(self._last_start[0]))
+            self.verdict = self._last_start[1]
+            self.answer.show(self.verdict)  # the same answer in the other language, without a second beep
 
     def toggle_theme(self) -> None:
         self.dark = not self.dark
         self._apply_theme()
+        # ttkbootstrap recolours plain Tk widgets on a theme change: the answer and the banner keep their meaning.
+        self.root.update_idletasks()
+        self.answer.show(self.verdict)
+        self.refresh()

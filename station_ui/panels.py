@@ -108,6 +108,7 @@ class StatusPanel(ttk.Frame):
         self.today = ttk.Label(self, font=fonts["body"])
         self.outbox = ttk.Label(self, font=fonts["body"])
         for widget in (self.connection, self.current, self.today, self.outbox):
+            widget.configure(wraplength=600)
             widget.pack(anchor="w", pady=2)
 
     def show(self, model: ScreenModel, current_label: str) -> None:

@@ -1,0 +1,172 @@
+"""The station window for real: Tk under Xvfb, driven by key events as a barcode scanner types, against real
+gateways, the broker, the ingestor, the API and PostgreSQL. Screenshots of each state go to docs/screenshots/.
+
+A scan starts a process (green, work order); an out-of-order scan is red with the required action; a file the
+centre refused appears in the error list with its Korean log, and the operator's retry sends the fixed file;
+killing the broker shows the offline banner within 5 s, and it clears when the broker is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from deploy.localstack.children import ChildProcess, mes_command
+from deploy.localstack.service_state import wait_service_online
+from deploy.localstack.services import MosquittoServer, find_free_port
+from line_simulator.payloads import completion_record
+from station_ui.config import StationConfig
+from tests.support.faults import Gateway
+from tests.support.line import SEOUL, Line, Station
+from tests.support.xvfb import pump_until, screenshot, type_like_scanner, xvfb_display, xvfb_missing
+
+pytestmark = pytest.mark.skipif(xvfb_missing() is not None, reason=xvfb_missing() or "")
+
+SHOTS = Path(os.environ.get("MES_SCREENSHOT_DIR") or Path(__file__).resolve().parents[1] / "docs" / "screenshots")
+BANNER_TEXT = "서버 연결 끊김 — 완공 파일은 보관 후 자동 전송됩니다"
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    with xvfb_display() as name:
+        yield name
+
+
+@pytest.fixture
+def open_window(display: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str, str], object]]:
+    monkeypatch.setenv("DISPLAY", display)
+    from station_ui.app import StationWindow  # Tk only with the display set
+
+    opened: list[StationWindow] = []
+
+    def opener(station: str, process_id: str, url: str) -> StationWindow:
+        config = StationConfig(station=station, process_id=process_id, gateway_url=url, screen="1280x1024", poll_ms=300)
+        window = StationWindow(config)
+        window.start()
+        opened.append(window)
+        pump_until(window.root, lambda: window.summaries > 0, 15, "the first summary from the gateway")
+        return window
+
+    yield opener
+    for window in opened:
+        window.close()
+
+
+def _complete(line: Line, lot: str, process_id: str, rng: random.Random) -> None:
+    started = line.start_via_gateway(lot, process_id, "W001")
+    assert started.status_code == 200, started.text
+    end = datetime.now(SEOUL).replace(microsecond=0)
+    name = line.drop_record(completion_record(process_id, lot, "W001", end - timedelta(minutes=2), end, rng))
+    assert line.wait_disposition(process_id, name) == "completed"
+
+
+def _answered(window: object, count: int) -> Callable[[], bool]:
+    return lambda: window.answers >= count  # type: ignore[attr-defined]
+
+
+def test_scans_start_green_and_refuse_red_with_the_required_action(line: Line, open_window: Callable) -> None:
+    station: Station = line.stations["PROC-003"]
+    lot = line.create_lot()
+    window = open_window(station.station_id, "PROC-003", station.gateway_url)
+    assert window.root.focus_get() is window.entry  # the scan field has the focus without a click
+    type_like_scanner(window.root, "W003")
+    assert window.worker == "W003" and window.verdict.tone == "info"
+    type_like_scanner(window.root, lot)
+    pump_until(window.root, _answered(window, 1), 30, "the answer to the out-of-order scan")
+    assert window.verdict.tone == "danger" and window.answer.tone == "danger"
+    assert window.verdict.headline == "이전 공정이 완료되지 않았습니다"
+    assert window.verdict.detail == "LMA 조립 공정을 먼저 완료해주세요"
+    assert window.answer.detail.cget("text") == "LMA 조립 공정을 먼저 완료해주세요"
+    assert window.beeps[-1] == "error"
+    screenshot(os.environ["DISPLAY"], window.root, SHOTS / "station-refused.png")
+
+    rng = random.Random(15)
+    _complete(line, lot, "PROC-001", rng)
+    _complete(line, lot, "PROC-002", rng)
+    assert window.root.focus_get() is window.entry
+    type_like_scanner(window.root, lot)
+    pump_until(window.root, _answered(window, 2), 30, "the answer to the scan in order")
+    assert window.verdict.tone == "success" and window.verdict.headline == "착공이 등록되었습니다"
+    assert "WO-" in window.verdict.detail and lot in window.verdict.detail
+    assert window.beeps[-1] == "ok"
+    pump_until(window.root, lambda: lot in window.status_panel.current.cget("text"), 10, "the current LOT shown")
+    assert "착공 1" in window.status_panel.today.cget("text")
+    screenshot(os.environ["DISPLAY"], window.root, SHOTS / "station-started.png")
+    window.lang_button.invoke()  # English, switched with one touch; the same answer is shown in English
+    assert window.answer.headline.cget("text") == "Process start registered" and window.beeps[-1] == "ok"
+    assert window.title.cget("text").startswith("Station st03 — PROC-003 ")
+    window.theme_button.invoke()  # dark theme; green still means started
+    window.root.update()
+    assert window.answer.cget("bg") == window.answer.headline.cget("bg") == "#198754"
+    screenshot(os.environ["DISPLAY"], window.root, SHOTS / "station-started-en-dark.png")
+
+
+def test_a_refused_file_shows_in_the_error_list_and_the_retry_sends_it_after_the_fix(
+    line: Line, open_window: Callable
+) -> None:
+    station: Station = line.stations["PROC-003"]
+    lot = line.create_lot()
+    rng = random.Random(16)
+    _complete(line, lot, "PROC-001", rng)
+    _complete(line, lot, "PROC-002", rng)
+    assert line.start_via_gateway(lot, "PROC-003", "W003").status_code == 200
+    window = open_window(station.station_id, "PROC-003", station.gateway_url)
+    end = datetime.now(SEOUL).replace(microsecond=0)
+    record = completion_record("PROC-003", lot, "W003", end - timedelta(minutes=2), end, rng)
+    bad = {**record, "worker_id": "W999"}  # a worker who left: the centre refuses the completion
+    name = line.drop_record(bad)
+    assert line.wait_disposition("PROC-003", name) == "error"
+    pump_until(window.root, lambda: window.errors.errors.exists(name), 15, f"{name} in the error list")
+    window.errors.errors.selection_set(name)
+    pump_until(window.root, lambda: "error_code:" in window.errors.log.get("1.0", "end"), 5, "the error log shown")
+    log = window.errors.log.get("1.0", "end")
+    assert "작업자 ID가 존재하지 않습니다" in log or "WORKER" in log, log
+    screenshot(os.environ["DISPLAY"], window.root, SHOTS / "station-error-file.png")
+
+    fixed = json.dumps({**record, "worker_id": "W003"}, ensure_ascii=False)
+    (station.error / name).write_text(fixed, encoding="utf-8")  # the operator corrects the worker id
+    window.errors.retry.invoke()  # the big button, as a touch would
+    pump_until(window.root, lambda: window.verdict.tone == "success", 10, "the retry confirmed")
+    assert line.wait_disposition("PROC-003", name) == "completed"
+    pump_until(window.root, lambda: window.files.completed.exists(name), 15, f"{name} in the completed list")
+    assert not window.errors.errors.exists(name)
+    entries = [json.loads(x) for x in (station.work_dir / "retries.log").read_text().splitlines()]
+    assert entries[-1]["file"] == name and entries[-1]["previous_error_code"]
+    assert line.lot(lot)["progress"]["completed_processes"] == 3
+
+
+def test_killing_the_broker_shows_the_offline_banner_within_5_s_and_it_clears(
+    central_env: dict[str, str], open_window: Callable, tmp_path: Path
+) -> None:
+    broker = MosquittoServer(tmp_path / "mosquitto", port=find_free_port())
+    broker.start()
+    env = {**central_env, "MES_MQTT_PORT": str(broker.port), "MES_INGESTOR_CLIENT_ID": "ingestor-station-ui"}
+    ingestor = ChildProcess("ingestor-ui", mes_command("ingest"), env, tmp_path / "ingestor.log").start()
+    gateway = Gateway("st05", tmp_path / "st05", broker.port, tmp_path / "gateway.log")
+    try:
+        wait_service_online(broker.port, "ingestor-station-ui")
+        gateway.start()
+        window = open_window("st05", "PROC-005", gateway.url)
+        pump_until(window.root, lambda: window.model is not None and window.model.banner is None, 20, "online")
+        assert window.status_panel.connection.cget("text") == "● 서버 연결됨"
+        killed = time.monotonic()
+        broker.kill()
+        pump_until(window.root, lambda: window.banner.visible, 5, "the offline banner within 5 s of the kill")
+        shown_after = time.monotonic() - killed
+        assert window.banner.text.cget("text") == f"⚠ {BANNER_TEXT}" and window.banner.winfo_ismapped()
+        screenshot(os.environ["DISPLAY"], window.root, SHOTS / "station-offline.png")
+        broker.start()
+        pump_until(window.root, lambda: not window.banner.visible, 40, "the banner gone after the broker is back")
+        assert not window.banner.winfo_ismapped()
+        print(f"offline banner shown {shown_after:.2f} s after the broker was killed")
+    finally:
+        gateway.stop()
+        ingestor.stop()
+        broker.stop()
