@@ -52,6 +52,17 @@ class CentralSettings(BaseSettings):
     measurement_compress_after_days: int = Field(default=30, ge=0)
     sample_compress_after_days: int = Field(default=7, ge=0)
     sample_retention_days: int = Field(default=0, ge=0)
+    # SPC and alerts (issue 14, H6). Capability intervals at this confidence; a chart reads at most spc_max_values
+    # values. The ingestor's alert watch polls new completions this often, judges each new point of a
+    # characteristic on an I-MR chart of its newest alert_window values (limits from the newest stored I-MR
+    # baseline, else from that window once it holds alert_min_points), and raises a cpk_low alert when the window's
+    # Cpk falls below alert_cpk_threshold (0 = no Cpk alerts) while none is open.
+    spc_confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    spc_max_values: int = Field(default=200_000, ge=100)
+    alert_poll_s: float = Field(default=1.0, gt=0, le=60)
+    alert_window: int = Field(default=50, ge=15, le=5000)
+    alert_min_points: int = Field(default=20, ge=2, le=5000)
+    alert_cpk_threshold: float = Field(default=1.0, ge=0)
 
     @field_validator("timezone")
     @classmethod

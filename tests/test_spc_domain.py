@@ -246,3 +246,12 @@ def test_fixed_size_subgroups_leave_out_an_incomplete_tail() -> None:
     made = sc.fixed_size_subgroups(values, 3)
     assert [g.values for g in made] == [(0.0, 1.0, 2.0), (3.0, 4.0, 5.0)]
     assert made[1].key == "S3..S5" and made[1].time == T0 + timedelta(minutes=5)
+
+
+def test_without_a_baseline_points_carry_values_but_no_limits() -> None:
+    pair = sc.build_chart(ChartType.XBAR_R, groups(PISTON_RINGS[:2]), None)
+    assert pair.location[0].value == pytest.approx(74.0102) and pair.location[0].ucl is None
+    assert pair.dispersion[0].value == pytest.approx(0.038) and pair.dispersion[0].cl is None
+    assert nelson_flags(pair.location) == [(), ()]
+    imr = sc.build_chart(ChartType.IMR, individuals([1.0, 4.0]), None)
+    assert [p.value for p in imr.dispersion] == [None, 3.0]

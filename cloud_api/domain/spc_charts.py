@@ -167,8 +167,11 @@ def estimate_baseline(chart: ChartType, groups: Sequence[Subgroup]) -> Baseline 
     return Baseline(grand, sigma, len(groups))
 
 
-def build_chart(chart: ChartType, groups: Sequence[Subgroup], base: Baseline) -> ChartPair:
+def build_chart(chart: ChartType, groups: Sequence[Subgroup], base: Baseline | None) -> ChartPair:
+    """The chart's points with each point's limits; without a baseline the points carry no limits."""
     groups = usable_subgroups(chart, groups)
+    if base is None:
+        return _bare(chart, groups)
     if chart is ChartType.IMR:
         return _imr(groups, base)
     location: list[ChartPoint] = []
@@ -185,6 +188,21 @@ def build_chart(chart: ChartType, groups: Sequence[Subgroup], base: Baseline) ->
             value = stdev(g.values)
         lower = max(0.0, centre - K_SIGMA * spread)
         dispersion.append(ChartPoint(i, g.key, g.time, n, value, lower, centre, centre + K_SIGMA * spread))
+    return ChartPair(chart, tuple(location), tuple(dispersion))
+
+
+def _bare(chart: ChartType, groups: Sequence[Subgroup]) -> ChartPair:
+    location, dispersion = [], []
+    previous: float | None = None
+    for i, g in enumerate(groups):
+        n = len(g.values)
+        location.append(ChartPoint(i, g.key, g.time, n, mean(g.values), None, None, None))
+        if chart is ChartType.IMR:
+            spread = None if previous is None else abs(g.values[0] - previous)
+            previous = g.values[0]
+        else:
+            spread = max(g.values) - min(g.values) if chart is ChartType.XBAR_R else stdev(g.values)
+        dispersion.append(ChartPoint(i, g.key, g.time, n, spread, None, None, None))
     return ChartPair(chart, tuple(location), tuple(dispersion))
 
 

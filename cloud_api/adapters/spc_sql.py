@@ -1,0 +1,195 @@
+"""SQL of SPC: the values of one characteristic (from `measurements`) and the versioned `spc_baselines`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+# One characteristic over a period, oldest first: the (process_id, characteristic, test_point_id, time) index
+# serves it; LOT and serial numbers name the points. `IS NOT DISTINCT FROM` lets a NULL test point match.
+VALUES_SQL = text(
+    "SELECT m.time, m.value, m.result_id, m.lot_id, l.lot_number, s.serial_number, m.lower_limit, m.upper_limit "
+    "FROM measurements m JOIN lots l ON l.id = m.lot_id LEFT JOIN serials s ON s.id = m.serial_id "
+    "WHERE m.process_id = :process_id AND m.characteristic = :characteristic "
+    "AND m.test_point_id IS NOT DISTINCT FROM :test_point AND m.time >= :start AND m.time < :end "
+    "AND m.value IS NOT NULL AND m.value = m.value "  # NaN never reaches a chart
+    "ORDER BY m.time, m.result_id LIMIT :limit"
+)
+# The newest `count` values up to a moment (the alert watch's window), returned oldest first.
+RECENT_SQL = text(
+    "SELECT * FROM (SELECT m.time, m.value, m.result_id, m.lot_id, l.lot_number, s.serial_number, m.lower_limit, "
+    "m.upper_limit FROM measurements m JOIN lots l ON l.id = m.lot_id LEFT JOIN serials s ON s.id = m.serial_id "
+    "WHERE m.process_id = :process_id AND m.characteristic = :characteristic "
+    "AND m.test_point_id IS NOT DISTINCT FROM :test_point AND m.time <= :until "
+    "AND m.value IS NOT NULL AND m.value = m.value ORDER BY m.time DESC, m.result_id DESC LIMIT :count) recent "
+    "ORDER BY time, result_id"
+)
+BASELINE_COLUMNS = (
+    "id, process_id, characteristic, test_point_id, chart, subgroup, version, period_from, period_to, mu, sigma, "
+    "points, values_count, reason, created_by, created_at"
+)
+LIST_BASELINES_SQL = text(
+    f"SELECT {BASELINE_COLUMNS} FROM spc_baselines WHERE process_id = :process_id AND characteristic = "
+    ":characteristic AND test_point_id = :test_point AND (CAST(:chart AS text) IS NULL OR chart = :chart) "
+    "ORDER BY chart, subgroup, version DESC"
+)
+CURRENT_BASELINE_SQL = text(
+    f"SELECT {BASELINE_COLUMNS} FROM spc_baselines WHERE process_id = :process_id AND characteristic = "
+    ":characteristic AND test_point_id = :test_point AND chart = :chart AND subgroup = :subgroup "
+    "ORDER BY version DESC LIMIT 1"
+)
+# Versions are numbered per chart: the transaction-scoped advisory lock serialises two managers setting one at once.
+LOCK_SQL = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+NEXT_VERSION_SQL = text(
+    "SELECT COALESCE(MAX(version), 0) + 1 FROM spc_baselines WHERE process_id = :process_id AND characteristic = "
+    ":characteristic AND test_point_id = :test_point AND chart = :chart AND subgroup = :subgroup"
+)
+INSERT_BASELINE_SQL = text(
+    "INSERT INTO spc_baselines (process_id, characteristic, test_point_id, chart, subgroup, version, period_from, "
+    "period_to, mu, sigma, points, values_count, reason, created_by) VALUES (:process_id, :characteristic, "
+    ":test_point, :chart, :subgroup, :version, :period_from, :period_to, :mu, :sigma, :points, :values_count, "
+    f":reason, :created_by) RETURNING {BASELINE_COLUMNS}"
+)
+PROCESS_EXISTS_SQL = text("SELECT EXISTS (SELECT 1 FROM process_steps WHERE process_id = :process_id)")
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRow:
+    """One measured value of a characteristic, with what names its point."""
+
+    time: datetime
+    value: float
+    result_id: int
+    lot_id: int
+    lot_number: str
+    serial_number: str | None
+    lower_limit: float | None
+    upper_limit: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineRow:
+    id: int
+    process_id: str
+    characteristic: str
+    test_point_id: str  # '' for none (part of the version key)
+    chart: str
+    subgroup: str
+    version: int
+    period_from: datetime
+    period_to: datetime
+    mu: float
+    sigma: float
+    points: int
+    values_count: int
+    reason: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewBaseline:
+    process_id: str
+    characteristic: str
+    test_point_id: str
+    chart: str
+    subgroup: str
+    period_from: datetime
+    period_to: datetime
+    mu: float
+    sigma: float
+    points: int
+    values_count: int
+    reason: str
+    created_by: str
+
+
+async def values(
+    conn: AsyncConnection,
+    process_id: str,
+    characteristic: str,
+    test_point: str | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[ValueRow]:
+    params = {
+        "process_id": process_id,
+        "characteristic": characteristic,
+        "test_point": test_point,
+        "start": start,
+        "end": end,
+        "limit": limit,
+    }
+    result = await conn.execute(VALUES_SQL, params)
+    return [ValueRow(*row) for row in result.all()]
+
+
+async def recent_values(
+    conn: AsyncConnection, process_id: str, characteristic: str, test_point: str | None, until: datetime, count: int
+) -> list[ValueRow]:
+    params = {
+        "process_id": process_id,
+        "characteristic": characteristic,
+        "test_point": test_point,
+        "until": until,
+        "count": count,
+    }
+    result = await conn.execute(RECENT_SQL, params)
+    return [ValueRow(*row) for row in result.all()]
+
+
+async def process_exists(conn: AsyncConnection, process_id: str) -> bool:
+    return bool((await conn.execute(PROCESS_EXISTS_SQL, {"process_id": process_id})).scalar_one())
+
+
+async def list_baselines(
+    conn: AsyncConnection, process_id: str, characteristic: str, test_point: str, chart: str | None
+) -> list[BaselineRow]:
+    params = {"process_id": process_id, "characteristic": characteristic, "test_point": test_point, "chart": chart}
+    result = await conn.execute(LIST_BASELINES_SQL, params)
+    return [BaselineRow(*row) for row in result.all()]
+
+
+async def current_baseline(
+    conn: AsyncConnection, process_id: str, characteristic: str, test_point: str, chart: str, subgroup: str
+) -> BaselineRow | None:
+    params = {
+        "process_id": process_id,
+        "characteristic": characteristic,
+        "test_point": test_point,
+        "chart": chart,
+        "subgroup": subgroup,
+    }
+    row = (await conn.execute(CURRENT_BASELINE_SQL, params)).first()
+    return BaselineRow(*row) if row else None
+
+
+async def insert_baseline(conn: AsyncConnection, new: NewBaseline) -> BaselineRow:
+    key = f"spc:{new.process_id}:{new.characteristic}:{new.test_point_id}:{new.chart}:{new.subgroup}"
+    await conn.execute(LOCK_SQL, {"key": key})
+    which = {
+        "process_id": new.process_id,
+        "characteristic": new.characteristic,
+        "test_point": new.test_point_id,
+        "chart": new.chart,
+        "subgroup": new.subgroup,
+    }
+    version = int((await conn.execute(NEXT_VERSION_SQL, which)).scalar_one())
+    params = {
+        **which,
+        "version": version,
+        "period_from": new.period_from,
+        "period_to": new.period_to,
+        "mu": new.mu,
+        "sigma": new.sigma,
+        "points": new.points,
+        "values_count": new.values_count,
+        "reason": new.reason,
+        "created_by": new.created_by,
+    }
+    row = (await conn.execute(INSERT_BASELINE_SQL, params)).one()
+    return BaselineRow(*row)
