@@ -10,6 +10,7 @@ Korean text needs a font with Hangul: NanumGothic (or MES_LABEL_FONT, the label 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -82,6 +83,8 @@ HEADS = {
     "en": ("Process", "Work order", "Start", "Completion", "Worker", "Station", "Result"),
 }
 WIDTHS = (38, 30, 30, 30, 24, 22, 16)  # mm, = 190 (A4 minus 10 mm margins)
+# fontTools says, per PDF, which OpenType tables of NanumGothic it drops while subsetting: noise in the API log.
+logging.getLogger("fontTools.subset").setLevel(logging.ERROR)
 
 
 def _t(value: datetime | None) -> str:
@@ -125,7 +128,8 @@ class DhrPdf(FPDF):
 
 
 def render(trace: SerialTrace, lang: str, generated_at: datetime) -> bytes:
-    words = TEXT["en" if lang == "en" else "ko"]
+    lang = "en" if lang == "en" else "ko"
+    words = TEXT[lang]
     zone = trace.serial.created_at.tzinfo
     stamp = _t(generated_at.astimezone(zone) if zone else generated_at)
     pdf = DhrPdf(korean_font_path(), f"DHR {trace.serial.serial_number} · {words['generated']} {stamp}")
@@ -136,7 +140,7 @@ def render(trace: SerialTrace, lang: str, generated_at: datetime) -> bytes:
     pdf.cell(0, 5, words["subtitle"], new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     _identification(pdf, trace, words)
     _dates_and_quantities(pdf, trace, words)
-    _acceptance(pdf, trace, words)
+    _acceptance(pdf, trace, words, HEADS[lang])
     _labels(pdf, trace, words)
     _components_and_firmware(pdf, trace, words)
     pdf.heading(words["history"])
@@ -173,10 +177,10 @@ def _dates_and_quantities(pdf: DhrPdf, trace: SerialTrace, words: dict[str, str]
     pdf.pair(words["released"], "1" if trace.serial.status == "PASSED" else "0")
 
 
-def _acceptance(pdf: DhrPdf, trace: SerialTrace, words: dict[str, str]) -> None:
+def _acceptance(pdf: DhrPdf, trace: SerialTrace, words: dict[str, str], heads: tuple[str, ...]) -> None:
     pdf.heading(words["accept"])
     pdf.set_font("kr", "B", 8)
-    for width, title in zip(WIDTHS, HEADS["en" if words is TEXT["en"] else "ko"], strict=True):
+    for width, title in zip(WIDTHS, heads, strict=True):
         pdf.cell(width, 6, title, border=1)
     pdf.ln()
     for process in trace.processes:
