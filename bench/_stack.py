@@ -25,6 +25,7 @@ import httpx
 import psycopg
 
 from db.migrate import upgrade
+from deploy.localstack import pg_timescale
 from deploy.localstack.children import ChildProcess, mes_command, rss_kb, wait_http_ok
 from deploy.localstack.services import ManagedServer, MosquittoServer, PostgresServer, RedisServer, find_free_port
 
@@ -79,7 +80,11 @@ class BenchStack:
 
 @contextmanager
 def bench_stack(
-    api_workers: int = 1, log_level: str = "INFO", keep: bool = False, ingestors: int = 1
+    api_workers: int = 1,
+    log_level: str = "INFO",
+    keep: bool = False,
+    ingestors: int = 1,
+    timescale: pg_timescale.Mode | None = None,
 ) -> Iterator[BenchStack]:
     """Start everything in a temp dir on free 127.0.0.1 ports; stop and delete it all on exit.
 
@@ -88,7 +93,7 @@ def bench_stack(
     root = Path(tempfile.mkdtemp(prefix="mes-bench-"))
     root.chmod(0o755)  # the postgres OS user must reach its data dir when we run as root
     with ExitStack() as stack:
-        postgres = PostgresServer(root / "postgres", owner="mes_owner")
+        postgres = PostgresServer(root / "postgres", owner="mes_owner", timescale=timescale)  # None: auto
         postgres.start()
         stack.callback(postgres.destroy)
         broker = MosquittoServer(root / "mosquitto")
