@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.auth import RoleAuth
@@ -146,3 +147,18 @@ def test_unknown_query_parameters_are_refused(api_url: str, auth: RoleAuth) -> N
         f"{api_url}/api/v1/events", params={"access_token": auth.viewer.token(), "channel": "all"}, timeout=10
     )
     assert response.status_code == 422 and response.json()["error_code"] == "INVALID_REQUEST"
+
+
+def test_a_lost_listen_link_is_remade_and_clients_told_to_reload(
+    api_url: str, auth: RoleAuth, db: psycopg.Connection
+) -> None:
+    with stream(api_url, auth.viewer.token()) as events:
+        events.next(lambda e: e.kind == "hello")
+        killed = db.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'LISTEN mes_events'"
+        ).fetchone()
+        assert killed is not None and killed[0] >= 1
+        reset = events.next(lambda e: e.kind == "reset", timeout=15)
+        assert reset.data["reason"] == "listener_reconnected"
+        lot, _ = _create_lot(api_url, auth)
+        events.next(_lot_event(lot), timeout=5)
