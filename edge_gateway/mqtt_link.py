@@ -20,6 +20,7 @@ from edge_gateway.ports import NotConnected, ReplyTimeout
 from edge_gateway.replies import PendingReplies, decode_reply
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import raise_if_cancelled
+from mes_contracts.alerts import gateway_alert_filter
 from mes_contracts.envelope import Envelope, ReplyPayload
 from mes_contracts.mqtt_tls import client_tls_context
 from mes_contracts.station_state import service_state_filter
@@ -52,6 +53,7 @@ class MqttLink:
         self._reply_topic = settings.address.reply()
         self._services_filter = service_state_filter()
         self._print_topic = settings.address.command(Name.PRINT_LABEL)
+        self._alert_topic = gateway_alert_filter(settings.address)  # SPC alerts for the station window
         # Set by the composition root: commits a print job; the message is acknowledged only after it returns.
         self.print_jobs: CommandSink | None = None
         self._pending = PendingReplies()
@@ -120,6 +122,7 @@ class MqttLink:
                         await client.subscribe(self._services_filter, qos=STATE_QOS)  # retained: arrive at once
                         if self.print_jobs is not None:
                             await client.subscribe(self._print_topic, qos=COMMAND_QOS)
+                        await client.subscribe(self._alert_topic, qos=COMMAND_QOS)
                         raise_if_cancelled()
                         self._connected = True
                         self.health.link_up()
@@ -184,6 +187,9 @@ class MqttLink:
             return
         if message.topic.matches(self._services_filter):
             self.health.service_message(message.topic.value, bytes(payload))
+            return
+        if message.topic.matches(self._alert_topic):
+            self.alerts.add_payload(bytes(payload))
             return
         if not message.topic.matches(self._reply_topic):
             logger.debug("ignoring message on %s", message.topic)

@@ -121,14 +121,24 @@ def _alert_lines(alerts: list[dict[str, Any]], lang: str) -> list[Line]:
             )
             lines.append(Line(WARNING, text))
             continue
-        severity = str(alert.get("severity") or "").lower()
-        tone = DANGER if severity in ("critical", "high", "error") else WARNING
-        title = alert.get("title") or alert.get("rule") or alert.get("kind") or "alert"
-        message = alert.get("message_en" if lang == "en" else "message") or alert.get("message") or ""
-        where = " · ".join(str(alert[k]) for k in ("process_id", "channel", "lot_number") if alert.get(k))
-        at = _clock(alert.get("at") or alert.get("created_at") or alert.get("received_at"))
-        lines.append(Line(tone, f"{at} {title}: {message} {where}".strip()))
+        tone = DANGER if alert.get("kind") in ("nelson", "cpk_low") else WARNING
+        lines.append(Line(tone, _centre_alert(alert, lang)))
     return lines
+
+
+def _centre_alert(alert: dict[str, Any], lang: str) -> str:
+    """An SPC alert (mes_contracts.alerts.AlertMessage): time, rule or Cpk, where, and the centre's own text."""
+    kind = alert.get("kind")
+    if kind == "nelson":
+        title = t("alert_nelson", lang, rule=alert.get("rule") or "?")
+    elif kind == "cpk_low":
+        title = t("alert_cpk", lang, cpk=alert.get("cpk") or 0.0, threshold=alert.get("threshold") or 0.0)
+    else:
+        title = str(alert.get("title") or kind or "alert")
+    message = alert.get("message_en" if lang == "en" else "message_ko") or alert.get("message") or ""
+    where = " · ".join(str(alert[k]) for k in ("process_id", "characteristic", "lot_number") if alert.get(k))
+    at = _clock(alert.get("raised_at") or alert.get("received_at"))
+    return f"{at} {title}: {message} ({where})" if where else f"{at} {title}: {message}"
 
 
 def _serial_rows(labels: list[dict[str, Any]], lang: str) -> list[tuple[str, str, str]]:

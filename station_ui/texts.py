@@ -103,6 +103,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "LABEL_uncertain": ("확인 필요", "check"),
     "alerts": ("알림 {count}", "Alerts {count}"),
     "alert_printer": ("프린터 {printer}: {state} (대기 {waiting}장)", "Printer {printer}: {state} ({waiting} waiting)"),
+    "alert_nelson": ("SPC 규칙 {rule} 위반", "SPC rule {rule} broken"),
+    "alert_cpk": ("Cpk {cpk:.2f} < {threshold:.2f}", "Cpk {cpk:.2f} < {threshold:.2f}"),
     "PRINTER_offline": ("연결 끊김", "offline"),
     "PRINTER_paper_out": ("용지 부족", "out of paper"),
     "PRINTER_head_open": ("헤드 열림", "head open"),

@@ -136,10 +136,13 @@ def test_panels_from_a_summary() -> None:
         {"source": "printer", "printer_id": "P7", "printer_state": "paper_out", "waiting": 2},
         {
             "source": "centre",
-            "severity": "critical",
-            "title": "SPC rule 1",
-            "message": "관리 한계 이탈",
+            "kind": "nelson",
+            "rule": 1,
             "process_id": "PROC-006",
+            "characteristic": "peak_torque",
+            "message_ko": "관리한계(3σ) 밖의 점",
+            "message_en": "point beyond 3 sigma",
+            "raised_at": "2025-11-10T09:30:05+09:00",
         },
     ]
     model = present(summary, "PROC-007", "ko")
@@ -153,7 +156,10 @@ def test_panels_from_a_summary() -> None:
     }
     assert model.serials == [(f"{LOT}-0001", "출력 완료 ↺", "P7"), (f"{LOT}-0002", "대기 (paper_out)", "P7")]
     assert [line.tone for line in model.alerts] == [WARNING, DANGER]
-    assert model.alerts[0].text == "프린터 P7: 용지 부족 (대기 2장)" and "관리 한계 이탈" in model.alerts[1].text
+    assert model.alerts[0].text == "프린터 P7: 용지 부족 (대기 2장)"
+    assert model.alerts[1].text == "09:30:05 SPC 규칙 1 위반: 관리한계(3σ) 밖의 점 (PROC-006 · peak_torque)"
+    english = present(summary, "PROC-007", "en").alerts
+    assert english[1].text == "09:30:05 SPC rule 1 broken: point beyond 3 sigma (PROC-006 · peak_torque)"
     assert model.firmware == []  # not a PROC-004 station
 
 

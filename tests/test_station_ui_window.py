@@ -12,16 +12,21 @@ import json
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt import publish
 
 from deploy.localstack.children import ChildProcess, mes_command
 from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import MosquittoServer, find_free_port
 from line_simulator.payloads import completion_record
+from mes_contracts.alerts import AlertKind, AlertMessage, alert_topic
+from mes_contracts.topics import StationAddress
 from station_ui.config import StationConfig
 from tests.support.faults import Gateway
 from tests.support.line import SEOUL, Line, Station
@@ -65,6 +70,24 @@ def _complete(line: Line, lot: str, process_id: str, rng: random.Random) -> None
     end = datetime.now(SEOUL).replace(microsecond=0)
     name = line.drop_record(completion_record(process_id, lot, "W001", end - timedelta(minutes=2), end, rng))
     assert line.wait_disposition(process_id, name) == "completed"
+
+
+def _publish_alert(port: int, address: StationAddress) -> None:
+    now = datetime.now(SEOUL)
+    alert = AlertMessage(
+        message_id=uuid.uuid4(),
+        alert_id=1,
+        kind=AlertKind.NELSON,
+        rule=1,
+        process_id="PROC-005",
+        characteristic="assembly_torque",
+        lot_number="WF-KR-251110D-001",
+        point_time=now,
+        raised_at=now,
+        message_ko="관리한계(3σ) 밖의 점",
+        message_en="point beyond 3 sigma",
+    )
+    publish.single(alert_topic(address), alert.to_bytes(), qos=1, hostname="127.0.0.1", port=port, protocol=mqtt.MQTTv5)
 
 
 def _answered(window: object, count: int) -> Callable[[], bool]:
@@ -156,6 +179,8 @@ def test_killing_the_broker_shows_the_offline_banner_within_5_s_and_it_clears(
         window = open_window("st05", "PROC-005", gateway.url)
         pump_until(window.root, lambda: window.model is not None and window.model.banner is None, 20, "online")
         assert window.status_panel.connection.cget("text") == "● 서버 연결됨"
+        _publish_alert(broker.port, StationAddress("KR", "L1", "st05"))  # as the centre's alert watch does
+        pump_until(window.root, lambda: any("SPC 규칙 1" in x for x in window.alerts.texts()), 10, "the SPC alert")
         killed = time.monotonic()
         broker.kill()
         pump_until(window.root, lambda: window.banner.visible, 5, "the offline banner within 5 s of the kill")
