@@ -150,6 +150,7 @@ class LineReport:
     bad_files_written: int = 0
     bad_files_rejected: int = 0  # broken samples that went to error/, as they should
     bad_files_accepted: int = 0  # broken samples that went to completed/ (a gateway bug)
+    curve_files_written: int = 0  # PROC-003/PROC-006 curve files beside the completion files
     refusals: list[Refusal] = field(default_factory=list)
     lot_statuses: dict[str, str] = field(default_factory=dict)
     fatal_error: str | None = None
@@ -164,5 +165,5 @@ class LineReport:
             f"착공 OK {self.starts_accepted} 거부 {self.starts_refused} 재시도 {self.start_retries} · "
             f"완공 파일 completed {self.files_completed} error {self.files_errored} 미처리 {self.files_undecided} "
             f"(FAIL 판정 {self.failed_results}) · 잘못된 파일 {self.bad_files_written}개 중 error/ "
-            f"{self.bad_files_rejected}, completed/ {self.bad_files_accepted}"
+            f"{self.bad_files_rejected}, completed/ {self.bad_files_accepted} · 곡선 파일 {self.curve_files_written}개"
         )

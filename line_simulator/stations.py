@@ -9,6 +9,7 @@ from typing import Any
 
 from line_simulator.clock import now_kst
 from line_simulator.config import LineConfig, LineReport, StationConfig
+from line_simulator.curves import curve_files
 from line_simulator.payloads import bad_files, render
 from line_simulator.writer import (
     COMPLETED,
@@ -65,6 +66,9 @@ async def place_file(
     if verdict.outcome() == "FAIL":
         report.failed_results += 1
     baseline = snapshot(station.work_dir, name)
+    for curve_name, data in curve_files(record, rng):  # the rig's curves first, then the completion file
+        await write_file_async(station.work_dir, curve_name, data, WriteMode.ATOMIC)
+        report.curve_files_written += 1
     await write_file_async(station.work_dir, name, render(record), mode, config.delay(SLOW_WRITE_SECONDS), rng)
     result = await follow(station, name, baseline, lot, config.file_timeout)
     outcome = verdict.outcome() + (f" {', '.join(verdict.failure_reasons())}" if verdict.failure_reasons() else "")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from line_simulator.clock import to_kst
 from line_simulator.payloads import render
 from mes_contracts.completion import completion_file_name
+from mes_contracts.curve_file import CURVE_MARK
 from mes_contracts.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ def _is_log(name: str) -> bool:
 def _matches(entry: str, file_name: str) -> bool:
     """The file itself, or the same file renamed on a name clash (`x_1.json`, `x.json.1`, …)."""
     stem = file_name.removesuffix(".json")
+    if CURVE_MARK in entry.lower() and CURVE_MARK not in file_name.lower():
+        return False  # a curve file beside the completion file is not the completion file renamed
     return entry == file_name or (entry.startswith(stem) and not _is_log(entry))
 
 
