@@ -16,6 +16,7 @@ import pytest
 from line_simulator.config import LineConfig, LineReport, StationConfig, load_stations
 from line_simulator.line import run_line
 from mes_contracts.completion import CompletionRecord, parse_completion_file_name
+from mes_contracts.curve_file import is_curve_name, parse_curve
 from mes_contracts.errors import ErrorCode
 from mes_contracts.route import ROUTE, get_step, previous_step
 
@@ -39,6 +40,7 @@ class FakeFloor:
         self.runs: dict[str, dict[str, str]] = {}
         self.records: list[dict[str, Any]] = []
         self.rejected: list[tuple[str, str]] = []
+        self.curves: list[str] = []
         self.unavailable_once = {"http://gw3.test"}
         self.sizes: dict[Path, int] = {}
 
@@ -127,6 +129,10 @@ class FakeFloor:
         return httpx.Response(200, json={"status": "success", "message": "착공이 등록되었습니다", "data": data})
 
     def verdict(self, name: str, data: bytes) -> str | None:
+        if is_curve_name(name):  # a rig's curve beside the completion file (the gateway's curve pickup)
+            parse_curve(name, data)
+            self.curves.append(name)
+            return None
         parsed = parse_completion_file_name(name)
         if parsed is None:
             return ErrorCode.INVALID_FILE_NAME
@@ -212,6 +218,8 @@ async def test_two_lots_run_through_the_line(floor: FakeFloor, capsys: pytest.Ca
     assert sorted(code for _, code in floor.rejected) == sorted([*expected, *expected])
 
     assert len(floor.records) == 16
+    # PROC-006: a curve per test point, PROC-003: one temperature curve, per LOT (each parsed by the fake floor)
+    assert report.curve_files_written == len(floor.curves) == 2 * (3 + 1)
     firmware = [r for r in floor.records if r["process_id"] == "PROC-004"]
     assert {r["process_data"]["firmware_version"] for r in firmware} == {"v1.2.4"}
     assert {(r["process_id"], r["worker_id"]) for r in floor.records} == {
