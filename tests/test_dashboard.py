@@ -124,6 +124,7 @@ def test_a_shift_is_half_the_production_day(api_url: str, auth: RoleAuth, db: ps
         f"{api_url}/api/v1/dashboard/today", headers={**auth.viewer.headers(), "Accept-Language": "en"}, timeout=15
     )
     assert english.json()["data"]["processes"][0]["process_name"] == "Laser marking"
+    assert _board(api_url, auth, lang="en")["processes"][1]["process_name"] == "LMA assembly"
 
 
 def test_a_past_day_and_bad_parameters(api_url: str, auth: RoleAuth) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials
@@ -49,9 +49,10 @@ async def today(
     principal: ViewerDep,
     shift: Annotated[str | None, Query(pattern="^[DN]$", description="D or N; default: the whole day")] = None,
     day: Annotated[date | None, Query(alias="date", description="a production day; default: today's")] = None,
+    lang_query: Annotated[Literal["ko", "en"] | None, Query(alias="lang", description="wins over the header")] = None,
 ) -> dict[str, Any]:
     _only(request, TODAY_PARAMS)
-    return {"status": "success", "data": await dashboard.today(db, day, shift, lang)}
+    return {"status": "success", "data": await dashboard.today(db, day, shift, lang_query or lang)}
 
 
 class StreamViewer:
