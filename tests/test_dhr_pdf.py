@@ -14,6 +14,7 @@ import subprocess
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -52,7 +53,7 @@ def _sample_trace() -> SerialTrace:
         "result": "PASS",
         "out_of_limits": False,
     }
-    processes = []
+    processes: list[dict[str, Any]] = []
     for step in ROUTE:
         result = {
             "result_id": step.sequence,
@@ -183,7 +184,9 @@ def passed_serial(line: Line, db: psycopg.Connection) -> tuple[str, str, str]:
         if step.process_id == "PROC-007":
             serial = started.json()["data"]["serial_numbers"][0]
         end = datetime.now(SEOUL).replace(microsecond=0)
-        overrides = {"process_data": {"sma_spring_lot": spring}} if step.process_id == "PROC-002" else {}
+        overrides: dict[str, Any] = (
+            {"process_data": {"sma_spring_lot": spring}} if step.process_id == "PROC-002" else {}
+        )
         record = completion_record(step.process_id, lot, worker, end - timedelta(minutes=2), end, rng, **overrides)
         name = line.drop_record(record, stamp=datetime.now(SEOUL) + timedelta(seconds=next(_STAMPS)))
         assert line.wait_disposition(step.process_id, name) == "completed"
