@@ -65,6 +65,8 @@ class StationWindow:
         self.answers: int = 0  # start answers shown so far (the tests wait on it)
         self.summaries: int = 0
         self._last_start: tuple[Result, Verdict] | None = None
+        self.reprints = 0  # reprint answers shown so far, and the last one's HTTP status (the tests read them)
+        self.last_reprint_status: int | None = None
         self._build()
         self._closed = False
         self._timers: dict[str, str] = {}  # after() ids of the three loops, cancelled on close
@@ -76,7 +78,7 @@ class StationWindow:
         root, fonts = self.root, self.fonts
         top = ttk.Frame(root, padding=(12, 8))
         top.pack(fill="x")
-        self.title = ttk.Label(top, font=fonts["headline"])
+        self.title = ttk.Label(top, font=fonts["title"])
         self.title.pack(side="left")
         self.lang_button = ttk.Button(top, command=self.toggle_lang, takefocus=False, padding=self.sizes.button_pad)
         self.lang_button.pack(side="right", padx=4)
@@ -281,7 +283,7 @@ class StationWindow:
         self.files.show(model, headings)
         self.errors.show(model, headings)
         self.firmware.show(t("firmware", self.lang), model.firmware)
-        self.serials.show(model, (t("serial_col", self.lang), t("state_col", self.lang), "printer"))
+        self.serials.show(model, (t("serial_col", self.lang), t("state_col", self.lang), t("printer_col", self.lang)))
         self.alerts.show(model.alerts_title, model.alerts)
 
     # -- operator actions -------------------------------------------------------------------------------------
@@ -317,6 +319,8 @@ class StationWindow:
         self.client.submit(Job("reprint", path, body, {"serial": body["serial_number"]}))
 
     def _after_reprint(self, result: Result) -> None:
+        self.reprints += 1
+        self.last_reprint_status = result.status
         serial = result.job.context.get("serial", "")
         if result.status == 200:
             self._show(Verdict(SUCCESS, t("reprinted", self.lang, serial=serial), "", "ok"))

@@ -1,7 +1,8 @@
 """The reprint dialog (FR-SN-003): reason, worker (a badge scan works), and the operator's sign-in.
 
 The centre's reprint route needs an operator's account; the gateway signs in with it for this one request and
-keeps nothing. The reason is one of the common ones or free text; all fields are required.
+keeps nothing. The reason is one of the common ones or free text. The account defaults to the worker id (workers
+are operator users); a team leader may sign for the worker with their own account.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class ReprintDialog(tk.Toplevel):
         self.worker = ttk.Entry(frame, font=fonts["entry"])
         self.worker.insert(0, worker or "")
         self.worker.pack(fill="x")
+        ttk.Label(frame, text=t("reprint_user", lang), font=fonts["body"]).pack(anchor="w", pady=(12, 0))
+        self.username = ttk.Entry(frame, font=fonts["entry"])
+        self.username.insert(0, worker or "")
+        self.username.pack(fill="x")
         ttk.Label(frame, text=t("reprint_password", lang), font=fonts["body"]).pack(anchor="w", pady=(12, 0))
         self.password = ttk.Entry(frame, font=fonts["entry"], show="•")
         self.password.pack(fill="x")
@@ -56,6 +61,7 @@ class ReprintDialog(tk.Toplevel):
 
     def submit(self) -> None:
         reason, worker, password = self.reason.get().strip(), self.worker.get().strip(), self.password.get()
+        username = self.username.get().strip() or worker
         if not (reason and worker and password):
             self.bell()
             return
@@ -64,7 +70,7 @@ class ReprintDialog(tk.Toplevel):
                 "serial_number": self._serial,
                 "reason": reason,
                 "worker_id": worker,
-                "username": worker,
+                "username": username,
                 "password": password,
             }
         )

@@ -14,6 +14,8 @@ from station_ui.status_presenter import Banner, Line, ScreenModel
 from station_ui.theme import TONE_COLOURS, Sizes
 
 Fonts = dict[str, tuple[str, int] | tuple[str, int, str]]
+# Text colours on the window's background: Bootstrap's amber is for fills, too light for text on white.
+TEXT_COLOURS = {**{tone: colours[0] for tone, colours in TONE_COLOURS.items()}, "warning": "#b35c00"}
 
 
 def fonts_for(family: str, sizes: Sizes) -> Fonts:
@@ -23,6 +25,7 @@ def fonts_for(family: str, sizes: Sizes) -> Fonts:
         "small": (family, sizes.small),
         "entry": (family, sizes.entry, "bold"),
         "headline": (family, sizes.headline, "bold"),
+        "title": (family, sizes.headline - 10, "bold"),
         "detail": (family, sizes.detail),
         "banner": (family, sizes.banner, "bold"),
         "button": (family, sizes.body + 2, "bold"),
@@ -112,10 +115,10 @@ class StatusPanel(ttk.Frame):
             widget.pack(anchor="w", pady=2)
 
     def show(self, model: ScreenModel, current_label: str) -> None:
-        self.connection.configure(text=f"● {model.connection.text}", foreground=TONE_COLOURS[model.connection.tone][0])
+        self.connection.configure(text=f"● {model.connection.text}", foreground=TEXT_COLOURS[model.connection.tone])
         self.current.configure(text=f"{current_label}: {model.current}")
         self.today.configure(text=model.today)
-        self.outbox.configure(text=model.outbox.text, foreground=TONE_COLOURS[model.outbox.tone][0])
+        self.outbox.configure(text=model.outbox.text, foreground=TEXT_COLOURS[model.outbox.tone])
 
 
 class FilesPanel(ttk.Frame):
@@ -193,7 +196,7 @@ class LinesPanel(ttk.Frame):
                 self.body,
                 text=line.text,
                 font=self._fonts["body"],
-                foreground=TONE_COLOURS[line.tone][0],
+                foreground=TEXT_COLOURS[line.tone],
                 wraplength=560,
             ).pack(anchor="w", pady=1)
 
@@ -207,7 +210,7 @@ class SerialsPanel(ttk.Frame):
     def __init__(self, master: tk.Misc, fonts: Fonts, rows: int, on_reprint: Callable[[], None], text: str) -> None:
         super().__init__(master, padding=8)
         self.title = ttk.Label(self, font=fonts["bold"])
-        self.tree = _tree(self, (("serial", 260), ("state", 140), ("printer", 120)), rows * 2)
+        self.tree = _tree(self, (("serial", 260), ("state", 140), ("printer", 120)), rows + 2)
         self.reprint = ttk.Button(self, text=text, command=on_reprint, takefocus=False, padding=12)
         self.title.pack(anchor="w")
         self.tree.pack(fill="both", expand=True)

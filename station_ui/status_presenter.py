@@ -148,8 +148,9 @@ def _serial_rows(labels: list[dict[str, Any]], lang: str) -> list[tuple[str, str
             continue
         key = f"LABEL_{label.get('state')}"
         state = t(key, lang) if has(key) else str(label.get("state"))
-        if label.get("waiting_state"):
-            state = f"{state} ({label['waiting_state']})"
+        waiting = label.get("waiting_state")
+        if waiting:
+            state = f"{state} ({t(f'PRINTER_{waiting}', lang) if has(f'PRINTER_{waiting}') else waiting})"
         if label.get("reprint"):
             state = f"{state} ↺"
         rows.append((str(label.get("label_key")), state, str(label.get("printer_id"))))

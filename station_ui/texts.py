@@ -83,6 +83,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "reprint_title": ("라벨 재출력 — {serial}", "Reprint label — {serial}"),
     "reprint_reason": ("재출력 사유", "Reason"),
     "reprint_worker": ("작업자 ID (카드 스캔)", "Worker id (scan badge)"),
+    "reprint_user": ("사용자 ID (로그인)", "User name (sign-in)"),
     "reprint_password": ("비밀번호", "Password"),
     "reprint_send": ("재출력", "Reprint"),
     "cancel": ("취소", "Cancel"),
@@ -119,6 +120,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "code_col": ("오류", "Error"),
     "serial_col": ("시리얼", "Serial"),
     "state_col": ("상태", "State"),
+    "printer_col": ("프린터", "Printer"),
 }
 
 REASONS = ("REASON_DAMAGED", "REASON_UNREADABLE", "REASON_LOST", "REASON_MISPRINT")

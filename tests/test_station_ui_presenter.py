@@ -154,7 +154,7 @@ def test_panels_from_a_summary() -> None:
     assert model.errors == [("c.json", "INVALID_JSON", "JSON 형식이 올바르지 않습니다")] and model.error_logs == {
         "c.json": "L"
     }
-    assert model.serials == [(f"{LOT}-0001", "출력 완료 ↺", "P7"), (f"{LOT}-0002", "대기 (paper_out)", "P7")]
+    assert model.serials == [(f"{LOT}-0001", "출력 완료 ↺", "P7"), (f"{LOT}-0002", "대기 (용지 부족)", "P7")]
     assert [line.tone for line in model.alerts] == [WARNING, DANGER]
     assert model.alerts[0].text == "프린터 P7: 용지 부족 (대기 2장)"
     assert model.alerts[1].text == "09:30:05 SPC 규칙 1 위반: 관리한계(3σ) 밖의 점 (PROC-006 · peak_torque)"

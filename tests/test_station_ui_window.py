@@ -24,12 +24,16 @@ from paho.mqtt import publish
 from deploy.localstack.children import ChildProcess, mes_command
 from deploy.localstack.service_state import wait_service_online
 from deploy.localstack.services import MosquittoServer, find_free_port
+from edge_gateway.printing.queue_store import PrintQueueStore
 from line_simulator.payloads import completion_record
 from mes_contracts.alerts import AlertKind, AlertMessage, alert_topic
+from mes_contracts.labels import PrinterConfig
 from mes_contracts.topics import StationAddress
 from station_ui.config import StationConfig
+from station_ui.dialogs import ReprintDialog
 from tests.support.faults import Gateway
 from tests.support.line import SEOUL, Line, Station
+from tests.support.print_centre import make_job
 from tests.support.xvfb import pump_until, screenshot, type_like_scanner, xvfb_display, xvfb_missing
 
 pytestmark = pytest.mark.skipif(xvfb_missing() is not None, reason=xvfb_missing() or "")
@@ -195,3 +199,49 @@ def test_killing_the_broker_shows_the_offline_banner_within_5_s_and_it_clears(
         gateway.stop()
         ingestor.stop()
         broker.stop()
+
+
+def test_proc_007_serial_labels_printer_alert_and_the_reprint_relayed_to_the_centre(
+    broker: MosquittoServer, api_url: str, api_users: dict, open_window: Callable, tmp_path: Path
+) -> None:
+    from cloud_api.domain.access import Role
+
+    work = tmp_path / "st97"
+    closed_port = find_free_port()  # nothing listens: the printer is offline and the labels wait
+    printer = PrinterConfig(
+        printer_id="PRINTER-97", station="st97", transport="tcp", host="127.0.0.1", port=closed_port
+    )
+    store = PrintQueueStore(work / "print_queue.sqlite3")
+    try:
+        for unit in (1, 2, 3):
+            store.accept(make_job(printer, f"WF-KR-251110D-097-{unit:04d}"), time.time())
+    finally:
+        store.close()
+    gateway = Gateway("st97", work, broker.port, tmp_path / "gateway.log", {"MES_GW_API_BASE_URL": api_url})
+    try:
+        gateway.start()
+        window = open_window("st97", "PROC-007", gateway.url)
+        pump_until(window.root, lambda: len(window.serials.tree.get_children()) == 3, 15, "three serial labels")
+        pump_until(window.root, lambda: any("PRINTER-97" in x for x in window.alerts.texts()), 20, "printer alert")
+        assert window.serials.tree.item("WF-KR-251110D-097-0001", "values")[1].startswith("대기")
+        screenshot(os.environ["DISPLAY"], window.root, SHOTS / "station-serials.png")
+
+        operator = api_users[Role.OPERATOR]
+        window.serials.tree.selection_set("WF-KR-251110D-097-0001")
+        for password, answers in (("wrong-password", 1), (operator.password, 2)):
+            window.reprint_selected()  # the big button
+            dialog = next(w for w in window.root.winfo_children() if isinstance(w, ReprintDialog))
+            dialog.reason.set("라벨 훼손")
+            dialog.worker.delete(0, "end")
+            dialog.worker.insert(0, "W007")
+            dialog.password.insert(0, password)
+            dialog.username.delete(0, "end")
+            dialog.username.insert(0, operator.username)  # the operator's account (the worker's own, usually)
+            dialog.submit()
+            pump_until(window.root, lambda n=answers: window.reprints >= n, 30, "the reprint answer")
+            assert window.verdict.tone == "danger"
+        # The second sign-in worked: the centre itself answered about the serial, not about the password.
+        assert "아이디 또는 비밀번호" not in window.verdict.headline
+        assert window.last_reprint_status in (404, 422), window.verdict
+    finally:
+        gateway.stop()
