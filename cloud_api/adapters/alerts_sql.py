@@ -2,8 +2,9 @@
 
 The watch reads completions by id. Ids are taken when a transaction inserts, not when it commits, so a cursor
 could pass an id whose transaction commits later. The horizon fixes that: read the id sequence's high-water
-mark H, then the snapshot's xmax X; once every transaction older than X has ended (the current snapshot's xmin
-has reached X), every id up to H is committed or rolled back for good, and (cursor, H] can be read safely.
+mark H, then the transactions holding a write lock on process_results (every inserter takes it before it draws
+an id, and keeps it to its end). Once those transactions have ended, every id up to H is committed or rolled
+back for good, and (cursor, H] can be read safely. pg_locks is readable by any role.
 """
 
 from __future__ import annotations
@@ -52,8 +53,16 @@ INIT_CURSOR_SQL = text(
 )
 SAVE_CURSOR_SQL = text("UPDATE alert_cursor SET last_result_id = :id, updated_at = now() WHERE name = :name")
 HIGH_WATER_SQL = text("SELECT COALESCE(pg_sequence_last_value('process_results_id_seq'), 0)")
-XMAX_SQL = text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
-SETTLED_SQL = text("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= CAST(:xmax AS xid8)")
+WRITERS_SQL = text(
+    "SELECT COALESCE(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks WHERE locktype = 'relation' "
+    "AND relation = 'process_results'::regclass AND mode = 'RowExclusiveLock' AND granted "
+    "AND pid <> pg_backend_pid()"
+)
+# Each transaction holds the lock on its own virtual id for its whole life.
+SETTLED_SQL = text(
+    "SELECT NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'virtualxid' "
+    "AND virtualxid = ANY(CAST(:writers AS text[])))"
+)
 # The new points: every measured value of the completions in (after, upto], with the station that sent them.
 NEW_POINTS_SQL = text(
     "SELECT DISTINCT m.process_id, m.characteristic, m.test_point_id FROM measurements m "
@@ -193,12 +202,15 @@ async def high_water(conn: AsyncConnection) -> int:
     return int((await conn.execute(HIGH_WATER_SQL)).scalar_one())
 
 
-async def snapshot_xmax(conn: AsyncConnection) -> str:
-    return str((await conn.execute(XMAX_SQL)).scalar_one())
+async def writers(conn: AsyncConnection) -> tuple[str, ...]:
+    """Virtual ids of the transactions that may hold an id of process_results not yet committed."""
+    return tuple(str(v) for v in (await conn.execute(WRITERS_SQL)).scalar_one())
 
 
-async def settled(conn: AsyncConnection, xmax: str) -> bool:
-    return bool((await conn.execute(SETTLED_SQL, {"xmax": xmax})).scalar_one())
+async def settled(conn: AsyncConnection, writers: tuple[str, ...]) -> bool:
+    if not writers:
+        return True
+    return bool((await conn.execute(SETTLED_SQL, {"writers": list(writers)})).scalar_one())
 
 
 async def new_series(conn: AsyncConnection, after: int, upto: int) -> list[SeriesKey]:

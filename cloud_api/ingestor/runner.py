@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 
 from cloud_api.adapters.database import Database, make_engine
 from cloud_api.ingestor import faults, metrics
+from cloud_api.ingestor.alert_watch import AlertWatch
 from cloud_api.ingestor.batching import MAX_BATCH, CompletionBatcher, Pending
 from cloud_api.ingestor.handler import (
     UnreadableMessage,
@@ -139,12 +140,16 @@ class Ingestor:
         async def labels() -> None:
             await LabelDispatcher(self.db, self.settings, source).run(client)
 
+        async def alerts() -> None:
+            await AlertWatch(self.db, self.settings).run(client)  # SPC alerts, off the hot path (issue 14)
+
         async def publish() -> None:
             await self._publish_state(client)
 
         return [
             asyncio.create_task(supervise("completion-batcher", lambda: batcher.run(client), self._health, publish)),
             asyncio.create_task(supervise("label-dispatcher", labels, self._health, publish)),
+            asyncio.create_task(supervise("alert-watch", alerts, self._health, publish)),
         ]
 
     async def _consume(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> None:

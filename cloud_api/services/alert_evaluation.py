@@ -44,25 +44,25 @@ class WatchParams:
 @dataclass(frozen=True, slots=True)
 class Horizon:
     high_water: int
-    xmax: str
+    writers: tuple[str, ...]
 
 
 async def take_horizon(db: Database) -> Horizon:
     async with db.autocommit() as conn:
-        high = await alerts_sql.high_water(conn)  # first the ids, then the snapshot (see alerts_sql)
-        return Horizon(high, await alerts_sql.snapshot_xmax(conn))
+        high = await alerts_sql.high_water(conn)  # first the ids, then who may still hold some (see alerts_sql)
+        return Horizon(high, await alerts_sql.writers(conn))
 
 
 async def is_settled(db: Database, horizon: Horizon) -> bool:
     async with db.autocommit() as conn:
-        return await alerts_sql.settled(conn, horizon.xmax)
+        return await alerts_sql.settled(conn, horizon.writers)
 
 
-async def step(db: Database, params: WatchParams, horizon: Horizon) -> bool:
+async def step(db: Database, params: WatchParams, horizon: Horizon, name: str = CURSOR) -> bool:
     """Judge up to MAX_RESULTS_PER_STEP completions below the horizon; True when more remain."""
     async with db.transaction() as conn:
         # First start: begin at the horizon, so a database full of history raises no flood of old alerts.
-        cursor = await alerts_sql.lock_cursor(conn, CURSOR, horizon.high_water)
+        cursor = await alerts_sql.lock_cursor(conn, name, horizon.high_water)
         if cursor >= horizon.high_water:
             return False
         upto = min(horizon.high_water, cursor + MAX_RESULTS_PER_STEP)
@@ -75,7 +75,7 @@ async def step(db: Database, params: WatchParams, horizon: Horizon) -> bool:
                     stored.append(row)
         for row in stored:
             await alerts_sql.notify(conn, {"kind": "alert", "op": "INSERT", "items": [alert_dict(row)]})
-        await alerts_sql.save_cursor(conn, CURSOR, upto)
+        await alerts_sql.save_cursor(conn, name, upto)
         await record_audit_many(conn, [_audit(row) for row in stored])  # last: it takes the chain's lock
         return upto < horizon.high_water
 
