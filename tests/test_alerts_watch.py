@@ -5,6 +5,7 @@ took. Each test uses its own cursor name and test point, so a running ingestor's
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -69,6 +70,10 @@ def _count(dsn: str, query: str, *args: Any) -> int:
     return int(row[0]) if row else 0
 
 
+def _is_mine(event: dict[str, Any], point: str) -> bool:
+    return event.get("kind") == "alert" and event["items"][0]["test_point"] == point
+
+
 async def _settled_step(db: Database, cursor: str) -> None:
     horizon = await evaluation.take_horizon(db)
     assert await evaluation.is_settled(db, horizon)
@@ -129,7 +134,14 @@ async def test_publishing_marks_only_what_the_broker_took(database: Database, po
     _baseline(postgres.dsn, point)
     await _settled_step(database, cursor)
     await _complete_with_force(database, lot, point, 46.0)  # 40 sigma below: rule 1
-    await _settled_step(database, cursor)
+    with psycopg.connect(postgres.dsn, autocommit=True) as listener:
+        listener.execute("LISTEN mes_events")
+        await _settled_step(database, cursor)
+        event = next(
+            (e for e in map(lambda n: json.loads(n.payload), listener.notifies(timeout=10)) if _is_mine(e, point)),
+            None,
+        )
+        assert event is not None and event["op"] == "INSERT" and event["items"][0]["rule"] == 1
     seen: list[AlertMessage] = []
 
     async def refuse(row: AlertRow, payload: bytes) -> bool:
