@@ -17,6 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 # Process names in the caller's language (:lang 'ko' | 'en').
 PROCESS_NAME = "CASE WHEN :lang = 'en' THEN ps.name_en ELSE ps.name_ko END"
 OUT_OF_LIMITS = "(m.value < m.lower_limit OR m.value > m.upper_limit)"
+# A result's measurements are looked up by result_id *and* a time window around the result: on TimescaleDB the
+# window lets the planner skip every chunk (compressed or not) but the one or two holding them (runtime chunk
+# exclusion); without it each lookup probes every chunk. Measurement times are the completion time (PROC-003) or
+# the station's `tested_at` (PROC-006), which lies inside the run; a day either side is the margin.
+MEASURED_NEAR = "m.time >= {r}.start_time - INTERVAL '1 day' AND m.time <= {r}.complete_time + INTERVAL '1 day'"
 MEASUREMENT = (
     "json_build_object('time', m.time, 'test_point_id', m.test_point_id, 'characteristic', m.characteristic, "
     "'value', m.value, 'unit', m.unit, 'target', m.target, 'tolerance', m.tolerance, 'lower_limit', m.lower_limit, "
@@ -37,7 +42,7 @@ RESULT = (
     "'file_name', pr.source_file_name, 'start_time', pr.start_time, 'complete_time', pr.complete_time, "
     "'recorded_at', pr.recorded_at, 'process_data', pr.process_data, "
     f"'measurements', (SELECT COALESCE(json_agg({MEASUREMENT} ORDER BY m.time, m.test_point_id, m.characteristic), "
-    "'[]') FROM measurements m WHERE m.result_id = pr.id), "
+    f"'[]') FROM measurements m WHERE m.result_id = pr.id AND {MEASURED_NEAR.format(r='pr')}), "
     "'component_lots', (SELECT COALESCE(json_agg(json_build_object('component_kind', c.component_kind, "
     "'component_lot', c.component_lot) ORDER BY c.id), '[]') FROM component_lots c "
     "WHERE c.lot_id = pr.lot_id AND c.result_id = pr.id), "
@@ -153,7 +158,8 @@ def defects_sql() -> TextClause:
     """:from, :to, :process (NULL: all), :limit, :lang → FAIL results with cause, counts by process and cause."""
     return text(
         "WITH f AS (SELECT pr.id, pr.lot_id, pr.serial_id, pr.process_id, pr.worker_id, pr.source_station, "
-        "pr.complete_time, pr.failure_reasons, pr.run_id FROM process_results pr WHERE pr.result = 'FAIL' "
+        "pr.start_time, pr.complete_time, pr.failure_reasons, pr.run_id FROM process_results pr "
+        "WHERE pr.result = 'FAIL' "
         "AND pr.complete_time >= :from AND pr.complete_time < :to "
         "AND (CAST(:process AS text) IS NULL OR pr.process_id = :process)), "
         "page AS (SELECT * FROM f ORDER BY complete_time DESC, id DESC LIMIT :limit) "
@@ -169,7 +175,8 @@ def defects_sql() -> TextClause:
         f"{PROCESS_NAME}, 'worker_id', p.worker_id, 'start_worker_id', r.start_worker_id, "
         "'station', p.source_station, 'complete_time', p.complete_time, 'failure_reasons', p.failure_reasons, "
         f"'measurements', (SELECT COALESCE(json_agg({MEASUREMENT} ORDER BY m.time, m.test_point_id), '[]') "
-        f"FROM measurements m WHERE m.result_id = p.id AND (m.result = 'FAIL' OR COALESCE({OUT_OF_LIMITS}, false)))) "
+        f"FROM measurements m WHERE m.result_id = p.id AND {MEASURED_NEAR.format(r='p')} "
+        f"AND (m.result = 'FAIL' OR COALESCE({OUT_OF_LIMITS}, false)))) "
         "ORDER BY p.complete_time DESC, p.id DESC), '[]') FROM page p JOIN lots l ON l.id = p.lot_id "
         "JOIN process_steps ps ON ps.process_id = p.process_id LEFT JOIN serials se ON se.id = p.serial_id "
         "LEFT JOIN process_runs r ON r.id = p.run_id))"
