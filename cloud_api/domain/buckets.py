@@ -14,12 +14,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 DECIMALS = 6
 MAX_BUCKETS = 5000
+# Sums of numeric rows stay exact at this precision (a year of values with 3 decimals needs ~20 digits).
+EXACT = Context(prec=40)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 # Buckets of a multiple of hours or days start at local midnight of this Monday (7 d = Monday weeks).
@@ -143,36 +145,46 @@ class BucketStats:
 def merge(bucket: datetime, parts: Sequence[Partial]) -> BucketStats:
     """Pooled statistics: n, mean and sample stddev from the exact sums (no rounding until the end), extremes,
     counts. Exact arithmetic makes the answer independent of how the rows were split or ordered."""
-    with localcontext() as ctx:
-        ctx.prec = 40
-        n = sum(p.n for p in parts)
-        total = sum((p.sum_value for p in parts if p.sum_value is not None), Decimal(0))
-        squares = sum((p.sum_squares for p in parts if p.sum_squares is not None), Decimal(0))
-        mean = total / n if n else None
-        stddev = None
-        if n > 1:
-            variance = (squares - total * total / n) / (n - 1)
-            stddev = max(variance, Decimal(0)).sqrt()
-        return BucketStats(
-            bucket=bucket,
-            n=n,
-            mean=_round(mean),
-            stddev=_round(stddev),
-            min_value=_lowest(p.min_value for p in parts),
-            max_value=_highest(p.max_value for p in parts),
-            out_of_limit=sum(p.out_of_limit for p in parts),
-            lsl=_lowest(p.lsl for p in parts),
-            usl=_highest(p.usl for p in parts),
-        )
+    n = sum(p.n for p in parts)
+    total = _exact_sum(p.sum_value for p in parts)
+    squares = _exact_sum(p.sum_squares for p in parts)
+    mean = EXACT.divide(total, n) if n else None
+    stddev = None
+    if n > 1:
+        spread = EXACT.subtract(squares, EXACT.divide(EXACT.multiply(total, total), n))
+        stddev = EXACT.sqrt(max(EXACT.divide(spread, n - 1), Decimal(0)))
+    return BucketStats(
+        bucket=bucket,
+        n=n,
+        mean=_round(mean),
+        stddev=_round(stddev),
+        min_value=_lowest(p.min_value for p in parts),
+        max_value=_highest(p.max_value for p in parts),
+        out_of_limit=sum(p.out_of_limit for p in parts),
+        lsl=_lowest(p.lsl for p in parts),
+        usl=_highest(p.usl for p in parts),
+    )
 
 
 def rebucket(parts: Iterable[Partial], width: timedelta, zone: ZoneInfo) -> list[BucketStats]:
     """Group partial rows into trend buckets of `width` (in time order) and merge each."""
     groups: dict[datetime, list[Partial]] = {}
-    # A fixed order: floating-point sums depend on it, and both databases must give the same digits.
+    starts: dict[datetime, datetime] = {}  # rows of one rollup bucket share their trend bucket
+    # A fixed order (the float extremes do not care, but the answer's order of work stays reproducible).
     for part in sorted(parts, key=lambda p: (p.bucket, p.station or "", p.test_point_id or "")):
-        groups.setdefault(bucket_start(part.bucket, width, zone), []).append(part)
+        start = starts.get(part.bucket)
+        if start is None:
+            start = starts[part.bucket] = bucket_start(part.bucket, width, zone)
+        groups.setdefault(start, []).append(part)
     return [merge(start, groups[start]) for start in sorted(groups)]
+
+
+def _exact_sum(values: Iterable[Decimal | None]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        if value is not None:
+            total = EXACT.add(total, value)
+    return total
 
 
 def _lowest(values: Iterable[float | None]) -> float | None:

@@ -7,7 +7,7 @@ rows per station and test point are merged into buckets by domain/buckets.py, so
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,7 +58,9 @@ async def trend(db: Database, conn: AsyncConnection, q: TrendQuery) -> dict[str,
         parts = await sql.raw_partials(conn, f, width, buckets.origin(db.zone), db.zone.key, by_day)
     else:
         parts = await sql.rollup_partials(conn, source, f)
-    spec = await sql.latest_spec(conn, f)
+    stats = buckets.rebucket(parts, width, db.zone)
+    # The newest value's limits and unit: looked for in the last bucket with data only (a short index range).
+    spec = await sql.latest_spec(conn, replace(f, start=stats[-1].bucket)) if stats else None
     return {
         "process_id": q.process_id,
         "characteristic": q.characteristic,
@@ -70,7 +72,7 @@ async def trend(db: Database, conn: AsyncConnection, q: TrendQuery) -> dict[str,
         "source": source.value,
         "unit": spec.unit if spec else None,
         "spec": _spec(spec),
-        "points": [_point(db, b) for b in buckets.rebucket(parts, width, db.zone)],
+        "points": [_point(db, b) for b in stats],
     }
 
 
