@@ -94,6 +94,10 @@ def _publish_alert(port: int, address: StationAddress) -> None:
     publish.single(alert_topic(address), alert.to_bytes(), qos=1, hostname="127.0.0.1", port=port, protocol=mqtt.MQTTv5)
 
 
+def _reprinted(window: object, count: int) -> Callable[[], bool]:
+    return lambda: window.reprints >= count  # type: ignore[attr-defined]
+
+
 def _answered(window: object, count: int) -> Callable[[], bool]:
     return lambda: window.answers >= count  # type: ignore[attr-defined]
 
@@ -118,8 +122,10 @@ def test_scans_start_green_and_refuse_red_with_the_required_action(line: Line, o
     _complete(line, lot, "PROC-001", rng)
     _complete(line, lot, "PROC-002", rng)
     assert window.root.focus_get() is window.entry
+    scanned = time.monotonic()
     type_like_scanner(window.root, lot)
     pump_until(window.root, _answered(window, 2), 30, "the answer to the scan in order")
+    print(f"scan → green answer on screen: {time.monotonic() - scanned:.3f} s")
     assert window.verdict.tone == "success" and window.verdict.headline == "착공이 등록되었습니다"
     assert "WO-" in window.verdict.detail and lot in window.verdict.detail
     assert window.beeps[-1] == "ok"
@@ -238,7 +244,7 @@ def test_proc_007_serial_labels_printer_alert_and_the_reprint_relayed_to_the_cen
             dialog.username.delete(0, "end")
             dialog.username.insert(0, operator.username)  # the operator's account (the worker's own, usually)
             dialog.submit()
-            pump_until(window.root, lambda n=answers: window.reprints >= n, 30, "the reprint answer")
+            pump_until(window.root, _reprinted(window, answers), 30, "the reprint answer")
             assert window.verdict.tone == "danger"
         # The second sign-in worked: the centre itself answered about the serial, not about the password.
         assert "아이디 또는 비밀번호" not in window.verdict.headline
