@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -142,6 +143,10 @@ class CurvePickup:
         self._full_noted = False
         try:
             await self._take(name, path, seen)
+        except sqlite3.Error as error:  # the outbox's trouble, not the file's: it stays in pending/, tried again
+            logger.error("cannot commit curve %s to the measurement outbox (%s); it stays in pending/", name, error)
+            self._health.note_error("OUTBOX_ERROR", f"{name}: {error}")
+            self._tracked[name] = None  # looked at again after another stable window
         except Exception as error:  # never the pickup's failure: this file's
             logger.exception("unexpected failure on curve file %s", name)
             await self._refuse(name, ErrorCode.INVALID_FILE, f"could not be processed: {error!r}")
