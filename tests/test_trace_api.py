@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 
+from deploy.localstack.services import PostgresServer
 from line_simulator.payloads import completion_record
 from mes_contracts.route import ROUTE
 from tests.support.auth import RoleAuth
@@ -51,10 +52,18 @@ def _complete(line: Line, record: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def traced(line: Line) -> TracedLot:
+def traced(line: Line, postgres: PostgresServer) -> TracedLot:
     rng = random.Random(13)
     lot = line.create_lot(quantity=3)
     spring = f"SPR-{uuid.uuid4().hex[:10]}"
+    # The firmware the station reports at PROC-004 is in the registry (inactive: no other test's start sees it).
+    firmware = f"v9.{uuid.uuid4().int % 10**6}.0"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO firmware_versions (version, filename, file_size, md5_hash, sha256, storage_key, uploaded_by) "
+            "VALUES (%s, %s, 1024, %s, %s, %s, 't-admin')",
+            (firmware, f"firmware_{firmware}.bin", "d41d8cd98f00b204e9800998ecf8427e", "0" * 64, f"test/{firmware}"),
+        )
     records: dict[str, dict[str, Any]] = {}
     serials: list[str] = []
     for step in ROUTE:
@@ -65,6 +74,8 @@ def traced(line: Line) -> TracedLot:
         overrides: dict[str, Any] = {}
         if step.process_id == "PROC-002":
             overrides["process_data"] = {"sma_spring_lot": spring}
+        if step.process_id == "PROC-004":
+            overrides["process_data"] = {"firmware_version": firmware}
         if step.process_id == "PROC-003":
             overrides["process_data"] = {
                 "temp_sensor": {"measured_temp": 62.5, "target_temp": 60.0, "tolerance": 1.0, "result": "FAIL"},
@@ -136,6 +147,7 @@ def test_tc_trace_002_serial_history_and_data(line: Line, auth: RoleAuth, traced
     assert forces and all(m["target"] is not None and m["result"] in ("PASS", "FAIL") for m in forces)
     version = traced.records["PROC-004"]["process_data"]["firmware_version"]
     assert data["firmware"]["version"] == version
+    assert data["firmware"]["md5_hash"] == "d41d8cd98f00b204e9800998ecf8427e"
     assert processes["PROC-004"]["results"][0]["firmware"]["version"] == version
     assert {(c["component_kind"], c["component_lot"]) for c in data["component_lots"]} >= {
         ("sma_spring", traced.spring_lot)
