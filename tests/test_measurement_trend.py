@@ -127,10 +127,14 @@ def test_trend_refuses_what_it_cannot_answer(api_url: str, auth: RoleAuth) -> No
         {**base, "to": "2024-02-28T00:00:00+09:00"},  # to before from
         {**base, "to": "2025-02-28T00:00:00+09:00", "bucket": "5m"},  # 100k buckets
         {**base, "to": "2024-03-01T00:00:00"},  # no offset
+        {**base, "to": "2024-03-01T00:00:00+09:00", "testpoint": "T52_P200"},  # misspelt filter
     ):
-        answer = httpx.get(f"{api_url}/api/v1/measurements/trend", params={**params, "lang": "en"}, auth=auth.viewer)
+        answer = httpx.get(
+            f"{api_url}/api/v1/measurements/trend", params=params, headers={"Accept-Language": "en"}, auth=auth.viewer
+        )
         assert answer.status_code == 422, (params, answer.text)
         assert answer.json()["error_code"] == "INVALID_REQUEST"
+        assert answer.json()["message"] == "Invalid request data" and answer.json()["data"]["errors"]
     anonymous = httpx.get(f"{api_url}/api/v1/measurements/trend", params={**base, "to": "2024-03-01T00:00:00+09:00"})
     assert anonymous.status_code == 401
 

@@ -1,4 +1,5 @@
-"""QA measurement read API: trends, raw measurements, downsampled curves (issue 14). Viewers and up."""
+"""QA measurement read API: trends, raw measurements, downsampled curves (issue 14). Viewers and up; an unknown
+query parameter (a misspelt filter) answers 422 instead of an unfiltered answer (QueryGuard)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from cloud_api.http.deps import DbDep, ViewerDep
+from cloud_api.http.query_guard import QueryGuard
 from cloud_api.services import measurement_reads
 from cloud_api.services.measurement_reads import MAX_MEASUREMENTS, TrendQuery
 
@@ -19,6 +21,7 @@ ProcessId = Annotated[str, Query(min_length=1, max_length=20, pattern=r"^PROC-\d
 @router.get(
     "/measurements/trend",
     summary="Bucketed statistics of one characteristic (count, mean, stddev, min, max, out of limit, limits)",
+    dependencies=[QueryGuard],
 )
 async def trend(
     db: DbDep,
@@ -37,7 +40,11 @@ async def trend(
     return {"status": "success", "data": data}
 
 
-@router.get("/measurements", summary="Raw measured values of a serial (with its LOT-level values) or of a LOT")
+@router.get(
+    "/measurements",
+    summary="Raw measured values of a serial (with its LOT-level values) or of a LOT",
+    dependencies=[QueryGuard],
+)
 async def measurements(
     db: DbDep,
     principal: ViewerDep,
@@ -51,7 +58,11 @@ async def measurements(
     return {"status": "success", "data": data}
 
 
-@router.get("/samples", summary="One channel's curve of a serial (or a LOT), downsampled on request")
+@router.get(
+    "/samples",
+    summary="One channel's curve of a serial (or a LOT), downsampled on request",
+    dependencies=[QueryGuard],
+)
 async def samples(
     db: DbDep,
     principal: ViewerDep,
