@@ -106,7 +106,7 @@ def test_refusals_are_answered_and_store_nothing(requester: Requester, db: psyco
     cases.append(({**good, "process_id": "PROC-001"}, "STATION_NOT_ALLOWED"))  # not configured for this station
     cases.append(({**good, "lot_number": "WF-KR-991231D-999"}, "LOT_NOT_FOUND"))
     cases.append(({**good, "serial_number": f"{lot}-9999"}, "SERIAL_NOT_FOUND"))
-    backwards = {**good["series"][0], "offsets_us": [5, 4, 3, 2, 1, 6, 7, 8, 9, 10]}  # type: ignore[index]
+    backwards = {**good["series"][0], "offsets_us": [5, 4, 3, 2, 1, 6, 7, 8, 9, 10]}
     cases.append(({**good, "series": [backwards]}, "INVALID_MEASUREMENT_DATA"))
     for payload, code in cases:
         envelope = _envelope(payload)
