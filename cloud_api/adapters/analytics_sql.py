@@ -24,8 +24,6 @@ RAW_STATS = (
     "max(value) AS max_value, count(*) FILTER (WHERE value < lower_limit OR value > upper_limit) AS out_of_limit, "
     "min(lower_limit) AS lsl, max(upper_limit) AS usl"
 )
-RAW_DAY = "(date_trunc('day', time AT TIME ZONE :zone) AT TIME ZONE :zone)"
-RAW_BIN = "date_bin(CAST(:width AS interval), time, CAST(:origin AS timestamptz))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,26 +96,48 @@ async def rollup_zone(conn: AsyncConnection) -> str:
     return str((await conn.execute(text("SELECT timezone FROM measurement_rollup_settings"))).scalar_one())
 
 
-async def rollup_partials(conn: AsyncConnection, source: Source, f: TrendFilter) -> list[Partial]:
-    """Rows of the hourly or daily rollup in [start, end): per bucket, station and test point."""
+# Trend buckets in SQL: whole local days counted from a Monday (date_bin on the factory's wall clock), or fixed
+# steps from the origin instant; domain/buckets.bucket_start computes the same starts.
+DAY_BIN = (
+    "(date_bin(CAST(:width AS interval), {t} AT TIME ZONE :zone, CAST(:origin_local AS timestamp)) AT TIME ZONE :zone)"
+)
+STEP_BIN = "date_bin(CAST(:width AS interval), {t}, CAST(:origin AS timestamptz))"
+# Summing the exact (numeric) sums of the rows of one trend bucket: the same digits in any order.
+MERGED = (
+    "CAST(sum(n) AS bigint), sum(sum_value), sum(sum_squares), min(min_value), max(max_value), "
+    "CAST(sum(out_of_limit) AS bigint), min(lsl), max(usl)"
+)
+
+
+def _bins(params: dict[str, object], width: timedelta, origin: datetime, by_day: bool) -> str:
+    params.update(
+        {"width": width, "zone": str(origin.tzinfo), "origin_local": origin.replace(tzinfo=None), "origin": origin}
+    )
+    return DAY_BIN if by_day else STEP_BIN
+
+
+async def rollup_partials(
+    conn: AsyncConnection, source: Source, f: TrendFilter, width: timedelta, origin: datetime
+) -> list[Partial]:
+    """The hourly or daily rollup's rows in [start, end) added up per trend bucket (all stations and test points
+    the filter lets through): one row per bucket with data."""
     view = "measurement_daily" if source is Source.DAILY else "measurement_hourly"
     where, params = _filters(f, "bucket")
-    order = "bucket, station, test_point_id"  # a fixed order of the parts: see domain/buckets.rebucket
-    sql = f"SELECT bucket, station, test_point_id, {STATS} FROM {view} WHERE {where} ORDER BY {order}"
+    bucket = _bins(params, width, origin, source is Source.DAILY).format(t="bucket")
+    sql = (
+        f"SELECT {bucket} AS b, NULL, NULL, {MERGED} FROM (SELECT {STATS}, bucket FROM {view} WHERE {where}) r "
+        "GROUP BY 1 ORDER BY 1"
+    )
     return [Partial(*row) for row in await conn.execute(text(sql), params)]
 
 
 async def raw_partials(
-    conn: AsyncConnection, f: TrendFilter, width: timedelta, origin: datetime, zone: str, by_day: bool
+    conn: AsyncConnection, f: TrendFilter, width: timedelta, origin: datetime, by_day: bool
 ) -> list[Partial]:
-    """The same statistics from the raw rows: per local day (`by_day`) or per `width` step from `origin`."""
+    """The same statistics from the raw rows, per trend bucket."""
     where, params = _filters(f, "time")
-    bucket = RAW_DAY if by_day else RAW_BIN
-    params.update({"zone": zone} if by_day else {"width": width, "origin": origin})
-    sql = (
-        f"SELECT {bucket} AS bucket, station, test_point_id, {RAW_STATS} FROM measurements WHERE {where} "
-        "GROUP BY 1, station, test_point_id ORDER BY 1"
-    )
+    bucket = _bins(params, width, origin, by_day).format(t="time")
+    sql = f"SELECT {bucket} AS b, NULL, NULL, {RAW_STATS} FROM measurements WHERE {where} GROUP BY 1 ORDER BY 1"
     return [Partial(*row) for row in await conn.execute(text(sql), params)]
 
 

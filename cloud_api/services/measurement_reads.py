@@ -53,11 +53,11 @@ async def trend(db: Database, conn: AsyncConnection, q: TrendQuery) -> dict[str,
         raise _invalid(str(error)) from None
     source = buckets.source_for(width, db.zone, await sql.rollup_zone(conn))
     f = sql.TrendFilter(q.process_id, q.characteristic, q.test_point_id, q.station, start, end)
+    origin = buckets.origin(db.zone)
     if source is Source.RAW:
-        by_day = width % buckets.DAY == timedelta(0)
-        parts = await sql.raw_partials(conn, f, width, buckets.origin(db.zone), db.zone.key, by_day)
+        parts = await sql.raw_partials(conn, f, width, origin, by_day=width % buckets.DAY == timedelta(0))
     else:
-        parts = await sql.rollup_partials(conn, source, f)
+        parts = await sql.rollup_partials(conn, source, f, width, origin)
     stats = buckets.rebucket(parts, width, db.zone)
     # The newest value's limits and unit: looked for in the last bucket with data only (a short index range).
     spec = await sql.latest_spec(conn, replace(f, start=stats[-1].bucket)) if stats else None
