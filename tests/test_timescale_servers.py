@@ -27,6 +27,13 @@ needs_files = pytest.mark.skipif(
 WARNING = "TimescaleDB is installed but not preloaded"
 
 
+def mes_db_upgrade(server: PostgresServer) -> subprocess.CompletedProcess[str]:
+    """`mes db upgrade` as an administrator runs it: only the two URLs, nothing of the test session's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MES_")}
+    env |= {"MES_DATABASE_URL": server.url, "MES_MIGRATION_DATABASE_URL": server.owner_url}
+    return subprocess.run(mes_command("db", "upgrade"), env=env, capture_output=True, text=True, timeout=120)
+
+
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "pg"
@@ -38,10 +45,7 @@ def test_installed_but_not_preloaded_upgrade_warns_in_one_line_and_stays_plain(s
     server = PostgresServer(state, owner="mes_owner", timescale="plain")
     server.start()
     assert not server.timescale
-    # `mes db upgrade` as an administrator runs it: only the two URLs, nothing of the test session's settings.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MES_")}
-    env |= {"MES_DATABASE_URL": server.url, "MES_MIGRATION_DATABASE_URL": server.owner_url}
-    done = subprocess.run(mes_command("db", "upgrade"), env=env, capture_output=True, text=True, timeout=120)
+    done = mes_db_upgrade(server)
     assert done.returncode == 0, done.stderr
     assert "database upgraded to head" in done.stdout
     output = done.stdout + done.stderr
@@ -68,16 +72,21 @@ def test_installed_but_not_preloaded_upgrade_warns_in_one_line_and_stays_plain(s
 
 @needs_files
 def test_a_timescaledb_database_is_never_started_plain(state: Path) -> None:
-    with PostgresServer(state, timescale="timescale") as server:
+    with PostgresServer(state, owner="mes_owner", timescale="timescale") as server:
         assert server.timescale
+        done = mes_db_upgrade(server)  # on TimescaleDB: quiet (its per-column style advice stays at debug level)
+        assert done.returncode == 0 and "WARNING" not in done.stderr, done.stderr
         with psycopg.connect(server.dsn) as conn:
             assert pg_timescale.describe(conn).startswith("TimescaleDB 2.")
+            assert conn.execute(
+                "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'measurements'"
+            ).fetchone() == (1,)
     # Without the preload every TimescaleDB call would fail: refuse at start, saying what to do.
-    plain = PostgresServer(state, timescale="plain")
+    plain = PostgresServer(state, owner="mes_owner", timescale="plain")
     with pytest.raises(ServiceError, match="uses TimescaleDB but this server was started without it"):
         plain.start()
     assert not plain.is_running()  # refused servers are not left behind
-    with PostgresServer(state, timescale="auto") as again:  # preloaded again, the data still there
+    with PostgresServer(state, owner="mes_owner", timescale="auto") as again:  # preloaded again, the data still there
         assert again.timescale
 
 
