@@ -2,7 +2,7 @@
 
 The fault tests (`tests/fault/`) start an ingestor with `MES_FAULT_INJECT=<mode>[:N]` to prove that a crash at
 the worst moment loses nothing. N (default 1) counts completions this process stored as new rows
-(`process.completed` answered `accepted`); duplicates, rejections and starts never count. Modes:
+(`process.completed` or `measurement` answered `accepted`); duplicates, rejections and starts never count. Modes:
 
 * `crash_before_commit:N` — the N-th completion's work is done inside its transaction (claim, rows, finish);
   the process dies (`os._exit(137)`) before COMMIT, so PostgreSQL rolls it back and nobody is answered.
@@ -92,7 +92,9 @@ def set_plan(plan: FaultPlan | None) -> None:
 
 
 def _counts(message_type: MessageType, outcome: Outcome) -> bool:
-    return message_type is MessageType.PROCESS_COMPLETED and outcome is Outcome.ACCEPTED
+    # Measurement batches count too (their COPY commits like a completion): tests/fault/test_curve_burst.py.
+    counted = (MessageType.PROCESS_COMPLETED, MessageType.MEASUREMENT)
+    return message_type in counted and outcome is Outcome.ACCEPTED
 
 
 def bind_message(client: aiomqtt.Client, message: aiomqtt.Message) -> None:

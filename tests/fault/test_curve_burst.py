@@ -4,8 +4,10 @@ file ends in completed/, and every sample is stored exactly once (none lost, non
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 
 from mes_contracts.curve_file import curve_file_name, render_csv
 from mes_contracts.measurement import Curve, Series
-from tests.support.faults import Central, Rig, disposed_names, fault_rng, sized, wait_for
+from tests.support.faults import Central, Rig, disposed_names, fault_rng, grep_log, sized, wait_for
 
 pytestmark = pytest.mark.plain_pg
 
@@ -93,3 +95,45 @@ def test_curve_burst_with_gateway_and_ingestor_killed(central: Central, rig: Rig
     assert not [n for n in os.listdir(gateway.error)], "no curve file may end in error/"
     assert counts == (FILES * SAMPLES * 2, FILES * SAMPLES * 2, FILES)
     assert any(done < FILES for _, _, done in kills), "the kills must land inside the burst"
+
+
+def _stored(db: psycopg.Connection[Any], lots: list[str]) -> tuple[Any, ...] | None:
+    return db.execute(
+        "SELECT count(*), count(DISTINCT (s.lot_id, s.channel, s.time)), count(DISTINCT s.message_id) "
+        "FROM measurement_samples s JOIN lots l ON l.id = s.lot_id WHERE l.lot_number = ANY(%s)",
+        (lots,),
+    ).fetchone()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", ["crash_before_commit", "crash_after_commit"])
+def test_ingestor_dies_around_the_commit_of_a_batch(
+    central: Central, rig: Rig, db: psycopg.Connection[Any], mode: str
+) -> None:
+    """MES_FAULT_INJECT kills the ingestor inside the COPY's transaction (rolled back, nobody answered) or just
+    after its commit (stored, the answer lost): either way the batch ends stored exactly once."""
+    rng = fault_rng(f"curve-{mode}")
+    lots = _lots(central, 2)
+    files = _files(lots)[:8]
+    nth = rng.randint(2, 6)
+    crashing = rig.start_ingestor(fault=f"{mode}:{nth}")
+    gateway = rig.gateway("st06")
+    for name, content in files:
+        (gateway.pending / f".{name}.tmp").write_bytes(content)
+        os.replace(gateway.pending / f".{name}.tmp", gateway.pending / name)
+    assert wait_for(lambda: not crashing.running, 120, 0.05), f"no crash:\n{crashing.log_tail()}"
+    lines = grep_log(crashing.log_path, "fault injection")
+    assert lines, crashing.log_tail()
+    message_id = uuid.UUID(re.findall(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}", lines[-1])[-1])
+    answer = db.execute("SELECT outcome FROM processed_messages WHERE message_id = %s", (message_id,)).fetchone()
+    rows = db.execute("SELECT count(*) FROM measurement_samples WHERE message_id = %s", (message_id,)).fetchone()
+    if mode == "crash_before_commit":
+        assert (answer, rows) == (None, (0,)), "the COPY must have been rolled back with its message id"
+    else:
+        assert (answer, rows) == (("accepted",), (SAMPLES * 2,)), "committed before the crash"
+    rig.start_ingestor()
+    names = {name for name, _ in files}
+    assert wait_for(lambda: names <= set(os.listdir(gateway.completed)), 180, 0.25), rig.tails()
+    assert _stored(db, lots) == (len(files) * SAMPLES * 2, len(files) * SAMPLES * 2, len(files))
+    final = db.execute("SELECT outcome FROM processed_messages WHERE message_id = %s", (message_id,)).fetchone()
+    assert final == ("accepted",)
