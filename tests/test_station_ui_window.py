@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
+import psycopg
 import pytest
 from paho.mqtt import publish
 
@@ -31,9 +33,11 @@ from mes_contracts.labels import PrinterConfig
 from mes_contracts.topics import StationAddress
 from station_ui.config import StationConfig
 from station_ui.dialogs import ReprintDialog
+from tests.support.auth import RoleAuth
 from tests.support.faults import Gateway
 from tests.support.line import SEOUL, Line, Station
 from tests.support.print_centre import make_job
+from tests.support.stations import allow_processes
 from tests.support.xvfb import pump_until, screenshot, type_like_scanner, xvfb_display, xvfb_missing
 
 pytestmark = pytest.mark.skipif(xvfb_missing() is not None, reason=xvfb_missing() or "")
@@ -251,3 +255,52 @@ def test_proc_007_serial_labels_printer_alert_and_the_reprint_relayed_to_the_cen
         assert window.last_reprint_status in (404, 422), window.verdict
     finally:
         gateway.stop()
+
+
+def test_proc_004_tells_the_operator_the_firmware_download_failed_three_times(
+    broker: MosquittoServer,
+    api_url: str,
+    auth: RoleAuth,
+    ingestor: object,
+    db: psycopg.Connection,
+    open_window: Callable,
+    tmp_path: Path,
+) -> None:
+    from tests.test_firmware_api import firmware_bytes, lot_ready_for_proc_004, new_version, upload
+
+    version = new_version()
+    # Only the default MCU's active version goes out with a PROC-004 start: ours replaces it for this test only.
+    before = [row[0] for row in db.execute("SELECT version FROM firmware_versions WHERE active").fetchall()]
+    with httpx.Client(base_url=api_url, timeout=15, auth=auth.admin) as admin:
+        assert upload(admin, version, firmware_bytes(4096)).status_code == 201
+        assert admin.post(f"/api/v1/firmware/{version}/activate").status_code == 200
+        lot = lot_ready_for_proc_004(admin)
+    allow_processes(db, "st94", ["PROC-004"])
+    unreachable = f"http://127.0.0.1:{find_free_port()}"  # the download server is away: every attempt fails
+    env = {"MES_GW_API_BASE_URL": unreachable, "MES_GW_FIRMWARE_TOKEN": "station-token"}
+    gateway = Gateway("st94", tmp_path / "st94", broker.port, tmp_path / "gateway.log", env)
+    try:
+        gateway.start()
+        window = open_window("st94", "PROC-004", gateway.url)
+        assert window.firmware.texts() == ["펌웨어 정보 없음 (firmware_meta.json 없음)"]
+        type_like_scanner(window.root, "W004")
+        type_like_scanner(window.root, lot)
+        pump_until(window.root, _answered(window, 1), 40, "the PROC-004 start answer after the downloads")
+        assert window.verdict.tone == "warning" and window.verdict.headline == "착공이 등록되었습니다"
+        assert (
+            f"펌웨어 {version} 다운로드에 실패했습니다" in window.verdict.detail and "3회 시도" in window.verdict.detail
+        )
+        pump_until(
+            window.root,
+            lambda: "펌웨어 다운로드 3회 실패" in " ".join(window.firmware.texts()),
+            10,
+            "the 3-failures line",
+        )
+        assert window.firmware.texts()[0] == f"버전 {version} · 상태 오류 · 재시도 2"
+        screenshot(os.environ["DISPLAY"], window.root, SHOTS / "station-firmware.png")
+    finally:
+        gateway.stop()
+        db.execute(
+            "UPDATE firmware_versions SET active = (version = ANY(%s)) WHERE active OR version = ANY(%s)",
+            (before, before),
+        )
