@@ -82,10 +82,10 @@ def test_xbar_r_from_a_stored_baseline_matches_montgomery(api_url: str, auth: Ro
     xbar, r = data["limits"]["location"], data["limits"]["spread"]
     assert (round(xbar["lcl"], 3), round(xbar["ucl"], 3)) == (73.988, 74.014)
     assert round(r["cl"], 4) == 0.0228 and round(r["ucl"], 3) == 0.048 and r["lcl"] == 0
-    assert len(data["points"]) == 40
-    beyond = [i + 1 for i, p in enumerate(data["points"]) if 1 in p["rules"]]
+    assert len(data["points"]["value"]) == 40 and data["point_limits"] == {"location": None, "spread": None}
+    beyond = [v["index"] + 1 for v in data["violations"]["location"] if 1 in v["rules"]]
     assert beyond == [37, 38, 39]  # Montgomery: phase-II samples 37-39 plot above the UCL
-    assert data["violations"]["1"] == 3
+    assert data["violation_counts"]["1"] == 3 and data["violations"]["spread"] == []
     assert data["spec"] == {"lsl": pytest.approx(73.95), "usl": pytest.approx(74.05)}
     cap = data["capability"]
     assert cap["n"] == 200 and cap["cp"]["lower"] < cap["cp"]["value"] < cap["cp"]["upper"]
@@ -107,7 +107,7 @@ def test_without_a_baseline_limits_come_from_the_period(api_url: str, auth: Role
     )
     assert data["charts"] == {"location": "Xbar", "spread": "S"}
     imr = httpx.get(_url(api_url, series), params={**PHASE_I, "test_point": "TP1"}, auth=auth.viewer).json()["data"]
-    assert imr["chart"] == "imr" and len(imr["points"]) == 125 and imr["points"][0]["spread"]["value"] is None
+    assert imr["chart"] == "imr" and len(imr["points"]["value"]) == 125 and imr["points"]["spread"][0] is None
 
 
 def test_baselines_are_versioned_audited_and_listed(
@@ -169,5 +169,5 @@ def test_lot_subgroups_chart_one_point_per_lot(api_url: str, auth: RoleAuth, db:
     _seed(db, [lot_id for _, lot_id in lots], characteristic, PISTON_RINGS[:6])
     got = httpx.get(_url(api_url, characteristic), params={**ALL, "chart": "xbar_r"}, auth=auth.viewer).json()["data"]
     assert got["subgroup"] == "lot"
-    assert [p["key"] for p in got["points"]] == [number for number, _ in lots]
-    assert [p["n"] for p in got["points"]] == [10, 10, 10]
+    assert got["points"]["key"] == [number for number, _ in lots]
+    assert got["points"]["n"] == [10, 10, 10]

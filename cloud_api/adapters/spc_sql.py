@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,9 +57,9 @@ INSERT_BASELINE_SQL = text(
 PROCESS_EXISTS_SQL = text("SELECT EXISTS (SELECT 1 FROM process_steps WHERE process_id = :process_id)")
 
 
-@dataclass(frozen=True, slots=True)
-class ValueRow:
-    """One measured value of a characteristic, with what names its point."""
+class ValueRow(NamedTuple):
+    """One measured value of a characteristic, with what names its point (a named tuple: tens of thousands of
+    them per 90-day chart, built several times faster than a frozen dataclass)."""
 
     time: datetime
     value: float

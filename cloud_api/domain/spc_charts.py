@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 K_SIGMA = 3.0
 MAX_RANGE_N = 25  # d2/d3 are tabulated to n = 25; larger subgroups use the S chart
@@ -83,9 +84,11 @@ def _check_range_n(n: int) -> None:
         raise ValueError(f"range constants are tabulated for 2 <= n <= {MAX_RANGE_N}, not {n}")
 
 
-@dataclass(frozen=True, slots=True)
-class Subgroup:
-    """Values charted as one point: one unit (I-MR), a LOT, or n consecutive units."""
+class Subgroup(NamedTuple):
+    """Values charted as one point: one unit (I-MR), a LOT, or n consecutive units.
+
+    Named tuples, not frozen dataclasses, for points and subgroups: a 90-day I chart makes tens of thousands,
+    and a frozen dataclass costs several times as much to build."""
 
     key: str  # what the point is: a serial/LOT number or 'n=5 #12'
     time: datetime  # the last value's time
@@ -101,9 +104,8 @@ class Baseline:
     points: int  # how many chart points estimated them
 
 
-@dataclass(frozen=True, slots=True)
-class ChartPoint:
-    index: int
+class ChartPoint(NamedTuple):
+    position: int  # 0-based place on the chart
     key: str
     time: datetime
     n: int
@@ -142,6 +144,8 @@ def stdev(values: Sequence[float]) -> float:
 def usable_subgroups(chart: ChartType, groups: Sequence[Subgroup]) -> list[Subgroup]:
     """X̄-R needs 2..25 values per subgroup, X̄-S at least 2; I-MR charts every value as its own point."""
     if chart is ChartType.IMR:
+        if all(len(g.values) == 1 for g in groups):
+            return list(groups)
         return [Subgroup(g.key, g.time, (v,)) for g in groups for v in g.values]
     upper = MAX_RANGE_N if chart is ChartType.XBAR_R else 10**9
     return [g for g in groups if 2 <= len(g.values) <= upper]

@@ -8,8 +8,7 @@ without limits (none yet) break nothing and interrupt no run.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from cloud_api.domain.spc_charts import ChartPoint
 
@@ -29,46 +28,79 @@ def zscores(points: Sequence[ChartPoint]) -> list[float | None]:
 
 
 def nelson_flags(points: Sequence[ChartPoint]) -> list[tuple[int, ...]]:
-    """For each point, the numbers of the rules whose pattern it completes (empty tuple: none)."""
+    """For each point, the numbers of the rules whose pattern it completes (empty tuple: none).
+
+    One pass with run counters, local variables only (a 90-day I chart has tens of thousands of points); a point
+    without a z-score breaks every run and every window that holds it.
+    """
     z = zscores(points)
-    values = [p.value for p in points]
-    checks: dict[int, Callable[[list[float], list[float]], bool]] = {
-        1: lambda w, _v: abs(w[-1]) > 3,
-        2: lambda w, _v: all(x > 0 for x in w) or all(x < 0 for x in w),
-        3: _monotonic,
-        4: _alternating,
-        5: lambda w, _v: _beyond_same_side(w, 2.0, 2),
-        6: lambda w, _v: _beyond_same_side(w, 1.0, 4),
-        7: lambda w, _v: all(abs(x) < 1 for x in w),
-        8: lambda w, _v: all(abs(x) > 1 for x in w) and any(x > 0 for x in w) and any(x < 0 for x in w),
-    }
     flags: list[tuple[int, ...]] = []
-    for i in range(len(points)):
-        broken = []
-        for rule in RULES:
-            length = _RUN.get(rule, 1)
-            if i + 1 < length:
-                continue
-            zs = z[i + 1 - length : i + 1]
-            vs = values[i + 1 - length : i + 1]
-            if any(x is None for x in zs) or any(v is None for v in vs):
-                continue
-            if checks[rule]([x for x in zs if x is not None], [v for v in vs if v is not None]):
-                broken.append(rule)
-        flags.append(tuple(broken))
+    length = side = rising = falling = alternating = inner = outer = 0
+    last_up = last_down = -1
+    previous: float | None = None
+    previous_step = previous_z = 0.0
+    for i, zi in enumerate(z):
+        value = points[i].value
+        if zi is None or value is None:
+            length = side = rising = falling = alternating = inner = outer = 0
+            last_up = last_down = -1
+            previous, previous_step, previous_z = None, 0.0, 0.0
+            flags.append(())
+            continue
+        length += 1
+        if zi > 0:
+            side = side + 1 if previous_z > 0 else 1
+        elif zi < 0:
+            side = side + 1 if previous_z < 0 else 1
+        else:
+            side = 0
+        step = 0.0 if previous is None else value - previous
+        rising = rising + 1 if step > 0 else 0
+        falling = falling + 1 if step < 0 else 0
+        if step != 0 and previous_step != 0 and (step > 0) != (previous_step > 0):
+            alternating += 1
+        else:
+            alternating = 1 if step != 0 else 0
+        size = abs(zi)
+        inner = inner + 1 if size < 1 else 0
+        outer = outer + 1 if size > 1 else 0
+        if zi > 1:
+            last_up = i
+        elif zi < -1:
+            last_down = i
+        previous, previous_step, previous_z = value, step, zi
+        broken: list[int] = []
+        if size > 3:
+            broken.append(1)
+        if side >= _RUN[2]:
+            broken.append(2)
+        if rising >= _RUN[3] - 1 or falling >= _RUN[3] - 1:
+            broken.append(3)
+        if alternating >= _RUN[4] - 1:
+            broken.append(4)
+        if size > 2 and length >= _RUN[5] and _beyond_same_side(_window(z, i, _RUN[5]), 2.0, 2):
+            broken.append(5)
+        if size > 1 and length >= _RUN[6] and _beyond_same_side(_window(z, i, _RUN[6]), 1.0, 4):
+            broken.append(6)
+        if inner >= _RUN[7]:
+            broken.append(7)
+        if outer >= _RUN[8] and min(last_up, last_down) > i - _RUN[8]:
+            broken.append(8)
+        flags.append(tuple(broken) if broken else ())
     return flags
 
 
-def _monotonic(_z: list[float], values: list[float]) -> bool:
-    steps = [b - a for a, b in itertools.pairwise(values)]
-    return all(s > 0 for s in steps) or all(s < 0 for s in steps)
+def beyond_limits(points: Sequence[ChartPoint]) -> list[tuple[int, ...]]:
+    """Rule 1 alone (what a dispersion chart is judged by): (1,) for a point outside its limits."""
+    out: list[tuple[int, ...]] = []
+    for p in points:
+        outside = p.value is not None and p.ucl is not None and p.lcl is not None and not p.lcl <= p.value <= p.ucl
+        out.append((1,) if outside else ())
+    return out
 
 
-def _alternating(_z: list[float], values: list[float]) -> bool:
-    steps = [b - a for a, b in itertools.pairwise(values)]
-    if any(s == 0 for s in steps):
-        return False
-    return all((a > 0) != (b > 0) for a, b in itertools.pairwise(steps))
+def _window(z: list[float | None], i: int, length: int) -> list[float]:
+    return [x for x in z[i + 1 - length : i + 1] if x is not None]
 
 
 def _beyond_same_side(window: list[float], limit: float, needed: int) -> bool:

@@ -76,7 +76,8 @@ async def chart(
         name = f"spc_{process_id}_{characteristic}_{spec.chart.value}.csv".replace('"', "")
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         return Response(result_csv(result), media_type="text/csv; charset=utf-8", headers=headers)
-    return {"status": "success", "data": result_dict(result)}
+    # Straight to JSON: FastAPI's generic encoder would walk tens of thousands of points one by one.
+    return JSONResponse({"status": "success", "data": result_dict(result)})
 
 
 @router.get("/api/v1/spc/{process_id}/{characteristic}/baseline", summary="Stored SPC baselines, newest first")

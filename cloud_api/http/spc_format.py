@@ -43,29 +43,23 @@ def _limits(point: ChartPoint | None) -> dict[str, float | None] | None:
     return {"lcl": point.lcl, "cl": point.cl, "ucl": point.ucl}
 
 
+def _varying(points: tuple[ChartPoint, ...]) -> dict[str, list[float | None]] | None:
+    """Per-point limits, only when they differ between points (LOT subgroups of unequal size)."""
+    if len({(p.lcl, p.cl, p.ucl) for p in points}) <= 1:
+        return None
+    return {"lcl": [p.lcl for p in points], "cl": [p.cl for p in points], "ucl": [p.ucl for p in points]}
+
+
+def _flagged(rules: list[tuple[int, ...]]) -> list[dict[str, Any]]:
+    return [{"index": i, "rules": list(r)} for i, r in enumerate(rules) if r]
+
+
 def result_dict(result: SpcResult) -> dict[str, Any]:
+    """Points column-wise (a 90-day I chart has tens of thousands): one list per field, limits once unless they
+    vary per point, and only the points that break a rule listed under `violations`."""
     location_name, spread_name = NAMES[result.spec.chart]
     pair = result.pair
-    points = []
-    for loc, spread, rules, spread_rules in zip(
-        pair.location, pair.dispersion, result.location_rules, result.dispersion_rules, strict=True
-    ):
-        points.append(
-            {
-                "index": loc.index,
-                "key": loc.key,
-                "time": loc.time.isoformat(),
-                "n": loc.n,
-                "value": loc.value,
-                "lcl": loc.lcl,
-                "cl": loc.cl,
-                "ucl": loc.ucl,
-                "rules": list(rules),
-                "spread": {"value": spread.value, "lcl": spread.lcl, "cl": spread.cl, "ucl": spread.ucl},
-                "spread_rules": list(spread_rules),
-            }
-        )
-    violations = {str(rule): sum(1 for flags in result.location_rules if rule in flags) for rule in range(1, 9)}
+    loc, spread = pair.location, pair.dispersion
     base = result.estimated
     return {
         "process_id": result.series.process_id,
@@ -85,17 +79,24 @@ def result_dict(result: SpcResult) -> dict[str, Any]:
             "points": base.points,
             "stored": baseline_dict(result.baseline) if result.baseline else None,
         },
-        # Limits of a point of the chart's usual size (they vary per point with LOT subgroups of unequal size).
-        "limits": {
-            "location": _limits(pair.location[0] if pair.location else None),
-            "spread": _limits(pair.dispersion[-1] if pair.dispersion else None),
-        },
+        # The limits of the last point (the same for every point unless `point_limits` says otherwise).
+        "limits": {"location": _limits(loc[-1] if loc else None), "spread": _limits(spread[-1] if spread else None)},
+        "point_limits": {"location": _varying(loc), "spread": _varying(spread)},
         "spec": {"lsl": result.lsl, "usl": result.usl},
         "capability": _capability(result.capability),
-        "violations": violations,
+        "violation_counts": {
+            str(rule): sum(1 for flags in result.location_rules if rule in flags) for rule in range(1, 9)
+        },
+        "violations": {"location": _flagged(result.location_rules), "spread": _flagged(result.dispersion_rules)},
         "values": result.values_count,
         "truncated": result.truncated,
-        "points": points,
+        "points": {
+            "key": [p.key for p in loc],
+            "time": [p.time.isoformat() for p in loc],
+            "n": [p.n for p in loc],
+            "value": [p.value for p in loc],
+            "spread": [p.value for p in spread],
+        },
     }
 
 
@@ -109,7 +110,7 @@ def result_csv(result: SpcResult) -> str:
     ):
         writer.writerow(
             [
-                loc.index, _csv_text(loc.key), loc.time.isoformat(), loc.n, _num(loc.value), _num(loc.lcl),
+                loc.position, _csv_text(loc.key), loc.time.isoformat(), loc.n, _num(loc.value), _num(loc.lcl),
                 _num(loc.cl), _num(loc.ucl), " ".join(map(str, rules)), _num(spread.value), _num(spread.lcl),
                 _num(spread.cl), _num(spread.ucl), " ".join(map(str, spread_rules)),
             ]

@@ -21,7 +21,7 @@ from cloud_api.domain import spc_charts as sc
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.spc_capability import Capability, capability
 from cloud_api.domain.spc_charts import ChartPair, ChartType, Subgroup
-from cloud_api.domain.spc_rules import nelson_flags
+from cloud_api.domain.spc_rules import beyond_limits, nelson_flags
 from mes_contracts.errors import ErrorCode
 
 MAX_SUBGROUP_N = {ChartType.XBAR_R: sc.MAX_RANGE_N, ChartType.XBAR_S: 100}
@@ -117,7 +117,7 @@ def evaluate(
     if values and base is not None:
         numbers = [r.value for r in values]
         cap = capability(len(numbers), sc.mean(numbers), base.sigma, sc.stdev(numbers), lsl, usl, confidence)
-    dispersion_rules = [tuple(r for r in flags if r == 1) for flags in nelson_flags(pair.dispersion)]
+    dispersion_rules = beyond_limits(pair.dispersion)
     return SpcResult(
         series, spec, start, end, stored, base, pair, nelson_flags(pair.location), dispersion_rules, cap, lsl, usl,
         len(values), truncated,
