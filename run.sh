@@ -9,7 +9,9 @@ windows=""
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --station-ui) windows="${2:-all}"; shift; [ $# -gt 0 ] && shift ;;
+    --station-ui)  # the value is optional: `--station-ui --speed 3` opens all windows
+      shift
+      if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then windows="$1"; shift; else windows=all; fi ;;
     --station-ui=*) windows="${1#--station-ui=}"; shift ;;
     *) args+=("$1"); shift ;;
   esac
