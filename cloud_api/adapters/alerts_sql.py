@@ -64,9 +64,16 @@ SETTLED_SQL = text(
     "AND virtualxid = ANY(CAST(:writers AS text[])))"
 )
 # The new points: every measured value of the completions in (after, upto], with the station that sent them.
+# Bounded in time by those completions (a unit's values are measured between its start and completion): on a
+# hypertable only the recent chunks are read, never the compressed years that have no index on result_id.
+SPAN_SQL = text(
+    "SELECT min(start_time) - interval '1 day', max(complete_time) + interval '1 day' FROM process_results "
+    "WHERE id > :after AND id <= :upto"
+)
 NEW_POINTS_SQL = text(
     "SELECT DISTINCT m.process_id, m.characteristic, m.test_point_id FROM measurements m "
-    "WHERE m.result_id > :after AND m.result_id <= :upto AND m.value IS NOT NULL"
+    "WHERE m.time >= :low AND m.time <= :high AND m.result_id > :after AND m.result_id <= :upto "
+    "AND m.value IS NOT NULL"
 )
 STATIONS_SQL = text("SELECT id, source_station, serial_id FROM process_results WHERE id > :after AND id <= :upto")
 
@@ -214,8 +221,11 @@ async def settled(conn: AsyncConnection, writers: tuple[str, ...]) -> bool:
 
 
 async def new_series(conn: AsyncConnection, after: int, upto: int) -> list[SeriesKey]:
-    result = await conn.execute(NEW_POINTS_SQL, {"after": after, "upto": upto})
-    return [SeriesKey(*row) for row in result.all()]
+    low, high = (await conn.execute(SPAN_SQL, {"after": after, "upto": upto})).one()
+    if low is None:
+        return []
+    params = {"after": after, "upto": upto, "low": low, "high": high}
+    return [SeriesKey(*row) for row in (await conn.execute(NEW_POINTS_SQL, params)).all()]
 
 
 async def result_sources(conn: AsyncConnection, after: int, upto: int) -> dict[int, ResultSource]:
