@@ -99,6 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     lines: list[str] = []
     with psycopg.connect(args.database_url, autocommit=True) as conn:
+        conn.execute("SET jit = off")  # as the API runs them (adapters/trace_sql.NO_JIT)
         timescale = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
         counts = conn.execute(
             "SELECT (SELECT count(*) FROM lots), (SELECT count(*) FROM serials), "

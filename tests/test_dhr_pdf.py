@@ -94,6 +94,8 @@ def _sample_trace() -> SerialTrace:
                 "complete_worker_id": f"W00{step.sequence}",
                 "result": "PASS",
                 "completion_count": 1,
+                "result_counts": {"total": 1, "lot_level": 1, "unit_level": 0, "passed": 1, "failed": 0},
+                "failure_counts": [],
                 "results": [result],
             }
         )

@@ -61,19 +61,43 @@ LABEL = (
 )
 
 
-def _processes(lot_id: str, result_filter: str) -> str:
-    """The 8 processes of a LOT in route order with their LOT-level run and the results `result_filter` keeps."""
+# A process's records are listed in full when there are at most this many of a kind; more (a vendor app that writes
+# one file per unit before serials exist: ~100 per LOT) are summarised in `result_counts` / `failure_counts`, and
+# the LOT trace lists their failures. Keeps a trace a few hundred rows whatever the station writes.
+MAX_LISTED = 10
+
+
+def _processes(lot_id: str, listed: str) -> str:
+    """The 8 processes of a LOT in route order: LOT-level run, counts of its records, the records `listed` keeps.
+
+    `listed` is a condition on `pr` (one record) and `n` (the process's counts: total, lot_level, passed, failed).
+    """
     return (
         f"(SELECT json_agg(json_build_object('process_id', ps.process_id, 'process_name', {PROCESS_NAME}, "
         "'sequence', ps.sequence, 'status', COALESCE(r.status, 'NOT_STARTED'), 'work_order_id', r.work_order_id, "
         "'start_time', r.start_time, 'start_worker_id', r.start_worker_id, 'start_station', r.start_source, "
         "'complete_time', r.complete_time, 'complete_worker_id', r.complete_worker_id, 'result', r.result, "
         "'completion_count', COALESCE(r.completion_count, 0), "
+        "'result_counts', json_build_object('total', n.total, 'lot_level', n.lot_level, 'unit_level', "
+        "n.total - n.lot_level, 'passed', n.passed, 'failed', n.failed), "
+        "'failure_counts', (SELECT COALESCE(json_agg(json_build_object('reason', x.reason, 'count', x.n) "
+        "ORDER BY x.n DESC, x.reason), '[]') FROM (SELECT why AS reason, count(*) AS n FROM process_results f, "
+        f"jsonb_array_elements_text(f.failure_reasons) AS why WHERE f.lot_id = {lot_id} "
+        "AND f.process_id = ps.process_id AND f.result = 'FAIL' GROUP BY why) x), "
         f"'results', (SELECT COALESCE(json_agg({RESULT} ORDER BY pr.complete_time, pr.id), '[]') "
-        f"FROM process_results pr WHERE pr.lot_id = {lot_id} AND pr.process_id = ps.process_id AND {result_filter})"
+        f"FROM process_results pr WHERE pr.lot_id = {lot_id} AND pr.process_id = ps.process_id AND ({listed}))"
         ") ORDER BY ps.sequence) FROM process_steps ps LEFT JOIN process_runs r "
-        f"ON r.lot_id = {lot_id} AND r.process_id = ps.process_id AND r.serial_id IS NULL)"
+        f"ON r.lot_id = {lot_id} AND r.process_id = ps.process_id AND r.serial_id IS NULL "
+        "CROSS JOIN LATERAL (SELECT count(*) AS total, count(*) FILTER (WHERE c.serial_id IS NULL) AS lot_level, "
+        "count(*) FILTER (WHERE c.result = 'PASS') AS passed, count(*) FILTER (WHERE c.result = 'FAIL') AS failed "
+        f"FROM process_results c WHERE c.lot_id = {lot_id} AND c.process_id = ps.process_id) n)"
     )
+
+
+# Serial trace: its own unit-level records, and the LOT-level ones while they are few enough to be the cart's.
+SERIAL_LISTED = f"pr.serial_id = s.id OR (pr.serial_id IS NULL AND n.lot_level <= {MAX_LISTED})"
+# LOT trace: every record while the process has few, else its failures.
+LOT_LISTED = f"n.total <= {MAX_LISTED} OR pr.result = 'FAIL'"
 
 
 def _lot_history(lot_id: str) -> str:
@@ -109,7 +133,7 @@ def serial_trace_sql() -> TextClause:
         f"'status_history', {_serial_history('s.id')}, "
         f"'lot', (SELECT {LOT} FROM lots l JOIN product_models pm ON pm.id = l.product_model_id "
         "WHERE l.id = s.lot_id), "
-        f"'processes', {_processes('s.lot_id', '(pr.serial_id IS NULL OR pr.serial_id = s.id)')}, "
+        f"'processes', {_processes('s.lot_id', SERIAL_LISTED)}, "
         f"'component_lots', {_components('s.lot_id', '(c.serial_id IS NULL OR c.serial_id = s.id)')}, "
         f"'labels', (SELECT COALESCE(json_agg({LABEL} ORDER BY j.created_at, j.queue_seq), '[]') "
         "FROM label_print_jobs j WHERE j.serial_id = s.id)) "
@@ -121,7 +145,7 @@ def lot_trace_sql() -> TextClause:
     """:lot, :lang → the LOT, its history, 8 processes with every result, its serials with status, labels."""
     return text(
         f"SELECT json_build_object('lot', {LOT}, 'status_history', {_lot_history('l.id')}, "
-        f"'processes', {_processes('l.id', 'true')}, "
+        f"'processes', {_processes('l.id', LOT_LISTED)}, "
         f"'component_lots', {_components('l.id', 'true')}, "
         "'serials', (SELECT COALESCE(json_agg(json_build_object('serial_number', se.serial_number, 'sequence', "
         "se.sequence, 'status', se.status, 'created_at', se.created_at, 'failed_process', "
@@ -188,21 +212,30 @@ def _document(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+# The statements' estimated costs are high (nested sub-selects over a hypertable's chunks) while they run in
+# milliseconds: PostgreSQL's JIT would spend seconds compiling them. Off for the statement's transaction only.
+NO_JIT = text("SET LOCAL jit = off")
+
+
+async def _fetch(conn: AsyncConnection, statement: TextClause, params: dict[str, Any]) -> Any:
+    await conn.execute(NO_JIT)
+    return _document((await conn.execute(statement, params)).scalar())
+
+
 async def fetch_serial_trace(conn: AsyncConnection, serial_number: str, lang: str) -> dict[str, Any] | None:
-    return _document((await conn.execute(serial_trace_sql(), {"serial": serial_number, "lang": lang})).scalar())
+    return await _fetch(conn, serial_trace_sql(), {"serial": serial_number, "lang": lang})
 
 
 async def fetch_lot_trace(conn: AsyncConnection, lot_number: str, lang: str) -> dict[str, Any] | None:
-    return _document((await conn.execute(lot_trace_sql(), {"lot": lot_number, "lang": lang})).scalar())
+    return await _fetch(conn, lot_trace_sql(), {"lot": lot_number, "lang": lang})
 
 
 async def fetch_recall(conn: AsyncConnection, component_lot: str, kind: str | None, lang: str) -> list[Any]:
-    params = {"lot": component_lot, "kind": kind, "lang": lang}
-    return list(_document((await conn.execute(recall_sql(), params)).scalar()) or [])
+    return list(await _fetch(conn, recall_sql(), {"lot": component_lot, "kind": kind, "lang": lang}) or [])
 
 
 async def fetch_defects(
     conn: AsyncConnection, start: datetime, end: datetime, process_id: str | None, limit: int, lang: str
 ) -> dict[str, Any]:
     params = {"from": start, "to": end, "process": process_id, "limit": limit, "lang": lang}
-    return dict(_document((await conn.execute(defects_sql(), params)).scalar()))
+    return dict(await _fetch(conn, defects_sql(), params))

@@ -72,8 +72,24 @@ class ResultOut(Model):
     firmware: FirmwareOut | None
 
 
+class ResultCounts(Model):
+    """All completion records of the process for the LOT (listed or not)."""
+
+    total: int
+    lot_level: int
+    unit_level: int
+    passed: int
+    failed: int
+
+
+class ReasonCount(Model):
+    reason: str
+    count: int
+
+
 class ProcessOut(Model):
-    """A process of the route with its LOT-level run (work order, start and completion) and its results."""
+    """A process of the route with its LOT-level run (work order, start and completion), the counts of its records
+    and the records listed (services/trace.py: which ones)."""
 
     process_id: str
     process_name: str
@@ -87,6 +103,8 @@ class ProcessOut(Model):
     complete_worker_id: str | None
     result: str | None
     completion_count: int
+    result_counts: ResultCounts
+    failure_counts: list[ReasonCount]
     results: list[ResultOut]
     serial_result: str | None = None  # serial trace: this serial's own latest unit-level verdict
 
