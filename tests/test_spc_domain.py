@@ -15,6 +15,7 @@ Sources:
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -255,3 +256,54 @@ def test_without_a_baseline_points_carry_values_but_no_limits() -> None:
     assert nelson_flags(pair.location) == [(), ()]
     imr = sc.build_chart(ChartType.IMR, individuals([1.0, 4.0]), None)
     assert [p.value for p in imr.dispersion] == [None, 3.0]
+
+
+def _reference_flags(z: list[float | None], values: list[float | None]) -> list[tuple[int, ...]]:
+    """The rules written out window by window (slow, obviously right) to check the one-pass version against."""
+    runs = {1: 1, 2: 9, 3: 6, 4: 14, 5: 3, 6: 5, 7: 15, 8: 8}
+    out: list[tuple[int, ...]] = []
+    for i in range(len(z)):
+        hits = []
+        for rule, n in runs.items():
+            if i + 1 < n or any(x is None for x in z[i + 1 - n : i + 1]):
+                continue
+            w = [x for x in z[i + 1 - n : i + 1] if x is not None]
+            v = [x for x in values[i + 1 - n : i + 1] if x is not None]
+            steps = [b - a for a, b in itertools.pairwise(v)]
+            side = 1 if w[-1] > 0 else -1
+            ok = {
+                1: abs(w[-1]) > 3,
+                2: all(x > 0 for x in w) or all(x < 0 for x in w),
+                3: all(s > 0 for s in steps) or all(s < 0 for s in steps),
+                4: all(s != 0 for s in steps) and all((a > 0) != (b > 0) for a, b in itertools.pairwise(steps)),
+                5: abs(w[-1]) > 2 and sum(1 for x in w if x * side > 2) >= 2,
+                6: abs(w[-1]) > 1 and sum(1 for x in w if x * side > 1) >= 4,
+                7: all(abs(x) < 1 for x in w),
+                8: all(abs(x) > 1 for x in w) and any(x > 0 for x in w) and any(x < 0 for x in w),
+            }[rule]
+            if ok:
+                hits.append(rule)
+        out.append(tuple(hits))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_one_pass_nelson_rules_agree_with_the_window_by_window_definition(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    values: list[float] = []
+    level = 0.0
+    for _ in range(3000):  # drifts, steps, oscillation and quiet stretches, so every rule fires somewhere
+        mode = rng.random()
+        level += rng.gauss(0, 0.3) if mode < 0.9 else rng.choice([-2.5, 2.5])
+        values.append(round(level * 0.3 + rng.gauss(0, 0.6 if mode < 0.7 else 0.1), 1))
+    values[1000:1010] = [2.0, -1.5, -2.0, 1.5, 2.5, -2.0, 1.8, -1.6, -1.9, 2.2]  # rule 8: both sides beyond 1 sigma
+    pair = sc.build_chart(ChartType.IMR, individuals(values), sc.Baseline(0.0, 1.0, len(values)))
+    points = list(pair.location)
+    for i in range(0, len(points), 500):  # a point without limits now and then breaks every run
+        points[i] = points[i]._replace(lcl=None, cl=None, ucl=None)
+    z = [None if p.cl is None else (p.value or 0.0) - p.cl for p in points]
+    expected = _reference_flags(z, [p.value for p in points])
+    assert nelson_flags(points) == expected
+    assert {rule for flags in expected for rule in flags} == set(range(1, 9))
