@@ -61,7 +61,8 @@ async def run(url: str, runs: int, day: date | None, shift: str | None, explain:
                 "last": LAST_PROCESS.process_id,
                 "day": span.production_date,
             }
-            async with engine.connect() as conn:
+            async with engine.begin() as conn:
+                await sql.without_jit(conn)  # as the API runs them
                 for name, (statement, keys) in STATEMENTS.items():
                     plan = await conn.execute(
                         text(f"EXPLAIN (ANALYZE, BUFFERS) {statement}"), {k: values[k] for k in keys}

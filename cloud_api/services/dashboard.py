@@ -30,7 +30,8 @@ def board_window(db: Database, day: date | None, shift: str | None) -> Window:
 
 async def today(db: Database, day: date | None, shift: str | None, lang: str = "ko") -> dict[str, Any]:
     span = board_window(db, day, shift)
-    async with db.autocommit() as conn:
+    async with db.transaction() as conn:  # one snapshot for all four reads
+        await sql.without_jit(conn)
         counts = await sql.process_counts(conn, span.start, span.end)
         lots = await sql.active_lots(conn, shift, ACTIVE_LOTS_LIMIT)
         units = await sql.units_completed(conn, span.start, span.end, LAST_PROCESS.process_id)

@@ -124,7 +124,7 @@ function route() {
 window.addEventListener("hashchange", route);
 
 $("lang").value = lang;
-$("lang").onchange = event => { lang = event.target.value; localStorage.setItem("mes-lang", lang); translateStatic(); route(); };
+$("lang").onchange = event => { lang = event.target.value; translateStatic(); route(); };
 $("login").onsubmit = async event => {
   event.preventDefault();
   const form = new FormData(event.target);

@@ -52,7 +52,7 @@ const TEXT = {
     none: "none", notFound: "not found", confirmClose: "Close this LOT?", csvSaved: "CSV file saved", default: "default",
   },
 };
-let lang = localStorage.getItem("mes-lang") === "en" ? "en" : "ko";
+let lang = "ko";  // Korean first (the spec); the switch lasts for the page (nothing is kept in the browser)
 function t(key) { return (TEXT[lang] && TEXT[lang][key]) || TEXT.ko[key] || key; }
 function translateStatic() {
   document.documentElement.lang = lang;
