@@ -287,7 +287,7 @@ def _reference_flags(z: list[float | None], values: list[float | None]) -> list[
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_one_pass_nelson_rules_agree_with_the_window_by_window_definition(seed: int) -> None:
     import random
 
