@@ -101,9 +101,12 @@ def _call(api_url: str, rule: RouteRule, headers: dict[str, str]) -> httpx.Respo
     path = PARAM.sub(lambda m: f"matrix-{m.group(1)}", rule.path)
     # A body of the wrong shape: an allowed call stops at validation (422) and changes nothing.
     body: list[object] | None = [] if rule.method in ("POST", "PUT", "PATCH") else None
-    return httpx.request(
+    with httpx.stream(
         rule.method, f"{api_url}{path}", headers=headers, timeout=30, follow_redirects=False, json=body
-    )
+    ) as response:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.read()  # an event stream (/api/v1/events) never ends: its status is the answer
+    return response
 
 
 def _expected_allowed(rule: RouteRule, caller: Caller) -> bool:
@@ -173,6 +176,8 @@ def test_openapi_publishes_each_routes_roles(api_url: str) -> None:
 
 def test_console_signs_in_and_keeps_tokens_in_memory_only(api_url: str) -> None:
     page = httpx.get(f"{api_url}/console", timeout=15).text
+    for script in re.findall(r'<script src="([^"]+)"', page):  # the console's own scripts (no build step)
+        page += httpx.get(f"{api_url}{script}", timeout=15).text
     for wiring in (
         "/api/v1/auth/login",
         "/api/v1/auth/refresh",
