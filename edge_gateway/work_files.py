@@ -20,6 +20,7 @@ from typing import Any
 
 from edge_gateway.dispositions import DUPLICATE_LOG_SUFFIX, ERROR_LOG_SUFFIX
 from edge_gateway.names import is_candidate_name
+from mes_contracts.completion import parse_completion_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +109,15 @@ def _error_file(folder: Path, name: str, result: os.stat_result) -> ErrorFile:
 
 
 def list_work_files(work_dir: Path, now: float) -> dict[str, Any]:
-    """pending/ (oldest first), the last completed/, every error/ file with its log, and today's completions."""
+    """pending/ (oldest first), the last completed/, every error/ file with its log, and today's completion files."""
     pending = [(n, r) for n, r in _entries(work_dir / "pending") if is_candidate_name(n)]
     completed = _entries(work_dir / "completed")
     errors = _entries(work_dir / "error")
     today = date.today()
-    completed_today = sum(1 for _, r in completed if date.fromtimestamp(r.st_mtime) == today)
+    # Completions, not every file: curve files and other companions also end in completed/.
+    completed_today = sum(
+        1 for n, r in completed if date.fromtimestamp(r.st_mtime) == today and parse_completion_file_name(n)
+    )
     return {
         "pending": [asdict(_listed(n, r, now)) for n, r in reversed(pending[-MAX_LISTED:])],
         "pending_count": len(pending),

@@ -92,7 +92,8 @@ async def test_start_answers_feed_the_day_book(work: Path) -> None:
 async def test_work_folders_are_listed_with_the_korean_error_log(work: Path) -> None:
     (work / "pending" / "b.json").write_text("{}")
     (work / "pending" / ".b.json.tmp").write_text("{}")  # a temporary: not listed
-    (work / "completed" / "a.json").write_text("{}")
+    (work / "completed" / "a.json").write_text("{}")  # not a completion file name: listed, not counted
+    (work / "completed" / f"{LOT}_PROC-007_20251110080000.json").write_text("{}")
     (work / "pending" / NAME).write_text("{broken")
     move_to_error(
         work / "pending" / NAME, work / "error", ErrorReport(NAME, "INVALID_JSON", "JSON 형식이 올바르지 않습니다", {})
@@ -100,7 +101,8 @@ async def test_work_folders_are_listed_with_the_korean_error_log(work: Path) -> 
     async with _client(work, Link(200, {}), StationActivity()) as client:
         files = (await client.get("/window/summary")).json()["files"]
     assert [f["name"] for f in files["pending"]] == ["b.json"] and files["pending_count"] == 1
-    assert [f["name"] for f in files["completed"]] == ["a.json"] and files["completed_today"] == 1
+    assert sorted(f["name"] for f in files["completed"]) == [f"{LOT}_PROC-007_20251110080000.json", "a.json"]
+    assert files["completed_today"] == 1
     (error,) = files["error"]
     assert (error["name"], error["error_code"], error["message"]) == (
         NAME,
