@@ -94,6 +94,7 @@ class GaugeReader:
         self._on_reading = on_reading
         self._opener = opener
         self._stop = threading.Event()
+        self.opened = threading.Event()  # the port is open (pyserial drops what arrived before: input flushed)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -116,12 +117,14 @@ class GaugeReader:
                 self._stop.wait(REOPEN_S)
                 continue
             logger.info("gauge on %s at %d baud", self._port, self._baudrate)
+            self.opened.set()
             try:
                 self._read(port)
             except (serial.SerialException, OSError) as error:
                 logger.error("gauge port %s failed: %s; reopening in %.0f s", self._port, error, REOPEN_S)
                 self._stop.wait(REOPEN_S)
             finally:
+                self.opened.clear()
                 port.close()
 
     def _read(self, port: Any) -> None:

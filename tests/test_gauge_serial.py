@@ -56,6 +56,7 @@ async def _read_from_emulated_gauge(lines: list[bytes], expect: int) -> tuple[li
     reader = GaugeReader(os.ttyname(device), 9600, counters, readings.append)
     reader.start()
     try:
+        assert await asyncio.to_thread(reader.opened.wait, 10), "the reader never opened the port"
         for line in lines:  # an emulated Mark-10 in continuous output mode
             os.write(controller, line)
         deadline = time.monotonic() + 10

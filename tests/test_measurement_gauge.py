@@ -75,6 +75,8 @@ def test_gauge_readings_are_stored_for_the_started_lot(
     controller, gateway_url, log = gauge_gateway
     lot = httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10, auth=auth.manager).json()["data"]
     lot_number = lot["lot_number"]
+    # pyserial flushes what arrived before it opened the port: wait for the gateway's gauge to be open
+    assert _wait(lambda: "baud" in log.read_text(errors="replace")), "the gauge port was never opened"
     os.write(controller, b"99.99 N\r\n" * 5)  # no start yet: whose would they be? dropped
     assert _wait(lambda: "without a started LOT" in log.read_text(errors="replace")), "no drop logged"
     started = httpx.post(f"{gateway_url}/start", json=start_body(lot_number, "PROC-001"), timeout=30)
