@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.workers_sql import active_worker
@@ -47,15 +47,35 @@ SERIAL_CTES = (
     "result_id, message_id) SELECT t.id, t.old, t.new, t.process_id, t.cause, t.result_id, t.message_id "
     "FROM serial_targets t JOIN serials_changed c ON c.id = t.id)"
 )
-# Results, component LOTs, runs, LOT transitions, audit rows and the stored answers: one statement, one round trip.
-WRITE_SQL = text(
-    "WITH results AS (INSERT INTO process_results (run_id, lot_id, process_id, message_id, source_station, "
-    "source_file_name, source_sha256, worker_id, start_time, complete_time, result, failure_reasons, process_data, "
-    "replay, serial_id) SELECT x.run_id, x.lot_id, x.process_id, x.message_id, x.source_station, x.source_file_name, "
-    "x.source_sha256, x.worker_id, x.start_time, x.complete_time, x.result, x.failure_reasons, x.process_data, "
-    f"x.replay, s.id FROM jsonb_to_recordset(CAST(:results AS jsonb)) AS x({RESULT_COLUMNS}) "
-    "LEFT JOIN serials s ON s.serial_number = x.serial_number AND s.lot_id = x.lot_id ORDER BY x.n "
-    "RETURNING id, message_id, serial_id), "
+# The results' serial: looked up only by the statement for batches that touch serials (see write_sql).
+WITH_SERIAL_ID = (
+    "s.id FROM jsonb_to_recordset(CAST(:results AS jsonb)) AS x({columns}) LEFT JOIN serials s "
+    "ON s.serial_number = x.serial_number AND s.lot_id = x.lot_id"
+)
+NO_SERIAL_ID = "CAST(NULL AS bigint) FROM jsonb_to_recordset(CAST(:results AS jsonb)) AS x({columns})"
+
+
+def write_sql(serials: bool) -> TextClause:
+    """Results, component LOTs, runs, LOT transitions, audit rows and the stored answers: one statement, one round
+    trip. With `serials` it also links results to the serials they name and moves serial statuses (genealogy);
+    a batch that names no serial and moves none (PROC-001…006 at LOT level: nearly all) runs the statement without
+    those parts, so it costs what it cost before serials were tracked."""
+    serial_id = (WITH_SERIAL_ID if serials else NO_SERIAL_ID).format(columns=RESULT_COLUMNS)
+    return text(
+        "WITH results AS (INSERT INTO process_results (run_id, lot_id, process_id, message_id, source_station, "
+        "source_file_name, source_sha256, worker_id, start_time, complete_time, result, failure_reasons, "
+        "process_data, replay, serial_id) SELECT x.run_id, x.lot_id, x.process_id, x.message_id, x.source_station, "
+        "x.source_file_name, x.source_sha256, x.worker_id, x.start_time, x.complete_time, x.result, "
+        f"x.failure_reasons, x.process_data, x.replay, {serial_id} ORDER BY x.n "
+        "RETURNING id, message_id, serial_id), "
+        f"{WRITE_REST}"
+        + (f", {SERIAL_CTES} " if serials else " ")
+        + "SELECT message_id, id AS result_id, serial_id, NULL AS response FROM results "
+        "UNION ALL SELECT message_id, NULL, NULL, response FROM answered"
+    )
+
+
+WRITE_REST = (
     "components AS (INSERT INTO component_lots (lot_id, serial_id, result_id, process_id, component_kind, "
     "component_lot) SELECT x.lot_id, results.serial_id, results.id, x.process_id, x.kind, x.lot "
     "FROM jsonb_to_recordset(CAST(:components AS jsonb)) "
@@ -77,11 +97,10 @@ WRITE_SQL = text(
     "response = x.response FROM jsonb_to_recordset(CAST(:messages AS jsonb)) "
     "AS x(message_id uuid, outcome text, http_status integer, response jsonb) WHERE p.message_id = x.message_id "
     "RETURNING p.message_id, p.response), "
-    f"audited AS ({insert_from_json('audit')}), "
-    f"{SERIAL_CTES} "
-    "SELECT message_id, id AS result_id, serial_id, NULL AS response FROM results "
-    "UNION ALL SELECT message_id, NULL, NULL, response FROM answered"
+    f"audited AS ({insert_from_json('audit')})"
 )
+WRITE_SQL = write_sql(serials=False)
+WRITE_SQL_SERIALS = write_sql(serials=True)
 MEASUREMENT_SQL = text(
     "INSERT INTO measurements (time, lot_id, serial_id, process_id, result_id, test_point_id, characteristic, value, "
     "unit, target, tolerance, lower_limit, upper_limit, result, station) SELECT time, lot_id, serial_id, process_id, "
@@ -144,18 +163,19 @@ async def write(
 ) -> Written:
     """Store the completions, the answers to their messages and the audit rows (services/audit.rows_json), in
     the caller's transaction: two statements for any number of completions."""
-    rows = await conn.execute(
-        WRITE_SQL,
-        {
-            "results": _json(result_rows(accepted)),
-            "components": _json(component_rows(accepted)),
-            "runs": _json(run_rows(accepted)),
-            "lots": _json(lot_rows(accepted)),
-            "messages": _json(message_rows(answers)),
-            "audit": audit,
-            "serials": _json(serial_rows(accepted)),
-        },
-    )
+    effects = serial_rows(accepted)
+    touches_serials = bool(effects) or any(serial_of(a) is not None for a in accepted)
+    params = {
+        "results": _json(result_rows(accepted)),
+        "components": _json(component_rows(accepted)),
+        "runs": _json(run_rows(accepted)),
+        "lots": _json(lot_rows(accepted)),
+        "messages": _json(message_rows(answers)),
+        "audit": audit,
+    }
+    if touches_serials:
+        params["serials"] = _json(effects)
+    rows = await conn.execute(WRITE_SQL_SERIALS if touches_serials else WRITE_SQL, params)
     result_ids: dict[uuid.UUID, int] = {}
     serial_ids: dict[uuid.UUID, int] = {}
     responses: dict[uuid.UUID, dict[str, Any]] = {}
