@@ -147,12 +147,12 @@ class ErrorsPanel(ttk.Frame):
         super().__init__(master, padding=8)
         self.error_title = ttk.Label(self, font=fonts["bold"], foreground=TONE_COLOURS["danger"][0])
         self.errors = _tree(self, (("file", 300), ("code", 190)), rows)
-        self.log = tk.Text(self, height=rows + 2, font=fonts["small"], wrap="word", takefocus=0)
+        self.log = tk.Text(self, height=rows, font=fonts["small"], wrap="word", takefocus=0)
         self.retry = ttk.Button(self, text=retry_text, command=on_retry, takefocus=False, padding=12)
         self.error_title.pack(fill="x", anchor="w")
         self.errors.pack(fill="x")
+        self.retry.pack(side="bottom", fill="x")  # packed before the log: on a short screen the log gives way
         self.log.pack(fill="both", expand=True, pady=(4, 4))
-        self.retry.pack(fill="x")
         self.errors.bind("<<TreeviewSelect>>", lambda _e: self._show_log())
         self._logs: dict[str, str] = {}
 
@@ -210,11 +210,11 @@ class SerialsPanel(ttk.Frame):
     def __init__(self, master: tk.Misc, fonts: Fonts, rows: int, on_reprint: Callable[[], None], text: str) -> None:
         super().__init__(master, padding=8)
         self.title = ttk.Label(self, font=fonts["bold"])
-        self.tree = _tree(self, (("serial", 260), ("state", 140), ("printer", 120)), rows + 2)
+        self.tree = _tree(self, (("serial", 260), ("state", 140), ("printer", 120)), rows)
         self.reprint = ttk.Button(self, text=text, command=on_reprint, takefocus=False, padding=12)
         self.title.pack(anchor="w")
+        self.reprint.pack(side="bottom", fill="x", pady=(4, 0))
         self.tree.pack(fill="both", expand=True)
-        self.reprint.pack(fill="x", pady=(4, 0))
 
     def show(self, model: ScreenModel, headings: tuple[str, str, str]) -> None:
         self.title.configure(text=model.serials_title)

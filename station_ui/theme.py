@@ -41,7 +41,7 @@ SIZES = {
         body=13, small=11, entry=22, headline=34, detail=18, banner=18, button_pad=14, rows=4, geometry="1280x1024"
     ),
     "1920x1080": Sizes(
-        body=15, small=12, entry=26, headline=44, detail=22, banner=22, button_pad=18, rows=6, geometry="1920x1080"
+        body=15, small=12, entry=26, headline=44, detail=22, banner=22, button_pad=18, rows=4, geometry="1920x1080"
     ),
 }
 
