@@ -117,11 +117,14 @@ def _serial_history(serial_id: str) -> str:
 
 
 def _components(lot_id: str, serial_filter: str) -> str:
+    """The component lots a LOT (or serial) consumed, one row per process, kind, lot and serial, with the number of
+    records that named it (a station writing one file per unit repeats the same spring lot a hundred times)."""
     return (
-        "(SELECT COALESCE(json_agg(json_build_object('process_id', c.process_id, 'component_kind', "
-        "c.component_kind, 'component_lot', c.component_lot, 'serial_number', "
-        "(SELECT u.serial_number FROM serials u WHERE u.id = c.serial_id)) ORDER BY c.id), '[]') "
-        f"FROM component_lots c WHERE c.lot_id = {lot_id} AND {serial_filter})"
+        "(SELECT COALESCE(json_agg(json_build_object('process_id', x.process_id, 'component_kind', x.component_kind, "
+        "'component_lot', x.component_lot, 'serial_number', x.serial_number, 'records', x.n) ORDER BY x.first), "
+        "'[]') FROM (SELECT c.process_id, c.component_kind, c.component_lot, u.serial_number, count(*) AS n, "
+        "min(c.id) AS first FROM component_lots c LEFT JOIN serials u ON u.id = c.serial_id "
+        f"WHERE c.lot_id = {lot_id} AND {serial_filter} GROUP BY 1, 2, 3, 4) x)"
     )
 
 

@@ -143,6 +143,7 @@ class UsedComponentOut(Model):
     component_kind: str
     component_lot: str
     serial_number: str | None
+    records: int = 1  # completion records that named it
 
 
 class LabelOut(Model):
