@@ -187,6 +187,9 @@ def test_tc_trace_003_recall_by_component_lot(line: Line, auth: RoleAuth, traced
     assert [s["serial_number"] for s in used["serials"]] == traced.serials
     any_kind = _get(line, auth, "/api/v1/trace/components", lot=traced.spring_lot).json()["data"]
     assert any_kind["lots"] == data["lots"]
+    empty_kind = _get(line, auth, "/api/v1/trace/components", kind="", lot=traced.spring_lot).json()["data"]
+    assert empty_kind["lots"] == data["lots"] and empty_kind["component_kind"] is None
+    assert _get(line, auth, "/api/v1/trace/components", kind="sma_spring").status_code == 422  # lot is required
     assert (
         _get(line, auth, "/api/v1/trace/components", kind="busbar", lot=traced.spring_lot).json()["data"]["lots"] == []
     )

@@ -95,10 +95,11 @@ async def components(
     lang: TraceLang,
     principal: ViewerDep,
     lot: Annotated[str, Query(min_length=1, max_length=100, description="the component lot, e.g. SPR-2512-07")],
-    kind: Annotated[str | None, Query(min_length=1, max_length=50, description="sma_spring, busbar, …")] = None,
+    kind: Annotated[str | None, Query(max_length=50, description="sma_spring, busbar, …; empty: any")] = None,
     export: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> RecallAnswer | Response:
+    kind = kind or None  # `?kind=&lot=…` (an empty kind) means any kind
     found = await trace.recall(db, lot, kind, lang)
     if export == "csv" or (export is None and accept is not None and "text/csv" in accept):
         name = f"recall-{kind + '-' if kind else ''}{lot}.csv"
