@@ -135,6 +135,7 @@ def service_block(
         if not ids:
             raise BrokerConfigError("the ingestor account needs at least one client id (MES_INGESTOR_CLIENT_ID)")
         reads = tuple(AclRule(Access.READ, _unshared(f), subscribe=f) for f in ingestor_subscriptions())
+        reads += (AclRule(Access.READ, _any_station(Branch.STATE)),)  # station states it keeps (issue 16)
         answers = (
             AclRule(Access.WRITE, _any_station(Branch.REPLY)),
             AclRule(Access.WRITE, _any_station(Branch.COMMAND, "/#")),
@@ -143,7 +144,7 @@ def service_block(
         return AclBlock(
             user,
             f"service ingestor (client ids {', '.join(ids)}): reads all req/#, evt/# through "
-            "its shared subscription; writes rpl, cmd/#, its state",
+            "its shared subscription, every station state; writes rpl, cmd/#, its state",
             reads + answers + states,
             validate_client_id(ids[0]) if len(ids) == 1 else None,
         )

@@ -79,6 +79,12 @@ def ingestor_subscriptions(share_group: str = INGESTOR_SHARE_GROUP) -> list[str]
     return [f"$share/{share_group}/{ROOT}/+/+/+/{branch}/#" for branch in (Branch.REQUEST, Branch.EVENT)]
 
 
+def station_state_subscription() -> str:
+    """Every station's retained state (the ingestor keeps them, issue 16). Not shared: MQTT 5 sends retained
+    messages only to non-shared subscriptions. Matches the central services' states too (ignored)."""
+    return f"{ROOT}/+/+/+/{Branch.STATE}"
+
+
 def service_address(service_id: str) -> StationAddress:
     """Central services publish their retained state like a station: mes/v1/central/services/{id}/state."""
     return StationAddress("central", "services", service_id)

@@ -30,14 +30,20 @@ from cloud_api.ingestor.handler import (
 )
 from cloud_api.ingestor.supervision import Health, supervise
 from cloud_api.labels.dispatcher import LabelDispatcher, central_source
-from cloud_api.services import aggregate_refresh
+from cloud_api.services import aggregate_refresh, station_states
 from cloud_api.services.dead_letters import Failure, Letter, is_transient, quarantine, store_or_quarantine
 from cloud_api.services.handlers import Answer
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Envelope, Source
 from mes_contracts.errors import ErrorCode
 from mes_contracts.mqtt_tls import client_tls_context
-from mes_contracts.topics import ParsedTopic, ingestor_subscriptions, parse_topic, service_address
+from mes_contracts.topics import (
+    ParsedTopic,
+    ingestor_subscriptions,
+    parse_topic,
+    service_address,
+    station_state_subscription,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,6 +106,7 @@ class Ingestor:
                     delay = 1.0
                     for topic in ingestor_subscriptions():
                         await client.subscribe(topic, qos=1)
+                    await client.subscribe(station_state_subscription(), qos=1)  # issue 16: station_states
                     # Retained state + last will: a gateway can tell "server down" from "broker down".
                     await client.publish(self._state_topic, self._state(True), qos=1, retain=True)
                     log.info("ingestor connected to %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
@@ -173,6 +180,10 @@ class Ingestor:
             )
             await self._spawn_refusal(client, message, letter_of(topic, raw, None, None), failure)
             return
+        if station_states.is_state_topic(topic):  # retained gateway health (issue 16): stored, never answered
+            await self._slots.acquire()
+            self._spawn(self._station_state(topic, raw))
+            return
         try:
             parsed, envelope = read_envelope(topic, raw)  # once per message: routing and handling share it
         except UnreadableMessage as error:
@@ -210,6 +221,14 @@ class Ingestor:
         except Exception:
             log.exception("refusing %s failed", letter.key)
             metrics.TASK_FAILURES.labels("refusal").inc()
+        finally:
+            self._slots.release()
+
+    async def _station_state(self, topic: str, raw: bytes) -> None:
+        try:
+            await self._with_db_retry(lambda: station_states.record(self.db, topic, raw))
+        except Exception:
+            log.exception("storing the station state from %s failed", topic)
         finally:
             self._slots.release()
 
