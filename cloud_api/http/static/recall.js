@@ -39,7 +39,7 @@ PAGES.defects = {
   async render() {
     const box = $("page-defects");
     const today = new Date(), week = new Date(Date.now() - 6 * 864e5);
-    const day = d => d.toISOString().slice(0, 10);
+    const day = d => d.toLocaleDateString("sv-SE");  // YYYY-MM-DD in the browser's (the factory's) zone
     if (!box.dataset.ready || box.dataset.ready !== lang) {
       box.dataset.ready = lang;
       box.innerHTML = `<h2>${esc(t("defects"))}</h2><form class="inline" id="defectForm">
