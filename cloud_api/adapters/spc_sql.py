@@ -10,24 +10,35 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # One characteristic over a period, oldest first: the (process_id, characteristic, test_point_id, time) index
-# serves it; LOT and serial numbers name the points. `IS NOT DISTINCT FROM` lets a NULL test point match.
-VALUES_SQL = text(
-    "SELECT m.time, m.value, m.result_id, m.lot_id, l.lot_number, s.serial_number, m.lower_limit, m.upper_limit "
-    "FROM measurements m JOIN lots l ON l.id = m.lot_id LEFT JOIN serials s ON s.id = m.serial_id "
-    "WHERE m.process_id = :process_id AND m.characteristic = :characteristic "
-    "AND m.test_point_id IS NOT DISTINCT FROM :test_point AND m.time >= :start AND m.time < :end "
-    "AND m.value IS NOT NULL AND m.value = m.value "  # NaN never reaches a chart
+# serves it (an `=` on the test point, or IS NULL: both reach the index and TimescaleDB's segment filter, where
+# IS NOT DISTINCT FROM would reach neither). LOT and serial numbers name the points; a chart of LOT subgroups
+# needs no serial number, and tens of thousands of serial look-ups are most of the query's time.
+_VALUES = (
+    "SELECT m.time, m.value, m.result_id, m.lot_id, l.lot_number, {serial}, m.lower_limit, m.upper_limit "
+    "FROM measurements m JOIN lots l ON l.id = m.lot_id {join}"
+    "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
+    "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value = m.value "  # NaN never charted
     "ORDER BY m.time, m.result_id LIMIT :limit"
 )
-# The newest `count` values up to a moment (the alert watch's window), returned oldest first.
-RECENT_SQL = text(
+_SERIAL = {True: ("s.serial_number", "LEFT JOIN serials s ON s.id = m.serial_id "), False: ("NULL::text", "")}
+_TEST_POINT = {True: "m.test_point_id = :test_point", False: "m.test_point_id IS NULL"}
+VALUES_SQL = {
+    (serials, has_point): text(
+        _VALUES.format(serial=_SERIAL[serials][0], join=_SERIAL[serials][1], test_point=_TEST_POINT[has_point])
+    )
+    for serials in (True, False)
+    for has_point in (True, False)
+}
+# The newest `count` values up to a moment (the alert watch's window), returned oldest first: an index scan
+# backwards from `until` (the test point compared with `=` or IS NULL, so the index order is the time order).
+_RECENT = (
     "SELECT * FROM (SELECT m.time, m.value, m.result_id, m.lot_id, l.lot_number, s.serial_number, m.lower_limit, "
     "m.upper_limit FROM measurements m JOIN lots l ON l.id = m.lot_id LEFT JOIN serials s ON s.id = m.serial_id "
-    "WHERE m.process_id = :process_id AND m.characteristic = :characteristic "
-    "AND m.test_point_id IS NOT DISTINCT FROM :test_point AND m.time <= :until "
-    "AND m.value IS NOT NULL AND m.value = m.value ORDER BY m.time DESC, m.result_id DESC LIMIT :count) recent "
-    "ORDER BY time, result_id"
+    "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
+    "AND m.time <= :until AND m.value IS NOT NULL AND m.value = m.value ORDER BY m.time DESC, m.result_id DESC "
+    "LIMIT :count) recent ORDER BY time, result_id"
 )
+RECENT_SQL = {has_point: text(_RECENT.format(test_point=_TEST_POINT[has_point])) for has_point in (True, False)}
 BASELINE_COLUMNS = (
     "id, process_id, characteristic, test_point_id, chart, subgroup, version, period_from, period_to, mu, sigma, "
     "points, values_count, reason, created_by, created_at"
@@ -116,7 +127,9 @@ async def values(
     start: datetime,
     end: datetime,
     limit: int,
+    serials: bool = True,
 ) -> list[ValueRow]:
+    """Values in [start, end), oldest first; `serials=False` leaves serial_number None (LOT subgroups)."""
     params = {
         "process_id": process_id,
         "characteristic": characteristic,
@@ -125,7 +138,7 @@ async def values(
         "end": end,
         "limit": limit,
     }
-    result = await conn.execute(VALUES_SQL, params)
+    result = await conn.execute(VALUES_SQL[serials, test_point is not None], params)
     return [ValueRow(*row) for row in result.all()]
 
 
@@ -139,7 +152,7 @@ async def recent_values(
         "until": until,
         "count": count,
     }
-    result = await conn.execute(RECENT_SQL, params)
+    result = await conn.execute(RECENT_SQL[test_point is not None], params)
     return [ValueRow(*row) for row in result.all()]
 
 

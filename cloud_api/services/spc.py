@@ -136,8 +136,9 @@ async def spc_chart(
     _check_period(start, end)
     if not await spc_sql.process_exists(conn, series.process_id):
         raise DomainError(ErrorCode.NOT_FOUND, {"process_id": series.process_id}, "unknown process")
+    serials = spec.subgroup != "lot"  # LOT subgroups are named by their LOT: no serial look-ups
     rows = await spc_sql.values(
-        conn, series.process_id, series.characteristic, series.test_point, start, end, max_values + 1
+        conn, series.process_id, series.characteristic, series.test_point, start, end, max_values + 1, serials
     )
     truncated = len(rows) > max_values
     stored = await spc_sql.current_baseline(
