@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import statistics
@@ -32,6 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cloud_api.adapters.database import Database
@@ -153,16 +155,28 @@ def cases() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def backend_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a PostgreSQL backend has used so far (/proc; the bench runs as root)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def time_trends(url: str, runs: int, seed: int) -> list[dict[str, Any]]:
+    """Wall time per request (P50/P95), and the CPU it cost: the client's (Python: SQLAlchemy, merge, JSON) and
+    the database backend's, averaged over the runs. On a busy machine the wall time is mostly waiting for a core;
+    client + backend CPU is what one request costs when it has a core to itself."""
+
     async def run() -> list[dict[str, Any]]:
-        engine = create_async_engine(url, pool_size=2)
+        engine = create_async_engine(url, pool_size=1, max_overflow=0)  # one backend: its CPU is the request's
         db = Database(engine, SEOUL)
         out = []
         try:
+            async with engine.connect() as conn:
+                pid = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
             for name, params in cases():
                 rnd = random.Random(seed)
-                timings = []
-                points = 0
+                timings, client_cpu, server_cpu = [], 0.0, 0.0
+                answer: dict[str, Any] = {}
                 for i in range(runs + 3):  # 3 warm-up runs
                     start = START + timedelta(days=rnd.randint(0, 3 * 365 - 31))
                     q = TrendQuery(
@@ -174,22 +188,26 @@ def time_trends(url: str, runs: int, seed: int) -> list[dict[str, Any]]:
                         start + timedelta(days=30),
                         params["bucket"],
                     )
-                    began = time.perf_counter()
+                    began, cpu, backend = time.perf_counter(), time.process_time(), backend_cpu_s(pid)
                     async with engine.connect() as conn:
                         answer = await measurement_reads.trend(db, conn, q)
                     json.dumps(answer)
                     if i >= 3:
                         timings.append((time.perf_counter() - began) * 1000)
-                    points = len(answer["points"])
+                        client_cpu += time.process_time() - cpu
+                        server_cpu += backend_cpu_s(pid) - backend
                 timings.sort()
                 out.append(
                     {
                         "case": name,
                         "source": answer["source"],
-                        "points": points,
+                        "points": len(answer["points"]),
                         "p50_ms": round(statistics.median(timings), 1),
                         "p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 1),
                         "max_ms": round(timings[-1], 1),
+                        "client_cpu_ms": round(client_cpu * 1000 / runs, 1),
+                        "backend_cpu_ms": round(server_cpu * 1000 / runs, 1),
+                        "load_average": os.getloadavg()[0],
                     }
                 )
         finally:
@@ -255,7 +273,10 @@ def one_flavour(mode: str, base: Path, args: argparse.Namespace, say: Any) -> di
         result["measurements_disk"] = measurement_sizes(server, mode == "timescale")
         result["trend"] = time_trends(server.url, args.runs, args.seed)
         for case in result["trend"]:
-            say(f"  {case['case']}: P50 {case['p50_ms']} ms, P95 {case['p95_ms']} ms ({case['source']})")
+            say(
+                f"  {case['case']}: P50 {case['p50_ms']} ms, P95 {case['p95_ms']} ms ({case['source']}); CPU "
+                f"{case['client_cpu_ms']} ms client + {case['backend_cpu_ms']} ms database"
+            )
         result["samples"] = sample_compression(server, mode == "timescale", args.samples, say)
         return result
     finally:
