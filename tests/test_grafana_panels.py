@@ -250,3 +250,17 @@ def test_the_grafana_role_reads_only_the_reporting_views(reporting: dict[str, st
         ).fetchall()
         secret = [c[0] for c in columns if any(w in c[0] for w in ("password", "hash", "token", "secret", "sha"))]
         assert columns and not secret
+
+
+def test_grant_db_gives_a_read_only_login(reporting: dict[str, str], postgres: PostgresServer) -> None:
+    from typer.testing import CliRunner
+
+    from mes_cli.main import app
+
+    name = reporting["owner"].rsplit("/", 1)[1]
+    admin = postgres.superuser_dsn.rsplit("/", 1)[0] + f"/{name}"
+    done = CliRunner().invoke(app, ["grafana", "grant-db", "--database-url", admin, "--password", GRAFANA_PASSWORD])
+    assert done.exit_code == 0, done.output
+    with psycopg.connect(reporting["grafana"]) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        assert conn.execute("SELECT count(*) FROM reporting.process_steps").fetchone() == (8,)
