@@ -31,6 +31,9 @@ TOOL_VARIABLES = frozenset(
         "MES_VENV",  # deploy/setup.sh: the virtualenv's folder
         "MES_TEST_SERVICES",  # tests/support: local processes or containers
         "MES_UPDATE_GOLDEN",  # tests: rewrite the label golden images
+        "MES_TEST_POSTGRES",  # tests, deploy/localstack: TimescaleDB or plain PostgreSQL (auto|timescale|plain)
+        "MES_TIMESCALEDB_BUNDLE",  # deploy/setup.sh: where the TimescaleDB bundle is, when not ../shared/timescaledb
+        "MES_SCREENSHOT_DIR",  # tests: where the window and console tests save their screenshots
     }
 )
 
