@@ -121,9 +121,9 @@ def _components(lot_id: str, serial_filter: str) -> str:
     records that named it (a station writing one file per unit repeats the same spring lot a hundred times)."""
     return (
         "(SELECT COALESCE(json_agg(json_build_object('process_id', x.process_id, 'component_kind', x.component_kind, "
-        "'component_lot', x.component_lot, 'serial_number', x.serial_number, 'records', x.n) ORDER BY x.first), "
-        "'[]') FROM (SELECT c.process_id, c.component_kind, c.component_lot, u.serial_number, count(*) AS n, "
-        "min(c.id) AS first FROM component_lots c LEFT JOIN serials u ON u.id = c.serial_id "
+        "'component_lot', x.component_lot, 'serial_number', (SELECT u.serial_number FROM serials u "
+        "WHERE u.id = x.serial_id), 'records', x.n) ORDER BY x.first), '[]') FROM (SELECT c.process_id, "
+        "c.component_kind, c.component_lot, c.serial_id, count(*) AS n, min(c.id) AS first FROM component_lots c "
         f"WHERE c.lot_id = {lot_id} AND {serial_filter} GROUP BY 1, 2, 3, 4) x)"
     )
 
@@ -197,16 +197,18 @@ def defects_sql() -> TextClause:
         "'count', x.n) ORDER BY x.n DESC, x.process_id, x.cause), '[]') FROM (SELECT f.process_id, "
         "COALESCE(r.reason, 'unknown') AS cause, count(*) AS n FROM f LEFT JOIN LATERAL "
         "jsonb_array_elements_text(f.failure_reasons) AS r(reason) ON true GROUP BY 1, 2) x), "
-        "'defects', (SELECT COALESCE(json_agg(json_build_object('result_id', p.id, 'lot_number', l.lot_number, "
-        "'serial_number', se.serial_number, 'process_id', p.process_id, 'process_name', "
-        f"{PROCESS_NAME}, 'worker_id', p.worker_id, 'start_worker_id', r.start_worker_id, "
+        # Scalar sub-selects, not joins: the planner would hash whole serials and process_runs for a page of 200.
+        "'defects', (SELECT COALESCE(json_agg(json_build_object('result_id', p.id, 'lot_number', "
+        "(SELECT l.lot_number FROM lots l WHERE l.id = p.lot_id), 'serial_number', (SELECT se.serial_number "
+        "FROM serials se WHERE se.id = p.serial_id), 'process_id', p.process_id, 'process_name', "
+        f"{PROCESS_NAME}, 'worker_id', p.worker_id, 'start_worker_id', (SELECT r.start_worker_id "
+        "FROM process_runs r WHERE r.id = p.run_id), "
         "'station', p.source_station, 'complete_time', p.complete_time, 'failure_reasons', p.failure_reasons, "
         f"'measurements', (SELECT COALESCE(json_agg({MEASUREMENT} ORDER BY m.time, m.test_point_id), '[]') "
         f"FROM measurements m WHERE m.result_id = p.id AND {MEASURED_NEAR.format(r='p')} "
         f"AND (m.result = 'FAIL' OR COALESCE({OUT_OF_LIMITS}, false)))) "
-        "ORDER BY p.complete_time DESC, p.id DESC), '[]') FROM page p JOIN lots l ON l.id = p.lot_id "
-        "JOIN process_steps ps ON ps.process_id = p.process_id LEFT JOIN serials se ON se.id = p.serial_id "
-        "LEFT JOIN process_runs r ON r.id = p.run_id))"
+        "ORDER BY p.complete_time DESC, p.id DESC), '[]') FROM page p "
+        "JOIN process_steps ps ON ps.process_id = p.process_id))"
     )
 
 
