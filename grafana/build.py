@@ -124,6 +124,36 @@ def render(spec: p.Dashboard) -> str:
     return json.dumps(dashboard(spec), ensure_ascii=False, indent=2) + "\n"
 
 
+def _cells(text: str) -> int:
+    return sum(2 if "\uac00" <= ch <= "\ud7a3" else 1 for ch in text)  # Hangul is two cells wide
+
+
+def layout(board: dict[str, Any], col: int = 4) -> str:
+    """A text picture of the panel grid (Grafana's 24 columns; `col` characters a column, a line per 2 units),
+    rendered from the JSON: the README shows one per dashboard."""
+    boxes = []
+    for pn in board["panels"]:
+        g = pn["gridPos"]
+        boxes.append((g["x"] * col, (g["x"] + g["w"]) * col, g["y"] // 2, (g["y"] + g["h"]) // 2, pn))
+    rows, width = max(b[3] for b in boxes) + 1, 24 * col + 1
+    canvas = [[" "] * width for _ in range(rows)]
+    for x0, x1, y0, y1, _ in boxes:
+        for y in range(y0, y1 + 1):
+            canvas[y][x0] = canvas[y][x1] = "|"
+    for x0, x1, y0, y1, _ in boxes:
+        for y in (y0, y1):
+            canvas[y][x0 : x1 + 1] = ["+"] + ["-"] * (x1 - x0 - 1) + ["+"]
+    for x0, x1, y0, _, pn in boxes:
+        room = x1 - x0 - 1
+        text = f" {pn['title']} [{pn['type']}]"
+        while _cells(text) > room:
+            text = text[:-1]
+        # a wide character takes two cells: its second slot stays empty, so every border stays in its column
+        slots = [part for ch in text for part in ([ch, ""] if _cells(ch) == 2 else [ch])]
+        canvas[y0 + 1][x0 + 1 : x1] = slots + [" "] * (room - len(slots))
+    return "\n".join("".join(line).rstrip() for line in canvas)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write every dashboard; `--check` only reports (exit 1) the files that differ."""
     check = "--check" in (argv if argv is not None else sys.argv[1:])

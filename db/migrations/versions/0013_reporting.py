@@ -110,7 +110,10 @@ CREATE VIEW reporting.station_state_days AS
     SELECT day, site, line, station, reports, offline_reports, max_outbox_depth, max_oldest_pending_age_s,
         files_errored, first_reported_at, last_reported_at
     FROM station_state_days;
--- The last printer state a print result reported, per printer (the gateway reports it with every result).
+-- The last printer state a print result reported, per printer (the gateway reports it with every result). The
+-- index makes "the newest result of this printer" one index probe (without it: ~0.9 s at three years).
+CREATE INDEX label_print_jobs_printer_result_idx ON label_print_jobs (printer_id, result_at DESC)
+    WHERE result_at IS NOT NULL;
 CREATE VIEW reporting.printer_states AS
     SELECT p.printer_id, p.station, p.active, j.printer_state, j.status AS last_job_status, j.error_code,
         j.result_at
@@ -164,6 +167,7 @@ def downgrade() -> None:
         "END IF; END $$"
     )
     op.execute("DROP SCHEMA IF EXISTS reporting CASCADE")
+    op.execute("DROP INDEX IF EXISTS label_print_jobs_printer_result_idx")
     op.execute("DROP FUNCTION IF EXISTS grant_reporting_reader(name)")
     op.execute("DROP TABLE IF EXISTS station_state_days")
     op.execute("DROP TABLE IF EXISTS station_states")
