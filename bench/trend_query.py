@@ -121,7 +121,12 @@ def refresh(server: PostgresServer, timescale: bool, say: Any) -> dict[str, Any]
     if timescale:
         with psycopg.connect(libpq(server.owner_url), autocommit=True) as conn:
             for view in ("measurement_hourly", "measurement_daily"):
-                conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+                while True:  # the refresh policy may be running (it started during the load): wait, then do it
+                    try:
+                        conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+                        break
+                    except psycopg.errors.LockNotAvailable:
+                        time.sleep(1)
             refreshed = time.perf_counter() - started
             conn.execute(
                 "SELECT count(compress_chunk(c, if_not_compressed => true)) "
