@@ -77,7 +77,7 @@ def libpq_url(url: str) -> str:
     return f"{scheme.split('+', 1)[0]}{sep}{rest}"
 
 
-def pick_inputs(url: str, count: int, seed: int) -> Inputs:
+def pick_inputs(url: str, count: int, seed: int, window_end: datetime | None = None) -> Inputs:
     rng = random.Random(seed)
     with psycopg.connect(libpq_url(url)) as conn:
         top = conn.execute("SELECT max(id) FROM serials").fetchone()
@@ -91,14 +91,24 @@ def pick_inputs(url: str, count: int, seed: int) -> Inputs:
             "SELECT component_lot, count(DISTINCT lot_id) FROM component_lots WHERE component_kind = 'sma_spring' "
             "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
         ).fetchone()
-        now = conn.execute("SELECT now()").fetchone()
+        now = (window_end,) if window_end else conn.execute("SELECT now()").fetchone()
     assert spring and now
     rng.shuffle(serials)
     rng.shuffle(lots)
     return Inputs(serials, lots, spring[0], int(spring[1]), now[0])
 
 
-def cases(db: Database, inputs: Inputs) -> list[Case]:
+def _only(
+    add: Callable[[str, Callable[[], Callable[[int], Awaitable[Any]]]], None], wanted: list[str]
+) -> Callable[[str, Callable[[], Callable[[int], Awaitable[Any]]]], None]:
+    def filtered(name: str, factory: Callable[[], Callable[[int], Awaitable[Any]]]) -> None:
+        if name in wanted:
+            add(name, factory)
+
+    return filtered
+
+
+def cases(db: Database, inputs: Inputs, only: list[str] | None = None) -> list[Case]:
     """The use cases, imported one by one: a module another engineer has not finished yet is reported, not fatal."""
     found: list[Case] = []
 
@@ -173,13 +183,18 @@ def cases(db: Database, inputs: Inputs) -> list[Case]:
 
         return run
 
-    add("serial trace", trace_serial)
-    add("LOT trace", trace_lot)
-    add("recall (spring lot)", recall)
-    add("dashboard/today", board)
-    add("trend 30 days (hourly)", trend("hour"))
-    add("trend 30 days (daily)", trend("day"))
-    add("SPC I-MR 90 days", spc_chart)
+    if only:
+        wanted = [name for name in TARGETS_MS if any(word.lower() in name.lower() for word in only)]
+    else:
+        wanted = list(TARGETS_MS)
+    pick = _only(add, wanted)
+    pick("serial trace", trace_serial)
+    pick("LOT trace", trace_lot)
+    pick("recall (spring lot)", recall)
+    pick("dashboard/today", board)
+    pick("trend 30 days (hourly)", trend("hour"))
+    pick("trend 30 days (daily)", trend("day"))
+    pick("SPC I-MR 90 days", spc_chart)
     return found
 
 
@@ -261,12 +276,14 @@ async def capture_plans(url: str, flavour: str, inputs: Inputs, out: Path) -> No
     await engine.dispose()
 
 
-async def bench(url: str, runs: int, seed: int) -> tuple[Inputs, list[dict[str, Any]]]:
-    inputs = pick_inputs(url, max(runs, 50), seed)
+async def bench(
+    url: str, runs: int, seed: int, window_end: datetime | None = None, only: list[str] | None = None
+) -> tuple[Inputs, list[dict[str, Any]]]:
+    inputs = pick_inputs(url, max(runs, 50), seed, window_end)
     engine = create_async_engine(sqlalchemy_url(url), pool_size=2)
     db = Database(engine, ZoneInfo("Asia/Seoul"))
     rows = []
-    for case in cases(db, inputs):
+    for case in cases(db, inputs, only):
         await measure(case, runs)
         rows.append(summary(case))
     await engine.dispose()
@@ -297,12 +314,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--plans", type=Path, default=None, help="write auto_explain plans into this folder")
+    parser.add_argument("--only", nargs="*", help="cases whose name contains one of these words (e.g. trace SPC)")
+    parser.add_argument(
+        "--window-end",
+        type=datetime.fromisoformat,
+        default=None,
+        help="end of the trend/SPC windows (ISO with offset; default now): a database whose history stops early",
+    )
     args = parser.parse_args(argv)
     results: dict[str, list[dict[str, Any]]] = {}
-    meta: dict[str, Any] = {"machine": f"{platform.node()} {platform.machine()}", "runs": args.runs}
+    meta: dict[str, Any] = {
+        "machine": f"{platform.node()} {platform.machine()}",
+        "runs": args.runs,
+        "window_end": args.window_end.isoformat() if args.window_end else "now",
+    }
     for item in args.db:
         flavour, _, url = item.partition("=")
-        inputs, rows = asyncio.run(bench(url, args.runs, args.seed))
+        inputs, rows = asyncio.run(bench(url, args.runs, args.seed, args.window_end, args.only))
         results[flavour] = rows
         meta[flavour] = {"spring_lot": inputs.spring_lot, "spring_lot_lots": inputs.spring_lot_lots}
         if args.plans:

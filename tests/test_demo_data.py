@@ -211,3 +211,25 @@ def test_spring_lots_are_shared_and_curves_are_whole(demo: tuple[str, str, Repor
         assert all(15.0 < c[4] < 17.0 and 199.0 < c[5] < 201.0 for c in curves)
     # the application role reads what the owner loaded
     assert rows(app_dsn, "SELECT count(*) FROM process_results")[0][0] == report.rows["process_results"]
+
+
+@pytest.mark.plain_pg
+def test_the_load_leaves_the_triggers_on_and_the_rollups_stored(demo: tuple[str, str, Report]) -> None:
+    dsn, _, _ = demo
+    # the NOTIFY triggers (and FK checks) paused inside each chunk's transaction are on again
+    assert rows(dsn, "SELECT t.tgname FROM pg_trigger t WHERE t.tgenabled = 'D'") == []
+    if rows(dsn, "SELECT to_regclass('measurement_hourly')")[0][0] is None:
+        pytest.skip("migration 0010 (measurement rollups) not in this schema")
+    # measurements name their station as the completion writer does (0010 denormalises it from the result)
+    assert rows(
+        dsn,
+        "SELECT count(*) FROM measurements m JOIN process_results r ON r.id = m.result_id "
+        "WHERE m.station IS DISTINCT FROM r.source_station",
+    ) == [(0,)]
+    raw = rows(dsn, "SELECT count(value), sum(value::numeric) FROM measurements")[0]
+    for view in ("measurement_hourly", "measurement_daily"):
+        assert rows(dsn, f"SELECT sum(n), sum(sum_value) FROM {view}")[0] == raw, view
+    if rows(dsn, "SELECT to_regclass('measurement_rollup_dirty')")[0][0] is not None:  # plain PostgreSQL
+        assert rows(dsn, "SELECT count(*) FROM measurement_rollup_dirty") == [(0,)]
+        stored = rows(dsn, "SELECT sum(n) FROM measurement_hourly_store")[0][0]
+        assert stored == raw[0]

@@ -22,7 +22,7 @@ PORTS = {"timescale": 55441, "plain": 55442}
 # A bench machine's settings (postgresql.auto.conf via ALTER SYSTEM; a restart applies the first four).
 TUNING = {
     "shared_buffers": "2GB",
-    "max_wal_size": "16GB",
+    "max_wal_size": "2GB",
     "checkpoint_timeout": "30min",
     "wal_buffers": "64MB",
     "maintenance_work_mem": "1GB",
