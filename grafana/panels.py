@@ -256,25 +256,31 @@ LOT = Dashboard(
 
 QUALITY_FILTER = """process_id = '$process' AND characteristic = '$characteristic' AND test_point_id IN ($test_point)"""
 
+# From the hourly rollup (0010): exact sums, so the mean is the API trend's; the finest point is one hour.
 TREND = f"""
-SELECT $__timeGroupAlias(time, $__interval), avg(value) AS "평균", min(value) AS "최소", max(value) AS "최대",
-    max(lower_limit) AS "LSL", min(upper_limit) AS "USL",
+SELECT $__timeGroupAlias(bucket, $__interval), round(sum(sum_value) / NULLIF(sum(n), 0), 6) AS "평균",
+    min(min_value) AS "최소", max(max_value) AS "최대", min(lsl) AS "LSL", max(usl) AS "USL",
     (SELECT min(b.lcl) FROM reporting.spc_baselines b WHERE b.process_id = '$process'
         AND b.characteristic = '$characteristic' AND b.chart = 'imr') AS "LCL",
     (SELECT max(b.ucl) FROM reporting.spc_baselines b WHERE b.process_id = '$process'
         AND b.characteristic = '$characteristic' AND b.chart = 'imr') AS "UCL"
-FROM reporting.measurements
-WHERE $__timeFilter(time) AND {QUALITY_FILTER}
+FROM reporting.measurement_hourly
+WHERE $__timeFilter(bucket) AND {QUALITY_FILTER}
 GROUP BY 1 ORDER BY 1
 """
 
+# Cpk per week from the daily rollup: mean and sample sigma from n, sum and sum of squares (numeric, exact).
 CPK_WEEKLY = f"""
-SELECT date_trunc('week', time) AS time,
-    round(((LEAST(min(upper_limit) - avg(value), avg(value) - max(lower_limit)))
-        / NULLIF(3 * stddev_samp(value), 0))::numeric, 3) AS "Cpk"
-FROM reporting.measurements
-WHERE $__timeFilter(time) AND {QUALITY_FILTER}
-GROUP BY 1 ORDER BY 1
+WITH w AS (
+    SELECT date_trunc('week', bucket) AS week, sum(n) AS n, sum(sum_value) AS s, sum(sum_squares) AS ss,
+        min(lsl) AS lsl, max(usl) AS usl
+    FROM reporting.measurement_daily
+    WHERE $__timeFilter(bucket) AND {QUALITY_FILTER}
+    GROUP BY 1
+)
+SELECT week AS time, round((LEAST(usl - s / n, s / n - lsl)
+    / NULLIF(3 * sqrt(GREATEST((ss - s * s / n) / (n - 1), 0)), 0))::numeric, 3) AS "Cpk"
+FROM w WHERE n > 1 ORDER BY 1
 """
 
 PARETO = """
@@ -311,15 +317,15 @@ QUALITY = Dashboard(
             "characteristic",
             "측정 항목",
             "query",
-            "SELECT DISTINCT characteristic FROM reporting.measurements "
-            "WHERE process_id = '$process' AND $__timeFilter(time) ORDER BY 1",
+            "SELECT DISTINCT characteristic FROM reporting.measurement_daily "
+            "WHERE process_id = '$process' AND $__timeFilter(bucket) ORDER BY 1",
         ),
         Variable(
             "test_point",
             "측정점",
             "query",
-            "SELECT DISTINCT test_point_id FROM reporting.measurements "
-            "WHERE process_id = '$process' AND characteristic = '$characteristic' AND $__timeFilter(time) ORDER BY 1",
+            "SELECT DISTINCT test_point_id FROM reporting.measurement_daily "
+            "WHERE process_id = '$process' AND characteristic = '$characteristic' AND $__timeFilter(bucket) ORDER BY 1",
             multi=True,
             include_all=True,
         ),

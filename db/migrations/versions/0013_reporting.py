@@ -89,6 +89,16 @@ CREATE VIEW reporting.measurements AS
     SELECT time, lot_id, serial_id, process_id, result_id, COALESCE(test_point_id, '') AS test_point_id,
         characteristic, value, unit, target, lower_limit, upper_limit, result
     FROM measurements;
+-- The hourly and daily rollups of 0010 (continuous aggregates or plain stores, same names): trends and Cpk over
+-- long ranges read these, never months of raw rows.
+CREATE VIEW reporting.measurement_hourly AS
+    SELECT bucket, process_id, characteristic, COALESCE(test_point_id, '') AS test_point_id, station, n, sum_value,
+        sum_squares, min_value, max_value, out_of_limit, lsl, usl
+    FROM measurement_hourly;
+CREATE VIEW reporting.measurement_daily AS
+    SELECT bucket, process_id, characteristic, COALESCE(test_point_id, '') AS test_point_id, station, n, sum_value,
+        sum_squares, min_value, max_value, out_of_limit, lsl, usl
+    FROM measurement_daily;
 CREATE VIEW reporting.component_lots AS
     SELECT lot_id, serial_id, result_id, process_id, component_kind, component_lot, recorded_at FROM component_lots;
 CREATE VIEW reporting.spc_baselines AS
