@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import date
 
 import psycopg
 
@@ -20,8 +21,10 @@ def finish(url: str) -> None:
     with psycopg.connect(libpq_url(url)) as conn:
         loader = Loader(conn)
         ids = loader.prepare()  # the next free ids: the sequences are set just below them
-        lot_days = dict(conn.execute("SELECT production_date, max(sequence) FROM lots GROUP BY 1").fetchall())
-        work_orders = dict(
+        lot_days: dict[date, int] = dict(
+            conn.execute("SELECT production_date, max(sequence) FROM lots GROUP BY 1").fetchall()
+        )
+        work_orders: dict[date, int] = dict(
             conn.execute(
                 "SELECT to_date(split_part(work_order_id, '-', 2), 'YYYYMMDD'), "
                 "max(split_part(work_order_id, '-', 3)::int) FROM process_runs GROUP BY 1"
