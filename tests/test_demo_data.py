@@ -233,3 +233,17 @@ def test_the_load_leaves_the_triggers_on_and_the_rollups_stored(demo: tuple[str,
         assert rows(dsn, "SELECT count(*) FROM measurement_rollup_dirty") == [(0,)]
         stored = rows(dsn, "SELECT sum(n) FROM measurement_hourly_store")[0][0]
         assert stored == raw[0]
+
+
+def test_the_command_needs_a_database_and_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    from mes_cli.demo_data import demo_data_command
+    from mes_cli.main import app
+
+    assert "demo-data" in {c.name for c in app.registered_commands}
+    for name in ("MES_DATABASE_URL", "MES_MIGRATION_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(typer.Exit) as exit_info:
+        demo_data_command(database_url=None)
+    assert exit_info.value.exit_code == 2
