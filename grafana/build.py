@@ -155,8 +155,13 @@ def layout(board: dict[str, Any], col: int = 4) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write every dashboard; `--check` only reports (exit 1) the files that differ."""
-    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    """Write every dashboard; `--check` only reports (exit 1) the files that differ; `--layout` draws them."""
+    args = argv if argv is not None else sys.argv[1:]
+    if "--layout" in args:  # the text pictures of README "Dashboards"
+        for spec in p.DASHBOARDS:
+            print(f"{spec.title} ({spec.uid})\n{layout(dashboard(spec))}\n")
+        return 0
+    check = "--check" in args
     stale = []
     for spec in p.DASHBOARDS:
         path = DASHBOARD_DIR / f"{spec.uid}.json"
