@@ -42,7 +42,9 @@ _ROLE = {"central": "the central server's", "station": "the station's"}
 # Commands of one role (first word after `mes`) → the extras they need; other commands need only the core.
 # Checked before settings are read, so a station PC typing `mes api` learns what to install, not which MES_* is unset.
 COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("api", "ingest", "routes", "db", "worker", "audit", "user", "printer", "station", "grafana"), ("central",)),
+    **dict.fromkeys(
+        ("api", "ingest", "routes", "db", "worker", "audit", "user", "printer", "station", "grafana"), ("central",)
+    ),
     **dict.fromkeys(("gateway", "simulate", "station-ui"), ("station",)),
     "up": ("central", "station"),  # the whole system on one machine
 }
