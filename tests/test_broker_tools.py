@@ -64,8 +64,13 @@ def test_station_account_is_bound_to_its_gateways_client_id() -> None:
 def test_ingestor_reads_what_its_shared_subscriptions_match_and_writes_answers_and_its_state() -> None:
     block = service_block(ServiceKind.INGESTOR, client_ids=["mes-ingestor-1", "mes-ingestor-2"])
     unshared = {topic.split("/", 2)[2] for topic in ingestor_subscriptions()}
-    assert _topics(block, Access.READ) == unshared == {"mes/v1/+/+/+/req/#", "mes/v1/+/+/+/evt/#"}
-    assert {r.subscribe_filter for r in block.rules if r.access is Access.READ} == set(ingestor_subscriptions())
+    assert unshared == {"mes/v1/+/+/+/req/#", "mes/v1/+/+/+/evt/#"}
+    # plus every station's retained state, on a plain subscription (issue 16: station_states)
+    assert _topics(block, Access.READ) == unshared | {"mes/v1/+/+/+/state"}
+    assert {r.subscribe_filter for r in block.rules if r.access is Access.READ} == {
+        *ingestor_subscriptions(),
+        "mes/v1/+/+/+/state",
+    }
     assert block.client_id is None  # several instances share the account
     assert service_block(ServiceKind.INGESTOR).client_id == "mes-ingestor-1"  # one instance: bound
     assert _topics(block, Access.WRITE) == {
