@@ -128,6 +128,7 @@ def test_trend_refuses_what_it_cannot_answer(api_url: str, auth: RoleAuth) -> No
         {**base, "to": "2025-02-28T00:00:00+09:00", "bucket": "5m"},  # 100k buckets
         {**base, "to": "2024-03-01T00:00:00"},  # no offset
         {**base, "to": "2024-03-01T00:00:00+09:00", "testpoint": "T52_P200"},  # misspelt filter
+        {**base, "from": "0001-01-01T00:00:00+00:00", "to": "0002-01-01T00:00:00+00:00", "bucket": "9999w"},
     ):
         answer = httpx.get(
             f"{api_url}/api/v1/measurements/trend", params=params, headers={"Accept-Language": "en"}, auth=auth.viewer

@@ -51,6 +51,8 @@ async def trend(db: Database, conn: AsyncConnection, q: TrendQuery) -> dict[str,
         start, end = buckets.aligned_range(q.start, q.end, width, db.zone)
     except BucketError as error:
         raise _invalid(str(error)) from None
+    except OverflowError:  # a year 1 or 9999 at the edge of what datetime can hold
+        raise _invalid("'from' and 'to' must lie between the years 1900 and 9000") from None
     source = buckets.source_for(width, db.zone, await sql.rollup_zone(conn))
     f = sql.TrendFilter(q.process_id, q.characteristic, q.test_point_id, q.station, start, end)
     origin = buckets.origin(db.zone)
