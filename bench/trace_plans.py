@@ -61,9 +61,13 @@ def pick(conn: psycopg.Connection) -> list[Statement]:
     last = conn.execute("SELECT max(complete_time) FROM process_results").fetchone()
     end: datetime = last[0] if last and last[0] else datetime.now().astimezone()
     print(f"inputs: serial {serial[0]}, LOT {serial[1]}, spring lot {spring[0]} ({spring[1]} LOTs), defects to {end}")
+    span = conn.execute(to_psycopg(trace_sql.LOT_SPAN), {"lot": serial[1]}).fetchone()
+    window = {"m_from": span[0], "m_to": span[1]} if span else {}
     return [
-        Statement("serial trace", to_psycopg(trace_sql.serial_trace_sql()), {"serial": serial[0], "lang": "ko"}),
-        Statement("LOT trace", to_psycopg(trace_sql.lot_trace_sql()), {"lot": serial[1], "lang": "ko"}),
+        Statement(
+            "serial trace", to_psycopg(trace_sql.serial_trace_sql()), {"serial": serial[0], "lang": "ko", **window}
+        ),
+        Statement("LOT trace", to_psycopg(trace_sql.lot_trace_sql()), {"lot": serial[1], "lang": "ko", **window}),
         Statement(
             "recall (spring lot)",
             to_psycopg(trace_sql.recall_sql()),
@@ -73,7 +77,7 @@ def pick(conn: psycopg.Connection) -> list[Statement]:
             "defects (7 days)",
             to_psycopg(trace_sql.defects_sql()),
             {"from": end - timedelta(days=7), "to": end + timedelta(seconds=1), "process": None, "limit": 200,
-             "lang": "ko"},
+             "lang": "ko", "m_from": end - timedelta(days=9), "m_to": end + timedelta(days=1)},
         ),
     ]  # fmt: skip
 
