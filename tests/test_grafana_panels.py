@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,7 +52,9 @@ def reporting(postgres: PostgresServer) -> Iterator[dict[str, str]]:
     base = postgres.owner_dsn.rsplit("/", 1)[0]
     upgrade(postgres.owner_url.rsplit("/", 1)[0] + f"/{name}", app_role=postgres.user)
     owner_dsn = f"{base}/{name}"
-    options = Options(years=None, days=2, seed=5, samples=False, until=UNTIL, compress=False)
+    # No manual rollup refresh: it can collide with the policy job TimescaleDB starts on the new database; the
+    # rollups answer from the raw rows past their watermark (real-time aggregates, plain: dirty hours) anyway.
+    options = Options(years=None, days=2, seed=5, samples=False, until=UNTIL, compress=False, refresh=False)
     run(owner_dsn, options, say=lambda _line: None)
     _seed_quality_and_stations(owner_dsn)
     grafana = postgres._uri("mes_grafana", GRAFANA_PASSWORD, name)
@@ -264,3 +266,39 @@ def test_grant_db_gives_a_read_only_login(reporting: dict[str, str], postgres: P
     with psycopg.connect(reporting["grafana"]) as conn:
         assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
         assert conn.execute("SELECT count(*) FROM reporting.process_steps").fetchone() == (8,)
+
+
+def test_trend_panel_equals_the_trend_api(reporting: dict[str, str], timescaledb: bool) -> None:
+    from cloud_api.services.measurement_reads import TrendQuery, trend
+
+    board = _dashboards()["mes-quality"]
+    start, end = datetime(2026, 3, 9, 8, tzinfo=KST), datetime(2026, 3, 10, 8, tzinfo=KST)
+    span = Expansion(start, end - timedelta(microseconds=1), "1h", timescaledb)  # BETWEEN: keep [start, end)
+    values, options = _selection(board, reporting["grafana"], span)
+    test_point = options["test_point"][0]
+    values["test_point"] = [test_point]
+    _, rows, _ = _fetch(reporting["grafana"], span.expand(_panel_sql("mes-quality", "추이"), values, options))
+
+    async def api() -> dict[str, Any]:
+        engine = make_engine(reporting["app"].replace("postgresql://", "postgresql+psycopg://", 1), pool_size=1)
+        try:
+            db = Database(engine, ZoneInfo("Asia/Seoul"), clock=lambda: UNTIL)
+            query = TrendQuery("PROC-006", values["characteristic"], test_point, None, start, end, "1h")
+            async with engine.connect() as conn:
+                return await trend(db, conn, query)
+        finally:
+            await engine.dispose()
+
+    answer = asyncio.run(api())
+
+    def moment(value: Any) -> datetime:
+        return value if isinstance(value, datetime) else datetime.fromtimestamp(float(value), UTC)
+
+    got = [(moment(r[0]), float(r[1]), r[2], r[3]) for r in rows]
+    expected = [
+        (datetime.fromisoformat(p["bucket"]), p["mean"], p["min"], p["max"]) for p in answer["points"] if p["n"]
+    ]
+    assert got and len(got) == len(expected)
+    for (t1, mean1, lo1, hi1), (t2, mean2, lo2, hi2) in zip(got, expected, strict=True):
+        assert t1 == t2 and (lo1, hi1) == (lo2, hi2)
+        assert mean1 == pytest.approx(mean2, abs=1e-6)
