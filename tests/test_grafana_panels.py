@@ -181,6 +181,7 @@ def test_production_panels_equal_the_live_board(reporting: dict[str, str], times
     values, options = _selection(board, reporting["grafana"], span)
     _, rows, _ = _fetch(reporting["grafana"], span.expand(_panel_sql("mes-production", "공정별"), values, options))
     _, fpy, _ = _fetch(reporting["grafana"], span.expand(_panel_sql("mes-production", "1차"), values, options))
+    _, units, _ = _fetch(reporting["grafana"], span.expand(_panel_sql("mes-production", "시간당"), values, options))
 
     async def api() -> dict[str, Any]:
         engine = make_engine(reporting["app"].replace("postgresql://", "postgresql+psycopg://", 1), pool_size=1)
@@ -200,6 +201,9 @@ def test_production_panels_equal_the_live_board(reporting: dict[str, str], times
     assert got == expected
     assert sum(r[4] for r in rows) > 0  # the demo day has results
     assert float(fpy[0][0]) == pytest.approx(board_answer["first_pass_yield"], abs=1e-4)
+    # units per hour over a finished day: the same units and the same 24 hours as the board
+    assert board_answer["units"]["completed"] > 0
+    assert float(units[0][0]) == pytest.approx(board_answer["units"]["per_hour"], abs=0.005)
 
 
 def test_defect_pareto_equals_the_defects_api(reporting: dict[str, str], timescaledb: bool) -> None:
