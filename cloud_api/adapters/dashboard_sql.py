@@ -68,7 +68,9 @@ ACTIVE_LOTS_SQL = """
 SELECT l.lot_number, l.status, l.shift, l.production_date, l.target_quantity, pm.model_name,
     COALESCE(runs.completed, '{}') AS completed, COALESCE(runs.started, '{}') AS started,
     (SELECT count(*) FROM serials s WHERE s.lot_id = l.id) AS serials,
-    (SELECT count(*) FROM process_results pr WHERE pr.lot_id = l.id AND pr.result = 'FAIL') AS failed_results
+    -- FILTER, not WHERE: with `result = 'FAIL'` in WHERE the planner ANDs in the index of every FAIL ever (3 ms a
+    -- LOT at three years); the LOT's own few hundred results are cheaper to read.
+    (SELECT count(*) FILTER (WHERE pr.result = 'FAIL') FROM process_results pr WHERE pr.lot_id = l.id) AS failed_results
 FROM lots l
 JOIN product_models pm ON pm.id = l.product_model_id
 LEFT JOIN LATERAL (
