@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Depends, Header, Request, Security
+from fastapi import Depends, Header, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cloud_api.adapters.database import Database
@@ -54,9 +54,11 @@ def get_auth_settings(request: Request) -> AuthSettings:
 def get_lang(
     settings: Annotated[CentralSettings, Depends(get_settings)],
     accept_language: Annotated[str | None, Header()] = None,
+    lang: Annotated[Literal["ko", "en"] | None, Query(description="ko or en; overrides Accept-Language")] = None,
 ) -> str:
-    """Korean by default (the spec's wording); `Accept-Language: en` switches messages to English."""
-    return choose_lang(settings.language, accept_language)
+    """Korean by default (the spec's wording); `?lang=en` or `Accept-Language: en` switches messages to English.
+    Declared here, `lang` is a known query parameter of every route that answers in a language (QueryGuard)."""
+    return choose_lang(settings.language, accept_language, lang)
 
 
 DbDep = Annotated[Database, Depends(get_db)]

@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def _lang(request: Request) -> str:
-    return choose_lang(request.app.state.settings.language, request.headers.get("accept-language"))
+    return choose_lang(
+        request.app.state.settings.language, request.headers.get("accept-language"), request.query_params.get("lang")
+    )
 
 
 def error_response(code: ErrorCode, lang: str, data: dict | None = None, status: int | None = None) -> JSONResponse:
