@@ -153,8 +153,12 @@ def one_flavour(mode: str, base: Path, args: argparse.Namespace, say: Any) -> di
     server.start()
     try:
         upgrade(server.owner_url, app_role=server.user)
-        result: dict[str, Any] = {"flavour": server.flavour, "load": load(server, args.rows, mode == "timescale", say)}
-        result["cases"] = {}
+        with psycopg.connect(libpq(server.owner_url)) as conn:  # --dir with a loaded cluster: time it again
+            loaded = conn.execute("SELECT EXISTS (SELECT 1 FROM measurements)").fetchone()[0]  # type: ignore[index]
+        figures_load = {"reused": True} if loaded else load(server, args.rows, mode == "timescale", say)
+        result: dict[str, Any] = {"flavour": server.flavour, "load": figures_load, "cases": {}}
+        if args.load_only:
+            return result
         for name, chart, subgroup in CASES:
             figures = asyncio.run(time_case(server.url, chart, subgroup, args.runs, args.seed))
             result["cases"][name] = figures
@@ -165,7 +169,9 @@ def one_flavour(mode: str, base: Path, args: argparse.Namespace, say: Any) -> di
             )
         return result
     finally:
-        if not args.keep:
+        if args.keep:
+            server.stop()
+        else:
             server.destroy()
 
 
@@ -176,6 +182,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--flavours", default="timescale,plain")
     parser.add_argument("--keep", action="store_true", help="leave the clusters (under --dir) for a look")
+    parser.add_argument("--load-only", action="store_true", help="load (with --keep --dir: for later runs), no timing")
     parser.add_argument("--dir", type=Path, default=None, help="where the clusters go (default: a temp dir)")
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="mes-spc-", dir="/var/tmp"))

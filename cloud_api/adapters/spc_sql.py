@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +26,32 @@ _TEST_POINT = {True: "m.test_point_id = :test_point", False: "m.test_point_id IS
 VALUES_SQL = {
     (serials, has_point): text(
         _VALUES.format(serial=_SERIAL[serials][0], join=_SERIAL[serials][1], test_point=_TEST_POINT[has_point])
+    )
+    for serials in (True, False)
+    for has_point in (True, False)
+}
+# The same values as one row of arrays (a 90-day I chart reads ~45,000: one row of arrays instead of 45,000 Python
+# rows and datetimes). The ordered, limited subquery feeds plain aggregates, which keep its order; the time comes
+# as microseconds since the epoch, the key is what names a unit's point (its serial, else its LOT) or the LOT, and
+# the spec limits are those of the newest value that has them.
+_COLUMNS = (
+    "SELECT count(*), array_agg(micros), array_agg(value), array_agg(lot_id), array_agg(key), "
+    "(array_agg(lower_limit ORDER BY time DESC, result_id DESC) FILTER (WHERE lower_limit IS NOT NULL))[1], "
+    "(array_agg(upper_limit ORDER BY time DESC, result_id DESC) FILTER (WHERE upper_limit IS NOT NULL))[1] FROM ("
+    "SELECT m.time, m.result_id, (extract(epoch FROM m.time) * 1000000)::bigint AS micros, m.value, m.lot_id, "
+    "{key} AS key, m.lower_limit, m.upper_limit "
+    "FROM measurements m JOIN lots l ON l.id = m.lot_id {join}"
+    "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
+    "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value = m.value "
+    "ORDER BY m.time, m.result_id LIMIT :limit) v"
+)
+_KEY = {
+    True: ("COALESCE(s.serial_number, l.lot_number)", "LEFT JOIN serials s ON s.id = m.serial_id "),
+    False: ("l.lot_number", ""),
+}
+COLUMNS_SQL = {
+    (serials, has_point): text(
+        _COLUMNS.format(key=_KEY[serials][0], join=_KEY[serials][1], test_point=_TEST_POINT[has_point])
     )
     for serials in (True, False)
     for has_point in (True, False)
@@ -80,6 +107,31 @@ class ValueRow(NamedTuple):
     serial_number: str | None
     lower_limit: float | None
     upper_limit: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueColumns:
+    """Values of a characteristic column-wise, oldest first: time in microseconds since the epoch (UTC), the
+    key naming each value's point (serial number, else LOT number; the LOT number for LOT subgroups)."""
+
+    micros: np.ndarray[tuple[int], np.dtype[np.int64]]
+    values: np.ndarray[tuple[int], np.dtype[np.float64]]
+    lot_ids: np.ndarray[tuple[int], np.dtype[np.int64]]
+    keys: list[str]
+    lower_limit: float | None  # of the newest value that has one
+    upper_limit: float | None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def head(self, count: int) -> ValueColumns:
+        """The oldest `count` values (the spec limits stay those read: the caller asked for them)."""
+        if count >= len(self):
+            return self
+        return ValueColumns(
+            self.micros[:count], self.values[:count], self.lot_ids[:count], self.keys[:count], self.lower_limit,
+            self.upper_limit,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +192,36 @@ async def values(
     }
     result = await conn.execute(VALUES_SQL[serials, test_point is not None], params)
     return [ValueRow(*row) for row in result.all()]
+
+
+async def value_columns(
+    conn: AsyncConnection,
+    process_id: str,
+    characteristic: str,
+    test_point: str | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    serials: bool = True,
+) -> ValueColumns:
+    """`values` column-wise; `serials=False` names every value by its LOT (LOT subgroups: no serial look-ups)."""
+    params = {
+        "process_id": process_id,
+        "characteristic": characteristic,
+        "test_point": test_point,
+        "start": start,
+        "end": end,
+        "limit": limit,
+    }
+    count, micros, values, lots, keys, lsl, usl = (
+        await conn.execute(COLUMNS_SQL[serials, test_point is not None], params)
+    ).one()
+    if not count:
+        micros, values, lots, keys = [], [], [], []
+    return ValueColumns(
+        np.array(micros, dtype=np.int64), np.array(values, dtype=np.float64), np.array(lots, dtype=np.int64),
+        list(keys), lsl, usl,
+    )  # fmt: skip
 
 
 async def recent_values(

@@ -5,17 +5,26 @@ Every chart is computed from two numbers of a baseline, the process centre `mu` 
 subgroups of unequal size (one per LOT) each get their own limits. With equal subgroups these are the textbook
 limits: x̄ ± A2·R̄, D3·R̄..D4·R̄ (sigma = R̄/d2); x̄ ± A3·s̄, B3·s̄..B4·s̄ (sigma = s̄/c4); x̄ ± 2.66·MR̄,
 0..3.267·MR̄ (sigma = MR̄/d2(2)). Montgomery, Introduction to Statistical Quality Control, ch. 6.
+
+Charts are computed column-wise with numpy (a 90-day I chart has ~45,000 points: per-point Python objects cost
+most of a second); the per-point `ChartPoint` view is built only when asked for (tests, CSV export).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
 
 K_SIGMA = 3.0
 MAX_RANGE_N = 25  # d2/d3 are tabulated to n = 25; larger subgroups use the S chart
@@ -85,10 +94,8 @@ def _check_range_n(n: int) -> None:
 
 
 class Subgroup(NamedTuple):
-    """Values charted as one point: one unit (I-MR), a LOT, or n consecutive units.
-
-    Named tuples, not frozen dataclasses, for points and subgroups: a 90-day I chart makes tens of thousands,
-    and a frozen dataclass costs several times as much to build."""
+    """Values charted as one point: one unit (I-MR), a LOT, or n consecutive units (the per-point API; the
+    service hands columns to `build_chart_columns`)."""
 
     key: str  # what the point is: a serial/LOT number or 'n=5 #12'
     time: datetime  # the last value's time
@@ -123,10 +130,80 @@ class ChartPoint(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Groups:
+    """Subgroups column-wise: the values of all subgroups one after the other, `n` values each (in chart order).
+    `times` are microseconds since the epoch (UTC) of each subgroup's last value."""
+
+    keys: Sequence[str]
+    times: Ints
+    n: Ints
+    values: Floats
+
+    @property
+    def starts(self) -> Ints:
+        return np.concatenate(([0], np.cumsum(self.n)[:-1])).astype(np.int64)
+
+    def take(self, which: NDArray[np.bool_]) -> Groups:
+        """Only the subgroups where `which` is true."""
+        keep = np.repeat(which, self.n)
+        keys = [k for k, w in zip(self.keys, which.tolist(), strict=True) if w]
+        return Groups(keys, self.times[which], self.n[which], self.values[keep])
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One chart column-wise: the plotted statistic and its limits per point (NaN: none)."""
+
+    value: Floats
+    lcl: Floats
+    cl: Floats
+    ucl: Floats
+
+
+@dataclass(frozen=True)
 class ChartPair:
     chart: ChartType
-    location: tuple[ChartPoint, ...]  # I or X̄: the Nelson rules apply here
-    dispersion: tuple[ChartPoint, ...]  # MR, R or S
+    keys: Sequence[str]
+    times: Ints  # microseconds since the epoch, UTC
+    n: Ints
+    loc: Column  # I or X̄: the Nelson rules apply here
+    spread: Column  # MR, R or S
+
+    @cached_property
+    def location(self) -> tuple[ChartPoint, ...]:
+        return _points(self, self.loc)
+
+    @cached_property
+    def dispersion(self) -> tuple[ChartPoint, ...]:
+        return _points(self, self.spread)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(time: datetime) -> int:
+    """Microseconds since the epoch (a naive time is taken as UTC)."""
+    moment = time if time.tzinfo else time.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _optional(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _points(pair: ChartPair, column: Column) -> tuple[ChartPoint, ...]:
+    rows = zip(
+        pair.keys, pair.times.tolist(), pair.n.tolist(), column.value.tolist(), column.lcl.tolist(),
+        column.cl.tolist(), column.ucl.tolist(), strict=True,
+    )  # fmt: skip
+    return tuple(
+        ChartPoint(i, key, from_micros(t), n, _optional(v), _optional(lo), _optional(c), _optional(hi))
+        for i, (key, t, n, v, lo, c, hi) in enumerate(rows)
+    )
 
 
 def mean(values: Sequence[float]) -> float:
@@ -141,6 +218,28 @@ def stdev(values: Sequence[float]) -> float:
     return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
+def groups_of(groups: Sequence[Subgroup]) -> Groups:
+    """The per-point API's subgroups as columns."""
+    return Groups(
+        [g.key for g in groups],
+        np.array([to_micros(g.time) for g in groups], dtype=np.int64),
+        np.array([len(g.values) for g in groups], dtype=np.int64),
+        np.array([v for g in groups for v in g.values], dtype=np.float64),
+    )
+
+
+def usable(chart: ChartType, groups: Groups) -> Groups:
+    """X̄-R needs 2..25 values per subgroup, X̄-S at least 2; I-MR charts every value as its own point."""
+    if chart is ChartType.IMR:
+        if bool(np.all(groups.n == 1)):
+            return groups
+        keys = [k for k, n in zip(groups.keys, groups.n.tolist(), strict=True) for _ in range(n)]
+        ones = np.ones(len(groups.values), dtype=np.int64)
+        return Groups(keys, np.repeat(groups.times, groups.n), ones, groups.values)
+    upper = MAX_RANGE_N if chart is ChartType.XBAR_R else 10**9
+    return groups.take((groups.n >= 2) & (groups.n <= upper))
+
+
 def usable_subgroups(chart: ChartType, groups: Sequence[Subgroup]) -> list[Subgroup]:
     """X̄-R needs 2..25 values per subgroup, X̄-S at least 2; I-MR charts every value as its own point."""
     if chart is ChartType.IMR:
@@ -151,79 +250,83 @@ def usable_subgroups(chart: ChartType, groups: Sequence[Subgroup]) -> list[Subgr
     return [g for g in groups if 2 <= len(g.values) <= upper]
 
 
-def estimate_baseline(chart: ChartType, groups: Sequence[Subgroup]) -> Baseline | None:
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    mean: Floats
+    range: Floats
+    stdev: Floats
+
+
+def _stats(groups: Groups) -> _Stats:
+    """Each subgroup's mean, range and sample standard deviation (0 for one value), by reduceat."""
+    if len(groups.n) == 0:
+        empty = np.zeros(0)
+        return _Stats(empty, empty, empty)
+    starts, n = groups.starts, groups.n.astype(np.float64)
+    means = np.add.reduceat(groups.values, starts) / n
+    ranges = np.maximum.reduceat(groups.values, starts) - np.minimum.reduceat(groups.values, starts)
+    squares = np.add.reduceat((groups.values - np.repeat(means, groups.n)) ** 2, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stdevs = np.where(n > 1, np.sqrt(squares / np.maximum(n - 1, 1)), 0.0)
+    return _Stats(means, ranges, stdevs)
+
+
+def _by_n(function: Callable[[int], float], n: Ints) -> Floats:
+    """A constant of n for every subgroup (computed once per distinct n)."""
+    sizes, inverse = np.unique(n, return_inverse=True)
+    return np.array([function(int(k)) for k in sizes], dtype=np.float64)[inverse]
+
+
+def estimate_baseline(chart: ChartType, groups: Sequence[Subgroup] | Groups) -> Baseline | None:
     """mu and sigma from a period's subgroups (phase I); None when there are too few points to say anything."""
-    groups = usable_subgroups(chart, groups)
+    cols = usable(chart, groups if isinstance(groups, Groups) else groups_of(groups))
     if chart is ChartType.IMR:
-        values = [g.values[0] for g in groups]
+        values = cols.values
         if len(values) < 2:
             return None
-        moving = [abs(b - a) for a, b in itertools.pairwise(values)]
-        return Baseline(mean(values), mean(moving) / d2(2), len(values))
-    if not groups:
+        return Baseline(float(np.mean(values)), float(np.mean(np.abs(np.diff(values)))) / d2(2), len(values))
+    if len(cols.n) == 0:
         return None
-    grand = mean([v for g in groups for v in g.values])
+    stats = _stats(cols)
     if chart is ChartType.XBAR_R:
-        sigma = mean([(max(g.values) - min(g.values)) / d2(len(g.values)) for g in groups])
+        sigma = float(np.mean(stats.range / _by_n(d2, cols.n)))
     else:
-        sigma = mean([stdev(g.values) / c4(len(g.values)) for g in groups])
+        sigma = float(np.mean(stats.stdev / _by_n(c4, cols.n)))
     # The grand mean of all values equals x̄̄ for equal subgroups and weights by n otherwise.
-    return Baseline(grand, sigma, len(groups))
+    return Baseline(float(np.mean(cols.values)), sigma, len(cols.n))
 
 
-def build_chart(chart: ChartType, groups: Sequence[Subgroup], base: Baseline | None) -> ChartPair:
+def build_chart(chart: ChartType, groups: Sequence[Subgroup] | Groups, base: Baseline | None) -> ChartPair:
     """The chart's points with each point's limits; without a baseline the points carry no limits."""
-    groups = usable_subgroups(chart, groups)
-    if base is None:
-        return _bare(chart, groups)
+    cols = usable(chart, groups if isinstance(groups, Groups) else groups_of(groups))
+    count = len(cols.n)
+    none = np.full(count, np.nan)
     if chart is ChartType.IMR:
-        return _imr(groups, base)
-    location: list[ChartPoint] = []
-    dispersion: list[ChartPoint] = []
-    for i, g in enumerate(groups):
-        n = len(g.values)
-        half = K_SIGMA * base.sigma / math.sqrt(n)
-        location.append(ChartPoint(i, g.key, g.time, n, mean(g.values), base.mu - half, base.mu, base.mu + half))
-        if chart is ChartType.XBAR_R:
-            centre, spread = d2(n) * base.sigma, d3(n) * base.sigma
-            value = max(g.values) - min(g.values)
-        else:
-            centre, spread = c4(n) * base.sigma, math.sqrt(1 - c4(n) ** 2) * base.sigma
-            value = stdev(g.values)
-        lower = max(0.0, centre - K_SIGMA * spread)
-        dispersion.append(ChartPoint(i, g.key, g.time, n, value, lower, centre, centre + K_SIGMA * spread))
-    return ChartPair(chart, tuple(location), tuple(dispersion))
-
-
-def _bare(chart: ChartType, groups: Sequence[Subgroup]) -> ChartPair:
-    location, dispersion = [], []
-    previous: float | None = None
-    for i, g in enumerate(groups):
-        n = len(g.values)
-        location.append(ChartPoint(i, g.key, g.time, n, mean(g.values), None, None, None))
-        if chart is ChartType.IMR:
-            spread = None if previous is None else abs(g.values[0] - previous)
-            previous = g.values[0]
-        else:
-            spread = max(g.values) - min(g.values) if chart is ChartType.XBAR_R else stdev(g.values)
-        dispersion.append(ChartPoint(i, g.key, g.time, n, spread, None, None, None))
-    return ChartPair(chart, tuple(location), tuple(dispersion))
-
-
-def _imr(groups: Sequence[Subgroup], base: Baseline) -> ChartPair:
-    half = K_SIGMA * base.sigma
-    mr_centre = d2(2) * base.sigma
-    mr_ucl = mr_centre + K_SIGMA * d3(2) * base.sigma  # = D4(2)·MR̄ = 3.267·MR̄
-    location: list[ChartPoint] = []
-    dispersion: list[ChartPoint] = []
-    previous: float | None = None
-    for i, g in enumerate(groups):
-        value = g.values[0]
-        location.append(ChartPoint(i, g.key, g.time, 1, value, base.mu - half, base.mu, base.mu + half))
-        moving = None if previous is None else abs(value - previous)
-        dispersion.append(ChartPoint(i, g.key, g.time, 1, moving, 0.0, mr_centre, mr_ucl))
-        previous = value
-    return ChartPair(ChartType.IMR, tuple(location), tuple(dispersion))
+        location = cols.values
+        spread = np.concatenate(([np.nan], np.abs(np.diff(location)))) if count else none
+    else:
+        stats = _stats(cols)
+        location = stats.mean
+        spread = stats.range if chart is ChartType.XBAR_R else stats.stdev
+    if base is None:
+        loc, disp = Column(location, none, none, none), Column(spread, none, none, none)
+        return ChartPair(chart, cols.keys, cols.times, cols.n, loc, disp)
+    half = K_SIGMA * base.sigma / np.sqrt(cols.n.astype(np.float64))
+    centre = np.full(count, base.mu)
+    loc = Column(location, centre - half, centre, centre + half)
+    if chart is ChartType.IMR:
+        mr_centre = d2(2) * base.sigma
+        mr_ucl = mr_centre + K_SIGMA * d3(2) * base.sigma  # = D4(2)·MR̄ = 3.267·MR̄
+        disp = Column(spread, np.zeros(count), np.full(count, mr_centre), np.full(count, mr_ucl))
+        return ChartPair(chart, cols.keys, cols.times, cols.n, loc, disp)
+    if chart is ChartType.XBAR_R:
+        middle, width = _by_n(d2, cols.n) * base.sigma, _by_n(d3, cols.n) * base.sigma
+    else:
+        c = _by_n(c4, cols.n)
+        middle, width = c * base.sigma, np.sqrt(1 - c**2) * base.sigma
+    lower = np.maximum(0.0, middle - K_SIGMA * width)
+    disp = Column(spread, lower, middle, middle + K_SIGMA * width)
+    return ChartPair(chart, cols.keys, cols.times, cols.n, loc, disp)
 
 
 def fixed_size_subgroups(values: Sequence[tuple[str, datetime, float]], n: int) -> list[Subgroup]:

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cloud_api.domain.spc_charts import ChartPoint
+import numpy as np
+from numpy.typing import NDArray
+
+from cloud_api.domain.spc_charts import K_SIGMA, ChartPoint, Column, Floats
 
 RULES = (1, 2, 3, 4, 5, 6, 7, 8)
 _RUN = {2: 9, 3: 6, 4: 14, 5: 3, 6: 5, 7: 15, 8: 8}  # points in the pattern
+Mask = NDArray[np.uint8]  # bit r-1 set: the point completes rule r's pattern
+Bools = NDArray[np.bool_]
 
 
 def zscores(points: Sequence[ChartPoint]) -> list[float | None]:
@@ -27,86 +32,92 @@ def zscores(points: Sequence[ChartPoint]) -> list[float | None]:
     return out
 
 
-def nelson_flags(points: Sequence[ChartPoint]) -> list[tuple[int, ...]]:
-    """For each point, the numbers of the rules whose pattern it completes (empty tuple: none).
+def _column(points: Sequence[ChartPoint]) -> Column:
+    def floats(values: list[float | None]) -> Floats:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
-    One pass with run counters, local variables only (a 90-day I chart has tens of thousands of points); a point
-    without a z-score breaks every run and every window that holds it.
-    """
-    z = zscores(points)
-    flags: list[tuple[int, ...]] = []
-    length = side = rising = falling = alternating = inner = outer = 0
-    last_up = last_down = -1
-    previous: float | None = None
-    previous_step = previous_z = 0.0
-    for i, zi in enumerate(z):
-        value = points[i].value
-        if zi is None or value is None:
-            length = side = rising = falling = alternating = inner = outer = 0
-            last_up = last_down = -1
-            previous, previous_step, previous_z = None, 0.0, 0.0
-            flags.append(())
-            continue
-        length += 1
-        if zi > 0:
-            side = side + 1 if previous_z > 0 else 1
-        elif zi < 0:
-            side = side + 1 if previous_z < 0 else 1
-        else:
-            side = 0
-        step = 0.0 if previous is None else value - previous
-        rising = rising + 1 if step > 0 else 0
-        falling = falling + 1 if step < 0 else 0
-        if step != 0 and previous_step != 0 and (step > 0) != (previous_step > 0):
-            alternating += 1
-        else:
-            alternating = 1 if step != 0 else 0
-        size = abs(zi)
-        inner = inner + 1 if size < 1 else 0
-        outer = outer + 1 if size > 1 else 0
-        if zi > 1:
-            last_up = i
-        elif zi < -1:
-            last_down = i
-        previous, previous_step, previous_z = value, step, zi
-        broken: list[int] = []
-        if size > 3:
-            broken.append(1)
-        if side >= _RUN[2]:
-            broken.append(2)
-        if rising >= _RUN[3] - 1 or falling >= _RUN[3] - 1:
-            broken.append(3)
-        if alternating >= _RUN[4] - 1:
-            broken.append(4)
-        if size > 2 and length >= _RUN[5] and _beyond_same_side(_window(z, i, _RUN[5]), 2.0, 2):
-            broken.append(5)
-        if size > 1 and length >= _RUN[6] and _beyond_same_side(_window(z, i, _RUN[6]), 1.0, 4):
-            broken.append(6)
-        if inner >= _RUN[7]:
-            broken.append(7)
-        if outer >= _RUN[8] and min(last_up, last_down) > i - _RUN[8]:
-            broken.append(8)
-        flags.append(tuple(broken) if broken else ())
-    return flags
+    return Column(
+        floats([p.value for p in points]), floats([p.lcl for p in points]), floats([p.cl for p in points]),
+        floats([p.ucl for p in points]),
+    )  # fmt: skip
+
+
+def nelson_flags(points: Sequence[ChartPoint]) -> list[tuple[int, ...]]:
+    """For each point, the numbers of the rules whose pattern it completes (empty tuple: none)."""
+    return flags_of(nelson_mask(_column(points)))
 
 
 def beyond_limits(points: Sequence[ChartPoint]) -> list[tuple[int, ...]]:
     """Rule 1 alone (what a dispersion chart is judged by): (1,) for a point outside its limits."""
-    out: list[tuple[int, ...]] = []
-    for p in points:
-        outside = p.value is not None and p.ucl is not None and p.lcl is not None and not p.lcl <= p.value <= p.ucl
-        out.append((1,) if outside else ())
-    return out
+    return flags_of(beyond_mask(_column(points)))
 
 
-def _window(z: list[float | None], i: int, length: int) -> list[float]:
-    return [x for x in z[i + 1 - length : i + 1] if x is not None]
+def flags_of(mask: Mask) -> list[tuple[int, ...]]:
+    """The bit mask as one tuple of rule numbers per point (only flagged points cost anything)."""
+    flags: list[tuple[int, ...]] = [()] * len(mask)
+    for i in np.flatnonzero(mask).tolist():
+        bits = int(mask[i])
+        flags[i] = tuple(rule for rule in RULES if bits >> (rule - 1) & 1)
+    return flags
 
 
-def _beyond_same_side(window: list[float], limit: float, needed: int) -> bool:
-    """`needed` of the window beyond `limit` sigma on one side, the completing (last) point among them."""
-    last = window[-1]
-    if abs(last) <= limit:
-        return False
-    side = 1 if last > 0 else -1
-    return sum(1 for x in window if x * side > limit) >= needed
+def beyond_mask(column: Column) -> Mask:
+    with np.errstate(invalid="ignore"):
+        outside = (column.value < column.lcl) | (column.value > column.ucl)
+    return outside.astype(np.uint8)  # NaN (no value or no limits) compares false: never flagged
+
+
+def _runs(condition: Bools) -> NDArray[np.int64]:
+    """Length of the run of true values ending at each point (0 where false)."""
+    index = np.arange(len(condition), dtype=np.int64)
+    last_false = np.maximum.accumulate(np.where(condition, -1, index))
+    return np.where(condition, index - last_false, 0)
+
+
+def _window_count(condition: Bools, length: int) -> NDArray[np.int64]:
+    """How many of the `length` points ending at each point satisfy `condition`."""
+    total = np.cumsum(condition, dtype=np.int64)
+    before = np.concatenate((np.zeros(length, dtype=np.int64), total[:-length])) if len(total) else total
+    return total - before[: len(total)]
+
+
+def nelson_mask(column: Column) -> Mask:
+    """The eight rules on every point at once, as runs and windows over the z-scores.
+
+    A point without a z-score (no value, no limits, sigma 0) breaks every run and every window that holds it.
+    """
+    value = column.value
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma = (column.ucl - column.cl) / K_SIGMA
+        z = (value - column.cl) / sigma
+        valid = ~np.isnan(z) & (sigma > 0)
+    z = np.where(valid, z, 0.0)
+    length = _runs(valid)
+    # The step from the previous point; 0 at the first point and after a break (no previous value).
+    step = np.zeros(len(value))
+    if len(value) > 1:
+        step[1:] = np.where(valid[1:] & valid[:-1], value[1:] - np.where(valid[:-1], value[:-1], 0.0), 0.0)
+    previous_step = np.concatenate(([0.0], step[:-1]))
+    turning = (step != 0) & (previous_step != 0) & ((step > 0) != (previous_step > 0))
+    alternating = np.where(turning, _runs(turning) + 1, (step != 0).astype(np.int64))
+    size = np.abs(z)
+    up, down = valid & (z > 0), valid & (z < 0)
+    side = np.where(up, _runs(up), np.where(down, _runs(down), 0))
+    mask = np.zeros(len(value), dtype=np.uint8)
+
+    def flag(rule: int, where: Bools) -> None:
+        mask[valid & where] |= np.uint8(1 << (rule - 1))
+
+    flag(1, size > 3)
+    flag(2, side >= _RUN[2])
+    flag(3, (_runs(step > 0) >= _RUN[3] - 1) | (_runs(step < 0) >= _RUN[3] - 1))
+    flag(4, alternating >= _RUN[4] - 1)
+    for rule, limit, needed in ((5, 2.0, 2), (6, 1.0, 4)):
+        high = _window_count(valid & (z > limit), _RUN[rule]) >= needed
+        low = _window_count(valid & (z < -limit), _RUN[rule]) >= needed
+        flag(rule, (length >= _RUN[rule]) & (((z > limit) & high) | ((z < -limit) & low)))
+    flag(7, _runs(valid & (size < 1)) >= _RUN[7])
+    outer = _runs(valid & (size > 1)) >= _RUN[8]
+    both = (_window_count(z > 1, _RUN[8]) > 0) & (_window_count(z < -1, _RUN[8]) > 0)
+    flag(8, outer & both)
+    return mask

@@ -6,8 +6,11 @@ import csv
 import io
 from typing import Any
 
+import numpy as np
+
 from cloud_api.domain.spc_capability import Capability, Index
-from cloud_api.domain.spc_charts import ChartPoint, ChartType
+from cloud_api.domain.spc_charts import ChartType, Column, Floats, Ints
+from cloud_api.domain.spc_rules import RULES, Mask, flags_of
 from cloud_api.services.spc import SpcResult, baseline_dict
 
 NAMES = {ChartType.IMR: ("I", "MR"), ChartType.XBAR_R: ("Xbar", "R"), ChartType.XBAR_S: ("Xbar", "S")}
@@ -37,21 +40,43 @@ def _capability(cap: Capability | None) -> dict[str, Any] | None:
     }
 
 
-def _limits(point: ChartPoint | None) -> dict[str, float | None] | None:
-    if point is None or point.cl is None:
+def _optional(values: Floats) -> list[float | None]:
+    """A column as a JSON list: NaN (no value, no limit) as null."""
+    out: list[float | None] = values.tolist()
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        out[i] = None
+    return out
+
+
+def _limits(column: Column) -> dict[str, float | None] | None:
+    if not len(column.cl) or np.isnan(column.cl[-1]):
         return None
-    return {"lcl": point.lcl, "cl": point.cl, "ucl": point.ucl}
+    return {"lcl": float(column.lcl[-1]), "cl": float(column.cl[-1]), "ucl": float(column.ucl[-1])}
 
 
-def _varying(points: tuple[ChartPoint, ...]) -> dict[str, list[float | None]] | None:
+def _varying(column: Column) -> dict[str, list[float | None]] | None:
     """Per-point limits, only when they differ between points (LOT subgroups of unequal size)."""
-    if len({(p.lcl, p.cl, p.ucl) for p in points}) <= 1:
+    limits = (column.lcl, column.cl, column.ucl)
+    if all(np.array_equal(x, x[:1].repeat(len(x)), equal_nan=True) for x in limits):
         return None
-    return {"lcl": [p.lcl for p in points], "cl": [p.cl for p in points], "ucl": [p.ucl for p in points]}
+    return {"lcl": _optional(column.lcl), "cl": _optional(column.cl), "ucl": _optional(column.ucl)}
 
 
-def _flagged(rules: list[tuple[int, ...]]) -> list[dict[str, Any]]:
-    return [{"index": i, "rules": list(r)} for i, r in enumerate(rules) if r]
+def _flagged(mask: Mask) -> list[dict[str, Any]]:
+    return [{"index": i, "rules": list(rules)} for i, rules in enumerate(flags_of(mask)) if rules]
+
+
+def _counts(mask: Mask) -> dict[str, int]:
+    return {str(rule): int(np.count_nonzero(mask & (1 << (rule - 1)))) for rule in RULES}
+
+
+def iso_times(micros: Ints) -> list[str]:
+    """Times as ISO 8601 in UTC, as datetime.isoformat() writes them (no fraction on whole seconds), for a whole
+    column at once."""
+    moments = micros.astype("datetime64[us]")
+    whole = micros % 1_000_000 == 0
+    text = np.where(whole, np.datetime_as_string(moments, unit="s"), np.datetime_as_string(moments, unit="us"))
+    return [t + "+00:00" for t in text.tolist()]
 
 
 def result_dict(result: SpcResult) -> dict[str, Any]:
@@ -59,7 +84,6 @@ def result_dict(result: SpcResult) -> dict[str, Any]:
     vary per point, and only the points that break a rule listed under `violations`."""
     location_name, spread_name = NAMES[result.spec.chart]
     pair = result.pair
-    loc, spread = pair.location, pair.dispersion
     base = result.estimated
     return {
         "process_id": result.series.process_id,
@@ -80,22 +104,20 @@ def result_dict(result: SpcResult) -> dict[str, Any]:
             "stored": baseline_dict(result.baseline) if result.baseline else None,
         },
         # The limits of the last point (the same for every point unless `point_limits` says otherwise).
-        "limits": {"location": _limits(loc[-1] if loc else None), "spread": _limits(spread[-1] if spread else None)},
-        "point_limits": {"location": _varying(loc), "spread": _varying(spread)},
+        "limits": {"location": _limits(pair.loc), "spread": _limits(pair.spread)},
+        "point_limits": {"location": _varying(pair.loc), "spread": _varying(pair.spread)},
         "spec": {"lsl": result.lsl, "usl": result.usl},
         "capability": _capability(result.capability),
-        "violation_counts": {
-            str(rule): sum(1 for flags in result.location_rules if rule in flags) for rule in range(1, 9)
-        },
-        "violations": {"location": _flagged(result.location_rules), "spread": _flagged(result.dispersion_rules)},
+        "violation_counts": _counts(result.location_mask),
+        "violations": {"location": _flagged(result.location_mask), "spread": _flagged(result.dispersion_mask)},
         "values": result.values_count,
         "truncated": result.truncated,
         "points": {
-            "key": [p.key for p in loc],
-            "time": [p.time.isoformat() for p in loc],
-            "n": [p.n for p in loc],
-            "value": [p.value for p in loc],
-            "spread": [p.value for p in spread],
+            "key": list(pair.keys),
+            "time": iso_times(pair.times),
+            "n": pair.n.tolist(),
+            "value": _optional(pair.loc.value),
+            "spread": _optional(pair.spread.value),
         },
     }
 

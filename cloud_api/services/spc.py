@@ -12,16 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters import spc_sql
-from cloud_api.adapters.spc_sql import BaselineRow, NewBaseline, ValueRow
+from cloud_api.adapters.spc_sql import BaselineRow, NewBaseline, ValueColumns, ValueRow
 from cloud_api.audit.trail import record_audit
 from cloud_api.domain import spc_charts as sc
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.spc_capability import Capability, capability
-from cloud_api.domain.spc_charts import ChartPair, ChartType, Subgroup
-from cloud_api.domain.spc_rules import beyond_limits, nelson_flags
+from cloud_api.domain.spc_charts import ChartPair, ChartType
+from cloud_api.domain.spc_rules import Mask, beyond_mask, flags_of, nelson_mask
 from mes_contracts.errors import ErrorCode
 
 MAX_SUBGROUP_N = {ChartType.XBAR_R: sc.MAX_RANGE_N, ChartType.XBAR_S: 100}
@@ -59,6 +60,8 @@ class SpcResult:
     usl: float | None
     values_count: int
     truncated: bool
+    location_mask: Mask  # the rules as bits per point (bit r-1: rule r), what the JSON body counts from
+    dispersion_mask: Mask
 
 
 def chart_spec(chart: str, subgroup: str | None) -> ChartSpec:
@@ -78,23 +81,44 @@ def chart_spec(chart: str, subgroup: str | None) -> ChartSpec:
     return ChartSpec(kind, str(int(given)))
 
 
-def subgroups(values: Sequence[ValueRow], spec: ChartSpec) -> list[Subgroup]:
-    if spec.subgroup == "lot":
-        by_lot: dict[int, list[ValueRow]] = {}
-        for row in values:
-            by_lot.setdefault(row.lot_id, []).append(row)
-        groups = [Subgroup(rows[0].lot_number, rows[-1].time, tuple(r.value for r in rows)) for rows in by_lot.values()]
-        return sorted(groups, key=lambda g: g.time)
-    units = [(r.serial_number or r.lot_number, r.time, r.value) for r in values]
+def columns_of(rows: Sequence[ValueRow], by_lot: bool = False) -> ValueColumns:
+    """Value rows (the alert watch's window) as the columns the charts take; `by_lot` keys them by LOT."""
+    lsl = next((r.lower_limit for r in reversed(rows) if r.lower_limit is not None), None)
+    usl = next((r.upper_limit for r in reversed(rows) if r.upper_limit is not None), None)
+    return ValueColumns(
+        np.array([sc.to_micros(r.time) for r in rows], dtype=np.int64),
+        np.array([r.value for r in rows], dtype=np.float64),
+        np.array([r.lot_id for r in rows], dtype=np.int64),
+        [r.lot_number if by_lot else r.serial_number or r.lot_number for r in rows],
+        lsl,
+        usl,
+    )
+
+
+def subgroups(values: ValueColumns, spec: ChartSpec) -> sc.Groups:
+    """The subgroups charted, column-wise: every value, each LOT (named by its first value's key, which is the
+    LOT number when read for LOT subgroups; ordered by its last value's time), or n consecutive units."""
+    count = len(values)
     if spec.subgroup == "1":
-        return [Subgroup(key, time, (value,)) for key, time, value in units]
-    return sc.fixed_size_subgroups(units, int(spec.subgroup))
-
-
-def spec_limits(values: Sequence[ValueRow]) -> tuple[float | None, float | None]:
-    lsl = next((r.lower_limit for r in reversed(values) if r.lower_limit is not None), None)
-    usl = next((r.upper_limit for r in reversed(values) if r.upper_limit is not None), None)
-    return lsl, usl
+        return sc.Groups(values.keys, values.micros, np.ones(count, dtype=np.int64), values.values)
+    if spec.subgroup == "lot":
+        if not count:
+            return sc.Groups([], values.micros, np.zeros(0, dtype=np.int64), values.values)
+        order = np.argsort(values.lot_ids, kind="stable")  # by LOT, time order kept within each
+        lots = values.lot_ids[order]
+        starts = np.flatnonzero(np.concatenate(([True], lots[1:] != lots[:-1])))
+        ends = np.concatenate((starts[1:], [count])) - 1
+        first, last_time = order[starts], values.micros[order[ends]]
+        ranked = np.lexsort((first, last_time))  # as the LOTs' last values came, ties in order of appearance
+        n = (ends - starts + 1)[ranked]
+        members = np.concatenate([order[starts[g] : ends[g] + 1] for g in ranked.tolist()])
+        keys = [values.keys[i] for i in first[ranked].tolist()]
+        return sc.Groups(keys, last_time[ranked], n.astype(np.int64), values.values[members])
+    size = int(spec.subgroup)
+    whole = count // size
+    keys = [f"{values.keys[g * size]}..{values.keys[g * size + size - 1]}" for g in range(whole)]
+    times = values.micros[size - 1 : whole * size : size]
+    return sc.Groups(keys, times, np.full(whole, size, dtype=np.int64), values.values[: whole * size])
 
 
 def evaluate(
@@ -102,25 +126,27 @@ def evaluate(
     spec: ChartSpec,
     start: datetime,
     end: datetime,
-    values: Sequence[ValueRow],
+    values: Sequence[ValueRow] | ValueColumns,
     stored: BaselineRow | None,
     confidence: float,
     truncated: bool = False,
 ) -> SpcResult:
     """Chart, rules and capability of values already read (the watch and the route share it)."""
-    groups = subgroups(values, spec)
+    columns = values if isinstance(values, ValueColumns) else columns_of(values, spec.subgroup == "lot")
+    groups = subgroups(columns, spec)
     period = sc.estimate_baseline(spec.chart, groups)
     base = sc.Baseline(stored.mu, stored.sigma, stored.points) if stored else period
     pair = sc.build_chart(spec.chart, groups, base)
-    lsl, usl = spec_limits(values)
+    lsl, usl = columns.lower_limit, columns.upper_limit
     cap = None
-    if values and base is not None:
-        numbers = [r.value for r in values]
-        cap = capability(len(numbers), sc.mean(numbers), base.sigma, sc.stdev(numbers), lsl, usl, confidence)
-    dispersion_rules = beyond_limits(pair.dispersion)
+    numbers = columns.values
+    if len(numbers) and base is not None:
+        overall = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else 0.0
+        cap = capability(len(numbers), float(np.mean(numbers)), base.sigma, overall, lsl, usl, confidence)
+    location, dispersion = nelson_mask(pair.loc), beyond_mask(pair.spread)
     return SpcResult(
-        series, spec, start, end, stored, base, pair, nelson_flags(pair.location), dispersion_rules, cap, lsl, usl,
-        len(values), truncated,
+        series, spec, start, end, stored, base, pair, flags_of(location), flags_of(dispersion), cap, lsl, usl,
+        len(numbers), truncated, location, dispersion,
     )  # fmt: skip
 
 
@@ -137,14 +163,14 @@ async def spc_chart(
     if not await spc_sql.process_exists(conn, series.process_id):
         raise DomainError(ErrorCode.NOT_FOUND, {"process_id": series.process_id}, "unknown process")
     serials = spec.subgroup != "lot"  # LOT subgroups are named by their LOT: no serial look-ups
-    rows = await spc_sql.values(
+    rows = await spc_sql.value_columns(
         conn, series.process_id, series.characteristic, series.test_point, start, end, max_values + 1, serials
     )
     truncated = len(rows) > max_values
     stored = await spc_sql.current_baseline(
         conn, series.process_id, series.characteristic, series.test_point or "", spec.chart.value, spec.subgroup
     )
-    return evaluate(series, spec, start, end, rows[:max_values], stored, confidence, truncated)
+    return evaluate(series, spec, start, end, rows.head(max_values), stored, confidence, truncated)
 
 
 async def list_baselines(conn: AsyncConnection, series: Series, chart: str | None) -> list[BaselineRow]:
@@ -167,8 +193,9 @@ async def set_baseline(
     _check_period(start, end)
     if not await spc_sql.process_exists(conn, series.process_id):
         raise DomainError(ErrorCode.NOT_FOUND, {"process_id": series.process_id}, "unknown process")
-    rows = await spc_sql.values(
-        conn, series.process_id, series.characteristic, series.test_point, start, end, max_values
+    by_serial = spec.subgroup != "lot"
+    rows = await spc_sql.value_columns(
+        conn, series.process_id, series.characteristic, series.test_point, start, end, max_values, by_serial
     )
     estimated = sc.estimate_baseline(spec.chart, subgroups(rows, spec))
     if estimated is None or estimated.points < 2:
