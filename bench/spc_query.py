@@ -8,7 +8,7 @@ at the spec's design volume: 500 units a day (five LOTs of 100), each unit with 
 value at T52_P200 (the charted characteristic: 547,500 values, ~45,000 per 90 days), plus filler rows of other
 characteristics up to `--rows` measurement rows in total. TimescaleDB then compresses chunks older than 30 days,
 as the migration's policy would. Then the API's use case (services/spc.spc_chart: the SQL, the chart, the Nelson
-rules, capability) and the response body (http/spc_format.result_dict + json.dumps) are timed over random 90-day
+rules, capability) and the response body (http/spc_format.result_json, what the route sends) are timed over random 90-day
 windows for I-MR (every unit a point), X̄-S with LOT subgroups (n = 100) and X̄-R with subgroups of 5.
 Writes bench/results/spc_query-<time>.json and prints the figures for bench/README.md.
 """
@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cloud_api.http.spc_format import result_dict
+from cloud_api.http.spc_format import result_json
 from cloud_api.services import spc
 from db.migrate import upgrade
 from deploy.localstack.postgres import PostgresServer
@@ -125,7 +125,7 @@ async def time_case(url: str, chart: str, subgroup: str | None, runs: int, seed:
             async with engine.connect() as conn:
                 result = await spc.spc_chart(conn, SERIES, spec, start, start + timedelta(days=90), 0.95, 200_000)
             computed = time.perf_counter()
-            body = json.dumps({"status": "success", "data": result_dict(result)})
+            body = result_json(result)  # the route's body
             done = time.perf_counter()
             if i >= 3:
                 totals.append((done - began) * 1000)

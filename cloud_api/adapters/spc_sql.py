@@ -31,31 +31,35 @@ VALUES_SQL = {
     for has_point in (True, False)
 }
 # The same values as one row of arrays (a 90-day I chart reads ~45,000: one row of arrays instead of 45,000 Python
-# rows and datetimes). The ordered, limited subquery feeds plain aggregates, which keep its order; the time comes
-# as microseconds since the epoch, the key is what names a unit's point (its serial, else its LOT) or the LOT, and
-# the spec limits are those of the newest value that has them.
+# rows and datetimes). The measurements alone are read and sorted (narrow rows: the sort stays in memory), then
+# aggregated in that order (a plain aggregate over an ordered, limited subquery keeps it); the time comes as
+# microseconds since the epoch. What names the points comes as two small maps, LOT id -> number and serial id ->
+# number for the serials of those LOTs (one index range per LOT on serials (lot_id, sequence)), instead of 45,000
+# serial look-ups by id. Spec limits: those of the newest value that has them (the last of the non-null ones).
 _COLUMNS = (
-    "SELECT count(*), array_agg(micros), array_agg(value), array_agg(lot_id), array_agg(key), "
-    "(array_agg(lower_limit ORDER BY time DESC, result_id DESC) FILTER (WHERE lower_limit IS NOT NULL))[1], "
-    "(array_agg(upper_limit ORDER BY time DESC, result_id DESC) FILTER (WHERE upper_limit IS NOT NULL))[1] FROM ("
-    "SELECT m.time, m.result_id, (extract(epoch FROM m.time) * 1000000)::bigint AS micros, m.value, m.lot_id, "
-    "{key} AS key, m.lower_limit, m.upper_limit "
-    "FROM measurements m JOIN lots l ON l.id = m.lot_id {join}"
+    "SELECT a.count, a.micros, a.values, a.lots, a.serials, a.lsl, a.usl, l.*, s.* FROM (SELECT count(*), "
+    "array_agg((extract(epoch FROM time) * 1000000)::bigint) AS micros, array_agg(value) AS values, "
+    "array_agg(lot_id) AS lots, array_agg(COALESCE(serial_id, -1)) AS serials, array_agg(DISTINCT lot_id) AS lot_ids, "
+    "(array_agg(lower_limit) FILTER (WHERE lower_limit IS NOT NULL))[count(lower_limit)] AS lsl, "
+    "(array_agg(upper_limit) FILTER (WHERE upper_limit IS NOT NULL))[count(upper_limit)] AS usl FROM ("
+    "SELECT m.time, m.result_id, m.value, m.lot_id, m.serial_id, m.lower_limit, m.upper_limit FROM measurements m "
     "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
     "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value = m.value "
-    "ORDER BY m.time, m.result_id LIMIT :limit) v"
+    "ORDER BY m.time, m.result_id LIMIT :limit) v) a "
+    "CROSS JOIN LATERAL (SELECT array_agg(id), array_agg(lot_number) FROM lots WHERE id = ANY(a.lot_ids)) l "
+    "CROSS JOIN LATERAL ({serials}) s"
 )
-_KEY = {
-    True: ("COALESCE(s.serial_number, l.lot_number)", "LEFT JOIN serials s ON s.id = m.serial_id "),
-    False: ("l.lot_number", ""),
+_SERIALS = {
+    True: "SELECT array_agg(id), array_agg(serial_number) FROM serials WHERE lot_id = ANY(a.lot_ids)",
+    False: "SELECT NULL::bigint[], NULL::text[]",
 }
 COLUMNS_SQL = {
-    (serials, has_point): text(
-        _COLUMNS.format(key=_KEY[serials][0], join=_KEY[serials][1], test_point=_TEST_POINT[has_point])
-    )
+    (serials, has_point): text(_COLUMNS.format(serials=_SERIALS[serials], test_point=_TEST_POINT[has_point]))
     for serials in (True, False)
     for has_point in (True, False)
 }
+SERIAL_NUMBERS_SQL = text("SELECT id, serial_number FROM serials WHERE id = ANY(:ids)")
+
 # The newest `count` values up to a moment (the alert watch's window), returned oldest first: an index scan
 # backwards from `until` (the test point compared with `=` or IS NULL, so the index order is the time order).
 _RECENT = (
@@ -213,15 +217,48 @@ async def value_columns(
         "end": end,
         "limit": limit,
     }
-    count, micros, values, lots, keys, lsl, usl = (
-        await conn.execute(COLUMNS_SQL[serials, test_point is not None], params)
-    ).one()
+    row = (await conn.execute(COLUMNS_SQL[serials, test_point is not None], params)).one()
+    count, micros, values, lots, serial_ids, lsl, usl, lot_ids, lot_numbers, known_ids, known_numbers = row
     if not count:
-        micros, values, lots, keys = [], [], [], []
+        return ValueColumns(_INTS[:0], _FLOATS[:0], _INTS[:0], [], None, None)
+    lots_array = np.array(lots, dtype=np.int64)
+    keys = _names(np.array(lot_ids, dtype=np.int64), lot_numbers, lots_array)
+    if serials:
+        ids = np.array(serial_ids, dtype=np.int64)  # -1: no serial
+        known = np.array(known_ids or [], dtype=np.int64)
+        numbers = list(known_numbers or [])
+        missing = np.setdiff1d(ids[ids >= 0], known)
+        if len(missing):  # a serial of another LOT than its measurement's (not expected): look it up by id
+            extra = (await conn.execute(SERIAL_NUMBERS_SQL, {"ids": missing.tolist()})).all()
+            known = np.concatenate((known, np.array([r[0] for r in extra], dtype=np.int64)))
+            numbers += [r[1] for r in extra]
+        serial_keys = _names(known, numbers, ids)
+        keys = np.where(serial_keys == None, keys, serial_keys)  # noqa: E711 (element-wise on an object array)
     return ValueColumns(
-        np.array(micros, dtype=np.int64), np.array(values, dtype=np.float64), np.array(lots, dtype=np.int64),
-        list(keys), lsl, usl,
-    )  # fmt: skip
+        np.array(micros, dtype=np.int64), np.array(values, dtype=np.float64), lots_array, keys.tolist(), lsl, usl
+    )
+
+
+_INTS = np.zeros(0, dtype=np.int64)
+_FLOATS = np.zeros(0, dtype=np.float64)
+Names = np.ndarray[tuple[int], np.dtype[np.object_]]
+
+
+def _names(
+    ids: np.ndarray[tuple[int], np.dtype[np.int64]],
+    names: list[str],
+    wanted: np.ndarray[tuple[int], np.dtype[np.int64]],
+) -> Names:
+    """The name of each wanted id from the map ids -> names, as an object array (None where not in the map)."""
+    out: Names = np.full(len(wanted), None, dtype=object)
+    if not len(ids):
+        return out
+    order = np.argsort(ids)
+    at = np.clip(np.searchsorted(ids, wanted, sorter=order), 0, len(ids) - 1)
+    found = ids[order[at]] == wanted
+    table = np.array(names, dtype=object)[order]
+    out[found] = table[at[found]]
+    return out
 
 
 async def recent_values(

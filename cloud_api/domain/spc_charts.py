@@ -257,15 +257,35 @@ class _Stats:
     stdev: Floats
 
 
+def fmean(values: Floats) -> float:
+    """The mean with a correctly rounded sum (math.fsum, as `mean`): numpy's pairwise sum can differ in the last
+    bit, and then two equal subgroup means would no longer tie (a tie breaks a run of rule 3)."""
+    return math.fsum(values.tolist()) / len(values)
+
+
+def fstdev(values: Floats) -> float:
+    """`stdev` of an array (n-1; 0 for a single value)."""
+    if len(values) < 2:
+        return 0.0
+    return math.sqrt(math.fsum(((values - fmean(values)) ** 2).tolist()) / (len(values) - 1))
+
+
+def _group_sums(values: Floats, starts: list[int], sizes: list[int]) -> Floats:
+    """Each subgroup's correctly rounded sum (math.fsum per subgroup: a few ms for thousands of subgroups)."""
+    flat = values.tolist()
+    return np.array([math.fsum(flat[a : a + k]) for a, k in zip(starts, sizes, strict=True)], dtype=np.float64)
+
+
 def _stats(groups: Groups) -> _Stats:
-    """Each subgroup's mean, range and sample standard deviation (0 for one value), by reduceat."""
+    """Each subgroup's mean, range and sample standard deviation (0 for one value), as `mean`/`stdev` give them."""
     if len(groups.n) == 0:
         empty = np.zeros(0)
         return _Stats(empty, empty, empty)
     starts, n = groups.starts, groups.n.astype(np.float64)
-    means = np.add.reduceat(groups.values, starts) / n
+    at, sizes = starts.tolist(), groups.n.tolist()
+    means = _group_sums(groups.values, at, sizes) / n
     ranges = np.maximum.reduceat(groups.values, starts) - np.minimum.reduceat(groups.values, starts)
-    squares = np.add.reduceat((groups.values - np.repeat(means, groups.n)) ** 2, starts)
+    squares = _group_sums((groups.values - np.repeat(means, groups.n)) ** 2, at, sizes)
     with np.errstate(invalid="ignore", divide="ignore"):
         stdevs = np.where(n > 1, np.sqrt(squares / np.maximum(n - 1, 1)), 0.0)
     return _Stats(means, ranges, stdevs)
@@ -284,16 +304,16 @@ def estimate_baseline(chart: ChartType, groups: Sequence[Subgroup] | Groups) -> 
         values = cols.values
         if len(values) < 2:
             return None
-        return Baseline(float(np.mean(values)), float(np.mean(np.abs(np.diff(values)))) / d2(2), len(values))
+        return Baseline(fmean(values), fmean(np.abs(np.diff(values))) / d2(2), len(values))
     if len(cols.n) == 0:
         return None
     stats = _stats(cols)
     if chart is ChartType.XBAR_R:
-        sigma = float(np.mean(stats.range / _by_n(d2, cols.n)))
+        sigma = fmean(stats.range / _by_n(d2, cols.n))
     else:
-        sigma = float(np.mean(stats.stdev / _by_n(c4, cols.n)))
+        sigma = fmean(stats.stdev / _by_n(c4, cols.n))
     # The grand mean of all values equals x̄̄ for equal subgroups and weights by n otherwise.
-    return Baseline(float(np.mean(cols.values)), sigma, len(cols.n))
+    return Baseline(fmean(cols.values), sigma, len(cols.n))
 
 
 def build_chart(chart: ChartType, groups: Sequence[Subgroup] | Groups, base: Baseline | None) -> ChartPair:

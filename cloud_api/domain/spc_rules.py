@@ -52,12 +52,23 @@ def beyond_limits(points: Sequence[ChartPoint]) -> list[tuple[int, ...]]:
     return flags_of(beyond_mask(_column(points)))
 
 
+# The rules of each of the 256 bit masks, made once.
+RULES_OF: tuple[tuple[int, ...], ...] = tuple(
+    tuple(rule for rule in RULES if bits >> (rule - 1) & 1) for bits in range(256)
+)
+
+
+def flagged(mask: Mask) -> list[tuple[int, tuple[int, ...]]]:
+    """(position, rules) of the points that break a rule."""
+    where = np.flatnonzero(mask)
+    return [(i, RULES_OF[bits]) for i, bits in zip(where.tolist(), mask[where].tolist(), strict=True)]
+
+
 def flags_of(mask: Mask) -> list[tuple[int, ...]]:
     """The bit mask as one tuple of rule numbers per point (only flagged points cost anything)."""
     flags: list[tuple[int, ...]] = [()] * len(mask)
-    for i in np.flatnonzero(mask).tolist():
-        bits = int(mask[i])
-        flags[i] = tuple(rule for rule in RULES if bits >> (rule - 1) & 1)
+    for i, rules in flagged(mask):
+        flags[i] = rules
     return flags
 
 

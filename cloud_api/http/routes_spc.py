@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from cloud_api.http.deps import DbDep, LangDep, ManagerDep, OperatorDep, ViewerDep, get_settings
-from cloud_api.http.spc_format import result_csv, result_dict
+from cloud_api.http.spc_format import result_csv, result_json
 from cloud_api.services import alerts, spc
 from cloud_api.services.spc import Series
 from cloud_api.settings import CentralSettings
@@ -76,8 +76,8 @@ async def chart(
         name = f"spc_{process_id}_{characteristic}_{spec.chart.value}.csv".replace('"', "")
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         return Response(result_csv(result), media_type="text/csv; charset=utf-8", headers=headers)
-    # Straight to JSON: FastAPI's generic encoder would walk tens of thousands of points one by one.
-    return JSONResponse({"status": "success", "data": result_dict(result)})
+    # Straight to JSON bytes from the columns: FastAPI's generic encoder would walk tens of thousands of points.
+    return Response(result_json(result), media_type="application/json")
 
 
 @router.get("/api/v1/spc/{process_id}/{characteristic}/baseline", summary="Stored SPC baselines, newest first")

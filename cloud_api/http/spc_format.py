@@ -7,10 +7,11 @@ import io
 from typing import Any
 
 import numpy as np
+import orjson
 
 from cloud_api.domain.spc_capability import Capability, Index
-from cloud_api.domain.spc_charts import ChartType, Column, Floats, Ints
-from cloud_api.domain.spc_rules import RULES, Mask, flags_of
+from cloud_api.domain.spc_charts import ChartPair, ChartType, Column, Floats, Ints
+from cloud_api.domain.spc_rules import RULES, Mask, flagged
 from cloud_api.services.spc import SpcResult, baseline_dict
 
 NAMES = {ChartType.IMR: ("I", "MR"), ChartType.XBAR_R: ("Xbar", "R"), ChartType.XBAR_S: ("Xbar", "S")}
@@ -54,16 +55,18 @@ def _limits(column: Column) -> dict[str, float | None] | None:
     return {"lcl": float(column.lcl[-1]), "cl": float(column.cl[-1]), "ucl": float(column.ucl[-1])}
 
 
-def _varying(column: Column) -> dict[str, list[float | None]] | None:
+def _varying(column: Column, arrays: bool) -> dict[str, Any] | None:
     """Per-point limits, only when they differ between points (LOT subgroups of unequal size)."""
     limits = (column.lcl, column.cl, column.ucl)
     if all(np.array_equal(x, x[:1].repeat(len(x)), equal_nan=True) for x in limits):
         return None
+    if arrays:
+        return {"lcl": column.lcl, "cl": column.cl, "ucl": column.ucl}
     return {"lcl": _optional(column.lcl), "cl": _optional(column.cl), "ucl": _optional(column.ucl)}
 
 
 def _flagged(mask: Mask) -> list[dict[str, Any]]:
-    return [{"index": i, "rules": list(rules)} for i, rules in enumerate(flags_of(mask)) if rules]
+    return [{"index": i, "rules": list(rules)} for i, rules in flagged(mask)]
 
 
 def _counts(mask: Mask) -> dict[str, int]:
@@ -74,14 +77,29 @@ def iso_times(micros: Ints) -> list[str]:
     """Times as ISO 8601 in UTC, as datetime.isoformat() writes them (no fraction on whole seconds), for a whole
     column at once."""
     moments = micros.astype("datetime64[us]")
-    whole = micros % 1_000_000 == 0
-    text = np.where(whole, np.datetime_as_string(moments, unit="s"), np.datetime_as_string(moments, unit="us"))
-    return [t + "+00:00" for t in text.tolist()]
+    text = np.datetime_as_string(moments, unit="s").astype("<U32")
+    fraction = micros % 1_000_000 != 0
+    text[fraction] = np.datetime_as_string(moments[fraction], unit="us")
+    return list(np.strings.add(text, "+00:00").tolist())
 
 
 def result_dict(result: SpcResult) -> dict[str, Any]:
     """Points column-wise (a 90-day I chart has tens of thousands): one list per field, limits once unless they
     vary per point, and only the points that break a rule listed under `violations`."""
+    return _body(result, arrays=False)
+
+
+def result_json(result: SpcResult) -> bytes:
+    """The success envelope around `result_dict` as JSON bytes, the same text `json.dumps` would give (NaN as
+    null, times as `isoformat()` in UTC), written by orjson straight from the numpy columns: a 90-day I chart's
+    4 MB body in a few milliseconds instead of ~100 ms of lists and `json.dumps`."""
+    return orjson.dumps({"status": "success", "data": _body(result, arrays=True)}, option=_ORJSON)
+
+
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC  # numpy datetime64 are UTC: written with +00:00
+
+
+def _body(result: SpcResult, arrays: bool) -> dict[str, Any]:
     location_name, spread_name = NAMES[result.spec.chart]
     pair = result.pair
     base = result.estimated
@@ -105,20 +123,34 @@ def result_dict(result: SpcResult) -> dict[str, Any]:
         },
         # The limits of the last point (the same for every point unless `point_limits` says otherwise).
         "limits": {"location": _limits(pair.loc), "spread": _limits(pair.spread)},
-        "point_limits": {"location": _varying(pair.loc), "spread": _varying(pair.spread)},
+        "point_limits": {"location": _varying(pair.loc, arrays), "spread": _varying(pair.spread, arrays)},
         "spec": {"lsl": result.lsl, "usl": result.usl},
         "capability": _capability(result.capability),
         "violation_counts": _counts(result.location_mask),
         "violations": {"location": _flagged(result.location_mask), "spread": _flagged(result.dispersion_mask)},
         "values": result.values_count,
         "truncated": result.truncated,
-        "points": {
-            "key": list(pair.keys),
-            "time": iso_times(pair.times),
-            "n": pair.n.tolist(),
-            "value": _optional(pair.loc.value),
-            "spread": _optional(pair.spread.value),
-        },
+        "points": _arrays(pair) if arrays else _lists(pair),
+    }
+
+
+def _lists(pair: ChartPair) -> dict[str, list[Any]]:
+    return {
+        "key": list(pair.keys),
+        "time": iso_times(pair.times),
+        "n": pair.n.tolist(),
+        "value": _optional(pair.loc.value),
+        "spread": _optional(pair.spread.value),
+    }
+
+
+def _arrays(pair: ChartPair) -> dict[str, Any]:
+    return {
+        "key": pair.keys,
+        "time": pair.times.astype("datetime64[us]"),
+        "n": pair.n,
+        "value": pair.loc.value,
+        "spread": pair.spread.value,
     }
 
 

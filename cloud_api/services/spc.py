@@ -53,15 +53,22 @@ class SpcResult:
     baseline: BaselineRow | None  # the stored baseline used, if any
     estimated: sc.Baseline | None  # what the limits were drawn from (stored or estimated from the period)
     pair: ChartPair
-    location_rules: list[tuple[int, ...]]
-    dispersion_rules: list[tuple[int, ...]]
     capability: Capability | None
     lsl: float | None
     usl: float | None
     values_count: int
     truncated: bool
-    location_mask: Mask  # the rules as bits per point (bit r-1: rule r), what the JSON body counts from
+    location_mask: Mask  # the rules broken, as bits per point (bit r-1: rule r)
     dispersion_mask: Mask
+
+    @property
+    def location_rules(self) -> list[tuple[int, ...]]:
+        """Per point, the Nelson rules whose pattern it completes (the watch and the CSV export)."""
+        return flags_of(self.location_mask)
+
+    @property
+    def dispersion_rules(self) -> list[tuple[int, ...]]:
+        return flags_of(self.dispersion_mask)
 
 
 def chart_spec(chart: str, subgroup: str | None) -> ChartSpec:
@@ -141,11 +148,10 @@ def evaluate(
     cap = None
     numbers = columns.values
     if len(numbers) and base is not None:
-        overall = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else 0.0
-        cap = capability(len(numbers), float(np.mean(numbers)), base.sigma, overall, lsl, usl, confidence)
+        cap = capability(len(numbers), sc.fmean(numbers), base.sigma, sc.fstdev(numbers), lsl, usl, confidence)
     location, dispersion = nelson_mask(pair.loc), beyond_mask(pair.spread)
     return SpcResult(
-        series, spec, start, end, stored, base, pair, flags_of(location), flags_of(dispersion), cap, lsl, usl,
+        series, spec, start, end, stored, base, pair, cap, lsl, usl,
         len(numbers), truncated, location, dispersion,
     )  # fmt: skip
 
