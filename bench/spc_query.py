@@ -8,8 +8,8 @@ at the spec's design volume: 500 units a day (five LOTs of 100), each unit with 
 value at T52_P200 (the charted characteristic: 547,500 values, ~45,000 per 90 days), plus filler rows of other
 characteristics up to `--rows` measurement rows in total. TimescaleDB then compresses chunks older than 30 days,
 as the migration's policy would. Then the API's use case (services/spc.spc_chart: the SQL, the chart, the Nelson
-rules, capability) and the response body (http/spc_format.result_json, what the route sends) are timed over random 90-day
-windows for I-MR (every unit a point), X̄-S with LOT subgroups (n = 100) and X̄-R with subgroups of 5.
+rules, capability) and the response body (http/spc_format.result_json, what the route sends) are timed over
+random 90-day windows for I-MR (every unit a point), X̄-S with LOT subgroups (n = 100) and X̄-R with subgroups of 5.
 Writes bench/results/spc_query-<time>.json and prints the figures for bench/README.md.
 """
 
