@@ -18,7 +18,7 @@ _VALUES = (
     "SELECT m.time, m.value, m.result_id, m.lot_id, l.lot_number, {serial}, m.lower_limit, m.upper_limit "
     "FROM measurements m JOIN lots l ON l.id = m.lot_id {join}"
     "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
-    "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value = m.value "  # NaN never charted
+    "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value <> 'NaN' "  # NaN never charted
     "ORDER BY m.time, m.result_id LIMIT :limit"
 )
 _SERIAL = {True: ("s.serial_number", "LEFT JOIN serials s ON s.id = m.serial_id "), False: ("NULL::text", "")}
@@ -44,7 +44,7 @@ _COLUMNS = (
     "(array_agg(upper_limit) FILTER (WHERE upper_limit IS NOT NULL))[count(upper_limit)] AS usl FROM ("
     "SELECT m.time, m.result_id, m.value, m.lot_id, m.serial_id, m.lower_limit, m.upper_limit FROM measurements m "
     "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
-    "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value = m.value "
+    "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value <> 'NaN' "
     "ORDER BY m.time, m.result_id LIMIT :limit) v) a "
     "CROSS JOIN LATERAL (SELECT array_agg(id), array_agg(lot_number) FROM lots WHERE id = ANY(a.lot_ids)) l "
     "CROSS JOIN LATERAL ({serials}) s"
@@ -66,7 +66,7 @@ _RECENT = (
     "SELECT * FROM (SELECT m.time, m.value, m.result_id, m.lot_id, l.lot_number, s.serial_number, m.lower_limit, "
     "m.upper_limit FROM measurements m JOIN lots l ON l.id = m.lot_id LEFT JOIN serials s ON s.id = m.serial_id "
     "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
-    "AND m.time <= :until AND m.value IS NOT NULL AND m.value = m.value ORDER BY m.time DESC, m.result_id DESC "
+    "AND m.time <= :until AND m.value IS NOT NULL AND m.value <> 'NaN' ORDER BY m.time DESC, m.result_id DESC "
     "LIMIT :count) recent ORDER BY time, result_id"
 )
 RECENT_SQL = {has_point: text(_RECENT.format(test_point=_TEST_POINT[has_point])) for has_point in (True, False)}
