@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import statistics
@@ -116,18 +117,20 @@ async def time_case(url: str, chart: str, subgroup: str | None, runs: int, seed:
     engine = create_async_engine(url, pool_size=2)
     spec = spc.chart_spec(chart, subgroup)
     rnd = random.Random(seed)
-    totals, queries, bodies = [], [], []
+    totals, queries, bodies, cpu = [], [], [], []
     points = values = 0
+    load_before = os.getloadavg()[0]
     try:
         for i in range(runs + 3):  # 3 warm-up runs
             start = START + timedelta(days=rnd.randint(0, DAYS - 91))
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             async with engine.connect() as conn:
                 result = await spc.spc_chart(conn, SERIES, spec, start, start + timedelta(days=90), 0.95, 200_000)
             computed = time.perf_counter()
             body = result_json(result)  # the route's body
             done = time.perf_counter()
             if i >= 3:
+                cpu.append((time.process_time() - began_cpu) * 1000)
                 totals.append((done - began) * 1000)
                 queries.append((computed - began) * 1000)
                 bodies.append((done - computed) * 1000)
@@ -144,6 +147,8 @@ async def time_case(url: str, chart: str, subgroup: str | None, runs: int, seed:
         "max_ms": round(totals[-1], 1),
         "use_case_p50_ms": round(statistics.median(queries), 1),
         "json_p50_ms": round(statistics.median(bodies), 1),
+        "client_cpu_p50_ms": round(statistics.median(cpu), 1),  # this process's CPU: the latency on an idle core
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
 
 
@@ -165,7 +170,8 @@ def one_flavour(mode: str, base: Path, args: argparse.Namespace, say: Any) -> di
             say(
                 f"  {name}: {figures['points']:,} points from {figures['values']:,} values, P50 {figures['p50_ms']} ms "
                 f"(use case {figures['use_case_p50_ms']}, JSON {figures['json_p50_ms']}), P95 {figures['p95_ms']} ms, "
-                f"{figures['body_bytes'] / 1e6:.1f} MB"
+                f"{figures['body_bytes'] / 1e6:.1f} MB, client CPU P50 {figures['client_cpu_p50_ms']} ms, "
+                f"load {figures['load_average']}"
             )
         return result
     finally:

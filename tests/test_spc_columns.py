@@ -107,6 +107,20 @@ def test_values_are_named_ordered_and_limited(postgres: PostgresServer, seeded: 
     assert len(none) == 0 and none.keys == [] and none.lower_limit is None
 
 
+def test_a_name_holding_a_newline_is_read_again_as_rows(postgres: PostgresServer, db: psycopg.Connection[Any]) -> None:
+    """Names come joined by newlines; one holding a newline (nothing forbids it) falls back to plain rows."""
+    tag = uuid.uuid4().hex[:6].upper()
+    lot = _lot(db, f"T-{tag}\nL")
+    serial = _serial(db, f"T-{tag}\nS", lot, 1)
+    characteristic = f"nl_{tag.lower()}"
+    db.execute(
+        "INSERT INTO measurements (time, lot_id, serial_id, process_id, result_id, test_point_id, characteristic, "
+        "value, unit) VALUES (%s, %s, %s, %s, 1, 'TP1', %s, 1.5, 'kgf'), (%s, %s, NULL, %s, 2, 'TP1', %s, 2.5, 'kgf')",
+        (T0, lot, serial, PROCESS, characteristic, T0 + timedelta(seconds=1), lot, PROCESS, characteristic),
+    )
+    assert _columns(postgres, characteristic, 10, serials=True).keys == [f"T-{tag}\nS", f"T-{tag}\nL"]
+
+
 def test_the_body_is_the_json_of_result_dict(postgres: PostgresServer, seeded: dict[str, Any]) -> None:
     """orjson from the columns writes what json.dumps of the list-based dict writes (NaN MR as null, UTC times)."""
     got = _columns(postgres, seeded["characteristic"], 100, serials=True)

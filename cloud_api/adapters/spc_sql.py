@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # One characteristic over a period, oldest first: the (process_id, characteristic, test_point_id, time) index
@@ -30,28 +30,41 @@ VALUES_SQL = {
     for serials in (True, False)
     for has_point in (True, False)
 }
-# The same values as one row of arrays (a 90-day I chart reads ~45,000: one row of arrays instead of 45,000 Python
-# rows and datetimes). The measurements alone are read and sorted (narrow rows: the sort stays in memory), then
-# aggregated in that order (a plain aggregate over an ordered, limited subquery keeps it); the time comes as
-# microseconds since the epoch. What names the points comes as two small maps, LOT id -> number and serial id ->
-# number for the serials of those LOTs (one index range per LOT on serials (lot_id, sequence)), instead of 45,000
-# serial look-ups by id. Spec limits: those of the newest value that has them (the last of the non-null ones).
+# The same values as one row (a 90-day I chart reads ~45,000: one row instead of 45,000 Python rows, datetimes and
+# numbers). The measurements alone are read in the chart's order (time, result_id: on plain PostgreSQL an index-only
+# scan of 0014's covering index) and aggregated in that order (a plain aggregate over an ordered, limited subquery
+# keeps it). Numbers come as packed big-endian binary (int8send/float8send: numpy reads them in one step, twice as
+# fast as array text), the time as microseconds since the epoch. What names the points comes as two small maps,
+# LOT id -> number and serial id -> number for the serials of those LOTs (one index range per LOT on serials
+# (lot_id, sequence)) instead of 45,000 serial look-ups by id, the names joined by newlines (split in one step;
+# checked against the number of ids). Spec limits: those of the newest value that has them.
+_PACK = "string_agg({}send({}), ''::bytea)"
 _COLUMNS = (
     "SELECT a.count, a.micros, a.values, a.lots, a.serials, a.lsl, a.usl, l.*, s.* FROM (SELECT count(*), "
-    "array_agg((extract(epoch FROM time) * 1000000)::bigint) AS micros, array_agg(value) AS values, "
-    "array_agg(lot_id) AS lots, array_agg(COALESCE(serial_id, -1)) AS serials, array_agg(DISTINCT lot_id) AS lot_ids, "
+    + _PACK.format("int8", "(extract(epoch FROM time) * 1000000)::bigint")
+    + " AS micros, "
+    + _PACK.format("float8", "value")
+    + " AS values, "
+    + _PACK.format("int8", "lot_id")
+    + " AS lots, "
+    + _PACK.format("int8", "COALESCE(serial_id, -1)")
+    + " AS serials, array_agg(DISTINCT lot_id) AS lot_ids, "
     "(array_agg(lower_limit) FILTER (WHERE lower_limit IS NOT NULL))[count(lower_limit)] AS lsl, "
     "(array_agg(upper_limit) FILTER (WHERE upper_limit IS NOT NULL))[count(upper_limit)] AS usl FROM ("
     "SELECT m.time, m.result_id, m.value, m.lot_id, m.serial_id, m.lower_limit, m.upper_limit FROM measurements m "
     "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
     "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value <> 'NaN' "
     "ORDER BY m.time, m.result_id LIMIT :limit) v) a "
-    "CROSS JOIN LATERAL (SELECT array_agg(id), array_agg(lot_number) FROM lots WHERE id = ANY(a.lot_ids)) l "
+    "CROSS JOIN LATERAL (SELECT "
+    + _PACK.format("int8", "id")
+    + ", string_agg(lot_number, E'\\n') FROM lots WHERE id = ANY(a.lot_ids)) l "
     "CROSS JOIN LATERAL ({serials}) s"
 )
 _SERIALS = {
-    True: "SELECT array_agg(id), array_agg(serial_number) FROM serials WHERE lot_id = ANY(a.lot_ids)",
-    False: "SELECT NULL::bigint[], NULL::text[]",
+    True: "SELECT "
+    + _PACK.format("int8", "id")
+    + ", string_agg(serial_number, E'\\n') FROM serials WHERE lot_id = ANY(a.lot_ids)",
+    False: "SELECT NULL::bytea, NULL::text",
 }
 COLUMNS_SQL = {
     (serials, has_point): text(_COLUMNS.format(serials=_SERIALS[serials], test_point=_TEST_POINT[has_point]))
@@ -59,6 +72,7 @@ COLUMNS_SQL = {
     for has_point in (True, False)
 }
 SERIAL_NUMBERS_SQL = text("SELECT id, serial_number FROM serials WHERE id = ANY(:ids)")
+LOT_NUMBERS_SQL = text("SELECT id, lot_number FROM lots WHERE id = ANY(:ids)")
 
 # The newest `count` values up to a moment (the alert watch's window), returned oldest first: an index scan
 # backwards from `until` (the test point compared with `=` or IS NULL, so the index order is the time order).
@@ -221,22 +235,40 @@ async def value_columns(
     count, micros, values, lots, serial_ids, lsl, usl, lot_ids, lot_numbers, known_ids, known_numbers = row
     if not count:
         return ValueColumns(_INTS[:0], _FLOATS[:0], _INTS[:0], [], None, None)
-    lots_array = np.array(lots, dtype=np.int64)
-    keys = _names(np.array(lot_ids, dtype=np.int64), lot_numbers, lots_array)
+    lots_array = _unpack(lots, ">i8")
+    lot_map = await _name_map(conn, LOT_NUMBERS_SQL, lot_ids, lot_numbers)
+    keys = _names(*lot_map, lots_array)
     if serials:
-        ids = np.array(serial_ids, dtype=np.int64)  # -1: no serial
-        known = np.array(known_ids or [], dtype=np.int64)
-        numbers = list(known_numbers or [])
-        missing = np.setdiff1d(ids[ids >= 0], known)
+        ids = _unpack(serial_ids, ">i8")  # -1: no serial
+        known, numbers = await _name_map(conn, SERIAL_NUMBERS_SQL, known_ids, known_numbers)
+        serial_keys = _names(known, numbers, ids)
+        missing = np.unique(ids[(ids >= 0) & (serial_keys == None)])  # noqa: E711 (element-wise)
         if len(missing):  # a serial of another LOT than its measurement's (not expected): look it up by id
             extra = (await conn.execute(SERIAL_NUMBERS_SQL, {"ids": missing.tolist()})).all()
             known = np.concatenate((known, np.array([r[0] for r in extra], dtype=np.int64)))
-            numbers += [r[1] for r in extra]
-        serial_keys = _names(known, numbers, ids)
+            serial_keys = _names(known, numbers + [r[1] for r in extra], ids)
         keys = np.where(serial_keys == None, keys, serial_keys)  # noqa: E711 (element-wise on an object array)
-    return ValueColumns(
-        np.array(micros, dtype=np.int64), np.array(values, dtype=np.float64), lots_array, keys.tolist(), lsl, usl
-    )
+    return ValueColumns(_unpack(micros, ">i8"), _unpack(values, ">f8"), lots_array, keys.tolist(), lsl, usl)
+
+
+def _unpack(packed: bytes | None, dtype: str) -> np.ndarray[tuple[int], np.dtype[Any]]:
+    """Big-endian packed numbers (int8send/float8send) as a native numpy array."""
+    if packed is None:
+        return np.zeros(0, dtype=dtype).astype(dtype[1:])
+    return np.frombuffer(packed, dtype=dtype).astype(dtype[1:])
+
+
+async def _name_map(
+    conn: AsyncConnection, by_id: TextClause, packed_ids: bytes | None, joined: str | None
+) -> tuple[np.ndarray[tuple[int], np.dtype[np.int64]], list[str]]:
+    """An id -> name map read as packed ids and newline-joined names; read again as rows in the (never seen)
+    case of a name holding a newline."""
+    ids = _unpack(packed_ids, ">i8")
+    names = joined.split("\n") if joined is not None else []
+    if len(names) != len(ids):
+        rows = (await conn.execute(by_id, {"ids": ids.tolist()})).all()
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+    return ids, names
 
 
 _INTS = np.zeros(0, dtype=np.int64)

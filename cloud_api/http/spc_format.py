@@ -11,7 +11,7 @@ import orjson
 
 from cloud_api.domain.spc_capability import Capability, Index
 from cloud_api.domain.spc_charts import ChartPair, ChartType, Column, Floats, Ints
-from cloud_api.domain.spc_rules import RULES, Mask, flagged
+from cloud_api.domain.spc_rules import RULES, RULES_OF, Mask
 from cloud_api.services.spc import SpcResult, baseline_dict
 
 NAMES = {ChartType.IMR: ("I", "MR"), ChartType.XBAR_R: ("Xbar", "R"), ChartType.XBAR_S: ("Xbar", "S")}
@@ -66,7 +66,13 @@ def _varying(column: Column, arrays: bool) -> dict[str, Any] | None:
 
 
 def _flagged(mask: Mask) -> list[dict[str, Any]]:
-    return [{"index": i, "rules": list(rules)} for i, rules in flagged(mask)]
+    where = np.flatnonzero(mask)
+    return [
+        {"index": i, "rules": _RULE_LISTS[bits]} for i, bits in zip(where.tolist(), mask[where].tolist(), strict=True)
+    ]
+
+
+_RULE_LISTS = [list(rules) for rules in RULES_OF]  # shared lists: the body is written at once, never changed
 
 
 def _counts(mask: Mask) -> dict[str, int]:
