@@ -34,20 +34,21 @@ VALUES_SQL = {
 # numbers). The measurements alone are read in the chart's order (time, result_id: on plain PostgreSQL an index-only
 # scan of 0014's covering index) and aggregated in that order (a plain aggregate over an ordered, limited subquery
 # keeps it). Numbers come as packed big-endian binary (int8send/float8send: numpy reads them in one step, twice as
-# fast as array text), the time as microseconds since the epoch. What names the points comes as two small maps,
+# fast as array text), the time as PostgreSQL sends it in binary: microseconds since 2000-01-01 (exact, and 12 ms
+# cheaper than extract(epoch), a numeric, for 45,000 values). What names the points comes as two small maps,
 # LOT id -> number and serial id -> number for the serials of those LOTs (one index range per LOT on serials
 # (lot_id, sequence)) instead of 45,000 serial look-ups by id, the names joined by newlines (split in one step;
 # checked against the number of ids). Spec limits: those of the newest value that has them.
-_PACK = "string_agg({}send({}), ''::bytea)"
+_PACK = "string_agg({}({}), ''::bytea)"
 _COLUMNS = (
     "SELECT a.count, a.micros, a.values, a.lots, a.serials, a.lsl, a.usl, l.*, s.* FROM (SELECT count(*), "
-    + _PACK.format("int8", "(extract(epoch FROM time) * 1000000)::bigint")
+    + _PACK.format("timestamptz_send", "time")
     + " AS micros, "
-    + _PACK.format("float8", "value")
+    + _PACK.format("float8send", "value")
     + " AS values, "
-    + _PACK.format("int8", "lot_id")
+    + _PACK.format("int8send", "lot_id")
     + " AS lots, "
-    + _PACK.format("int8", "COALESCE(serial_id, -1)")
+    + _PACK.format("int8send", "COALESCE(serial_id, -1)")
     + " AS serials, array_agg(DISTINCT lot_id) AS lot_ids, "
     "(array_agg(lower_limit) FILTER (WHERE lower_limit IS NOT NULL))[count(lower_limit)] AS lsl, "
     "(array_agg(upper_limit) FILTER (WHERE upper_limit IS NOT NULL))[count(upper_limit)] AS usl FROM ("
@@ -56,13 +57,13 @@ _COLUMNS = (
     "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value <> 'NaN' "
     "ORDER BY m.time, m.result_id LIMIT :limit) v) a "
     "CROSS JOIN LATERAL (SELECT "
-    + _PACK.format("int8", "id")
+    + _PACK.format("int8send", "id")
     + ", string_agg(lot_number, E'\\n') FROM lots WHERE id = ANY(a.lot_ids)) l "
     "CROSS JOIN LATERAL ({serials}) s"
 )
 _SERIALS = {
     True: "SELECT "
-    + _PACK.format("int8", "id")
+    + _PACK.format("int8send", "id")
     + ", string_agg(serial_number, E'\\n') FROM serials WHERE lot_id = ANY(a.lot_ids)",
     False: "SELECT NULL::bytea, NULL::text",
 }
@@ -248,7 +249,8 @@ async def value_columns(
             known = np.concatenate((known, np.array([r[0] for r in extra], dtype=np.int64)))
             serial_keys = _names(known, numbers + [r[1] for r in extra], ids)
         keys = np.where(serial_keys == None, keys, serial_keys)  # noqa: E711 (element-wise on an object array)
-    return ValueColumns(_unpack(micros, ">i8"), _unpack(values, ">f8"), lots_array, keys.tolist(), lsl, usl)
+    times = _unpack(micros, ">i8") + _PG_EPOCH_MICROS
+    return ValueColumns(times, _unpack(values, ">f8"), lots_array, keys.tolist(), lsl, usl)
 
 
 def _unpack(packed: bytes | None, dtype: str) -> np.ndarray[tuple[int], np.dtype[Any]]:
@@ -272,6 +274,7 @@ async def _name_map(
 
 
 _INTS = np.zeros(0, dtype=np.int64)
+_PG_EPOCH_MICROS = 946_684_800_000_000  # 2000-01-01 UTC in microseconds since 1970-01-01
 _FLOATS = np.zeros(0, dtype=np.float64)
 Names = np.ndarray[tuple[int], np.dtype[np.object_]]
 
