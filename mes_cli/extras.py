@@ -30,6 +30,8 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "fpdf": "central",
     "sse_starlette": "central",
     "scipy": "central",
+    "numpy": "central",
+    "orjson": "central",
     "grafana_client": "central",
     "starlette": "station",
     "watchdog": "station",
