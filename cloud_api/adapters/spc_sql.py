@@ -10,26 +10,9 @@ import numpy as np
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# One characteristic over a period, oldest first: the (process_id, characteristic, test_point_id, time) index
-# serves it (an `=` on the test point, or IS NULL: both reach the index and TimescaleDB's segment filter, where
-# IS NOT DISTINCT FROM would reach neither). LOT and serial numbers name the points; a chart of LOT subgroups
-# needs no serial number, and tens of thousands of serial look-ups are most of the query's time.
-_VALUES = (
-    "SELECT m.time, m.value, m.result_id, m.lot_id, l.lot_number, {serial}, m.lower_limit, m.upper_limit "
-    "FROM measurements m JOIN lots l ON l.id = m.lot_id {join}"
-    "WHERE m.process_id = :process_id AND m.characteristic = :characteristic AND {test_point} "
-    "AND m.time >= :start AND m.time < :end AND m.value IS NOT NULL AND m.value <> 'NaN' "  # NaN never charted
-    "ORDER BY m.time, m.result_id LIMIT :limit"
-)
-_SERIAL = {True: ("s.serial_number", "LEFT JOIN serials s ON s.id = m.serial_id "), False: ("NULL::text", "")}
+# The test point is compared with `=` or IS NULL: both reach the (process_id, characteristic, test_point_id, time)
+# indexes and TimescaleDB's segment filter, where IS NOT DISTINCT FROM would reach neither.
 _TEST_POINT = {True: "m.test_point_id = :test_point", False: "m.test_point_id IS NULL"}
-VALUES_SQL = {
-    (serials, has_point): text(
-        _VALUES.format(serial=_SERIAL[serials][0], join=_SERIAL[serials][1], test_point=_TEST_POINT[has_point])
-    )
-    for serials in (True, False)
-    for has_point in (True, False)
-}
 # The same values as one row (a 90-day I chart reads ~45,000: one row instead of 45,000 Python rows, datetimes and
 # numbers). The measurements alone are read in the chart's order (time, result_id: on plain PostgreSQL an index-only
 # scan of 0014's covering index) and aggregated in that order (a plain aggregate over an ordered, limited subquery
@@ -188,29 +171,6 @@ class NewBaseline:
     values_count: int
     reason: str
     created_by: str
-
-
-async def values(
-    conn: AsyncConnection,
-    process_id: str,
-    characteristic: str,
-    test_point: str | None,
-    start: datetime,
-    end: datetime,
-    limit: int,
-    serials: bool = True,
-) -> list[ValueRow]:
-    """Values in [start, end), oldest first; `serials=False` leaves serial_number None (LOT subgroups)."""
-    params = {
-        "process_id": process_id,
-        "characteristic": characteristic,
-        "test_point": test_point,
-        "start": start,
-        "end": end,
-        "limit": limit,
-    }
-    result = await conn.execute(VALUES_SQL[serials, test_point is not None], params)
-    return [ValueRow(*row) for row in result.all()]
 
 
 async def value_columns(
