@@ -214,6 +214,16 @@ def test_recall_csv_opens_in_excel(line: Line, auth: RoleAuth, traced: TracedLot
     assert by_accept.status_code == 200 and by_accept.text.lstrip("\ufeff").startswith("component_kind,")
 
 
+def test_recall_csv_of_any_component_lot_text_names_its_file(line: Line, auth: RoleAuth) -> None:
+    # Found by the API fuzz test: a component lot in Hangul (or with control characters) made the Latin-1
+    # Content-Disposition header fail with a 500; the name now travels as RFC 6266 filename* in UTF-8.
+    answer = _get(line, auth, "/api/v1/trace/components", lot="스프링-\x1c로트", format="csv")
+    assert answer.status_code == 200, answer.text
+    disposition = answer.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="recall-') and disposition.isascii()
+    assert "filename*=UTF-8''recall-%EC%8A%A4%ED%94%84%EB%A7%81-_%EB%A1%9C%ED%8A%B8.csv" in disposition
+
+
 def test_tc_trace_004_defect_traced_to_process_and_cause(line: Line, auth: RoleAuth, traced: TracedLot) -> None:
     answer = _get(line, auth, "/api/v1/defects", process_id="PROC-003")
     assert answer.status_code == 200, answer.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
@@ -72,7 +73,10 @@ async def serial_dhr(serial_number: str, db: DbDep, lang: TraceLang, principal: 
     return Response(
         pdf,
         media_type="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="DHR-{serial_number}.pdf"', "Cache-Control": "no-store"},
+        headers={
+            "Content-Disposition": _disposition("inline", f"DHR-{serial_number}.pdf"),
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -106,7 +110,7 @@ async def components(
         return Response(
             trace.recall_csv(found, lang),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{_safe(name)}"'},
+            headers={"Content-Disposition": _disposition("attachment", name)},
         )
     return RecallAnswer(data=found)
 
@@ -124,5 +128,9 @@ async def defect_list(
     return DefectsAnswer(data=await defects.list_defects(db, start, end, process_id, limit, lang))
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+def _disposition(kind: str, name: str) -> str:
+    """A Content-Disposition header value: headers are Latin-1, and a component lot may be any text (한글, control
+    characters), so an ASCII `filename` for old clients and the full name as RFC 6266 `filename*` (UTF-8)."""
+    kept = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    ascii_name = "".join(ch if ch.isascii() else "_" for ch in kept)
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(kept, safe='')}"
