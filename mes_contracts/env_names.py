@@ -34,6 +34,13 @@ TOOL_VARIABLES = frozenset(
         "MES_TEST_POSTGRES",  # tests, deploy/localstack: TimescaleDB or plain PostgreSQL (auto|timescale|plain)
         "MES_TIMESCALEDB_BUNDLE",  # deploy/setup.sh: where the TimescaleDB bundle is, when not ../shared/timescaledb
         "MES_SCREENSHOT_DIR",  # tests: where the window and console tests save their screenshots
+        "MES_GRAFANA_DB_HOST",  # mes grafana provision: PostgreSQL as the site's Grafana reaches it
+        "MES_GRAFANA_DB_NAME",  # mes grafana provision: the database name in the data source
+        "MES_GRAFANA_DB_PASSWORD",  # mes grafana provision/grant-db: mes_grafana's password
+        "MES_GRAFANA_PROMETHEUS_URL",  # mes grafana provision: the optional Prometheus data source
+        "MES_GRAFANA_TOKEN",  # mes grafana provision: the Grafana service-account token
+        "MES_TEST_GRAFANA_URL",  # tests: a live Grafana to provision into (skipped when unset)
+        "MES_TEST_GRAFANA_TOKEN",  # tests: its token
     }
 )
 
