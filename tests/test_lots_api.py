@@ -106,4 +106,9 @@ def test_tc_lot_006_lookup_shows_basics_and_every_process(api_url: str, auth: Ro
 
 def test_console_page_is_served(api_url: str) -> None:
     page = httpx.get(f"{api_url}/", follow_redirects=True, timeout=10)
-    assert page.status_code == 200 and "LOT 생성" in page.text and "/api/v1/lots" in page.text
+    assert page.status_code == 200 and '<script src="/console/static/lots.js">' in page.text
+    # The page is a shell; its texts and calls are in the scripts it names (tests/test_console_browser.py drives it).
+    texts = httpx.get(f"{api_url}/console/static/i18n.js", timeout=10)
+    lots = httpx.get(f"{api_url}/console/static/lots.js", timeout=10)
+    assert texts.status_code == lots.status_code == 200
+    assert "LOT 생성" in texts.text and "/api/v1/lots" in lots.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,6 +53,14 @@ def display() -> Iterator[str]:
         yield name
 
 
+# Every window this module opens stays referenced until the interpreter exits. A closed Tk root left to the cyclic
+# garbage collector is freed in whichever thread happens to collect, e.g. a later window's gateway-client thread, and
+# Tcl aborts the whole process when its interpreter is deleted outside the thread that made it ("Tcl_AsyncDelete:
+# async handler deleted by the wrong thread"; seen in CI after a failed test's traceback kept a window alive). The
+# station window itself runs one window per process (`mes station-ui --all` starts one process per station).
+_NEVER_COLLECTED: list[object] = []
+
+
 @pytest.fixture
 def open_window(display: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str, str], object]]:
     monkeypatch.setenv("DISPLAY", display)
@@ -64,6 +73,7 @@ def open_window(display: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
         window = StationWindow(config)
         window.start()
         opened.append(window)
+        _NEVER_COLLECTED.append(window)
         pump_until(window.root, lambda: window.summaries > 0, 15, "the first summary from the gateway")
         return window
 
@@ -106,11 +116,18 @@ def _answered(window: object, count: int) -> Callable[[], bool]:
     return lambda: window.answers >= count  # type: ignore[attr-defined]
 
 
+def _starts_today(window: object) -> int:
+    found = re.search(r"착공 (\d+)", window.status_panel.today.cget("text"))  # type: ignore[attr-defined]
+    assert found, window.status_panel.today.cget("text")  # type: ignore[attr-defined]
+    return int(found.group(1))
+
+
 def test_scans_start_green_and_refuse_red_with_the_required_action(line: Line, open_window: Callable) -> None:
     station: Station = line.stations["PROC-003"]
     lot = line.create_lot()
     window = open_window(station.station_id, "PROC-003", station.gateway_url)
     assert window.root.focus_get() is window.entry  # the scan field has the focus without a click
+    starts_before = _starts_today(window)  # the station's gateway also served earlier tests today
     type_like_scanner(window.root, "W003")
     assert window.worker == "W003" and window.verdict.tone == "info"
     type_like_scanner(window.root, lot)
@@ -134,7 +151,7 @@ def test_scans_start_green_and_refuse_red_with_the_required_action(line: Line, o
     assert "WO-" in window.verdict.detail and lot in window.verdict.detail
     assert window.beeps[-1] == "ok"
     pump_until(window.root, lambda: lot in window.status_panel.current.cget("text"), 10, "the current LOT shown")
-    assert "착공 1" in window.status_panel.today.cget("text")
+    pump_until(window.root, lambda: _starts_today(window) == starts_before + 1, 10, "today's starts + 1")
     screenshot(os.environ["DISPLAY"], window.root, SHOTS / "station-started.png")
     window.lang_button.invoke()  # English, switched with one touch; the same answer is shown in English
     assert window.answer.headline.cget("text") == "Process start registered" and window.beeps[-1] == "ok"
