@@ -42,17 +42,19 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
     else:
         server = PostgresServer(tmp_path_factory.mktemp("postgres"), owner="mes_owner")
         server.start()
-    # Migrations as the schema owner; the suite runs as the application role, as in production.
-    upgrade(getattr(server, "owner_url", server.url), app_role=getattr(server, "user", None))
-    with psycopg.connect(server.dsn, autocommit=True) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS
-        )
-        conn.execute(
-            "INSERT INTO workers (worker_id, name, active) VALUES ('W999', '퇴사자', false) ON CONFLICT DO NOTHING"
-        )
-    yield server
-    server.destroy()
+    try:  # a failing migration must not leave the cluster running after the session (it did: one per failed run)
+        # Migrations as the schema owner; the suite runs as the application role, as in production.
+        upgrade(getattr(server, "owner_url", server.url), app_role=getattr(server, "user", None))
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.cursor().executemany(
+                "INSERT INTO workers (worker_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", WORKERS
+            )
+            conn.execute(
+                "INSERT INTO workers (worker_id, name, active) VALUES ('W999', '퇴사자', false) ON CONFLICT DO NOTHING"
+            )
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture(scope="session")
