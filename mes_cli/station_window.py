@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from deploy.localstack.common import pid_alive
 from mes_cli.local_env import STATIONS_FILE, state_dirs
 
 STACK_WAIT_S = 180.0
@@ -50,19 +51,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_for_stack(pid: int, started: float) -> list[dict[str, str]]:
     deadline = time.monotonic() + STACK_WAIT_S
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         stations = local_stations(newer_than=started)
         if stations and all(_answers(s.get("gateway_url", "")) for s in stations):
             return stations
@@ -119,7 +110,7 @@ def station_ui_command(
     typer.echo(f"mes station-ui: {len(children)} station window(s): {', '.join(s['station_id'] for s in chosen)}")
     try:
         while any(child.poll() is None for child in children):
-            if stack_pid is not None and not _alive(stack_pid):
+            if stack_pid is not None and not pid_alive(stack_pid):
                 break
             time.sleep(0.5)
     finally:

@@ -8,6 +8,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mes_contracts.alerts import station_of_prefix
 from mes_contracts.errors import ErrorCode
 from mes_contracts.labels import (
     PRINTER_ID_PATTERN,
@@ -19,7 +20,7 @@ from mes_contracts.labels import (
     PrintStatus,
 )
 from mes_contracts.numbering import MAX_SERIAL_SEQUENCE
-from mes_contracts.topics import ROOT, SEGMENT_RE, StationAddress
+from mes_contracts.topics import SEGMENT_RE, StationAddress
 
 SERIAL_PROCESS_ID = "PROC-007"  # serial numbers are issued when label printing starts (FR-SN-001)
 SEGMENT = SEGMENT_RE.pattern
@@ -187,13 +188,7 @@ def serial_count(target_quantity: int, failed_units: int, requested: int | None)
 
 def station_of_source(source: str) -> StationAddress | None:
     """The station a start came from: MQTT sources are topic prefixes mes/v1/{site}/{line}/{station}."""
-    parts = source.split("/")
-    if len(parts) != 5 or "/".join(parts[:2]) != ROOT:
-        return None
-    try:
-        return StationAddress(parts[2], parts[3], parts[4])
-    except ValueError:
-        return None
+    return station_of_prefix(source)
 
 
 @dataclass(frozen=True, slots=True)
