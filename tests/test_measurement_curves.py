@@ -5,6 +5,7 @@ files; a curve file never disturbs the completion pickup."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 
 import psycopg
@@ -91,3 +92,29 @@ def test_a_curve_json_is_not_taken_for_a_completion_file(line: Line) -> None:
     line.drop("PROC-006", name, json.dumps(body).encode())
     assert line.wait_disposition("PROC-006", name, 30) == "completed"
     assert not (line.stations["PROC-006"].completed / f"{name}.error.log").exists()
+
+
+def test_hostile_curve_files_fail_alone_at_a_real_station(line: Line, db: psycopg.Connection) -> None:
+    # The brief's hostile inputs through the real gateway: each bad curve goes to error/ by itself and a good curve
+    # dropped after them is still stored.
+    lot = line.create_lot()
+    stamp = datetime.now(SEOUL)
+    station = line.stations["PROC-006"]
+    good_csv = render_csv(_curve(lot, "PROC-006", 5))
+    contents = {
+        curve_file_name(lot, "PROC-006", stamp, "nul"): good_csv.replace(b"\n2,", b"\n2\x00,"),
+        curve_file_name(lot, "PROC-006", stamp, "deep", "json"): b"[" * 100_000 + b"]" * 100_000,
+        curve_file_name(lot, "PROC-006", stamp, "type", "json"): json.dumps([1, 2, 3]).encode(),
+        curve_file_name(lot, "PROC-006", stamp, "big"): good_csv + b"9," * ((32 << 20) // 2),  # over 32 MiB
+    }
+    for name, content in contents.items():
+        line.drop("PROC-006", name, content)
+    fifo, link = curve_file_name(lot, "PROC-006", stamp, "fifo"), curve_file_name(lot, "PROC-006", stamp, "link")
+    os.mkfifo(station.pending / fifo)  # nobody writes it: opening it to read would block a careless reader
+    os.symlink("/dev/zero", station.pending / link)
+    good = curve_file_name(lot, "PROC-006", stamp, "good")
+    line.drop("PROC-006", good, good_csv)
+    assert line.wait_disposition("PROC-006", good, 60) == "completed"
+    for name in [*contents, fifo, link]:
+        assert line.wait_disposition("PROC-006", name, 60) == "error", name
+    assert _count(db, lot, "PROC-006") == 10  # the good curve's two channels of 5 samples, once
