@@ -28,6 +28,9 @@ def demo_data_command(
     curve_hz: Annotated[float, typer.Option(help="Samples per second and channel of a curve")] = 500.0,
     chunk_days: Annotated[int, typer.Option(help="Working days per COPY transaction")] = 10,
     compress: Annotated[bool, typer.Option("--compress/--no-compress", help="TimescaleDB: compress old chunks")] = True,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip working days that already have LOTs: go on with a stopped load")
+    ] = False,
 ) -> None:
     """Fill the database with demo production: 500 units a day, measurements, curves, serials, labels."""
     checkout = Path(__file__).resolve().parents[1]
@@ -55,6 +58,7 @@ def demo_data_command(
         curve_hz=curve_hz,
         chunk_days=chunk_days,
         compress=compress,
+        resume=resume,
     )
     report = run(url, options, typer.echo)
     for line in report.lines():

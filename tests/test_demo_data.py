@@ -26,20 +26,34 @@ UNTIL = datetime(2026, 3, 10, 15, 0, tzinfo=KST)  # a Tuesday afternoon: Monday 
 HZ, SECONDS = 50.0, 10.0
 
 
-@pytest.fixture(scope="module")
-def demo(postgres: PostgresServer) -> Iterator[tuple[str, str, Report]]:
-    """(owner dsn, app dsn, report) of a database of its own filled with two working days."""
+def _migrated_database(postgres: PostgresServer) -> tuple[str, str]:
+    """(name, owner dsn) of a new database migrated to head."""
     name = f"mes_demo_{uuid.uuid4().hex[:8]}"
     owner = postgres.owner or postgres.user
     with psycopg.connect(postgres.superuser_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
     upgrade(postgres.owner_url.rsplit("/", 1)[0] + f"/{name}", app_role=postgres.user)
-    owner_dsn = postgres.owner_dsn.rsplit("/", 1)[0] + f"/{name}"
-    options = Options(years=None, days=2, seed=7, curves_per_day=5, curve_hz=HZ, curve_seconds=SECONDS, until=UNTIL)
-    report = run(owner_dsn, options, say=lambda _line: None)
-    yield owner_dsn, postgres.dsn.rsplit("/", 1)[0] + f"/{name}", report
+    return name, postgres.owner_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop(postgres: PostgresServer, name: str) -> None:
     with psycopg.connect(postgres.superuser_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _options(days: int, resume: bool = False) -> Options:
+    return Options(
+        years=None, days=days, seed=7, curves_per_day=5, curve_hz=HZ, curve_seconds=SECONDS, until=UNTIL, resume=resume
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(postgres: PostgresServer) -> Iterator[tuple[str, str, Report]]:
+    """(owner dsn, app dsn, report) of a database of its own filled with two working days."""
+    name, owner_dsn = _migrated_database(postgres)
+    report = run(owner_dsn, _options(2), say=lambda _line: None)
+    yield owner_dsn, postgres.dsn.rsplit("/", 1)[0] + f"/{name}", report
+    _drop(postgres, name)
 
 
 def rows(dsn: str, query: str, params: tuple[object, ...] = ()) -> list[tuple]:
@@ -245,3 +259,28 @@ def test_the_command_needs_a_database_and_is_registered(monkeypatch: pytest.Monk
     with pytest.raises(typer.Exit) as exit_info:
         demo_data_command(database_url=None)
     assert exit_info.value.exit_code == 2
+
+
+@pytest.mark.plain_pg
+def test_a_stopped_load_resumes_without_doubling_a_day(postgres: PostgresServer) -> None:
+    """--resume skips the working days that have LOTs and fills only the missing ones, numbered as a full run would."""
+    name, dsn = _migrated_database(postgres)
+    full_name, full_dsn = _migrated_database(postgres)
+    try:
+        run(dsn, _options(2), say=lambda _line: None)  # Monday and Tuesday: the part-way load
+        resumed = run(dsn, _options(3, resume=True), say=lambda _line: None)  # Friday is missing
+        assert (resumed.skipped_days, resumed.lots) == (2, 5)
+        run(full_dsn, _options(3), say=lambda _line: None)  # the same three days in one go
+        query = "SELECT lot_number, production_date, status FROM lots ORDER BY lot_number"
+        assert rows(dsn, query) == rows(full_dsn, query)
+        assert len(rows(dsn, query)) == 13
+        # each day once: no serial twice, and every LOT of the resumed day (and of the others) has its units
+        total, distinct = rows(dsn, "SELECT count(*), count(DISTINCT serial_number) FROM serials")[0]
+        assert total == distinct > 0
+        lots_without_units = (
+            "SELECT count(*) FROM lots l WHERE NOT EXISTS (SELECT 1 FROM serials s WHERE s.lot_id = l.id)"
+        )
+        assert rows(dsn, lots_without_units) == rows(full_dsn, lots_without_units)
+    finally:
+        _drop(postgres, name)
+        _drop(postgres, full_name)

@@ -7,14 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import psycopg
 
 from bench.scale import analytics
 from bench.scale.copy_text import Buffers
 from bench.scale.loader import Loader, libpq_url
-from bench.scale.lot_rows import Context, LotBuilder
+from bench.scale.lot_rows import Context, Ids, LotBuilder
 from bench.scale.plan import DAY_SHIFT_LOTS, KST, NIGHT_SHIFT_LOTS, calendar, lots_of_day
 from bench.scale.samples import CurveSpec
 
@@ -33,6 +33,7 @@ class Options:
     chunk_days: int = 10
     refresh: bool = True
     compress: bool = True
+    resume: bool = False  # skip working days that already have LOTs (a load stopped part-way goes on)
     until: datetime | None = None  # default: now; later events do not happen (today's LOTs are in progress)
 
 
@@ -49,12 +50,15 @@ class Report:
     total_seconds: float = 0.0
     timescale: bool = False
     trigger_bypass: str = "none"
+    skipped_days: int = 0
 
     def lines(self) -> list[str]:
         out = [
             f"{self.days} working days, {self.lots} LOTs, {'TimescaleDB' if self.timescale else 'plain PostgreSQL'}, "
             f"triggers during COPY: {self.trigger_bypass}",
         ]
+        if self.skipped_days:
+            out.append(f"  resumed: {self.skipped_days} working days already loaded were skipped")
         for table, count in self.rows.items():
             out.append(f"  {table:24} {count:>12,} rows  COPY {self.copy_seconds.get(table, 0.0):8.1f} s")
         out.append(
@@ -80,18 +84,19 @@ def run(database_url: str, options: Options, say: Callable[[str], None] = print)
         buf, curves = Buffers(), []  # type: tuple[Buffers, list[CurveSpec]]
         writer = _Writer(loader, options, report, say, started)
         say(f"demo data: {len(days)} working days {days[0]} … {days[-1]}, until {until:%Y-%m-%d %H:%M} KST")
+        lot_index = 0  # the LOT's index in a full run: the same seed gives the same LOTs when a load resumes
         for day_index, day in enumerate(days):
             step = time.perf_counter()
-            first = lot_days.get(day, 0) + 1
-            made = 0
-            for plan in lots_of_day(day, day_index, first, report.lots):
-                if LotBuilder(plan, ctx, ids, buf, curves).build():
-                    made += 1
-            report.lots += made
-            if made:
-                lot_days[day] = first + made - 1
+            if options.resume and lot_days.get(day, 0) > 0:
+                lot_index += LOTS_PER_DAY  # each chunk is one transaction, so a day with LOTs has all of them
+                report.skipped_days += 1
+            else:
+                made = _build_day(day, day_index, lot_index, lot_days, ctx, ids, buf, curves)
+                report.lots += made
+                lot_index += made
             report.generate_seconds += time.perf_counter() - step
-            if (day_index + 1) % options.chunk_days == 0 or day_index == len(days) - 1:
+            last = day_index == len(days) - 1
+            if ((day_index + 1) % options.chunk_days == 0 or last) and (any(buf.lines.values()) or curves or last):
                 writer.submit(buf, curves, f"{day} done")
                 buf, curves = Buffers(), []
         writer.close()
@@ -105,6 +110,27 @@ def run(database_url: str, options: Options, say: Callable[[str], None] = print)
             report.compress_seconds = analytics.compress_old_chunks(conn, say)
     report.total_seconds = time.perf_counter() - started
     return report
+
+
+def _build_day(
+    day: date,
+    day_index: int,
+    lot_index: int,
+    lot_days: dict[date, int],
+    ctx: Context,
+    ids: Ids,
+    buf: Buffers,
+    curves: list[CurveSpec],
+) -> int:
+    """Generate one working day's LOTs into the buffers; returns how many were made (today's may not start)."""
+    first = lot_days.get(day, 0) + 1
+    made = 0
+    for plan in lots_of_day(day, day_index, first, lot_index):
+        if LotBuilder(plan, ctx, ids, buf, curves).build():
+            made += 1
+    if made:
+        lot_days[day] = first + made - 1
+    return made
 
 
 class _Writer:
