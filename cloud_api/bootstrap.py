@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
 from cloud_api.auth.settings import AuthSettings, load_auth_settings
+from cloud_api.backup.settings import BackupSettings
 from cloud_api.firmware.settings import FirmwareSettings
 from cloud_api.http.app import create_app
 from cloud_api.http.limits_settings import LimitSettings
@@ -33,6 +34,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     LimitSettings,
     FirmwareSettings,
     LabelSettings,
+    BackupSettings,  # mes backup / mes restore read MES_BACKUP_* from the same environment files
 )
 
 

@@ -24,6 +24,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 have git || need_pkgs+=(git)
 [ -f /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need_pkgs+=(fonts-nanum)
 python3 -c 'import tkinter' >/dev/null 2>&1 || need_pkgs+=(python3-tk)  # the station window (station_ui)
+have pgbackrest || need_pkgs+=(pgbackrest)  # `mes backup` / `mes restore` (docs/ops/backup.md)
 if [ "$role" = test ]; then
   # The suite drives real windows and pages: the station window under Xvfb, the console in Debian's Chromium
   # (Selenium with chromium-driver; nothing downloads a browser), and reads the eDHR PDF's text (pdftotext).
@@ -31,6 +32,10 @@ if [ "$role" = test ]; then
   have chromium || need_pkgs+=(chromium)
   have chromedriver || need_pkgs+=(chromium-driver)
   have pdftotext || need_pkgs+=(poppler-utils)
+  # The deployment artefacts are checked with the real tools: nginx -t, promtool test rules, systemd-analyze.
+  have nginx || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+  have promtool || need_pkgs+=(prometheus)
+  have systemd-analyze || need_pkgs+=(systemd)
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -45,7 +50,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 # The Debian packages start system services we do not use; the project runs its own instances.
 if [ "$(id -u)" = "0" ] && have systemctl; then
-  for svc in mosquitto redis-server; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+  for svc in mosquitto redis-server nginx prometheus; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 
 # TimescaleDB from the prebuilt bundle when one is at hand, else plain PostgreSQL (not an error).

@@ -95,6 +95,14 @@ class GatewaySettings(BaseSettings):
     gauge_channel: str = Field(default="force", min_length=1, max_length=50)
     gauge_unit: str | None = Field(default=None, max_length=20, description="unit when the gauge's lines carry none")
     gauge_batch_s: float = Field(default=1.0, gt=0, le=60, description="gauge readings are sent this often")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Prometheus /metrics of this gateway (issue 17); unset: not served"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="bind address of /metrics (0.0.0.0 for a scraper)")
+    completed_keep_days: float = Field(
+        default=90.0, gt=0, le=36500, description="files in completed/ older than this are pruned once confirmed"
+    )
+    prune_interval_s: float = Field(default=3600.0, gt=0, le=86400, description="how often completed/ is pruned")
     log_level: str = "INFO"
 
     @field_validator("local_host")

@@ -17,7 +17,6 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "psycopg": "central",
     "alembic": "central",
     "redis": "central",
-    "prometheus_client": "central",
     "multipart": "central",
     "python_multipart": "central",
     "boto3": "central",
@@ -45,7 +44,22 @@ _ROLE = {"central": "the central server's", "station": "the station's"}
 # Checked before settings are read, so a station PC typing `mes api` learns what to install, not which MES_* is unset.
 COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(
-        ("api", "ingest", "routes", "db", "worker", "audit", "user", "printer", "station", "grafana"), ("central",)
+        (
+            "api",
+            "ingest",
+            "routes",
+            "db",
+            "worker",
+            "audit",
+            "user",
+            "printer",
+            "station",
+            "grafana",
+            "backup",
+            "restore",
+            "housekeeping",
+        ),
+        ("central",),
     ),
     **dict.fromkeys(("gateway", "simulate", "station-ui"), ("station",)),
     "up": ("central", "station"),  # the whole system on one machine

@@ -15,11 +15,13 @@ import typer
 from pydantic import ValidationError
 
 from mes_cli.audit import audit_app
+from mes_cli.backup import backup_app, restore_command
 from mes_cli.broker_cli import broker_app
 from mes_cli.demo_data import demo_data_command
 from mes_cli.extras import missing_extra_line, missing_for_command
 from mes_cli.gateway_status import status_command
 from mes_cli.grafana import grafana_app
+from mes_cli.housekeeping import housekeeping_app
 from mes_cli.local_env import load_local_env
 from mes_cli.logging_setup import configure_logging
 from mes_cli.printer_emulator import printer_emulator_command
@@ -44,6 +46,9 @@ app.add_typer(printer_app, name="printer")
 app.add_typer(station_app, name="station")
 app.command("station-ui")(station_ui_command)
 app.add_typer(grafana_app, name="grafana")  # issue 16: dashboards onto a site's Grafana
+app.add_typer(backup_app, name="backup")  # issue 17: pgBackRest
+app.command("restore")(restore_command)
+app.add_typer(housekeeping_app, name="housekeeping")  # issue 17: retention of central rows
 
 LogFile = Annotated[Path | None, typer.Option(help="Write JSON log lines here instead of stderr")]
 _SETTINGS_PREFIX = {"GatewaySettings": "MES_GW_"}  # every other settings class reads MES_*
