@@ -12,10 +12,12 @@ import threading
 from collections.abc import Iterable, Iterator
 
 from edge_gateway.activity import StationActivity
+from edge_gateway.completed_pruning import prune_completed_forever
 from edge_gateway.firmware_sync import FirmwareSyncer
 from edge_gateway.health import Health
 from edge_gateway.local_api import LocalServer, bind_loopback, create_app
 from edge_gateway.measurements import ContextStartRelay, MeasurementPipeline
+from edge_gateway.metrics import serve_metrics
 from edge_gateway.mqtt_link import MqttLink
 from edge_gateway.pipeline import FilePipeline
 from edge_gateway.printing.queue import PrintQueue
@@ -133,12 +135,14 @@ async def run_gateway(settings: GatewaySettings) -> None:
                 pipeline_task = group.create_task(pipeline.run(), name="pipeline")
                 measurements_task = group.create_task(measurements.run(), name="measurements")
                 state_task = group.create_task(reporter.run(link), name="station-state")
+                metrics_task = group.create_task(serve_metrics(settings, status), name="metrics")
+                prune_task = group.create_task(prune_completed_forever(settings, pipeline), name="completed-pruning")
                 await print_queue.start()
                 watcher.start()
                 await _until_stopped(stop)
                 logger.info("gateway %s stopping", settings.gateway_id)
                 await watcher.stop()
-                for task in (state_task, pipeline_task, measurements_task, server_task):  # records stay in outboxes
+                for task in (prune_task, metrics_task, state_task, pipeline_task, measurements_task, server_task):
                     await cancel_and_wait([task], grace=SHUTDOWN_GRACE_S)
                 await print_queue.stop()  # the labels in the printers' hands finish; the rest wait in the file
                 await reporter.goodbye(link)
