@@ -15,10 +15,13 @@ PASSWORDS_FILE = "passwords.json"
 HBA_HEADER = "# mes localstack: written at every start by deploy/localstack/pg_auth.py (edits are overwritten)"
 # TCP always asks for a password (no `trust`, superuser included). The unix socket, in a 0700 directory, keeps
 # peer access: only the OS account of the same name (the `postgres` account when root runs the stack) gets in.
+# Replication (a standby's pg_basebackup and WAL stream, deploy/localstack/pg_replica.py): loopback, password,
+# and only roles with the REPLICATION attribute (the superuser), which could read everything anyway.
 HBA = f"""{HBA_HEADER}
 local   all   all                  peer
 host    all   all   127.0.0.1/32   scram-sha-256
 host    all   all   ::1/128        scram-sha-256
+host    replication   all   127.0.0.1/32   scram-sha-256
 """
 
 

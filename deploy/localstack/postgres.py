@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -59,11 +60,14 @@ class PostgresServer(ManagedServer):
         owner: str | None = None,
         owner_password: str | None = None,
         timescale: pg_timescale.Mode | None = None,
+        extra_settings: Sequence[str] = (),
     ) -> None:
         """`owner` set: two roles, the owner runs migrations and owns the database, `user` is the application's.
         Passwords not given are generated once and kept in base_dir/passwords.json (0600).
-        `timescale`: auto | timescale | plain (pg_timescale.py); None = $MES_TEST_POSTGRES, else auto."""
+        `timescale`: auto | timescale | plain (pg_timescale.py); None = $MES_TEST_POSTGRES, else auto.
+        `extra_settings`: more `name=value` server settings (`-c`), e.g. synchronous replication (pg_replica.py)."""
         super().__init__(base_dir, port)
+        self.extra_settings = tuple(extra_settings)
         self.timescale_mode: pg_timescale.Mode = timescale or pg_timescale.mode_from_env()
         self.timescale = False  # set by start(): whether the running server preloads TimescaleDB
         self.passwords = PasswordStore(self.base_dir)
@@ -212,7 +216,7 @@ class PostgresServer(ManagedServer):
             "listen_addresses=127.0.0.1",
             "-c",
             "max_connections=200",
-            *(arg for setting in settings for arg in ("-c", setting)),
+            *(arg for setting in [*settings, *self.extra_settings] for arg in ("-c", setting)),
         ]
         return self._popen(cmd, cwd="/", user=uid, group=gid)
 
