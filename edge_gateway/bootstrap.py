@@ -136,7 +136,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
                 measurements_task = group.create_task(measurements.run(), name="measurements")
                 state_task = group.create_task(reporter.run(link), name="station-state")
                 metrics_task = group.create_task(serve_metrics(settings, status), name="metrics")
-                prune_task = group.create_task(prune_completed_forever(settings, pipeline), name="completed-pruning")
+                prune_task = group.create_task(prune_completed_forever(settings), name="completed-pruning")
                 await print_queue.start()
                 watcher.start()
                 await _until_stopped(stop)
