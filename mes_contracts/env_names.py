@@ -24,6 +24,8 @@ OTHER_PROCESS_PREFIXES: Mapping[str, str] = {
 TOOL_VARIABLES = frozenset(
     {
         "MES_STATE_DIR",  # mes_cli/local_env.py: where `mes up` keeps the local stack
+        "MES_LOG_MAX_BYTES",  # mes_cli/logging_setup.py: a log file rotates past this size (issue 17)
+        "MES_LOG_BACKUP_COUNT",  # mes_cli/logging_setup.py: rotated log files kept (issue 17)
         "MES_DB_APP_ROLE",  # db/migrations: the role the migrations grant rights to
         "MES_BROKER_PASSWORD",  # mes broker: an account's password without a prompt
         "MES_MOSQUITTO_DYNSEC_PLUGIN",  # deploy/localstack: the dynamic-security plugin's path
