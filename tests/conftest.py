@@ -152,7 +152,8 @@ def auth(api_url: str, api_users: dict[Role, ApiUser]) -> RoleAuth:
 
 @pytest.fixture(scope="session")
 def ingestor(central_env: dict[str, str], logs_dir: Path, broker: MosquittoServer) -> Iterator[ChildProcess]:
-    env = {**central_env, "MES_INGESTOR_CLIENT_ID": "ingestor-test"}
+    # Its own /metrics on a free port (tests/test_central_metrics.py scrapes it: env["MES_INGESTOR_METRICS_PORT"]).
+    env = {**central_env, "MES_INGESTOR_CLIENT_ID": "ingestor-test", "MES_INGESTOR_METRICS_PORT": str(find_free_port())}
     child = ChildProcess("ingestor", mes_command("ingest"), env, logs_dir / "ingestor.log").start()
     try:
         wait_service_online(broker.port, "ingestor-test")

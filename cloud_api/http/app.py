@@ -29,6 +29,7 @@ from cloud_api.http import (
 )
 from cloud_api.http.errors import install_error_handlers
 from cloud_api.http.limits_settings import LimitSettings
+from cloud_api.http.metrics import forget_pool, install_request_metrics, track_pool
 from cloud_api.http.mqtt_bridge import MqttBridge
 from cloud_api.http.ratelimit import install_limits
 from cloud_api.http.request_id import RequestIdMiddleware
@@ -52,6 +53,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, settings.db_pool_size)
         app.state.db = Database(engine, settings.zone, settings.shift_day_start_hour)
+        track_pool(engine)  # mes_db_pool_connections{process="api"} (issue 17)
         app.state.redis = aioredis.from_url(settings.redis_url, socket_timeout=2)
         app.state.mqtt = MqttBridge(settings)  # label printing: publishes jobs, waits for their results
         await app.state.mqtt.start()
@@ -62,6 +64,7 @@ def create_app(
             await app.state.live.stop()
             await app.state.mqtt.stop()
             await app.state.redis.aclose()
+            forget_pool(engine)
             await engine.dispose()
 
     app = FastAPI(
@@ -76,6 +79,7 @@ def create_app(
     install_error_handlers(app)
     install_limits(app, limits)  # before the request id middleware, so 429/413 answers carry an id too
     app.add_middleware(RequestIdMiddleware)
+    install_request_metrics(app)  # outermost: counts every answer, 429/413 included (issue 17)
     for module in (
         routes_process,
         routes_lots,

@@ -79,7 +79,7 @@ class CompletionBatcher:
             faults.bind_message(client, batch[0].message)  # test-only: where an early (broken) ack would go
         items = [pending.item for pending in batch]
         letters = [pending.letter for pending in batch]
-        with metrics.HANDLE_SECONDS.time():
+        with metrics.HANDLE_SECONDS.time(), metrics.BATCH_COMMIT.time():
             answers = await self._retry(
                 lambda: handle_completions_batch(self._db, items, self._lang, letters, faults.HOOKS)
             )

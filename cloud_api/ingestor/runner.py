@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -33,6 +34,7 @@ from cloud_api.labels.dispatcher import LabelDispatcher, central_source
 from cloud_api.services import aggregate_refresh, station_states
 from cloud_api.services.dead_letters import Failure, Letter, is_transient, quarantine, store_or_quarantine
 from cloud_api.services.handlers import Answer
+from cloud_api.services.pool_metrics import POOLS
 from cloud_api.settings import CentralSettings
 from mes_contracts.envelope import Envelope, Source
 from mes_contracts.errors import ErrorCode
@@ -161,6 +163,8 @@ class Ingestor:
 
     async def _consume(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> None:
         async for message in client.messages:
+            metrics.RECEIVED.inc()
+            metrics.station_seen(message.topic.value, bool(message.retain))
             raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
             try:
                 await self._route(client, batcher, message, raw)
@@ -254,10 +258,11 @@ class Ingestor:
             handled = await handle_envelope(self.db, message.topic.value, parsed, envelope, self.settings.language)
             return handled.answer
 
-        with metrics.HANDLE_SECONDS.time():
-            answer = await self._with_db_retry(
-                lambda: store_or_quarantine(self.db, attempt, letter, self.settings.language)
-            )
+        started = time.perf_counter()
+        answer = await self._with_db_retry(
+            lambda: store_or_quarantine(self.db, attempt, letter, self.settings.language)
+        )
+        metrics.observe_handled(envelope.type.value, time.perf_counter() - started)
         faults.after_commit(envelope.type, envelope.message_id, answer.outcome)
         metrics.HANDLED.labels(envelope.type.value, answer.outcome.value).inc()
         await self._reply(client, message, envelope.message_id, answer)
@@ -300,9 +305,12 @@ class Ingestor:
         correlation = getattr(props, "CorrelationData", None)
         if correlation:
             out.CorrelationData = correlation
-        with suppress(aiomqtt.MqttError):
-            # A lost reply is repaired by the station's retry: the stored answer is sent again.
+        try:
             await client.publish(response_topic, reply.to_bytes(), qos=1, properties=out)
+            metrics.REPLIES_SENT.inc()
+        except aiomqtt.MqttError:
+            # A lost reply is repaired by the station's retry: the stored answer is sent again.
+            metrics.REPLIES_LOST.inc()
 
 
 async def run_ingestor(settings: CentralSettings, max_body_bytes: int) -> None:
@@ -314,6 +322,7 @@ async def run_ingestor(settings: CentralSettings, max_body_bytes: int) -> None:
             "ingestor metrics on http://%s:%d/metrics", settings.ingestor_metrics_host, settings.ingestor_metrics_port
         )
     engine = make_engine(settings.database_url, settings.db_pool_size)
+    POOLS.track("ingestor", engine)  # mes_db_pool_connections{process="ingestor"}, read at scrape time
     db = Database(engine, settings.zone, settings.shift_day_start_hour)
     # Plain PostgreSQL only: the measurement rollups' refresher (TimescaleDB's policies do it there).
     refresher = asyncio.create_task(aggregate_refresh.run(db, settings.rollup_refresh_s))
@@ -321,4 +330,5 @@ async def run_ingestor(settings: CentralSettings, max_body_bytes: int) -> None:
         await Ingestor(settings, db, max_body_bytes).run_forever()
     finally:
         refresher.cancel()
+        POOLS.forget(engine)
         await engine.dispose()
