@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,6 +64,11 @@ class CentralSettings(BaseSettings):
     alert_window: int = Field(default=50, ge=15, le=5000)
     alert_min_points: int = Field(default=20, ge=2, le=5000)
     alert_cpk_threshold: float = Field(default=1.0, ge=0)
+    # Housekeeping (issue 17, H5): `mes housekeeping run` archives processed_messages rows older than this many days
+    # (gzip JSON lines + .sha256 in housekeeping_archive_dir, default <state dir>/archive) and deletes them; the
+    # audit trail is kept for ever. Policy: docs/ops/housekeeping.md.
+    processed_messages_keep_days: int = Field(default=400, ge=30, le=36500)
+    housekeeping_archive_dir: Path | None = None
 
     @field_validator("timezone")
     @classmethod
