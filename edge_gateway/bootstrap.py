@@ -17,7 +17,7 @@ from edge_gateway.firmware_sync import FirmwareSyncer
 from edge_gateway.health import Health
 from edge_gateway.local_api import LocalServer, bind_loopback, create_app
 from edge_gateway.measurements import ContextStartRelay, MeasurementPipeline
-from edge_gateway.metrics import serve_metrics
+from edge_gateway.metrics import GatewayParts, PortTaken, bind_metrics, serve_metrics
 from edge_gateway.mqtt_link import MqttLink
 from edge_gateway.pipeline import FilePipeline
 from edge_gateway.printing.queue import PrintQueue
@@ -95,6 +95,11 @@ async def run_gateway(settings: GatewaySettings) -> None:
     print_queue = PrintQueue(settings, link, health, seq=lambda: pipeline.outbox.next_seq())
     link.print_jobs = print_queue.accept  # a print job is committed before the broker gets its acknowledgement
     sock = bind_loopback(settings.local_host, settings.local_port)  # a taken port fails before anything opens
+    try:
+        metrics_sock = bind_metrics(settings)  # likewise /metrics (None when MES_GW_METRICS_PORT is unset)
+    except PortTaken:
+        sock.close()
+        raise
     await pipeline.open()  # outbox first: restart reconciliation happens before any file is looked at
     await measurements.open()
     await print_queue.open()  # jobs interrupted by a crash are settled before any new one is taken
@@ -114,6 +119,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
     )
     server = LocalServer(create_app(relay, status, window), sock)
     relay.gauge_context = measurements.gauge_context  # gauge samples belong to the latest accepted start
+    metrics = GatewayParts(settings, pipeline, measurements, print_queue, link)
     watcher = PendingWatcher(settings.pending_dir, lambda names: _notify_both(pipeline, measurements, names))
     logger.info(
         "gateway %s for %s: work dir %s, outbox %d record(s), broker %s:%s, local API http://%s:%s",
@@ -135,7 +141,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
                 pipeline_task = group.create_task(pipeline.run(), name="pipeline")
                 measurements_task = group.create_task(measurements.run(), name="measurements")
                 state_task = group.create_task(reporter.run(link), name="station-state")
-                metrics_task = group.create_task(serve_metrics(settings, status), name="metrics")
+                metrics_task = group.create_task(serve_metrics(settings, metrics, metrics_sock), name="metrics")
                 prune_task = group.create_task(prune_completed_forever(settings), name="completed-pruning")
                 await print_queue.start()
                 watcher.start()
@@ -165,4 +171,7 @@ def run(settings: GatewaySettings) -> None:
     if sys.platform == "win32":
         asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_gateway(settings))
+        try:
+            asyncio.run(run_gateway(settings))
+        except PortTaken as error:  # one line, not a traceback: the operator only has to pick another port
+            raise SystemExit(f"gateway {settings.station} cannot start: {error}") from None

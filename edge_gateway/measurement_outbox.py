@@ -179,6 +179,11 @@ class MeasurementStore:
 
         return self._transaction(work)
 
+    def oldest_created_at(self) -> float | None:
+        """When the oldest batch still here was committed (/metrics); None when empty. The primary key orders it."""
+        row = self._conn.execute("SELECT created_at FROM batches ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
     def answered_files(self) -> list[FileAnswers]:
         """Files whose every batch was answered before a restart (their move is still due)."""
         ids = [int(r[0]) for r in self._conn.execute("SELECT id FROM curve_files ORDER BY id")]

@@ -7,6 +7,7 @@ import copy
 import itertools
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,12 +17,13 @@ from paho.mqtt.properties import Properties
 
 from edge_gateway.alerts_board import AlertBoard
 from edge_gateway.health import Health
+from edge_gateway.metrics_traffic import ALERT, OTHER, SERVICE_STATE, LinkTraffic
 from edge_gateway.ports import NotConnected, ReplyTimeout
 from edge_gateway.replies import PendingReplies, decode_reply
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import raise_if_cancelled
 from mes_contracts.alerts import gateway_alert_filter
-from mes_contracts.envelope import Envelope, ReplyPayload
+from mes_contracts.envelope import Envelope, MessageType, ReplyPayload
 from mes_contracts.mqtt_tls import client_tls_context
 from mes_contracts.station_state import service_state_filter
 from mes_contracts.topics import Name
@@ -61,6 +63,7 @@ class MqttLink:
         self._will = will
         self.health = health or Health()
         self.alerts = AlertBoard()  # the centre's alerts for the station window
+        self.traffic = LinkTraffic(settings.address)  # counted for /metrics (edge_gateway/metrics.py)
         self._connected = False
         self._client: aiomqtt.Client | None = None
         self._publish_template: Any = Properties(PacketTypes.PUBLISH)
@@ -172,6 +175,7 @@ class MqttLink:
                 # Not stored: left unacknowledged, the broker sends it again on the next connection.
                 logger.exception("print job on %s not stored; not acknowledged", message.topic)
                 return
+            self.traffic.arrived(MessageType.LABEL_PRINT_JOB.value)
         else:
             try:
                 self._on_message(message)
@@ -183,17 +187,22 @@ class MqttLink:
     def _on_message(self, message: aiomqtt.Message) -> None:
         payload = message.payload
         if not isinstance(payload, bytes | bytearray):
+            self.traffic.arrived(OTHER)
             logger.warning("ignoring non-binary payload on %s", message.topic)
             return
         if message.topic.matches(self._services_filter):
+            self.traffic.arrived(SERVICE_STATE)
             self.health.service_message(message.topic.value, bytes(payload))
             return
         if message.topic.matches(self._alert_topic):
+            self.traffic.arrived(ALERT)
             self.alerts.add_payload(bytes(payload))
             return
         if not message.topic.matches(self._reply_topic):
+            self.traffic.arrived(OTHER)
             logger.debug("ignoring message on %s", message.topic)
             return
+        self.traffic.arrived(MessageType.REPLY.value)
         correlation = getattr(message.properties, "CorrelationData", None) if message.properties else None
         reply = decode_reply(bytes(payload), correlation)
         if reply is not None:
@@ -210,6 +219,7 @@ class MqttLink:
             )
         except aiomqtt.MqttError as error:
             raise NotConnected(f"publish failed: {error}") from error
+        self.traffic.published_on(topic)
         raise_if_cancelled()
 
     async def request(self, topic: str, envelope: Envelope, timeout: float) -> ReplyPayload:
@@ -218,11 +228,15 @@ class MqttLink:
         if client is None or not self._connected:
             raise NotConnected()
         future = self._pending.register(envelope.message_id)
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
                 await self._publish(client, topic, envelope, timeout)
-                return await future
+                reply = await future
+            self.traffic.round_trip(envelope.type, time.perf_counter() - started)
+            return reply
         except TimeoutError:
+            self.traffic.round_trip(envelope.type, time.perf_counter() - started)  # the operator waited this long
             raise ReplyTimeout(envelope.message_id, timeout) from None
         finally:
             self._pending.forget(envelope.message_id)
@@ -241,4 +255,5 @@ class MqttLink:
             if not self._connected:
                 raise NotConnected(f"publish failed, link down: {error}") from error
             raise ReplyTimeout(envelope.message_id, timeout) from error
+        self.traffic.published(envelope.type)
         raise_if_cancelled()

@@ -332,6 +332,9 @@ class PrintQueue:
                     holder[key] = datetime.fromtimestamp(holder[key], UTC).isoformat(timespec="seconds")
         return {"path": str(self.path), **summary}
 
+    async def oldest_unreported_at(self) -> float | None:
+        return await self._db(PrintQueueStore.oldest_unreported_at)
+
     # -- machinery ------------------------------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:

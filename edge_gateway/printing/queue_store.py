@@ -279,3 +279,8 @@ class PrintQueueStore:
 
     def summary(self) -> dict[str, Any]:
         return read_summary(self._conn)
+
+    def oldest_unreported_at(self) -> float | None:
+        """When the oldest result the broker has not acknowledged was made (/metrics); None when all went out."""
+        row = self._conn.execute("SELECT created_at FROM results WHERE reported = 0 ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
