@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from mes_cli.audit import audit_app
 from mes_cli.backup import backup_app, restore_command
 from mes_cli.broker_cli import broker_app
+from mes_cli.db_commands import pending_command, upgrade_command
 from mes_cli.demo_data import demo_data_command
 from mes_cli.extras import missing_extra_line, missing_for_command
 from mes_cli.gateway_status import status_command
@@ -36,6 +37,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 worker_app = typer.Typer(help="Workers (operators) whose ids stations send.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+db_app.command("upgrade")(upgrade_command)  # issue 17: online (lock timeout, retries)
+db_app.command("pending")(pending_command)
 app.add_typer(worker_app, name="worker")
 app.add_typer(broker_app, name="broker", help="Broker accounts and rules for a site (Mosquitto).")
 app.add_typer(audit_app, name="audit")
@@ -259,16 +262,6 @@ def up(
     from mes_cli.stack import run_stack
 
     raise typer.Exit(run_stack(state_dir.resolve(), api_port, speed, lots, simulate_line, exit_when_done))
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
-    """Apply migrations up to REVISION (default head)."""
-    from db.migrate import role_of, upgrade
-
-    settings = _central()
-    upgrade(settings.migration_database_url or settings.database_url, revision, role_of(settings.database_url))
-    typer.echo(f"database upgraded to {revision}")
 
 
 @db_app.command("current")

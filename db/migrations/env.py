@@ -37,7 +37,14 @@ config.attributes["app_role"] = _app_role()
 connectable = create_engine(url, poolclass=pool.NullPool)
 with connectable.connect() as connection:
     report_notices(connection.connection.driver_connection)  # the migrations' RAISE WARNING lines reach the log
-    context.configure(connection=connection, transactional_ddl=True)
+    # Online upgrades (db/migrate.py, docs/ops/upgrade.md): a lock wait longer than this fails the migration (and
+    # `mes db upgrade` retries it) instead of queueing every writer of that table behind the migration's request.
+    lock_timeout_ms = config.attributes.get("lock_timeout_ms")
+    if lock_timeout_ms:
+        connection.exec_driver_sql(f"SET lock_timeout = {int(lock_timeout_ms)}")
+        connection.commit()
+    # One transaction per migration: its locks are held for its own work only, and a retry resumes at it.
+    context.configure(connection=connection, transactional_ddl=True, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
 connectable.dispose()
