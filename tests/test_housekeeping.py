@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import re
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,10 +29,12 @@ from cloud_api.services import housekeeping_archive
 from cloud_api.services.housekeeping import archive_processed_messages, effective_cutoff, report
 from db.migrate import upgrade
 from deploy.localstack.postgres import PostgresServer
+from deploy.localstack.services import find_binary
 from mes_cli.housekeeping import housekeeping_app
 
 pytestmark = pytest.mark.plain_pg
 NOW = datetime.now(UTC)
+DOC = Path(__file__).resolve().parents[1] / "docs" / "ops" / "housekeeping.md"
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +201,25 @@ def test_the_commands_report_run_and_dry_run(dsn: str, tmp_path: Path, monkeypat
     assert done.exit_code == 0, done.output
     assert "1 row(s) received before" in done.output and len(list(tmp_path.glob("*.jsonl.gz"))) == 1
     assert len(remaining(dsn)) == 1
+
+
+async def test_the_documented_recipe_puts_archived_rows_back_exactly(dsn: str, db: Database, tmp_path: Path) -> None:
+    """Archived, not dropped: the block under `<!-- restore-recipe -->` in docs/ops/housekeeping.md, run as is."""
+    add_rows(dsn, [500, 600])
+    with psycopg.connect(dsn, autocommit=True) as conn:  # awkward JSON: backslash, quotes, tab, Korean
+        conn.execute("UPDATE processed_messages SET response = %s", (json.dumps({"m": 'a\\b "q" 한글\t'}),))
+        before = conn.execute("SELECT * FROM processed_messages ORDER BY message_id").fetchall()
+    run = await archive_processed_messages(db, tmp_path, keep_days=400)
+    assert remaining(dsn) == set() and len(run.files) == 1
+    found = re.search(r"<!-- restore-recipe -->\n```bash\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert found is not None, "the restore recipe block is missing from docs/ops/housekeeping.md"
+    env = {
+        "PATH": f"{Path(find_binary('psql')).parent}{os.pathsep}{os.environ['PATH']}",
+        "ARCHIVE": str(run.files[0].path),
+        "MES_DATABASE_URL": dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+    }
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", found.group(1)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert ": OK" in done.stdout and "INSERT 0 2" in done.stdout
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT * FROM processed_messages ORDER BY message_id").fetchall() == before
