@@ -536,6 +536,10 @@ def test_ports_and_volumes() -> None:
     assert mounts[("api", "firmware")] == api_env["MES_FIRMWARE_LOCAL_DIR"]
     repo = re.search(r"^repo1-path=(.+)$", (ROOT / "deploy/docker/pgbackrest.conf").read_text(encoding="utf-8"), re.M)
     assert repo and mounts[("db", "backups")] == repo.group(1)
+    # Prometheus reads a file of deploy/prometheus (mounted at /etc/prometheus), whose rules promtool tests.
+    assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    config = next(a for a in services["prometheus"]["command"] if a.startswith("--config.file=/etc/prometheus/"))
+    assert (ROOT / "deploy/prometheus" / config.rsplit("/", 1)[1]).is_file(), config
 
 
 def test_the_dockerfile_copies_what_exists_and_every_package_and_runs_unprivileged() -> None:

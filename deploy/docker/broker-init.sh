@@ -10,5 +10,5 @@ MES_BROKER_PASSWORD="$INGESTOR_MQTT_PASSWORD" mes broker add-service --name inge
 MES_BROKER_PASSWORD="$API_MQTT_PASSWORD" mes broker add-service --name api --config-dir "$dir"
 # monitor: read-only account of the broker's health check (mosquitto_sub -E) and of diagnostics.
 MES_BROKER_PASSWORD="$MONITOR_MQTT_PASSWORD" mes broker add-service --name monitor --config-dir "$dir"
-# Stations: `docker compose run --rm broker-init mes broker add-station --station st09 --config-dir /broker`,
+# Stations: `docker compose run --rm --entrypoint mes broker-init broker add-station --station st09 --config-dir /broker`,
 # then `docker compose restart mosquitto` (the plugin reads its file at start only).
