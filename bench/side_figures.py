@@ -1,0 +1,220 @@
+"""The figures of bench/side_by_side.py: each project figure measured right after its raw limit, on one stack.
+
+Every function takes the running bench stack and returns table rows: (figure, project value, raw value, unit,
+ratio target, share of the machine used by other processes during the project's window). The project's paths are
+the existing benches' code (start_roundtrip, completion_throughput, outbox_drain, ingest_batch); the raw limits
+are bench/raw_mqtt.py and bench/raw_pg.py.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from bench._stack import BenchStack, cpu_seconds, cpu_used
+from bench.completion_throughput import stage_files, start_gateways, start_proc001, wait_all
+from bench.outbox_drain import absorb, drain
+from bench.raw_mqtt import echo_process, echo_run, publish_stream
+from bench.raw_pg import store_vs_raw
+from bench.start_roundtrip import mqtt_run
+from line_simulator.clock import KST
+from line_simulator.payloads import completion_record
+from mes_contracts.envelope import MessageType, Source, make_envelope
+from mes_contracts.topics import StationAddress
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each figure sends; `--quick` uses the small set."""
+
+    start_seconds: float = 10.0
+    warmup: int = 50
+    ingest_files: int = 4000
+    stations: int = 8
+    drain_files: int = 10_000
+    per_lot: int = 4
+    stream_messages: int = 20_000
+    store_records: int = 4000
+    store_lots: int = 100
+    timeout: float = 600.0
+
+
+QUICK = Sizes(0.5, 5, 400, 2, 300, 4, 1000, 400, 20, 120.0)
+
+
+@dataclass
+class Row:
+    figure: str
+    project: float
+    raw: float
+    unit: str
+    target: str  # "<= 1.5" or ">= 0.75" (project / raw) or "" (shown, no target)
+    other_pct: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.project / self.raw if self.raw else float("inf")
+
+    @property
+    def met(self) -> str:
+        if not self.target:
+            return "-"
+        bound = float(self.target.split()[1])
+        return "yes" if (self.ratio <= bound if self.target.startswith("<=") else self.ratio >= bound) else "NO"
+
+
+class Lots:
+    """LOT numbers created up front (REST, ~160/s), handed out in slices as the figures need them."""
+
+    def __init__(self, numbers: list[str]) -> None:
+        self.numbers, self.used = numbers, 0
+
+    def take(self, count: int) -> list[str]:
+        self.used += count
+        if self.used > len(self.numbers):
+            raise RuntimeError(f"LOT budget exhausted ({len(self.numbers)})")
+        return self.numbers[self.used - count : self.used]
+
+
+def lots_needed(sizes: Sizes, figures: list[str]) -> int:
+    need = {
+        "start-20": int(20 * sizes.start_seconds) + sizes.warmup,
+        "start-200": int(200 * sizes.start_seconds) + sizes.warmup,
+        "ingest": -(-sizes.ingest_files // sizes.per_lot),
+        "drain": 2 * -(-sizes.drain_files // sizes.per_lot),
+    }
+    return sum(need.get(f, 0) for f in figures)
+
+
+def other_pct(stack: BenchStack, before: dict[str, float], wall: float) -> float:
+    return cpu_used(before, cpu_seconds(stack.groups()), wall)["other processes"]["core_pct"]
+
+
+def start_figure(stack: BenchStack, lots: Lots, sizes: Sizes, rate: float, target: float) -> list[Row]:
+    """Bare echo at `rate`, then the project's start over MQTT at `rate` (fresh LOTs, PROC-001)."""
+    count = max(1, int(rate * sizes.start_seconds))
+    with echo_process(stack.mqtt_port):
+        echo_run(stack.mqtt_port, min(rate, 50.0), sizes.warmup)
+        echo = echo_run(stack.mqtt_port, rate, count)
+    mqtt_run(stack, lots.take(sizes.warmup), min(rate, 50.0))
+    before, began = cpu_seconds(stack.groups()), time.perf_counter()
+    start = mqtt_run(stack, lots.take(count), rate)
+    other = other_pct(stack, before, time.perf_counter() - began)
+    if start["accepted"] != count or echo["answered"] != count:
+        raise RuntimeError(f"start @ {rate:g}/s: {start['accepted']}/{count} accepted, echo {echo['answered']}")
+    ours, raw = start["latency_ms"], echo["latency_ms"]
+    rows = [Row(f"start MQTT @ {rate:g}/s {p.upper()}", ours[p], raw[p], "ms", "", other) for p in ("p50", "p95")]
+    rows.append(Row(f"start MQTT @ {rate:g}/s P99", ours["p99"], raw["p99"], "ms", f"<= {target}", other))
+    rows[-1].detail = {"start": start, "echo": echo}
+    return rows
+
+
+def completion_size() -> int:
+    """Bytes of one completion envelope as a gateway publishes it (PROC-001 record): the stream's payload size."""
+    now = datetime.now(KST)
+    record = completion_record("PROC-001", "WF-KR-240101D-001", "W001", now, now, random.Random(1))
+    source = Source.of(StationAddress("KR", "L1", "st01"), "gw-st01")
+    return len(make_envelope(MessageType.PROCESS_COMPLETED, source, 1, record).to_bytes())
+
+
+def stream(stack: BenchStack, sizes: Sizes) -> dict[str, Any]:
+    return publish_stream(stack.mqtt_port, sizes.stream_messages, completion_size())
+
+
+class Gateways:
+    """The ingest figure's gateways, started once; the drain uses st01 of them."""
+
+    def __init__(self) -> None:
+        self.stations: dict[str, Any] = {}
+
+    def get(self, stack: BenchStack, count: int) -> dict[str, Any]:
+        if not self.stations:
+            self.stations = start_gateways(stack, count, 0.2, {})
+        return self.stations
+
+
+def ingest_figure(stack: BenchStack, lots: Lots, sizes: Sizes, gateways: Gateways) -> list[Row]:
+    """Bare stream, then `completion_throughput`'s workload: files into every station's pending/ at once."""
+    raw = stream(stack, sizes)
+    stations = gateways.get(stack, sizes.stations)
+    numbers = lots.take(-(-sizes.ingest_files // sizes.per_lot))
+    started = (datetime.now(KST) - timedelta(minutes=10)).replace(microsecond=0)
+    start_proc001(stack.api_url, numbers, started, headers=stack.auth_headers)
+    moves = stage_files(stations, numbers, sizes.ingest_files, sizes.per_lot, started)
+    before, t0 = cpu_seconds(stack.groups()), time.perf_counter()
+    for temp, final in moves:
+        temp.rename(final)
+    elapsed, progress = wait_all(stations, sizes.ingest_files, sizes.timeout, t0)
+    done, failed = progress[-1][1], progress[-1][2]
+    if done != sizes.ingest_files:
+        raise RuntimeError(f"ingest: {done} completed, {failed} in error/ of {sizes.ingest_files}")
+    row = Row(
+        f"completion ingest, {len(stations)} gateways",
+        round(done / elapsed, 1),
+        raw["msg_per_s"],
+        "per s",
+        ">= 0.75",
+        other_pct(stack, before, elapsed),
+        {"stream": raw, "elapsed_s": round(elapsed, 2)},
+    )
+    return [row]
+
+
+def _outage(stack: BenchStack) -> None:
+    for name in [n for n in stack.children if n.startswith("ingestor")]:
+        stack.children.pop(name).stop()  # the ingestors say "offline" as they go
+
+
+def commit_rate(stack: BenchStack, after_id: int) -> float:
+    """Records/s of the results with id > after_id, from their transactions' start times (`recorded_at` = now()):
+    the rows after the first transaction over the span to the last one, so neither the ingestor's start-up nor a
+    polling interval counts."""
+    query = (
+        "WITH r AS (SELECT recorded_at FROM process_results WHERE id > %s) SELECT count(*), "
+        "count(*) FILTER (WHERE recorded_at = (SELECT min(recorded_at) FROM r)), "
+        "extract(epoch FROM max(recorded_at) - min(recorded_at)) FROM r"
+    )
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        total, first, span = conn.execute(query, (after_id,)).fetchone() or (0, 0, 0)
+    return round((total - first) / float(span), 1) if span else 0.0
+
+
+def drain_figure(stack: BenchStack, lots: Lots, sizes: Sizes, gateways: Gateways) -> list[Row]:
+    """Bare stream, then `outbox_drain`'s backlog through st01 into one ingestor, then into two."""
+    raw = stream(stack, sizes)
+    station = gateways.get(stack, sizes.stations)["st01"]
+    started = (datetime.now(KST) - timedelta(minutes=10)).replace(microsecond=0)
+    rates, others = {}, {}
+    for ingestors in (1, 2):
+        numbers = lots.take(-(-sizes.drain_files // sizes.per_lot))
+        start_proc001(stack.api_url, numbers, started, headers=stack.auth_headers)
+        _outage(stack)
+        moves = stage_files({"st01": station}, numbers, sizes.drain_files, sizes.per_lot, started)
+        absorb(station, moves, sizes.timeout)
+        after_id = stack.count("SELECT COALESCE(max(id), 0) FROM process_results")
+        before, began = cpu_seconds(stack.groups()), time.perf_counter()
+        drain(stack, station, sizes.drain_files, False, ingestors, sizes.timeout)
+        others[ingestors] = other_pct(stack, before, time.perf_counter() - began)
+        rates[ingestors] = commit_rate(stack, after_id)
+    return [
+        Row("backlog drain, 1 ingestor", rates[1], raw["msg_per_s"], "per s", ">= 0.75", others[1], {"stream": raw}),
+        Row("backlog drain, 2 ingestors", rates[2], raw["msg_per_s"], "per s", ">= 0.75", others[2]),
+        Row("drain: 2 ingestors vs 1", rates[2], rates[1], "per s", ">= 1.6"),
+    ]
+
+
+def store_figure(stack: BenchStack, sizes: Sizes) -> list[Row]:
+    """The project's completion store (batches of 200) vs executemany and COPY of the same rows."""
+    found = store_vs_raw(stack.servers["postgres"], sizes.store_records, sizes.store_lots)  # type: ignore[arg-type]
+    store, many, copy = found["store"], found["executemany"], found["copy"]
+    return [
+        Row("completion store vs executemany", store["msg_per_s"], many["msg_per_s"], "per s", "", None, found),
+        Row("completion store vs COPY", store["msg_per_s"], copy["msg_per_s"], "per s", ""),
+        Row("store PostgreSQL CPU/record vs COPY", store["pg_cpu_ms_per_msg"], copy["pg_cpu_ms_per_msg"], "ms", ""),
+    ]
