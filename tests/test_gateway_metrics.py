@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ from edge_gateway.metrics import METRIC_NAMES, PortTaken, bind_metrics
 from edge_gateway.metrics_sources import count_error_files, local_midnight
 from edge_gateway.metrics_traffic import Buckets, LinkTraffic
 from edge_gateway.settings import GatewaySettings
+from mes_contracts.curve_file import curve_file_name, render_csv
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
 from mes_contracts.labels import PrinterConfig
+from mes_contracts.measurement import Curve, Series
 from mes_contracts.topics import StationAddress, ingestor_subscriptions
 from tests.support.print_centre import PrintCentre, make_job
 from tests.test_edge_gateway_local_api import START
@@ -39,6 +42,10 @@ from tests.test_edge_gateway_outbox import content
 from tests.test_edge_gateway_pickup import name_for
 
 STATION = StationAddress("KR", "L1", "st07")
+_SERIES = Series("force", "kgf", None, [0, 1000, 2000], [1.0, 1.5, 2.0])
+OLDEST = "mes_gateway_outbox_oldest_age_seconds"
+CURVE = Curve("WF-KR-251110D-001", None, "PROC-003", datetime(2026, 12, 5, 10, tzinfo=UTC), (_SERIES,))
+CURVE_NAME = curve_file_name(CURVE.lot_number, CURVE.process_id, CURVE.t0, "0001")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -181,14 +188,20 @@ async def test_metrics_follow_outage_errors_printers_and_starts(own_broker: Mosq
         await until(lambda: value(scrape(port), "mes_gateway_broker_connected") == 0, what="disconnected")
         for n in (1, 2):
             (settings.pending_dir / name_for(n)).write_bytes(content(n))
+        (settings.pending_dir / CURVE_NAME).write_bytes(render_csv(CURVE))
         waiting = await until(
-            lambda: (s := scrape(port)) and value(s, "mes_gateway_outbox_depth", outbox="records") == 2 and s,
-            what="depth 2",
+            lambda: (
+                (s := scrape(port))
+                and value(s, "mes_gateway_outbox_depth", outbox="records") == 2
+                and value(s, "mes_gateway_outbox_depth", outbox="measurements") == 1
+                and s
+            ),
+            what="2 records and a measurement batch waiting",
         )
-        age = value(waiting, "mes_gateway_outbox_oldest_age_seconds", outbox="records") or 0.0
+        ages = {box: value(waiting, OLDEST, outbox=box) or 0.0 for box in ("records", "measurements")}
         await until(
-            lambda: (value(scrape(port), "mes_gateway_outbox_oldest_age_seconds", outbox="records") or 0) > age + 0.2,
-            what="the oldest age to grow",
+            lambda: (s := scrape(port)) and all((value(s, OLDEST, outbox=box) or 0) > ages[box] + 0.2 for box in ages),
+            what="the oldest ages to grow",
         )
 
         # Back up: delivered, the outbox drains, the counters and the batch histogram show it.
@@ -199,8 +212,13 @@ async def test_metrics_follow_outage_errors_printers_and_starts(own_broker: Mosq
             what="the outbox to drain",
         )
         assert value(drained, "mes_gateway_broker_connected") == 1
-        assert value(drained, "mes_gateway_outbox_oldest_age_seconds", outbox="records") == 0
-        assert value(drained, "mes_gateway_files_total", outcome="completed") == 2
+        drained = await until(
+            lambda: (s := scrape(port)) and value(s, "mes_gateway_outbox_depth", outbox="measurements") == 0 and s,
+            what="the measurement outbox to drain",
+        )
+        assert value(drained, OLDEST, outbox="records") == value(drained, OLDEST, outbox="measurements") == 0
+        assert value(drained, "mes_gateway_files_total", outcome="completed") == 3  # 2 completions and the curve
+        assert value(drained, "mes_gateway_batch_size_count", kind="measurements") == 1
         assert (value(drained, "mes_gateway_messages_total", direction="out", type="process.completed") or 0) >= 2
         assert (value(drained, "mes_gateway_batch_size_bucket", kind="completions", le="1.0") or 0) >= 2
 
@@ -280,6 +298,8 @@ async def test_hostile_requests_get_404_and_the_gateway_keeps_working(
             assert answer.status_code == 404, (path, answer.status_code)
         posted = await asyncio.to_thread(httpx.post, f"{base}/metrics", content=b"x" * 100_000, timeout=5)
         assert posted.status_code == 405
+        head = await asyncio.to_thread(httpx.head, f"{base}/metrics", timeout=5)
+        assert head.status_code == 200 and head.content == b""
         await asyncio.to_thread(_send_garbage, port)
         (settings.pending_dir / name_for(5)).write_bytes(content(5))
         done = await until(
