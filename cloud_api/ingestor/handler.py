@@ -23,6 +23,7 @@ from cloud_api.services.process_complete import CompletionSource
 from mes_contracts.completion import CompletionEvent
 from mes_contracts.envelope import Envelope, MessageType, ReplyPayload, Source, make_envelope
 from mes_contracts.errors import ErrorCode
+from mes_contracts.process_data import describe_validation_error
 from mes_contracts.topics import Name, ParsedTopic, parse_topic
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,11 @@ def read_envelope(topic: str, raw: bytes) -> tuple[ParsedTopic, Envelope]:
     try:
         parsed = parse_topic(topic)
         envelope = Envelope.from_bytes(raw)
-    except (ValueError, ValidationError, RecursionError) as error:
+    except ValidationError as error:
+        # One line naming the fields (dead letters keep the first line only), e.g. "v: Input should be 1" for a
+        # gateway newer than this centre (docs/ops/upgrade.md: upgrade the centre first).
+        raise UnreadableMessage(f"{topic}: {'; '.join(describe_validation_error(error))}", parsed) from error
+    except (ValueError, RecursionError) as error:
         raise UnreadableMessage(f"{topic}: {error}", parsed) from error
     return parsed, envelope
 
