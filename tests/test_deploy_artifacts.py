@@ -536,6 +536,8 @@ def test_ports_and_volumes() -> None:
     assert mounts[("api", "firmware")] == api_env["MES_FIRMWARE_LOCAL_DIR"]
     repo = re.search(r"^repo1-path=(.+)$", (ROOT / "deploy/docker/pgbackrest.conf").read_text(encoding="utf-8"), re.M)
     assert repo and mounts[("db", "backups")] == repo.group(1)
+    pg_user = re.search(r"^pg1-user=(.+)$", (ROOT / "deploy/docker/pgbackrest.conf").read_text(encoding="utf-8"), re.M)
+    assert pg_user and pg_user.group(1) == services["db"]["environment"]["POSTGRES_USER"]
     # Prometheus reads a file of deploy/prometheus (mounted at /etc/prometheus), whose rules promtool tests.
     assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     config = next(a for a in services["prometheus"]["command"] if a.startswith("--config.file=/etc/prometheus/"))
@@ -558,6 +560,22 @@ def test_the_dockerfile_copies_what_exists_and_every_package_and_runs_unprivileg
     assert all(f"!{p}/" in ignore for p in packages)
 
 
+@pytest.mark.processes
+def test_pgbackrest_accepts_the_compose_database_s_config(tmp_path: Path) -> None:
+    """Every option name and value is pgBackRest's (an unknown one is only a WARN line, so stderr must be empty)."""
+    tool = shutil.which("pgbackrest")
+    if tool is None:
+        pytest.skip("pgbackrest is not installed (Debian package pgbackrest)")
+    text = (ROOT / "deploy/docker/pgbackrest.conf").read_text(encoding="utf-8")
+    conf = tmp_path / "pgbackrest.conf"
+    conf.write_text(text.replace("repo1-path=/var/lib/pgbackrest", f"repo1-path={tmp_path}"), encoding="utf-8")
+    done = subprocess.run(
+        [tool, f"--config={conf}", f"--lock-path={tmp_path}", "--stanza=mes", "info"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "stanza: mes" in done.stdout
+
+
 def test_the_compose_broker_keeps_the_site_policy() -> None:
     conf = dict(
         line.split(maxsplit=1)
@@ -572,6 +590,54 @@ def test_the_compose_broker_keeps_the_site_policy() -> None:
     site = "\n".join(broker_policy.persistence_lines(Path("/x")))
     for key in ("max_queued_bytes", "persistent_client_expiration", "set_tcp_nodelay"):
         assert f"{key} {conf[key]}" in site, key
+
+
+@pytest.mark.processes
+def test_the_compose_broker_chain_works_with_a_real_mosquitto(tmp_path: Path) -> None:
+    """broker-init.sh (`mes broker`) → deploy/docker/mosquitto.conf → the compose health check command: a real
+    Mosquitto with this machine's plugin path, files in tmp_path and a free port; wrong password refused."""
+    plugin, mosquitto = broker_policy.find_dynsec_plugin(), shutil.which("mosquitto")
+    if plugin is None or mosquitto is None or shutil.which("mosquitto_sub") is None:
+        pytest.skip("mosquitto, mosquitto_sub and its dynamic-security plugin are not all installed")
+    passwords = {f"{who}_MQTT_PASSWORD": f"{who.lower()}-password-0123456789" for who in ("INGESTOR", "API", "MONITOR")}
+    env = {**os.environ, **passwords, "BROKER_DIR": str(tmp_path / "broker")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for _ in range(2):  # idempotent: a second run (every `docker compose up`) changes nothing that matters
+        done = subprocess.run(
+            ["sh", str(ROOT / "deploy/docker/broker-init.sh")], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    port = _free_port()
+    conf = (ROOT / "deploy/docker/mosquitto.conf").read_text(encoding="utf-8")
+    for old, new in {
+        "plugin /usr/lib/mosquitto_dynamic_security.so": f"plugin {plugin}",
+        "/mosquitto/config/mes/": f"{tmp_path}/broker/",
+        "persistence_location /mosquitto/data/": f"persistence_location {tmp_path}/",
+        "listener 1883 0.0.0.0": f"listener {port} 127.0.0.1",
+    }.items():
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    if os.geteuid() == 0:  # as root Mosquitto becomes 'mosquitto', which cannot enter pytest's 0700 tmp_path
+        conf += "\nuser root\n"
+    (tmp_path / "mosquitto.conf").write_text(conf, encoding="utf-8")
+    broker = subprocess.Popen([mosquitto, "-c", str(tmp_path / "mosquitto.conf")], stdout=subprocess.DEVNULL)
+    try:
+        health = next(
+            test for test in _compose()["services"]["mosquitto"]["healthcheck"]["test"] if "mosquitto_sub" in test
+        )
+        command = _interpolate(health, {}).replace("-p 1883", f"-p {port}")
+        for _ in range(100):  # the listener is up within a few hundred ms
+            if subprocess.run(["sh", "-c", command], env=env, capture_output=True).returncode == 0:
+                break
+            assert broker.poll() is None, "mosquitto stopped at start"
+            threading.Event().wait(0.1)
+        else:
+            pytest.fail("the compose health check never passed")
+        wrong = {**env, "MONITOR_MQTT_PASSWORD": "not-the-password"}
+        assert subprocess.run(["sh", "-c", command], env=wrong, capture_output=True).returncode != 0
+    finally:
+        broker.terminate()
+        broker.wait(10)
 
 
 def test_the_compose_grafana_data_source_differs_from_grafana_s_only_in_sslmode() -> None:

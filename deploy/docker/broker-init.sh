@@ -3,7 +3,7 @@
 # made by `mes broker` like on a site (mosquitto/README.md). Idempotent: `init` keeps existing accounts,
 # `add-service` sets the password from the environment again on every run.
 set -eu
-dir=/broker
+dir="${BROKER_DIR:-/broker}"  # the broker-config volume (a test runs this script with another directory)
 mes broker init --config-dir "$dir" --persistence-dir /mosquitto/data --client-id "${MES_INGESTOR_CLIENT_ID:-mes-ingestor-1}"
 MES_BROKER_PASSWORD="$INGESTOR_MQTT_PASSWORD" mes broker add-service --name ingestor --config-dir "$dir" \
     --client-id "${MES_INGESTOR_CLIENT_ID:-mes-ingestor-1}"
