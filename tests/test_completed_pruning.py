@@ -191,3 +191,33 @@ async def test_the_gateway_task_prunes_in_batches_and_logs_one_line_per_run(
     assert [p.name for p in settings.completed_dir.iterdir()] == ["young.json"]
     summaries = [r.getMessage() for r in caplog.records if "completed/ pruning:" in r.getMessage()]
     assert len(summaries) == 1 and "removed 30 file(s)" in summaries[0]
+
+
+async def test_with_a_running_pipeline_a_file_goes_only_once_its_record_is_answered(tmp_path: Path) -> None:
+    """The real pickup → outbox → dispatcher → mover path: the outbox decides, not the folder alone."""
+    from tests.support.gateway_settings import fast_settings
+    from tests.test_edge_gateway_outbox import content, drop, running, until
+    from tests.test_edge_gateway_pickup import FakeLink, name_for
+
+    settings = fast_settings(tmp_path)
+    name = name_for(1)
+    old = time.time() - 200 * DAY
+    link = FakeLink()
+    async with running(settings, link) as pipeline:
+        drop(settings, name, content(1))
+        await until(lambda: (settings.completed_dir / name).exists() and pipeline.outbox.depth == 0)
+        os.utime(settings.completed_dir / name, (old, old))
+        link.connected = False  # the centre is away: the next file of that name waits in the outbox
+        drop(settings, name, content(1) + b"\n")  # the same name again, other bytes
+        pipeline.notify([name])  # what the folder watcher does
+        await until(lambda: pipeline.outbox.depth == 1)
+        waiting = await prune_once(settings)
+        assert (waiting.removed, waiting.unconfirmed) == (0, 1)  # a record still names it: kept
+        link.connected = True
+        pipeline.dispatcher.wake()  # what the real link does on reconnect
+        await until(lambda: pipeline.outbox.depth == 0 and len(list(settings.completed_dir.iterdir())) == 2)
+        for path in settings.completed_dir.iterdir():  # the second one was stored as `….1.json` (name taken)
+            os.utime(path, (old, old))
+        done = await prune_once(settings)
+    assert (done.removed, done.unconfirmed) == (2, 0)
+    assert list(settings.completed_dir.iterdir()) == []
