@@ -101,7 +101,9 @@ def _remove(folder: Path, entry: Entry, seen: os.stat_result) -> int:
     """Unlink one file if it is still the one judged (same inode, same mtime); its size, or raise OSError."""
     path = folder / entry.name
     now = os.lstat(path)
-    if not stat.S_ISREG(now.st_mode) or (now.st_ino, now.st_mtime) != (seen.st_ino, seen.st_mtime):
+    # scandir's stat has no inode number on Windows (0): compare it only when both sides know it.
+    replaced = bool(seen.st_ino and now.st_ino != seen.st_ino)
+    if not stat.S_ISREG(now.st_mode) or replaced or now.st_mtime != seen.st_mtime:
         raise FileExistsError(f"{entry.name} was replaced since it was judged")
     os.unlink(path)
     return now.st_size
