@@ -134,7 +134,12 @@ def _start_and_promote(runner: Runner, data_dir: Path, port: int) -> float:
     psql = [pg_binary(runner.settings, "psql"), "-X", "-At", "-h", socket, "-p", str(port), "-d", "postgres"]
     deadline = began + _PROMOTE_TIMEOUT_S
     while True:
-        answer = runner.run([*psql, "-c", "SELECT pg_is_in_recovery()"], "asking the restored cluster", timeout=30)
+        try:
+            answer = runner.run([*psql, "-c", "SELECT pg_is_in_recovery()"], "asking the restored cluster", timeout=30)
+        except BackupError as error:
+            if not (data_dir / "postmaster.pid").exists():  # the server stopped: recovery failed
+                raise BackupError(f"the restored cluster stopped: {_log_line(log)}") from None
+            answer = str(error)  # e.g. shutting down after a failed archive-get, or restarting: ask again
         if answer.strip() == "f":
             return time.monotonic() - began
         if time.monotonic() > deadline:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +52,12 @@ class BackupSettings(BaseSettings):
 
     # -- monitoring ------------------------------------------------------------------------------------------------
     metrics_textfile: Path | None = Field(default=None, description="node_exporter textfile; none = not written")
+
+    @field_validator("metrics_textfile", "s3_ca_file", "pg_bin_dir", "s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """`MES_BACKUP_METRICS_TEXTFILE=` (set but empty, as env files write it) means "none", not the folder "."."""
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _complete(self) -> BackupSettings:
