@@ -22,15 +22,17 @@ from deploy.localstack.common import port_accepts, wait_until
 from deploy.localstack.services import find_free_port
 
 ACCESS_KEY = "mes-test-key"
-SECRET_KEY = "mes-test-secret"  # noqa: S105  # moto accepts any key; nothing real
+SECRET_KEY = "mes-test-secret"  # moto accepts any key; nothing real
 BUCKET = "mes-backup"
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "s3.crt", folder / "s3.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)),
+        ],
         check=True,
         capture_output=True,
         timeout=60,
