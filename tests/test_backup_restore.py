@@ -5,6 +5,7 @@ and the restored rows and audit chain checked; plus hostile `mes restore` input 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,9 @@ def test_restore_drill_to_a_point_in_time(site: BackupSite) -> None:
     prom = Path(site.env["MES_BACKUP_METRICS_TEXTFILE"]).read_text()
     assert 'mes_backup_last_success_timestamp_seconds{type="full"}' in prom
     assert 'mes_backup_last_size_bytes{type="full"}' in prom
+    if shutil.which("promtool"):  # the textfile is what node_exporter will parse
+        linted = subprocess.run(["promtool", "check", "metrics"], input=prom, capture_output=True, text=True)
+        assert linted.returncode == 0, linted.stdout + linted.stderr
 
     kept = write_lots(site.server, 2)
     wanted = _counts(site.server.dsn)

@@ -69,6 +69,8 @@ def parse_info(text: str, stanza: str) -> StanzaInfo:
     """The named stanza out of pgBackRest's JSON (a list of stanzas)."""
     try:
         document = json.loads(text)
+        if not isinstance(document, list):
+            raise TypeError(f"expected a list of stanzas, got {type(document).__name__}")
         found = [item for item in document if item.get("name") == stanza]
         if not found:
             raise BackupError(f"pgbackrest info does not know stanza {stanza!r}: run `mes backup stanza-create`")
