@@ -109,16 +109,23 @@ def run_command(
     archive_dir: Annotated[
         Path | None, typer.Option(help="Where archive files go (MES_HOUSEKEEPING_ARCHIVE_DIR; default .state/archive)")
     ] = None,
+    copy_to_store: Annotated[
+        bool,
+        typer.Option(help="Also put each file in the firmware's storage (MES_FIRMWARE_STORAGE: local or S3), verified"),
+    ] = False,
 ) -> None:
     """Everything due: processed_messages past the retention archived (verified, checksummed), then deleted."""
+    from cloud_api.firmware.settings import FirmwareSettings
+    from cloud_api.firmware.storage import make_storage
     from cloud_api.services.housekeeping import archive_processed_messages
 
     settings = _settings()
     days = keep_days or settings.processed_messages_keep_days
     folder = _archive_dir(settings, archive_dir)
+    store = make_storage(FirmwareSettings()) if copy_to_store else None
 
     async def work(db: Database) -> RetentionRun:
-        return await archive_processed_messages(db, folder, days, dry_run)
+        return await archive_processed_messages(db, folder, days, dry_run, store=store)
 
     done: RetentionRun = asyncio.run(_with_db(settings, work))
     cutoff = done.cutoff

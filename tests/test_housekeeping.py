@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from moto.server import ThreadedMotoServer
 from psycopg import sql
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
@@ -25,12 +26,15 @@ from cloud_api.adapters.database import Database
 from cloud_api.adapters.housekeeping_sql import StationHold
 from cloud_api.audit.chain import verify_chain
 from cloud_api.audit.trail import record_audit
+from cloud_api.firmware.storage import make_storage
+from cloud_api.firmware.storage_s3 import make_s3_client
 from cloud_api.services import housekeeping_archive
 from cloud_api.services.housekeeping import archive_processed_messages, effective_cutoff, report
 from db.migrate import upgrade
 from deploy.localstack.postgres import PostgresServer
 from deploy.localstack.services import find_binary
 from mes_cli.housekeeping import housekeeping_app
+from tests.test_firmware_storage import s3_settings
 
 pytestmark = pytest.mark.plain_pg
 NOW = datetime.now(UTC)
@@ -65,6 +69,19 @@ async def db(dsn: str) -> AsyncIterator[Database]:
     engine = create_async_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2)
     yield Database(engine, ZoneInfo("Asia/Seoul"))
     await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto's server on 127.0.0.1) with the bucket `mes-archive`."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = make_s3_client(s3_settings(endpoint, "mes-archive"))
+    client.create_bucket(Bucket="mes-archive", CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    yield endpoint
+    server.stop()
 
 
 def add_rows(dsn: str, ages_days: list[float]) -> list[str]:
@@ -223,3 +240,27 @@ async def test_the_documented_recipe_puts_archived_rows_back_exactly(dsn: str, d
     assert ": OK" in done.stdout and "INSERT 0 2" in done.stdout
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT * FROM processed_messages ORDER BY message_id").fetchall() == before
+
+
+async def test_a_verified_copy_goes_to_the_firmware_s3_store(
+    dsn: str, db: Database, tmp_path: Path, s3_endpoint: str
+) -> None:
+    old = add_rows(dsn, [500, 700])
+    store = make_storage(s3_settings(s3_endpoint, "mes-archive"))
+    run = await archive_processed_messages(db, tmp_path, keep_days=400, store=store)
+    assert run.rows_deleted == 2 and remaining(dsn) == set()
+    key = f"archive/processed_messages/{run.files[0].path.name}"
+    copied = await store.get(key)
+    assert copied == run.files[0].path.read_bytes()
+    assert (await store.get(key + ".sha256")).decode().startswith(run.files[0].sha256)
+    assert sorted(row["message_id"] for row in map(json.loads, gzip.decompress(copied).splitlines())) == sorted(old)
+
+
+async def test_a_store_that_refuses_the_copy_deletes_nothing(
+    dsn: str, db: Database, tmp_path: Path, s3_endpoint: str
+) -> None:
+    ids = add_rows(dsn, [500])
+    store = make_storage(s3_settings(s3_endpoint, "no-such-bucket"))
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        await archive_processed_messages(db, tmp_path, keep_days=400, store=store)
+    assert remaining(dsn) == set(ids) and list(tmp_path.iterdir()) == []

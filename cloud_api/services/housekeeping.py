@@ -8,12 +8,16 @@ Policy (docs/ops/housekeeping.md):
 * Exactly-once after the delete: a message can only be replayed by a station whose outbox still holds it. The
   cutoff is therefore held back to the oldest record any station reports (station_states: outbox not empty or
   station offline); completions also keep their second key for ever (process_results.source_sha256 is unique).
+* With a store (`--copy-to-store`: the firmware's storage, local disk or S3, MES_FIRMWARE_*) each verified file
+  and its checksum are also put there under `archive/processed_messages/` and read back (SHA-256 compared)
+  before the delete.
 * audit_log is kept for ever (append-only, hash-chained; the law asks ≥ 3 years): only measured here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,10 +25,12 @@ from pathlib import Path
 from cloud_api.adapters import housekeeping_sql as sql
 from cloud_api.adapters.database import Database
 from cloud_api.adapters.housekeeping_sql import StationHold, TableFacts
-from cloud_api.services.housekeeping_archive import ArchiveFile, discard, write_archive
+from cloud_api.firmware.storage import FirmwareStorage
+from cloud_api.services.housekeeping_archive import ArchiveFile, ArchiveNotVerified, discard, write_archive
 
 DEFAULT_KEEP_DAYS = 400
 BATCH_ROWS = 50_000
+STORE_FOLDER = "archive/processed_messages"
 
 
 class DeleteMismatch(Exception):
@@ -93,7 +99,20 @@ async def report(db: Database, keep_days: float = DEFAULT_KEEP_DAYS) -> Housekee
     return HousekeepingReport(cutoff, keep_days, processed, due, oldest, audit, holds)
 
 
-async def _archive_batch(db: Database, archive_dir: Path, cutoff: datetime, batch_rows: int) -> ArchiveFile | None:
+async def copy_to_store(store: FirmwareStorage, archived: ArchiveFile) -> str:
+    """Put the file and its checksum in the store and read the file back; its key. Raises unless identical."""
+    key = f"{STORE_FOLDER}/{archived.path.name}"
+    checksum = archived.path.with_name(archived.path.name + ".sha256")
+    await store.put(key, await asyncio.to_thread(archived.path.read_bytes))
+    await store.put(key + ".sha256", await asyncio.to_thread(checksum.read_bytes))
+    if hashlib.sha256(await store.get(key)).hexdigest() != archived.sha256:
+        raise ArchiveNotVerified(f"{key}: the store gave back other bytes than were put")
+    return key
+
+
+async def _archive_batch(
+    db: Database, archive_dir: Path, cutoff: datetime, batch_rows: int, store: FirmwareStorage | None
+) -> ArchiveFile | None:
     """One transaction: lock a batch, archive it durably and verified, delete exactly it. None: nothing left."""
     async with db.transaction() as conn:
         rows = await sql.lock_due(conn, cutoff, batch_rows)
@@ -101,6 +120,8 @@ async def _archive_batch(db: Database, archive_dir: Path, cutoff: datetime, batc
             return None
         archived = await asyncio.to_thread(write_archive, archive_dir, rows)
         try:
+            if store is not None:
+                await copy_to_store(store, archived)
             deleted = await sql.delete_archived(conn, [row.message_id for row in rows], cutoff)
             if deleted != len(rows):
                 raise DeleteMismatch(f"{deleted} rows deleted, {len(rows)} archived; rolled back")
@@ -116,6 +137,7 @@ async def archive_processed_messages(
     keep_days: float = DEFAULT_KEEP_DAYS,
     dry_run: bool = False,
     batch_rows: int = BATCH_ROWS,
+    store: FirmwareStorage | None = None,
 ) -> RetentionRun:
     """Archive and delete every processed_messages row past the cutoff, batch by batch (dry run: count only)."""
     cutoff, _ = await _cutoff(db, keep_days)
@@ -124,7 +146,7 @@ async def archive_processed_messages(
         run.rows_due, run.oldest_due = await sql.count_due(conn, cutoff.at)
     if dry_run:
         return run
-    while (archived := await _archive_batch(db, archive_dir, cutoff.at, batch_rows)) is not None:
+    while (archived := await _archive_batch(db, archive_dir, cutoff.at, batch_rows, store)) is not None:
         run.files.append(archived)
         run.rows_deleted += archived.rows
     return run
