@@ -111,7 +111,9 @@ def run_command(
     ] = None,
     copy_to_store: Annotated[
         bool,
-        typer.Option(help="Also put each file in the firmware's storage (MES_FIRMWARE_STORAGE: local or S3), verified"),
+        typer.Option(
+            "--copy-to-store", help="Also put each file in the firmware's storage (MES_FIRMWARE_STORAGE: local or S3)"
+        ),
     ] = False,
 ) -> None:
     """Everything due: processed_messages past the retention archived (verified, checksummed), then deleted."""
