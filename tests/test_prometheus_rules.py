@@ -143,3 +143,19 @@ def test_the_example_targets_name_eight_stations_by_their_gateway_ids() -> None:
     stations = [group["labels"]["station"] for group in groups]
     assert stations == [f"st{n:02d}" for n in range(1, 9)]
     assert all(len(group["targets"]) == 1 and ":" in group["targets"][0] for group in groups)
+
+
+@pytest.mark.processes
+@pytest.mark.skipif(
+    shutil.which("prometheus-blackbox-exporter") is None,
+    reason="prometheus-blackbox-exporter not installed (Debian package of that name)",
+)
+def test_blackbox_module_config_is_valid() -> None:
+    result = subprocess.run(
+        ["prometheus-blackbox-exporter", "--config.check", f"--config.file={PROM_DIR / 'blackbox.yml'}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tls_connect" in (PROM_DIR / "blackbox.yml").read_text()  # the module prometheus.yml asks for
