@@ -158,4 +158,7 @@ def test_blackbox_module_config_is_valid() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "tls_connect" in (PROM_DIR / "blackbox.yml").read_text()  # the module prometheus.yml asks for
+    modules = set(yaml.safe_load((PROM_DIR / "blackbox.yml").read_text())["modules"])
+    for config in CONFIGS:  # every module a scrape job asks for exists
+        jobs = yaml.safe_load((PROM_DIR / config).read_text())["scrape_configs"]
+        assert {m for job in jobs for m in job.get("params", {}).get("module", [])} <= modules, config
