@@ -14,8 +14,9 @@ from datetime import date, datetime
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cloud_api.adapters.database import libpq_dsn
 
 CHANNEL = "mes_events"
 
@@ -150,11 +151,6 @@ async def units_completed(conn: AsyncConnection, start: datetime, end: datetime,
 async def lots_created(conn: AsyncConnection, day: date, shift: str | None) -> int:
     row = await conn.execute(text(LOTS_CREATED_SQL), {"day": day, "shift": shift})
     return int(row.scalar_one())
-
-
-def libpq_dsn(database_url: str) -> str:
-    """The SQLAlchemy URL (postgresql+psycopg://…) as a libpq connection string for a plain psycopg link."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def listen(database_url: str) -> AsyncIterator[str]:

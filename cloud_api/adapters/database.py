@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.dialects.postgresql.psycopg import PGDialectAsync_psycopg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -15,6 +18,14 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # No pre-ping: it costs a round trip per transaction. A connection broken by a database restart fails its
     # statement instead; the API answers 503 and the ingestor retries, and the pool drops the connection.
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=5)
+
+
+def libpq_dsn(database_url: str) -> str:
+    """The SQLAlchemy URL as a libpq connection string for a plain psycopg link (LISTEN), made with the
+    dialect's own connect arguments: a multi-host URL (`?host=h1:p1&host=h2:p2&target_session_attrs=read-write`,
+    docs/ops/ha.md) keeps every host, which rendering the URL again would not (libpq keeps the last `host=`)."""
+    _, params = PGDialectAsync_psycopg().create_connect_args(make_url(database_url))
+    return make_conninfo("", **params)
 
 
 def utc_now() -> datetime:

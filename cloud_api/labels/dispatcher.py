@@ -12,11 +12,10 @@ from typing import Any
 import aiomqtt
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from cloud_api.adapters.database import Database
+from cloud_api.adapters.database import Database, libpq_dsn
 from cloud_api.domain.errors import DomainError
 from cloud_api.labels import rendering
 from cloud_api.labels.domain import Printer
@@ -61,10 +60,6 @@ FAIL_SQL = text(
 def central_source(service_id: str) -> Source:
     safe = re.sub(r"[^A-Za-z0-9_-]", "-", service_id)[:64] or "central"
     return Source.of(service_address(safe), safe)
-
-
-def libpq_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class LabelDispatcher:
