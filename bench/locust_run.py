@@ -64,25 +64,26 @@ def target(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, str], Benc
 
 
 def lots_for(rate: float, seconds: float) -> int:
-    """Operators send 6/8 of the requests, four per LOT; half again for the spawn, the settling and catching up."""
-    return int(rate * (seconds + 10) * 0.75 / 4 * 1.5) + 20
+    """Operators send 6/8 of the requests, four per LOT; half again, and a minute of
+    sign-ins (users work as soon as they are in; the window opens when the last one is)."""
+    return int(rate * (seconds + 60) * 0.75 / 4 * 1.5) + 20
 
 
 def locust(host: str, seed: Path, users: int, rate: float, seconds: float, sse_seconds: float) -> dict[str, Any]:
     """One headless Locust run; its summary (locustfile.summary) plus Locust's own CPU."""
     summary = seed.with_suffix(f".{users}u{rate:g}.summary.json")
-    spawn_rate = max(10, users // 4)
+    spawn_rate = max(5, users // 10)  # a shift's users sign in over ten seconds, not all in one
     argv = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "-u", str(users), "-r", str(spawn_rate), "-t", f"{math.ceil(seconds + users / spawn_rate + 2)}s",
+        "-u", str(users), "-r", str(spawn_rate), "-t", f"{math.ceil(seconds + users / spawn_rate + 240)}s",
         "--host", host, "--stop-timeout", "2", "--loglevel", "WARNING",
         "--mes-seed", str(seed), "--mes-rate", str(rate), "--mes-sse-seconds", str(sse_seconds),
-        "--mes-summary", str(summary),
+        "--mes-summary", str(summary), "--mes-seconds", str(seconds),
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     root = LOCUSTFILE.parents[1]  # the locustfile imports line_simulator from the checkout
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 300, cwd=root, env=env)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 600, cwd=root, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if not summary.exists():
         raise RuntimeError(f"locust wrote no summary (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -95,7 +96,7 @@ def locust(host: str, seed: Path, users: int, rate: float, seconds: float, sse_s
 def one_run(
     label: str, users: int, rate: float, args: argparse.Namespace, seeder: Seeder, stack: BenchStack | None, work: Path
 ) -> dict[str, Any]:
-    seed = work / f"seed-{label}.json"
+    seed = work / ("seed-" + "".join(c if c.isalnum() else "-" for c in label) + ".json")
     seed.write_text(json.dumps(seeder.seed(users, lots_for(rate, args.seconds))))
     print(f"-- {label}: {users} users, {rate:g} requests/s for {args.seconds:g} s", flush=True)
     before, began = (cpu_seconds(stack.groups()) if stack else {}), time.perf_counter()
@@ -172,8 +173,8 @@ def main() -> None:
     print("\n" + HEADER)
     for r in results:
         print_row(r)
-        if r["failure_causes"]:
-            print(f"   failures: {r['failure_causes']}")
+        if r["failure_causes"] or r["login_failures"]:
+            print(f"   failures: {r['failure_causes']}; failed logins (retried): {r['login_failures']}")
     print(
         f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; machine {machine()['nproc']} cores"
     )

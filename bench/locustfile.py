@@ -31,6 +31,7 @@ from collections import defaultdict, deque
 from datetime import datetime, timedelta
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, HttpUser, between, constant_throughput, events, task
 from locust.env import Environment
 
@@ -40,6 +41,7 @@ from line_simulator.payloads import completion_record, start_request
 STEPS = (("start", "PROC-001"), ("complete", "PROC-001"), ("start", "PROC-002"), ("complete", "PROC-002"))
 HTTP_SHARE = 0.8  # operators + managers of all users (weights 6 + 2 of 10)
 UNTIMED = ("login", "SSE")  # not transactions: sign-in at spawn, and the event stream (its own figures)
+LOGIN_ATTEMPTS = 4
 SETTLE_S = 2.0  # measured from this long after the last user spawned: its login (a password hash) is done by then
 
 
@@ -52,11 +54,15 @@ class Shared:
         self.working: deque[str] = deque(maxlen=200)  # LOTs the operators touched: the managers' trace pages
         self.accounts: dict[str, itertools.count[int]] = defaultdict(itertools.count)
         self.measuring = False
+        self.expected = 0  # users Locust spawned
+        self.signed_in = 0  # users whose login finished (whatever its outcome)
+        self.environment: Environment | None = None
         self.window: list[float] = [0.0, 0.0]
         self.times: dict[str, list[float]] = defaultdict(list)
         self.failures: dict[str, int] = defaultdict(int)
         self.untimed: dict[str, int] = defaultdict(int)
         self.events_received = 0
+        self.login_failures: dict[str, int] = defaultdict(int)
         self.hello_ms: list[float] = []  # connect → the stream's hello event, per listener connection
         self.lock = threading.Lock()
 
@@ -76,10 +82,12 @@ def _arguments(parser: Any) -> None:
     parser.add_argument("--mes-rate", type=float, default=20.0, help="requests/s of all HTTP users together")
     parser.add_argument("--mes-sse-seconds", type=float, default=30.0, help="how long a listener reads one stream")
     parser.add_argument("--mes-summary", default="", help="write this test's summary JSON here")
+    parser.add_argument("--mes-seconds", type=float, default=0.0, help="measured seconds after every login (0: -t)")
 
 
 @events.test_start.add_listener
 def _load_seed(environment: Environment, **kwargs: Any) -> None:
+    SHARED.environment = environment
     options = environment.parsed_options
     with open(options.mes_seed, encoding="utf-8") as seed:  # type: ignore[union-attr]
         SHARED.seed = json.load(seed)
@@ -87,8 +95,21 @@ def _load_seed(environment: Environment, **kwargs: Any) -> None:
 
 
 @events.spawning_complete.add_listener
-def _measure_from_now(user_count: int, **kwargs: Any) -> None:
+def _all_spawned(user_count: int, **kwargs: Any) -> None:
+    SHARED.expected = user_count
+    _maybe_measure()
+
+
+def _maybe_measure() -> None:
+    """The window opens once every user has spawned and signed in (a login is a password hash: ~0.2 s of API CPU
+    each), SETTLE_S later, and lasts --mes-seconds; then the test stops itself (-t is only a safety cap)."""
+    if SHARED.measuring or not SHARED.expected or SHARED.signed_in < SHARED.expected:
+        return
     SHARED.measuring, SHARED.window[0] = True, time.monotonic() + SETTLE_S
+    environment = SHARED.environment
+    seconds = float(getattr(environment.parsed_options, "mes_seconds", 0) or 0) if environment else 0.0
+    if environment is not None and environment.runner is not None and seconds > 0:
+        gevent.spawn_later(SETTLE_S + seconds, environment.runner.quit)
 
 
 @events.request.add_listener
@@ -126,6 +147,7 @@ def summary() -> dict[str, Any]:
         "failure_causes": dict(sorted(SHARED.failures.items(), key=lambda kv: -kv[1])[:10]),
         "all": stats(every),
         "by_request": {name: stats(times) for name, times in sorted(SHARED.times.items())},
+        "login_failures": dict(SHARED.login_failures),
         "operator_tasks_without_a_lot": SHARED.untimed.get("no LOT left", 0),
         "sse": {
             "connections": len(SHARED.hello_ms),
@@ -152,33 +174,44 @@ class Signed:
     environment: Environment
 
     def sign_in(self) -> None:
+        """Log in as this user's own account; a person retries a login the server could not serve (503, 429)."""
         index, name, password = SHARED.account(self.kind)
         offset = {"operator": 1, "manager": 2, "listener": 3}[self.kind]
         self.address = f"10.{offset}.{index // 250}.{index % 250 + 1}"
         self.token = ""
-        with self.client.post(
-            "/api/v1/auth/login",
-            json={"username": name, "password": password},
-            headers={"X-Forwarded-For": self.address},
-            name="login",
-            catch_response=True,
-        ) as response:
-            if response.status_code == 200:
-                self.token = response.json()["data"]["access_token"]
-            else:
+        for attempt in range(LOGIN_ATTEMPTS):
+            with self.client.post(
+                "/api/v1/auth/login",
+                json={"username": name, "password": password},
+                headers={"X-Forwarded-For": self.address},
+                name="login",
+                catch_response=True,
+            ) as response:
+                if response.status_code == 200:
+                    self.token = response.json()["data"]["access_token"]
+                    break
                 response.failure(f"login {name}: {response.status_code}")
+                with SHARED.lock:  # counted whenever it happens, measured window or not
+                    SHARED.login_failures[str(response.status_code)] += 1
+            if response.status_code not in (429, 503):
+                break
+            time.sleep(1.0 + attempt)  # gevent-patched: only this user waits
+        SHARED.signed_in += 1
+        _maybe_measure()
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "X-Forwarded-For": self.address}
 
-    def check(self, response: Any, ok: int = 200) -> None:
+    def check(self, response: Any, ok: int = 200) -> bool:
         """A failure names the status and the API's error code (e.g. `429 RATE_LIMITED`)."""
-        if response.status_code != ok:
-            try:
-                code = response.json().get("error_code")
-            except (ValueError, AttributeError):
-                code = None
-            response.failure(f"{response.status_code} {code or ''}".strip())
+        if response.status_code == ok:
+            return True
+        try:
+            code = response.json().get("error_code")
+        except (ValueError, AttributeError):
+            code = None
+        response.failure(f"{response.status_code} {code or ''}".strip())
+        return False
 
     def paced(self) -> float:
         options = self.environment.parsed_options
@@ -199,7 +232,7 @@ class Operator(Signed, FastHttpUser):
     def on_start(self) -> None:
         self.sign_in()
         self.rng = random.Random()
-        self.lot, self.step, self.started = "", len(STEPS), datetime.now(KST)
+        self.lot, self.step, self.started, self.failed_tries = "", len(STEPS), datetime.now(KST), 0
 
     @task
     def next_step(self) -> None:
@@ -225,8 +258,12 @@ class Operator(Signed, FastHttpUser):
             name=f"{action} {process}",
             catch_response=True,
         ) as response:
-            self.check(response)
-        self.step += 1
+            done = self.check(response)
+        # An operator whose scan failed scans again; after three failures the LOT goes aside and the next one comes.
+        self.failed_tries = 0 if done else self.failed_tries + 1
+        if done or self.failed_tries >= 3:
+            self.step = self.step + 1 if done else len(STEPS)
+            self.failed_tries = 0
 
 
 class Manager(Signed, FastHttpUser):
