@@ -199,6 +199,7 @@ def test_primary_killed_standby_promoted_nothing_lost(central: FailoverCentral, 
     assert restart.status_code == 200, restart.text  # and it writes there
     assert at_kill < FILES, "the primary was killed after the burst: nothing crossed the failover"
     assert first_write is not None and failover_s is not None and failover_s < 30
+    assert retries >= 1, "the ingestor never met the dead primary: its retry path was not exercised"
     assert rows == [FILES, FILES, FILES]  # one row per file and per message id: none lost, none twice
     assert_clean(report)
     # No Redis in this rig (Central.env points at a closed port): the API degrades (rate limits fail open), it
