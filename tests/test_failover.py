@@ -140,6 +140,12 @@ def _stored_rows(central: FailoverCentral, lots: list[str]) -> tuple[int, int, i
     return int(port[0]), int(rows[0]), int(rows[1]), int(rows[2])
 
 
+def _lot_answers(api: httpx.Client, lot: str, statuses: list[int]) -> bool:
+    """GET the LOT; every status is kept (the test checks there was never a 500 during the failover)."""
+    statuses.append(api.get(f"/api/v1/lots/{lot}").status_code)
+    return statuses[-1] == 200
+
+
 def _lot_event(lot: str) -> Any:
     return lambda e: e.kind == "lot" and any(item.get("lot") == lot for item in e.data.get("items", []))
 
@@ -167,8 +173,10 @@ def test_primary_killed_standby_promoted_nothing_lost(central: FailoverCentral, 
             killed_wall, killed = datetime.now(UTC), time.monotonic()
             central.postgres.kill()
             at_kill = completed_count([gateway])
+            statuses: list[int] = []
+            _lot_answers(api, lots[0], statuses)  # before the promotion: no writable server at all
             promoted_in = central.standby.promote()
-            api_back = wait_for(lambda: api.get(f"/api/v1/lots/{lots[0]}").status_code == 200, 30, 0.1)
+            api_back = wait_for(lambda: _lot_answers(api, lots[0], statuses), 30, 0.1)
             api_after = time.monotonic() - killed
             restart = api.post("/api/v1/process/start", json=start_body(spare, "PROC-001"))
             # The live-events LISTEN link found the new primary too (multi-host libpq DSN): a reset, then events.
@@ -196,6 +204,8 @@ def test_primary_killed_standby_promoted_nothing_lost(central: FailoverCentral, 
     assert dropper.error is None, dropper.error
     assert port == central.standby.port  # the writes went to the promoted standby
     assert api_back, "the API did not answer GET of a LOT within 30 s of the promotion"
+    # Meanwhile a clean 503, never a 500 (e.g. from a session on the read-only standby), and 503 before promotion.
+    assert statuses[0] == 503 and set(statuses) <= {200, 503}, statuses
     assert restart.status_code == 200, restart.text  # and it writes there
     assert at_kill < FILES, "the primary was killed after the burst: nothing crossed the failover"
     assert first_write is not None and failover_s is not None and failover_s < 30
