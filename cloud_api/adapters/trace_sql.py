@@ -24,7 +24,10 @@ OUT_OF_LIMITS = "(m.value < m.lower_limit OR m.value > m.upper_limit)"
 # `:m_from`/`:m_to` bound the whole statement's measurements with values the planner sees (a custom plan for the
 # bound parameters), so TimescaleDB leaves the other chunks out while *planning*: with per-result bounds only,
 # planning expanded every chunk for every sub-select (~90 ms at three years).
+# `m.process_id` (always the result's) lets a compressed chunk read only that process's segments (segmentby
+# process_id, characteristic, test_point_id): a PROC-003 failure no longer opens the 81 PROC-006 segments.
 MEASURED_NEAR = (
+    "m.process_id = {r}.process_id AND "
     "m.time >= {r}.start_time - INTERVAL '1 day' AND m.time <= {r}.complete_time + INTERVAL '1 day' "
     "AND m.time >= :m_from AND m.time <= :m_to"
 )
