@@ -125,7 +125,7 @@ def check() -> None:
 
 
 def restore_command(
-    to: Annotated[str, typer.Option("--to", help="ISO time with offset, e.g. 2026-12-05T10:30:00+09:00")],
+    to: Annotated[str, typer.Option("--to", help="ISO time with offset (2026-12-05T10:30:00+09:00), or latest")],
     data_dir: Annotated[Path, typer.Option("--data-dir", help="A NEW directory (the live one needs --delta --force)")],
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port written into the restored cluster")] = None,
     start: Annotated[bool, typer.Option("--start", help="Start it and wait until promoted (measures the RTO)")] = False,
@@ -144,9 +144,9 @@ def restore_command(
         raise _fail(error, 2) from None
     except BackupError as error:
         raise _fail(error) from None
+    point = target.isoformat() if target is not None else "the end of the archived WAL"
     typer.echo(
-        f"restored {data_dir} to {target.isoformat()} from backup {done.backup.label} ({done.backup.type}) "
-        f"in {done.restore_s:.1f} s"
+        f"restored {data_dir} to {point} from backup {done.backup.label} ({done.backup.type}) in {done.restore_s:.1f} s"
     )
     if done.start_s is not None:
         total = (datetime.now(UTC) - began).total_seconds()

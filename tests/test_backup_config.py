@@ -161,3 +161,7 @@ def test_target_needs_a_backup_finished_before_it_and_not_in_the_future() -> Non
         check_target(now + timedelta(minutes=1), info, now)
     with pytest.raises(TargetError, match="no backup"):
         check_target(now, parse_info(_info(), "mes"), now)
+    assert parse_target(" Latest ") is None  # the end of the archive: the newest backup and all WAL after it
+    assert check_target(None, info, now).label == "A_full"
+    with pytest.raises(TargetError, match="no backup to restore"):
+        check_target(None, parse_info(_info(), "mes"), now)

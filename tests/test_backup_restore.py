@@ -129,6 +129,23 @@ def test_check_fails_in_one_line_when_the_newest_backup_is_too_old(site: BackupS
     assert "old (limit" in stale.stderr and len(stale.stderr.strip().splitlines()) == 1
 
 
+def test_restore_latest_keeps_everything_archived(site: BackupSite) -> None:
+    """Disaster recovery: `--to latest` replays every archived segment; `check`'s WAL switch archived the last."""
+    if not site.mes("backup", "list").stdout.count(" full "):
+        assert site.mes("backup", "run", "--type", "full").returncode == 0
+    last = write_lots(site.server, 1)[-1]
+    wanted = _counts(site.server.dsn)
+    assert site.mes("backup", "check").returncode == 0
+    restored, port = site.root / "restored-latest", find_free_port()
+    try:
+        done = site.mes("restore", "--to", "latest", "--data-dir", str(restored), "--port", str(port), "--start")
+        assert done.returncode == 0, done.stderr
+        assert "the end of the archived WAL" in done.stdout
+        assert _counts(site.dsn_on(port)) == wanted and wanted[3] == last
+    finally:
+        stop_cluster(restored)
+
+
 def test_s3_repository_backup_and_restore(site: BackupSite, tmp_path: Path) -> None:
     """The same commands against an S3 repository (moto over HTTPS): stanza, full backup, list, PITR restore."""
     pytest.importorskip("moto.server", reason="needs moto[server] (pip install 'moto[server]')")

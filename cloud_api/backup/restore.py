@@ -23,8 +23,14 @@ class TargetError(BackupError):
     """The requested point in time is unusable (not a time, before the first backup, in the future): exit 2."""
 
 
-def parse_target(value: str) -> datetime:
-    """An ISO 8601 time with its offset (2026-12-05T10:30:00+09:00 or …Z); a time without one is ambiguous."""
+LATEST = "latest"
+
+
+def parse_target(value: str) -> datetime | None:
+    """An ISO 8601 time with its offset (2026-12-05T10:30:00+09:00 or …Z; a time without one is ambiguous), or
+    None for `latest`: the end of the archived WAL (disaster recovery)."""
+    if value.strip().lower() == LATEST:
+        return None
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -34,8 +40,12 @@ def parse_target(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def check_target(target: datetime, stanza: StanzaInfo, now: datetime) -> BackupRow:
-    """The backup pgBackRest will restore from (the newest finished before the target)."""
+def check_target(target: datetime | None, stanza: StanzaInfo, now: datetime) -> BackupRow:
+    """The backup pgBackRest will restore from (the newest finished before the target; the newest for latest)."""
+    if target is None:
+        if stanza.newest is None:
+            raise TargetError(f"stanza {stanza.name} has no backup to restore")
+        return stanza.newest
     # pgBackRest compares whole seconds (its info shows stop times in seconds): a backup that stopped within the
     # target's second is not yet usable, so say so here rather than let pgbackrest fail with error 075.
     usable = [row for row in stanza.backups if row.stop < target.replace(microsecond=0)]
@@ -67,7 +77,7 @@ def _check_data_dir(runner: Runner, data_dir: Path, delta: bool, force: bool) ->
 
 def restore(
     runner: Runner,
-    target: datetime,
+    target: datetime | None,
     data_dir: Path,
     port: int | None = None,
     start: bool = False,
@@ -81,11 +91,11 @@ def restore(
     backup = check_target(target, info(runner), now or datetime.now(UTC))
     make_owned_dir(data_dir, runner.user, 0o700)
     beside_live = data_dir.resolve() != runner.settings.pg_data_dir.resolve()
+    # No target: pgBackRest's default recovery replays all archived WAL and promotes.
+    to_time = [f"--target={target:%Y-%m-%d %H:%M:%S.%f}+00", "--type=time", "--target-action=promote"] if target else []
     args = [
         f"--pg1-path={data_dir}",
-        "--type=time",
-        f"--target={target:%Y-%m-%d %H:%M:%S.%f}+00",
-        "--target-action=promote",
+        *to_time,
         f"--archive-mode={'off' if beside_live else 'preserve'}",
         *(["--delta"] if delta else []),
         *(["--force"] if force else []),
