@@ -38,7 +38,6 @@ CENTRAL_ONLY = (
     "redis",
     "jwt",
     "pwdlib",
-    "prometheus_client",
     "multipart",
     "python_multipart",
     "PIL",
