@@ -121,12 +121,21 @@ def test_restore_refuses_hostile_requests_in_one_line(site: BackupSite) -> None:
     assert live.returncode == 2 and "live cluster" in live.stderr
 
 
-def test_check_fails_in_one_line_when_the_newest_backup_is_too_old(site: BackupSite) -> None:
+def test_check_fails_in_one_line_on_an_old_backup_or_no_archive_timeout(site: BackupSite) -> None:
     if not site.mes("backup", "list").stdout.count(" full "):
         assert site.mes("backup", "run", "--type", "full").returncode == 0
     stale = site.mes("backup", "check", extra={"MES_BACKUP_MAX_AGE_HOURS": "0.00001"})
     assert stale.returncode == 1
     assert "old (limit" in stale.stderr and len(stale.stderr.strip().splitlines()) == 1
+    with psycopg.connect(site.server.superuser_dsn, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET archive_timeout = 0")  # a site that lost the RPO setting
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            slack = site.mes("backup", "check")
+        finally:
+            conn.execute("ALTER SYSTEM SET archive_timeout = 300")
+            conn.execute("SELECT pg_reload_conf()")
+    assert slack.returncode == 1 and "archive_timeout is 0 s" in slack.stderr, slack.stderr
 
 
 def test_restore_latest_keeps_everything_archived(site: BackupSite) -> None:

@@ -6,9 +6,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from cloud_api.backup.config import ARCHIVE_TIMEOUT_S
 from cloud_api.backup.info import BackupRow, StanzaInfo, parse_info
 from cloud_api.backup.metrics import BackupSample, write_textfile
-from cloud_api.backup.runner import BackupError, Runner
+from cloud_api.backup.runner import BackupError, Runner, pg_binary
 
 
 def stanza_create(runner: Runner) -> str:
@@ -62,11 +63,27 @@ class CheckResult:
     age: timedelta
 
 
+def _check_archive_timeout(runner: Runner) -> None:
+    """The RPO rests on archive_timeout: a quiet database would otherwise keep its last writes in an unarchived
+    segment for hours. Asked of the running server over its socket, as the OS user (peer authentication)."""
+    settings = runner.settings
+    psql = [pg_binary(settings, "psql"), "-X", "-At", "-h", str(settings.pg_socket_dir), "-p", str(settings.pg_port)]
+    sql = "SELECT setting FROM pg_settings WHERE name = 'archive_timeout'"
+    answer = runner.run([*psql, "-d", "postgres", "-c", sql], "asking PostgreSQL for archive_timeout", timeout=30)
+    seconds = int(answer.strip() or "0")
+    if seconds == 0 or seconds > ARCHIVE_TIMEOUT_S:
+        raise BackupError(
+            f"archive_timeout is {seconds} s: the RPO of {ARCHIVE_TIMEOUT_S // 60} min is not met "
+            f"(set archive_timeout = {ARCHIVE_TIMEOUT_S}, see `mes backup configure`)"
+        )
+
+
 def check(runner: Runner, now: datetime | None = None) -> CheckResult:
-    """`pgbackrest check` (the cluster archives a forced WAL switch into the repository within its timeout) and
-    the newest backup younger than MES_BACKUP_MAX_AGE_HOURS; BackupError otherwise."""
+    """`pgbackrest check` (the cluster archives a forced WAL switch into the repository within its timeout),
+    archive_timeout set for the RPO, and the newest backup younger than MES_BACKUP_MAX_AGE_HOURS; else BackupError."""
     runner.prepare()
     runner.pgbackrest("check", "--archive-timeout=60")
+    _check_archive_timeout(runner)
     stanza = info(runner)
     newest = stanza.newest
     if newest is None:
