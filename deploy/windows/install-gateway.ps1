@@ -30,7 +30,7 @@ param(
     [string] $WorkDir = 'C:\neurohub_work',
     [string] $ApiBaseUrl = '',                 # firmware downloads (PROC-004 station)
     [string] $FirmwareToken = '',
-    [int] $MetricsPort = 9410,                 # 0: no /metrics
+    [int] $MetricsPort = 9465,                 # 0: no /metrics
     [string] $InstallDir = 'C:\Program Files\WithforceMES\venv',
     [string] $ServiceDir = 'C:\ProgramData\WithforceMES\service',
     [string] $LogDir = 'C:\ProgramData\WithforceMES\logs',
