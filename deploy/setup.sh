@@ -35,6 +35,7 @@ if [ "$role" = test ]; then
   # The deployment artefacts are checked with the real tools: nginx -t, promtool test rules, systemd-analyze.
   have nginx || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
   have promtool || need_pkgs+=(prometheus)
+  have prometheus-blackbox-exporter || need_pkgs+=(prometheus-blackbox-exporter)  # checks deploy/prometheus/blackbox.yml
   have systemd-analyze || need_pkgs+=(systemd)
 fi
 
@@ -50,7 +51,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 # The Debian packages start system services we do not use; the project runs its own instances.
 if [ "$(id -u)" = "0" ] && have systemctl; then
-  for svc in mosquitto redis-server nginx prometheus; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+  for svc in mosquitto redis-server nginx prometheus prometheus-blackbox-exporter; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 
 # TimescaleDB from the prebuilt bundle when one is at hand, else plain PostgreSQL (not an error).
