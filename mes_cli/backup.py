@@ -28,8 +28,8 @@ def _runner() -> Runner:
     return Runner(BackupSettings())
 
 
-def _fail(error: Exception, code: int = 1) -> typer.Exit:
-    typer.echo(f"mes backup: {error}", err=True)
+def _fail(error: Exception, code: int = 1, command: str = "backup") -> typer.Exit:
+    typer.echo(f"mes {command}: {error}", err=True)
     return typer.Exit(code)
 
 
@@ -141,9 +141,9 @@ def restore_command(
         target = parse_target(to)
         done = restore(_runner(), target, data_dir, port, start, delta, force)
     except TargetError as error:
-        raise _fail(error, 2) from None
+        raise _fail(error, 2, "restore") from None
     except BackupError as error:
-        raise _fail(error) from None
+        raise _fail(error, 1, "restore") from None
     point = target.isoformat() if target is not None else "the end of the archived WAL"
     typer.echo(
         f"restored {data_dir} to {point} from backup {done.backup.label} ({done.backup.type}) in {done.restore_s:.1f} s"
