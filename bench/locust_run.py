@@ -94,13 +94,21 @@ def locust(host: str, seed: Path, users: int, rate: float, seconds: float, sse_s
 
 
 def one_run(
-    label: str, users: int, rate: float, args: argparse.Namespace, seeder: Seeder, stack: BenchStack | None, work: Path
+    label: str,
+    users: int,
+    rate: float,
+    args: argparse.Namespace,
+    seeder: Seeder,
+    stack: BenchStack | None,
+    work: Path,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
+    seconds = seconds or args.seconds
     seed = work / ("seed-" + "".join(c if c.isalnum() else "-" for c in label) + ".json")
-    seed.write_text(json.dumps(seeder.seed(users, lots_for(rate, args.seconds))))
-    print(f"-- {label}: {users} users, {rate:g} requests/s for {args.seconds:g} s", flush=True)
+    seed.write_text(json.dumps(seeder.seed(users, lots_for(rate, seconds))))
+    print(f"-- {label}: {users} users, {rate:g} requests/s for {seconds:g} s", flush=True)
     before, began = (cpu_seconds(stack.groups()) if stack else {}), time.perf_counter()
-    result = locust(seeder.api_url, seed, users, rate, args.seconds, args.sse_seconds)
+    result = locust(seeder.api_url, seed, users, rate, seconds, args.sse_seconds)
     if stack is not None:
         result["cpu"] = cpu_used(before, cpu_seconds(stack.groups()), time.perf_counter() - began)
     result |= {"run": label, "users": users, "target_rps": rate, "loadavg": os.getloadavg()[0]}
@@ -136,7 +144,7 @@ def search(args: argparse.Namespace, seeder: Seeder, stack: BenchStack | None, w
     results = []
     for rate in (float(r) for r in args.search_rates.split(",")):
         users = max(100, math.ceil(rate / (PER_USER_MAX * (SHARES["operator"] + SHARES["manager"]))))
-        results.append(one_run(f"search {rate:g}/s", users, rate, args, seeder, stack, work))
+        results.append(one_run(f"search {rate:g}/s", users, rate, args, seeder, stack, work, args.search_seconds))
         if not passes(results[-1]):
             break
     return results
@@ -148,6 +156,7 @@ def main() -> None:
     parser.add_argument("--runs", default="20,100,search", help="any of 20 (20 users), 100 (100 users), search")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per run")
     parser.add_argument("--search-rates", default="20,40,60,80,100,130,160,200,250,300")
+    parser.add_argument("--search-seconds", type=float, default=30.0, help="measured seconds per search step")
     parser.add_argument("--sse-seconds", type=float, default=30.0, help="how long a listener keeps one stream")
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--no-rate-limit", action="store_true", help="bench stack: API without rate limits")
