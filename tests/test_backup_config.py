@@ -4,12 +4,14 @@ metrics textfile, and restore targets (the real cluster is in tests/test_backup_
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from cloud_api.backup.config import postgres_conf_lines, render_config, write_config
 from cloud_api.backup.info import parse_info
@@ -17,6 +19,7 @@ from cloud_api.backup.metrics import BackupSample, write_textfile
 from cloud_api.backup.restore import TargetError, check_target, parse_target
 from cloud_api.backup.runner import BackupError
 from cloud_api.backup.settings import BackupSettings
+from mes_cli.backup import backup_app
 
 S3 = {
     "storage": "s3",
@@ -165,3 +168,22 @@ def test_target_needs_a_backup_finished_before_it_and_not_in_the_future() -> Non
     assert check_target(None, info, now).label == "A_full"
     with pytest.raises(TargetError, match="no backup to restore"):
         check_target(None, parse_info(_info(), "mes"), now)
+
+
+@pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="needs pgbackrest (apt-get install pgbackrest)")
+def test_configure_writes_the_file_and_prints_the_postgresql_lines(tmp_path: Path) -> None:
+    env = {
+        "MES_BACKUP_CONFIG_FILE": str(tmp_path / "etc" / "pgbackrest.conf"),
+        "MES_BACKUP_LOCAL_DIR": str(tmp_path / "repo"),
+        "MES_BACKUP_LOG_DIR": str(tmp_path / "log"),
+        "MES_BACKUP_LOCK_DIR": str(tmp_path / "lock"),
+        "MES_BACKUP_STANZA": "plant",
+    }
+    done = CliRunner().invoke(backup_app, ["configure"], env=env)
+    assert done.exit_code == 0, done.output
+    assert f"wrote {tmp_path / 'etc' / 'pgbackrest.conf'}" in done.output
+    assert "archive_timeout = '300'" in done.output and "--stanza=plant archive-push %p" in done.output
+    assert "[plant]" in (tmp_path / "etc" / "pgbackrest.conf").read_text()
+    assert (tmp_path / "repo").is_dir()
+    bad = CliRunner().invoke(backup_app, ["configure"], env={**env, "MES_BACKUP_CONFIG_FILE": "/proc/no/such.conf"})
+    assert bad.exit_code == 1 and "cannot prepare pgBackRest's files" in bad.output

@@ -97,6 +97,8 @@ def moto_s3(folder: Path) -> Iterator[str]:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(nginx, os.X_OK):
         pytest.skip("needs nginx to terminate TLS in front of moto (apt-get install nginx)")
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl for the test certificate (apt-get install openssl)")
     cert, key = _certificate(folder)
     moto_port, port = find_free_port(), find_free_port()
     moto = _start(
