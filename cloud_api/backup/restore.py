@@ -104,16 +104,19 @@ def restore(
     runner.pgbackrest("restore", *args)
     restore_s = time.monotonic() - began
     if port is not None:
-        _set_port(runner, data_dir, port)
+        _set_port(data_dir, port)
     start_s = _start_and_promote(runner, data_dir, port or runner.settings.pg_port) if start else None
     return RestoreDone(backup, restore_s, start_s)
 
 
-def _set_port(runner: Runner, data_dir: Path, port: int) -> None:
-    """Appended to postgresql.auto.conf (read last, so it wins) as the OS user, who owns that file."""
-    line = f"port = {port}  # mes restore --port\n"
-    script = f"printf '%s' '{line}' >> {data_dir / 'postgresql.auto.conf'}"
-    runner.run(["sh", "-c", script], "setting the restored cluster's port")
+def _set_port(data_dir: Path, port: int) -> None:
+    """Appended to postgresql.auto.conf (read last, so it wins). pgBackRest wrote that file as the OS user, and
+    appending keeps its owner; we can write it as that user or as root."""
+    try:
+        with open(data_dir / "postgresql.auto.conf", "a") as conf:
+            conf.write(f"port = {port}  # mes restore --port\n")
+    except OSError as error:
+        raise BackupError(f"restored, but the port was not set in postgresql.auto.conf: {error}") from None
 
 
 def _log_line(log: Path) -> str:
