@@ -119,6 +119,11 @@ def test_restore_refuses_hostile_requests_in_one_line(site: BackupSite) -> None:
     assert naive.returncode == 2 and "no UTC offset" in naive.stderr
     live = site.mes("restore", "--to", "2030-01-01T00:00:00Z", "--data-dir", site.env["MES_BACKUP_PG_DATA_DIR"])
     assert live.returncode == 2 and "live cluster" in live.stderr
+    used = site.mes("restore", "--to", "latest", "--data-dir", str(site.root))
+    assert used.returncode == 2 and "is not empty" in used.stderr
+    unknown = site.mes("backup", "list", extra={"MES_BACKUP_STANZA": "no-such-stanza"})
+    assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1, unknown.stderr
+    assert unknown.stderr.startswith("mes backup: ") and "stanza" in unknown.stderr
 
 
 def test_check_fails_in_one_line_on_an_old_backup_or_no_archive_timeout(site: BackupSite) -> None:

@@ -19,9 +19,20 @@ def stanza_create(runner: Runner) -> str:
     return f"stanza {runner.settings.stanza} ready for {runner.settings.pg_data_dir}"
 
 
+_OK, _NO_BACKUP = 0, 2  # pgBackRest's stanza status codes that still make a usable repository
+_NOT_CREATED = {1, 3}  # missing stanza path / missing stanza data
+
+
 def info(runner: Runner) -> StanzaInfo:
+    """The stanza's backups; a repository in an unusable state (never set up, another cluster) is a BackupError."""
     runner.prepare()
-    return parse_info(runner.pgbackrest("info", "--output=json"), runner.settings.stanza)
+    stanza = parse_info(runner.pgbackrest("info", "--output=json"), runner.settings.stanza)
+    if stanza.status_code not in (_OK, _NO_BACKUP):
+        hint = ": run `mes backup stanza-create`" if stanza.status_code in _NOT_CREATED else ""
+        raise BackupError(
+            f"stanza {stanza.name}: {stanza.status_message} (pgBackRest status {stanza.status_code}){hint}"
+        )
+    return stanza
 
 
 @dataclass(frozen=True, slots=True)
