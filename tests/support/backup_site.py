@@ -60,7 +60,9 @@ class BackupSite:
     def mes(
         self, *args: str, extra: dict[str, str] | None = None, timeout: float = 180
     ) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env, **(extra or {})}
+        # MES_DATABASE_URL set: the checkout's local stack settings (.state/mes.env) are not read (mes_cli/local_env.py)
+        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MES_DATABASE_URL": self.server.url}
+        env = {**base, **self.env, **(extra or {})}
         return subprocess.run(mes_command(*args), env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
     def settings(self, **extra: str) -> BackupSettings:
