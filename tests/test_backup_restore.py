@@ -69,9 +69,14 @@ def test_restore_drill_to_a_point_in_time(site: BackupSite) -> None:
         linted = subprocess.run(["promtool", "check", "metrics"], input=prom, capture_output=True, text=True)
         assert linted.returncode == 0, linted.stdout + linted.stderr
 
-    kept = write_lots(site.server, 2)
+    kept = write_lots(site.server, 1)
+    incr = site.mes("backup", "run", "--type", "incr")  # the restore below starts from full + this incremental
+    assert incr.returncode == 0, incr.stderr
+    assert "(incr)" in incr.stdout
+    assert 'mes_backup_last_duration_seconds{type="incr"}' in Path(site.env["MES_BACKUP_METRICS_TEXTFILE"]).read_text()
+    kept += write_lots(site.server, 1)
     wanted = _counts(site.server.dsn)
-    target = _target_after(site, full.stdout)
+    target = _target_after(site, incr.stdout)
     lost = write_lots(site.server, 2)
     assert _counts(site.server.dsn)[0] == wanted[0] + 2
 
@@ -90,7 +95,7 @@ def test_restore_drill_to_a_point_in_time(site: BackupSite) -> None:
     rto = time.monotonic() - began
     try:
         assert done.returncode == 0, done.stderr
-        assert "RTO" in done.stdout
+        assert "RTO" in done.stdout and incr.stdout.split()[1] in done.stdout
         print(f"\nrestore drill: {done.stdout.strip()} (measured around the command: {rto:.1f} s)")
         dsn = site.dsn_on(port)
         assert _counts(dsn) == wanted
