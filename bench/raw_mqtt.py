@@ -1,4 +1,5 @@
-"""Raw MQTT limits on the bench's own Mosquitto: a bare MQTT 5 request/reply echo and a bare QoS 1 publish stream.
+"""Raw MQTT limits on the bench's own Mosquitto: a bare MQTT 5 request/reply echo and a bare QoS 1 publish stream;
+and the light publisher that replays completion envelopes to the ingestors (issue 18 point 4).
 
 No MES code on the message path: paho clients with TCP_NODELAY, payloads the size of the project's envelopes.
 The echo and the stream's two ends run as separate processes (`python -m bench.raw_mqtt echo|sink|pub`), like the
@@ -12,11 +13,13 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
@@ -124,6 +127,34 @@ def run_publisher(port: int, count: int, size: int) -> None:
     client.loop_stop()
 
 
+def run_replay(port: int, path: str, topic: str, reply_topic: str) -> None:
+    """Publish every envelope of `path` (one per line) to `topic`, QoS 1, each with a ResponseTopic and its own
+    CorrelationData, as a gateway with an unlimited window would; print when it began and when all were acked."""
+    payloads = Path(path).read_bytes().splitlines()
+    acked = 0
+    all_acked = threading.Event()
+
+    def on_publish(*args: Any) -> None:
+        nonlocal acked
+        acked += 1
+        if acked >= len(payloads):
+            all_acked.set()
+
+    client = connect(port, "replay")
+    client.on_publish = on_publish
+    props = []
+    for i in range(len(payloads)):
+        p = Properties(PacketTypes.PUBLISH)
+        p.ResponseTopic, p.CorrelationData = reply_topic, str(i).encode()
+        props.append(p)
+    began = time.monotonic()
+    for payload, p in zip(payloads, props, strict=True):
+        client.publish(topic, payload, qos=1, properties=p)
+    all_acked.wait(REPLY_WAIT_S + len(payloads) / 100)
+    print(json.dumps({"began": began, "acked": acked, "ended": time.monotonic()}))
+    client.loop_stop()
+
+
 # -- the parent side -------------------------------------------------------------------------------------------------
 def _child(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
@@ -214,16 +245,31 @@ def publish_stream(port: int, count: int, size: int) -> dict[str, Any]:
     }
 
 
+def replay(port: int, envelopes: list[bytes], topic: str, reply_topic: str) -> dict[str, Any]:
+    """The light publisher (a process of its own): `envelopes` to `topic` as fast as paho publishes QoS 1."""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as batch:
+        batch.write(b"\n".join(envelopes))
+        batch.flush()
+        child = _child("replay", "--port", str(port), "--path", batch.name, "--topic", topic, "--reply", reply_topic)
+        result: dict[str, Any] = json.loads(child.communicate(timeout=REPLY_WAIT_S + len(envelopes) / 100)[0])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=("echo", "sink", "pub"))
+    parser.add_argument("mode", choices=("echo", "sink", "pub", "replay"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--path", help="replay: envelopes, one per line")
+    parser.add_argument("--topic", help="replay: where to publish")
+    parser.add_argument("--reply", help="replay: the ResponseTopic")
     args = parser.parse_args()
     if args.mode == "echo":
         run_echo(args.port)
+    elif args.mode == "replay":
+        run_replay(args.port, args.path, args.topic, args.reply)
     elif args.mode == "sink":
         run_sink(args.port, args.count, args.timeout)
     else:

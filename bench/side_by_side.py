@@ -3,10 +3,12 @@
     start over MQTT at 20/s and 200/s (P50/P95/P99)  vs  a bare MQTT 5 request/reply echo (paho ↔ paho process)
     completion ingest (files/s, N gateways)           vs  a bare paho QoS 1 publish stream, process → process
     backlog drain (records/s, 1 and 2 ingestors)      vs  the same stream; and two ingestors vs one
+    replay by a light publisher into 1 and 2 ingestors vs  the same stream; and two ingestors vs one (issue 18.4)
     completion store (records/s, batches of 200)      vs  PostgreSQL executemany and COPY of the same rows
 
 Targets (issue 18): start P99 ≤ 1.5× the echo at 20/s and ≤ 3× at 200/s; ingest and drain ≥ 75 % of the stream;
-two ingestors ≥ 1.6× one. `--quick` is a smoke run (small counts: the ratios mean little); `--only` picks figures.
+two ingestors ≥ 1.6× one (drain and replay). `--quick` is a smoke run (small counts: the ratios mean little);
+`--only` picks figures.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from bench.side_figures import (
     drain_figure,
     ingest_figure,
     lots_needed,
+    replay_figure,
     start_figure,
     store_figure,
 )
 
-FIGURES = ("start-20", "start-200", "ingest", "drain", "store")
+FIGURES = ("start-20", "start-200", "ingest", "drain", "replay", "store")
 
 
 def run(figures: list[str], sizes: Sizes, keep_logs: bool) -> list[Row]:
@@ -58,6 +61,8 @@ def run(figures: list[str], sizes: Sizes, keep_logs: bool) -> list[Row]:
                 rows += ingest_figure(stack, lots, sizes, gateways)
             elif figure == "drain":
                 rows += drain_figure(stack, lots, sizes, gateways)
+            elif figure == "replay":
+                rows += replay_figure(stack, lots, sizes)
             else:
                 rows += store_figure(stack, sizes)
     return rows

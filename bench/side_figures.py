@@ -12,20 +12,27 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from hashlib import sha256
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import psycopg
 
 from bench._stack import BenchStack, cpu_seconds, cpu_used
 from bench.completion_throughput import stage_files, start_gateways, start_proc001, wait_all
-from bench.outbox_drain import absorb, drain
-from bench.raw_mqtt import echo_process, echo_run, publish_stream
+from bench.outbox_drain import absorb, drain, wait_until
+from bench.raw_mqtt import echo_process, echo_run, publish_stream, replay
 from bench.raw_pg import store_vs_raw
 from bench.start_roundtrip import mqtt_run
+from deploy.localstack.children import mes_command
+from deploy.localstack.service_state import wait_service_online
 from line_simulator.clock import KST
-from line_simulator.payloads import completion_record
+from line_simulator.payloads import completion_record, render
+from mes_contracts.completion import CompletionEvent, completion_file_name
 from mes_contracts.envelope import MessageType, Source, make_envelope
-from mes_contracts.topics import StationAddress
+from mes_contracts.topics import Name, StationAddress
+
+REPLAY = StationAddress("KR", "L1", "st90")  # configured for PROC-001 by the bench stack; no gateway runs there
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class Sizes:
     stations: int = 8
     drain_files: int = 10_000
     per_lot: int = 4  # completion files per LOT in the ingest figure (completion_throughput's default)
+    replay_records: int = 10_000
     drain_per_lot: int = 10  # in the drain (re-tests; the drain's work per record is the same, and LOTs take time)
     stream_messages: int = 20_000
     store_records: int = 4000
@@ -46,8 +54,8 @@ class Sizes:
 
 
 QUICK = Sizes(
-    start_seconds=0.5, warmup=5, ingest_files=400, stations=2, drain_files=300, stream_messages=1000,
-    store_records=400, store_lots=20, timeout=120.0,
+    start_seconds=0.5, warmup=5, ingest_files=400, stations=2, drain_files=300, replay_records=300,
+    stream_messages=1000, store_records=400, store_lots=20, timeout=120.0,
 )  # fmt: skip
 
 
@@ -92,6 +100,7 @@ def lots_needed(sizes: Sizes, figures: list[str]) -> int:
         "start-200": int(200 * sizes.start_seconds) + sizes.warmup,
         "ingest": -(-sizes.ingest_files // sizes.per_lot),
         "drain": 2 * -(-sizes.drain_files // sizes.drain_per_lot),
+        "replay": 2 * -(-sizes.replay_records // sizes.drain_per_lot),
     }
     return sum(need.get(f, 0) for f in figures)
 
@@ -170,9 +179,21 @@ def ingest_figure(stack: BenchStack, lots: Lots, sizes: Sizes, gateways: Gateway
     return [row]
 
 
-def _outage(stack: BenchStack) -> None:
+def _outage(stack: BenchStack, keep_sessions: int = 8) -> None:
+    """Stop every ingestor; the persistent sessions of ingestor-bench-N for N > keep_sessions are ended too.
+
+    Mosquitto (2.0) deals a shared subscription's messages round robin to every member session, offline ones
+    included: a stale second session would hold half of a one-ingestor run's messages until it came back.
+    """
     for name in [n for n in stack.children if n.startswith("ingestor")]:
         stack.children.pop(name).stop()  # the ingestors say "offline" as they go
+    for n in range(keep_sessions + 1, 9):
+        forget = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ingestor-bench-{n}", protocol=mqtt.MQTTv5)
+        forget.connect("127.0.0.1", stack.mqtt_port, clean_start=True)  # a clean start discards the old session
+        deadline = time.monotonic() + 10
+        while not forget.is_connected() and time.monotonic() < deadline:
+            forget.loop(0.1)
+        forget.disconnect()  # and no session expiry interval: nothing is kept
 
 
 def commit_rate(stack: BenchStack, after_id: int) -> float:
@@ -198,7 +219,7 @@ def drain_figure(stack: BenchStack, lots: Lots, sizes: Sizes, gateways: Gateways
     for ingestors in (1, 2):
         numbers = lots.take(-(-sizes.drain_files // sizes.drain_per_lot))
         start_proc001(stack.api_url, numbers, started, headers=stack.auth_headers)
-        _outage(stack)
+        _outage(stack, keep_sessions=ingestors)
         moves = stage_files({"st01": station}, numbers, sizes.drain_files, sizes.drain_per_lot, started)
         absorb(station, moves, sizes.timeout)
         after_id = stack.count("SELECT COALESCE(max(id), 0) FROM process_results")
@@ -210,6 +231,50 @@ def drain_figure(stack: BenchStack, lots: Lots, sizes: Sizes, gateways: Gateways
         Row("backlog drain, 1 ingestor", rates[1], raw["msg_per_s"], "per s", ">= 0.75", others[1], {"stream": raw}),
         Row("backlog drain, 2 ingestors", rates[2], raw["msg_per_s"], "per s", ">= 0.75", others[2]),
         Row("drain: 2 ingestors vs 1", rates[2], rates[1], "per s", ">= 1.6"),
+    ]
+
+
+def replay_envelopes(lots: list[str], count: int, per_lot: int, started: datetime) -> list[bytes]:
+    """PROC-001 completion envelopes exactly as a gateway sends them (record, file name, sha256), from REPLAY."""
+    rng, envelopes = random.Random(5), []
+    source = Source.of(REPLAY, "gw-replay")
+    for index in range(count):
+        lot_index, repeat = divmod(index, per_lot)
+        lot, complete = lots[lot_index], started + timedelta(minutes=1, seconds=repeat)
+        record = completion_record("PROC-001", lots[lot_index], f"W{lot_index % 8 + 1:03d}", started, complete, rng)
+        data = render(record)
+        event = CompletionEvent(
+            record=record, file_name=completion_file_name(lot, "PROC-001", complete), sha256=sha256(data).hexdigest()
+        )
+        envelopes.append(make_envelope(MessageType.PROCESS_COMPLETED, source, index + 1, event.model_dump()).to_bytes())
+    return envelopes
+
+
+def replay_figure(stack: BenchStack, lots: Lots, sizes: Sizes) -> list[Row]:
+    """Issue 18.4: a light publisher (no gateway) replays completion envelopes as fast as paho sends them into 1,
+    then 2 ingestors on the shared subscription; committed records/s, against the bare stream."""
+    raw = stream(stack, sizes)
+    started = (datetime.now(KST) - timedelta(minutes=10)).replace(microsecond=0)
+    rates, others = {}, {}
+    for ingestors in (1, 2):
+        _outage(stack, keep_sessions=ingestors)
+        for n in range(1, ingestors + 1):
+            stack.spawn(f"ingestor-{n}", mes_command("ingest"), {"MES_INGESTOR_CLIENT_ID": f"ingestor-bench-{n}"})
+            wait_service_online(stack.mqtt_port, f"ingestor-bench-{n}")
+        numbers = lots.take(-(-sizes.replay_records // sizes.drain_per_lot))
+        start_proc001(stack.api_url, numbers, started, headers=stack.auth_headers)
+        envelopes = replay_envelopes(numbers, sizes.replay_records, sizes.drain_per_lot, started)
+        after_id = stack.count("SELECT COALESCE(max(id), 0) FROM process_results")
+        before, began = cpu_seconds(stack.groups()), time.perf_counter()
+        replay(stack.mqtt_port, envelopes, REPLAY.event(Name.PROCESS_COMPLETED), REPLAY.reply())
+        committed = f"SELECT count(*) FROM process_results WHERE id > {after_id}"
+        wait_until(lambda q=committed: stack.count(q) >= sizes.replay_records, sizes.timeout, "replay committed")
+        others[ingestors] = other_pct(stack, before, time.perf_counter() - began)
+        rates[ingestors] = commit_rate(stack, after_id)
+    return [
+        Row("replay (light publisher), 1 ingestor", rates[1], raw["msg_per_s"], "per s", ">= 0.75", others[1]),
+        Row("replay (light publisher), 2 ingestors", rates[2], raw["msg_per_s"], "per s", ">= 0.75", others[2]),
+        Row("replay: 2 ingestors vs 1", rates[2], rates[1], "per s", ">= 1.6"),
     ]
 
 

@@ -29,6 +29,9 @@ ROWS = {
     "backlog drain, 1 ingestor",
     "backlog drain, 2 ingestors",
     "drain: 2 ingestors vs 1",
+    "replay (light publisher), 1 ingestor",
+    "replay (light publisher), 2 ingestors",
+    "replay: 2 ingestors vs 1",
     "completion store vs executemany",
     "completion store vs COPY",
     "store PostgreSQL CPU/record vs COPY",
@@ -63,6 +66,6 @@ def test_quick_run_reports_every_figure_beside_its_raw_limit(tmp_path: Path) -> 
     assert rows["start MQTT @ 20/s P99"]["target"] == "<= 1.5"
     assert rows["start MQTT @ 200/s P99"]["target"] == "<= 3.0"
     assert rows[ingest[0]]["target"] == rows["backlog drain, 2 ingestors"]["target"] == ">= 0.75"
-    assert rows["drain: 2 ingestors vs 1"]["target"] == ">= 1.6"
+    assert rows["drain: 2 ingestors vs 1"]["target"] == rows["replay: 2 ingestors vs 1"]["target"] == ">= 1.6"
     # A raw limit is what the bare path does: the echo answers faster than the project's start at the same rate.
     assert rows["start MQTT @ 20/s P50"]["raw"] < rows["start MQTT @ 20/s P50"]["project"]
