@@ -145,6 +145,12 @@ def gateway_counters(stations: dict[str, Any]) -> dict[str, Any]:
     return counters
 
 
+def gateway_cpu_ms(cpu: dict[str, dict[str, float]], files: int) -> float | None:
+    """All gateways' CPU (from /proc/<pid>/stat utime+stime, not wall time) per disposed file, in ms."""
+    used = cpu.get("gateways", {}).get("cpu_s")
+    return round(1000 * used / files, 3) if used is not None and files else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=4000, help="completion files in total")
@@ -194,6 +200,7 @@ def main() -> None:
             "error_codes": error_codes(stations),
             **memory(stack, stations),
             "cpu": cpu,
+            "gateway_cpu_ms_per_file": gateway_cpu_ms(cpu, completed + failed),
             "gateway_counters": gateway_counters(stations),
             "progress": progress,
         }
@@ -206,6 +213,7 @@ def main() -> None:
         f"ingestor {(result['ingestor_rss_kb'] or 0) / 1024:.0f} MiB"
     )
     print_cpu(cpu)
+    print(f"gateway CPU per file (utime+stime of the gateway processes): {result['gateway_cpu_ms_per_file']} ms")
     if result["error_codes"]:
         print("error codes:", result["error_codes"])
     print(f"results: {write_results('completion_throughput', {'args': vars(args), **result})}")

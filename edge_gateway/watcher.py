@@ -20,6 +20,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from edge_gateway.arrivals_observer import arrivals_observer
+
 logger = logging.getLogger(__name__)
 
 NamesCallback = Callable[[set[str]], None]
@@ -84,7 +86,9 @@ class PendingWatcher:
         self._observer: BaseObserver | None = None
 
     def start(self) -> bool:
-        observer = Observer()
+        # On Linux, inotify is asked for arrivals only, so the gateway's own moves out of pending/ never wake
+        # the watcher threads; elsewhere watchdog's default observer (events filtered in `_Bridge`).
+        observer = arrivals_observer() or Observer()
         observer.schedule(
             _Bridge(self._directory, asyncio.get_running_loop(), self._callback),
             str(self._directory),

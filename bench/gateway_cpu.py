@@ -1,0 +1,146 @@
+"""Gateway CPU per completion file, in process: the real file pipeline and watcher, a loopback link.
+
+One `FilePipeline` (outbox, pickup, dispatcher, mover) with its `PendingWatcher` on a temporary work dir; the
+link answers every request at once by encoding a REPLY envelope the way the centre does and decoding it with the
+gateway's own reply parser, so the publish side (`Envelope.to_bytes`) and the reply side stay in the count.
+N valid completion files are renamed into pending/ at once and the clock runs until all are in completed/.
+CPU is this process's utime+stime (every thread: loop, watcher, outbox, mover), not wall time. With `--tree`
+point PYTHONPATH at another checkout to compare two trees side by side.
+
+    .venv/bin/python -m bench.gateway_cpu --files 2000 [--profile 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import random
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import edge_gateway.replies as replies
+from edge_gateway.pipeline import FilePipeline
+from edge_gateway.settings import GatewaySettings
+from edge_gateway.watcher import PendingWatcher
+from line_simulator.clock import KST
+from line_simulator.payloads import completion_record, render
+from mes_contracts.completion import completion_file_name
+from mes_contracts.envelope import Envelope
+
+REPLY = (
+    '{{"v":1,"message_id":"{reply_id}","type":"reply","source":{{"site":"centre","line":"centre",'
+    '"station":"centre","gateway_id":"ingestor"}},"occurred_at":"2026-01-01T00:00:00Z","seq":0,"replay":false,'
+    '"payload":{{"in_reply_to":"{request_id}","outcome":"accepted","http_status":200,'
+    '"body":{{"status":"success","message":"완공이 등록되었습니다","data":{{"process_result_id":1}}}}}}}}'
+)
+REPLY_ID = "01900000-0000-7000-8000-000000000000"
+
+
+class LoopbackLink:
+    """Answers at once; the bytes go through the gateway's encode and decode paths as over MQTT."""
+
+    connected = True
+
+    def next_seq(self) -> int:
+        return 0
+
+    async def request(self, topic: str, envelope: Envelope, timeout: float) -> Any:
+        envelope.to_bytes()
+        await asyncio.sleep(0)
+        raw = REPLY.format(reply_id=REPLY_ID, request_id=envelope.message_id).encode()
+        return replies.decode_reply(raw, str(envelope.message_id).encode())
+
+
+def stage(pending: Path, count: int) -> list[tuple[Path, Path]]:
+    rng = random.Random(7)
+    started = (datetime.now(KST) - timedelta(minutes=10)).replace(microsecond=0)
+    moves = []
+    for index in range(count):
+        lot = f"WF-KR-25{index // 1000 % 100:02d}10D-{index % 1000:03d}"
+        complete = started + timedelta(minutes=1)
+        name = completion_file_name(lot, "PROC-001", complete)
+        temp = pending / f".{name}.tmp"
+        temp.write_bytes(render(completion_record("PROC-001", lot, "W001", started, complete, rng)))
+        moves.append((temp, pending / name))
+    return moves
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread name (utime+stime from /proc/self/task/<tid>/stat), Linux only."""
+    names = {t.native_id: t.name.split("_")[0].rstrip("0123456789-") for t in threading.enumerate()}
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(task.name), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def count_json(path: Path) -> int:
+    with os.scandir(path) as entries:
+        return sum(1 for e in entries if e.name.endswith(".json"))
+
+
+async def run(work: Path, count: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
+    settings = GatewaySettings(
+        work_dir=work, station="st01", stable_window_s=0.2, rescan_interval_s=2.0, max_in_flight=500
+    )
+    settings.prepare_work_dirs()
+    moves = stage(settings.pending_dir, count)
+    pipeline = FilePipeline(settings, LoopbackLink())  # type: ignore[arg-type]
+    watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
+    await pipeline.open()
+    task = asyncio.create_task(pipeline.run())
+    watcher.start()
+    await asyncio.sleep(0.3)  # settled: first rescan done, watcher threads up
+    cpu0, wall0, threads0 = sum(os.times()[:2]), time.perf_counter(), thread_cpu()
+    if profiler:
+        profiler.enable()
+    for temp, final in moves:
+        temp.rename(final)
+    while count_json(settings.completed_dir) + count_json(settings.error_dir) < count:
+        await asyncio.sleep(0.02)
+    if profiler:
+        profiler.disable()
+    cpu, wall = sum(os.times()[:2]) - cpu0, time.perf_counter() - wall0
+    threads = {k: round(1000 * (v - threads0.get(k, 0.0)) / count, 3) for k, v in thread_cpu().items()}
+    await watcher.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return {
+        "files": count,
+        "completed": count_json(settings.completed_dir),
+        "errors": count_json(settings.error_dir),
+        "wall_s": round(wall, 2),
+        "files_per_s": round(count / wall, 1),
+        "cpu_ms_per_file": round(1000 * cpu / count, 3),
+        "cpu_ms_per_file_by_thread": {k: v for k, v in threads.items() if v},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--profile", type=int, default=0, help="print this many top functions (cProfile, own time)")
+    args = parser.parse_args()
+    profiler = cProfile.Profile() if args.profile else None
+    with tempfile.TemporaryDirectory(prefix="gw-cpu-") as work:
+        result = asyncio.run(run(Path(work), args.files, profiler))
+    print(json.dumps(result))
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()
