@@ -11,6 +11,7 @@ the reads and decisions, process_runs/lots updates, the audit chain and the stor
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import secrets
 import time
@@ -34,6 +35,7 @@ TABLES = ("process_results", "measurements", "processed_messages")
 
 async def store_run(server: PostgresServer, records: int, lot_count: int) -> dict[str, Any]:
     """The project's completion store on `records` completions; returns its figures and the first new result id."""
+    logging.getLogger("cloud_api.labels").setLevel(logging.ERROR)  # "no active LOT printer" once per bench LOT
     engine = create_async_engine(server.url, pool_size=2)
     db = Database(engine, ZoneInfo("Asia/Seoul"))
     try:
