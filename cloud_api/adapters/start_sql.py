@@ -167,6 +167,13 @@ async def insert_run(conn: AsyncConnection, run: NewRun, status: Transition | No
     return (int(found.id), str(found.work_order_id)) if found else None
 
 
+def one_statement_params(
+    run: NewRun, seen_status: LotStatus, status: Transition | None, audit_rows: str
+) -> dict[str, Any]:
+    """The one-statement start's parameters but the stored answer's (also for adapters/start_fast.py)."""
+    return _status_params(run, status) | {"seen_status": seen_status.value, "audit": audit_rows}
+
+
 async def start_in_one_statement(
     conn: AsyncConnection,
     run: NewRun,
@@ -181,7 +188,7 @@ async def start_in_one_statement(
     that already exists raises IntegrityError. `answer`: message_type, outcome, http_status and the body (JSON
     text) to store under run.message_id.
     """
-    params = _status_params(run, status) | {"seen_status": seen_status.value, "audit": audit_rows}
+    params = one_statement_params(run, seen_status, status, audit_rows)
     if answer is not None:
         params |= answer
     row = await conn.execute(_ONE_STATEMENT_SQL[(status is not None, answer is not None)], params)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from cloud_api.adapters.database import Database
+from cloud_api.adapters.start_fast import FastStartConnections
 from cloud_api.domain.errors import DomainError
 from cloud_api.ingestor import faults
 from cloud_api.services.dead_letters import Letter
@@ -20,6 +23,7 @@ from cloud_api.services.handlers import Answer, error_answer, handle_completion,
 from cloud_api.services.measurement_ingest import handle_measurement
 from cloud_api.services.print_results import handle_print_result
 from cloud_api.services.process_complete import CompletionSource
+from cloud_api.services.start_fast import handle_station_start
 from mes_contracts.completion import CompletionEvent
 from mes_contracts.envelope import Envelope, MessageType, ReplyPayload, Source, make_envelope
 from mes_contracts.errors import ErrorCode
@@ -61,8 +65,16 @@ def read_envelope(topic: str, raw: bytes) -> tuple[ParsedTopic, Envelope]:
     return parsed, envelope
 
 
-async def handle_envelope(db: Database, topic: str, parsed: ParsedTopic, envelope: Envelope, lang: str) -> Handled:
-    """Answer one message read by `read_envelope` (the ingestor reads each message once, to route it)."""
+async def handle_envelope(
+    db: Database,
+    topic: str,
+    parsed: ParsedTopic,
+    envelope: Envelope,
+    lang: str,
+    fast_starts: FastStartConnections | None = None,
+) -> Handled:
+    """Answer one message read by `read_envelope` (the ingestor reads each message once, to route it).
+    `fast_starts`: the ingestor's psycopg connections for the start (services/start_fast.py)."""
     station = parsed.address.prefix
     if (envelope.source.site, envelope.source.line, envelope.source.station) != (
         parsed.address.site,
@@ -72,7 +84,11 @@ async def handle_envelope(db: Database, topic: str, parsed: ParsedTopic, envelop
         # A station speaks only for itself: the topic (which the broker's ACL guards) must match the source.
         error = DomainError(ErrorCode.INVALID_REQUEST, {"topic": topic}, "source does not match topic")
         return Handled(envelope, error_answer(error, lang))
-    if envelope.type is MessageType.PROCESS_START_REQUEST:
+    if envelope.type is MessageType.PROCESS_START_REQUEST and fast_starts is not None:
+        answer = await handle_station_start(
+            db, fast_starts, envelope.payload, station, envelope.message_id, lang, faults.HOOKS
+        )
+    elif envelope.type is MessageType.PROCESS_START_REQUEST:
         answer = await handle_start(db, envelope.payload, station, envelope.message_id, lang, hooks=faults.HOOKS)
     elif envelope.type is MessageType.PROCESS_COMPLETED:
         record, source = _completion(envelope, station)
@@ -147,3 +163,27 @@ def reply_envelope(in_reply_to: uuid.UUID, answer: Answer, responder: Source, se
         in_reply_to=in_reply_to, outcome=answer.outcome, http_status=answer.http_status, body=answer.body
     )
     return make_envelope(MessageType.REPLY, responder, seq, reply.model_dump(mode="json"), message_id=str(uuid.uuid4()))
+
+
+class ReplyTemplate:
+    """Reply envelopes from a pre-serialised skeleton: the same JSON as `reply_envelope(...).to_bytes()` (the
+    same keys in the same order; tests/test_ingestor_lean.py checks it), without building two pydantic models per
+    reply. A body json cannot write (never seen: bodies are JSON-ready dicts) takes the pydantic way."""
+
+    def __init__(self, responder: Source):
+        self._responder = responder
+        source = responder.model_dump_json().replace("%", "%%")
+        self._head = '{"v":1,"message_id":"%s","type":"' + MessageType.REPLY.value + '","source":' + source + ","
+
+    def render(self, in_reply_to: uuid.UUID, answer: Answer, seq: int) -> bytes:
+        try:
+            body = json.dumps(answer.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            return reply_envelope(in_reply_to, answer, self._responder, seq).to_bytes()
+        occurred = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        return (
+            self._head
+            % uuid.uuid4()
+            + f'"occurred_at":"{occurred}","seq":{int(seq)},"replay":false,"payload":{{"in_reply_to":"{in_reply_to}",'
+            f'"outcome":"{answer.outcome.value}","http_status":{int(answer.http_status)},"body":{body}}}}}'
+        ).encode()

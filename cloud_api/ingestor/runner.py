@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import socket
 import time
@@ -16,17 +17,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client import start_http_server
 
-from cloud_api.adapters.database import Database, make_engine
+from cloud_api.adapters.database import Database, libpq_dsn, make_engine
+from cloud_api.adapters.start_fast import FastStartConnections
 from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.alert_watch import AlertWatch
 from cloud_api.ingestor.batching import MAX_BATCH, CompletionBatcher, Pending
 from cloud_api.ingestor.handler import (
+    ReplyTemplate,
     UnreadableMessage,
     completion_item,
     handle_envelope,
     letter_of,
     read_envelope,
-    reply_envelope,
     surrogate_id,
 )
 from cloud_api.ingestor.supervision import Health, supervise
@@ -51,13 +53,26 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A message may be this much larger than the REST body cap (MES_MAX_BODY_BYTES): the envelope around the record.
 ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
+FAST_START_CONNECTIONS = 4
 RESPONDER = Source(site="central", line="central", station="ingestor", gateway_id="ingestor")
 
 
 class Ingestor:
-    def __init__(self, settings: CentralSettings, db: Database, max_body_bytes: int):
+    def __init__(
+        self,
+        settings: CentralSettings,
+        db: Database,
+        max_body_bytes: int,
+        fast_starts: FastStartConnections | None = None,
+    ):
         self.settings = settings
         self.db = db
+        self._fast_starts = fast_starts  # the start on psycopg's prepared statements (services/start_fast.py)
+        self._replies = ReplyTemplate(RESPONDER)
+        # One PUBLISH properties object, copied per reply: building one runs paho's validating __init__ (8.8 %
+        # of the ingestor's CPU per start in issue 18's profile). Copied, not shared: paho packs a queued QoS 1
+        # message (more than max_inflight_messages in flight) later, from the object it was given.
+        self._reply_properties = Properties(PacketTypes.PUBLISH)
         self._seq = 0
         self._slots = asyncio.Semaphore(settings.ingestor_concurrency)
         # Completions wait in the batch queue; bounded so a flood cannot grow memory without limit.
@@ -255,7 +270,9 @@ class Ingestor:
         letter = letter_of(message.topic.value, raw, parsed, envelope)
 
         async def attempt() -> Answer:
-            handled = await handle_envelope(self.db, message.topic.value, parsed, envelope, self.settings.language)
+            handled = await handle_envelope(
+                self.db, message.topic.value, parsed, envelope, self.settings.language, self._fast_starts
+            )
             return handled.answer
 
         started = time.perf_counter()
@@ -300,13 +317,15 @@ class Ingestor:
             )
             response_topic = own_reply
         self._seq += 1
-        reply = reply_envelope(in_reply_to, answer, RESPONDER, self._seq)
-        out = Properties(PacketTypes.PUBLISH)
+        out = copy.copy(self._reply_properties)
         correlation = getattr(props, "CorrelationData", None)
         if correlation:
-            out.CorrelationData = correlation
+            # Binary Data needs no check (paho's __setattr__ walks every property name to validate the name).
+            object.__setattr__(out, "CorrelationData", correlation)
         try:
-            await client.publish(response_topic, reply.to_bytes(), qos=1, properties=out)
+            await client.publish(
+                response_topic, self._replies.render(in_reply_to, answer, self._seq), qos=1, properties=out
+            )
             metrics.REPLIES_SENT.inc()
         except aiomqtt.MqttError:
             # A lost reply is repaired by the station's retry: the stored answer is sent again.
@@ -326,9 +345,14 @@ async def run_ingestor(settings: CentralSettings, max_body_bytes: int) -> None:
     db = Database(engine, settings.zone, settings.shift_day_start_hour)
     # Plain PostgreSQL only: the measurement rollups' refresher (TimescaleDB's policies do it there).
     refresher = asyncio.create_task(aggregate_refresh.run(db, settings.rollup_refresh_s))
+    # A few connections of the ingestor's own for the start's prepared statements (at most the concurrency).
+    fast_starts = FastStartConnections(
+        libpq_dsn(settings.database_url), min(FAST_START_CONNECTIONS, settings.ingestor_concurrency)
+    )
     try:
-        await Ingestor(settings, db, max_body_bytes).run_forever()
+        await Ingestor(settings, db, max_body_bytes, fast_starts).run_forever()
     finally:
+        await fast_starts.close()
         refresher.cancel()
         POOLS.forget(engine)
         await engine.dispose()

@@ -130,18 +130,20 @@ async def handle_start(
     lang: str,
     actor: str | None = None,
     hooks: CommitHooks = NO_HOOKS,
+    one_statement: bool = True,
 ) -> Answer:
     """`actor` is the signed-in user for REST; None at a station (the audit trail then names worker@station).
 
     An allowed start is written by one statement (process_start.plan_start); everything else, and whatever that
-    path cannot settle, goes through run_once and the locked decision.
+    path cannot settle, goes through run_once and the locked decision. `one_statement=False`: the caller tried
+    that already (the ingestor's psycopg path, services/start_fast.py), straight to the locked decision.
     """
     origin = StartOrigin(source, message_id, lang, actor)
     try:  # a station may start only the processes it is configured for (services/station_access.py)
         await check_station_allowed(db, source, raw, message_id, MessageType.PROCESS_START_REQUEST.value)
     except DomainError as refused:
         return await _rejected(db, refused, message_id, MessageType.PROCESS_START_REQUEST, source, lang)
-    answer = await _start_in_one_statement(db, raw, origin)
+    answer = await _start_in_one_statement(db, raw, origin) if one_statement else None
     if answer is not None:
         return answer
 

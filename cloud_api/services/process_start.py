@@ -14,6 +14,7 @@ module (adapters/start_sql.py):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,7 +25,7 @@ from cloud_api.adapters.database import Database
 from cloud_api.audit.trail import AuditEntry, current_request_id, record_audit_many, rows_json, station_actor
 from cloud_api.domain.errors import DomainError
 from cloud_api.domain.lots import LotStatus
-from cloud_api.domain.start import NewRun, Transition, decide_start
+from cloud_api.domain.start import LotForStart, NewRun, Transition, decide_start
 from cloud_api.firmware.domain import FIRMWARE_PROCESS_ID
 from cloud_api.firmware.service import active_firmware_info
 from cloud_api.labels.domain import SERIAL_PROCESS_ID
@@ -114,6 +115,18 @@ async def plan_start(
 ) -> PlannedStart | None:
     """Decide from an unlocked read; None when `start_process` must answer (refusals, PROC-007)."""
     lot = await start_sql.read_lot_for_start(conn, request.lot_number, request.worker_id)
+    return await plan_for_lot(db, request, origin, lot, lambda: active_firmware_info(conn))
+
+
+async def plan_for_lot(
+    db: Database,
+    request: StartRequest,
+    origin: StartOrigin,
+    lot: LotForStart | None,
+    firmware: Callable[[], Awaitable[Any]] | None,
+) -> PlannedStart | None:
+    """plan_start's decision on a LOT read by any store (the ingestor reads it on psycopg: adapters/start_fast.py).
+    `firmware` reads the active firmware for PROC-004; None leaves a firmware start to the other paths."""
     try:
         decided = decide_start(request, lot, db.zone, origin.lang)
     except DomainError:
@@ -121,7 +134,11 @@ async def plan_start(
     step, transition = decided.step, decided.transition
     if lot is None or step.process_id == SERIAL_PROCESS_ID:
         return None
-    firmware_info = await active_firmware_info(conn) if step.process_id == FIRMWARE_PROCESS_ID else None
+    firmware_info = None
+    if step.process_id == FIRMWARE_PROCESS_ID:
+        if firmware is None:
+            return None
+        firmware_info = await firmware()
     return PlannedStart(
         data=_data(request, step, "", firmware_info, None),
         run=_new_run(db, request, lot.lot_id, step, origin),
