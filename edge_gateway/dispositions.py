@@ -40,11 +40,20 @@ def suffixed_name(name: str, n: int) -> str:
     return f"{stem}.{n}.{extension}"
 
 
+_name_max_known: dict[Path, int] = {}
+
+
 def name_max(directory: Path) -> int:
+    """The file system's name limit, asked once per directory (a syscall per moved file added up, issue 18)."""
+    known = _name_max_known.get(directory)
+    if known is not None:
+        return known
     try:
-        return int(os.pathconf(directory, "PC_NAME_MAX"))
-    except (AttributeError, OSError, ValueError):  # Windows has no pathconf
+        limit = int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf; a missing folder: ask again later
         return NAME_MAX_DEFAULT
+    _name_max_known[directory] = limit
+    return limit
 
 
 def fit_name(name: str, limit: int, reserve: int = 0) -> str:
@@ -66,8 +75,12 @@ def free_name(directory: Path, name: str, companions: tuple[str, ...] = ()) -> s
     # A companion is written as `.<file><companion>.tmp` first (write_text_atomically): 5 bytes more.
     reserve = CLASH_RESERVE + max((len(c.encode()) + 5 for c in companions), default=0)
     name = fit_name(name, name_max(directory), reserve)
+    folder = os.fspath(directory)
     candidate, n = name, 0
-    while (directory / candidate).exists() or any((directory / f"{candidate}{c}").exists() for c in companions):
+    # lexists on plain strings: no Path objects per check, and a dangling symlink counts as taken too
+    while os.path.lexists(os.path.join(folder, candidate)) or any(
+        os.path.lexists(os.path.join(folder, candidate + c)) for c in companions
+    ):
         n += 1
         candidate = suffixed_name(name, n)
     return candidate

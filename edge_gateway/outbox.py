@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +36,14 @@ class OutboxClosed(RuntimeError):
     """The outbox is not open (not yet, or any more)."""
 
 
+@dataclass(slots=True)
+class _Group:
+    """Same-kind writes of one commit window: one op, one statement batch and one future for all of them."""
+
+    rows: list[Any] = field(default_factory=list)
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class Outbox:
     """Async face of the outbox file; `depth`, `bytes` and `full` are mirrored after every committed batch.
 
@@ -55,6 +65,7 @@ class Outbox:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
         self._store: OutboxStore | None = None
         self._ops: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._groups: dict[str, _Group] = {}  # open groups of the window being gathered (answers, deletions)
         self._flusher: asyncio.Task[None] | None = None
         self._deferred: asyncio.TimerHandle | None = None
         self._listeners: list[Callable[[], None]] = []
@@ -94,6 +105,13 @@ class Outbox:
         result: Admission = await self._write(functools.partial(OutboxStore.admit, new=new))
         return result
 
+    async def admit_many(self, news: Sequence[NewRecord]) -> list[Admission]:
+        """`admit` for every record of one pickup pass: one op and one callback, committed with its window."""
+        if not news:
+            return []
+        result: list[Admission] = await self._write(functools.partial(OutboxStore.admit_many, news=list(news)))
+        return result
+
     async def fail(self, record_id: int, error: str, next_attempt_at: float, server_failure: bool = False) -> None:
         await self._write(
             functools.partial(
@@ -106,11 +124,12 @@ class Outbox:
         )
 
     async def answer(self, record_id: int, outcome: str, http_status: int, body: dict[str, Any], at: float) -> None:
-        await self._write(
-            functools.partial(
-                OutboxStore.answer, record_id=record_id, outcome=outcome, http_status=http_status, body=body, at=at
-            )
-        )
+        """Stored when this returns. Answers arriving in one window share one executemany and one future."""
+        self._opened()
+        group = self._join("answer", _answer_rows)
+        group.rows.append((outcome, http_status, body, at, record_id))
+        self._kick()
+        await asyncio.shield(group.future)  # shared: one waiter's cancellation must not cancel the others'
 
     async def delete(self, record_ids: Iterable[int]) -> None:
         await self._write(functools.partial(OutboxStore.delete, record_ids=list(record_ids)))
@@ -121,9 +140,10 @@ class Outbox:
         Safe because writes run in submission order: an admission queued after this sees the row gone. A row
         left behind by a crash is answered and its file gone; the next start closes it without publishing.
         """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_log_failure)
-        self._ops.append((functools.partial(OutboxStore.delete, record_ids=list(record_ids)), future))
+        group = self._join("delete", _delete_rows)
+        if not group.rows:
+            group.future.add_done_callback(_log_failure)
+        group.rows.extend(record_ids)
         if self._deferred is None:
             self._deferred = asyncio.get_running_loop().call_later(DEFERRED_WRITE_S, self._kick)
 
@@ -182,6 +202,14 @@ class Outbox:
         self._kick()
         return await future
 
+    def _join(self, kind: str, op_of: Callable[[list[Any]], Op]) -> _Group:
+        """The open group of `kind`, queued as one op when it opens; rows added until its window is taken."""
+        group = self._groups.get(kind)
+        if group is None:
+            group = self._groups[kind] = _Group()
+            self._ops.append((op_of(group.rows), group.future))
+        return group
+
     def _kick(self) -> None:
         """Make sure a flusher runs; it takes every queued write, deferred ones included."""
         if self._deferred is not None:
@@ -194,6 +222,7 @@ class Outbox:
         while self._ops:
             await asyncio.sleep(0)  # the other writers of this loop turn join the batch
             batch, self._ops = self._ops, []
+            self._groups = {}  # later answers and deletions open new groups for the next window
             if self._deferred is not None:
                 self._deferred.cancel()
                 self._deferred = None
@@ -212,7 +241,7 @@ class Outbox:
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            refused = any(isinstance(r, Admission) and r.status is AdmitStatus.FULL for r in results)
+            refused = any(_refused(r) for r in results)
             self._mirror(depth, size, refused)
 
     def _commit(self, ops: list[Op]) -> tuple[list[Any], int, int]:
@@ -240,6 +269,26 @@ class Outbox:
                 listener()
             except Exception:
                 logger.exception("outbox listener failed")
+
+
+def _refused(result: Any) -> bool:
+    """An admission (or one of a pass's admissions) refused for lack of room."""
+    if isinstance(result, list):
+        return any(_refused(r) for r in result)
+    return isinstance(result, Admission) and result.status is AdmitStatus.FULL
+
+
+def _answer_rows(rows: list[Any]) -> Op:
+    """The body is serialised on the outbox thread, when the op runs, not in the event loop."""
+
+    def op(store: OutboxStore) -> None:
+        store.answer_many([(o, s, json.dumps(b, ensure_ascii=False), at, i) for o, s, b, at, i in rows])
+
+    return op
+
+
+def _delete_rows(rows: list[Any]) -> Op:
+    return functools.partial(OutboxStore.delete, record_ids=rows)
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

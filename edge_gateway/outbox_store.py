@@ -187,6 +187,10 @@ class OutboxStore:
         self.bytes += size
         return Admission(AdmitStatus.CREATED, int(cursor.lastrowid or 0), new.message_id)
 
+    def admit_many(self, news: Sequence[NewRecord]) -> list[Admission]:
+        """Every record of one pickup pass, in order, inside the caller's transaction (one commit for all)."""
+        return [self.admit(new) for new in news]
+
     def fail(self, record_id: int, error: str, next_attempt_at: float, server_failure: bool) -> None:
         self._conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, server_failures = server_failures + ?, "
@@ -199,6 +203,14 @@ class OutboxStore:
             "UPDATE outbox SET state = 'answered', attempts = attempts + 1, outcome = ?, http_status = ?, "
             "reply_body = ?, answered_at = ? WHERE id = ?",
             (outcome, http_status, json.dumps(body, ensure_ascii=False), at, record_id),
+        )
+
+    def answer_many(self, rows: Sequence[tuple[str, int, str, float, int]]) -> None:
+        """Answers gathered in one pass: (outcome, http_status, reply_body JSON, answered_at, id) each."""
+        self._conn.executemany(
+            "UPDATE outbox SET state = 'answered', attempts = attempts + 1, outcome = ?, http_status = ?, "
+            "reply_body = ?, answered_at = ? WHERE id = ?",
+            rows,
         )
 
     def delete(self, record_ids: Iterable[int]) -> None:

@@ -21,7 +21,7 @@ from edge_gateway.health import Health
 from edge_gateway.mover import BatchMover
 from edge_gateway.names import is_candidate_name
 from edge_gateway.outbox import Outbox, OutboxClosed
-from edge_gateway.outbox_store import AdmitStatus, NewRecord
+from edge_gateway.outbox_store import Admission, AdmitStatus, NewRecord
 from edge_gateway.pending_io import ProbeLimits, probe_many, refusal, scan_names
 from edge_gateway.ready import ReadyFile, completion_payload, verdict
 from edge_gateway.settings import GatewaySettings
@@ -34,6 +34,7 @@ from mes_contracts.envelope import MessageType, Source, make_envelope, new_messa
 logger = logging.getLogger(__name__)
 
 PROBE_BATCH = 256
+ADMITTERS = 2  # tasks taking ready files in batches: one admits while the other's rejections are being moved
 PROBE_TICK_S = 0.05  # new names and due re-checks are gathered into one thread hop per tick
 UNEXPECTED_FAILURES_MAX = 3  # a file whose commit keeps failing unexpectedly goes to error/ after this many
 
@@ -61,7 +62,7 @@ class Pickup:
         self._retry_interval = settings.retry_interval_s
         self._retry_max = max(settings.retry_interval_s, settings.retry_max_s)
         self._rescan_interval = settings.rescan_interval_s
-        self._workers = settings.max_in_flight
+        self._workers = min(ADMITTERS, settings.max_in_flight)
         self._ready_limit = max(PROBE_BATCH, 2 * settings.max_in_flight)  # bounds the bytes read ahead
         self._tracker = StabilityTracker(settings.stable_window_s, settings.malformed_grace_s)
         self._limits = ProbeLimits(settings.max_file_bytes, self._tracker.needs_writer_check)
@@ -222,18 +223,61 @@ class Pickup:
     # -- processing -----------------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
+        """Takes every file ready at once: their records share one outbox op and commit (issue 18)."""
         while True:
-            item = await self._queue.get()
+            items = [await self._queue.get()]
+            while not self._queue.empty() and len(items) < PROBE_BATCH:
+                items.append(self._queue.get_nowait())
             try:
-                await self._process(item)
-            except (sqlite3.Error, OutboxClosed) as error:
-                logger.error("cannot commit %s to the outbox (%s); it stays in pending", item.name, error)
-                self._health.note_error("OUTBOX_ERROR", f"{item.name}: {error}")
-                self._retry_later(item.name, error)
-            except Exception as error:
-                await self._unexpected(item, error)
+                await self._process_batch(items)
             finally:
-                self._busy.discard(item.name)
+                for item in items:
+                    self._busy.discard(item.name)
+
+    async def _process_batch(self, items: list[ReadyFile]) -> None:
+        """Verdicts, then one admission for the valid ones while the rejected ones are moved to error/."""
+        admitting: list[tuple[ReadyFile, NewRecord]] = []
+        rejecting: list[tuple[ReadyFile, Rejection]] = []
+        for item in items:
+            try:
+                checked = verdict(item)
+                if isinstance(checked, Rejection):
+                    if item.name not in self._retrying:
+                        self._counters.picked_up += 1
+                    rejecting.append((item, checked))
+                else:
+                    admitting.append((item, self._record(item, checked)))
+            except Exception as error:  # this file's trouble alone
+                await self._unexpected(item, error)
+        await asyncio.gather(self._admit_all(admitting), *(self._reject(item, why) for item, why in rejecting))
+
+    async def _reject(self, item: ReadyFile, rejection: Rejection) -> None:
+        try:
+            await self._dispose_error(item, rejection)
+        except Exception as error:
+            await self._unexpected(item, error)
+
+    async def _admit_all(self, admitting: list[tuple[ReadyFile, NewRecord]]) -> None:
+        """One op, one commit, one callback for the pass; a failed commit leaves every one of them in pending/."""
+        if not admitting:
+            return
+        try:
+            admissions = await self._outbox.admit_many([record for _, record in admitting])
+        except (sqlite3.Error, OutboxClosed) as error:
+            logger.error("cannot commit %d file(s) to the outbox (%s); they stay in pending", len(admitting), error)
+            self._health.note_error("OUTBOX_ERROR", f"{admitting[0][0].name} (+{len(admitting) - 1}): {error}")
+            for item, _ in admitting:
+                self._retry_later(item.name, error)
+            return
+        except Exception as error:
+            for item, _ in admitting:
+                await self._unexpected(item, error)
+            return
+        created = False
+        for (item, _), admission in zip(admitting, admissions, strict=True):
+            created = self._admitted(item.name, admission) or created
+        if created:
+            self._on_admitted()
 
     async def _unexpected(self, item: ReadyFile, error: Exception) -> None:
         failures = self._failures[item.name] = self._failures.get(item.name, 0) + 1
@@ -247,17 +291,8 @@ class Pickup:
         with contextlib.suppress(Exception):
             await self._dispose_error(item, refusal(item.name, f"could not be processed: {error!r}"))
 
-    async def _process(self, item: ReadyFile) -> None:
-        checked = verdict(item)
-        if isinstance(checked, Rejection):
-            if item.name not in self._retrying:
-                self._counters.picked_up += 1
-            await self._dispose_error(item, checked)
-            return
-        await self._admit(item, checked)
-
-    async def _admit(self, item: ReadyFile, completion: Completion) -> None:
-        """Commit the record (id minted here, once) before anything is published; the file stays in pending/."""
+    def _record(self, item: ReadyFile, completion: Completion) -> NewRecord:
+        """The record to commit (id minted here, once) before anything is published; the file stays in pending/."""
         message_id = new_message_id()
         envelope = make_envelope(
             MessageType.PROCESS_COMPLETED,
@@ -266,21 +301,23 @@ class Pickup:
             completion_payload(completion),
             message_id=message_id,
         )
-        record = NewRecord(message_id, item.name, completion.sha256, item.data, envelope.model_dump_json(), time.time())
-        admission = await self._outbox.admit(record)
+        return NewRecord(message_id, item.name, completion.sha256, item.data, envelope.model_dump_json(), time.time())
+
+    def _admitted(self, name: str, admission: Admission) -> bool:
+        """Book one committed admission; True when it created a record to send."""
         if admission.status is AdmitStatus.FULL:
-            self._forget(item.name)  # not lost: it stays in pending/ and is found again once there is room
+            self._forget(name)  # not lost: it stays in pending/ and is found again once there is room
             self._health.note_error(
-                "OUTBOX_FULL", f"outbox full ({self._outbox.depth} records); {item.name} waits in pending/"
+                "OUTBOX_FULL", f"outbox full ({self._outbox.depth} records); {name} waits in pending/"
             )
-            return
-        self._outboxed[item.name] = self._outboxed.get(item.name, 0) + 1
-        self._forget(item.name)
+            return False
+        self._outboxed[name] = self._outboxed.get(name, 0) + 1
+        self._forget(name)
         if admission.status is AdmitStatus.CREATED:
             self._counters.picked_up += 1
-            self._on_admitted()
-        else:
-            logger.info("%s is already in the outbox as %s; that record is reused", item.name, admission.message_id)
+            return True
+        logger.info("%s is already in the outbox as %s; that record is reused", name, admission.message_id)
+        return False
 
     async def _dispose_error(self, item: ReadyFile, rejection: Rejection) -> None:
         name = item.name

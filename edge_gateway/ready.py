@@ -9,7 +9,7 @@ from typing import Any
 from edge_gateway.pending_io import refusal
 from edge_gateway.stability import FileStat, Probe
 from edge_gateway.validation import Completion, Rejection, check_completion
-from mes_contracts.completion import CompletionEvent, parse_completion_file_name
+from mes_contracts.completion import parse_completion_file_name
 from mes_contracts.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,10 @@ class ReadyFile:
 
 
 def completion_payload(completion: Completion) -> dict[str, Any]:
-    event = CompletionEvent(record=completion.record, file_name=completion.file_name, sha256=completion.sha256)
-    return event.model_dump(mode="json")
+    """`CompletionEvent(...).model_dump(mode="json")` without a second validation pass (issue 18): the record is
+    the file's parsed JSON already checked by `check_completion`, the name matched the completion-name pattern
+    and the hash is hashlib's hex digest, so the model could only copy them."""
+    return {"record": completion.record, "file_name": completion.file_name, "sha256": completion.sha256}
 
 
 def verdict(item: ReadyFile) -> Completion | Rejection:

@@ -13,9 +13,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from edge_gateway.outbox import Outbox
+from edge_gateway.outbox_store import AdmitStatus, NewRecord
+from edge_gateway.ready import completion_payload
 from edge_gateway.replies import decode_reply, light_reply
+from edge_gateway.validation import Completion, check_completion
 from edge_gateway.watcher import PendingWatcher
+from mes_contracts.completion import CompletionEvent
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload
+from tests.test_edge_gateway_pickup import record
 
 REQUEST = uuid.UUID("01900000-0000-7000-8000-0000000000aa")
 
@@ -126,3 +132,48 @@ async def test_watcher_sees_arrivals_but_not_our_moves_out(tmp_path: Path) -> No
         assert seen == ["a.json", "b.json", "c.json"]  # nothing for a.json leaving or b.json's old name
     finally:
         await watcher.stop()
+
+
+def new_record(n: int, size: int = 10) -> NewRecord:
+    return NewRecord(f"m-{n}", f"f{n}.json", f"{n:064x}", b"x" * size, "{}", 0.0)
+
+
+async def test_a_pass_of_admissions_is_one_op_and_a_window_of_answers_one_statement_batch(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3", max_records=3, max_bytes=1 << 20)
+    await outbox.open()
+    store = outbox._opened()
+    transactions: list[int] = []
+    original = store.transaction
+
+    def counted(ops: list[Any]) -> list[Any]:
+        transactions.append(len(ops))
+        return original(ops)
+
+    store.transaction = counted  # type: ignore[method-assign,assignment]
+    try:
+        admissions = await outbox.admit_many([new_record(n) for n in range(4)])
+        assert [a.status for a in admissions] == [AdmitStatus.CREATED] * 3 + [AdmitStatus.FULL]  # the bound, in order
+        assert transactions == [1] and outbox.full and outbox.depth == 3
+        ids = [a.record_id for a in admissions[:3]]
+        waiters = [asyncio.ensure_future(outbox.answer(i, "accepted", 200, {"n": i}, 1.0)) for i in ids]
+        await asyncio.sleep(0)
+        waiters[0].cancel()  # one waiter giving up must not cancel the others' shared commit
+        await asyncio.gather(*waiters[1:])
+        assert transactions == [1, 1]  # three answers: one op, one executemany, one commit
+        answered = await outbox.answered()
+        assert [(a.record_id, a.outcome, a.body) for a in answered] == [(i, "accepted", {"n": i}) for i in ids]
+        outbox.delete_soon(ids[:2])
+        outbox.delete_soon(ids[2:])
+        await outbox.make_due(0.0)  # the deletions ride with this commit, as one op
+        assert transactions == [1, 1, 2] and outbox.depth == 0
+    finally:
+        await outbox.close()
+
+
+def test_the_completion_payload_is_what_the_model_would_dump() -> None:
+    name = "WF-KR-251110D-001_PROC-003_20250110090000.json"
+    data = json.dumps({**record(), "note": [1, "둘", 3.5, None, {"ok": True}]}, ensure_ascii=False).encode()
+    completion = check_completion(name, data)
+    assert isinstance(completion, Completion)
+    event = CompletionEvent(record=completion.record, file_name=completion.file_name, sha256=completion.sha256)
+    assert completion_payload(completion) == event.model_dump(mode="json")
