@@ -12,7 +12,7 @@ Both paths decide with domain/start.decide_start on the `LotForStart` read here.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -148,8 +148,12 @@ def _lot(result: Any) -> LotForStart | None:
     return LotForStart(int(row.id), LotStatus(row.status), bool(row.worker_active), runs)
 
 
+_RUN_FIELDS = tuple(f.name for f in fields(NewRun))
+
+
 def _status_params(run: NewRun, status: Transition | None) -> dict[str, Any]:
-    params = asdict(run)
+    # Shallow on purpose: dataclasses.asdict deep-copies every value (~23 % of the start's Python calls).
+    params = {name: getattr(run, name) for name in _RUN_FIELDS}
     if status is not None:
         params |= {"old_status": status[0].value, "new_status": status[1].value, "reason": status[2]}
     return params
