@@ -24,6 +24,7 @@ from cloud_api.adapters import start_sql
 from cloud_api.domain.lots import LotStatus
 from cloud_api.domain.start import LotForStart, RunRow
 
+CONNECT_TIMEOUT_S = 5
 # ":name" (a bind parameter), not "::type" (a cast) nor a colon inside a word.
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -64,7 +65,9 @@ class FastStartConnections:
                     self._idle.append(conn)
 
     async def _open(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+        # Bounded: an unreachable host must not hold a start (and the retry loop behind it) for the OS's TCP
+        # timeout; the locked path answers meanwhile.
+        return await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
