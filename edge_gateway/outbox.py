@@ -137,11 +137,13 @@ class Outbox:
     def delete_soon(self, record_ids: Iterable[int]) -> None:
         """Delete without waiting: the row rides with the next commit (during a drain, the next answer's).
 
-        Safe because writes run in submission order: an admission queued after this sees the row gone. A row
-        left behind by a crash is answered and its file gone; the next start closes it without publishing.
+        Safe because writes run in submission order: the deletions of one window share one op, queued where the
+        first of them was, so an admission queued after any of them sees the row gone. A row left behind by a
+        crash is answered and its file gone; the next start closes it without publishing.
         """
+        opening = "delete" not in self._groups
         group = self._join("delete", _delete_rows)
-        if not group.rows:
+        if opening:
             group.future.add_done_callback(_log_failure)
         group.rows.extend(record_ids)
         if self._deferred is None:
