@@ -31,6 +31,7 @@ from line_simulator.payloads import completion_record, render, start_request
 from mes_contracts.completion import completion_file_name
 
 POLL_S = 0.25
+IDLE_S = 3.0
 
 
 def start_gateways(stack: BenchStack, count: int, window: float, extra: dict[str, str]) -> dict[str, Any]:
@@ -145,10 +146,18 @@ def gateway_counters(stations: dict[str, Any]) -> dict[str, Any]:
     return counters
 
 
-def gateway_cpu_ms(cpu: dict[str, dict[str, float]], files: int) -> float | None:
-    """All gateways' CPU (from /proc/<pid>/stat utime+stime, not wall time) per disposed file, in ms."""
+def gateway_cpu_ms(cpu: dict[str, dict[str, float]], files: int, idle_s: float = 0.0) -> float | None:
+    """All gateways' CPU (from /proc/<pid>/stat utime+stime, not wall time) per disposed file, in ms; `idle_s`
+    (what they burn doing nothing over the same window: rescans, state, metrics) taken off when given."""
     used = cpu.get("gateways", {}).get("cpu_s")
-    return round(1000 * used / files, 3) if used is not None and files else None
+    return round(1000 * max(0.0, used - idle_s) / files, 3) if used is not None and files else None
+
+
+def idle_gateway_cpu_s(stack: BenchStack, seconds: float = IDLE_S) -> float:
+    """The gateways' CPU seconds per second with nothing to do, measured just before the files are dropped."""
+    before = cpu_seconds(stack.groups()).get("gateways", 0.0)
+    time.sleep(seconds)
+    return (cpu_seconds(stack.groups()).get("gateways", 0.0) - before) / seconds
 
 
 def main() -> None:
@@ -176,6 +185,7 @@ def main() -> None:
         moves = stage_files(stations, lots, total, per_lot, started)
         prep = time.perf_counter() - began
         print(f"prepared {len(lots)} LOTs (PROC-001 started) and {total} files in {prep:.1f} s; dropping")
+        idle = idle_gateway_cpu_s(stack)
         cpu_before = cpu_seconds(stack.groups())
         t0 = time.perf_counter()
         for temp, final in moves:
@@ -201,6 +211,8 @@ def main() -> None:
             **memory(stack, stations),
             "cpu": cpu,
             "gateway_cpu_ms_per_file": gateway_cpu_ms(cpu, completed + failed),
+            "gateway_idle_cpu_s_per_s": round(idle, 4),
+            "gateway_cpu_ms_per_file_net_of_idle": gateway_cpu_ms(cpu, completed + failed, idle * elapsed),
             "gateway_counters": gateway_counters(stations),
             "progress": progress,
         }
@@ -213,7 +225,10 @@ def main() -> None:
         f"ingestor {(result['ingestor_rss_kb'] or 0) / 1024:.0f} MiB"
     )
     print_cpu(cpu)
-    print(f"gateway CPU per file (utime+stime of the gateway processes): {result['gateway_cpu_ms_per_file']} ms")
+    print(
+        f"gateway CPU per file (utime+stime of the gateway processes): {result['gateway_cpu_ms_per_file']} ms; "
+        f"net of their idle rate ({idle:.3f} CPU s/s for all): {result['gateway_cpu_ms_per_file_net_of_idle']} ms"
+    )
     if result["error_codes"]:
         print("error codes:", result["error_codes"])
     print(f"results: {write_results('completion_throughput', {'args': vars(args), **result})}")

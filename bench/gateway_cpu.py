@@ -76,7 +76,7 @@ def stage(pending: Path, count: int) -> list[tuple[Path, Path]]:
 def thread_cpu() -> dict[str, float]:
     """CPU seconds per thread name (utime+stime from /proc/self/task/<tid>/stat), Linux only."""
     names = {t.native_id: t.name.split("_")[0].rstrip("0123456789-") for t in threading.enumerate()}
-    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    tick, out = os.sysconf("SC_CLK_TCK"), dict[str, float]()
     for task in Path("/proc/self/task").iterdir():
         try:
             fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
@@ -98,7 +98,7 @@ async def run(work: Path, count: int, profiler: cProfile.Profile | None) -> dict
     )
     settings.prepare_work_dirs()
     moves = stage(settings.pending_dir, count)
-    pipeline = FilePipeline(settings, LoopbackLink())  # type: ignore[arg-type]
+    pipeline = FilePipeline(settings, LoopbackLink())
     watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
     await pipeline.open()
     task = asyncio.create_task(pipeline.run())
