@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+TOTAL = ("ingestor", "postgres", "gateways", "mosquitto")  # the completion path's own processes
 LOG = Path(__file__).resolve().parent / "results" / "regression_probe.jsonl"
 NEW_INDEXES = (
     "process_runs_started_idx",
@@ -210,6 +211,28 @@ def run_inprocess(tree: Path, variant: str, messages: int, size: int) -> dict[st
     }
 
 
+def run_idle(tree: Path, variant: str, seconds: float) -> dict[str, Any]:
+    """CPU per second of each process group of the stack and 8 gateways with no files at all: what the periodic
+    loops (pollers, rescans, state publishes, watches) take from the two cores whatever the throughput."""
+    for n in parts(variant):
+        os.environ.update(ENV_VARIANTS.get(n, {}))
+    os.chdir(tree)
+    sys.path.insert(0, str(tree))
+    import time
+
+    from bench import _stack as stack_module
+    from bench import completion_throughput as ct
+
+    with stack_module.bench_stack() as stack:
+        ct.start_gateways(stack, 8, 0.2, {})
+        time.sleep(5.0)  # past the start-up work (connects, first scans, the retained states)
+        before = stack_module.cpu_seconds(stack.groups())
+        time.sleep(seconds)
+        used = stack_module.cpu_used(before, stack_module.cpu_seconds(stack.groups()), seconds)
+    per_s = {k: round(1000 * v["cpu_s"] / seconds, 1) for k, v in used.items()}
+    return {"tree": tree.name, "variant": variant, "mode": "idle", "seconds": seconds, "cpu_ms_per_s": per_s}
+
+
 def _median(runs: list[dict[str, Any]], *path: str) -> float:
     values = []
     for run_ in runs:
@@ -218,6 +241,29 @@ def _median(runs: list[dict[str, Any]], *path: str) -> float:
             value = value[key]
         values.append(float(value))
     return statistics.median(values)
+
+
+def load_adjusted(rows: list[dict[str, Any]], group: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """Least squares over every end-to-end run: CPU ms/file of `group` = a term per (tree, variant) + a slope times
+    the other processes' CPU ms/file (contention inflates CPU time too). Returns each term with its standard error
+    as a difference from 307c501/base, so runs at different loads compare."""
+    import numpy as np
+
+    keys = sorted({(r["tree"], r["variant"]) for r in rows})
+    base = keys.index(("307c501", "base")) if ("307c501", "base") in keys else 0
+    x = np.array(
+        [[float((r["tree"], r["variant"]) == k) for k in keys] + [r["cpu_ms_per_file"]["other"]] for r in rows]
+    )
+    cpu = [r["cpu_ms_per_file"] for r in rows]
+    y = np.array([sum(c[k] for k in TOTAL) if group == "total" else c[group] for c in cpu])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    dof = max(1, len(y) - len(coef))
+    cov = float(((y - x @ coef) ** 2).sum() / dof) * np.linalg.pinv(x.T @ x)
+    out = {}
+    for i, key in enumerate(keys):
+        var = cov[i, i] + cov[base, base] - 2 * cov[i, base]
+        out[key] = (float(coef[i]), float(np.sqrt(max(var, 0.0))) if i != base else 0.0)
+    return out
 
 
 def summary() -> None:
@@ -235,6 +281,27 @@ def summary() -> None:
         print(f"{tree:<9} {variant:<22} {len(runs):>2} {_median(runs, 'files_per_s'):>8.1f}", end=" ")
         cpu = [_median(runs, "cpu_ms_per_file", k) for k in ("ingestor", "postgres", "gateways", "other")]
         print(f"{cpu[0]:>9.3f} {cpu[1]:>9.3f} {cpu[2]:>9.3f} {cpu[3]:>7.3f}")
+    ends = [r for r in rows if r.get("mode", "end-to-end") == "end-to-end"]
+    if len(ends) > len(groups) + 1:
+        print("\nload-adjusted CPU ms per file (term ± standard error of its difference from 307c501/base):")
+        for group in ("ingestor", "postgres", "gateways", "total"):
+            terms = load_adjusted(ends, group)
+            ref = terms.get(("307c501", "base"), (1.0, 0.0))[0]
+            cells = [
+                f"{t[:3]}/{v}={c:.3f}({100 * (c - ref) / ref:+.0f}±{100 * e / ref:.0f}%)"
+                for (t, v), (c, e) in terms.items()
+            ]
+            print(f"  {group:<9} " + "  ".join(cells))
+    idle: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("mode") == "idle":
+            idle.setdefault((row["tree"], row["variant"]), []).append(row)
+    for (tree, variant), runs in idle.items():
+        idle_cpu = {
+            k: _median(runs, "cpu_ms_per_s", k) for k in ("gateways", "ingestor", "api", "postgres", "mosquitto")
+        }
+        print(f"idle {tree:<9} {variant:<12} n={len(runs)} CPU ms per second (medians): {idle_cpu}")
+    inprocess = {k: v for k, v in inprocess.items() if k[0] != "idle"}
     if inprocess:
         print(f"\n{'mode':<14} {'tree':<9} {'variant':<22} {'n':>2} {'msg/s':>7}", end=" ")
         print(f"{'here':>7} {'postgres':>9}  (medians, then every run; CPU ms per message)")
@@ -252,6 +319,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--inprocess", action="store_true", help="the batched store path alone (completion_profile)")
     parser.add_argument("--size", type=int, default=200, help="batch size of --inprocess")
+    parser.add_argument("--idle", type=float, default=0.0, help="seconds of CPU per second with no files")
     parser.add_argument("--summary", action="store_true", help="print the medians of every run logged so far")
     parser.add_argument("extra", nargs="*", help="more completion_throughput options, after --")
     args = parser.parse_args()
@@ -261,7 +329,9 @@ def main() -> None:
     if args.tree is None:
         parser.error("--tree is required")
     parts(args.variant)  # fail before starting anything
-    if args.inprocess:
+    if args.idle > 0:
+        result = run_idle(args.tree.resolve(), args.variant, args.idle)
+    elif args.inprocess:
         result = run_inprocess(args.tree.resolve(), args.variant, args.files, args.size)
     else:
         result = run(args.tree.resolve(), args.variant, args.files, args.extra)
