@@ -230,6 +230,10 @@ class Pickup:
                 items.append(self._queue.get_nowait())
             try:
                 await self._process_batch(items)
+            except Exception as error:  # a bug in the batch's bookkeeping: each file's own retry, never the loop's end
+                logger.exception("unexpected failure on a batch of %d file(s)", len(items))
+                for item in items:
+                    await self._unexpected(item, error)
             finally:
                 for item in items:
                     self._busy.discard(item.name)
