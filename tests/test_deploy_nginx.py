@@ -25,14 +25,7 @@ from cloud_api.settings import CentralSettings
 from deploy.localstack.common import find_free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-UNITS = ROOT / "deploy" / "systemd"
 SITE = ROOT / "deploy" / "nginx" / "withforce-mes.conf"
-DOCKERFILE = ROOT / "deploy" / "docker" / "central.Dockerfile"
-COMPOSE = ROOT / "compose.yaml"
-WINSW = ROOT / "deploy" / "windows" / "mes-gateway.xml"
-INSTALLED_MES = "/opt/withforce-mes/venv/bin/mes"
-MAX_EXPOSURE = 2.5  # systemd-analyze security: "OK" is below 4.5; these units score 1.5-1.7
-LONG_RUNNING = ("mes-api.service", "mes-ingestor.service", "mes-gateway@.service")
 
 
 # -- nginx ------------------------------------------------------------------------------------------------------------
