@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mes_contracts.batch import MAX_BATCH_RECORDS
 from mes_contracts.mqtt_tls import broker_port, uses_tls
 from mes_contracts.topics import StationAddress
 
@@ -67,6 +68,13 @@ class GatewaySettings(BaseSettings):
     firmware_timeout_s: float = Field(default=10.0, gt=0, le=300)
     retry_interval_s: float = Field(default=2.0, gt=0, le=3600)
     max_in_flight: int = Field(default=500, ge=1, le=4096)
+    batch_max_records: int = Field(
+        default=100,
+        ge=1,
+        le=MAX_BATCH_RECORDS,
+        description="records per v2 message (mes_contracts/batch.py); 1 sends every record alone as v1, for a centre "
+        "older than envelope v2",
+    )
     retry_max_s: float = Field(default=30.0, gt=0, le=3600)
     outbox_max_records: int = Field(default=100_000, ge=1, le=10_000_000)
     outbox_max_bytes: int = Field(default=1 << 30, ge=1 << 20)

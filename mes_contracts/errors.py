@@ -54,6 +54,8 @@ class ErrorCode(StrEnum):
     # SPC (issue 14): too few values in the period to estimate limits; an alert id that does not exist.
     SPC_NOT_ENOUGH_DATA = "SPC_NOT_ENOUGH_DATA"
     ALERT_NOT_FOUND = "ALERT_NOT_FOUND"
+    # An envelope version this centre does not speak (a gateway newer than the centre: upgrade the centre first).
+    UNSUPPORTED_MESSAGE_VERSION = "UNSUPPORTED_MESSAGE_VERSION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,11 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         422, "관리한계를 계산할 데이터가 부족합니다", "Not enough data in the period to compute control limits"
     ),
     ErrorCode.ALERT_NOT_FOUND: ErrorSpec(404, "알림이 존재하지 않습니다", "The alert does not exist"),
+    ErrorCode.UNSUPPORTED_MESSAGE_VERSION: ErrorSpec(
+        422,
+        "지원하지 않는 메시지 버전입니다 (서버를 먼저 업그레이드하세요)",
+        "Unsupported message version (upgrade the server first)",
+    ),
 }
 
 SUCCESS_MESSAGES: dict[str, tuple[str, str]] = {
