@@ -29,7 +29,7 @@ async def serial_trace(db: Database, serial_number: str, lang: str) -> SerialTra
         document = await trace_sql.fetch_serial_trace(conn, serial_number, lang)
     if document is None:
         raise DomainError(ErrorCode.SERIAL_NOT_FOUND, {"serial_number": serial_number})
-    trace = SerialTrace.model_validate(document, context=_context(db))
+    trace = SerialTrace.model_validate_json(document, context=_context(db))
     processes = [_with_serial_result(p, serial_number) for p in trace.processes]
     return trace.model_copy(update={"processes": processes, "firmware": flashed_firmware(processes)})
 
@@ -39,7 +39,7 @@ async def lot_trace(db: Database, lot_number: str, lang: str) -> LotTrace:
         document = await trace_sql.fetch_lot_trace(conn, lot_number, lang)
     if document is None:
         raise DomainError(ErrorCode.LOT_NOT_FOUND, {"lot_number": lot_number})
-    trace = LotTrace.model_validate(document, context=_context(db))
+    trace = LotTrace.model_validate_json(document, context=_context(db))
     counts = dict(Counter(s.status for s in trace.serials))
     return trace.model_copy(update={"firmware": flashed_firmware(trace.processes), "serial_counts": counts})
 
