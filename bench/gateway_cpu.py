@@ -7,7 +7,10 @@ N valid completion files are renamed into pending/ at once and the clock runs un
 CPU is this process's utime+stime (every thread: loop, watcher, outbox, mover), not wall time. With `--tree`
 point PYTHONPATH at another checkout to compare two trees side by side.
 
-    .venv/bin/python -m bench.gateway_cpu --files 2000 [--profile 25]
+    .venv/bin/python -m bench.gateway_cpu --files 2000 [--batch 100] [--profile 25]
+
+`--batch` is MES_GW_BATCH_MAX_RECORDS: records due together travel in v2 messages of up to that many (the
+loopback answers them with one BatchReply); 1 sends every record as its own v1 message, as before issue 18.1.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import edge_gateway.replies as replies
+from edge_gateway.batching import OutgoingBatch
 from edge_gateway.pipeline import FilePipeline
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.watcher import PendingWatcher
@@ -44,10 +48,22 @@ REPLY = (
 REPLY_ID = "01900000-0000-7000-8000-000000000000"
 
 
+BATCH_REPLY = (
+    '{{"v":2,"message_id":"{reply_id}","type":"reply","source":{{"site":"centre","line":"centre",'
+    '"station":"centre","gateway_id":"ingestor"}},"occurred_at":"2026-01-01T00:00:00Z","in_reply_to":"{batch_id}",'
+    '"replies":[{replies}]}}'
+)
+RECORD_REPLY = (
+    '{{"in_reply_to":"{request_id}","outcome":"accepted","http_status":200,'
+    '"body":{{"status":"success","message":"완공이 등록되었습니다","data":{{"process_result_id":1}}}}}}'
+)
+
+
 class LoopbackLink:
-    """Answers at once; the bytes go through the gateway's encode and decode paths as over MQTT."""
+    """Answers at once; the bytes go through the gateway's encode and decode paths as over MQTT (v1 and v2)."""
 
     connected = True
+    speaks_v2 = True
 
     def next_seq(self) -> int:
         return 0
@@ -57,6 +73,14 @@ class LoopbackLink:
         await asyncio.sleep(0)
         raw = REPLY.format(reply_id=REPLY_ID, request_id=envelope.message_id).encode()
         return replies.decode_reply(raw, str(envelope.message_id).encode())
+
+    async def request_batch(self, topic: str, batch: OutgoingBatch, timeout: float) -> Any:
+        await asyncio.sleep(0)
+        items = ",".join(RECORD_REPLY.format(request_id=i) for i in batch.record_ids)
+        raw = BATCH_REPLY.format(reply_id=REPLY_ID, batch_id=batch.message_id, replies=items).encode()
+        answer = replies.decode_reply(raw, str(batch.message_id).encode())
+        assert isinstance(answer, replies.BatchAnswer)
+        return replies.match_replies(batch.record_ids, answer.replies)
 
 
 def stage(pending: Path, count: int) -> list[tuple[Path, Path]]:
@@ -92,9 +116,14 @@ def count_json(path: Path) -> int:
         return sum(1 for e in entries if e.name.endswith(".json"))
 
 
-async def run(work: Path, count: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
+async def run(work: Path, count: int, profiler: cProfile.Profile | None, batch: int = 100) -> dict[str, Any]:
     settings = GatewaySettings(
-        work_dir=work, station="st01", stable_window_s=0.2, rescan_interval_s=2.0, max_in_flight=500
+        work_dir=work,
+        station="st01",
+        stable_window_s=0.2,
+        rescan_interval_s=2.0,
+        max_in_flight=500,
+        batch_max_records=batch,
     )
     settings.prepare_work_dirs()
     moves = stage(settings.pending_dir, count)
@@ -120,6 +149,7 @@ async def run(work: Path, count: int, profiler: cProfile.Profile | None) -> dict
     await asyncio.gather(task, return_exceptions=True)
     return {
         "files": count,
+        "batch_max_records": batch,
         "completed": count_json(settings.completed_dir),
         "errors": count_json(settings.error_dir),
         "wall_s": round(wall, 2),
@@ -132,11 +162,12 @@ async def run(work: Path, count: int, profiler: cProfile.Profile | None) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=100, help="MES_GW_BATCH_MAX_RECORDS (1: every record as v1)")
     parser.add_argument("--profile", type=int, default=0, help="print this many top functions (cProfile, own time)")
     args = parser.parse_args()
     profiler = cProfile.Profile() if args.profile else None
     with tempfile.TemporaryDirectory(prefix="gw-cpu-") as work:
-        result = asyncio.run(run(Path(work), args.files, profiler))
+        result = asyncio.run(run(Path(work), args.files, profiler, args.batch))
     print(json.dumps(result))
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)

@@ -1,4 +1,8 @@
-"""Delivery from the outbox: windows of due records → request → answer stored → file moved → row deleted."""
+"""Delivery from the outbox: windows of due records → request → answer stored → file moved → row deleted.
+
+When several records are due they travel in v2 messages (edge_gateway/batching.py), but each record keeps its
+own path: its own id, seq and replay flag, its own answer through `_answered`, its own retry and file move.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from edge_gateway.batching import encode_batch, pack
 from edge_gateway.counters import PickupCounters
 from edge_gateway.dispositions import DuplicateReport, ErrorReport
 from edge_gateway.health import Health
 from edge_gateway.mover import BatchMover, ContentChanged
 from edge_gateway.outbox import Outbox, OutboxClosed
 from edge_gateway.outbox_store import Answered, Outbound
-from edge_gateway.ports import Link, LinkError, ReplyTimeout
+from edge_gateway.ports import BatchesUnsupported, BatchLink, LinkError, ReplyTimeout
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import cancel_and_wait
 from edge_gateway.validation import reply_rejection
@@ -38,7 +43,7 @@ class Dispatcher:
     def __init__(
         self,
         settings: GatewaySettings,
-        link: Link,
+        link: BatchLink,
         outbox: Outbox,
         mover: BatchMover,
         counters: PickupCounters,
@@ -51,6 +56,7 @@ class Dispatcher:
         self._retry_interval = settings.retry_interval_s
         self._retry_max = max(settings.retry_max_s, settings.retry_interval_s)
         self._window = settings.max_in_flight
+        self._batch_max = settings.batch_max_records
         self._refill_at = max(1, settings.max_in_flight // 4)  # free slots worth one outbox query
         # Answered records being moved no longer hold a send slot, but only so many may wait for the mover.
         self._finishing = asyncio.Semaphore(FINISHING_PER_SLOT * settings.max_in_flight)
@@ -142,7 +148,11 @@ class Dispatcher:
             return self._retry_interval
         for record in batch:
             self._in_flight.add(record.record_id)
-            self._spawn(self._deliver(record), record.record_id)
+        for run in self._runs(batch):
+            if len(run) == 1:
+                self._spawn(self._deliver(run[0]), run[0].record_id)
+            else:
+                self._spawn(self._deliver_many(run), run[0].record_id)
         if len(batch) < free and next_due is not None:
             return max(0.0, next_due - time.time())
         return None
@@ -151,6 +161,58 @@ class Dispatcher:
         task = asyncio.get_running_loop().create_task(work, name=f"deliver-{key}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _runs(self, batch: list[Outbound]) -> list[list[Outbound]]:
+        """Records per message: one each for a lone record or a centre older than v2, else packed by count/bytes."""
+        if len(batch) < 2 or self._batch_max < 2 or not self._link.speaks_v2:
+            return [[record] for record in batch]
+        sizes = [len(record.envelope.encode()) for record in batch]
+        return [batch[run.start : run.stop] for run in pack(sizes, self._batch_max)]
+
+    # -- many records, one message --------------------------------------------------------------------------
+
+    async def _deliver_many(self, records: list[Outbound]) -> None:
+        """One v2 message; then each record exactly as `_deliver` would treat its own outcome."""
+        handed_over = False
+        try:
+            outgoing = encode_batch([r.envelope for r in records], [self._is_replay(r) for r in records])
+            try:
+                replies = await self._link.request_batch(self._topic, outgoing, self._reply_timeout)
+            except BatchesUnsupported:  # nothing was stored: each goes again at once, alone, as v1
+                handed_over = True
+                for record in records:
+                    self._spawn(self._deliver(record), record.record_id)
+                return
+            except LinkError as error:
+                code, reason = ("NO_REPLY" if isinstance(error, ReplyTimeout) else "BROKER_DOWN"), str(error)
+                await self._each(records, lambda r: self._failed(r, code, reason))
+                return
+            outcomes = dict(zip((r.record_id for r in records), replies, strict=True))
+            await self._each(records, lambda r: self._answer_or_retry(r, outcomes[r.record_id]))
+        except Exception as error:
+            logger.exception("unexpected failure delivering %d records; they stay in the outbox", len(records))
+            internal = repr(error)
+            await self._each(records, lambda r: self._failed(r, "INTERNAL", internal))
+        finally:
+            if not handed_over:
+                self._in_flight.difference_update(r.record_id for r in records)
+            self.wake()
+
+    async def _answer_or_retry(self, record: Outbound, reply: ReplyPayload | None) -> None:
+        if reply is None:  # the answer had nothing for this record: like no reply, it is asked again later
+            await self._failed(record, "NO_REPLY", "the batch answer had no reply for this record")
+        else:
+            await self._answered(record, reply)
+
+    async def _each(self, records: list[Outbound], work: Callable[[Outbound], Coroutine[Any, Any, None]]) -> None:
+        """`work` for every record at once: their outbox writes share one commit. A failure stays the record's."""
+        results = await asyncio.gather(*(work(r) for r in records), return_exceptions=True)
+        for record, result in zip(records, results, strict=True):
+            if isinstance(result, STORE_ERRORS):
+                logger.error("outbox trouble while delivering %s: %s", record.file_name, result)
+                self._health.note_error("OUTBOX_ERROR", str(result))
+            elif isinstance(result, BaseException):
+                logger.error("unexpected failure delivering %s: %r; it stays in the outbox", record.file_name, result)
 
     # -- one record -----------------------------------------------------------------------------------------
 

@@ -1,5 +1,8 @@
 """Delivery of measurement batches from their outbox: publish on evt/measurement, store the answer, and once
-every batch of a curve file is answered move the file (completed/, or error/ with the centre's refusal)."""
+every batch of a curve file is answered move the file (completed/, or error/ with the centre's refusal).
+
+Several due batches travel in one v2 message (edge_gateway/batching.py, bounded by records and bytes); each
+keeps its own id, replay flag, answer, retry and file accounting, exactly as when it travels alone."""
 
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_gateway.batching import encode_batch, pack
 from edge_gateway.dispositions import DuplicateReport, ErrorReport
 from edge_gateway.health import Health
 from edge_gateway.measurement_outbox import DueBatch, FileAnswers, MeasurementOutbox, MeasurementStore
 from edge_gateway.mover import BatchMover, ContentChanged
-from edge_gateway.ports import Link, LinkError, ReplyTimeout
+from edge_gateway.ports import BatchesUnsupported, BatchLink, LinkError, ReplyTimeout
 from edge_gateway.validation import reply_rejection
 from mes_contracts.envelope import Envelope, Outcome, ReplyPayload
 from mes_contracts.topics import Name, StationAddress
@@ -47,7 +51,7 @@ class MeasurementSender:
         address: StationAddress,
         pending_dir: Path,
         outbox: MeasurementOutbox,
-        link: Link,
+        link: BatchLink,
         health: Health,
         mover: BatchMover,
         counters: MeasurementCounters,
@@ -56,6 +60,7 @@ class MeasurementSender:
         retry_interval_s: float,
         retry_max_s: float,
         window: int = 8,
+        batch_max_records: int = 1,
     ) -> None:
         self._topic = address.event(Name.MEASUREMENT)
         self._pending_dir = pending_dir
@@ -69,6 +74,7 @@ class MeasurementSender:
         self._retry = retry_interval_s
         self._retry_max = max(retry_max_s, retry_interval_s)
         self._window = window
+        self._batch_max = batch_max_records
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -108,7 +114,8 @@ class MeasurementSender:
         batches, next_due = await self._outbox.run(lambda store: store.due(now, free, in_flight))
         for batch in batches:
             self._in_flight.add(batch.batch_id)
-            self._spawn(self._deliver(batch))
+        for run in self._runs(batches):
+            self._spawn(self._deliver(run[0]) if len(run) == 1 else self._deliver_many(run))
         if len(batches) < free and next_due is not None:
             return max(0.0, next_due - time.time())
         return None
@@ -122,11 +129,58 @@ class MeasurementSender:
         await asyncio.sleep(self._retry_max)
         await self._finish(done)
 
+    def _runs(self, batches: list[DueBatch]) -> list[list[DueBatch]]:
+        if len(batches) < 2 or self._batch_max < 2 or not self._link.speaks_v2:
+            return [[batch] for batch in batches]
+        runs = pack([len(b.envelope.encode()) for b in batches], self._batch_max)
+        return [batches[run.start : run.stop] for run in runs]
+
+    def _is_replay(self, batch: DueBatch) -> bool:
+        return batch.attempts > 0 or batch.batch_id <= self._outbox.boot_last_id  # it may have gone out before
+
+    async def _deliver_many(self, batches: list[DueBatch]) -> None:
+        """One v2 message of measurement batches; each answer then goes its own way through `_answered`."""
+        handed_over = False
+        try:
+            outgoing = encode_batch([b.envelope for b in batches], [self._is_replay(b) for b in batches])
+            try:
+                replies = await self._link.request_batch(self._topic, outgoing, self._timeout)
+            except BatchesUnsupported:  # a centre older than v2 stored none of them: each again, alone, as v1
+                handed_over = True
+                for batch in batches:
+                    self._spawn(self._deliver(batch))
+                return
+            except LinkError as error:
+                code = "NO_REPLY" if isinstance(error, ReplyTimeout) else "BROKER_DOWN"
+                await self._each(batches, [None] * len(batches), code, error)
+                return
+            await self._each(batches, replies, "NO_REPLY", "the batch answer had no reply for it")
+        except Exception:  # the batches stay in the outbox; the next round sends them again
+            logger.exception("unexpected failure delivering %d measurement batches", len(batches))
+        finally:
+            if not handed_over:
+                self._in_flight.difference_update(b.batch_id for b in batches)
+            self.wake()
+
+    async def _each(
+        self, batches: list[DueBatch], replies: list[ReplyPayload | None], code: str, error: object
+    ) -> None:
+        """Each batch's answer (or, for None, its failure) one after the other: a curve file's answers are
+        counted in its rows, so they are not raced against each other."""
+        for batch, reply in zip(batches, replies, strict=True):
+            try:
+                if reply is None:
+                    await self._failed(batch, code, error)
+                else:
+                    await self._answered(batch, reply)
+            except Exception:
+                logger.exception("measurement batch %s: its answer could not be applied", batch.message_id)
+
     async def _deliver(self, batch: DueBatch) -> None:
         try:
             envelope = Envelope.model_validate_json(batch.envelope)
-            if batch.attempts > 0 or batch.batch_id <= self._outbox.boot_last_id:
-                envelope = envelope.model_copy(update={"replay": True})  # it may have gone out before
+            if self._is_replay(batch):
+                envelope = envelope.model_copy(update={"replay": True})
             try:
                 reply = await self._link.request(self._topic, envelope, self._timeout)
             except LinkError as error:

@@ -14,7 +14,7 @@ from edge_gateway.health import Health
 from edge_gateway.measurement_outbox import MEASUREMENT_OUTBOX_FILE, MeasurementOutbox, NewBatch
 from edge_gateway.measurement_sender import MeasurementCounters, MeasurementSender
 from edge_gateway.mover import BatchMover
-from edge_gateway.ports import Link
+from edge_gateway.ports import BatchLink
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.start_relay import Answer, StartRelay
 from edge_gateway.tasks import cancel_and_wait
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 class MeasurementPipeline:
-    def __init__(self, settings: GatewaySettings, link: Link, health: Health, seq: Callable[[], int]) -> None:
+    def __init__(self, settings: GatewaySettings, link: BatchLink, health: Health, seq: Callable[[], int]) -> None:
         self.settings = settings
         self.counters = MeasurementCounters()
         self.outbox = MeasurementOutbox(
@@ -64,6 +64,7 @@ class MeasurementPipeline:
             settings.reply_timeout_s,
             settings.retry_interval_s,
             settings.retry_max_s,
+            batch_max_records=settings.batch_max_records,
         )
         self.gauge_context = GaugeContext()
         self._gauge: GaugeReader | None = None

@@ -8,6 +8,7 @@ import itertools
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,10 +17,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_gateway.alerts_board import AlertBoard
+from edge_gateway.batching import OutgoingBatch
 from edge_gateway.health import Health
 from edge_gateway.metrics_traffic import ALERT, OTHER, SERVICE_STATE, LinkTraffic
-from edge_gateway.ports import NotConnected, ReplyTimeout
-from edge_gateway.replies import PendingReplies, decode_reply
+from edge_gateway.ports import BatchesUnsupported, NotConnected, ReplyTimeout
+from edge_gateway.replies import BatchAnswer, PendingReplies, decode_reply, is_version_refusal, match_replies
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import raise_if_cancelled
 from mes_contracts.alerts import gateway_alert_filter
@@ -65,6 +67,7 @@ class MqttLink:
         self.alerts = AlertBoard()  # the centre's alerts for the station window
         self.traffic = LinkTraffic(settings.address)  # counted for /metrics (edge_gateway/metrics.py)
         self._connected = False
+        self._speaks_v2 = settings.batch_max_records > 1  # until a centre older than envelope v2 refuses one
         self._client: aiomqtt.Client | None = None
         self._publish_template: Any = Properties(PacketTypes.PUBLISH)
         self._publish_template.ResponseTopic = self._reply_topic
@@ -72,6 +75,11 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def speaks_v2(self) -> bool:
+        """Records may be batched (envelope v2): MES_GW_BATCH_MAX_RECORDS > 1 and no refusal by an old centre."""
+        return self._speaks_v2
 
     def next_seq(self) -> int:
         """Per-gateway publication order (the outbox's durable counter when the gateway wires one in)."""
@@ -238,9 +246,14 @@ class MqttLink:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                await self._publish(client, topic, envelope, timeout)
+                await self._publish(client, topic, envelope.message_id, envelope.to_bytes(), envelope.type, 1, timeout)
                 reply = await future
             self.traffic.round_trip(envelope.type, time.perf_counter() - started)
+            if isinstance(reply, BatchAnswer):  # a v2 answer to a v1 request: only a reply for this id counts
+                single = match_replies([envelope.message_id], reply.replies)[0]
+                if single is None:
+                    raise ReplyTimeout(envelope.message_id, timeout)
+                return single
             return reply
         except TimeoutError:
             self.traffic.round_trip(envelope.type, time.perf_counter() - started)  # the operator waited this long
@@ -250,17 +263,67 @@ class MqttLink:
             if future.done() and not future.cancelled():
                 future.exception()  # mark retrieved when a link drop raced the timeout
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, envelope: Envelope, timeout: float) -> None:
-        """The single publish path (a durable outbox slots in here)."""
-        properties = copy.copy(self._publish_template)  # paho's attribute setter is slow; set only what varies
-        properties.CorrelationData = str(envelope.message_id).encode()
+    async def request_batch(self, topic: str, batch: OutgoingBatch, timeout: float) -> list[ReplyPayload | None]:
+        """One v2 message, one answer: each record's reply in the records' order (None: not answered, logged).
+
+        A v1 answer to the whole message is either an old centre refusing v2 (→ BatchesUnsupported, and every
+        later record goes alone as v1) or no answer for any of its records; never a rejection of them."""
+        client = self._client
+        if client is None or not self._connected:
+            raise NotConnected()
+        future = self._pending.register(batch.message_id)
         try:
-            await client.publish(topic, envelope.to_bytes(), qos=REQUEST_QOS, properties=properties, timeout=timeout)
+            async with asyncio.timeout(timeout):
+                await self._publish(
+                    client, topic, batch.message_id, batch.payload, batch.type, len(batch.record_ids), timeout
+                )
+                answer = await future
+        except TimeoutError:
+            raise ReplyTimeout(batch.message_id, timeout) from None
+        finally:
+            self._pending.forget(batch.message_id)
+            if future.done() and not future.cancelled():
+                future.exception()
+        if isinstance(answer, BatchAnswer):
+            return match_replies(batch.record_ids, answer.replies)
+        if is_version_refusal(answer):
+            if self._speaks_v2:
+                self._speaks_v2 = False
+                logger.warning(
+                    "the centre refused envelope v2 (%s): it is older than this gateway; every record now goes "
+                    "alone as v1 until the gateway restarts (upgrade the centre: docs/ops/upgrade.md)",
+                    answer.body.get("error_code"),
+                )
+            raise BatchesUnsupported(f"centre refused v2 message {batch.message_id}")
+        logger.warning(
+            "the centre answered v2 message %s as a whole (%s %s): its %d record(s) count as unanswered",
+            batch.message_id,
+            answer.http_status,
+            answer.body.get("error_code"),
+            len(batch.record_ids),
+        )
+        return [None] * len(batch.record_ids)
+
+    async def _publish(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        message_id: uuid.UUID,
+        payload: bytes,
+        message_type: MessageType,
+        records: int,
+        timeout: float,
+    ) -> None:
+        """The single request publish path (v1 and v2 alike)."""
+        properties = copy.copy(self._publish_template)  # paho's attribute setter is slow; set only what varies
+        properties.CorrelationData = str(message_id).encode()
+        try:
+            await client.publish(topic, payload, qos=REQUEST_QOS, properties=properties, timeout=timeout)
         except aiomqtt.MqttCodeError as error:  # paho refused it, e.g. not connected (any more)
             raise NotConnected(f"publish failed: {error}") from error
         except aiomqtt.MqttError as error:  # no PUBACK in time
             if not self._connected:
                 raise NotConnected(f"publish failed, link down: {error}") from error
-            raise ReplyTimeout(envelope.message_id, timeout) from error
-        self.traffic.published(envelope.type)
+            raise ReplyTimeout(message_id, timeout) from error
+        self.traffic.published(message_type, records)
         raise_if_cancelled()

@@ -11,7 +11,7 @@ from edge_gateway.health import Health
 from edge_gateway.mover import BatchMover
 from edge_gateway.outbox import Outbox
 from edge_gateway.pickup import Pickup
-from edge_gateway.ports import Link
+from edge_gateway.ports import BatchLink
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import cancel_and_wait
 
@@ -19,7 +19,7 @@ from edge_gateway.tasks import cancel_and_wait
 class FilePipeline:
     """pending/ → (stable, valid) → outbox commit → publish → answer stored → completed/ or error/ → row deleted."""
 
-    def __init__(self, settings: GatewaySettings, link: Link, health: Health | None = None) -> None:
+    def __init__(self, settings: GatewaySettings, link: BatchLink, health: Health | None = None) -> None:
         self.settings = settings
         self.health = health or Health()
         self.outbox = Outbox(settings.outbox_path, settings.outbox_max_records, settings.outbox_max_bytes)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mes_contracts.envelope import Envelope, ReplyPayload
+
+if TYPE_CHECKING:
+    from edge_gateway.batching import OutgoingBatch
 
 
 class LinkError(Exception):
@@ -27,6 +30,10 @@ class ReplyTimeout(LinkError):
         self.timeout = timeout
 
 
+class BatchesUnsupported(LinkError):
+    """The centre is older than envelope v2 and refused a v2 message without storing any of it: send singly."""
+
+
 class Link(Protocol):
     """Request/response over the broker, plus the gateway's envelope sequence."""
 
@@ -38,6 +45,20 @@ class Link(Protocol):
     async def request(self, topic: str, envelope: Envelope, timeout: float) -> ReplyPayload: ...
 
 
+class BatchLink(Link, Protocol):
+    """A link that can also send many records in one v2 message (mes_contracts/batch.py)."""
+
+    @property
+    def speaks_v2(self) -> bool:
+        """False once the centre refused a v2 message as too new: from then on every record goes alone as v1."""
+        ...
+
+    async def request_batch(self, topic: str, batch: OutgoingBatch, timeout: float) -> list[ReplyPayload | None]:
+        """Publish one v2 message; each record's reply in order, None where the answer had none for it. Raises
+        LinkError like `request` (every record failed alike), BatchesUnsupported for a centre older than v2."""
+        ...
+
+
 class Publisher(Protocol):
     """A plain retained-capable publish, for the station state."""
 
@@ -45,3 +66,12 @@ class Publisher(Protocol):
     def connected(self) -> bool: ...
 
     async def publish(self, topic: str, payload: bytes, retain: bool = False, timeout: float | None = None) -> None: ...
+
+
+class BatchPublisher(Publisher, Protocol):
+    """Plain publishes, and v2 messages answered by the centre (print results: one at a time or batched)."""
+
+    @property
+    def speaks_v2(self) -> bool: ...
+
+    async def request_batch(self, topic: str, batch: OutgoingBatch, timeout: float) -> list[ReplyPayload | None]: ...

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -17,15 +16,14 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from deploy.localstack.services import MosquittoServer, find_free_port
 from edge_gateway.bootstrap import run_gateway
 from edge_gateway.settings import GatewaySettings
 from mes_cli.gateway_status import gateway_status
-from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
-from mes_contracts.topics import StationAddress, ingestor_subscriptions, service_address
+from mes_contracts.envelope import Envelope, MessageType
+from mes_contracts.topics import StationAddress, service_address
+from tests.support.fake_centre import FakeCentre
 from tests.test_edge_gateway_local_api import START
 from tests.test_edge_gateway_outbox import content
 from tests.test_edge_gateway_pickup import name_for
@@ -41,52 +39,6 @@ def _client(port: int, name: str) -> mqtt.Client:
     client.connect("127.0.0.1", port)
     client.loop_start()
     return client
-
-
-class FakeCentral:
-    """Answers every completion `accepted` at once; says online/offline on its retained service state."""
-
-    def __init__(self, port: int) -> None:
-        self.received: list[Envelope] = []
-        self._lock = threading.Lock()
-        self._client = _client(port, "fake-central")
-        self._client.on_message = self._on_message
-        self.set_online(False)
-        for topic in ingestor_subscriptions():
-            self._client.subscribe(topic, qos=1)
-
-    def set_online(self, online: bool) -> None:
-        payload = json.dumps({"service": "ingestor", "online": online})
-        self._client.publish(SERVICE, payload, qos=1, retain=True).wait_for_publish(5)
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        envelope = Envelope.from_bytes(bytes(message.payload))
-        with self._lock:
-            self.received.append(envelope)
-        reply = ReplyPayload(
-            in_reply_to=envelope.message_id,
-            outcome=Outcome.ACCEPTED,
-            http_status=200,
-            body={"status": "success", "message": "완공이 등록되었습니다", "data": {}},
-        )
-        answer = make_envelope(
-            MessageType.REPLY,
-            Source(site="central", line="central", station="fake", gateway_id="fake"),
-            0,
-            reply.model_dump(mode="json"),
-        )
-        props = Properties(PacketTypes.PUBLISH)
-        props.CorrelationData = message.properties.CorrelationData  # type: ignore[union-attr]
-        client.publish(
-            message.properties.ResponseTopic,  # type: ignore[union-attr]
-            answer.to_bytes(),
-            qos=1,
-            properties=props,
-        )
-
-    def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
 
 
 def retained_state(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -146,7 +98,8 @@ def _settings(tmp_path: Path, port: int) -> GatewaySettings:
 
 @pytest.mark.timeout(60)
 async def test_server_down_then_up_then_broker_down(own_broker: MosquittoServer, tmp_path: Path) -> None:
-    central = FakeCentral(own_broker.port)
+    central = FakeCentre(own_broker.port)
+    central.set_online(False)
     settings = _settings(tmp_path, own_broker.port)
     gateway = asyncio.create_task(run_gateway(settings))
     url = f"http://127.0.0.1:{settings.local_port}"

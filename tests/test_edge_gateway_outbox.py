@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_gateway import dispositions
+from edge_gateway.batching import OutgoingBatch
 from edge_gateway.outbox_store import NewRecord, OutboxStore
 from edge_gateway.pipeline import FilePipeline
 from edge_gateway.ports import ReplyTimeout
@@ -148,6 +149,17 @@ async def test_at_most_max_in_flight_records_are_unanswered(settings: GatewaySet
                 return await super().request(topic, envelope, timeout)
             finally:
                 active[0] -= 1
+
+        async def request_batch(
+            self, topic: str, batch: OutgoingBatch, timeout: float
+        ) -> list[ReplyPayload | None]:  # in-flight accounting stays per record
+            active[0] += len(batch.record_ids)
+            active[1] = max(active[1], active[0])
+            try:
+                await gate.wait()
+                return await super().request_batch(topic, batch, timeout)
+            finally:
+                active[0] -= len(batch.record_ids)
 
     link = SlowLink()
     async with running(settings, link) as pipeline:

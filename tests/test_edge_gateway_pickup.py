@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from edge_gateway.batching import OutgoingBatch
 from edge_gateway.pending_io import probe_one, scan_candidates
 from edge_gateway.pipeline import FilePipeline
 from edge_gateway.ports import NotConnected, ReplyTimeout
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import FileStat, Observation
 from edge_gateway.watcher import PendingWatcher
+from mes_contracts.batch import BatchEnvelope
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload
 from tests.support.gateway_settings import fast_settings
 
@@ -61,6 +63,7 @@ class FakeLink:
         self.answer = answer
         self.connected = True
         self.sent: list[tuple[str, Envelope]] = []
+        self.batches: list[int] = []  # records per v2 message
         self._seq = itertools.count()
 
     def next_seq(self) -> int:
@@ -75,6 +78,23 @@ class FakeLink:
         if isinstance(result, Exception):
             raise result
         return result
+
+    speaks_v2 = True
+
+    async def request_batch(self, topic: str, batch: OutgoingBatch, timeout: float) -> list[ReplyPayload | None]:
+        """A v2 message read back record by record; one record's exception fails the whole message, as on MQTT."""
+        if not self.connected:
+            raise NotConnected()
+        document = BatchEnvelope.from_bytes(batch.payload)
+        envelopes = [document.read_record(i) for i in range(len(document.records))]
+        self.sent.extend((topic, envelope) for envelope in envelopes)
+        self.batches.append(len(envelopes))
+        await asyncio.sleep(0)
+        results = [self.answer(envelope) for envelope in envelopes]
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return [r for r in results if not isinstance(r, Exception)]
 
 
 @pytest.fixture
