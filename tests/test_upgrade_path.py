@@ -177,7 +177,7 @@ def _rows(dsn: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any,
 def test_pending_lists_what_the_upgrade_runs_and_its_locks(upgraded: Upgraded) -> None:
     out = upgraded.pending_output
     listed = [line.split()[0] for line in out.splitlines() if line[:4].isdigit()]
-    assert listed == [f"{n:04d}" for n in range(8, 15)], out
+    assert listed == [f"{n:04d}" for n in range(8, 16)], out
     assert "[offline]  Measurement analytics" in out and "not online: 0010" in out
     assert pending(upgraded.db.owner_url) == []
 
@@ -200,7 +200,7 @@ def test_previous_release_data_reads_the_same_after_the_upgrade(upgraded: Upgrad
     assert written.slowest_s < 10
     lots = {n for (n,) in _rows(dsn, "SELECT lot_number FROM lots")}
     assert {w.lot_number for w in written.written} <= lots  # every write of the old release during it committed
-    assert _rows(dsn, "SELECT version_num FROM alembic_version") == [("0014",)]
+    assert _rows(dsn, "SELECT version_num FROM alembic_version") == [("0015",)]
 
 
 @pytest.mark.plain_pg
@@ -357,7 +357,7 @@ def test_a_migration_behind_a_long_transaction_does_not_hold_up_writers(postgres
         )
         assert timed[0] < 2.0  # waited at most about one lock_timeout (0.3 s), not for the long transaction
         assert retries >= 1
-        assert _rows(fresh.owner_dsn, "SELECT version_num FROM alembic_version") == [("0014",)]
+        assert _rows(fresh.owner_dsn, "SELECT version_num FROM alembic_version") == [("0015",)]
     finally:
         _drop(postgres, fresh.name)
     # Without a lock timeout (PostgreSQL's default, and this command before issue 17) the writer queues behind.

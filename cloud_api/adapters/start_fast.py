@@ -1,28 +1,25 @@
-"""The start store's fast path straight on psycopg, for the ingestor (issue 18 point 3).
+"""The ingestor's start (착공) in one round trip: `mes_start_process` (migration 0015) on psycopg (issue 18.3).
 
-The SQL is start_sql's (`read_lot_for_start` and the one-statement start), not a copy: its `:name` placeholders
-are rewritten once into psycopg's `%(name)s`. What changes is the way it is sent: psycopg's own server-side
-prepared statements (`prepare=True`) on a few autocommit connections the ingestor keeps, instead of a SQLAlchemy
-pool checkout, an isolation-level switch and Core's compile/result layers per call. The start keeps its two round
-trips (an unlocked read, then one statement that re-checks the LOT under its lock): the decision in between is
-domain/start.decide_start, in Python, where the project's rules keep it.
+One prepared statement (`prepare=True`) on a few autocommit connections the ingestor keeps: no SQLAlchemy pool
+checkout, isolation-level switch or Core compile/result layers per call. The function claims the message id,
+checks the start rules that need the database, and writes run, status change, stored answer and audit rows, or
+answers `duplicate` (a redelivered accepted start) or `fallback` (anything else: services/start_fast.py then hands
+the start to the locked path). What the database checks is given to it by the domain (services/start_fast.py
+builds the call; tests/test_start_function_rules.py runs every rule case both ways).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.pq import TransactionStatus
-
-from cloud_api.adapters import start_sql
-from cloud_api.domain.lots import LotStatus
-from cloud_api.domain.start import LotForStart, RunRow
 
 CONNECT_TIMEOUT_S = 5
 # ":name" (a bind parameter), not "::type" (a cast) nor a colon inside a word.
@@ -34,12 +31,48 @@ def psycopg_sql(clause: Any) -> str:
     return _BIND.sub(r"%(\1)s", str(clause.text).replace("%", "%%"))
 
 
-_READ_SQL = psycopg_sql(start_sql._READ_LOT_FOR_START)
-_ONE_STATEMENT_SQL = {key: psycopg_sql(clause) for key, clause in start_sql._ONE_STATEMENT_SQL.items()}
+class StartCall(NamedTuple):
+    """mes_start_process's arguments, in its order (a tuple: psycopg sends it as it is)."""
+
+    message_id: uuid.UUID
+    message_type: str
+    source: str
+    lot_number: str
+    process_id: str
+    sequence: int
+    previous_process_id: str | None
+    worker_id: str
+    start_time: datetime
+    work_day: date
+    prefix: str
+    active_statuses: list[str]
+    change_from: str
+    change_to: str
+    change_reason: str
+    audit: str  # JSON rows as audit.sql's insert reads them, always written
+    change_audit: str  # JSON rows written only when the LOT's status changes
+    body: str  # the stored answer's JSON, its data.work_order_id set by the function
+
+
+class StartResult(NamedTuple):
+    """outcome: accepted | duplicate | fallback; `body`: the stored answer of a duplicate; `fallback_reason`: which
+    rule (or 'answered': a stored answer that is not an accepted start's) sent it to the locked path."""
+
+    outcome: str
+    http_status: int | None
+    work_order_id: str | None
+    body: dict[str, Any] | None
+    fallback_reason: str | None
+
+
+_START_SQL = (
+    "SELECT * FROM mes_start_process(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s::jsonb, %s::jsonb, %s::jsonb)"
+)
 
 
 class FastStartConnections:
-    """A few autocommit psycopg connections, each with its own prepared statements; opened when first needed.
+    """A few autocommit psycopg connections, each with its own prepared statement; opened when first needed.
 
     A connection is reused only if it came back idle and unbroken: one that failed mid-statement (a database
     restart, a cancelled task) is closed, and the next start opens a fresh one, so the ingestor's retry loop
@@ -76,29 +109,10 @@ class FastStartConnections:
                 await conn.close()
 
 
-async def read_lot_for_start(conn: psycopg.AsyncConnection[Any], lot_number: str, worker_id: str) -> LotForStart | None:
-    """start_sql.read_lot_for_start (no lock), as a prepared statement."""
-    cursor = await conn.execute(_READ_SQL, {"n": lot_number, "w": worker_id}, prepare=True)
+async def start_process(conn: psycopg.AsyncConnection[Any], call: StartCall) -> StartResult:
+    """One round trip: mes_start_process as a prepared statement. Raises psycopg.Error on a racing run or answer
+    (a unique key), a database gone away, or a database without migration 0015 (UndefinedFunction)."""
+    cursor = await conn.execute(_START_SQL, call, prepare=True)
     row = await cursor.fetchone()
-    if row is None:
-        return None
-    lot_id, status, worker_active, runs = row
-    return LotForStart(
-        int(lot_id),
-        LotStatus(status),
-        bool(worker_active),
-        tuple(
-            RunRow(r["process_id"], r["status"], r["work_order_id"], datetime.fromisoformat(r["start_time"]))
-            for r in runs
-        ),
-    )
-
-
-async def start_in_one_statement(
-    conn: psycopg.AsyncConnection[Any], params: dict[str, Any], status_change: bool, answer: bool
-) -> tuple[int, str] | None:
-    """start_sql.start_in_one_statement as a prepared statement; `params` as that function builds them.
-    None when the LOT's status changed or the worker was disabled; IntegrityError on a racing run or answer."""
-    cursor = await conn.execute(_ONE_STATEMENT_SQL[(status_change, answer)], params, prepare=True)
-    row = await cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row else None
+    assert row is not None  # a function returning a record always gives one row
+    return StartResult(*row)
