@@ -104,14 +104,15 @@ def test_old_start_and_completion_are_stored_and_answered_and_a_future_version_i
     future_raw = json.dumps(future).encode()
     refused = _publish(requester, topic, future_raw, future["message_id"])
     assert str(refused.in_reply_to) == future["message_id"]
-    assert refused.outcome is Outcome.REJECTED and refused.body["error_code"] == "INVALID_REQUEST", refused.body
+    code = "UNSUPPORTED_MESSAGE_VERSION"
+    assert refused.outcome is Outcome.REJECTED and refused.body["error_code"] == code, refused.body
     letter = db.execute(
         "SELECT error_code, message_id::text, source_station, error_message FROM dead_letters WHERE payload = %s",
         (future_raw,),
     ).fetchone()
-    assert letter is not None and letter[:3] == ("INVALID_REQUEST", future["message_id"], STATION.prefix)
-    # It says which field and what this centre reads, in the dead letter and in the answer to the station.
-    assert letter[3] == f"{topic}: v: Input should be 1", letter[3]
+    assert letter is not None and letter[:3] == (code, future["message_id"], STATION.prefix)
+    # It says which version and what this centre reads, in the dead letter and in the answer to the station.
+    assert letter[3] == f"{topic}: v: 99 is not a version this centre reads (1, 2)", letter[3]
     assert refused.body["data"]["error"] == letter[3]
 
     # The next message flows: the old gateway's completion of the same run.

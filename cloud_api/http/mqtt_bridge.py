@@ -20,10 +20,11 @@ from pydantic import ValidationError
 
 from cloud_api.labels.service import ChannelUnavailable, Delivered
 from cloud_api.settings import CentralSettings
+from mes_contracts.batch import BATCH_VERSION, BatchEnvelope, envelope_version
 from mes_contracts.envelope import Envelope, MessageType, Source, make_envelope
 from mes_contracts.labels import PrintJob, PrintResult, PrintStatus
 from mes_contracts.mqtt_tls import client_tls_context
-from mes_contracts.topics import ROOT, Branch, Name, StationAddress, parse_topic, service_address
+from mes_contracts.topics import ROOT, Branch, Name, ParsedTopic, StationAddress, parse_topic, service_address
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +114,21 @@ class MqttBridge:
             delay = min(delay * 2, 10.0)
 
     def _on_message(self, message: aiomqtt.Message) -> None:
+        if not self._waiting:
+            return  # nobody waits here (the ingestor records every result): no parsing at all
         raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         try:
             parsed = parse_topic(message.topic.value)
-            envelope = Envelope.from_bytes(raw)
-            if envelope.type is not MessageType.LABEL_PRINT_RESULT:
-                return
-            result = PrintResult.model_validate(envelope.payload)
+            for envelope in _print_results(raw):
+                self._deliver(parsed, envelope)
         except (ValueError, ValidationError) as error:
             log.warning("unreadable print result on %s: %s", message.topic.value, error)
+
+    def _deliver(self, parsed: ParsedTopic, envelope: Envelope) -> None:
+        try:
+            result = PrintResult.model_validate(envelope.payload)
+        except ValidationError as error:
+            log.warning("unreadable print result %s from %s: %s", envelope.message_id, parsed.address.prefix, error)
             return
         waiter = self._waiting.get(result.job_id)
         if waiter is None or waiter.future.done() or result.status is PrintStatus.WAITING:
@@ -165,3 +172,21 @@ class MqttBridge:
             raise ChannelUnavailable(str(error)) from error
         finally:
             self._waiting.pop(job.job_id, None)
+
+
+def _print_results(raw: bytes) -> list[Envelope]:
+    """The print-result records of a v1 message (one) or of a v2 batch (several, queued results sent together);
+    a malformed record of a batch is skipped alone. Other types: none."""
+    if envelope_version(raw) == BATCH_VERSION:
+        batch = BatchEnvelope.from_bytes(raw)
+        if batch.type is not MessageType.LABEL_PRINT_RESULT:
+            return []
+        records = []
+        for index in range(len(batch.records)):
+            try:
+                records.append(batch.read_record(index))
+            except ValidationError as error:
+                log.warning("unreadable print result record %d of %s: %s", index, batch.message_id, error)
+        return records
+    envelope = Envelope.from_bytes(raw)
+    return [envelope] if envelope.type is MessageType.LABEL_PRINT_RESULT else []

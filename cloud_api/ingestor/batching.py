@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import aiomqtt
 
 from cloud_api.adapters.database import Database
 from cloud_api.ingestor import faults, metrics
+from cloud_api.ingestor.batch_messages import BatchAnswers
 from cloud_api.ingestor.handler import Handled
 from cloud_api.services.batch_completion import BatchItem, handle_completions_batch
 from cloud_api.services.dead_letters import Letter
@@ -24,14 +25,45 @@ MAX_BATCH = 200
 
 @dataclass(frozen=True, slots=True)
 class Pending:
+    """One completion record waiting: a v1 message (`answers` None: answered alone) or record `index` of a v2
+    message (answered in that message's one reply, when its last record is answered)."""
+
     message: aiomqtt.Message
     envelope: Envelope
     item: BatchItem
-    letter: Letter  # the message as received, should it end in dead_letters
+    letter: Letter | None  # the v1 message as received, should it end in dead_letters; v2: made on demand
+    answers: BatchAnswers | None = None
+    index: int = 0
+
+    def dead_letter(self) -> Letter:
+        if self.letter is not None:
+            return self.letter
+        assert self.answers is not None
+        return self.answers.letter(self.index)
+
+
+class _Letters(Sequence[Letter]):
+    """The batch's dead-letter descriptions, each made only if the batch falls back to one by one and asks."""
+
+    def __init__(self, batch: list[Pending]) -> None:
+        self._batch = batch
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    @overload
+    def __getitem__(self, index: int) -> Letter: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Letter]: ...
+    def __getitem__(self, index: int | slice) -> Letter | list[Letter]:
+        if isinstance(index, slice):
+            return [pending.dead_letter() for pending in self._batch[index]]
+        return self._batch[index].dead_letter()
 
 
 Retry = Callable[[Callable[[], Awaitable[list[Answer]]]], Awaitable[list[Answer]]]
 Reply = Callable[[aiomqtt.Message, Handled], Awaitable[None]]
+ReplyBatch = Callable[[BatchAnswers], Awaitable[None]]
 
 
 class CompletionBatcher:
@@ -41,11 +73,20 @@ class CompletionBatcher:
     in hand at that moment is not answered; its stations send it again (their outbox keeps it until answered).
     """
 
-    def __init__(self, db: Database, lang: str, retry: Retry, reply: Reply, release: Callable[[], None]):
+    def __init__(
+        self,
+        db: Database,
+        lang: str,
+        retry: Retry,
+        reply: Reply,
+        release: Callable[[], None],
+        reply_batch: ReplyBatch | None = None,
+    ):
         self._db = db
         self._lang = lang
         self._retry = retry
         self._reply = reply
+        self._reply_batch = reply_batch
         self._release = release
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
 
@@ -78,7 +119,7 @@ class CompletionBatcher:
         if len(batch) == 1:
             faults.bind_message(client, batch[0].message)  # test-only: where an early (broken) ack would go
         items = [pending.item for pending in batch]
-        letters = [pending.letter for pending in batch]
+        letters = _Letters(batch)
         with metrics.HANDLE_SECONDS.time(), metrics.BATCH_COMMIT.time():
             answers = await self._retry(
                 lambda: handle_completions_batch(self._db, items, self._lang, letters, faults.HOOKS)
@@ -88,7 +129,10 @@ class CompletionBatcher:
         for pending, answer in zip(batch, answers, strict=True):
             faults.after_commit(pending.envelope.type, pending.envelope.message_id, answer.outcome)
             metrics.HANDLED.labels(pending.envelope.type.value, answer.outcome.value).inc()
-            replies.append(self._reply(pending.message, Handled(pending.envelope, answer)))
+            if pending.answers is None:
+                replies.append(self._reply(pending.message, Handled(pending.envelope, answer)))
+            elif pending.answers.fill(pending.index, answer) and self._reply_batch is not None:
+                replies.append(self._reply_batch(pending.answers))
         await asyncio.gather(*replies)
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,22 +169,51 @@ def reply_envelope(in_reply_to: uuid.UUID, answer: Answer, responder: Source, se
 class ReplyTemplate:
     """Reply envelopes from a pre-serialised skeleton: the same JSON as `reply_envelope(...).to_bytes()` (the
     same keys in the same order; tests/test_ingestor_lean.py checks it), without building two pydantic models per
-    reply. A body json cannot write (never seen: bodies are JSON-ready dicts) takes the pydantic way."""
+    reply. A body json cannot write (never seen: bodies are JSON-ready dicts) takes the pydantic way. The v2 reply
+    (mes_contracts/batch.BatchReply) is written the same way: one skeleton, one payload per record."""
 
     def __init__(self, responder: Source):
         self._responder = responder
         source = responder.model_dump_json().replace("%", "%%")
         self._head = '{"v":1,"message_id":"%s","type":"' + MessageType.REPLY.value + '","source":' + source + ","
+        self._batch_head = '{"v":2,"message_id":"%s","type":"' + MessageType.REPLY.value + '","source":' + source
 
     def render(self, in_reply_to: uuid.UUID, answer: Answer, seq: int) -> bytes:
-        try:
-            body = json.dumps(answer.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError):
+        payload = _payload_json(in_reply_to, answer)
+        if payload is None:
             return reply_envelope(in_reply_to, answer, self._responder, seq).to_bytes()
-        occurred = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         return (
-            self._head
-            % uuid.uuid4()
-            + f'"occurred_at":"{occurred}","seq":{int(seq)},"replay":false,"payload":{{"in_reply_to":"{in_reply_to}",'
-            f'"outcome":"{answer.outcome.value}","http_status":{int(answer.http_status)},"body":{body}}}}}'
+            self._head % uuid.uuid4()
+            + f'"occurred_at":"{_now()}","seq":{int(seq)},"replay":false,"payload":{payload}}}'
         ).encode()
+
+    def render_batch(self, in_reply_to: uuid.UUID, replies: Iterable[tuple[uuid.UUID, Answer]]) -> bytes:
+        """The one reply to a v2 message (`in_reply_to` = its batch id): one ReplyPayload per record, in order."""
+        payloads = []
+        for record_id, answer in replies:
+            payload = _payload_json(record_id, answer)
+            if payload is None:
+                payload = ReplyPayload(
+                    in_reply_to=record_id, outcome=answer.outcome, http_status=answer.http_status, body=answer.body
+                ).model_dump_json()
+            payloads.append(payload)
+        return (
+            self._batch_head % uuid.uuid4()
+            + f',"occurred_at":"{_now()}","in_reply_to":"{in_reply_to}","replies":[{",".join(payloads)}]}}'
+        ).encode()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _payload_json(in_reply_to: uuid.UUID, answer: Answer) -> str | None:
+    """ReplyPayload's JSON, or None when json cannot write the body (the caller takes pydantic's way)."""
+    try:
+        body = json.dumps(answer.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return (
+        f'{{"in_reply_to":"{in_reply_to}","outcome":"{answer.outcome.value}",'
+        f'"http_status":{int(answer.http_status)},"body":{body}}}'
+    )

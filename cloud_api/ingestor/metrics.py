@@ -15,6 +15,11 @@ HANDLE_SECONDS = Histogram("mes_ingestor_handle_seconds", "Time to handle one me
 BATCH_SIZE = Histogram(
     "mes_ingestor_batch_size", "Completion messages stored per transaction", buckets=(1, 2, 5, 10, 25, 50, 100, 200)
 )
+RECORDS_PER_MESSAGE = Histogram(
+    "mes_ingestor_records_per_message",
+    "Records per MQTT message read (1 for a v1 envelope; a v2 message carries up to 200)",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 200),
+)
 # mes_ingestor_dead_letters_total is counted where a letter is stored: cloud_api/services/dead_letters.py.
 TASK_RESTARTS = Counter("mes_ingestor_task_restarts_total", "Storing tasks that died and were restarted", ["task"])
 TASK_FAILURES = Counter("mes_ingestor_task_failures_total", "Per-message tasks that ended with an exception", ["task"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import socket
 import time
@@ -21,9 +20,9 @@ from cloud_api.adapters.database import Database, libpq_dsn, make_engine
 from cloud_api.adapters.start_fast import FastStartConnections
 from cloud_api.ingestor import faults, metrics
 from cloud_api.ingestor.alert_watch import AlertWatch
+from cloud_api.ingestor.batch_messages import BatchAnswers, Split, read_batch, split, store_records
 from cloud_api.ingestor.batching import MAX_BATCH, CompletionBatcher, Pending
 from cloud_api.ingestor.handler import (
-    ReplyTemplate,
     UnreadableMessage,
     completion_item,
     handle_envelope,
@@ -31,6 +30,7 @@ from cloud_api.ingestor.handler import (
     read_envelope,
     surrogate_id,
 )
+from cloud_api.ingestor.replies import Replier
 from cloud_api.ingestor.supervision import Health, supervise
 from cloud_api.labels.dispatcher import LabelDispatcher, central_source
 from cloud_api.services import aggregate_refresh, station_states
@@ -38,13 +38,13 @@ from cloud_api.services.dead_letters import Failure, Letter, is_transient, quara
 from cloud_api.services.handlers import Answer
 from cloud_api.services.pool_metrics import POOLS
 from cloud_api.settings import CentralSettings
-from mes_contracts.envelope import Envelope, Source
+from mes_contracts.batch import BATCH_VERSION, MAX_BATCH_MESSAGE_BYTES, envelope_version
+from mes_contracts.envelope import Envelope, MessageType, Source
 from mes_contracts.errors import ErrorCode
 from mes_contracts.mqtt_tls import client_tls_context
 from mes_contracts.topics import (
     ParsedTopic,
     ingestor_subscriptions,
-    parse_topic,
     service_address,
     station_state_subscription,
 )
@@ -54,6 +54,7 @@ T = TypeVar("T")
 # A message may be this much larger than the REST body cap (MES_MAX_BODY_BYTES): the envelope around the record.
 ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
 FAST_START_CONNECTIONS = 4
+_V2_PREFIX = b'{"v":2,'
 RESPONDER = Source(site="central", line="central", station="ingestor", gateway_id="ingestor")
 
 
@@ -68,18 +69,16 @@ class Ingestor:
         self.settings = settings
         self.db = db
         self._fast_starts = fast_starts  # the start on psycopg's prepared statements (services/start_fast.py)
-        self._replies = ReplyTemplate(RESPONDER)
-        # One PUBLISH properties object, copied per reply: building one runs paho's validating __init__ (8.8 %
-        # of the ingestor's CPU per start in issue 18's profile). Copied, not shared: paho packs a queued QoS 1
-        # message (more than max_inflight_messages in flight) later, from the object it was given.
-        self._reply_properties = Properties(PacketTypes.PUBLISH)
-        self._seq = 0
+        self._replier = Replier(RESPONDER)
         self._slots = asyncio.Semaphore(settings.ingestor_concurrency)
-        # Completions wait in the batch queue; bounded so a flood cannot grow memory without limit.
+        # Completion records wait in the batch queue, one slot each (a v2 message takes one per record, so a
+        # message of 200 lets in no more work than 200 v1 messages); bounded so a flood cannot grow memory.
         self._batch_slots = asyncio.Semaphore(2 * MAX_BATCH)
         self._tasks: set[asyncio.Task[None]] = set()
         self._health = Health()
         self._max_bytes = max_body_bytes + ENVELOPE_ALLOWANCE_BYTES
+        # A v2 message may hold several records up to the REST cap each (mes_contracts/batch.py packs up to this).
+        self._max_batch_bytes = max(self._max_bytes, MAX_BATCH_MESSAGE_BYTES + ENVELOPE_ALLOWANCE_BYTES)
 
     def _client(self) -> aiomqtt.Client:
         connect = Properties(PacketTypes.CONNECT)
@@ -154,6 +153,7 @@ class Ingestor:
             self._with_db_retry,
             lambda message, handled: self._reply(client, message, handled.request.message_id, handled.answer),
             self._batch_slots.release,
+            lambda answers: self._replier.reply_batch(client, answers),
         )
 
     def _storing_tasks(self, client: aiomqtt.Client, batcher: CompletionBatcher) -> list[asyncio.Task[None]]:
@@ -192,26 +192,33 @@ class Ingestor:
         self, client: aiomqtt.Client, batcher: CompletionBatcher, message: aiomqtt.Message, raw: bytes
     ) -> None:
         topic = message.topic.value
-        if len(raw) > self._max_bytes:
+        limit = self._max_batch_bytes if raw.startswith(_V2_PREFIX) else self._max_bytes
+        if len(raw) > limit:
             metrics.REFUSED.labels(ErrorCode.PAYLOAD_TOO_LARGE.value).inc()
-            failure = Failure(
-                ErrorCode.PAYLOAD_TOO_LARGE, "PayloadTooLarge", f"{len(raw)} bytes; at most {self._max_bytes}"
-            )
+            failure = Failure(ErrorCode.PAYLOAD_TOO_LARGE, "PayloadTooLarge", f"{len(raw)} bytes; at most {limit}")
             await self._spawn_refusal(client, message, letter_of(topic, raw, None, None), failure)
             return
         if station_states.is_state_topic(topic):  # retained gateway health (issue 16): stored, never answered
             await self._slots.acquire()
             self._spawn(self._station_state(topic, raw))
             return
+        version = envelope_version(raw)  # a prefix check for our own serialisers' messages
+        if version == BATCH_VERSION:
+            await self._route_batch(client, batcher, message, topic, raw)
+            return
+        if version is not None and version != 1:
+            # A gateway newer than this centre (docs/ops/upgrade.md: upgrade the centre first).
+            metrics.REFUSED.labels(ErrorCode.UNSUPPORTED_MESSAGE_VERSION.value).inc()
+            reason = f"{topic}: v: {version} is not a version this centre reads (1, {BATCH_VERSION})"
+            failure = Failure(ErrorCode.UNSUPPORTED_MESSAGE_VERSION, "UnsupportedMessageVersion", reason)
+            await self._spawn_refusal(client, message, letter_of(topic, raw, None, None), failure)
+            return
         try:
             parsed, envelope = read_envelope(topic, raw)  # once per message: routing and handling share it
         except UnreadableMessage as error:
-            metrics.UNREADABLE.inc()
-            metrics.REFUSED.labels(ErrorCode.INVALID_REQUEST.value).inc()
-            log.error("unreadable message from %s: %s; first bytes %r", topic, error, raw[:200])
-            letter = letter_of(topic, raw, error.parsed, None)
-            await self._spawn_refusal(client, message, letter, Failure.of(error, ErrorCode.INVALID_REQUEST))
+            await self._unreadable(client, message, topic, raw, error)
             return
+        metrics.RECORDS_PER_MESSAGE.observe(1)
         completion = completion_item(parsed, envelope)
         if completion is not None:
             await self._batch_slots.acquire()
@@ -219,6 +226,56 @@ class Ingestor:
             return
         await self._slots.acquire()
         self._spawn(self._process(client, message, parsed, envelope, raw))
+
+    async def _unreadable(
+        self, client: aiomqtt.Client, message: aiomqtt.Message, topic: str, raw: bytes, error: UnreadableMessage
+    ) -> None:
+        metrics.UNREADABLE.inc()
+        metrics.REFUSED.labels(ErrorCode.INVALID_REQUEST.value).inc()
+        log.error("unreadable message from %s: %s; first bytes %r", topic, error, raw[:200])
+        letter = letter_of(topic, raw, error.parsed, None)
+        await self._spawn_refusal(client, message, letter, Failure.of(error, ErrorCode.INVALID_REQUEST))
+
+    async def _route_batch(
+        self, client: aiomqtt.Client, batcher: CompletionBatcher, message: aiomqtt.Message, topic: str, raw: bytes
+    ) -> None:
+        """A v2 message: completions join the batcher one record (and one slot) at a time; refusals, malformed
+        records, print results and measurements take one task (one slot) for the message."""
+        try:
+            parsed, batch = read_batch(topic, raw)
+        except UnreadableMessage as error:
+            await self._unreadable(client, message, topic, raw, error)  # one v1-style answer to the batch id
+            return
+        metrics.RECORDS_PER_MESSAGE.observe(len(batch.records))
+        answers = BatchAnswers(message, topic, batch)
+        work = split(topic, parsed, answers, self.settings.language)
+        for index, answer in work.refused:
+            metrics.HANDLED.labels(batch.type.value, answer.outcome.value).inc()
+            answers.fill(index, answer)
+        if work.refused:
+            await self._replier.reply_batch(client, answers)
+            return
+        if work.needs_task:
+            await self._slots.acquire()
+            self._spawn(self._store_records(client, answers, work))
+        if batch.type is MessageType.PROCESS_COMPLETED:
+            for index, envelope in work.readable:
+                completion = completion_item(parsed, envelope)
+                assert completion is not None  # the source was checked for the whole message
+                await self._batch_slots.acquire()
+                batcher.put(Pending(message, *completion, None, answers, index))
+
+    async def _store_records(self, client: aiomqtt.Client, answers: BatchAnswers, work: Split) -> None:
+        try:
+            faults.bind_message(client, answers.message)  # test-only hooks: no-ops unless MES_FAULT_INJECT is set
+            if await store_records(self.db, self.settings.language, self._with_db_retry, answers, work):
+                await self._replier.reply_batch(client, answers)
+        except Exception as error:  # never silent: the station sends it again, this log says why it failed
+            log.exception("handling the records of %s %s failed", answers.batch.type.value, answers.batch.message_id)
+            metrics.TASK_FAILURES.labels("message").inc()
+            self._health.note("message", error)
+        finally:
+            self._slots.release()
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -302,34 +359,7 @@ class Ingestor:
     async def _reply(
         self, client: aiomqtt.Client, message: aiomqtt.Message, in_reply_to: uuid.UUID, answer: Answer
     ) -> None:
-        props = getattr(message, "properties", None)
-        response_topic = getattr(props, "ResponseTopic", None)
-        if not response_topic:
-            return
-        try:
-            own_reply = parse_topic(message.topic.value).address.reply()
-        except ValueError:
-            return  # not a station's topic: nobody to answer
-        if response_topic != own_reply:
-            # A station may not aim our answers at another station's reply topic; answer it on its own.
-            log.warning(
-                "response topic %s is not the sender's %s; answering on the sender's", response_topic, own_reply
-            )
-            response_topic = own_reply
-        self._seq += 1
-        out = copy.copy(self._reply_properties)
-        correlation = getattr(props, "CorrelationData", None)
-        if correlation:
-            # Binary Data needs no check (paho's __setattr__ walks every property name to validate the name).
-            object.__setattr__(out, "CorrelationData", correlation)
-        try:
-            await client.publish(
-                response_topic, self._replies.render(in_reply_to, answer, self._seq), qos=1, properties=out
-            )
-            metrics.REPLIES_SENT.inc()
-        except aiomqtt.MqttError:
-            # A lost reply is repaired by the station's retry: the stored answer is sent again.
-            metrics.REPLIES_LOST.inc()
+        await self._replier.reply(client, message, in_reply_to, answer)
 
 
 async def run_ingestor(settings: CentralSettings, max_body_bytes: int) -> None:

@@ -102,8 +102,11 @@ def failure_answer(failure: Failure, lang: str, message_id: uuid.UUID | None = N
     return Answer(Outcome.REJECTED, ERRORS[failure.code].http_status, body)
 
 
-async def store_or_quarantine(db: Database, attempt: Attempt, letter: Letter, lang: str) -> Answer:
-    """`attempt` (a run_once-based use case), tried at most twice; then the message is quarantined."""
+async def store_or_quarantine(
+    db: Database, attempt: Attempt, letter: Letter | Callable[[], Letter], lang: str
+) -> Answer:
+    """`attempt` (a run_once-based use case), tried at most twice; then the message is quarantined. `letter` may
+    be a function that makes it: a record of a v2 message is serialised only if it fails."""
     failure: BaseException | None = None
     for tries in (1, 2):
         try:
@@ -112,6 +115,8 @@ async def store_or_quarantine(db: Database, attempt: Attempt, letter: Letter, la
             if is_transient(error):
                 raise
             failure = error
+            if not isinstance(letter, Letter):
+                letter = letter()
             log.warning(
                 "message %s (%s from %s) not stored, try %d: %s: %s",
                 letter.key,
@@ -123,7 +128,7 @@ async def store_or_quarantine(db: Database, attempt: Attempt, letter: Letter, la
             )
             if isinstance(error, IntegrityError):
                 break  # run_once already tried it a second time after an integrity error
-    assert failure is not None
+    assert failure is not None and isinstance(letter, Letter)
     return await quarantine(db, letter, Failure.of(failure), lang)
 
 
