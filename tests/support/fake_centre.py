@@ -137,5 +137,22 @@ class FakeCentre:
         self._client.disconnect()
 
 
+def answer_batch(client: mqtt.Client, message: mqtt.MQTTMessage, batch: BatchEnvelope) -> None:
+    """Every record of `batch` accepted, in one BatchReply on the message's response topic (if it names one)."""
+    replies = [accepted(batch.read_record(i)) for i in range(len(batch.records))]
+    reply = BatchReply(
+        message_id=uuid.uuid4(),
+        source=CENTRE,
+        occurred_at=datetime.now(UTC),
+        in_reply_to=batch.message_id,
+        replies=replies,
+    )
+    response_topic = getattr(message.properties, "ResponseTopic", None)
+    if response_topic:
+        props = Properties(PacketTypes.PUBLISH)
+        props.CorrelationData = message.properties.CorrelationData  # type: ignore[union-attr]
+        client.publish(response_topic, reply.to_bytes(), qos=1, properties=props)
+
+
 def _v1(reply: ReplyPayload) -> bytes:
     return make_envelope(MessageType.REPLY, CENTRE, 0, reply.model_dump(mode="json")).to_bytes()

@@ -20,9 +20,11 @@ from paho.mqtt.properties import Properties
 
 from deploy.localstack.children import ChildProcess, mes_command, wait_http_ok
 from deploy.localstack.services import find_free_port
+from mes_contracts.batch import BatchEnvelope, envelope_version
 from mes_contracts.envelope import Envelope, MessageType, Source, make_envelope
 from mes_contracts.labels import LabelType, PrinterConfig, PrinterState, PrintJob, PrintMode, PrintResult, PrintStatus
 from mes_contracts.topics import Name, StationAddress
+from tests.support.fake_centre import answer_batch
 
 T = TypeVar("T")
 CENTRE = Source(site="central", line="services", station="label-test", gateway_id="label-test")
@@ -106,10 +108,15 @@ class PrintCentre:
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        envelope = Envelope.from_bytes(bytes(message.payload))
-        assert envelope.type is MessageType.LABEL_PRINT_RESULT, envelope.type
-        with self._lock:
-            self.received.append(Received(envelope, PrintResult.model_validate(envelope.payload)))
+        raw = bytes(message.payload)
+        batch = BatchEnvelope.from_bytes(raw) if envelope_version(raw) == 2 else None  # results the gateway queued
+        envelopes = [batch.read_record(i) for i in range(len(batch.records))] if batch else [Envelope.from_bytes(raw)]
+        for envelope in envelopes:
+            assert envelope.type is MessageType.LABEL_PRINT_RESULT, envelope.type
+            with self._lock:
+                self.received.append(Received(envelope, PrintResult.model_validate(envelope.payload)))
+        if batch is not None:  # a v2 message asks for an answer (like the ingestor's: each record stored)
+            answer_batch(client, message, batch)
 
     def send(self, job: PrintJob, message_id: str | None = None) -> Envelope:
         envelope = make_envelope(
