@@ -117,7 +117,8 @@ class CompletionBatcher:
 
     async def _handle(self, client: aiomqtt.Client, batch: list[Pending]) -> None:
         if len(batch) == 1:
-            faults.bind_message(client, batch[0].message)  # test-only: where an early (broken) ack would go
+            only = batch[0]  # test-only: where an early (broken) ack would go
+            faults.bind_message(client, only.message, None if only.answers is None else only.answers.batch.message_id)
         items = [pending.item for pending in batch]
         letters = _Letters(batch)
         with metrics.HANDLE_SECONDS.time(), metrics.BATCH_COMMIT.time():

@@ -22,11 +22,13 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from mes_contracts.batch import BatchReply
 from mes_contracts.envelope import MessageType, Outcome, ReplyPayload, Source, make_envelope
 from mes_contracts.topics import parse_topic
 
@@ -76,8 +78,9 @@ def parse_plan(value: str | None) -> FaultPlan | None:
 
 
 _plan: FaultPlan | None = parse_plan(os.environ.get(ENV_VAR))
-_reply_target: contextvars.ContextVar[tuple[aiomqtt.Client, aiomqtt.Message] | None] = contextvars.ContextVar(
-    "mes_fault_reply_target", default=None
+# (client, message, the batch id when the message is a v2 batch: the early reply is then a BatchReply)
+_reply_target: contextvars.ContextVar[tuple[aiomqtt.Client, aiomqtt.Message, uuid.UUID | None] | None] = (
+    contextvars.ContextVar("mes_fault_reply_target", default=None)
 )
 
 
@@ -97,10 +100,12 @@ def _counts(message_type: MessageType, outcome: Outcome) -> bool:
     return message_type in counted and outcome is Outcome.ACCEPTED
 
 
-def bind_message(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-    """Runner hook, first thing in a message's task: where an early (broken) reply would go."""
+def bind_message(client: aiomqtt.Client, message: aiomqtt.Message, batch_id: uuid.UUID | None = None) -> None:
+    """Runner hook, first thing in a message's task: where an early (broken) reply would go. `batch_id`: the
+    message is a v2 batch, answered by a BatchReply (with only this record's reply: the station takes that one
+    record as answered and the others as unanswered, exactly the broken ack this control needs)."""
     if _plan is not None and _plan.mode == ACK_BEFORE_COMMIT:
-        _reply_target.set((client, message))
+        _reply_target.set((client, message, batch_id))
 
 
 async def before_commit(message_type: MessageType, message_id: uuid.UUID | None, answer: Answer) -> None:
@@ -138,7 +143,7 @@ async def _publish_early_reply(message_id: uuid.UUID, answer: Answer) -> None:
     target = _reply_target.get()
     if target is None:
         return
-    client, message = target
+    client, message, batch_id = target
     props = getattr(message, "properties", None)
     if not getattr(props, "ResponseTopic", None):
         return
@@ -146,14 +151,23 @@ async def _publish_early_reply(message_id: uuid.UUID, answer: Answer) -> None:
     reply = ReplyPayload(
         in_reply_to=message_id, outcome=answer.outcome, http_status=answer.http_status, body=answer.body
     )
-    envelope = make_envelope(
-        MessageType.REPLY, _RESPONDER, 0, reply.model_dump(mode="json"), message_id=str(uuid.uuid4())
-    )
+    if batch_id is not None:
+        payload = BatchReply(
+            message_id=uuid.uuid4(),
+            source=_RESPONDER,
+            occurred_at=datetime.now(UTC),
+            in_reply_to=batch_id,
+            replies=[reply],
+        ).to_bytes()
+    else:
+        payload = make_envelope(
+            MessageType.REPLY, _RESPONDER, 0, reply.model_dump(mode="json"), message_id=str(uuid.uuid4())
+        ).to_bytes()
     out = Properties(PacketTypes.PUBLISH)
     correlation = getattr(props, "CorrelationData", None)
     if correlation:
         out.CorrelationData = correlation
-    await client.publish(response_topic, envelope.to_bytes(), qos=1, properties=out)  # returns after PUBACK
+    await client.publish(response_topic, payload, qos=1, properties=out)  # returns after PUBACK
     log.critical("fault injection: answered %s %s before its commit", message_id, answer.outcome.value)
 
 

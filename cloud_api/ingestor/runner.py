@@ -267,7 +267,8 @@ class Ingestor:
 
     async def _store_records(self, client: aiomqtt.Client, answers: BatchAnswers, work: Split) -> None:
         try:
-            faults.bind_message(client, answers.message)  # test-only hooks: no-ops unless MES_FAULT_INJECT is set
+            # Test-only hooks: no-ops unless MES_FAULT_INJECT is set.
+            faults.bind_message(client, answers.message, answers.batch.message_id)
             if await store_records(self.db, self.settings.language, self._with_db_retry, answers, work):
                 await self._replier.reply_batch(client, answers)
         except Exception as error:  # never silent: the station sends it again, this log says why it failed
