@@ -165,8 +165,8 @@ class MeasurementSender:
     async def _each(
         self, batches: list[DueBatch], replies: list[ReplyPayload | None], code: str, error: object
     ) -> None:
-        """Each batch's answer (or, for None, its failure) one after the other: a curve file's answers are
-        counted in its rows, so they are not raced against each other."""
+        """Each batch's answer (or, for None, its failure), one after the other (a message holds a few at most:
+        measurement batches are large); one that cannot be applied stays in the outbox alone."""
         for batch, reply in zip(batches, replies, strict=True):
             try:
                 if reply is None:

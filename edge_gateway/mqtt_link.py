@@ -21,7 +21,7 @@ from edge_gateway.batching import OutgoingBatch
 from edge_gateway.health import Health
 from edge_gateway.metrics_traffic import ALERT, OTHER, SERVICE_STATE, LinkTraffic
 from edge_gateway.ports import BatchesUnsupported, NotConnected, ReplyTimeout
-from edge_gateway.replies import BatchAnswer, PendingReplies, decode_reply, is_version_refusal, match_replies
+from edge_gateway.replies import BatchAnswer, PendingReplies, batch_outcomes, decode_reply, match_replies
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import raise_if_cancelled
 from mes_contracts.alerts import gateway_alert_filter
@@ -265,9 +265,7 @@ class MqttLink:
 
     async def request_batch(self, topic: str, batch: OutgoingBatch, timeout: float) -> list[ReplyPayload | None]:
         """One v2 message, one answer: each record's reply in the records' order (None: not answered, logged).
-
-        A v1 answer to the whole message is either an old centre refusing v2 (→ BatchesUnsupported, and every
-        later record goes alone as v1) or no answer for any of its records; never a rejection of them."""
+        A centre older than v2 refuses it (BatchesUnsupported): from then on every record goes alone as v1."""
         client = self._client
         if client is None or not self._connected:
             raise NotConnected()
@@ -284,25 +282,17 @@ class MqttLink:
             self._pending.forget(batch.message_id)
             if future.done() and not future.cancelled():
                 future.exception()
-        if isinstance(answer, BatchAnswer):
-            return match_replies(batch.record_ids, answer.replies)
-        if is_version_refusal(answer):
+        try:
+            return batch_outcomes(answer, batch.message_id, batch.record_ids)
+        except BatchesUnsupported as refusal:
             if self._speaks_v2:
                 self._speaks_v2 = False
                 logger.warning(
-                    "the centre refused envelope v2 (%s): it is older than this gateway; every record now goes "
-                    "alone as v1 until the gateway restarts (upgrade the centre: docs/ops/upgrade.md)",
-                    answer.body.get("error_code"),
+                    "%s: the centre is older than this gateway; every record now goes alone as v1 until the gateway "
+                    "restarts (upgrade the centre: docs/ops/upgrade.md)",
+                    refusal,
                 )
-            raise BatchesUnsupported(f"centre refused v2 message {batch.message_id}")
-        logger.warning(
-            "the centre answered v2 message %s as a whole (%s %s): its %d record(s) count as unanswered",
-            batch.message_id,
-            answer.http_status,
-            answer.body.get("error_code"),
-            len(batch.record_ids),
-        )
-        return [None] * len(batch.record_ids)
+            raise
 
     async def _publish(
         self,

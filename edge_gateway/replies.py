@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
-from edge_gateway.ports import NotConnected
+from edge_gateway.ports import BatchesUnsupported, NotConnected
 from mes_contracts.batch import BATCH_VERSION, BatchReply, envelope_version
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload
 from mes_contracts.errors import ErrorCode
@@ -165,6 +165,24 @@ def match_replies(record_ids: Sequence[uuid.UUID], replies: Sequence[ReplyPayloa
         sum(1 for reply in matched if reply is None),
     )
     return matched
+
+
+def batch_outcomes(answer: Answer, batch_id: uuid.UUID, record_ids: Sequence[uuid.UUID]) -> list[ReplyPayload | None]:
+    """Each record's reply from the answer to v2 message `batch_id`. A v1 answer to the whole message is either a
+    centre older than v2 refusing it (raises BatchesUnsupported: nothing was stored) or, for anything else, no
+    answer for any of its records (logged): never a rejection of them."""
+    if isinstance(answer, BatchAnswer):
+        return match_replies(record_ids, answer.replies)
+    if is_version_refusal(answer):
+        raise BatchesUnsupported(f"the centre refused v2 message {batch_id} ({answer.body.get('error_code')})")
+    logger.warning(
+        "the centre answered v2 message %s as a whole (%s %s): its %d record(s) count as unanswered",
+        batch_id,
+        answer.http_status,
+        answer.body.get("error_code"),
+        len(record_ids),
+    )
+    return [None] * len(record_ids)
 
 
 def is_version_refusal(reply: ReplyPayload) -> bool:

@@ -19,7 +19,7 @@ from edge_gateway.health import Health
 from edge_gateway.ports import BatchesUnsupported, ReplyTimeout
 from edge_gateway.printing.printer import PrintOutcome
 from edge_gateway.printing.queue import PrintQueue
-from edge_gateway.replies import BatchAnswer, decode_reply, is_version_refusal, match_replies
+from edge_gateway.replies import BatchAnswer, batch_outcomes, decode_reply, is_version_refusal, match_replies
 from edge_gateway.settings import GatewaySettings
 from mes_contracts.batch import MAX_BATCH_RECORDS, BatchEnvelope, BatchReply, make_batch
 from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
@@ -155,6 +155,16 @@ def test_the_old_centres_refusal_is_recognised_and_nothing_else_is() -> None:
     other = {"status": "error", "error_code": "INVALID_REQUEST", "message": "-", "data": {"error": "seq: bad"}}
     assert not is_version_refusal(modern.model_copy(update={"body": other}))
     assert not is_version_refusal(reply(batch_id, Outcome.REJECTED, 422))
+
+
+def test_a_v1_answer_to_a_batch_is_a_refusal_of_v2_or_no_answer_never_a_rejection() -> None:
+    batch_id, ids = uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()]
+    with pytest.raises(BatchesUnsupported):
+        batch_outcomes(version_refusal(batch_id, "t"), batch_id, ids)
+    whole = reply(batch_id, Outcome.REJECTED, 400)  # e.g. the whole message unreadable for another reason
+    assert batch_outcomes(whole, batch_id, ids) == [None, None]
+    answer = BatchAnswer(batch_id, [reply(ids[1]), reply(ids[0])])
+    assert batch_outcomes(answer, batch_id, ids) == [answer.replies[1], answer.replies[0]]
 
 
 # -- the pipeline with a fake link: each record its own outcome ---------------------------------------------

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from edge_gateway.batching import encode_batch, pack
 from edge_gateway.health import Health
-from edge_gateway.ports import BatchesUnsupported, BatchPublisher, LinkError
+from edge_gateway.ports import BatchPublisher, LinkError
 from edge_gateway.printing.jobs import (
     EXPIRED_CODE,
     EXPIRED_DETAIL,
@@ -28,7 +27,8 @@ from edge_gateway.printing.jobs import (
     parse_job,
 )
 from edge_gateway.printing.printer import PrintOutcome, print_program
-from edge_gateway.printing.queue_store import JobState, PrinterSeen, PrintQueueStore, StoredJob, Unreported
+from edge_gateway.printing.queue_store import JobState, PrinterSeen, PrintQueueStore, StoredJob
+from edge_gateway.printing.results import ResultPublisher
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import cancel_and_wait
 from mes_contracts.envelope import Source
@@ -76,10 +76,11 @@ class PrintQueue:
         self._results = ResultMaker(Source.of(settings.address, settings.gateway_id), seq)
         self._retry = (settings.print_retry_s, settings.print_retry_max_s)
         self._timeout = settings.print_timeout_s
-        self._reply_timeout = settings.reply_timeout_s
-        self._batch_max = settings.batch_max_records
         self._keep_s = settings.print_keep_days * 86400
         self._link = link
+        self._result_publisher = ResultPublisher(
+            link, self._topic, settings.batch_max_records, settings.reply_timeout_s
+        )
         self._health = health
         self._printer = printer
         self._db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="print-queue-db")
@@ -314,10 +315,7 @@ class PrintQueue:
         rows = await self._db(PrintQueueStore.unreported, RESULT_BATCH)
         sent: list[int] = []
         try:
-            singles = await self._publish_batched(rows, sent) if len(rows) > 1 else rows
-            for row in singles:
-                await self._link.publish(self._topic, row.envelope.encode())
-                sent.append(row.row_id)
+            await self._result_publisher.publish(rows, sent)
         except LinkError as error:
             log.info("print results wait for the broker (%d sent of %d): %s", len(sent), len(rows), error)
             return False
@@ -325,24 +323,6 @@ class PrintQueue:
             if sent:  # a crash before this re-publishes them with the same message ids: the centre de-duplicates
                 await self._db(PrintQueueStore.mark_reported, sent, time.time())
         return len(rows) == RESULT_BATCH and len(sent) == len(rows)  # one left unanswered waits for the retry
-
-    async def _publish_batched(self, rows: list[Unreported], sent: list[int]) -> list[Unreported]:
-        """Several results in v2 messages, answered by the centre (an old centre's refusal must be seen, or the
-        results would be lost there): a result counts as reported once its reply came. Returns what is left for
-        one-by-one v1 publishing: everything when the centre is older than v2."""
-        if self._batch_max < 2 or not self._link.speaks_v2:
-            return rows
-        for run in pack([len(row.envelope.encode()) for row in rows], self._batch_max):
-            chunk = rows[run.start : run.stop]
-            if len(chunk) == 1:
-                return rows[run.start :]
-            outgoing = encode_batch([row.envelope for row in chunk], [False] * len(chunk))
-            try:
-                replies = await self._link.request_batch(self._topic, outgoing, self._reply_timeout)
-            except BatchesUnsupported:
-                return rows[run.start :]
-            sent.extend(row.row_id for row, reply in zip(chunk, replies, strict=True) if reply is not None)
-        return []
 
     # -- status ---------------------------------------------------------------------------------------------
 
