@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from mes_contracts.batch import BATCH_VERSION, BATCHABLE_TYPES, MAX_BATCH_MESSAGE_BYTES, MAX_BATCH_RECORDS
 from mes_contracts.envelope import MessageType, new_message_id
@@ -21,6 +22,11 @@ from mes_contracts.envelope import MessageType, new_message_id
 BATCH_OVERHEAD_BYTES = 1024
 # A record in v2 is its v1 envelope minus `v`, `type` and `source`, plus a comma: the v1 size bounds it.
 RECORD_SEPARATOR_BYTES = 1
+
+
+class Unbatchable(ValueError):
+    """These records cannot share a v2 message (another type or station, or an envelope that does not read):
+    each goes alone as v1, where a bad one fails by itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +58,25 @@ def pack(sizes: Sequence[int], max_records: int, max_bytes: int = MAX_BATCH_MESS
 
 
 def encode_batch(envelopes: Sequence[str | bytes], replays: Sequence[bool]) -> OutgoingBatch:
-    """The v2 message of stored v1 envelopes (one batchable type, one station), each with its own replay flag."""
+    """The v2 message of stored v1 envelopes (one batchable type, one station), each with its own replay flag;
+    raises Unbatchable when they cannot share one."""
     if len(envelopes) != len(replays) or not envelopes:
-        raise ValueError("one replay flag per envelope, at least one envelope")
-    documents = [json.loads(raw) for raw in envelopes]
+        raise Unbatchable("one replay flag per envelope, at least one envelope")
+    try:
+        return _encode([json.loads(raw) for raw in envelopes], replays)
+    except Unbatchable:
+        raise
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
+        raise Unbatchable(f"a stored envelope does not read: {error!r}") from error
+
+
+def _encode(documents: list[dict[str, Any]], replays: Sequence[bool]) -> OutgoingBatch:
     first = documents[0]
     message_type = MessageType(first["type"])
     if message_type not in BATCHABLE_TYPES:
-        raise ValueError(f"{message_type} records are not batched")
+        raise Unbatchable(f"{message_type} records are not batched")
     if any(d["type"] != first["type"] or d["source"] != first["source"] for d in documents):
-        raise ValueError("a batch holds records of one type from one station")
+        raise Unbatchable("a batch holds records of one type from one station")
     records = [
         {
             "message_id": d["message_id"],

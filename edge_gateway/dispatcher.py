@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edge_gateway.batching import encode_batch, pack
+from edge_gateway.batching import Unbatchable, encode_batch, pack
 from edge_gateway.counters import PickupCounters
 from edge_gateway.dispositions import DuplicateReport, ErrorReport
 from edge_gateway.health import Health
@@ -175,10 +175,12 @@ class Dispatcher:
         """One v2 message; then each record exactly as `_deliver` would treat its own outcome."""
         handed_over = False
         try:
-            outgoing = encode_batch([r.envelope for r in records], [self._is_replay(r) for r in records])
             try:
+                outgoing = encode_batch([r.envelope for r in records], [self._is_replay(r) for r in records])
                 replies = await self._link.request_batch(self._topic, outgoing, self._reply_timeout)
-            except BatchesUnsupported:  # nothing was stored: each goes again at once, alone, as v1
+            except (BatchesUnsupported, Unbatchable) as error:  # none stored: each again at once, alone, as v1
+                if isinstance(error, Unbatchable):
+                    logger.warning("%d records go one by one: %s", len(records), error)
                 handed_over = True
                 for record in records:
                     self._spawn(self._deliver(record), record.record_id)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_gateway.batching import encode_batch, pack
+from edge_gateway.batching import Unbatchable, encode_batch, pack
 from edge_gateway.dispositions import DuplicateReport, ErrorReport
 from edge_gateway.health import Health
 from edge_gateway.measurement_outbox import DueBatch, FileAnswers, MeasurementOutbox, MeasurementStore
@@ -142,10 +142,12 @@ class MeasurementSender:
         """One v2 message of measurement batches; each answer then goes its own way through `_answered`."""
         handed_over = False
         try:
-            outgoing = encode_batch([b.envelope for b in batches], [self._is_replay(b) for b in batches])
             try:
+                outgoing = encode_batch([b.envelope for b in batches], [self._is_replay(b) for b in batches])
                 replies = await self._link.request_batch(self._topic, outgoing, self._timeout)
-            except BatchesUnsupported:  # a centre older than v2 stored none of them: each again, alone, as v1
+            except (BatchesUnsupported, Unbatchable) as error:  # none stored: each again at once, alone, as v1
+                if isinstance(error, Unbatchable):
+                    logger.warning("%d measurement batches go one by one: %s", len(batches), error)
                 handed_over = True
                 for batch in batches:
                     self._spawn(self._deliver(batch))

@@ -236,6 +236,23 @@ async def test_the_in_flight_window_counts_records_not_messages(tmp_path: Path) 
     assert max(link.batches) <= 4 and link.batches[:2] == [4, 2]  # the first window: 6 records, 4 + 2
 
 
+async def test_a_stored_envelope_that_does_not_read_fails_alone(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path, max_in_flight=10, batch_max_records=10)
+    link = FakeLink()
+    link.connected = False
+    async with running(settings, link) as pipeline:
+        for n in range(1, 4):
+            drop(settings, name_for(n), content(n))
+        await until(lambda: pipeline.outbox.depth == 3)
+        with sqlite3.connect(settings.outbox_path) as conn:  # damaged on disk: the others must not wait for it
+            conn.execute('UPDATE outbox SET envelope = \'{"v": 1, "type"\' WHERE file_name = ?', (name_for(2),))
+        link.connected = True
+        pipeline.dispatcher.wake()
+        await until(lambda: len(names(settings.completed_dir)) == 2 and pipeline.outbox.depth == 1)
+        assert (settings.pending_dir / name_for(2)).exists()
+    assert link.batches == [] and sorted(e.payload["file_name"] for _, e in link.sent) == [name_for(1), name_for(3)]
+
+
 # -- print results: queued ones go together, answered; an old centre gets them one by one ---------------------
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge_gateway.batching import encode_batch, pack
+from edge_gateway.batching import Unbatchable, encode_batch, pack
 from edge_gateway.ports import BatchesUnsupported, BatchPublisher
 from edge_gateway.printing.queue_store import Unreported
 
@@ -38,10 +38,10 @@ class ResultPublisher:
             chunk = rows[run.start : run.stop]
             if len(chunk) == 1:  # the last one alone, or one too big to share a message
                 return rows[run.start :]
-            outgoing = encode_batch([row.envelope for row in chunk], [False] * len(chunk))
             try:
+                outgoing = encode_batch([row.envelope for row in chunk], [False] * len(chunk))
                 replies = await self._link.request_batch(self._topic, outgoing, self._timeout)
-            except BatchesUnsupported:
+            except (BatchesUnsupported, Unbatchable):  # an old centre, or results that cannot share a message
                 return rows[run.start :]
             # A record the answer did not cover stays unreported: the next round sends it again, same id.
             sent.extend(row.row_id for row, reply in zip(chunk, replies, strict=True) if reply is not None)
