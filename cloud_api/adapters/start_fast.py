@@ -21,6 +21,9 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from cloud_api.domain.lots import ACTIVE_STATUSES, LotStatus, status_after_start
+from mes_contracts.envelope import MessageType
+
 CONNECT_TIMEOUT_S = 5
 # ":name" (a bind parameter), not "::type" (a cast) nor a colon inside a word.
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -32,10 +35,9 @@ def psycopg_sql(clause: Any) -> str:
 
 
 class StartCall(NamedTuple):
-    """mes_start_process's arguments, in its order (a tuple: psycopg sends it as it is)."""
+    """mes_start_process's per-start arguments, in its order (a tuple: psycopg sends it as it is)."""
 
     message_id: uuid.UUID
-    message_type: str
     source: str
     lot_number: str
     process_id: str
@@ -45,13 +47,10 @@ class StartCall(NamedTuple):
     start_time: datetime
     work_day: date
     prefix: str
-    active_statuses: list[str]
-    change_from: str
-    change_to: str
     change_reason: str
-    audit: str  # JSON rows as audit.sql's insert reads them, always written
-    change_audit: str  # JSON rows written only when the LOT's status changes
-    body: str  # the stored answer's JSON, its data.work_order_id set by the function
+    # JSON {"body", "audit", "change_audit"}: the stored answer, the audit rows always written and those written
+    # only when the LOT's status changes (one JSON text: one dump per start instead of three)
+    writes: str
 
 
 class StartResult(NamedTuple):
@@ -65,9 +64,24 @@ class StartResult(NamedTuple):
     fallback_reason: str | None
 
 
+# The same for every start, from the domain and the contracts, written into the statement once rather than
+# dumped per call: the message type, the statuses a start may begin from and the one status change a start makes.
+MESSAGE_TYPE = MessageType.PROCESS_START_REQUEST.value
+ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
+_CHANGES = [(s, after) for s in LotStatus if (after := status_after_start(s)) is not None]
+assert len(_CHANGES) == 1, "mes_start_process applies one status change: migration 0015 must follow the domain"
+CHANGE_FROM, CHANGE_TO = _CHANGES[0][0].value, _CHANGES[0][1].value
+
+
+def _literal(value: str) -> str:
+    assert re.fullmatch(r"[A-Za-z_.]+", value), value  # enum values: nothing to escape
+    return f"'{value}'"
+
+
 _START_SQL = (
-    "SELECT * FROM mes_start_process(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "%s::jsonb, %s::jsonb, %s::jsonb)"
+    "SELECT * FROM mes_start_process(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    f"{_literal(MESSAGE_TYPE)}, ARRAY[{', '.join(map(_literal, ACTIVE))}], {_literal(CHANGE_FROM)}, "
+    f"{_literal(CHANGE_TO)}, %s::jsonb)"
 )
 
 

@@ -29,12 +29,11 @@ from cloud_api.adapters import start_fast
 from cloud_api.adapters.database import Database
 from cloud_api.audit.trail import current_request_id, station_actor
 from cloud_api.domain.errors import DomainError
-from cloud_api.domain.lots import ACTIVE_STATUSES, LotStatus, status_after_start
 from cloud_api.domain.sequencing import resolve_step
 from cloud_api.services.handlers import handle_start, parse_start_request
 from cloud_api.services.ports import NO_HOOKS, Answer, CommitHooks
 from cloud_api.services.station_access import all_allowed
-from mes_contracts.envelope import MessageType, Outcome
+from mes_contracts.envelope import Outcome
 from mes_contracts.errors import success_message
 from mes_contracts.numbering import work_order_prefix
 from mes_contracts.route import FIRMWARE_PROCESS_ID, SERIAL_PROCESS_ID, previous_step
@@ -44,12 +43,7 @@ log = logging.getLogger(__name__)
 
 # PROC-004 answers with the active firmware, PROC-007 issues serials: both are the locked path's.
 NOT_IN_ONE_ROUND_TRIP = frozenset({FIRMWARE_PROCESS_ID, SERIAL_PROCESS_ID})
-ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
-# The domain's status change of a start, as (from, to): the function applies it when the LOT has `from`.
-_CHANGES = [(s, after) for s in LotStatus if (after := status_after_start(s)) is not None]
-assert len(_CHANGES) == 1, "mes_start_process applies one status change: migration 0015 must follow the domain"
-CHANGE_FROM, CHANGE_TO = _CHANGES[0][0].value, _CHANGES[0][1].value
-_TYPE = MessageType.PROCESS_START_REQUEST.value
+CHANGE_FROM, CHANGE_TO = start_fast.CHANGE_FROM, start_fast.CHANGE_TO  # the domain's status change of a start
 _MESSAGES = {lang: success_message("process_started", lang) for lang in ("ko", "en")}
 # The start time in the answer exactly as the StartData model writes it (pydantic's JSON, not isoformat()).
 _TIME_JSON = TypeAdapter(AwareDatetime)
@@ -124,11 +118,11 @@ def start_call(
         return None
     previous = previous_step(step.process_id)
     work_day = db.local(request.start_time).date()
-    audit, change_audit = audit_rows(request, step.process_id, source, message_id)
     body = answer_body(request, step.process_id, step.sequence, lang)
+    audit, change_audit = audit_rows(request, step.process_id, source, message_id)
+    writes = json.dumps({"body": body, "audit": audit, "change_audit": change_audit}, ensure_ascii=False)
     call = start_fast.StartCall(
         message_id,
-        _TYPE,
         source,
         request.lot_number,
         step.process_id,
@@ -138,13 +132,8 @@ def start_call(
         request.start_time,
         work_day,
         work_order_prefix(work_day),
-        ACTIVE,
-        CHANGE_FROM,
-        CHANGE_TO,
         f"{step.process_id} start",
-        audit,
-        change_audit,
-        json.dumps(body, ensure_ascii=False),
+        writes,
     )
     return call, body
 
@@ -167,7 +156,9 @@ def answer_body(request: StartRequest, process_id: str, sequence: int, lang: str
     }
 
 
-def audit_rows(request: StartRequest, process_id: str, source: str, message_id: uuid.UUID) -> tuple[str, str]:
+def audit_rows(
+    request: StartRequest, process_id: str, source: str, message_id: uuid.UUID
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The audit rows of process_start._audit_entries as audit.trail.rows_json writes them (the same columns and
     values; tests/test_start_function.py compares them): process.start, and lot.status for a LOT the start moves."""
     who = station_actor(request.worker_id, source)
@@ -201,7 +192,7 @@ def audit_rows(request: StartRequest, process_id: str, source: str, message_id: 
         "reason": f"{process_id} start",
         "request_id": request_id,
     }
-    return json.dumps([start], ensure_ascii=False), json.dumps([change], ensure_ascii=False)
+    return [start], [change]
 
 
 def _iso(moment: datetime) -> str:

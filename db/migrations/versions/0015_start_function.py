@@ -15,7 +15,7 @@ Called by the ingestor's MQTT start (cloud_api/adapters/start_fast.py). In one s
    and tests/test_start_function_rules.py runs every rule case both ways.
 3. The writes of start_sql's one-statement start, in the same order of locks: the day's work-order counter, the
    run, the LOT's status change and its history when the LOT's status is `p_change_from`, the stored answer
-   (`p_body` with the new work-order id), then the audit rows last (their insert takes the chain lock, held until
+   (the body in `p_writes`, with the new work-order id), then the audit rows last (their insert takes the chain lock, held until
    commit). The NOTIFY triggers of 0011 fire as for the statement they replace (one run INSERT, one LOT UPDATE).
 
 A racing run or answer (a unique key) raises; the caller falls back. SECURITY INVOKER: it runs with the caller's
@@ -35,14 +35,13 @@ branch_labels = None
 depends_on = None
 
 SIGNATURE = (
-    "mes_start_process(uuid, text, text, text, text, integer, text, text, timestamptz, date, text, text[], text, "
-    "text, text, jsonb, jsonb, jsonb)"
+    "mes_start_process(uuid, text, text, text, integer, text, text, timestamptz, date, text, text, text, text[], "
+    "text, text, jsonb)"
 )
 
 FUNCTION = """
 CREATE FUNCTION mes_start_process(
     p_message_id uuid,
-    p_message_type text,
     p_source text,
     p_lot_number text,
     p_process_id text,
@@ -52,13 +51,14 @@ CREATE FUNCTION mes_start_process(
     p_start_time timestamptz,
     p_work_day date,
     p_prefix text,
+    p_change_reason text,
+    p_message_type text,
     p_active_statuses text[],
     p_change_from text,
     p_change_to text,
-    p_change_reason text,
-    p_audit jsonb,
-    p_change_audit jsonb,
-    p_body jsonb,
+    -- {"body": the stored answer, its data.work_order_id set here; "audit": rows as cloud_api/audit/sql.py's
+    -- insert reads them, always written; "change_audit": rows written only when the LOT's status changes}
+    p_writes jsonb,
     OUT answer_outcome text,
     OUT answer_status integer,
     OUT answer_work_order text,
@@ -131,7 +131,7 @@ BEGIN
     END IF;
     INSERT INTO processed_messages (message_id, message_type, source_station, outcome, http_status, response)
         VALUES (p_message_id, p_message_type, p_source, 'accepted', 200,
-            jsonb_set(p_body, '{data,work_order_id}', to_jsonb(answer_work_order)));
+            jsonb_set(p_writes->'body', '{data,work_order_id}', to_jsonb(answer_work_order)));
     -- Last: the audit insert takes the chain lock (migration 0004), held until this statement commits.
     INSERT INTO audit_log (actor, action, entity, entity_key, old_value, new_value, reason, request_id)
         SELECT x.actor, x.action, x.entity, x.entity_key, x.old_value,
@@ -139,7 +139,8 @@ BEGIN
                 THEN jsonb_set(x.new_value, '{work_order_id}', to_jsonb(answer_work_order))
                 ELSE x.new_value END,
             x.reason, x.request_id
-        FROM jsonb_to_recordset(CASE WHEN v_changed THEN p_audit || p_change_audit ELSE p_audit END)
+        FROM jsonb_to_recordset(
+                CASE WHEN v_changed THEN (p_writes->'audit') || (p_writes->'change_audit') ELSE p_writes->'audit' END)
             AS x(n integer, actor text, action text, entity text, entity_key text, old_value jsonb,
                 new_value jsonb, reason text, request_id text)
         ORDER BY x.n;
