@@ -1,4 +1,7 @@
-"""1,000 stored records replayed straight to the broker (same envelopes): all answered duplicate, no new row."""
+"""1,000 stored records replayed straight to the broker (same envelopes): all answered duplicate, no new row.
+
+The gateway sends a backlog in v2 messages (many records each); the replay sends every stored record again once,
+half alone as v1 and half in v2 messages of 100, so both versions meet records stored under the other."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from mes_contracts.batch import BatchEnvelope, BatchReply, envelope_version, make_batch
 from mes_contracts.envelope import Envelope, MessageType, ReplyPayload
 from mes_contracts.topics import Name, StationAddress
 from tests.support.faults import (
@@ -52,12 +56,16 @@ class Replayer:
         assert self._ready.wait(10)
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        envelope = Envelope.from_bytes(bytes(message.payload))
-        if envelope.type is not MessageType.REPLY:
-            return
-        reply = ReplyPayload.model_validate(envelope.payload)
+        raw = bytes(message.payload)
+        if envelope_version(raw) == 2:
+            replies = list(BatchReply.from_bytes(raw).replies)  # one per record of a v2 message
+        else:
+            envelope = Envelope.from_bytes(raw)
+            if envelope.type is not MessageType.REPLY:
+                return
+            replies = [ReplyPayload.model_validate(envelope.payload)]
         with self._lock:
-            self.replies.append(reply)
+            self.replies.extend(replies)
 
     def publish(self, topic: str, raw: bytes, message_id: uuid.UUID) -> mqtt.MQTTMessageInfo:
         props = Properties(PacketTypes.PUBLISH)
@@ -72,6 +80,14 @@ class Replayer:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def records_of(raw: bytes) -> list[Envelope]:
+    """The records a captured message carries: itself (v1), or each record of a v2 message as its v1 envelope."""
+    if envelope_version(raw) == 2:
+        batch = BatchEnvelope.from_bytes(raw)
+        return [batch.read_record(i) for i in range(len(batch.records))]
+    return [Envelope.from_bytes(raw)]
 
 
 @pytest.mark.timeout(300)
@@ -92,7 +108,8 @@ def test_replayed_envelopes_are_answered_duplicate_and_store_nothing(
     time.sleep(0.5)
     sniffer.close()
 
-    # The envelope each file was stored with (a resend of the same id may have been seen twice).
+    # The envelope each file was stored with (a resend of the same id may have been seen twice), read out of the
+    # v2 messages the gateway packed them in.
     stored_ids = {
         row[0]
         for row in db.execute(
@@ -100,12 +117,13 @@ def test_replayed_envelopes_are_answered_duplicate_and_store_nothing(
             (lots,),
         ).fetchall()
     }
-    envelopes: dict[uuid.UUID, tuple[str, bytes]] = {}
+    envelopes: dict[uuid.UUID, tuple[str, Envelope]] = {}
     for topic, raw in sniffer.snapshot():
-        envelope = Envelope.from_bytes(raw)
-        if envelope.type is MessageType.PROCESS_COMPLETED and envelope.message_id in stored_ids:
-            envelopes.setdefault(envelope.message_id, (topic, raw))
+        for envelope in records_of(raw):
+            if envelope.type is MessageType.PROCESS_COMPLETED and envelope.message_id in stored_ids:
+                envelopes.setdefault(envelope.message_id, (topic, envelope))
     assert len(envelopes) == RECORDS, f"captured {len(envelopes)} stored envelopes of {RECORDS}"
+    assert any(envelope_version(raw) == 2 for _, raw in sniffer.snapshot()), "the backlog went in v2 messages"
 
     def rows() -> tuple[int, int]:
         results = db.execute("SELECT count(*) FROM process_results").fetchone()
@@ -117,8 +135,13 @@ def test_replayed_envelopes_are_answered_duplicate_and_store_nothing(
     replayer = Replayer(rig.broker.port, STATION.reply())
     began = time.monotonic()
     try:
-        for message_id, (topic, raw) in envelopes.items():
-            replayer.publish(topic, raw, message_id)
+        captured = list(envelopes.values())
+        for topic, envelope in captured[: RECORDS // 2]:
+            replayer.publish(topic, envelope.to_bytes(), envelope.message_id)
+        rest = captured[RECORDS // 2 :]
+        for start in range(0, len(rest), 100):
+            batch = make_batch([envelope for _, envelope in rest[start : start + 100]])
+            replayer.publish(rest[start][0], batch.to_bytes(), batch.message_id)
         deadline = time.monotonic() + 120
         while replayer.count() < RECORDS and time.monotonic() < deadline:
             time.sleep(0.1)
