@@ -127,12 +127,15 @@ def run_publisher(port: int, count: int, size: int) -> None:
     client.loop_stop()
 
 
-def run_replay(port: int, path: str, topic: str, reply_topic: str) -> None:
-    """Publish every envelope of `path` (one per line) to `topic`, QoS 1, each with a ResponseTopic and its own
-    CorrelationData, as a gateway with an unlimited window would; print when it began and when all were acked."""
+def run_replay(port: int, path: str, topic: str, reply_topic: str, timeout: float) -> None:
+    """Publish every message of `path` (one per line: a v1 envelope or a v2 batch of records) to `topic`, QoS 1,
+    each with a ResponseTopic and its own CorrelationData, as a gateway with an unlimited window would; count the
+    replies on `reply_topic` (one per message, v1 or v2); print when it began, when all were acked and when the
+    last reply came (or `timeout` passed)."""
     payloads = Path(path).read_bytes().splitlines()
-    acked = 0
-    all_acked = threading.Event()
+    acked = replies = 0
+    all_acked, all_replied = threading.Event(), threading.Event()
+    last_reply = 0.0
 
     def on_publish(*args: Any) -> None:
         nonlocal acked
@@ -140,8 +143,16 @@ def run_replay(port: int, path: str, topic: str, reply_topic: str) -> None:
         if acked >= len(payloads):
             all_acked.set()
 
+    def on_reply(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        nonlocal replies, last_reply
+        replies, last_reply = replies + 1, time.monotonic()
+        if replies >= len(payloads):
+            all_replied.set()
+
     client = connect(port, "replay")
     client.on_publish = on_publish
+    client.on_message = on_reply
+    subscribed(client, reply_topic)
     props = []
     for i in range(len(payloads)):
         p = Properties(PacketTypes.PUBLISH)
@@ -150,8 +161,14 @@ def run_replay(port: int, path: str, topic: str, reply_topic: str) -> None:
     began = time.monotonic()
     for payload, p in zip(payloads, props, strict=True):
         client.publish(topic, payload, qos=1, properties=p)
-    all_acked.wait(REPLY_WAIT_S + len(payloads) / 100)
-    print(json.dumps({"began": began, "acked": acked, "ended": time.monotonic()}))
+    all_acked.wait(timeout)
+    acked_at = time.monotonic()
+    all_replied.wait(max(0.0, timeout - (acked_at - began)))
+    print(
+        json.dumps(
+            {"began": began, "acked": acked, "ended": acked_at, "replies": replies, "last_reply": last_reply or None}
+        )
+    )
     client.loop_stop()
 
 
@@ -245,13 +262,17 @@ def publish_stream(port: int, count: int, size: int) -> dict[str, Any]:
     }
 
 
-def replay(port: int, envelopes: list[bytes], topic: str, reply_topic: str) -> dict[str, Any]:
-    """The light publisher (a process of its own): `envelopes` to `topic` as fast as paho publishes QoS 1."""
+def replay(
+    port: int, messages: list[bytes], topic: str, reply_topic: str, timeout: float = REPLY_WAIT_S
+) -> dict[str, Any]:
+    """The light publisher (a process of its own): `messages` (v1 envelopes or v2 batches) to `topic` as fast as
+    paho publishes QoS 1; returns when every message is answered (one reply each) or `timeout` has passed."""
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as batch:
-        batch.write(b"\n".join(envelopes))
+        batch.write(b"\n".join(messages))
         batch.flush()
-        child = _child("replay", "--port", str(port), "--path", batch.name, "--topic", topic, "--reply", reply_topic)
-        result: dict[str, Any] = json.loads(child.communicate(timeout=REPLY_WAIT_S + len(envelopes) / 100)[0])
+        args = ("--path", batch.name, "--topic", topic, "--reply", reply_topic, "--timeout", str(timeout))
+        child = _child("replay", "--port", str(port), *args)
+        result: dict[str, Any] = json.loads(child.communicate(timeout=timeout + REPLY_WAIT_S)[0])
     return result
 
 
@@ -262,14 +283,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--path", help="replay: envelopes, one per line")
+    parser.add_argument("--path", help="replay: messages (v1 envelopes or v2 batches), one per line")
     parser.add_argument("--topic", help="replay: where to publish")
     parser.add_argument("--reply", help="replay: the ResponseTopic")
     args = parser.parse_args()
     if args.mode == "echo":
         run_echo(args.port)
     elif args.mode == "replay":
-        run_replay(args.port, args.path, args.topic, args.reply)
+        run_replay(args.port, args.path, args.topic, args.reply, args.timeout)
     elif args.mode == "sink":
         run_sink(args.port, args.count, args.timeout)
     else:

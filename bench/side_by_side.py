@@ -3,7 +3,8 @@
     start over MQTT at 20/s and 200/s (P50/P95/P99)  vs  a bare MQTT 5 request/reply echo (paho ↔ paho process)
     completion ingest (files/s, N gateways)           vs  a bare paho QoS 1 publish stream, process → process
     backlog drain (records/s, 1 and 2 ingestors)      vs  the same stream; and two ingestors vs one
-    replay by a light publisher into 1 and 2 ingestors vs  the same stream; and two ingestors vs one (issue 18.4)
+    replay by a light publisher into 1 and 2 ingestors vs  the same stream; and two ingestors vs one (issue 18.4);
+      the light publisher sends v2 messages of 100 records (`--replay-batch 1`: one v1 envelope per record)
     completion store (records/s, batches of 200)      vs  PostgreSQL executemany and COPY of the same rows
 
 Targets (issue 18): start P99 ≤ 1.5× the echo at 20/s and ≤ 3× at 200/s; ingest and drain ≥ 75 % of the stream;
@@ -14,6 +15,7 @@ two ingestors ≥ 1.6× one (drain and replay). `--quick` is a smoke run (small 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -34,6 +36,7 @@ from bench.side_figures import (
     start_figure,
     store_figure,
 )
+from mes_contracts.batch import MAX_BATCH_RECORDS
 
 FIGURES = ("start-20", "start-200", "ingest", "drain", "replay", "store")
 
@@ -105,11 +108,21 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=FIGURES, help="run only this figure (repeatable)")
     parser.add_argument("--out", type=Path, help="write the JSON here instead of bench/results/")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--replay-batch",
+        type=int,
+        choices=range(1, MAX_BATCH_RECORDS + 1),
+        metavar=f"1..{MAX_BATCH_RECORDS}",
+        help=f"records per v2 message in the replay figure (default {Sizes.replay_batch}; 1: v1, one per message)",
+    )
     args = parser.parse_args()
     figures = [f for f in FIGURES if not args.only or f in args.only]
     load_before = os.getloadavg()
     began = time.perf_counter()
-    rows = run(figures, QUICK if args.quick else Sizes(), args.keep_logs)
+    sizes = QUICK if args.quick else Sizes()
+    if args.replay_batch:
+        sizes = dataclasses.replace(sizes, replay_batch=args.replay_batch)
+    rows = run(figures, sizes, args.keep_logs)
     print_table(rows)
     print(
         f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; {time.perf_counter() - began:.0f} s"

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.localstack.children import ChildProcess
 from deploy.localstack.services import MosquittoServer
@@ -41,6 +42,7 @@ class BatchClient:
 
     def __init__(self, port: int, address: StationAddress = STATION) -> None:
         self.address = address
+        self.metrics_port = ""  # the session ingestor's, when the test reads its metrics
         self._replies: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
         self._early: dict[bytes, bytes] = {}
         self.client = mqtt.Client(
@@ -87,6 +89,7 @@ class BatchClient:
 def station(broker: MosquittoServer, ingestor: ChildProcess, db: psycopg.Connection) -> Iterator[BatchClient]:
     allow_processes(db, STATION.station, ["PROC-001"])
     client = BatchClient(broker.port)
+    client.metrics_port = ingestor.env["MES_INGESTOR_METRICS_PORT"]
     yield client
     client.close()
 
@@ -114,6 +117,28 @@ def completion(lot: str, process_id: str = "PROC-001", seed: int = 1) -> Envelop
     return make_envelope(MessageType.PROCESS_COMPLETED, SOURCE, seed, payload)
 
 
+def ingestor_metrics_port(station: BatchClient) -> str:
+    return station.metrics_port
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The records-per-message histogram's sum and count, and the completions answered `accepted`."""
+    text = httpx.get(url, timeout=10).text
+    found = {"records_sum": 0.0, "records_n": 0.0, "accepted": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "mes_ingestor_records_per_message_sum":
+                found["records_sum"] = sample.value
+            elif sample.name == "mes_ingestor_records_per_message_count":
+                found["records_n"] = sample.value
+            elif sample.name == "mes_ingestor_messages_total" and sample.labels == {
+                "type": "process.completed",
+                "outcome": "accepted",
+            }:
+                found["accepted"] = sample.value
+    return found
+
+
 def stored(db: psycopg.Connection, ids: list[uuid.UUID]) -> int:
     row = db.execute("SELECT count(*) FROM process_results WHERE message_id = ANY(%s)", (ids,)).fetchone()
     return int(row[0]) if row else 0
@@ -129,7 +154,12 @@ def test_a_batch_is_stored_once_and_answered_once_per_record_in_order(
     lots = started_lots(station, api_url, auth, 4)
     envelopes = [completion(lot, seed=i) for i, lot in enumerate(lots)]
     batch = make_batch(envelopes)
+    metrics_url = f"http://127.0.0.1:{ingestor_metrics_port(station)}/metrics"
+    before = scrape(metrics_url)
     reply = station.batch(batch)
+    after = scrape(metrics_url)
+    assert after["records_sum"] - before["records_sum"] == 4 and after["records_n"] - before["records_n"] == 1
+    assert after["accepted"] - before["accepted"] == 4  # mes_ingestor_messages_total counts records
     assert [r.in_reply_to for r in reply.replies] == [e.message_id for e in envelopes]
     assert outcomes(reply) == ["accepted"] * 4, reply.replies
     assert all(r.body["data"]["lot_number"] == lot for r, lot in zip(reply.replies, lots, strict=True))
