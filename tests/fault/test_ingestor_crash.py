@@ -159,11 +159,10 @@ def test_ingestor_away_while_records_queue_up(
     window = min(4096, per_gateway * 3 // 2 + 64)
     # Frozen: one record per message (v1, MES_GW_BATCH_MAX_RECORDS=1), so the broker's queue for the session goes
     # past Mosquitto's 1,000-message default; v2 batches would fit the same records in a few dozen messages.
-    one_per_message = {"MES_GW_BATCH_MAX_RECORDS": "1"} if how == "frozen" else {}
-    gateways = [
-        rig.gateway(f"st{n:02d}", MES_GW_MAX_IN_FLIGHT=str(window), MES_GW_REPLY_TIMEOUT_S="240", **one_per_message)
-        for n in range(1, QUEUE_GATEWAYS + 1)
-    ]
+    env = {"MES_GW_MAX_IN_FLIGHT": str(window), "MES_GW_REPLY_TIMEOUT_S": "240"}
+    if how == "frozen":
+        env["MES_GW_BATCH_MAX_RECORDS"] = "1"
+    gateways = [rig.gateway(f"st{n:02d}", True, **env) for n in range(1, QUEUE_GATEWAYS + 1)]
     frozen_at = time.monotonic()
     items = []
     try:
