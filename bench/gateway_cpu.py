@@ -65,16 +65,21 @@ class LoopbackLink:
     connected = True
     speaks_v2 = True
 
+    def __init__(self) -> None:
+        self.messages = 0  # what would cross the broker: one per v1 record, one per v2 message
+
     def next_seq(self) -> int:
         return 0
 
     async def request(self, topic: str, envelope: Envelope, timeout: float) -> Any:
         envelope.to_bytes()
+        self.messages += 1
         await asyncio.sleep(0)
         raw = REPLY.format(reply_id=REPLY_ID, request_id=envelope.message_id).encode()
         return replies.decode_reply(raw, str(envelope.message_id).encode())
 
     async def request_batch(self, topic: str, batch: OutgoingBatch, timeout: float) -> Any:
+        self.messages += 1
         await asyncio.sleep(0)
         items = ",".join(RECORD_REPLY.format(request_id=i) for i in batch.record_ids)
         raw = BATCH_REPLY.format(reply_id=REPLY_ID, batch_id=batch.message_id, replies=items).encode()
@@ -127,7 +132,8 @@ async def run(work: Path, count: int, profiler: cProfile.Profile | None, batch: 
     )
     settings.prepare_work_dirs()
     moves = stage(settings.pending_dir, count)
-    pipeline = FilePipeline(settings, LoopbackLink())
+    link = LoopbackLink()
+    pipeline = FilePipeline(settings, link)
     watcher = PendingWatcher(settings.pending_dir, pipeline.notify)
     await pipeline.open()
     task = asyncio.create_task(pipeline.run())
@@ -154,6 +160,7 @@ async def run(work: Path, count: int, profiler: cProfile.Profile | None, batch: 
         "errors": count_json(settings.error_dir),
         "wall_s": round(wall, 2),
         "files_per_s": round(count / wall, 1),
+        "messages": link.messages,
         "cpu_ms_per_file": round(1000 * cpu / count, 3),
         "cpu_ms_per_file_by_thread": {k: v for k, v in threads.items() if v},
     }
