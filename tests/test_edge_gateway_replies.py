@@ -29,7 +29,7 @@ def reply_bytes(in_reply_to: uuid.UUID, outcome: Outcome = Outcome.ACCEPTED, sta
 def test_decode_reply() -> None:
     request_id = uuid.uuid4()
     reply = decode_reply(reply_bytes(request_id, Outcome.DUPLICATE), str(request_id).encode())
-    assert reply is not None
+    assert isinstance(reply, ReplyPayload)
     assert (reply.in_reply_to, reply.outcome, reply.http_status) == (request_id, Outcome.DUPLICATE, 200)
 
 
