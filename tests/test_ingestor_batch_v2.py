@@ -251,3 +251,28 @@ def test_reply_template_writes_what_pydantic_writes_for_a_batch() -> None:
     again = BatchReply(**{**reply.model_dump(), "replies": reply.replies[:1]})
     assert json.loads(again.to_bytes())["replies"] == json.loads(raw)["replies"][:1]  # same keys, same order
     assert list(json.loads(raw)) == list(json.loads(again.to_bytes()))
+
+
+def test_each_record_of_a_v2_message_holds_one_slot_and_a_reconnect_gives_them_back() -> None:
+    from cloud_api.ingestor.batch_messages import BatchAnswers, read_batch, split
+    from cloud_api.ingestor.batching import CompletionBatcher, Pending
+    from cloud_api.ingestor.handler import completion_item
+
+    released: list[int] = []
+    batcher = CompletionBatcher(None, "ko", None, None, lambda: released.append(1))  # type: ignore[arg-type]
+    batch = make_batch([completion("WF-KR-240101D-001", seed=i) for i in range(3)])
+    topic = STATION.event(Name.PROCESS_COMPLETED)
+    parsed, read = read_batch(topic, batch.to_bytes())
+    answers = BatchAnswers(None, topic, read)
+    work = split(topic, parsed, answers, "ko")
+    pendings = []
+    for index, envelope in work.readable:
+        item = completion_item(parsed, envelope)
+        assert item is not None
+        pendings.append(Pending(None, *item, None, answers, index))  # type: ignore[arg-type]
+        batcher.put(pendings[-1])
+    assert batcher.discard() == 3 and len(released) == 3  # one slot per record, all given back
+    assert answers.missing == 3  # nobody answered: the broker or the station sends the message again
+    letter = pendings[2].dead_letter()
+    assert letter.message_id == batch.read_record(2).message_id
+    assert Envelope.from_bytes(letter.payload) == batch.read_record(2)  # the v1 envelope the record stands for
