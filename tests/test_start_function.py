@@ -18,7 +18,7 @@ from cloud_api.adapters import start_fast as adapter
 from cloud_api.adapters.database import Database
 from cloud_api.audit.trail import rows_json
 from cloud_api.domain.lots import LotStatus
-from cloud_api.services import handlers
+from cloud_api.services import handlers, start_queue
 from cloud_api.services import start_fast as service
 from cloud_api.services.handlers import Answer, parse_start_request
 from cloud_api.services.process_start import StartOrigin, _audit_entries, _data
@@ -86,7 +86,7 @@ def test_the_answer_body_and_audit_rows_are_the_locked_paths(at: datetime, lang:
     origin = StartOrigin(STATION, message_id, lang)
     transition = (LotStatus(service.CHANGE_FROM), LotStatus(service.CHANGE_TO), "PROC-002 start")
     entries = _audit_entries(request, step.process_id, "", origin, transition)
-    audit, change = service.audit_rows(request, step.process_id, STATION, message_id)
+    audit, change = service.audit_rows(request, step.process_id, STATION, message_id, request.start_time.isoformat())
     assert json.loads(json.dumps(audit)) == json.loads(rows_json(entries[:1]))
     expected_change = json.loads(rows_json(entries[1:]))
     expected_change[0]["n"] = 1  # chained after the start's row
@@ -198,7 +198,7 @@ async def _fallback_reason(db: Database, conns: Any, body: dict[str, Any], messa
     if built is None:
         return None
     async with conns.connection() as conn:
-        result = await adapter.start_process(conn, built[0])
+        [result] = await adapter.start_processes(conn, json.dumps([built[0]]))
     assert result.outcome == "fallback", result
     return result.fallback_reason
 
@@ -278,10 +278,7 @@ async def test_the_migration_round_trip_and_a_database_without_the_function(
 ) -> None:
     owner_url = getattr(postgres, "owner_url", postgres.url)
     exists = "SELECT to_regprocedure(%s) IS NOT NULL"
-    signature = (
-        "mes_start_process(uuid, text, text, text, integer, text, text, timestamptz, date, text, text, text, "
-        "text[], text, text, jsonb)"
-    )
+    signature = "mes_start_processes(jsonb, text, text[], text, text)"
     assert one(postgres.dsn, exists, signature) is True
     warm = await _start(database, conns, start_request("PROC-001", await new_lot(database), "W002", AT))
     assert warm.outcome is Outcome.ACCEPTED  # the pooled connection has the statement prepared
@@ -305,3 +302,85 @@ async def test_the_migration_round_trip_and_a_database_without_the_function(
     locked_calls.clear()
     again = await _start(database, conns, start_request("PROC-001", await new_lot(database), "W002", AT))
     assert again.outcome is Outcome.ACCEPTED and locked_calls == []
+
+
+@pytest.fixture
+def batch_sizes(conns: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One call at a time for these connections (the rest queue up), and the number of starts of each call."""
+    sizes: list[int] = []
+    real = adapter.start_processes
+
+    async def spy(conn: Any, starts: str) -> Any:
+        sizes.append(len(json.loads(starts)))
+        return await real(conn, starts)
+
+    monkeypatch.setattr(adapter, "start_processes", spy)
+    monkeypatch.setitem(start_queue._QUEUES, conns, start_queue.StartQueue(conns, in_flight=1))
+    return sizes
+
+
+async def test_starts_arriving_together_are_written_by_one_call_each_as_if_alone(
+    database: Database, conns: Any, postgres: PostgresServer, locked_calls: list[Any], batch_sizes: list[int]
+) -> None:
+    lots = [await new_lot(database) for _ in range(6)]
+    ids = [uuid.uuid4() for _ in lots]
+    again, rival = ids[0], uuid.uuid4()  # the first start's message again, and another start of its LOT's process
+    sends = [(lot, message_id) for lot, message_id in zip(lots, ids, strict=True)] + [
+        (lots[0], again),
+        (lots[0], rival),
+    ]
+    await _warm(database, conns)
+    answers = await asyncio.gather(
+        *(_start(database, conns, start_request("PROC-001", lot, "W002", AT), message_id) for lot, message_id in sends)
+    )
+    assert batch_sizes == [1, 8]
+    assert [a.outcome for a in answers[:6]] == [Outcome.ACCEPTED] * 6
+    assert len({a.body["data"]["work_order_id"] for a in answers[:6]}) == 6
+    assert answers[6].outcome is Outcome.DUPLICATE and answers[6].body == answers[0].body  # answered in the call
+    assert answers[7].outcome is Outcome.REJECTED and answers[7].body["error_code"] == "DUPLICATE_START"
+    assert locked_calls == [rival]
+    for lot, message_id, answer in zip(lots, ids, answers, strict=False):
+        stored = one(postgres.dsn, "SELECT response FROM processed_messages WHERE message_id = %s", message_id)
+        assert stored == answer.body and one(postgres.dsn, "SELECT status FROM lots WHERE lot_number = %s", lot) == (
+            "IN_PROGRESS"
+        )
+        audit = "SELECT count(*) FROM audit_log WHERE request_id = %s"
+        assert one(postgres.dsn, audit, str(message_id)) == 2
+
+
+async def test_a_call_that_fails_is_sent_again_start_by_start_and_only_the_culprit_falls_back(
+    database: Database, conns: Any, postgres: PostgresServer, locked_calls: list[Any], batch_sizes: list[int]
+) -> None:
+    lots = [await new_lot(database) for _ in range(4)]
+    ids = [uuid.uuid4() for _ in lots]
+    # A run that took the last start's message id without an answer (never made by the MES itself): that start's
+    # run insert breaks a unique key, and with it the whole call.
+    other = await new_lot(database)
+    _sql(
+        postgres.dsn,
+        "INSERT INTO process_runs (lot_id, process_id, work_order_id, sequence_number, status, start_time, "
+        "start_worker_id, start_message_id, start_source) SELECT id, 'PROC-001', 'WO-POISON-1', 1, 'STARTED', "
+        "now(), 'W002', %s, 'test' FROM lots WHERE lot_number = %s",
+        ids[-1],
+        other,
+    )
+    await _warm(database, conns)
+    answers = await asyncio.gather(
+        *(
+            _start(database, conns, start_request("PROC-001", lot, "W002", AT), message_id)
+            for lot, message_id in zip(lots, ids, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    assert batch_sizes == [1, 4, 1, 1, 1, 1]
+    assert [getattr(a, "outcome", None) for a in answers[:3]] == [Outcome.ACCEPTED] * 3
+    assert locked_calls == [ids[-1]]  # the locked path decides the culprit (here: its unique key fails again)
+    assert isinstance(answers[-1], Exception)
+    runs = "SELECT count(*) FROM process_runs WHERE start_message_id = %s"
+    assert [one(postgres.dsn, runs, message_id) for message_id in ids] == [1, 1, 1, 1]
+
+
+async def _warm(db: Database, conns: Any) -> None:
+    """One start first: the station table is then cached, and the next starts reach the queue in one go."""
+    answer = await _start(db, conns, start_request("PROC-001", await new_lot(db), "W002", AT))
+    assert answer.outcome is Outcome.ACCEPTED

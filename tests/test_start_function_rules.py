@@ -1,4 +1,4 @@
-"""The start rules in mes_start_process (migration 0015) and in the domain (decide_start) agree on every case.
+"""The start rules in mes_start_processes (migration 0015) and in the domain (decide_start) agree on every case.
 
 Table-driven, the same inputs both ways: each case is a LOT (missing or in each status), a worker (active,
 disabled, unknown), a process and the LOT's runs of that process and of the previous one (none, STARTED,
@@ -13,8 +13,10 @@ are checked to be refused or handed on by the domain's own step resolution.
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.plain_pg
 
 AT = datetime(2026, 3, 9, 10, 0, tzinfo=KST)
 ZONE = ZoneInfo("Asia/Seoul")
+DB = Database(engine=None, zone=ZONE)  # type: ignore[arg-type]  # start_call needs the zone only
 STATION = "KR/L1/st01"
 WORKERS = {"active": ("W002", True), "disabled": ("W999", False), "unknown": ("WX404", False)}
 RUN_STATES = (None, "STARTED", "COMPLETED")
@@ -100,51 +103,78 @@ def conn(postgres: PostgresServer) -> Iterator[psycopg.Connection[Any]]:
         yield connection
 
 
+@dataclass(frozen=True)
+class Case:
+    label: str
+    call: adapter.StartCall
+    lot_status: LotStatus | None
+    lot_id: int
+    message_id: uuid.UUID
+    expected: tuple[LotStatus, LotStatus, str] | str | None  # the domain's transition, or its refusal's code
+
+
+def _prepare(
+    conn: psycopg.Connection[Any], lot_status: LotStatus | None, worker: str, process: str, own: Any, before: Any
+) -> Case:
+    """The case's rows (in the open transaction), the function's input and the domain's decision."""
+    number, message_id = f"WF-KR-RULES-{uuid.uuid4().hex[:8]}", uuid.uuid4()
+    worker_id, active = WORKERS[worker]
+    built = service.start_call(DB, start_request(process, number, worker_id, AT), STATION, message_id, "ko")
+    assert built is not None
+    lot_id, runs = 0, []
+    if lot_status is not None:
+        lot_id = _insert_lot(conn, number, lot_status)
+        previous = previous_step(process)
+        for process_id, state in ((process, own), (previous.process_id if previous else "", before)):
+            if state is not None:
+                runs.append(_insert_run(conn, lot_id, process_id, state))
+    lot = None if lot_status is None else LotForStart(lot_id, lot_status, active, tuple(runs))
+    expected = _domain(parse_start_request(start_request(process, number, worker_id, AT)), lot)
+    label = f"{lot_status} {worker} {process} own={own} previous={before}: domain {expected}"
+    return Case(label, built[0], lot_status, lot_id, message_id, expected)
+
+
+def _check(conn: psycopg.Connection[Any], case: Case, result: adapter.StartResult) -> str:
+    label = f"{case.label}, sql {result}"
+    if isinstance(case.expected, str):  # refused by the domain: the function hands it on, writes nothing
+        assert result.outcome == "fallback" and result.fallback_reason, label
+        if case.lot_status is not None:
+            assert _written(conn, case.lot_id, case.message_id) == {
+                "status": case.lot_status.value,
+                "runs": 0,
+                "history": None,
+                "audit": None,
+                "answers": 0,
+            }, label
+        return case.expected
+    assert result.outcome == "accepted" and result.work_order_id, label  # allowed: written, with the domain's change
+    assert case.lot_status is not None
+    written = _written(conn, case.lot_id, case.message_id)
+    if case.expected is None:
+        assert written["status"] == case.lot_status.value and written["history"] is None, label
+        assert written["audit"] == ["process.start"], label
+    else:
+        assert (case.lot_status, LotStatus(written["status"])) == case.expected[:2], label
+        assert written["history"] == [case.expected[2]], label
+        assert written["audit"] == ["process.start", "lot.status"], label
+    assert written["runs"] == 1 and written["answers"] == 1, label
+    return "allowed"
+
+
+def _call(conn: psycopg.Connection[Any], calls: list[adapter.StartCall]) -> list[adapter.StartResult]:
+    for n, call in enumerate(calls):
+        call["n"] = n
+    rows = conn.execute(adapter._START_SQL, (json.dumps(calls),)).fetchall()
+    return [adapter.StartResult(*row) for row in rows]
+
+
 def test_every_rule_case_is_decided_alike_by_the_function_and_the_domain(conn: psycopg.Connection[Any]) -> None:
-    db = Database(engine=None, zone=ZONE)  # type: ignore[arg-type]  # start_call needs the zone only
     checked: dict[str, int] = {}
     for lot_status, worker, process, own, before in cases():
-        number, message_id = f"WF-KR-RULES-{uuid.uuid4().hex[:8]}", uuid.uuid4()
-        worker_id, active = WORKERS[worker]
-        built = service.start_call(db, start_request(process, number, worker_id, AT), STATION, message_id, "ko")
-        assert built is not None
-        call, _body = built
         try:
-            lot_id, runs = 0, []
-            if lot_status is not None:
-                lot_id = _insert_lot(conn, number, lot_status)
-                previous = previous_step(process)
-                for process_id, state in ((process, own), (previous.process_id if previous else "", before)):
-                    if state is not None:
-                        runs.append(_insert_run(conn, lot_id, process_id, state))
-            lot = None if lot_status is None else LotForStart(lot_id, lot_status, active, tuple(runs))
-            expected = _domain(parse_start_request(start_request(process, number, worker_id, AT)), lot)
-            cursor = conn.execute(adapter._START_SQL, call)
-            result = adapter.StartResult(*(cursor.fetchone() or ()))
-            case = f"{lot_status} {worker} {process} own={own} previous={before}: domain {expected}, sql {result}"
-            if isinstance(expected, str):  # refused by the domain: the function hands it on, writes nothing
-                assert result.outcome == "fallback" and result.fallback_reason, case
-                if lot_status is not None:
-                    assert _written(conn, lot_id, message_id) == {
-                        "status": lot_status.value,
-                        "runs": 0,
-                        "history": None,
-                        "audit": None,
-                        "answers": 0,
-                    }, case
-            else:  # allowed: written, with the domain's status change or none
-                assert result.outcome == "accepted" and result.work_order_id, case
-                assert lot_status is not None
-                written = _written(conn, lot_id, message_id)
-                if expected is None:
-                    assert written["status"] == lot_status.value and written["history"] is None, case
-                    assert written["audit"] == ["process.start"], case
-                else:
-                    assert (lot_status, LotStatus(written["status"])) == expected[:2], case
-                    assert written["history"] == [expected[2]], case
-                    assert written["audit"] == ["process.start", "lot.status"], case
-                assert written["runs"] == 1 and written["answers"] == 1, case
-            key = "allowed" if not isinstance(expected, str) else expected
+            case = _prepare(conn, lot_status, worker, process, own, before)
+            [result] = _call(conn, [case.call])
+            key = _check(conn, case, result)
             checked[key] = checked.get(key, 0) + 1
         finally:
             conn.rollback()
@@ -159,6 +189,18 @@ def test_every_rule_case_is_decided_alike_by_the_function_and_the_domain(conn: p
     }, checked
 
 
+def test_every_rule_case_in_one_call_is_decided_as_alone(conn: psycopg.Connection[Any]) -> None:
+    """Many starts in one call (services/start_queue.py): each decided and written as if it were alone."""
+    try:
+        prepared = [_prepare(conn, *case) for case in cases()]
+        results = _call(conn, [case.call for case in prepared])
+        assert [result.n for result in results] == list(range(len(prepared)))
+        outcomes = {_check(conn, case, result) for case, result in zip(prepared, results, strict=True)}
+        assert "allowed" in outcomes and len(outcomes) == 6
+    finally:
+        conn.rollback()
+
+
 @pytest.mark.parametrize(
     ("process_id", "process_name"),
     [
@@ -171,12 +213,11 @@ def test_every_rule_case_is_decided_alike_by_the_function_and_the_domain(conn: p
 def test_requests_outside_the_function_are_the_domains_to_refuse_or_the_locked_paths(
     process_id: str, process_name: str
 ) -> None:
-    db = Database(engine=None, zone=ZONE)  # type: ignore[arg-type]
     body = start_request("PROC-001", "WF-KR-260309D-001", "W002", AT) | {
         "process_id": process_id,
         "process_name": process_name,
     }
-    assert service.start_call(db, body, STATION, uuid.uuid4(), "ko") is None
+    assert service.start_call(DB, body, STATION, uuid.uuid4(), "ko") is None
     lot = LotForStart(1, LotStatus.IN_PROGRESS, True, ())
     outcome = _domain(parse_start_request(body), lot)
     if process_id in service.NOT_IN_ONE_ROUND_TRIP:  # allowed or not, PROC-004/-007 are the locked path's

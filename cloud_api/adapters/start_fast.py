@@ -1,22 +1,20 @@
-"""The ingestor's start (착공) in one round trip: `mes_start_process` (migration 0015) on psycopg (issue 18.3).
+"""The ingestor's start (착공) in one round trip: `mes_start_processes` (migration 0015) on psycopg (issue 18.3).
 
 One prepared statement (`prepare=True`) on a few autocommit connections the ingestor keeps: no SQLAlchemy pool
-checkout, isolation-level switch or Core compile/result layers per call. The function claims the message id,
-checks the start rules that need the database, and writes run, status change, stored answer and audit rows, or
-answers `duplicate` (a redelivered accepted start) or `fallback` (anything else: services/start_fast.py then hands
-the start to the locked path). What the database checks is given to it by the domain (services/start_fast.py
-builds the call; tests/test_start_function_rules.py runs every rule case both ways).
+checkout, isolation-level switch or Core compile/result layers per call. For each start of a call the function
+looks the message id up, checks the start rules that need the database, and writes run, status change, stored
+answer and audit rows, or answers `duplicate` (a redelivered accepted start) or `fallback` (anything else:
+services/start_fast.py then hands the start to the locked path). What the database checks is given to it by the
+domain (services/start_fast.py builds the call; tests/test_start_function_rules.py runs every rule case both ways).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -34,29 +32,32 @@ def psycopg_sql(clause: Any) -> str:
     return _BIND.sub(r"%(\1)s", str(clause.text).replace("%", "%%"))
 
 
-class StartCall(NamedTuple):
-    """mes_start_process's per-start arguments, in its order (a tuple: psycopg sends it as it is)."""
+class StartCall(TypedDict):
+    """One start as mes_start_processes reads it (JSON); `n` is its position in the call."""
 
-    message_id: uuid.UUID
+    n: int
+    message_id: str
     source: str
     lot_number: str
     process_id: str
     sequence: int
     previous_process_id: str | None
     worker_id: str
-    start_time: datetime
-    work_day: date
+    start_time: str  # ISO 8601 with its offset
+    work_day: str  # ISO date
     prefix: str
     change_reason: str
-    # JSON {"body", "audit", "change_audit"}: the stored answer, the audit rows always written and those written
-    # only when the LOT's status changes (one JSON text: one dump per start instead of three)
-    writes: str
+    body: dict[str, Any]  # the answer to store; the function sets data.work_order_id
+    audit: list[dict[str, Any]]  # rows as audit/sql.py's insert reads them, always written
+    change_audit: list[dict[str, Any]]  # rows written only when the start changes the LOT's status
 
 
 class StartResult(NamedTuple):
-    """outcome: accepted | duplicate | fallback; `body`: the stored answer of a duplicate; `fallback_reason`: which
-    rule (or 'answered': a stored answer that is not an accepted start's) sent it to the locked path."""
+    """One start's answer from the function. `n`: its position in the call; outcome: accepted | duplicate |
+    fallback; `body`: the stored answer of a duplicate; `fallback_reason`: which rule (or 'answered': a stored
+    answer that is not an accepted start's, or a message id met twice in the call) sent it to the locked path."""
 
+    n: int
     outcome: str
     http_status: int | None
     work_order_id: str | None
@@ -79,9 +80,8 @@ def _literal(value: str) -> str:
 
 
 _START_SQL = (
-    "SELECT * FROM mes_start_process(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    f"{_literal(MESSAGE_TYPE)}, ARRAY[{', '.join(map(_literal, ACTIVE))}], {_literal(CHANGE_FROM)}, "
-    f"{_literal(CHANGE_TO)}, %s::jsonb)"
+    f"SELECT * FROM mes_start_processes(%s::jsonb, {_literal(MESSAGE_TYPE)}, "
+    f"ARRAY[{', '.join(map(_literal, ACTIVE))}], {_literal(CHANGE_FROM)}, {_literal(CHANGE_TO)})"
 )
 
 
@@ -123,10 +123,9 @@ class FastStartConnections:
                 await conn.close()
 
 
-async def start_process(conn: psycopg.AsyncConnection[Any], call: StartCall) -> StartResult:
-    """One round trip: mes_start_process as a prepared statement. Raises psycopg.Error on a racing run or answer
-    (a unique key), a database gone away, or a database without migration 0015 (UndefinedFunction)."""
-    cursor = await conn.execute(_START_SQL, call, prepare=True)
-    row = await cursor.fetchone()
-    assert row is not None  # a function returning a record always gives one row
-    return StartResult(*row)
+async def start_processes(conn: psycopg.AsyncConnection[Any], starts: str) -> list[StartResult]:
+    """One round trip: mes_start_processes as a prepared statement, `starts` the JSON array of StartCall; one
+    result per start, in their order. Raises psycopg.Error for the whole call on a racing run or answer (a unique
+    key), a deadlock, a database gone away, or a database without migration 0015 (UndefinedFunction)."""
+    cursor = await conn.execute(_START_SQL, (starts,), prepare=True)
+    return [StartResult(*row) for row in await cursor.fetchall()]

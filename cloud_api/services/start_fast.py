@@ -2,10 +2,11 @@
 
 The common start (a valid request for a route step other than PROC-004/-007, a LOT in production whose previous
 process is completed, an active worker, no run of the process yet, a new message id) is decided and written by
-`mes_start_process` (migration 0015) in one statement, called by adapters/start_fast.py. What it checks comes from
-the domain: the route step and its predecessor (resolve_step, previous_step), the statuses a start may begin from
-(ACTIVE_STATUSES) and the status change a start makes (status_after_start); tests/test_start_function_rules.py
-runs every rule case both ways. A redelivered accepted start gets its stored answer, as the locked path gives it.
+`mes_start_processes` (migration 0015) in one statement, called by adapters/start_fast.py, together with the
+starts that arrived meanwhile (services/start_queue.py). What it checks comes from the domain: the route step and
+its predecessor (resolve_step, previous_step), the statuses a start may begin from (ACTIVE_STATUSES) and the status
+change a start makes (status_after_start); tests/test_start_function_rules.py runs every rule case both ways. A
+redelivered accepted start gets its stored answer, as the locked path gives it.
 
 Whatever the function does not settle (any refusal, a stored refusal, a racing start, PROC-004/-007, a database
 without the function, any database error) goes to handlers.handle_start's locked path, which decides again from
@@ -15,11 +16,9 @@ answer are written by one statement here, or not at all).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -32,6 +31,7 @@ from cloud_api.domain.errors import DomainError
 from cloud_api.domain.sequencing import resolve_step
 from cloud_api.services.handlers import handle_start, parse_start_request
 from cloud_api.services.ports import NO_HOOKS, Answer, CommitHooks
+from cloud_api.services.start_queue import queue_of
 from cloud_api.services.station_access import all_allowed
 from mes_contracts.envelope import Outcome
 from mes_contracts.errors import success_message
@@ -84,8 +84,7 @@ async def _fast(
         return None
     call, body = built
     try:
-        async with conns.connection() as conn:
-            result = await start_fast.start_process(conn, call)
+        result = await queue_of(conns).submit(call)
     except psycopg.errors.UndefinedFunction:
         _function_missing()
         return None
@@ -93,6 +92,9 @@ async def _fast(
         # A racing start, a reused message id (IntegrityError) or a database gone away: the locked path answers
         # it (and raises SQLAlchemy's transient errors, which the ingestor's retry loop knows).
         log.debug("start %s handed to the locked path: %s", message_id, type(error).__name__)
+        return None
+    except Exception:  # never seen; the locked path still answers the start
+        log.exception("start %s: the one-round-trip call failed; handed to the locked path", message_id)
         return None
     if result.outcome == "accepted":
         body["data"]["work_order_id"] = result.work_order_id
@@ -106,7 +108,7 @@ async def _fast(
 def start_call(
     db: Database, raw: dict[str, Any], source: str, message_id: uuid.UUID, lang: str
 ) -> tuple[start_fast.StartCall, dict[str, Any]] | None:
-    """mes_start_process's arguments for a start request, and the answer's body (its work_order_id still "").
+    """mes_start_processes's input for a start request, and the answer's body (its work_order_id still "").
     None when the request is not a common start (malformed, an unknown process or a wrong name, PROC-004/-007):
     the locked path refuses or carries it out."""
     try:
@@ -119,22 +121,25 @@ def start_call(
     previous = previous_step(step.process_id)
     work_day = db.local(request.start_time).date()
     body = answer_body(request, step.process_id, step.sequence, lang)
-    audit, change_audit = audit_rows(request, step.process_id, source, message_id)
-    writes = json.dumps({"body": body, "audit": audit, "change_audit": change_audit}, ensure_ascii=False)
-    call = start_fast.StartCall(
-        message_id,
-        source,
-        request.lot_number,
-        step.process_id,
-        step.sequence,
-        previous.process_id if previous else None,
-        request.worker_id,
-        request.start_time,
-        work_day,
-        work_order_prefix(work_day),
-        f"{step.process_id} start",
-        writes,
-    )
+    start_time = request.start_time.isoformat()
+    audit, change_audit = audit_rows(request, step.process_id, source, message_id, start_time)
+    call: start_fast.StartCall = {
+        "n": 0,
+        "message_id": str(message_id),
+        "source": source,
+        "lot_number": request.lot_number,
+        "process_id": step.process_id,
+        "sequence": step.sequence,
+        "previous_process_id": previous.process_id if previous else None,
+        "worker_id": request.worker_id,
+        "start_time": start_time,
+        "work_day": work_day.isoformat(),
+        "prefix": work_order_prefix(work_day),
+        "change_reason": f"{step.process_id} start",
+        "body": body,
+        "audit": audit,
+        "change_audit": change_audit,
+    }
     return call, body
 
 
@@ -157,7 +162,7 @@ def answer_body(request: StartRequest, process_id: str, sequence: int, lang: str
 
 
 def audit_rows(
-    request: StartRequest, process_id: str, source: str, message_id: uuid.UUID
+    request: StartRequest, process_id: str, source: str, message_id: uuid.UUID, start_time: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The audit rows of process_start._audit_entries as audit.trail.rows_json writes them (the same columns and
     values; tests/test_start_function.py compares them): process.start, and lot.status for a LOT the start moves."""
@@ -175,7 +180,7 @@ def audit_rows(
             "lot_number": request.lot_number,
             "process_id": process_id,
             "worker_id": request.worker_id,
-            "start_time": _iso(request.start_time),
+            "start_time": start_time,  # the request's, as audit.trail._default writes a datetime (isoformat)
             "source": source,
         },
         "reason": None,
@@ -193,10 +198,6 @@ def audit_rows(
         "request_id": request_id,
     }
     return [start], [change]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()  # what audit.trail._default writes for a datetime
 
 
 def _function_missing() -> None:
