@@ -41,18 +41,32 @@ class StartQueue:
         future: asyncio.Future[StartResult] = asyncio.get_running_loop().create_future()
         self._pending.append((call, future))
         if self._running < self._in_flight:
+            # A free slot: this task sends the call itself (no task to create at a low rate), then leaves any
+            # starts that queued meanwhile to a drain task.
+            self._running += 1
+            try:
+                await self._send(self._take())
+            finally:
+                self._running -= 1
+                self._drain_later()
+        return await future
+
+    def _take(self) -> list[_Item]:
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        return batch
+
+    def _drain_later(self) -> None:
+        if self._pending and self._running < self._in_flight:
             self._running += 1
             task = asyncio.create_task(self._drain())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return await future
 
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                await self._send(batch)
+                await self._send(self._take())
         finally:
             self._running -= 1
 
@@ -66,9 +80,10 @@ class StartQueue:
                 return
             _settle(batch[0][1], error)
             return
-        except BaseException as error:  # cancelled (the ingestor stops): nobody is left waiting for an answer
+        except BaseException:  # cancelled: the call's other starts go to the locked path (their answer, stored or
+            # not, is found there); the cancellation itself stays with the task that was cancelled
             for _, future in batch:
-                _settle(future, error)
+                _settle(future, InterruptedError("the call carrying this start was cancelled"))
             raise
         by_n = {result.n: result for result in results}
         for n, (_, future) in enumerate(batch):

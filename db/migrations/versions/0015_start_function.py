@@ -76,7 +76,7 @@ DECLARE
     v_audit jsonb := '[]';
 BEGIN
     FOR l IN SELECT x.id, x.lot_number, x.status FROM lots x
-            WHERE x.lot_number IN (SELECT e->>'lot_number' FROM jsonb_array_elements(p_starts) e)
+            WHERE x.lot_number = ANY (ARRAY(SELECT e->>'lot_number' FROM jsonb_array_elements(p_starts) e))
             ORDER BY x.id FOR UPDATE OF x LOOP
         v_lots := v_lots || jsonb_build_object(l.lot_number, jsonb_build_array(l.id, l.status));
     END LOOP;
