@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -54,7 +55,8 @@ def test_batches_are_one_type_one_station_and_bounded() -> None:
     with pytest.raises(ValueError, match="one type from one station"):
         make_batch([*_completions(1), other])
     document = json.loads(make_batch(_completions(1)).to_bytes())
-    for records in ([], document["records"] * (MAX_BATCH_RECORDS + 1)):
+    too_many: list[object] = document["records"] * (MAX_BATCH_RECORDS + 1)
+    for records in ([], too_many):
         with pytest.raises(ValidationError):
             BatchEnvelope.model_validate(document | {"records": records})
 
@@ -64,7 +66,7 @@ def test_reply_round_trip() -> None:
     batch_reply = BatchReply(
         message_id=uuid.uuid4(),
         source=SOURCE,
-        occurred_at="2026-12-05T00:00:00Z",
+        occurred_at=datetime(2026, 12, 5, tzinfo=UTC),
         in_reply_to=uuid.uuid4(),
         replies=[reply],
     )
