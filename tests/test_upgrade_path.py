@@ -200,7 +200,7 @@ def test_previous_release_data_reads_the_same_after_the_upgrade(upgraded: Upgrad
     assert written.slowest_s < 10
     lots = {n for (n,) in _rows(dsn, "SELECT lot_number FROM lots")}
     assert {w.lot_number for w in written.written} <= lots  # every write of the old release during it committed
-    assert _rows(dsn, "SELECT version_num FROM alembic_version") == [("0015",)]
+    assert _rows(dsn, "SELECT version_num FROM alembic_version") == [("0016",)]
 
 
 @pytest.mark.plain_pg
@@ -357,7 +357,7 @@ def test_a_migration_behind_a_long_transaction_does_not_hold_up_writers(postgres
         )
         assert timed[0] < 2.0  # waited at most about one lock_timeout (0.3 s), not for the long transaction
         assert retries >= 1
-        assert _rows(fresh.owner_dsn, "SELECT version_num FROM alembic_version") == [("0015",)]
+        assert _rows(fresh.owner_dsn, "SELECT version_num FROM alembic_version") == [("0016",)]
     finally:
         _drop(postgres, fresh.name)
     # Without a lock timeout (PostgreSQL's default, and this command before issue 17) the writer queues behind.

@@ -1,0 +1,223 @@
+"""Migration 0016 (the lean completion store, issue 18.3): the audit chain's tip carried within a transaction, and
+one composite foreign key per process result.
+
+The carried tip must be exactly as true as the chain lock: a ROLLBACK TO SAVEPOINT drops both (the next row looks
+the tip up again, after another transaction may have appended), a RELEASE keeps both, a value the trigger did not
+set for this transaction is ignored. `mes audit verify` (cloud_api/audit/chain.py) checks every case."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cloud_api.adapters.database import Database
+from cloud_api.audit.chain import verify_chain
+from cloud_api.services import batch_completion as bc
+from cloud_api.services.process_complete import CompletionSource
+from db.migrate import downgrade, upgrade
+from deploy.localstack.services import PostgresServer
+from line_simulator.clock import KST
+from line_simulator.payloads import completion_record
+from mes_contracts.envelope import Outcome
+from tests.test_audit_chain import AuditDb, app_engine, audit_db
+from tests.test_batch_completion import LANG, STATION, database, lot_at
+
+pytestmark = pytest.mark.plain_pg
+__all__ = ["app_engine", "audit_db", "database"]  # the fixtures, reused
+
+INSERT = "INSERT INTO audit_log (actor, action, entity, entity_key) VALUES ('tester', 'lot.create', 'lot', %s)"
+TIP = "SELECT current_setting('mes.audit_chain_tip', true)"
+
+
+class Poison(Exception):
+    pass
+
+
+def append(conn: psycopg.Connection[Any], *keys: str) -> None:
+    for key in keys:
+        conn.execute(INSERT, (key,))
+
+
+def chain(dsn: str) -> dict[str, tuple[int, str, str]]:
+    """entity_key → (id, prev_hash, row_hash)."""
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute("SELECT entity_key, id, prev_hash, row_hash FROM audit_log ORDER BY id").fetchall()
+    return {key: (row_id, prev, row_hash) for key, row_id, prev, row_hash in found}
+
+
+async def verified(engine: AsyncEngine, from_id: int = 1) -> int:
+    async with engine.connect() as conn:
+        result = await verify_chain(conn, from_id)
+    assert result.ok, result.broken
+    return result.checked
+
+
+async def test_rows_after_a_rolled_back_savepoint_chain_to_the_row_before_it(
+    audit_db: AuditDb, app_engine: AsyncEngine
+) -> None:
+    with psycopg.connect(audit_db.app_dsn) as conn:
+        append(conn, "a")
+        xid, tip = conn.execute(f"SELECT pg_current_xact_id()::text, ({TIP})").fetchone() or (None, None)
+        with pytest.raises(Poison), conn.transaction():  # a poison record, rolled back to its savepoint alone
+            append(conn, "b", "c")
+            raise Poison
+        assert conn.execute(TIP).fetchone() == (tip,)  # back to row a's hash
+        append(conn, "d")
+        with conn.transaction():  # a savepoint released: its rows stay, and so does the tip
+            append(conn, "e")
+        append(conn, "f")
+        assert conn.execute(TIP).fetchone()[0].startswith(f"{xid}:")  # type: ignore[index]
+        conn.commit()
+    rows = chain(audit_db.app_dsn)
+    assert set(rows) == {"a", "d", "e", "f"}
+    assert tip == f"{xid}:{rows['a'][2]}"
+    assert rows["d"][1] == rows["a"][2] and rows["d"][0] > rows["a"][0] + 1  # b and c's ids are gone with them
+    assert rows["e"][1] == rows["d"][2] and rows["f"][1] == rows["e"][2]
+    assert await verified(app_engine) == 4
+
+
+async def test_a_rolled_back_first_row_releases_the_lock_and_the_next_row_sees_other_appends(
+    audit_db: AuditDb, app_engine: AsyncEngine
+) -> None:
+    with psycopg.connect(audit_db.app_dsn) as first, psycopg.connect(audit_db.app_dsn, autocommit=True) as other:
+        append(first, "before")
+        first.commit()
+        first.execute("SELECT 1")  # a transaction with no audit row yet; the first one is in a savepoint
+        with pytest.raises(Poison), first.transaction():
+            append(first, "rolled back")
+            raise Poison
+        other.execute("SET lock_timeout = '5s'")  # the chain lock went with the savepoint: no wait
+        append(other, "other")
+        append(first, "after")
+        first.commit()
+    rows = chain(audit_db.app_dsn)
+    assert "rolled back" not in rows
+    assert rows["other"][1] == rows["before"][2] and rows["after"][1] == rows["other"][2]
+    assert await verified(app_engine) == 3
+
+
+async def test_a_tip_the_trigger_did_not_set_is_ignored(audit_db: AuditDb, app_engine: AsyncEngine) -> None:
+    with psycopg.connect(audit_db.app_dsn) as conn:
+        append(conn, "one")
+        conn.commit()
+        assert conn.execute(TIP).fetchone() in {(None,), ("",)}  # gone with the transaction
+        conn.execute("SET SESSION mes.audit_chain_tip = '1:" + "f" * 64 + "'")  # never this transaction's id
+        conn.commit()
+        append(conn, "two", "three")
+        conn.commit()
+        conn.execute("SET SESSION mes.audit_chain_tip = 'garbage'")
+        append(conn, "four")
+        conn.commit()
+    rows = chain(audit_db.app_dsn)
+    assert rows["two"][1] == rows["one"][2] and rows["four"][1] == rows["three"][2]
+    assert await verified(app_engine) == 4
+
+
+async def test_concurrent_transactions_keep_one_chain(audit_db: AuditDb, app_engine: AsyncEngine) -> None:
+    async def writer(tag: str) -> None:
+        for n in range(5):
+            async with app_engine.begin() as conn:
+                for m in range(4):
+                    await conn.exec_driver_sql(INSERT.replace("%s", "%(k)s"), {"k": f"{tag}-{n}-{m}"})
+
+    await asyncio.gather(*(writer(f"w{w}") for w in range(4)))
+    assert await verified(app_engine) == 80
+
+
+def _constraints(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'process_results'::regclass AND contype = 'f'"
+        ).fetchall()
+    return {name for (name,) in found}
+
+
+async def test_the_migration_round_trip(audit_db: AuditDb, app_engine: AsyncEngine, postgres: PostgresServer) -> None:
+    owner_url = audit_db.owner_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    lean = {"process_results_run_fkey", "process_results_serial_id_fkey"}
+    old = {f"process_results_{c}_fkey" for c in ("run_id", "lot_id", "process_id", "serial_id")}
+    assert _constraints(audit_db.app_dsn) == lean
+    with psycopg.connect(audit_db.app_dsn) as conn:
+        append(conn, "lean-1", "lean-2")
+        conn.commit()
+    downgrade(owner_url, "0015", app_role=postgres.user)
+    assert _constraints(audit_db.app_dsn) == old
+    with psycopg.connect(audit_db.app_dsn) as conn:
+        append(conn, "0004-1", "0004-2")
+        assert conn.execute(TIP).fetchone() in {(None,), ("",)}  # 0004's trigger carries nothing
+        conn.commit()
+    upgrade(owner_url, app_role=postgres.user)
+    assert _constraints(audit_db.app_dsn) == lean
+    with psycopg.connect(audit_db.app_dsn) as conn:
+        append(conn, "lean-3")
+        conn.commit()
+    assert await verified(app_engine) == 5
+
+
+async def test_a_result_must_name_its_runs_lot_and_process(database: Database, postgres: PostgresServer) -> None:
+    at = datetime.now(KST).replace(microsecond=0) - timedelta(days=1)
+    mine, other = await lot_at(database, "PROC-001", at), await lot_at(database, "PROC-001", at)
+    insert = (
+        "INSERT INTO process_results (run_id, lot_id, process_id, message_id, source_station, worker_id, start_time, "
+        "complete_time, result, process_data) SELECT r.id, %s, %s, %s, 'st01', 'W001', now(), now(), 'PASS', '{}' "
+        "FROM process_runs r JOIN lots l ON l.id = r.lot_id WHERE l.lot_number = %s AND r.process_id = 'PROC-001'"
+    )
+    with psycopg.connect(postgres.dsn) as conn:
+        lot_ids: dict[str, int] = dict(
+            conn.execute("SELECT lot_number, id FROM lots WHERE lot_number IN (%s, %s)", (mine, other))
+        )
+        for lot_id, process_id in ((lot_ids[other], "PROC-001"), (lot_ids[mine], "PROC-002")):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+                conn.execute(insert, (lot_id, process_id, uuid.uuid4(), mine))
+        conn.execute(insert, (lot_ids[mine], "PROC-001", uuid.uuid4(), mine))  # its own LOT and process: stored
+        conn.rollback()
+
+
+async def test_a_batch_with_a_poison_record_keeps_a_chain_that_verifies(
+    database: Database, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = datetime.now(KST).replace(microsecond=0) - timedelta(days=1)
+    lots = [await lot_at(database, "PROC-001", at) for _ in range(3)]
+    with psycopg.connect(postgres.dsn) as conn:
+        first_id = int(conn.execute("SELECT COALESCE(max(id), 0) + 1 FROM audit_log").fetchone()[0])  # type: ignore[index]
+    rng = random.Random(18)
+    items = [
+        (
+            completion_record("PROC-001", lots[n % 3], "W001", at, at + timedelta(seconds=n + 1), rng),
+            CompletionSource(STATION, uuid.uuid4(), f"f{n}.json", uuid.uuid4().hex * 2),
+        )
+        for n in range(12)
+    ]
+    poison = items[5][1].message_id
+    real = bc.handle_completion
+
+    async def failing(db: Database, raw: Any, source: CompletionSource, *args: Any, **kw: Any) -> Any:
+        if source.message_id == poison:  # fails alone, one by one (and is quarantined)
+            raise RuntimeError("poison record")
+        return await real(db, raw, source, *args, **kw)
+
+    monkeypatch.setattr(bc, "handle_completion", failing)
+    real_write = bc.completion_store.write
+
+    async def write_then_fail(conn: Any, accepted: Any, *args: Any) -> Any:
+        written = await real_write(conn, accepted, *args)
+        if any(a.source.message_id == poison for a in accepted):
+            raise RuntimeError("poison batch")  # the batch's audit rows were written: all rolled back
+        return written
+
+    monkeypatch.setattr(bc.completion_store, "write", write_then_fail)
+    answers = await bc.handle_completions_batch(database, items, LANG)
+    outcomes = [a.outcome for a in answers]
+    assert outcomes.count(Outcome.ACCEPTED) == 11 and outcomes[5] is not Outcome.ACCEPTED
+    engine = create_async_engine(postgres.url)
+    try:
+        assert await verified(engine, first_id) >= 11
+    finally:
+        await engine.dispose()
