@@ -5,10 +5,12 @@ with one winner; every case the function does not settle reaching the locked pat
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -269,35 +271,63 @@ def _sql(dsn: str, query: str, *args: Any) -> None:
         conn.execute(query, args)
 
 
-async def test_the_migration_round_trip_and_a_database_without_the_function(
+SIGNATURE = "mes_start_processes(jsonb, text, text[], text, text)"
+EXISTS = "SELECT to_regprocedure(%s) IS NOT NULL"
+
+
+def _migration() -> Any:
+    path = Path(__file__).resolve().parent.parent / "db/migrations/versions/0015_start_function.py"
+    spec = importlib.util.spec_from_file_location("migration_0015", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_migration_round_trip(postgres: PostgresServer) -> None:
+    """0015 up, down and up again on a database of its own (later migrations may sit on top of the suite's)."""
+    name = f"mes_start_fn_{uuid.uuid4().hex[:8]}"
+    owner = postgres.owner or postgres.user
+    with psycopg.connect(postgres.superuser_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+    owner_dsn = f"{postgres.owner_dsn.rsplit('/', 1)[0]}/{name}"
+    owner_url = owner_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        upgrade(owner_url, "0015", app_role=postgres.user)
+        assert one(owner_dsn, EXISTS, SIGNATURE) is True
+        downgrade(owner_url, "0014", app_role=postgres.user)
+        assert one(owner_dsn, EXISTS, SIGNATURE) is False
+        upgrade(owner_url, "0015", app_role=postgres.user)
+        assert one(owner_dsn, EXISTS, SIGNATURE) is True
+    finally:
+        with psycopg.connect(postgres.superuser_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_a_database_without_the_function_answers_by_the_locked_path(
     database: Database,
     conns: Any,
     postgres: PostgresServer,
     locked_calls: list[Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    owner_url = getattr(postgres, "owner_url", postgres.url)
-    exists = "SELECT to_regprocedure(%s) IS NOT NULL"
-    signature = "mes_start_processes(jsonb, text, text[], text, text)"
-    assert one(postgres.dsn, exists, signature) is True
+    """An ingestor upgraded before `mes db upgrade` (or a downgraded database): starts still answered."""
     warm = await _start(database, conns, start_request("PROC-001", await new_lot(database), "W002", AT))
     assert warm.outcome is Outcome.ACCEPTED  # the pooled connection has the statement prepared
     monkeypatch.setattr(service, "_missing_until", 0.0)
     try:
-        downgrade(owner_url, "0014", app_role=postgres.user)
-        assert one(postgres.dsn, exists, signature) is False
+        _sql(postgres.owner_dsn, f"DROP FUNCTION {SIGNATURE}")
         message_id = uuid.uuid4()
-        answer = await _start(
-            database, conns, start_request("PROC-001", await new_lot(database), "W002", AT), message_id
-        )
+        body = start_request("PROC-001", await new_lot(database), "W002", AT)
+        answer = await _start(database, conns, body, message_id)
         assert answer.outcome is Outcome.ACCEPTED and locked_calls == [message_id]  # the locked path answered
         assert service._missing_until > 0  # and answers the next ones without asking the database again
         second = uuid.uuid4()
         await _start(database, conns, start_request("PROC-001", await new_lot(database), "W002", AT), second)
         assert locked_calls == [message_id, second]
     finally:
-        upgrade(owner_url, app_role=postgres.user)
-    assert one(postgres.dsn, exists, signature) is True
+        if not one(postgres.dsn, EXISTS, SIGNATURE):
+            _sql(postgres.owner_dsn, _migration().FUNCTION)
     monkeypatch.setattr(service, "_missing_until", 0.0)
     locked_calls.clear()
     again = await _start(database, conns, start_request("PROC-001", await new_lot(database), "W002", AT))
