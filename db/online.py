@@ -60,6 +60,12 @@ LOCKS: dict[str, LockNote] = {
         "the largest table), DROP INDEX (ACCESS EXCLUSIVE, instant); TimescaleDB: nothing",
     ),
     "0015": LockNote("online", "new function mes_start_process (the ingestor's start in one round trip); no lock"),
+    "0016": LockNote(
+        "brief",
+        "CREATE UNIQUE INDEX on process_runs (SHARE: starts and completions wait for the build); composite FK "
+        "process_results → process_runs added and validated (SHARE ROW EXCLUSIVE: process_results writers wait for "
+        "a pass over its rows), three FKs dropped (ACCESS EXCLUSIVE, instant); audit_log_chain() replaced (instant)",
+    ),
 }
 
 
