@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._stack import BenchStack, bench_stack, cpu_seconds, cpu_used, machine, write_results
+from bench.locust_probe import Probe
 from bench.locust_seed import SHARES, Seeder
 from deploy.localstack.children import mes_command, wait_http_ok
 
@@ -44,11 +45,12 @@ PRODUCTION_LIMITS = {
 }
 
 
-def restart_api(stack: BenchStack, api_workers: int, limits: bool) -> None:
-    """The bench stack's API again, now behind a trusted proxy and with the production limits (unless not)."""
+def restart_api(stack: BenchStack, api_workers: int, limits: bool, extra: dict[str, str] | None = None) -> None:
+    """The bench stack's API again, now behind a trusted proxy and with the production limits (unless not), and
+    any `--env NAME=VALUE` (an A/B of a setting, e.g. MES_PASSWORD_HASH_WORKERS)."""
     stack.children.pop("api").stop()
     port = stack.api_url.rsplit(":", 1)[1]
-    env = {"MES_TRUSTED_PROXIES": "127.0.0.1"} | (PRODUCTION_LIMITS if limits else {})
+    env = {"MES_TRUSTED_PROXIES": "127.0.0.1"} | (PRODUCTION_LIMITS if limits else {}) | (extra or {})
     api = stack.spawn("api", mes_command("api", "--port", port, "--workers", str(api_workers)), env)
     wait_http_ok(f"{stack.api_url}/health", 60, api)
 
@@ -59,7 +61,7 @@ def target(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, str], Benc
         yield args.host.rstrip("/"), {}, None
         return
     with bench_stack(args.api_workers, "WARNING", args.keep_logs) as stack:
-        restart_api(stack, args.api_workers, not args.no_rate_limit)
+        restart_api(stack, args.api_workers, not args.no_rate_limit, getattr(args, "api_env", None))
         yield stack.api_url, stack.env, stack
 
 
@@ -108,11 +110,16 @@ def one_run(
     seed.write_text(json.dumps(seeder.seed(users, lots_for(rate, seconds))))
     print(f"-- {label}: {users} users, {rate:g} requests/s for {seconds:g} s", flush=True)
     before, began = (cpu_seconds(stack.groups()) if stack else {}), time.perf_counter()
+    probe = Probe(seeder.api_url, stack.dsn).start() if args.probe and stack is not None else None
     result = locust(seeder.api_url, seed, users, rate, seconds, args.sse_seconds)
+    if probe is not None:
+        result["probe"] = probe.stop()  # over the whole run, the sign-ins included
     if stack is not None:
         result["cpu"] = cpu_used(before, cpu_seconds(stack.groups()), time.perf_counter() - began)
     result |= {"run": label, "users": users, "target_rps": rate, "loadavg": os.getloadavg()[0]}
     print_row(result)
+    if "probe" in result:
+        print("   probe:", json.dumps(result["probe"]), flush=True)
     return result
 
 
@@ -161,7 +168,10 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--no-rate-limit", action="store_true", help="bench stack: API without rate limits")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--probe", action="store_true", help="bench stack: sample PostgreSQL waits, pool, /health")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the bench stack's API")
     args = parser.parse_args()
+    args.api_env = dict(item.split("=", 1) for item in args.env)
     runs = args.runs.split(",")
     results: list[dict[str, Any]] = []
     load_before = os.getloadavg()

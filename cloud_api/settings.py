@@ -32,6 +32,9 @@ class CentralSettings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     db_pool_size: int = Field(default=10, ge=1)
+    # Pool (issue 18, Locust): a request waits this long for a free connection (size + as many overflow in use),
+    # then answers 503 SERVICE_UNAVAILABLE with Retry-After: the pool is truly saturated.
+    db_pool_timeout_s: float = Field(default=5.0, gt=0, le=120)
     ingestor_client_id: str = "mes-ingestor-1"
     ingestor_concurrency: int = Field(default=8, ge=1, le=64)
     ingestor_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)

@@ -14,10 +14,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
     # No pre-ping: it costs a round trip per transaction. A connection broken by a database restart fails its
     # statement instead; the API answers 503 and the ingestor retries, and the pool drops the connection.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=5)
+    # pool_timeout: how long a checkout waits when size + overflow connections are all in use (MES_DB_POOL_TIMEOUT_S).
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=pool_timeout
+    )
 
 
 def libpq_dsn(database_url: str) -> str:

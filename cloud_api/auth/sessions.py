@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_api.adapters.database import Database
 from cloud_api.audit.trail import record_audit
-from cloud_api.auth import passwords, tokens
+from cloud_api.auth import hash_gate, passwords, tokens
 from cloud_api.auth import repository as repo
 from cloud_api.auth.repository import UserRecord
 from cloud_api.auth.settings import AuthSettings
@@ -91,12 +90,15 @@ async def check_password(db: Database, username: str, password: str) -> tuple[Us
     """The user when `password` is right and the account may log in, with the reason for the audit trail.
 
     Unknown users, users without a password and disabled users cost the same hashing time as a wrong password.
+    The hash runs with no connection checked out (a burst of sign-ins must not hold the pool) and through the
+    process's hash gate (hash_gate: a few at a time, the rest queue; 503 only past MES_LOGIN_QUEUE_MAX).
     """
     user = None
     if valid_username(username):
         async with db.engine.connect() as conn:
             user = await repo.find_user(conn, username)
-    verified = await asyncio.to_thread(passwords.verify_password, password, user.password_hash if user else None)
+    stored = user.password_hash if user else None
+    verified = await hash_gate.gate().run(passwords.verify_password, password, stored)
     if user is None:
         return None, "unknown_user"
     if user.password_hash is None:

@@ -42,6 +42,11 @@ class AuthSettings(BaseSettings):
     refresh_grace_s: float = Field(
         default=10.0, ge=0, le=120, description="a refresh token used again this soon gets the same successor"
     )
+    # Sign-in bursts (issue 18, Locust): password hashes run at most this many at once, on threads niced this much
+    # (Linux), and past login_queue_max waiting a sign-in is refused at once with 503 + Retry-After (auth/hash_gate).
+    password_hash_workers: int = Field(default=1, ge=1, le=32, description="argon2 hashes computed at once")
+    password_hash_nice: int = Field(default=10, ge=0, le=19, description="nice value of the hashing threads")
+    login_queue_max: int = Field(default=200, ge=0, le=10_000, description="sign-ins waiting for a hash at most")
 
     @model_validator(mode="after")
     def _strong_secret(self) -> AuthSettings:

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from cloud_api.adapters.database import Database, make_engine
+from cloud_api.auth import hash_gate
 from cloud_api.auth.settings import AuthSettings, load_auth_settings
 from cloud_api.firmware.settings import FirmwareSettings
 from cloud_api.http import (
@@ -51,7 +52,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, settings.db_pool_size)
+        engine = make_engine(settings.database_url, settings.db_pool_size, settings.db_pool_timeout_s)
+        hash_gate.configure(app.state.auth_settings)  # sign-in bursts: bounded password hashing (issue 18)
         app.state.db = Database(engine, settings.zone, settings.shift_day_start_hour)
         track_pool(engine)  # mes_db_pool_connections{process="api"} (issue 17)
         app.state.redis = aioredis.from_url(settings.redis_url, socket_timeout=2)

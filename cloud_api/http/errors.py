@@ -36,7 +36,7 @@ _HTTP_CODES = {404: ErrorCode.NOT_FOUND, 413: ErrorCode.PAYLOAD_TOO_LARGE}
 
 
 def _retry_after(response: JSONResponse, code: ErrorCode, data: dict | None) -> JSONResponse:
-    if code is ErrorCode.RATE_LIMITED and data and "retry_after" in data:
+    if code in (ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE) and data and "retry_after" in data:
         response.headers["Retry-After"] = str(data["retry_after"])
     return response
 
