@@ -15,8 +15,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from cloud_api.adapters import batch_sql
 from cloud_api.adapters.database import Database
 from cloud_api.audit.chain import verify_chain
 from cloud_api.services import batch_completion as bc
@@ -221,3 +223,33 @@ async def test_a_batch_with_a_poison_record_keeps_a_chain_that_verifies(
         assert await verified(engine, first_id) >= 11
     finally:
         await engine.dispose()
+
+
+async def test_the_claim_reads_stored_answers_only_for_ids_it_could_not_claim(
+    database: Database, postgres: PostgresServer
+) -> None:
+    stored_id, new_ids = uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()]
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO processed_messages (message_id, message_type, source_station, outcome, http_status, "
+            "response) VALUES (%s, 'process.completed', 'st01', 'accepted', 200, '{\"a\": 1}')",
+            (stored_id,),
+        )
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with database.transaction() as tx:
+            fresh = await batch_sql.claim(tx, new_ids, ["st01", "st01"], "process.completed")
+            assert (fresh.claimed, fresh.stored, len(statements)) == (frozenset(new_ids), {}, 1)
+            await tx.rollback()
+        async with database.transaction() as tx:
+            mixed = await batch_sql.claim(tx, [stored_id, *new_ids], ["st01"] * 3, "process.completed")
+            await tx.rollback()
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    assert mixed.claimed == frozenset(new_ids) and len(statements) == 3
+    assert mixed.stored == {stored_id: ("accepted", 200, {"a": 1})}
