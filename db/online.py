@@ -59,7 +59,7 @@ LOCKS: dict[str, LockNote] = {
         "plain PostgreSQL only: CREATE INDEX on measurements (SHARE: measurement inserts wait for the build, "
         "the largest table), DROP INDEX (ACCESS EXCLUSIVE, instant); TimescaleDB: nothing",
     ),
-    "0015": LockNote("online", "new function mes_start_process (the ingestor's start in one round trip); no lock"),
+    "0015": LockNote("online", "new function mes_start_processes (the ingestor's start in one round trip); no lock"),
     "0016": LockNote(
         "brief",
         "CREATE UNIQUE INDEX on process_runs (SHARE: starts and completions wait for the build); composite FK "

@@ -1,4 +1,4 @@
-"""The MQTT start in one round trip (issue 18.3, migration 0015's mes_start_process): the same answer, rows and
+"""The MQTT start in one round trip (issue 18.3, migration 0015's mes_start_processes): the same answer, rows and
 audit trail as the locked path; a redelivery answered from the stored reply; racing starts of one LOT and process
 with one winner; every case the function does not settle reaching the locked path; the migration's round trip."""
 

@@ -70,7 +70,7 @@ class StartResult(NamedTuple):
 MESSAGE_TYPE = MessageType.PROCESS_START_REQUEST.value
 ACTIVE = sorted(status.value for status in ACTIVE_STATUSES)
 _CHANGES = [(s, after) for s in LotStatus if (after := status_after_start(s)) is not None]
-assert len(_CHANGES) == 1, "mes_start_process applies one status change: migration 0015 must follow the domain"
+assert len(_CHANGES) == 1, "mes_start_processes applies one status change: migration 0015 must follow the domain"
 CHANGE_FROM, CHANGE_TO = _CHANGES[0][0].value, _CHANGES[0][1].value
 
 

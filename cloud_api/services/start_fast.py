@@ -204,7 +204,7 @@ def _function_missing() -> None:
     global _missing_until
     _missing_until = time.monotonic() + MISSING_FUNCTION_RETRY_S
     log.warning(
-        "mes_start_process is missing (database before migration 0015: run `mes db upgrade`); starts take the "
+        "mes_start_processes is missing (database before migration 0015: run `mes db upgrade`); starts take the "
         "locked path for %.0f s",
         MISSING_FUNCTION_RETRY_S,
     )
