@@ -88,9 +88,10 @@ async def _fast(
     except psycopg.errors.UndefinedFunction:
         _function_missing()
         return None
-    except psycopg.Error as error:
-        # A racing start, a reused message id (IntegrityError) or a database gone away: the locked path answers
-        # it (and raises SQLAlchemy's transient errors, which the ingestor's retry loop knows).
+    except (psycopg.Error, InterruptedError) as error:
+        # A racing start, a reused message id (IntegrityError), a database gone away, or the call carrying this
+        # start cancelled (start_queue.py): the locked path answers it (and raises SQLAlchemy's transient errors,
+        # which the ingestor's retry loop knows).
         log.debug("start %s handed to the locked path: %s", message_id, type(error).__name__)
         return None
     except Exception:  # never seen; the locked path still answers the start
