@@ -45,13 +45,26 @@ PRODUCTION_LIMITS = {
 }
 
 
-def restart_api(stack: BenchStack, api_workers: int, limits: bool, extra: dict[str, str] | None = None) -> None:
+def restart_api(
+    stack: BenchStack, api_workers: int, limits: bool, extra: dict[str, str] | None = None, keep_alive: int = 0
+) -> None:
     """The bench stack's API again, now behind a trusted proxy and with the production limits (unless not), and
     any `--env NAME=VALUE` (an A/B of a setting, e.g. MES_PASSWORD_HASH_WORKERS)."""
     stack.children.pop("api").stop()
     port = stack.api_url.rsplit(":", 1)[1]
     env = {"MES_TRUSTED_PROXIES": "127.0.0.1"} | (PRODUCTION_LIMITS if limits else {}) | (extra or {})
-    api = stack.spawn("api", mes_command("api", "--port", port, "--workers", str(api_workers)), env)
+    argv = mes_command("api", "--port", port, "--workers", str(api_workers))
+    if keep_alive:  # an A/B only: uvicorn itself, its idle keep-alive timeout raised from 5 s (`mes api` has no flag)
+        argv = [sys.executable, "-m", "uvicorn", "cloud_api.bootstrap:api_app", "--factory", "--port", port]
+        argv += [
+            "--workers",
+            str(api_workers),
+            "--timeout-keep-alive",
+            str(keep_alive),
+            "--no-access-log",
+            "--no-proxy-headers",
+        ]
+    api = stack.spawn("api", argv, env)
     wait_http_ok(f"{stack.api_url}/health", 60, api)
 
 
@@ -61,17 +74,25 @@ def target(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, str], Benc
         yield args.host.rstrip("/"), {}, None
         return
     with bench_stack(args.api_workers, "WARNING", args.keep_logs) as stack:
-        restart_api(stack, args.api_workers, not args.no_rate_limit, getattr(args, "api_env", None))
+        restart_api(
+            stack,
+            args.api_workers,
+            not args.no_rate_limit,
+            getattr(args, "api_env", None),
+            getattr(args, "keep_alive", 0),
+        )
         yield stack.api_url, stack.env, stack
 
 
-def lots_for(rate: float, seconds: float) -> int:
-    """Operators send 6/8 of the requests, four per LOT; half again, and a minute of
-    sign-ins (users work as soon as they are in; the window opens when the last one is)."""
-    return int(rate * (seconds + 60) * 0.75 / 4 * 1.5) + 20
+def lots_for(rate: float, seconds: float, users: int = 100) -> int:
+    """Operators send 6/8 of the requests, four per LOT; half again, and the sign-ins (users work as soon as they
+    are in; the window opens when the last one is; sign-ins queue for one hash at a time, ~0.1-0.4 s each)."""
+    return int(rate * (seconds + 60 + users * 0.4) * 0.75 / 4 * 1.5) + 20
 
 
-def locust(host: str, seed: Path, users: int, rate: float, seconds: float, sse_seconds: float) -> dict[str, Any]:
+def locust(
+    host: str, seed: Path, users: int, rate: float, seconds: float, sse_seconds: float, classes: str = ""
+) -> dict[str, Any]:
     """One headless Locust run; its summary (locustfile.summary) plus Locust's own CPU."""
     summary = seed.with_suffix(f".{users}u{rate:g}.summary.json")
     spawn_rate = max(5, users // 10)  # a shift's users sign in over ten seconds, not all in one
@@ -80,7 +101,7 @@ def locust(host: str, seed: Path, users: int, rate: float, seconds: float, sse_s
         "-u", str(users), "-r", str(spawn_rate), "-t", f"{math.ceil(seconds + users / spawn_rate + 240)}s",
         "--host", host, "--stop-timeout", "2", "--loglevel", "WARNING",
         "--mes-seed", str(seed), "--mes-rate", str(rate), "--mes-sse-seconds", str(sse_seconds),
-        "--mes-summary", str(summary), "--mes-seconds", str(seconds),
+        "--mes-summary", str(summary), "--mes-seconds", str(seconds), *filter(None, classes.split(",")),
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     root = LOCUSTFILE.parents[1]  # the locustfile imports line_simulator from the checkout
@@ -107,11 +128,11 @@ def one_run(
 ) -> dict[str, Any]:
     seconds = seconds or args.seconds
     seed = work / ("seed-" + "".join(c if c.isalnum() else "-" for c in label) + ".json")
-    seed.write_text(json.dumps(seeder.seed(users, lots_for(rate, seconds))))
+    seed.write_text(json.dumps(seeder.seed(users, lots_for(rate, seconds, users))))
     print(f"-- {label}: {users} users, {rate:g} requests/s for {seconds:g} s", flush=True)
     before, began = (cpu_seconds(stack.groups()) if stack else {}), time.perf_counter()
     probe = Probe(seeder.api_url, stack.dsn).start() if args.probe and stack is not None else None
-    result = locust(seeder.api_url, seed, users, rate, seconds, args.sse_seconds)
+    result = locust(seeder.api_url, seed, users, rate, seconds, args.sse_seconds, args.user_classes)
     if probe is not None:
         result["probe"] = probe.stop()  # over the whole run, the sign-ins included
     if stack is not None:
@@ -146,6 +167,20 @@ HEADER = (
 )
 
 
+def search_users(
+    args: argparse.Namespace, seeder: Seeder, stack: BenchStack | None, work: Path
+) -> list[dict[str, Any]]:
+    """More and more users at the spec's rate (`--users-rate`, 20/s) until a step fails: the most concurrent users
+    (a fifth of them on the live board's event stream) that keep P95 < 200 ms."""
+    results = []
+    for users in (int(u) for u in args.search_users.split(",")):
+        label = f"users {users}"
+        results.append(one_run(label, users, args.users_rate, args, seeder, stack, work, args.search_seconds))
+        if not passes(results[-1]):
+            break
+    return results
+
+
 def search(args: argparse.Namespace, seeder: Seeder, stack: BenchStack | None, work: Path) -> list[dict[str, Any]]:
     """Steps up the rate (users grow so none sends more than PER_USER_MAX/s) until a step fails."""
     results = []
@@ -160,7 +195,11 @@ def search(args: argparse.Namespace, seeder: Seeder, stack: BenchStack | None, w
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", help="a running API (e.g. http://127.0.0.1:8000); default: a bench stack")
-    parser.add_argument("--runs", default="20,100,search", help="any of 20 (20 users), 100 (100 users), search")
+    parser.add_argument(
+        "--runs", default="20,100,search", help="any of 20 (20 users), 100 (100 users), search (rate), users"
+    )
+    parser.add_argument("--search-users", default="100,150,200,300,400", help="`users`: user counts, in order")
+    parser.add_argument("--users-rate", type=float, default=20.0, help="`users`: requests/s of every step")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per run")
     parser.add_argument("--search-rates", default="20,40,60,80,100,130,160,200,250,300")
     parser.add_argument("--search-seconds", type=float, default=30.0, help="measured seconds per search step")
@@ -169,6 +208,8 @@ def main() -> None:
     parser.add_argument("--no-rate-limit", action="store_true", help="bench stack: API without rate limits")
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--probe", action="store_true", help="bench stack: sample PostgreSQL waits, pool, /health")
+    parser.add_argument("--keep-alive", type=int, default=0, help="A/B: uvicorn's idle keep-alive timeout (s)")
+    parser.add_argument("--user-classes", default="", help="e.g. Operator,Manager: no SSE listeners (an A/B)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the bench stack's API")
     args = parser.parse_args()
     args.api_env = dict(item.split("=", 1) for item in args.env)
@@ -189,6 +230,11 @@ def main() -> None:
             print(
                 f"highest rate with P95 < {P95_LIMIT_MS:g} ms: " + (f"{best[-1]['rps']} requests/s" if best else "none")
             )
+        if "users" in runs:
+            found = search_users(args, seeder, stack, Path(tmp))
+            results += found
+            best = [r for r in found if passes(r)]
+            print(f"most users with P95 < {P95_LIMIT_MS:g} ms: " + (str(best[-1]["users"]) if best else "none"))
     print("\n" + HEADER)
     for r in results:
         print_row(r)

@@ -39,9 +39,12 @@ from line_simulator.clock import KST
 from line_simulator.payloads import completion_record, start_request
 
 STEPS = (("start", "PROC-001"), ("complete", "PROC-001"), ("start", "PROC-002"), ("complete", "PROC-002"))
-HTTP_SHARE = 0.8  # operators + managers of all users (weights 6 + 2 of 10)
+HTTP_SHARE = 0.8  # operators + managers of all users (weights 6 + 2 of 10), unless classes are chosen
 UNTIMED = ("login", "SSE")  # not transactions: sign-in at spawn, and the event stream (its own figures)
 LOGIN_ATTEMPTS = 4
+# Sign-ins queue for the API's one hashing thread (MES_PASSWORD_HASH_WORKERS): a few hundred users spawned within
+# ten seconds wait longer than geventhttpclient's 60 s default, as people would at a shift start (slow, not refused).
+SIGN_IN_TIMEOUT_S = 300.0
 SETTLE_S = 2.0  # measured from this long after the last user spawned: its login (a password hash) is done by then
 
 
@@ -216,8 +219,17 @@ class Signed:
     def paced(self) -> float:
         options = self.environment.parsed_options
         users = max(1, int(getattr(options, "num_users", 1) or 1))
-        per_user = max(0.01, options.mes_rate / max(1.0, users * HTTP_SHARE))  # type: ignore[union-attr]
+        per_user = max(0.01, options.mes_rate / max(1.0, users * http_share(self.environment)))  # type: ignore[union-attr]
         return float(constant_throughput(per_user)(self))  # type: ignore[arg-type]
+
+
+def http_share(environment: Environment) -> float:
+    """Operators' and managers' share of the users: 0.8, or 1.0 when only they run (`locust … Operator Manager`,
+    bench/locust_run.py --user-classes), so that together they still send --mes-rate."""
+    classes = list(environment.user_classes or [])
+    total = sum(c.weight for c in classes)
+    http = sum(c.weight for c in classes if getattr(c, "kind", "") in ("operator", "manager"))
+    return http / total if total and http else HTTP_SHARE
 
 
 class Operator(Signed, FastHttpUser):
@@ -225,6 +237,7 @@ class Operator(Signed, FastHttpUser):
 
     weight = 6
     kind = "operator"
+    network_timeout = SIGN_IN_TIMEOUT_S
 
     def wait_time(self) -> float:
         return self.paced()
@@ -271,6 +284,7 @@ class Manager(Signed, FastHttpUser):
 
     weight = 2
     kind = "manager"
+    network_timeout = SIGN_IN_TIMEOUT_S
 
     def wait_time(self) -> float:
         return self.paced()
