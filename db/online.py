@@ -62,9 +62,10 @@ LOCKS: dict[str, LockNote] = {
     "0015": LockNote("online", "new function mes_start_processes (the ingestor's start in one round trip); no lock"),
     "0016": LockNote(
         "brief",
-        "CREATE UNIQUE INDEX on process_runs (SHARE: starts and completions wait for the build); composite FK "
-        "process_results → process_runs added and validated (SHARE ROW EXCLUSIVE: process_results writers wait for "
-        "a pass over its rows), three FKs dropped (ACCESS EXCLUSIVE, instant); audit_log_chain() replaced (instant)",
+        "ACCESS EXCLUSIVE on lots, process_runs, process_results, process_steps (taken first, in the writers' "
+        "order) while a unique index is built on process_runs and three FKs are swapped for one (readers and writers "
+        "of those tables wait for the build); the new FK validated after the commit (SHARE UPDATE EXCLUSIVE: "
+        "nobody waits); audit_log_chain() replaced",
     ),
 }
 

@@ -16,7 +16,10 @@
    (run_id, lot_id, process_id) → process_runs (id, lot_id, process_id) replaces them: the run exists as before,
    and its own keys (lot_id → lots, process_id → process_steps) give the LOT and the step; it also refuses a
    result whose LOT or process is not its run's, which the three did not. It needs a unique index on
-   process_runs (id, lot_id, process_id) (never updated: runs keep HOT updates). Existing rows are validated.
+   process_runs (id, lot_id, process_id) (never updated: runs keep HOT updates). Locks: ACCESS EXCLUSIVE on lots,
+   process_runs, process_results and process_steps, taken first and in the writers' order, for the index build on
+   process_runs and the key swap (readers and writers of those tables wait that long); the existing rows are then
+   validated after the commit, with readers and writers going on.
 
 Plain PostgreSQL ≥ 14 and TimescaleDB alike (neither table is a hypertable). The downgrade restores 0004's trigger
 function and the three keys.
@@ -103,19 +106,37 @@ OLD_KEYS = {
 }
 
 
+# Every table whose lock the new and the dropped keys need (dropping a foreign key takes ACCESS EXCLUSIVE on both of
+# its tables), in the order the writers take theirs (a LOT first, then its runs, then their results): waiting for
+# one, this migration holds none that a writer waits for, so it cannot deadlock with the ingestor or the API.
+LOCK_ALL = "LOCK TABLE lots, process_runs, process_results, process_steps IN ACCESS EXCLUSIVE MODE"
+
+
 def upgrade() -> None:
     op.execute(LEAN_CHAIN)
-    op.execute("CREATE UNIQUE INDEX process_runs_id_lot_process_uq ON process_runs (id, lot_id, process_id)")
+    # Idempotent: after a failed validation (below, committed before it) the migration runs again from here.
+    op.execute(LOCK_ALL)
     op.execute(
-        f"ALTER TABLE process_results ADD CONSTRAINT {RUN_KEY} FOREIGN KEY (run_id, lot_id, process_id) "
-        "REFERENCES process_runs (id, lot_id, process_id) NOT VALID"
+        "CREATE UNIQUE INDEX IF NOT EXISTS process_runs_id_lot_process_uq ON process_runs (id, lot_id, process_id)"
     )
-    op.execute(f"ALTER TABLE process_results VALIDATE CONSTRAINT {RUN_KEY}")
+    op.execute(
+        f"""DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = '{RUN_KEY}') THEN
+            ALTER TABLE process_results ADD CONSTRAINT {RUN_KEY} FOREIGN KEY (run_id, lot_id, process_id)
+                REFERENCES process_runs (id, lot_id, process_id) NOT VALID;
+        END IF;
+        END $$"""
+    )
     for name in OLD_KEYS:
-        op.execute(f"ALTER TABLE process_results DROP CONSTRAINT {name}")
+        op.execute(f"ALTER TABLE process_results DROP CONSTRAINT IF EXISTS {name}")
+    # Checked over the existing rows after the commit: SHARE UPDATE EXCLUSIVE, so readers and writers go on (the
+    # key holds for new rows from the commit on; the old rows' run, LOT and step were checked by the old keys).
+    with op.get_context().autocommit_block():
+        op.execute(f"ALTER TABLE process_results VALIDATE CONSTRAINT {RUN_KEY}")
 
 
 def downgrade() -> None:
+    op.execute(LOCK_ALL)
     for name, definition in OLD_KEYS.items():
         op.execute(f"ALTER TABLE process_results ADD CONSTRAINT {name} {definition}")
     op.execute(f"ALTER TABLE process_results DROP CONSTRAINT {RUN_KEY}")
