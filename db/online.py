@@ -65,7 +65,7 @@ LOCKS: dict[str, LockNote] = {
         "ACCESS EXCLUSIVE on lots, process_runs, process_results, process_steps (taken first, in the writers' "
         "order) while a unique index is built on process_runs and three FKs are swapped for one (readers and writers "
         "of those tables wait for the build); the new FK validated after the commit (SHARE UPDATE EXCLUSIVE: "
-        "nobody waits); audit_log_chain() replaced",
+        "nobody waits)",
     ),
 }
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 # The BEFORE INSERT trigger of migration 0004 assigns id, time and the chain hashes: these columns are all a
-# caller can set. ORDER BY n keeps the chain in the caller's order. Since migration 0016 the trigger looks the
-# chain's last row up once per transaction and carries it from row to row (a transaction-local setting).
+# caller can set. ORDER BY n keeps the chain in the caller's order.
 AUDIT_COLUMNS = "actor, action, entity, entity_key, old_value, new_value, reason, request_id"
 
 
