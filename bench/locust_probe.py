@@ -32,6 +32,10 @@ FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname = current_database()
 GROUP BY 1, 2
 """
+BUCKET = re.compile(r'^mes_api_request_seconds_bucket\{le="([^"]+)",method="(\w+)",route="([^"]+)"\} (\S+)$', re.M)
+SUMS = re.compile(r'^mes_api_request_seconds_(sum|count)\{method="(\w+)",route="([^"]+)"\} (\S+)$', re.M)
+GC = re.compile(r'^mes_api_gc_pause_seconds_(sum|count)\{generation="(\d)"\} (\S+)$', re.M)
+GC_SLOW = re.compile(r'^mes_api_gc_pause_seconds_bucket\{generation="(\d)",le="0.05"\} (\S+)$', re.M)
 POOL = re.compile(r'^mes_db_pool_(connections|max_connections)\{process="api"(?:,state="(\w+)")?\} ([0-9.e+]+)$', re.M)
 
 
@@ -47,6 +51,8 @@ class Probe:
         self.pool_full = 0
         self.pool_max = 0.0
         self.health_ms: list[float] = []
+        self._served_before: dict[tuple[str, ...], float] = {}
+        self._served_after: dict[tuple[str, ...], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="locust-probe", daemon=True)
 
@@ -62,6 +68,7 @@ class Probe:
     def _run(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn, httpx.Client(base_url=self.api_url, timeout=30) as web:
             tick = 0
+            self._served_before = _served(web.get("/metrics").text)
             while not self._stop.wait(self.interval):
                 self._activity(conn)
                 began = time.perf_counter()
@@ -70,6 +77,7 @@ class Probe:
                 if tick % 5 == 0:
                     self._pool(web.get("/metrics").text)
                 tick += 1
+            self._served_after = _served(web.get("/metrics").text)
 
     def _activity(self, conn: psycopg.Connection[Any]) -> None:
         self.samples += 1
@@ -99,4 +107,62 @@ class Probe:
                 "full_pct": round(100 * self.pool_full / max(1, len(self.pool_in_use)), 1),
             },
             "health_ms": percentiles(self.health_ms),
+            "served_in_api": served_in_api(self._served_before, self._served_after),
+            "gc_pauses": gc_pauses(self._served_before, self._served_after),
         }
+
+
+def _served(text: str) -> dict[tuple[str, ...], float]:
+    """The API's own request histogram (`mes_api_request_seconds`, from request in to response end)."""
+    found: dict[tuple[str, ...], float] = {}
+    for le, method, route, value in BUCKET.findall(text):
+        found[("bucket", method, route, le)] = float(value)
+    for kind, method, route, value in SUMS.findall(text):
+        found[(kind, method, route)] = float(value)
+    for kind, generation, value in GC.findall(text):
+        found[("gc", kind, generation)] = float(value)
+    for generation, value in GC_SLOW.findall(text):
+        found[("gc", "under_50ms", generation)] = float(value)
+    return found
+
+
+def gc_pauses(before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float]) -> dict[str, Any]:
+    """The API's garbage-collector pauses over the run (mes_api_gc_pause_seconds), per generation."""
+    found: dict[str, Any] = {}
+    for generation in "012":
+        delta = {k: after.get(("gc", k, generation), 0.0) - before.get(("gc", k, generation), 0.0)
+                 for k in ("count", "sum", "under_50ms")}  # fmt: skip
+        if delta["count"] > 0:
+            found[f"gen{generation}"] = {
+                "pauses": int(delta["count"]),
+                "total_ms": round(1000 * delta["sum"], 1),
+                "over_50ms": int(delta["count"] - delta["under_50ms"]),
+            }
+    return found
+
+
+def served_in_api(before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float]) -> dict[str, Any]:
+    """Per route over the run, as the API timed it: count, mean, and the bucket bounds under which 50 % and 95 %
+    of the requests ended. Far below what Locust saw = the time went outside the app (client, network, accept)."""
+    routes: dict[str, Any] = {}
+    for key, value in after.items():
+        if key[0] != "count" or key[2] in ("/health", "/metrics"):
+            continue
+        count = value - before.get(key, 0.0)
+        if count <= 0:
+            continue
+        _, method, route = key
+        total = after[("sum", method, route)] - before.get(("sum", method, route), 0.0)
+        buckets = sorted(
+            (float(k[3]), v - before.get(k, 0.0))
+            for k, v in after.items()
+            if k[0] == "bucket" and k[1] == method and k[2] == route
+        )
+        bound = {p: next((le for le, n in buckets if n >= p / 100 * count), float("inf")) for p in (50, 95)}
+        routes[f"{method} {route}"] = {
+            "n": int(count),
+            "mean_ms": round(1000 * total / count, 1),
+            "p50_under_ms": 1000 * bound[50],
+            "p95_under_ms": 1000 * bound[95],
+        }
+    return routes

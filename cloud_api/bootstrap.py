@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings
 from cloud_api.auth.settings import AuthSettings, load_auth_settings
 from cloud_api.backup.settings import BackupSettings
 from cloud_api.firmware.settings import FirmwareSettings
+from cloud_api.http import gc_pauses
 from cloud_api.http.app import create_app
 from cloud_api.http.limits_settings import LimitSettings
 from cloud_api.settings import CentralSettings
@@ -90,7 +91,12 @@ def load_ingestor_config() -> IngestorConfig:
 
 
 def build_api(config: ApiConfig) -> FastAPI:
-    return create_app(config.central, config.auth, limits=config.limits, firmware=config.firmware)
+    app = create_app(config.central, config.auth, limits=config.limits, firmware=config.firmware)
+    # The API process's start-up heap out of the collector's scans; every pause timed (http/gc_pauses.py).
+    if config.central.api_gc_freeze:
+        gc_pauses.freeze_startup_heap()
+    gc_pauses.track()
+    return app
 
 
 def api_app() -> FastAPI:

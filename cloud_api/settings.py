@@ -35,6 +35,8 @@ class CentralSettings(BaseSettings):
     # Pool (issue 18, Locust): a request waits this long for a free connection (size + as many overflow in use),
     # then answers 503 SERVICE_UNAVAILABLE with Retry-After: the pool is truly saturated.
     db_pool_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # `mes api`: the start-up heap frozen out of the garbage collector's scans (cloud_api/http/gc_pauses.py)
+    api_gc_freeze: bool = True
     ingestor_client_id: str = "mes-ingestor-1"
     ingestor_concurrency: int = Field(default=8, ge=1, le=64)
     ingestor_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
