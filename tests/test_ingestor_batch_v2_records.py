@@ -55,8 +55,9 @@ def lot(api_url: str, auth: RoleAuth) -> str:
 def dispatched_job(db: psycopg.Connection, lot: str) -> uuid.UUID:
     """A LOT label job sent to STATION, as the dispatcher leaves it (immediate: the dispatcher never resends it)."""
     db.execute(
-        "INSERT INTO printers (printer_id, station, transport, host) VALUES (%s, %s, 'tcp', '127.0.0.1') "
-        "ON CONFLICT (printer_id) DO NOTHING",
+        # Inactive: no label of a LOT that a later test creates may be sent to this station, which has no gateway.
+        "INSERT INTO printers (printer_id, station, transport, host, active) "
+        "VALUES (%s, %s, 'tcp', '127.0.0.1', false) ON CONFLICT (printer_id) DO NOTHING",
         (PRINTER, STATION.station),
     )
     job_id = uuid.uuid4()

@@ -110,12 +110,13 @@ def test_tc_sn_001_002_003_serials_issued_at_proc_007_start_and_labels_printed_i
 
 
 def wait_job_states(db: psycopg.Connection, lot: str, timeout: float = 30) -> list[tuple[str, int]]:
-    """The LOT's label jobs by status, once none is waiting for its result any more."""
+    """The LOT's serial label jobs by status, once none is waiting for its result any more (its LOT label goes to
+    whichever printer takes LOT labels, maybe another test's)."""
     deadline = time.monotonic() + timeout
     while True:
         states = db.execute(
             "SELECT j.status, count(*) FROM label_print_jobs j JOIN lots l ON l.id = j.lot_id "
-            "WHERE l.lot_number = %s GROUP BY j.status ORDER BY j.status",
+            "WHERE l.lot_number = %s AND j.label_type = 'SERIAL' GROUP BY j.status ORDER BY j.status",
             (lot,),
         ).fetchall()
         if all(state not in ("queued", "dispatched") for state, _ in states) or time.monotonic() > deadline:
