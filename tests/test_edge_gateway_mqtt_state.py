@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,12 @@ from mes_cli.gateway_status import gateway_status
 from mes_contracts.envelope import Envelope, MessageType
 from mes_contracts.topics import StationAddress, service_address
 from tests.support.fake_centre import FakeCentre
+from tests.support.waits import own_broker, until
 from tests.test_edge_gateway_local_api import START
 from tests.test_edge_gateway_outbox import content
 from tests.test_edge_gateway_pickup import name_for
+
+__all__ = ["own_broker"]  # the fixture, reused
 
 pytestmark = pytest.mark.processes  # starts its own Mosquitto
 
@@ -62,24 +64,6 @@ def retained_state(port: int, timeout: float = 5.0) -> dict[str, Any] | None:
     envelope = Envelope.from_bytes(got[0])
     assert envelope.type is MessageType.STATION_STATE
     return envelope.payload
-
-
-async def until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    server = MosquittoServer(tmp_path / "mosquitto")
-    server.start()
-    yield server
-    server.stop()
 
 
 def _settings(tmp_path: Path, port: int) -> GatewaySettings:

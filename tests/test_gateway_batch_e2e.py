@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,31 +24,16 @@ from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload
 from mes_contracts.measurement import Curve, Series
 from mes_contracts.topics import StationAddress
 from tests.support.fake_centre import FakeCentre, accepted, rejected
+from tests.support.waits import own_broker, until
 from tests.test_edge_gateway_outbox import content, drop
 from tests.test_edge_gateway_pickup import name_for
+
+__all__ = ["own_broker"]  # the fixture, reused
 
 pytestmark = pytest.mark.processes  # its own Mosquitto
 
 STATION = StationAddress("KR", "L1", "st11")
 SERIES = Series("force", "kgf", None, [0, 1000, 2000], [1.0, 1.5, 2.0])
-
-
-async def until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    server = MosquittoServer(tmp_path / "mosquitto")
-    server.start()
-    yield server
-    server.stop()
 
 
 def settings_for(tmp_path: Path, port: int) -> GatewaySettings:

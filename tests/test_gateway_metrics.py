@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,12 @@ from mes_contracts.measurement import Curve, Series
 from mes_contracts.topics import StationAddress
 from tests.support.fake_centre import FakeCentre
 from tests.support.print_centre import PrintCentre, make_job
+from tests.support.waits import own_broker, until
 from tests.test_edge_gateway_local_api import START
 from tests.test_edge_gateway_outbox import content
 from tests.test_edge_gateway_pickup import name_for
+
+__all__ = ["own_broker"]  # the fixture, reused
 
 STATION = StationAddress("KR", "L1", "st07")
 _SERIES = Series("force", "kgf", None, [0, 1000, 2000], [1.0, 1.5, 2.0])
@@ -62,25 +64,6 @@ def scrape(port: int) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset({"station": STATION.station, **labels}.items())))
-
-
-async def until(probe: Any, timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll `probe` (run in a thread: it does blocking HTTP) until truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await asyncio.to_thread(probe)
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    server = MosquittoServer(tmp_path / "mosquitto")
-    server.start()
-    yield server
-    server.stop()
 
 
 def gateway_settings(tmp_path: Path, broker_port: int, **overrides: Any) -> GatewaySettings:
