@@ -31,6 +31,8 @@ from mes_contracts.station_state import service_state_filter
 from mes_contracts.topics import Name
 
 logger = logging.getLogger(__name__)
+# After an old centre refused envelope v2, records go alone as v1 this long before v2 is tried again.
+V2_RETRY_S = 600
 
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 10.0
@@ -67,7 +69,8 @@ class MqttLink:
         self.alerts = AlertBoard()  # the centre's alerts for the station window
         self.traffic = LinkTraffic(settings.address)  # counted for /metrics (edge_gateway/metrics.py)
         self._connected = False
-        self._speaks_v2 = settings.batch_max_records > 1  # until a centre older than envelope v2 refuses one
+        self._batching = settings.batch_max_records > 1
+        self._v2_refused_at: float | None = None  # when a centre older than envelope v2 last refused one
         self._client: aiomqtt.Client | None = None
         self._publish_template: Any = Properties(PacketTypes.PUBLISH)
         self._publish_template.ResponseTopic = self._reply_topic
@@ -78,8 +81,13 @@ class MqttLink:
 
     @property
     def speaks_v2(self) -> bool:
-        """Records may be batched (envelope v2): MES_GW_BATCH_MAX_RECORDS > 1 and no refusal by an old centre."""
-        return self._speaks_v2
+        """Records may be batched (envelope v2): MES_GW_BATCH_MAX_RECORDS > 1 and no refusal by an old centre in the
+        last V2_RETRY_S (the centre may be upgraded meanwhile; a refusal stores nothing: a try costs one message)."""
+        refused = self._v2_refused_at
+        if refused is not None and time.monotonic() - refused >= V2_RETRY_S:
+            self._v2_refused_at = None
+            logger.info("trying envelope v2 again (the centre may have been upgraded)")
+        return self._batching and self._v2_refused_at is None
 
     def next_seq(self) -> int:
         """Per-gateway publication order (the outbox's durable counter when the gateway wires one in)."""
@@ -265,7 +273,7 @@ class MqttLink:
 
     async def request_batch(self, topic: str, batch: OutgoingBatch, timeout: float) -> list[ReplyPayload | None]:
         """One v2 message, one answer: each record's reply in the records' order (None: not answered, logged).
-        A centre older than v2 refuses it (BatchesUnsupported): from then on every record goes alone as v1."""
+        A centre older than v2 refuses it (BatchesUnsupported): every record then goes alone as v1 for V2_RETRY_S."""
         client = self._client
         if client is None or not self._connected:
             raise NotConnected()
@@ -285,13 +293,14 @@ class MqttLink:
         try:
             return batch_outcomes(answer, batch.message_id, batch.record_ids)
         except BatchesUnsupported as refusal:
-            if self._speaks_v2:
-                self._speaks_v2 = False
+            if self._v2_refused_at is None:
                 logger.warning(
-                    "%s: the centre is older than this gateway; every record now goes alone as v1 until the gateway "
-                    "restarts (upgrade the centre: docs/ops/upgrade.md)",
+                    "%s: the centre is older than this gateway; every record goes alone as v1 for the next %d s "
+                    "(upgrade the centre: docs/ops/upgrade.md)",
                     refusal,
+                    V2_RETRY_S,
                 )
+            self._v2_refused_at = time.monotonic()
             raise
 
     async def _publish(

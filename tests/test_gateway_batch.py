@@ -314,3 +314,15 @@ async def test_print_results_that_waited_go_in_one_answered_message(tmp_path: Pa
 def queue_summary_results(settings: GatewaySettings) -> int:
     with sqlite3.connect(settings.print_queue_file) as conn:
         return int(conn.execute("SELECT count(*) FROM results WHERE reported = 0").fetchone()[0])
+
+
+def test_after_an_old_centres_refusal_v2_is_tried_again_later(tmp_path: Path) -> None:
+    from edge_gateway import mqtt_link
+
+    link = mqtt_link.MqttLink(fast_settings(tmp_path / "w"))
+    assert link.speaks_v2
+    link._v2_refused_at = mqtt_link.time.monotonic()  # what request_batch records on BatchesUnsupported
+    assert not link.speaks_v2  # records go alone as v1 meanwhile
+    link._v2_refused_at = mqtt_link.time.monotonic() - mqtt_link.V2_RETRY_S - 1
+    assert link.speaks_v2 and link._v2_refused_at is None  # the centre may have been upgraded: one more try
+    assert not mqtt_link.MqttLink(fast_settings(tmp_path / "v1", batch_max_records=1)).speaks_v2
