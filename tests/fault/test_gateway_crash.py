@@ -51,7 +51,11 @@ def test_gateway_sigkilled_five_times_during_a_burst(central: Central, rig: Rig,
     writer = threading.Thread(target=burst, name="burst")
     writer.start()
     kills: list[tuple[float, int]] = []
-    for at in sorted(rng.uniform(0.3, ARRIVAL_S - 0.3) for _ in range(KILLS)):
+    # Kill times leave room for the lives between kills (each at least 0.05-0.5 s), so even the last kill lands
+    # while files still arrive: with batched messages the gateway keeps up with the burst, and a kill after the last
+    # arrival would find nothing in flight.
+    last_at = ARRIVAL_S - 0.3 - (KILLS - 1) * 0.5
+    for at in sorted(rng.uniform(0.3, last_at) for _ in range(KILLS)):
         time.sleep(max(rng.uniform(0.05, 0.5), t0 + at - time.monotonic()))  # each life does a little work
         kills.append((round(time.monotonic() - t0, 2), completed_count([gateway])))
         gateway.kill()
