@@ -89,7 +89,10 @@ def _settled_board(api_url: str, auth: RoleAuth, db: psycopg.Connection, **param
 
 def test_today_counts_match_the_tables(line: Line, api_url: str, auth: RoleAuth, db: psycopg.Connection) -> None:
     before = _board(api_url, auth)
-    lot = line.create_lot(quantity=20)
+    # The shift running now: a day-shift LOT created between midnight and 08:00 belongs to the coming production
+    # day, not to the board's (still the previous) one.
+    hour = datetime.now(SEOUL).hour
+    lot = line.create_lot(shift="D" if 8 <= hour < 20 else "N", quantity=20)
     _complete(line, lot, "PROC-001")
     _complete(line, lot, "PROC-002")
     _complete(line, lot, "PROC-003", fail=True)  # a FAIL completes the process; the retest passes

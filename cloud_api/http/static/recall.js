@@ -38,13 +38,11 @@ PAGES.recall = {
 PAGES.defects = {
   async render() {
     const box = $("page-defects");
-    const today = new Date(), week = new Date(Date.now() - 6 * 864e5);
-    const day = d => d.toLocaleDateString("sv-SE");  // YYYY-MM-DD in the browser's (the factory's) zone
     if (!box.dataset.ready || box.dataset.ready !== lang) {
       box.dataset.ready = lang;
       box.innerHTML = `<h2>${esc(t("defects"))}</h2><form class="inline" id="defectForm">
-        <div><label>${esc(t("from"))}</label><input type="date" id="defFrom" value="${day(week)}"></div>
-        <div><label>${esc(t("to"))}</label><input type="date" id="defTo" value="${day(today)}"></div>
+        <div><label>${esc(t("from"))}</label><input type="date" id="defFrom"></div>
+        <div><label>${esc(t("to"))}</label><input type="date" id="defTo"></div>
         <div><label>${esc(t("process"))}</label><select id="defProcess"><option value="">${esc(t("allProcesses"))}</option>
           ${[1, 2, 3, 4, 5, 6, 7, 8].map(n => `<option>PROC-00${n}</option>`).join("")}</select></div>
         <button type="submit">${esc(t("search"))}</button></form><div id="defectBody"></div>`;
@@ -53,11 +51,17 @@ PAGES.defects = {
     await this.load();
   },
   async load() {
-    const params = new URLSearchParams({from: $("defFrom").value, to: $("defTo").value});
+    // Empty dates: the server's default window (the last 7 days up to now), in the factory's zone, whatever zone
+    // this browser is in; the dates it answers fill the form.
+    const params = new URLSearchParams();
+    if ($("defFrom").value) params.set("from", $("defFrom").value);
+    if ($("defTo").value) params.set("to", $("defTo").value);
     if ($("defProcess").value) params.set("process_id", $("defProcess").value);
     const {status, body} = await api(`/api/v1/defects?${params}`);
     if (status !== 200) { $("defectBody").innerHTML = `<p class="error">${esc(body.message)}</p>`; return; }
     const d = body.data;
+    if (!$("defFrom").value) $("defFrom").value = d.from_time.slice(0, 10);  // ISO with the factory's offset
+    if (!$("defTo").value) $("defTo").value = d.to_time.slice(0, 10);
     const rows = d.defects.map(x => `<tr><td>${time(x.complete_time)}</td><td>${esc(x.process_name)}</td>
       <td><a href="#lot/${esc(x.lot_number)}">${esc(x.lot_number)}</a></td>
       <td>${x.serial_number ? `<a href="#serial/${esc(x.serial_number)}">${esc(x.serial_number)}</a>` : ""}</td>
