@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from cloud_api.adapters.database import Database
 from cloud_api.domain.errors import DomainError
 from cloud_api.ingestor import faults, metrics
-from cloud_api.ingestor.handler import UnreadableMessage
+from cloud_api.ingestor.handler import UnreadableMessage, read_message
 from cloud_api.services.dead_letters import Failure, Letter, quarantine, store_or_quarantine
 from cloud_api.services.handlers import Answer, error_answer
 from cloud_api.services.measurement_ingest import handle_measurement
@@ -42,14 +42,7 @@ _TOPIC_NAME = {MessageType.LABEL_PRINT_RESULT: Name.PRINT_RESULT, MessageType.ME
 def read_batch(topic: str, raw: bytes) -> tuple[ParsedTopic, BatchEnvelope]:
     """The v2 message; anything short of a well-formed one of a batchable type (no records, more than
     MAX_BATCH_RECORDS, not a JSON object...) is unreadable as a whole, like a malformed v1 envelope."""
-    parsed = None
-    try:
-        parsed = parse_topic(topic)
-        batch = BatchEnvelope.from_bytes(raw)
-    except ValidationError as error:
-        raise UnreadableMessage(f"{topic}: {'; '.join(describe_validation_error(error))}", parsed) from error
-    except (ValueError, RecursionError) as error:
-        raise UnreadableMessage(f"{topic}: {error}", parsed) from error
+    parsed, batch = read_message(topic, raw, BatchEnvelope)
     if batch.type not in BATCHABLE_TYPES:
         raise UnreadableMessage(f"{topic}: type: {batch.type.value} records are not sent in batches", parsed)
     return parsed, batch

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -25,6 +25,7 @@ from cloud_api.services.measurement_ingest import handle_measurement
 from cloud_api.services.print_results import handle_print_result
 from cloud_api.services.process_complete import CompletionSource
 from cloud_api.services.start_fast import handle_station_start
+from mes_contracts.batch import BatchEnvelope
 from mes_contracts.completion import CompletionEvent
 from mes_contracts.envelope import Envelope, MessageType, ReplyPayload, Source, make_envelope
 from mes_contracts.errors import ErrorCode
@@ -52,18 +53,26 @@ class Handled:
     answer: Answer
 
 
-def read_envelope(topic: str, raw: bytes) -> tuple[ParsedTopic, Envelope]:
+M = TypeVar("M", Envelope, BatchEnvelope)
+
+
+def read_message(topic: str, raw: bytes, model: type[M]) -> tuple[ParsedTopic, M]:
+    """The topic and the message as `model` (a v1 Envelope or a v2 BatchEnvelope), else UnreadableMessage."""
     parsed = None
     try:
         parsed = parse_topic(topic)
-        envelope = Envelope.from_bytes(raw)
+        message = model.from_bytes(raw)
     except ValidationError as error:
         # One line naming the fields (dead letters keep the first line only), e.g. "v: Input should be 1" for a
         # gateway newer than this centre (docs/ops/upgrade.md: upgrade the centre first).
         raise UnreadableMessage(f"{topic}: {'; '.join(describe_validation_error(error))}", parsed) from error
     except (ValueError, RecursionError) as error:
         raise UnreadableMessage(f"{topic}: {error}", parsed) from error
-    return parsed, envelope
+    return parsed, message
+
+
+def read_envelope(topic: str, raw: bytes) -> tuple[ParsedTopic, Envelope]:
+    return read_message(topic, raw, Envelope)
 
 
 async def handle_envelope(
