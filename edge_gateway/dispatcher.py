@@ -9,32 +9,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from edge_gateway.batching import Unbatchable, encode_batch, pack
 from edge_gateway.counters import PickupCounters
-from edge_gateway.dispositions import DuplicateReport, ErrorReport
+from edge_gateway.finishing import SENT_OUTCOMES, STORE_ERRORS, Finisher
 from edge_gateway.health import Health
-from edge_gateway.mover import BatchMover, ContentChanged
-from edge_gateway.outbox import Outbox, OutboxClosed
+from edge_gateway.mover import BatchMover
+from edge_gateway.outbox import Outbox
 from edge_gateway.outbox_store import Answered, Outbound
 from edge_gateway.ports import BatchesUnsupported, BatchLink, LinkError, ReplyTimeout
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.tasks import cancel_and_wait
-from edge_gateway.validation import reply_rejection
-from mes_contracts.envelope import Envelope, Outcome, ReplyPayload
+from mes_contracts.envelope import Envelope, ReplyPayload
 from mes_contracts.topics import Name
 
 logger = logging.getLogger(__name__)
 
-SENT_OUTCOMES = (Outcome.ACCEPTED.value, Outcome.DUPLICATE.value)
 MAX_CENTRE_FAILURES = 5  # 5xx answers for one record before its file goes to error/ for a person to look at
-STORE_ERRORS = (sqlite3.Error, OutboxClosed)
 REFILL_TICK_S = 0.02  # a nearly full window is topped up after this, not on every single answer
-FINISHING_PER_SLOT = 4
 
 
 class Dispatcher:
@@ -58,14 +53,14 @@ class Dispatcher:
         self._window = settings.max_in_flight
         self._batch_max = settings.batch_max_records
         self._refill_at = max(1, settings.max_in_flight // 4)  # free slots worth one outbox query
-        # Answered records being moved no longer hold a send slot, but only so many may wait for the mover.
-        self._finishing = asyncio.Semaphore(FINISHING_PER_SLOT * settings.max_in_flight)
+        retry = (self._retry_interval, self._retry_max)
+        self._finisher = Finisher(
+            self._pending_dir, outbox, mover, counters, health, release, retry, settings.max_in_flight
+        )
         self._link = link
         self._outbox = outbox
-        self._mover = mover
         self._counters = counters
         self._health = health
-        self._release = release
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -90,6 +85,7 @@ class Dispatcher:
             await self._loop()
         finally:
             await cancel_and_wait(self._tasks)
+            await self._finisher.close()
 
     async def _recover(self) -> None:
         """Answers stored by an earlier run whose file was not moved yet: apply them, never publish again."""
@@ -103,10 +99,10 @@ class Dispatcher:
             logger.info("applying %d answer(s) stored before the restart", len(answered))
         for start in range(0, len(answered), self._window):
             chunk = answered[start : start + self._window]
-            results = await asyncio.gather(*(self._finish(a) for a in chunk), return_exceptions=True)
-            for item, result in zip(chunk, results, strict=True):
-                if isinstance(result, Exception):  # the row stays answered; the next start tries again
-                    logger.error("could not apply the stored answer of %s: %s", item.file_name, result)
+            try:
+                await self._finisher.finish(chunk)
+            except Exception as error:  # the rows stay answered; the next start tries again
+                logger.error("could not apply the stored answers of %d record(s): %s", len(chunk), error)
 
     async def _loop(self) -> None:
         while True:
@@ -189,8 +185,7 @@ class Dispatcher:
                 code, reason = ("NO_REPLY" if isinstance(error, ReplyTimeout) else "BROKER_DOWN"), str(error)
                 await self._each(records, lambda r: self._failed(r, code, reason))
                 return
-            outcomes = dict(zip((r.record_id for r in records), replies, strict=True))
-            await self._each(records, lambda r: self._answer_or_retry(r, outcomes[r.record_id]))
+            await self._settle(records, list(replies))
         except Exception as error:
             logger.exception("unexpected failure delivering %d records; they stay in the outbox", len(records))
             internal = repr(error)
@@ -199,12 +194,6 @@ class Dispatcher:
             if not handed_over:
                 self._in_flight.difference_update(r.record_id for r in records)
             self.wake()
-
-    async def _answer_or_retry(self, record: Outbound, reply: ReplyPayload | None) -> None:
-        if reply is None:  # the answer had nothing for this record: like no reply, it is asked again later
-            await self._failed(record, "NO_REPLY", "the batch answer had no reply for this record")
-        else:
-            await self._answered(record, reply)
 
     async def _each(self, records: list[Outbound], work: Callable[[Outbound], Coroutine[Any, Any, None]]) -> None:
         """`work` for every record at once: their outbox writes share one commit. A failure stays the record's."""
@@ -257,86 +246,56 @@ class Dispatcher:
         logger.debug("%s stays in the outbox (%s: %s); retry in %.1f s", record.file_name, code, error, delay)
 
     async def _answered(self, record: Outbound, reply: ReplyPayload) -> None:
-        failures = record.server_failures + 1
-        if reply.outcome.value not in SENT_OUTCOMES and reply.http_status >= 500 and failures < MAX_CENTRE_FAILURES:
-            # The centre failed, not the file. It never stores a 5xx under the id, so the same id is asked again.
-            logger.warning(
-                "%s: centre answered %s %s (%d/%d); will retry",
-                record.file_name,
-                reply.http_status,
-                reply.body.get("error_code"),
-                failures,
-                MAX_CENTRE_FAILURES,
+        await self._settle([record], [reply])
+
+    async def _settle(self, records: list[Outbound], replies: list[ReplyPayload | None]) -> None:
+        """Each record by its own reply: asked again (none for it, or a 5xx), else its answer stored before the
+        move. The answers of one message share one outbox wait and one finishing task (issue 18)."""
+        now = time.time()
+        retrying: dict[int, ReplyPayload | None] = {}
+        storing: list[tuple[Outbound, ReplyPayload]] = []
+        for record, reply in zip(records, replies, strict=True):
+            if reply is None or self._centre_failed(record, reply):
+                retrying[record.record_id] = reply
+            else:
+                storing.append((record, reply))
+        if retrying:
+            again = [r for r in records if r.record_id in retrying]
+            await self._each(again, lambda r: self._retry(r, retrying[r.record_id]))
+        if not storing:
+            return
+        # Stored before the move: a crash from here on applies these answers at restart without publishing again.
+        try:
+            await self._outbox.answer_many(
+                [(r.record_id, a.outcome.value, a.http_status, a.body, now) for r, a in storing]
             )
-            await self._failed(record, "CENTRE_ERROR", f"http {reply.http_status}", server_failure=True)
+        except STORE_ERRORS as error:  # not stored: they stay in the outbox and are asked again
+            logger.error("outbox trouble storing the answers of %d record(s): %s", len(storing), error)
+            self._health.note_error("OUTBOX_ERROR", str(error))
             return
-        # Stored before the move: a crash from here on applies this answer at restart without publishing again.
-        await self._outbox.answer(record.record_id, reply.outcome.value, reply.http_status, reply.body, time.time())
-        answered = Answered(
-            record.record_id,
-            record.message_id,
+        answered = [
+            Answered(r.record_id, r.message_id, r.file_name, r.sha256, a.outcome.value, a.http_status, a.body)
+            for r, a in storing
+        ]
+        await self._finisher.start(answered)
+
+    def _centre_failed(self, record: Outbound, reply: ReplyPayload) -> bool:
+        """The centre failed, not the file. It never stores a 5xx under the id, so the same id is asked again."""
+        failures = record.server_failures + 1
+        if reply.outcome.value in SENT_OUTCOMES or reply.http_status < 500 or failures >= MAX_CENTRE_FAILURES:
+            return False
+        logger.warning(
+            "%s: centre answered %s %s (%d/%d); will retry",
             record.file_name,
-            record.sha256,
-            reply.outcome.value,
             reply.http_status,
-            reply.body,
+            reply.body.get("error_code"),
+            failures,
+            MAX_CENTRE_FAILURES,
         )
-        await self._finishing.acquire()  # backpressure: the send slot is held only while the mover is behind
-        self._spawn(self._finish_released(answered), record.record_id)
+        return True
 
-    async def _finish_released(self, answered: Answered) -> None:
-        try:
-            await self._finish(answered)
-        except STORE_ERRORS as error:
-            logger.error("outbox trouble after answering %s: %s", answered.file_name, error)
-        except Exception:  # the row stays answered: the next start applies it
-            logger.exception("unexpected failure moving %s", answered.file_name)
-        finally:
-            self._finishing.release()
-
-    async def _finish(self, answered: Answered, attempt: int = 0) -> None:
-        """Move the file by the answer (only if it still has the content that was sent), then drop the row."""
-        name = answered.file_name
-        report = None
-        if answered.outcome not in SENT_OUTCOMES:
-            rejection = reply_rejection(answered.body, answered.http_status, answered.message_id)
-            report = ErrorReport(name, rejection.code, rejection.message, rejection.details)
-        duplicate = None
-        if answered.outcome == Outcome.DUPLICATE.value:  # the same bytes were stored before: say so beside it
-            duplicate = DuplicateReport(name, str(answered.message_id), answered.body)
-        look_again = False
-        try:
-            await self._mover.move(self._pending_dir / name, report, answered.sha256, duplicate)
-        except FileNotFoundError:  # removed by someone, or moved just before a crash that kept the row
-            logger.info("%s: answered %s; the file had already left pending/", name, answered.outcome)
-        except ContentChanged:
-            logger.warning("%s was rewritten after it was sent; the new content is picked up as a new file", name)
-            look_again = True
-        except OSError as error:  # e.g. still open in the vendor app (Windows sharing violation)
-            delay = min(self._retry_interval * 2 ** min(attempt, 16), self._retry_max)
-            logger.warning("cannot move %s yet (%s); trying again in %.1f s", name, error, delay)
-            self._health.note_error("MOVE_FAILED", f"{name}: {error}")
-            self._spawn(self._finish_later(answered, attempt + 1, delay))
-            return
-        if report is None:
-            self._counters.completed += 1
-            logger.debug("%s %s (%s)", name, answered.outcome, answered.message_id)
-            if duplicate is not None:
-                self._counters.duplicates += 1
-                logger.info(
-                    "%s: the centre already had this exact content; moved to completed/ with a .duplicate.log (%s)",
-                    name,
-                    answered.message_id,
-                )
+    async def _retry(self, record: Outbound, reply: ReplyPayload | None) -> None:
+        if reply is None:  # the answer had nothing for this record: like no reply, it is asked again later
+            await self._failed(record, "NO_REPLY", "the batch answer had no reply for this record")
         else:
-            self._counters.errored += 1
-            logger.info("%s moved to error/: %s %s", name, report.code, report.message)
-        self._outbox.delete_soon([answered.record_id])  # rides with the next commit; see Outbox.delete_soon
-        self._release(name, look_again)
-
-    async def _finish_later(self, answered: Answered, attempt: int, delay: float) -> None:
-        await asyncio.sleep(delay)
-        try:
-            await self._finish(answered, attempt)
-        except STORE_ERRORS as error:
-            logger.error("outbox trouble after moving %s: %s", answered.file_name, error)
+            await self._failed(record, "CENTRE_ERROR", f"http {reply.http_status}", server_failure=True)

@@ -125,9 +125,15 @@ class Outbox:
 
     async def answer(self, record_id: int, outcome: str, http_status: int, body: dict[str, Any], at: float) -> None:
         """Stored when this returns. Answers arriving in one window share one executemany and one future."""
+        await self.answer_many([(record_id, outcome, http_status, body, at)])
+
+    async def answer_many(self, answers: Sequence[tuple[int, str, int, dict[str, Any], float]]) -> None:
+        """`answer` for every (record_id, outcome, http_status, body, at) of one message: one wait for all."""
         self._opened()
+        if not answers:
+            return
         group = self._join("answer", _answer_rows)
-        group.rows.append((outcome, http_status, body, at, record_id))
+        group.rows.extend((outcome, status, body, at, record_id) for record_id, outcome, status, body, at in answers)
         self._kick()
         await asyncio.shield(group.future)  # shared: one waiter's cancellation must not cancel the others'
 
