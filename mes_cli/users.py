@@ -17,7 +17,7 @@ import typer
 from cloud_api.domain.access import Role
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only by the commands that use it: `mes gateway` stays small
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 user_app = typer.Typer(help="Users and roles (admin, manager, operator, viewer).", no_args_is_help=True)
 T = TypeVar("T")
@@ -34,6 +34,16 @@ def _actor() -> str:
 
 def _in_transaction(work: Callable[[AsyncConnection], Awaitable[T]], database_url: str | None = None) -> T:
     """Run `work` in one transaction (default MES_DATABASE_URL); a refused change prints its reason and exits 1."""
+
+    async def in_transaction(engine: AsyncEngine) -> T:
+        async with engine.begin() as conn:
+            return await work(conn)
+
+    return _with_engine(in_transaction, database_url)
+
+
+def _with_engine(work: Callable[[AsyncEngine], Awaitable[T]], database_url: str | None = None) -> T:
+    """Run `work` with an engine of one connection: the use cases that hash take it only around the hash."""
     from cloud_api.adapters.database import make_engine
     from cloud_api.domain.errors import DomainError
     from cloud_api.settings import CentralSettings
@@ -41,8 +51,7 @@ def _in_transaction(work: Callable[[AsyncConnection], Awaitable[T]], database_ur
     async def run() -> T:
         engine = make_engine(database_url or CentralSettings().database_url, 1)  # type: ignore[call-arg]
         try:
-            async with engine.begin() as conn:
-                return await work(conn)
+            return await work(engine)
         finally:
             await engine.dispose()
 
@@ -70,7 +79,8 @@ def add(
     no_login: Annotated[bool, typer.Option("--no-login", help="No password at all (a badge-only operator)")] = False,
 ) -> None:
     """Create a user. Without --password-stdin a one-time password is printed (changed at first login)."""
-    from cloud_api.auth.users import NewUser, create_user
+    from cloud_api.auth.user_admin import create_user
+    from cloud_api.auth.users import NewUser
 
     password = _read_password() if password_stdin else None
     try:
@@ -78,7 +88,7 @@ def add(
     except ValueError as error:
         typer.echo(f"invalid: {error}", err=True)
         raise typer.Exit(2) from None
-    result = _in_transaction(lambda conn: create_user(conn, command, _actor()))
+    result = _with_engine(lambda engine: create_user(engine, command, _actor()))
     typer.echo(f"user {result.user.username} ({result.user.role.value}) created")
     if result.one_time_password:
         typer.echo(f"one-time password (shown once, must be changed at first login): {result.one_time_password}")
@@ -106,10 +116,10 @@ def list_command(role: Annotated[Role | None, typer.Option(help="Only this role"
 @user_app.command("set-password")
 def set_password(username: str, password_stdin: PasswordStdin = False) -> None:
     """Set a password from stdin, or print a one-time password; ends the user's sessions."""
-    from cloud_api.auth.users import set_password as set_user_password
+    from cloud_api.auth.user_admin import set_password as set_user_password
 
     password = _read_password() if password_stdin else None
-    result = _in_transaction(lambda conn: set_user_password(conn, username, password, _actor()))
+    result = _with_engine(lambda engine: set_user_password(engine, username, password, _actor()))
     typer.echo(f"password of {username} set; its sessions ended")
     if result.one_time_password:
         typer.echo(f"one-time password (shown once, must be changed at first login): {result.one_time_password}")
@@ -137,9 +147,9 @@ def enable(username: str) -> None:
 @user_app.command("bootstrap-admin")
 def bootstrap_admin() -> None:
     """Create `admin` with a one-time password when no admin exists yet (prints it once); else do nothing."""
-    from cloud_api.auth.users import bootstrap_admin as bootstrap
+    from cloud_api.auth.user_admin import bootstrap_admin as bootstrap
 
-    password = _in_transaction(lambda conn: bootstrap(conn, _actor()))
+    password = _with_engine(lambda engine: bootstrap(engine, _actor()))
     if password is None:
         typer.echo("an admin exists already: nothing done")
         return
@@ -184,15 +194,18 @@ def _jwt_secret(state_dir: Path) -> str:
 
 def local_accounts(database_url: str, state_dir: Path) -> LocalAccounts:
     """The JWT secret, the first admin (once) and the simulator's manager account with a fresh password."""
-    from cloud_api.auth.users import bootstrap_admin as bootstrap
-    from cloud_api.auth.users import ensure_service_user
+    from cloud_api.auth import user_admin
 
     simulator_password = secrets.token_urlsafe(24)
 
-    async def work(conn: AsyncConnection) -> str | None:
-        password = await bootstrap(conn, "mes-up")
-        await ensure_service_user(conn, SIMULATOR_USER, Role.MANAGER, simulator_password, "mes-up")
+    async def work(engine: AsyncEngine) -> str | None:
+        # Both hashes first, with no connection held; then one transaction for both accounts.
+        admin_secret = await user_admin.bootstrap_secret(engine)
+        simulator_secret = await user_admin.service_secret(SIMULATOR_USER, simulator_password)
+        async with engine.begin() as conn:
+            password = await user_admin.bootstrap_admin_in(conn, admin_secret, "mes-up") if admin_secret else None
+            await user_admin.ensure_service_user(conn, SIMULATOR_USER, Role.MANAGER, simulator_secret, "mes-up")
         return password
 
-    admin_password = _in_transaction(work, database_url)
+    admin_password = _with_engine(work, database_url)
     return LocalAccounts(_jwt_secret(state_dir), admin_password, simulator_password)

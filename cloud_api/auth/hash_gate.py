@@ -7,7 +7,7 @@ request crawled, held its pooled connection for seconds, and the pool's timeout 
 `workers` hashes run at once, on threads whose nice value is raised (Linux keeps it per thread, and argon2's own
 threads inherit it), so the event loop keeps serving the users already signed in while sign-ins wait their turn.
 Only when `queue_max` hashes are already waiting is one refused at once: 503 SERVICE_UNAVAILABLE with Retry-After.
-Callers hash with no database connection checked out (sessions.check_password).
+Callers hash with no database connection checked out (sessions.check_password, auth/user_admin.py).
 """
 
 from __future__ import annotations

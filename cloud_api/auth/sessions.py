@@ -16,7 +16,7 @@ from cloud_api.auth import hash_gate, passwords, tokens
 from cloud_api.auth import repository as repo
 from cloud_api.auth.repository import UserRecord
 from cloud_api.auth.settings import AuthSettings
-from cloud_api.auth.users import change_own_password
+from cloud_api.auth.users import change_own_password, check_own_password, hash_secret
 from cloud_api.domain.access import Principal, Role, valid_username
 from cloud_api.domain.errors import DomainError
 from mes_contracts.errors import ErrorCode
@@ -278,8 +278,10 @@ async def change_password(
     if user is None:
         log.info("password change of %s refused: %s", principal.username, reason)
         raise DomainError(ErrorCode.INVALID_CREDENTIALS)
+    check_own_password(user.username, current, new)
+    secret = await hash_secret(new)  # no connection checked out while the hash waits at the gate
     async with db.transaction() as conn:
         locked = await repo.find_user(conn, user.username, lock=True)
         assert locked is not None
-        updated = await change_own_password(conn, locked, current, new, db.now())
+        updated = await change_own_password(conn, locked, secret, db.now())
         return await _new_family(conn, settings, updated, db.now())

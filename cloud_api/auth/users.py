@@ -1,9 +1,14 @@
-"""User use cases (admin API, CLI, workers): create, change, reset passwords, bootstrap the first admin."""
+"""User use cases inside one transaction (admin API, CLI, workers): create, change, reset passwords, first admin.
+
+Nothing here hashes a password: the hash (argon2 through the process's hash gate, which may queue for seconds under
+a sign-in burst) is made before any connection is taken, and passed in as a `Secret`; cloud_api/auth/user_admin.py
+runs the checks that come before the hash, the hash, then the transaction.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +25,6 @@ from cloud_api.domain.errors import DomainError
 from mes_contracts.errors import ErrorCode
 
 log = logging.getLogger(__name__)
-
-BOOTSTRAP_ADMIN = "admin"
 
 
 class NewUser(BaseModel):
@@ -62,9 +65,54 @@ def _invalid(*errors: str) -> DomainError:
     return DomainError(ErrorCode.INVALID_REQUEST, {"errors": list(errors)})
 
 
-async def _hash(password: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A password and its argon2 hash, made with no connection checked out (see the module docstring)."""
+
+    plain: str = field(repr=False)
+    hashed: str = field(repr=False)
+
+
+async def hash_secret(plain: str) -> Secret:
     # argon2 takes ~0.17 s of CPU on four threads: off the event loop, through the process's bounded gate.
-    return await hash_gate.gate().run(passwords.hash_password, password)
+    return Secret(plain, await hash_gate.gate().run(passwords.hash_password, plain))
+
+
+def _needs(secret: Secret | None, needed: bool) -> None:
+    if needed != (secret is not None):
+        raise ValueError("a password is hashed before the transaction (cloud_api/auth/user_admin.py)")
+
+
+async def check_name_free(conn: AsyncConnection, username: str) -> None:
+    taken = await repo.name_taken(conn, username)
+    if taken is not None:
+        raise DomainError(ErrorCode.DUPLICATE_USER, {"username": taken})
+
+
+def new_user_password(command: NewUser) -> str:
+    """The password a new user who can log in gets: the one given (checked), else a generated one-time password."""
+    if command.password is None:
+        return passwords.one_time_password()
+    problems = password_problems(command.password, command.username)
+    if problems:
+        raise _invalid(*(p.replace("new_password", "password") for p in problems))
+    return command.password
+
+
+def chosen_password(username: str, password: str | None) -> str:
+    """A password set by an admin or the CLI: the one given (checked), else a generated one-time password."""
+    if password is None:
+        return passwords.one_time_password()
+    problems = password_problems(password, username)
+    if problems:
+        raise _invalid(*problems)
+    return password
+
+
+def check_own_password(username: str, current: str, new: str) -> None:
+    problems = password_problems(new, username, current)
+    if problems:
+        raise _invalid(*problems)
 
 
 async def get_user(conn: AsyncConnection, username: str) -> UserRecord:
@@ -74,28 +122,20 @@ async def get_user(conn: AsyncConnection, username: str) -> UserRecord:
     return user
 
 
-async def create_user(conn: AsyncConnection, command: NewUser, actor: str) -> UserResult:
-    taken = await repo.name_taken(conn, command.username)
-    if taken is not None:
-        raise DomainError(ErrorCode.DUPLICATE_USER, {"username": taken})
-    secret, must_change = None, False
+async def create_user(conn: AsyncConnection, command: NewUser, actor: str, secret: Secret | None) -> UserResult:
+    """`secret`: new_user_password(command), hashed (None for a user who cannot log in)."""
+    _needs(secret, command.can_log_in)
+    await check_name_free(conn, command.username)
+    must_change = False
     if command.can_log_in:
-        if command.password is not None:
-            problems = password_problems(command.password, command.username)
-            if problems:
-                raise _invalid(*(p.replace("new_password", "password") for p in problems))
-            secret = command.password
-            must_change = bool(command.must_change_password)
-        else:
-            secret = passwords.one_time_password()
-            must_change = command.must_change_password is not False
-    password_hash = await _hash(secret) if secret is not None else None
+        generated = command.password is None
+        must_change = command.must_change_password is not False if generated else bool(command.must_change_password)
     user = await repo.insert_user(
         conn,
         command.username,
         command.display_name or command.username,
         command.role,
-        password_hash,
+        secret.hashed if secret is not None else None,
         must_change,
         command.active,
         utc_now(),
@@ -104,8 +144,7 @@ async def create_user(conn: AsyncConnection, command: NewUser, actor: str) -> Us
         conn, actor=actor, action="user.create", entity="user", entity_key=user.username, new=_trail(user)
     )
     log.info("user %s (%s) created by %s", user.username, user.role.value, actor)
-    generated = secret if secret is not None and command.password is None else None
-    return UserResult(user, generated)
+    return UserResult(user, secret.plain if secret is not None and command.password is None else None)
 
 
 def _trail(user: UserRecord) -> dict[str, Any]:
@@ -116,7 +155,7 @@ def _trail(user: UserRecord) -> dict[str, Any]:
     return data
 
 
-async def _keep_an_admin(conn: AsyncConnection, user: UserRecord, role: Role | None, active: bool | None) -> None:
+async def check_keeps_an_admin(conn: AsyncConnection, user: UserRecord, role: Role | None, active: bool | None) -> None:
     losing = (
         user.role is Role.ADMIN and user.active and ((role is not None and role is not Role.ADMIN) or active is False)
     )
@@ -124,12 +163,17 @@ async def _keep_an_admin(conn: AsyncConnection, user: UserRecord, role: Role | N
         raise _invalid("role/active: the last active admin cannot be demoted or disabled")
 
 
-async def change_user(conn: AsyncConnection, username: str, change: UserChange, actor: str) -> UserResult:
-    """Apply an admin's change; role and active changes and resets are audited each under their own action."""
+async def change_user(
+    conn: AsyncConnection, username: str, change: UserChange, actor: str, secret: Secret | None = None
+) -> UserResult:
+    """Apply an admin's change; role and active changes and resets are audited each under their own action.
+
+    `secret`: a hashed one-time password when change.reset_password, else None."""
+    _needs(secret, change.reset_password)
     user = await repo.find_user(conn, username, lock=True)
     if user is None:
         raise DomainError(ErrorCode.USER_NOT_FOUND, {"username": username})
-    await _keep_an_admin(conn, user, change.role, change.active)
+    await check_keeps_an_admin(conn, user, change.role, change.active)
     now = utc_now()
     fields: dict[str, Any] = {}
     if change.display_name is not None and change.display_name != user.display_name:
@@ -138,9 +182,8 @@ async def change_user(conn: AsyncConnection, username: str, change: UserChange, 
         fields["role"] = change.role
     if change.active is not None and change.active != user.active:
         fields["active"] = change.active
-    secret = passwords.one_time_password() if change.reset_password else None
     if secret is not None:
-        fields.update(password_hash=await _hash(secret), must_change_password=True, password_changed_at=now)
+        fields.update(password_hash=secret.hashed, must_change_password=True, password_changed_at=now)
     if not fields:
         return UserResult(user)
     updated = await repo.update_user(conn, user.id, now, **fields)
@@ -148,7 +191,7 @@ async def change_user(conn: AsyncConnection, username: str, change: UserChange, 
         # A disabled account or a reset password: every session of the user ends now.
         await repo.revoke_user_sessions(conn, user.id, "disabled" if change.active is False else "password_reset", now)
     await _audit_change(conn, actor, user, updated, fields, change.reason)
-    return UserResult(updated, secret)
+    return UserResult(updated, secret.plain if secret is not None else None)
 
 
 async def _audit_change(
@@ -203,21 +246,23 @@ async def _audit_change(
 
 
 async def set_password(
-    conn: AsyncConnection, username: str, password: str | None, actor: str, must_change: bool | None = None
+    conn: AsyncConnection,
+    username: str,
+    secret: Secret,
+    actor: str,
+    must_change: bool | None = None,
+    generated: bool = False,
 ) -> UserResult:
-    """Set (or generate, when None) a user's password; ends the user's sessions. CLI and `mes up`."""
+    """Set a user's password (chosen_password, hashed); ends the user's sessions. CLI and `mes up`.
+
+    `generated`: a one-time password, returned once and to be changed at first login unless must_change says."""
     user = await repo.find_user(conn, username, lock=True)
     if user is None:
         raise DomainError(ErrorCode.USER_NOT_FOUND, {"username": username})
-    if password is not None:
-        problems = password_problems(password, username)
-        if problems:
-            raise _invalid(*problems)
-    secret = password if password is not None else passwords.one_time_password()
-    flag = must_change if must_change is not None else password is None
+    flag = must_change if must_change is not None else generated
     now = utc_now()
     updated = await repo.update_user(
-        conn, user.id, now, password_hash=await _hash(secret), must_change_password=flag, password_changed_at=now
+        conn, user.id, now, password_hash=secret.hashed, must_change_password=flag, password_changed_at=now
     )
     await repo.revoke_user_sessions(conn, user.id, "password_set", now)
     await record_audit(
@@ -229,18 +274,13 @@ async def set_password(
         old={"had_password": user.password_hash is not None},
         new={"must_change_password": flag},
     )
-    return UserResult(updated, secret if password is None else None)
+    return UserResult(updated, secret.plain if generated else None)
 
 
-async def change_own_password(
-    conn: AsyncConnection, user: UserRecord, current: str, new: str, now: datetime
-) -> UserRecord:
-    """The user's own change (current password already verified): clears must_change_password, ends sessions."""
-    problems = password_problems(new, user.username, current)
-    if problems:
-        raise _invalid(*problems)
+async def change_own_password(conn: AsyncConnection, user: UserRecord, secret: Secret, now: datetime) -> UserRecord:
+    """The user's own change (current password verified, new one checked and hashed): ends the user's sessions."""
     updated = await repo.update_user(
-        conn, user.id, now, password_hash=await _hash(new), must_change_password=False, password_changed_at=now
+        conn, user.id, now, password_hash=secret.hashed, must_change_password=False, password_changed_at=now
     )
     await repo.revoke_user_sessions(conn, user.id, "password_change", now)
     await record_audit(
@@ -257,33 +297,3 @@ async def change_own_password(
 
 async def list_users(conn: AsyncConnection, role: Role | None = None) -> list[UserRecord]:
     return await repo.list_users(conn, role)
-
-
-async def bootstrap_admin(conn: AsyncConnection, actor: str = "setup") -> str | None:
-    """Create `admin` with a one-time password when no admin exists; the password is returned once, else None."""
-    await repo.lock_bootstrap(conn)
-    if await repo.any_admin(conn):
-        return None
-    if await repo.name_taken(conn, BOOTSTRAP_ADMIN) is not None:
-        raise DomainError(
-            ErrorCode.DUPLICATE_USER,
-            {"username": BOOTSTRAP_ADMIN},
-            "a non-admin user is called admin: create an admin with `mes user add`",
-        )
-    created = await create_user(conn, NewUser(username=BOOTSTRAP_ADMIN, display_name="관리자", role=Role.ADMIN), actor)
-    return created.one_time_password
-
-
-async def ensure_service_user(
-    conn: AsyncConnection, username: str, role: Role, password: str, actor: str = "setup"
-) -> UserRecord:
-    """A machine account (the line simulator) with this password and role, created or reset; audited."""
-    user = await repo.find_user(conn, username, lock=True)
-    if user is None:
-        created = await create_user(
-            conn, NewUser(username=username, role=role, password=password, must_change_password=False), actor
-        )
-        return created.user
-    if user.role is not role or not user.active:
-        user = (await change_user(conn, username, UserChange(role=role, active=True), actor)).user
-    return (await set_password(conn, username, password, actor, must_change=False)).user

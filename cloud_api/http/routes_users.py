@@ -10,7 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from cloud_api.adapters.database import Database
-from cloud_api.auth import users
+from cloud_api.auth import user_admin, users
 from cloud_api.domain.access import USERNAME_PATTERN, Role
 from cloud_api.http.deps import AdminDep, DbDep, LangDep
 from cloud_api.http.query_guard import QueryGuard
@@ -44,8 +44,7 @@ async def detail(username: Username, db: DbDep, principal: AdminDep) -> dict[str
 
 @router.post("", status_code=201, summary="Create a user; without a password a one-time password is returned once")
 async def create(body: users.NewUser, db: DbDep, lang: LangDep, principal: AdminDep) -> JSONResponse:
-    async with db.transaction() as conn:
-        result = await users.create_user(conn, body, principal.username)
+    result = await user_admin.create_user(db.engine, body, principal.username)  # hashes with no connection held
     content = success_body(success_message("user_created", lang), _shown(db, result.public())).to_json_dict()
     return JSONResponse(status_code=201, content=content, headers=NO_STORE)
 
@@ -54,7 +53,6 @@ async def create(body: users.NewUser, db: DbDep, lang: LangDep, principal: Admin
 async def change(
     username: Username, body: users.UserChange, db: DbDep, lang: LangDep, principal: AdminDep
 ) -> JSONResponse:
-    async with db.transaction() as conn:
-        result = await users.change_user(conn, username, body, principal.username)
+    result = await user_admin.change_user(db.engine, username, body, principal.username)
     content = success_body(success_message("user_updated", lang), _shown(db, result.public())).to_json_dict()
     return JSONResponse(content=content, headers=NO_STORE)
