@@ -28,7 +28,7 @@ from line_simulator.clock import KST
 from line_simulator.payloads import completion_record
 from mes_contracts.alerts import AlertMessage
 from mes_contracts.envelope import Outcome
-from tests.test_batch_completion import LANG, STATION, lot_at
+from tests.support.batch_lots import LANG, STATION, lot_at
 
 pytestmark = pytest.mark.plain_pg
 

@@ -19,7 +19,8 @@ from deploy.localstack.services import PostgresServer
 from line_simulator.clock import KST
 from line_simulator.payloads import start_request
 from mes_contracts.envelope import Outcome
-from tests.test_batch_completion import LANG, MIXED, STATION, Names, build, new_lot, one_by_one, prepare
+from tests.support.batch_items import MIXED, Names, build, one_by_one, prepare
+from tests.support.batch_lots import LANG, STATION, new_lot
 
 pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
 

@@ -24,7 +24,7 @@ from cloud_api.services.start_fast import handle_station_start
 from deploy.localstack.services import PostgresServer
 from line_simulator.payloads import start_request
 from mes_contracts.envelope import Envelope, Outcome
-from tests.test_batch_completion import LANG, STATION, new_lot
+from tests.support.batch_lots import LANG, STATION, new_lot
 from tests.test_start_one_statement import AT, database, one
 
 __all__ = ["database"]  # the fixture, reused

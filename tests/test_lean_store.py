@@ -24,8 +24,8 @@ from deploy.localstack.services import PostgresServer
 from line_simulator.clock import KST
 from line_simulator.payloads import completion_record
 from mes_contracts.envelope import Outcome
+from tests.support.batch_lots import LANG, STATION, database, lot_at
 from tests.test_audit_chain import AuditDb, app_engine, audit_db
-from tests.test_batch_completion import LANG, STATION, database, lot_at
 
 pytestmark = pytest.mark.plain_pg
 __all__ = ["app_engine", "audit_db", "database"]  # the fixtures, reused

@@ -23,7 +23,7 @@ from deploy.localstack.services import PostgresServer
 from line_simulator.clock import KST
 from line_simulator.payloads import completion_record, start_request
 from mes_contracts.envelope import Outcome
-from tests.test_batch_completion import LANG, STATION, lot_at, new_lot
+from tests.support.batch_lots import LANG, STATION, lot_at, new_lot
 
 pytestmark = pytest.mark.plain_pg  # issue 14: also run on plain PostgreSQL (test.sh's second pass)
 
