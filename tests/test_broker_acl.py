@@ -3,182 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from deploy.localstack.children import ChildProcess, mes_command
-from deploy.localstack.mosquitto import MosquittoServer
 from mes_cli import broker
-from mes_cli.broker import BrokerSite
-from mes_cli.broker_acl import ServiceKind, service_block, station_block
-from mes_contracts.envelope import Envelope, MessageType, Outcome, ReplyPayload, Source, make_envelope
+from mes_cli.broker_acl import station_block
 from mes_contracts.station_state import service_state_filter
 from mes_contracts.topics import Name, StationAddress, ingestor_subscriptions, service_address
-from tests.support.auth import RoleAuth
-from tests.support.line import start_body
+from tests.support.broker_acl import (
+    FAILURE,
+    NOT_AUTHORIZED,
+    ST01,
+    ST02,
+    TIMEOUT,
+    Client,
+    SecuredBroker,
+    clients,
+    secured,
+)
 
 pytestmark = pytest.mark.processes  # starts its own Mosquitto (and MES processes)
-ST01 = StationAddress("KR", "L1", "st01")
-ST02 = StationAddress("KR", "L1", "st02")
-NOT_AUTHORIZED = 0x87  # MQTT 5 reason code of a refused CONNECT / PUBLISH
-FAILURE = 0x80  # reason codes from here on are failures; 0x10 "no matching subscribers" is a success
-TIMEOUT = 10.0
-
-
-@dataclass
-class SecuredBroker:
-    server: MosquittoServer
-    site: BrokerSite
-    passwords: dict[str, str]
-    ingestor_client_id: str
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
-    """The files written exactly as `mes broker init / add-station / add-service` write them. The ingestor account
-    serves several instances here (two client ids), so it is not bound to one id (tests/test_broker_identity.py)."""
-    site = BrokerSite(config_dir=tmp_path_factory.mktemp("broker-config"))
-    ingestor_id = f"ingestor-acl-{uuid.uuid4().hex[:8]}"
-    broker.init_site(site, [ingestor_id])
-    blocks = [
-        station_block(ST01),
-        station_block(ST02),
-        service_block(ServiceKind.INGESTOR, client_ids=[ingestor_id, f"{ingestor_id}-2"]),
-        service_block(ServiceKind.API),
-        service_block(ServiceKind.MONITOR),
-    ]
-    passwords = {}
-    for block in blocks:
-        generated = broker.add_account(site, block, None)
-        assert generated is not None
-        passwords[block.username] = generated
-    server = MosquittoServer(tmp_path_factory.mktemp("mosquitto-secured"), dynsec_file=site.dynsec_file)
-    server.start()
-    yield SecuredBroker(server, site, passwords, ingestor_id)
-    server.stop()
-
-
-class Client:
-    """A synchronous paho client: CONNACK, SUBACK and PUBACK reason codes, received messages in order."""
-
-    def __init__(
-        self,
-        port: int,
-        username: str | None = None,
-        password: str | None = None,
-        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
-        client_id: str | None = None,
-    ):
-        self.messages: queue.Queue[tuple[str, bytes, Any]] = queue.Queue()
-        self._acks: dict[int, int] = {}
-        self._subacks: dict[int, list[int]] = {}
-        self._changed = threading.Condition()
-        self._connack = threading.Event()
-        self.connack_code = -1
-        self.v5 = protocol == mqtt.MQTTv5
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"t-{uuid.uuid4().hex[:10]}",
-            protocol=protocol,
-            reconnect_on_failure=False,
-        )
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, bytes(m.payload), m.properties))
-        self.client.on_publish = self._on_publish
-        self.client.on_subscribe = self._on_subscribe
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self._connack.wait(TIMEOUT), "no CONNACK"
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        self.connack_code = int(reason.value)
-        self._connack.set()
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self._changed:
-            self._acks[mid] = int(reason.value)
-            self._changed.notify_all()
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: list[Any], props: Any) -> None:
-        with self._changed:
-            self._subacks[mid] = [int(r.value) for r in reasons]
-            self._changed.notify_all()
-
-    @property
-    def accepted(self) -> bool:
-        return self.connack_code == 0
-
-    def subscribe(self, topic: str) -> int:
-        """The SUBACK code: granted QoS (< 0x80) or a failure reason."""
-        result, mid = self.client.subscribe(topic, qos=1)
-        assert result == mqtt.MQTT_ERR_SUCCESS and mid is not None
-        with self._changed:
-            assert self._changed.wait_for(lambda: mid in self._subacks, TIMEOUT), f"no SUBACK for {topic}"
-            return self._subacks[mid][0]
-
-    def publish(self, topic: str, payload: bytes, retain: bool = False, properties: Properties | None = None) -> int:
-        """QoS 1; the PUBACK reason code (MQTT 5: 0x87 when the ACL refuses; MQTT 3.1.1 always acknowledges)."""
-        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
-        with self._changed:
-            assert self._changed.wait_for(lambda: info.mid in self._acks, TIMEOUT), f"no PUBACK for {topic}"
-            return self._acks[info.mid]
-
-    def until(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
-        """Everything received up to and including the sentinel (topic, payload)."""
-        seen: list[tuple[str, bytes]] = []
-        while True:
-            try:
-                got_topic, got_payload, _ = self.messages.get(timeout=TIMEOUT)
-            except queue.Empty:
-                raise AssertionError(f"sentinel {topic} never arrived; got {seen}") from None
-            seen.append((got_topic, got_payload))
-            if (got_topic, got_payload) == (topic, payload):
-                return seen
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def clients(secured: SecuredBroker) -> Iterator[Any]:
-    opened: list[Client] = []
-
-    def connect(
-        username: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5, client_id: str | None = None
-    ) -> Client:
-        # A station account may connect only with its gateway's client id.
-        station_id = f"gw-{username}" if username.startswith("st") else None
-        client = Client(secured.port, username, secured.passwords[username], protocol, client_id or station_id)
-        assert client.accepted, f"{username} refused: {client.connack_code:#x}"
-        opened.append(client)
-        return client
-
-    yield connect
-    for client in opened:
-        client.close()
+__all__ = ["clients", "secured"]  # the fixtures, reused
 
 
 def _sentinel(address: StationAddress) -> tuple[str, bytes]:
@@ -381,96 +233,3 @@ def test_station_added_while_running_works_after_a_restart(secured: SecuredBroke
         assert [m for m in seen if m[1] == b"st09 for st01"] == []
     finally:
         client.close()
-
-
-# -- and the database ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def secured_ingestor(secured: SecuredBroker, central_env: dict[str, str], logs_dir: Path) -> Iterator[None]:
-    """The real ingestor process, logged in with the ingestor account; its persistent session removed after."""
-    client_id = secured.ingestor_client_id
-    env = {
-        **central_env,
-        "MES_MQTT_HOST": "127.0.0.1",
-        "MES_MQTT_PORT": str(secured.port),
-        "MES_MQTT_USERNAME": "ingestor",
-        "MES_MQTT_PASSWORD": secured.passwords["ingestor"],
-        "MES_INGESTOR_CLIENT_ID": client_id,
-    }
-    child = ChildProcess("ingestor-secured", mes_command("ingest"), env, logs_dir / "ingestor-secured.log").start()
-    watcher = Client(secured.port, "monitor", secured.passwords["monitor"])
-    try:
-        watcher.subscribe(service_address(client_id).state())
-        while True:
-            try:
-                _, payload, _ = watcher.messages.get(timeout=30)
-            except queue.Empty:
-                raise RuntimeError(f"secured ingestor did not come up:\n{child.log_tail()}") from None
-            if payload and json.loads(payload).get("online") is True:
-                break
-        yield
-    finally:
-        watcher.close()
-        child.stop()
-        # A clean start with no expiry ends the persistent session and its shared subscriptions.
-        ender = Client(secured.port, "ingestor", secured.passwords["ingestor"], client_id=client_id)
-        ender.close()
-
-
-def _start_request(sender: Client, topic: str, source: StationAddress, lot: str, seq: int) -> tuple[Envelope, int]:
-    envelope = make_envelope(
-        MessageType.PROCESS_START_REQUEST, Source.of(source, f"gw-{source.station}"), seq, start_body(lot, "PROC-001")
-    )
-    props = None
-    if sender.v5:
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = ST02.reply()
-        props.CorrelationData = str(envelope.message_id).encode()
-    return envelope, sender.publish(topic, envelope.to_bytes(), properties=props)
-
-
-def test_forged_start_from_another_station_never_reaches_the_database(
-    secured_ingestor: None, clients: Any, api_url: str, auth: RoleAuth, db: psycopg.Connection
-) -> None:
-    created = httpx.post(f"{api_url}/api/v1/lots", json={"shift": "D"}, timeout=10, auth=auth.manager)
-    lot = str(created.json()["data"]["lot_number"])
-    # st02 runs PROC-002 on the conventional line; here it also starts PROC-001 (station_processes, 0007).
-    db.execute(
-        "INSERT INTO station_processes (site, line, station, process_id, created_by) "
-        "VALUES ('KR', 'L1', 'st02', 'PROC-001', 'test') ON CONFLICT DO NOTHING"
-    )
-    try:
-        _forged_and_own(clients, lot, db)
-    finally:
-        db.execute("DELETE FROM station_processes WHERE station = 'st02' AND process_id = 'PROC-001'")
-
-
-def _forged_and_own(clients: Any, lot: str, db: psycopg.Connection) -> None:
-    # st02 (valid account) speaks for st01 on st01's topic — the body would be valid for the ingestor.
-    # One connection at a time: the account is bound to one client id (a second connection replaces the first).
-    st02_v311 = clients("st02", protocol=mqtt.MQTTv311)
-    forged_v311, code = _start_request(st02_v311, ST01.request(Name.PROCESS_START), ST01, lot, 2)
-    assert code == 0  # MQTT 3.1.1: acknowledged, silently dropped
-    st02_v311.close()
-    st02 = clients("st02")
-    st02.subscribe(ST02.reply())
-    forged_v5, code = _start_request(st02, ST01.request(Name.PROCESS_START), ST01, lot, 1)
-    assert code == NOT_AUTHORIZED
-    # The same start under st02's own topic is accepted: nothing earlier took the LOT's PROC-001 start.
-    own, code = _start_request(st02, ST02.request(Name.PROCESS_START), ST02, lot, 3)
-    assert code < FAILURE
-    _, payload, _ = st02.messages.get(timeout=15)  # an answer to a forged request would come first
-    reply = ReplyPayload.model_validate(Envelope.from_bytes(payload).payload)
-    assert reply.in_reply_to == own.message_id and reply.outcome is Outcome.ACCEPTED
-    forged_ids = [str(forged_v5.message_id), str(forged_v311.message_id)]
-    stored = db.execute(
-        "SELECT count(*) FROM processed_messages WHERE message_id::text = ANY(%s)", (forged_ids,)
-    ).fetchone()
-    assert stored == (0,)
-    runs = db.execute(
-        "SELECT start_message_id::text, start_source FROM process_runs r JOIN lots l ON l.id = r.lot_id "
-        "WHERE l.lot_number = %s",
-        (lot,),
-    ).fetchall()
-    assert [run[0] for run in runs] == [str(own.message_id)]

@@ -30,9 +30,9 @@ from mes_cli.broker_acl import ServiceKind, service_block, station_block
 from mes_cli.broker_policy import MAX_QUEUED_MESSAGES
 from mes_contracts.topics import INGESTOR_SHARE_GROUP, Name, StationAddress, ingestor_subscriptions
 from tests.support.auth import RoleAuth
+from tests.support.broker_acl import FAILURE, NOT_AUTHORIZED, TIMEOUT, Client
 from tests.support.line import Line, later
 from tests.support.secured_line import INGESTOR_ID, start_ingestor, start_st01_gateway
-from tests.test_broker_acl import FAILURE, NOT_AUTHORIZED, TIMEOUT, Client
 
 pytestmark = pytest.mark.processes  # starts its own Mosquitto (and MES processes)
 ST01 = StationAddress("KR", "L1", "st01")
