@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ WORK_SECONDS: dict[str, float] = {
 }
 BETWEEN_LOTS_SECONDS = 2.0
 SERIAL_PROCESS_ID = "PROC-007"  # its start issues the serial numbers and queues their labels
+FINAL_PROCESS_ID = "PROC-008"  # packing + visual inspection: a rejected unit is named by its serial
 DEMO_PROCESS_ID = "PROC-002"  # while this one is still running, the next process is started out of order
 STATUS_POLLS = 20
 
@@ -121,8 +123,11 @@ class _Line:
         every = self.config.bad_file_every
         bad_process = self.rng.choice(ROUTE).process_id if every and (index - 1) % every == 0 else None
         demo = self.config.out_of_order_demo and index == 1
+        serials: list[str] = []  # issued by the PROC-007 start; the labels on the units from then on
         for step in ROUTE:
-            await self.process(lot_number, step, demo and step.process_id == DEMO_PROCESS_ID)
+            started = await self.process(lot_number, step, demo and step.process_id == DEMO_PROCESS_ID, serials)
+            if step.process_id == SERIAL_PROCESS_ID:
+                serials = _serials(started)
             if step.process_id == bad_process:
                 station = self.stations[step.process_id]
                 self.side_tasks.append(
@@ -142,7 +147,8 @@ class _Line:
         say(lot_number, f"LOT 생성 OK ({config.product_model} × {config.target_quantity}, {config.shift}조)")
         return lot_number
 
-    async def process(self, lot_number: str, step: ProcessStep, demo: bool) -> None:
+    async def process(self, lot_number: str, step: ProcessStep, demo: bool, serials: list[str]) -> dict[str, Any]:
+        """Start, work, drop the completion file(s); the start's answer data."""
         station = self.stations[step.process_id]
         worker_id = self.config.worker_ids[step.process_id]
         start_time = now_kst()
@@ -160,10 +166,37 @@ class _Line:
             # The vendor app reports the printer the centre sent this LOT's serial labels to.
             overrides["process_data"] = {"printer_id": started["printer_id"]}
         complete_time = max(now_kst(), start_time)
+        if fail and step.process_id == FINAL_PROCESS_ID and serials:
+            await self.reject_unit(lot_number, step, worker_id, start_time, complete_time, serials)
+            fail = False  # the rest of the LOT passes and is boxed
         record = completion_record(
             step.process_id, lot_number, worker_id, start_time, complete_time, self.rng, fail, **overrides
         )
         await place_file(self.config, self.report, self.rng, station, record)
+        return started
+
+    async def reject_unit(
+        self, lot_number: str, step: ProcessStep, worker_id: str, start: datetime, end: datetime, serials: list[str]
+    ) -> None:
+        """Final inspection rejects one unit, as a real packing station reports it: by the serial on its label.
+
+        A LOT-level FAIL names no unit, so the centre can mark no serial FAILED, and no LOT-level PASS followed:
+        every serial of the LOT stayed IN_PROGRESS (README "Serial genealogy"). Now the rejected unit's FAIL
+        (that serial → FAILED), then the caller's LOT-level PASS for the units boxed (the others → PASSED).
+        """
+        found_at = start + (end - start) / 2  # found during the inspection, before the cart is boxed
+        record = completion_record(
+            step.process_id,
+            lot_number,
+            worker_id,
+            start,
+            found_at,
+            self.rng,
+            True,
+            serial_number=self.rng.choice(serials),
+        )
+        say(lot_number, f"{step.process_id} {step.name_ko} 불량 판정: {record['serial_number']}")
+        await place_file(self.config, self.report, self.rng, self.stations[step.process_id], record)
 
     async def start(
         self, lot_number: str, step: ProcessStep, station: StationConfig, worker_id: str, start_time: Any
@@ -236,6 +269,12 @@ class _Line:
         if status == "COMPLETED":
             self.report.lots_completed += 1
         say(lot_number, f"LOT 상태 {status}{done}")
+
+
+def _serials(start_data: dict[str, Any]) -> list[str]:
+    """The serial numbers the PROC-007 start issued ([] when the answer has none, e.g. DUPLICATE_START)."""
+    found = start_data.get("serial_numbers")
+    return [s for s in found if isinstance(s, str) and s] if isinstance(found, list) else []
 
 
 def _firmware_version(start_data: dict[str, Any]) -> str | None:

@@ -118,6 +118,8 @@ class FakeFloor:
             "work_order_id": f"WO-20251122-{sum(map(len, self.runs.values())):03d}",
             "sequence_number": step.sequence,
         }
+        if process_id == "PROC-007":  # the centre issues the serials at this start (FR-SN-001)
+            data["serial_numbers"] = [f"{lot}-{n:04d}" for n in range(1, 4)]
         if process_id == "PROC-004":
             data["firmware_info"] = {
                 "version": "1.2.4",
@@ -316,3 +318,42 @@ def test_cli_entry_reports_a_bad_stations_file(tmp_path: Path, capsys: pytest.Ca
     )
     assert main(API, tmp_path / "partial.json", 1, 1.0, None, 0.05) == 2
     assert "PROC-002" in capsys.readouterr().err
+
+
+async def test_a_lot_failing_final_inspection_names_the_rejected_unit_then_passes_the_rest(floor: FakeFloor) -> None:
+    """PROC-008 FAIL as a packing station reports it: the rejected unit's serial with FAIL, then the LOT's PASS
+    (a LOT-level FAIL alone named no unit: the centre left every serial IN_PROGRESS)."""
+    config = config_for(floor, lots=1, failure_rate=1.0, bad_file_every=0, out_of_order_demo=False)
+    report = await asyncio.wait_for(play(floor, config), timeout=60)
+
+    assert report.ok and report.lots_completed == 1, report
+    final = [r for r in floor.records if r["process_id"] == "PROC-008"]
+    verdicts = [CompletionRecord.model_validate(r).typed_data().outcome() for r in final]
+    assert verdicts == ["FAIL", "PASS"]
+    rejected, boxed = final
+    assert rejected["serial_number"] in {f"{rejected['lot_number']}-{n:04d}" for n in range(1, 4)}
+    assert rejected["process_data"]["inspection_notes"]  # what the inspector saw
+    assert "serial_number" not in boxed and "serial_number" not in boxed["process_data"]
+    assert rejected["start_time"] == boxed["start_time"] and rejected["complete_time"] <= boxed["complete_time"]
+    # Processes with no serial yet, or whose contract has no unit, still fail LOT-level, one file each.
+    others = [r for r in floor.records if r["process_id"] != "PROC-008"]
+    assert len(others) == 7 and not any("serial_number" in r for r in others)
+    assert report.files_completed == 9 and report.failed_results == 6  # PROC-001/003/004/006/007 + the unit
+
+
+async def test_without_serials_in_the_start_answer_final_inspection_fails_lot_level(floor: FakeFloor) -> None:
+    """A centre that answered PROC-007 without serial numbers: nothing to name, the LOT-level FAIL as before."""
+    original = floor.start
+
+    def without_serials(body: dict[str, Any]) -> httpx.Response:
+        answer = original(body)
+        data = json.loads(answer.content)
+        (data.get("data") or {}).pop("serial_numbers", None)
+        return httpx.Response(answer.status_code, json=data)
+
+    floor.start = without_serials  # type: ignore[method-assign]
+    config = config_for(floor, lots=1, failure_rate=1.0, bad_file_every=0, out_of_order_demo=False)
+    report = await asyncio.wait_for(play(floor, config), timeout=60)
+    assert report.ok, report
+    final = [r for r in floor.records if r["process_id"] == "PROC-008"]
+    assert [CompletionRecord.model_validate(r).typed_data().outcome() for r in final] == ["FAIL"]
