@@ -12,12 +12,15 @@ import heapq
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 from edge_gateway.counters import PickupCounters
 from edge_gateway.dispositions import ErrorReport
 from edge_gateway.error_watch import ErrorWatch, MovedBack
 from edge_gateway.health import Health
+from edge_gateway.message_ids import MessageIds
 from edge_gateway.mover import BatchMover
 from edge_gateway.names import is_candidate_name
 from edge_gateway.outbox import Outbox, OutboxClosed
@@ -29,7 +32,7 @@ from edge_gateway.stability import Decision, Probe, StabilityTracker
 from edge_gateway.tasks import cancel_and_wait
 from edge_gateway.validation import Completion, Rejection
 from edge_gateway.watchlist import Watchlist
-from mes_contracts.envelope import MessageType, Source, make_envelope, new_message_id
+from mes_contracts.envelope import Envelope, MessageType, Source
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class Pickup:
         self._health = health
         self._on_admitted = on_admitted
         self._source = Source.of(settings.address, settings.gateway_id)
+        self._ids = MessageIds()
         self._retry_interval = settings.retry_interval_s
         self._retry_max = max(settings.retry_interval_s, settings.retry_max_s)
         self._rescan_interval = settings.rescan_interval_s
@@ -297,13 +301,18 @@ class Pickup:
 
     def _record(self, item: ReadyFile, completion: Completion) -> NewRecord:
         """The record to commit (id minted here, once) before anything is published; the file stays in pending/."""
-        message_id = new_message_id()
-        envelope = make_envelope(
-            MessageType.PROCESS_COMPLETED,
-            self._source,
-            self._outbox.next_seq(),
-            completion_payload(completion),
-            message_id=message_id,
+        message_id = self._ids.next()
+        # Built, not validated (issue 18): every field is the gateway's own, of the right type already; the
+        # payload is the record `check_completion` validated. The JSON is pydantic's, as `make_envelope` gives.
+        envelope = Envelope.model_construct(
+            v=1,
+            message_id=uuid.UUID(message_id),
+            type=MessageType.PROCESS_COMPLETED,
+            source=self._source,
+            occurred_at=datetime.now(UTC),
+            seq=self._outbox.next_seq(),
+            replay=False,
+            payload=completion_payload(completion),
         )
         return NewRecord(message_id, item.name, completion.sha256, item.data, envelope.model_dump_json(), time.time())
 

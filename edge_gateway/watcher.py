@@ -1,4 +1,5 @@
-"""watchdog Observer on pending/ feeding changed names into the event loop, coalesced per loop turn."""
+"""New names in pending/ fed into the event loop: inotify read by the loop on Linux, a watchdog Observer elsewhere
+(its events coalesced per loop turn)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watchdog.events import (
     FileCreatedEvent,
@@ -21,6 +24,9 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from edge_gateway.arrivals_observer import arrivals_observer
+
+if TYPE_CHECKING:
+    from edge_gateway.arrivals_loop import LoopArrivals
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +90,22 @@ class PendingWatcher:
         self._directory = directory
         self._callback = callback
         self._observer: BaseObserver | None = None
+        self._reader: LoopArrivals | None = None
 
     def start(self) -> bool:
-        # On Linux, inotify is asked for arrivals only, so the gateway's own moves out of pending/ never wake
-        # the watcher threads; elsewhere watchdog's default observer (events filtered in `_Bridge`).
+        # On Linux the loop reads inotify itself, arrivals only (edge_gateway/arrivals_loop.py): no threads, and
+        # the gateway's own moves out of pending/ never wake anything. Elsewhere, or should that fail, watchdog.
+        if sys.platform.startswith("linux"):
+            from edge_gateway.arrivals_loop import LoopArrivals  # imports the Linux-only inotify bindings
+
+            reader = LoopArrivals(self._directory, self._callback)
+            if reader.start():
+                self._reader = reader
+                logger.info("watching %s", self._directory)
+                return True
+        return self._start_observer()
+
+    def _start_observer(self) -> bool:
         observer = arrivals_observer() or Observer()
         observer.schedule(
             _Bridge(self._directory, asyncio.get_running_loop(), self._callback),
@@ -105,6 +123,9 @@ class PendingWatcher:
         return True
 
     async def stop(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.stop()
         observer, self._observer = self._observer, None
         if observer is None:
             return

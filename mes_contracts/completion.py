@@ -39,11 +39,26 @@ def parse_completion_file_name(name: str) -> CompletionFileName | None:
     match = FILE_NAME_RE.match(name)
     if match is None or find_step(match["process"]) is None:
         return None
-    try:
-        stamp = datetime.strptime(match["stamp"], "%Y%m%d%H%M%S")
-    except ValueError:
+    stamp = _stamp(match["stamp"])
+    if stamp is None:
         return None
     return CompletionFileName(match["lot"], match["process"], stamp)
+
+
+def _stamp(text: str) -> datetime | None:
+    """14 digits as `strptime(text, "%Y%m%d%H%M%S")` reads them. Two digits per field, taken directly, is what
+    strptime finds whenever that reading is a valid time (its patterns try two digits first); anything else is
+    left to strptime itself, so the result is always strptime's (issue 18: _strptime was ~0.02 ms per file)."""
+    try:
+        return datetime(
+            int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:14])
+        )
+    except ValueError:
+        pass
+    try:
+        return datetime.strptime(text, "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
 
 
 def completion_file_name(lot_number: str, process_id: str, stamp: datetime) -> str:
