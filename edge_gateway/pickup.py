@@ -8,31 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import sqlite3
-import time
-import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 
+from edge_gateway.completion_records import CompletionRecords
 from edge_gateway.counters import PickupCounters
 from edge_gateway.dispositions import ErrorReport
 from edge_gateway.error_watch import ErrorWatch, MovedBack
 from edge_gateway.health import Health
-from edge_gateway.message_ids import MessageIds
+from edge_gateway.local_retry import LocalRetry
 from edge_gateway.mover import BatchMover
 from edge_gateway.names import is_candidate_name
 from edge_gateway.outbox import Outbox, OutboxClosed
 from edge_gateway.outbox_store import Admission, AdmitStatus, NewRecord
 from edge_gateway.pending_io import ProbeLimits, probe_many, refusal, scan_names
-from edge_gateway.ready import ReadyFile, completion_payload, verdict
+from edge_gateway.ready import ReadyFile, verdict
 from edge_gateway.settings import GatewaySettings
 from edge_gateway.stability import Decision, Probe, StabilityTracker
 from edge_gateway.tasks import cancel_and_wait
 from edge_gateway.validation import Completion, Rejection
 from edge_gateway.watchlist import Watchlist
-from mes_contracts.envelope import Envelope, MessageType, Source
+from mes_contracts.envelope import Source
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +58,7 @@ class Pickup:
         self._mover = mover
         self._health = health
         self._on_admitted = on_admitted
-        self._source = Source.of(settings.address, settings.gateway_id)
-        self._ids = MessageIds()
+        self._records = CompletionRecords(Source.of(settings.address, settings.gateway_id))
         self._retry_interval = settings.retry_interval_s
         self._retry_max = max(settings.retry_interval_s, settings.retry_max_s)
         self._rescan_interval = settings.rescan_interval_s
@@ -75,8 +71,7 @@ class Pickup:
         self._failures: dict[str, int] = {}  # consecutive move or unexpected failures per name
         self._queue: asyncio.Queue[ReadyFile] = asyncio.Queue()
         self._busy: set[str] = set()
-        self._backoff: dict[str, float] = {}
-        self._backoff_heap: list[tuple[float, str]] = []
+        self._backoff = LocalRetry()
         self._retrying: set[str] = set()
         self._outboxed: dict[str, int] = {}
         self._was_full = False
@@ -189,8 +184,9 @@ class Pickup:
             tracked = self._tracker.next_deadline()
             if tracked is not None:
                 wake = min(wake, max(tracked, next_probe))
-            if self._backoff_heap:
-                wake = min(wake, self._backoff_heap[0][0])
+            retry_at = self._backoff.next_deadline()
+            if retry_at is not None:
+                wake = min(wake, retry_at)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, wake - loop.time())):  # not wait_for: it can eat a cancel
                     await self._wakeup.wait()
@@ -209,8 +205,7 @@ class Pickup:
     def _retry_later(self, name: str, reason: object, delay: float | None = None) -> None:
         delay = self._retry_interval if delay is None else delay
         deadline = asyncio.get_running_loop().time() + delay
-        self._backoff[name] = deadline
-        heapq.heappush(self._backoff_heap, (deadline, name))
+        self._backoff.schedule(name, deadline)
         self._retrying.add(name)
         self._counters.retried += 1
         logger.debug("%s stays in pending, retry in %.1f s: %s", name, delay, reason)
@@ -218,11 +213,8 @@ class Pickup:
 
     def _release_backoff(self, now: float) -> None:
         """Back to the tracker (fresh stat and read) once due."""
-        while self._backoff_heap and self._backoff_heap[0][0] <= now:
-            deadline, name = heapq.heappop(self._backoff_heap)
-            if self._backoff.get(name) == deadline:
-                del self._backoff[name]
-                self._tracker.add(name, now)
+        for name in self._backoff.due(now):
+            self._tracker.add(name, now)
 
     # -- processing -----------------------------------------------------------------------------------------
 
@@ -301,20 +293,7 @@ class Pickup:
 
     def _record(self, item: ReadyFile, completion: Completion) -> NewRecord:
         """The record to commit (id minted here, once) before anything is published; the file stays in pending/."""
-        message_id = self._ids.next()
-        # Built, not validated (issue 18): every field is the gateway's own, of the right type already; the
-        # payload is the record `check_completion` validated. The JSON is pydantic's, as `make_envelope` gives.
-        envelope = Envelope.model_construct(
-            v=1,
-            message_id=uuid.UUID(message_id),
-            type=MessageType.PROCESS_COMPLETED,
-            source=self._source,
-            occurred_at=datetime.now(UTC),
-            seq=self._outbox.next_seq(),
-            replay=False,
-            payload=completion_payload(completion),
-        )
-        return NewRecord(message_id, item.name, completion.sha256, item.data, envelope.model_dump_json(), time.time())
+        return self._records.new(item, completion, self._outbox.next_seq())
 
     def _admitted(self, name: str, admission: Admission) -> bool:
         """Book one committed admission; True when it created a record to send."""
