@@ -57,7 +57,12 @@ def count(path: Path, query: str) -> int:
     if not path.exists():
         return 0
     with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
-        return int(conn.execute(query).fetchone()[0])
+        try:
+            return int(conn.execute(query).fetchone()[0])
+        except sqlite3.OperationalError as error:  # the file is there, its schema not yet: the gateway is opening
+            if "no such table" in str(error):
+                return 0
+            raise
 
 
 def files(folder: Path) -> list[str]:
