@@ -95,15 +95,22 @@ class PendingWatcher:
     def start(self) -> bool:
         # On Linux the loop reads inotify itself, arrivals only (edge_gateway/arrivals_loop.py): no threads, and
         # the gateway's own moves out of pending/ never wake anything. Elsewhere, or should that fail, watchdog.
-        if sys.platform.startswith("linux"):
-            from edge_gateway.arrivals_loop import LoopArrivals  # imports the Linux-only inotify bindings
-
-            reader = LoopArrivals(self._directory, self._callback)
-            if reader.start():
-                self._reader = reader
-                logger.info("watching %s", self._directory)
-                return True
+        if sys.platform.startswith("linux") and self._start_loop_reader():
+            return True
         return self._start_observer()
+
+    def _start_loop_reader(self) -> bool:
+        try:  # watchdog's inotify bindings are not its public API: a release that moves them costs the fast path only
+            from edge_gateway.arrivals_loop import LoopArrivals
+        except ImportError as error:
+            logger.warning("the loop's inotify reader is unavailable (%s); using watchdog's observer", error)
+            return False
+        reader = LoopArrivals(self._directory, self._callback)
+        if not reader.start():
+            return False
+        self._reader = reader
+        logger.info("watching %s", self._directory)
+        return True
 
     def _start_observer(self) -> bool:
         observer = arrivals_observer() or Observer()
