@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 def write_promptly(client: aiomqtt.Client) -> None:
     """Install on an aiomqtt client before it connects (aiomqtt sets its callbacks in its constructor)."""
-    paho: mqtt.Client = client._client  # aiomqtt keeps the paho client here; no public accessor
+    paho = getattr(client, "_client", None)  # aiomqtt keeps the paho client here; no public accessor
+    if not isinstance(paho, mqtt.Client):  # an aiomqtt laid out otherwise: its own path, only less prompt
+        log.warning("aiomqtt keeps no paho client where expected; outgoing packets take aiomqtt's own path")
+        return
     original = paho.on_socket_register_write
     if original is None:  # an aiomqtt that no longer drives paho this way: leave it alone
         return
