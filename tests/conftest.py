@@ -30,6 +30,7 @@ from mes_contracts.route import ROUTE
 from tests.support.auth import AUTH_ENV, ApiUser, RoleAuth, add_users, role_auth, role_users
 from tests.support.containers import docker_requested, mosquitto_container, postgres_container, redis_container
 from tests.support.line import Line, Station, station_ids
+from tests.support.xvfb import x_display  # noqa: F401  (a session fixture: one Xvfb for the in-process Tk tests)
 
 WORKERS = [(f"W{n:03d}", f"작업자 {n}") for n in range(1, 11)]
 
@@ -245,6 +246,8 @@ PROCESS_FIXTURES = frozenset(
         # tests/fault/conftest.py: the fault modules' PostgreSQL + API, a test's own broker
         "central",
         "rig",
+        # tests/support/xvfb.py: the session's Xvfb
+        "x_display",
     }
 )
 

@@ -25,7 +25,7 @@ from tests.support.auth import ApiUser, RoleAuth
 from tests.support.faults import Gateway
 from tests.support.line import start_body
 from tests.support.printers import EmulatedPrinter, advance, create_lot, deactivate, register
-from tests.support.xvfb import pump_until, xvfb_display, xvfb_missing
+from tests.support.xvfb import pump_until, xvfb_missing
 
 pytestmark = pytest.mark.skipif(xvfb_missing() is not None, reason=xvfb_missing() or "")
 
@@ -37,10 +37,9 @@ _NEVER_COLLECTED: list[object] = []
 
 
 @pytest.fixture
-def display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with xvfb_display() as name:
-        monkeypatch.setenv("DISPLAY", name)
-        yield name
+def display(x_display: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DISPLAY", x_display)  # the session's one Xvfb (tests/support/xvfb.py says why one)
+    return x_display
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from tests.support.faults import Gateway
 from tests.support.line import SEOUL, Line, Station
 from tests.support.print_centre import make_job
 from tests.support.stations import allow_processes
-from tests.support.xvfb import pump_until, screenshot, type_like_scanner, xvfb_display, xvfb_missing
+from tests.support.xvfb import pump_until, screenshot, type_like_scanner, xvfb_missing
 
 pytestmark = pytest.mark.skipif(xvfb_missing() is not None, reason=xvfb_missing() or "")
 
@@ -47,10 +47,9 @@ SHOTS = Path(os.environ.get("MES_SCREENSHOT_DIR") or Path(__file__).resolve().pa
 BANNER_TEXT = "서버 연결 끊김 — 완공 파일은 보관 후 자동 전송됩니다"
 
 
-@pytest.fixture(scope="module")
-def display() -> Iterator[str]:
-    with xvfb_display() as name:
-        yield name
+@pytest.fixture
+def display(x_display: str) -> str:
+    return x_display  # the session's one Xvfb (tests/support/xvfb.py says why one)
 
 
 # Every window this module opens stays referenced until the interpreter exits. A closed Tk root left to the cyclic

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 XVFB = shutil.which("Xvfb") or "/usr/bin/Xvfb"
 KEYSYMS = {"-": "minus", ".": "period", "_": "underscore", " ": "space", "/": "slash", ":": "colon"}
 SCREEN = "1280x1024x24"
@@ -61,6 +63,18 @@ def xvfb_display(screen: str = SCREEN) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def x_display() -> Iterator[str]:
+    """One Xvfb for every in-process Tk test of the session (tests/conftest.py registers it).
+
+    Why one: Tk keeps its connection to a display open after the display's last window is closed, and when that X
+    server goes away Xlib's default I/O-error handler ends the whole process with status 1 and no traceback. A
+    test-owned Xvfb stopped after one module's window test killed pytest in the next module's window test.
+    """
+    with xvfb_display() as name:
+        yield name
 
 
 def pump_until(root: Any, condition: Callable[[], bool], timeout: float, what: str) -> None:
