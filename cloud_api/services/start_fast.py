@@ -146,7 +146,7 @@ def start_call(
 
 def answer_body(request: StartRequest, process_id: str, sequence: int, lang: str) -> dict[str, Any]:
     """success_body(…, StartData(…)).to_json_dict() of a start without firmware or serials, without the two pydantic
-    models (tests/test_start_function.py compares the two); work_order_id is set once it is known."""
+    models (tests/test_start_function_answers.py compares the two); work_order_id is set once it is known."""
     return {
         "status": "success",
         "message": _MESSAGES["en" if lang == "en" else "ko"],
@@ -166,7 +166,8 @@ def audit_rows(
     request: StartRequest, process_id: str, source: str, message_id: uuid.UUID, start_time: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The audit rows of process_start._audit_entries as audit.trail.rows_json writes them (the same columns and
-    values; tests/test_start_function.py compares them): process.start, and lot.status for a LOT the start moves."""
+    values; tests/test_start_function_answers.py compares them): process.start, and lot.status for a LOT the start
+    moves."""
     who = station_actor(request.worker_id, source)
     request_id = current_request_id() or str(message_id)
     start = {
