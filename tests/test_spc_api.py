@@ -9,6 +9,7 @@ import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -171,3 +172,18 @@ def test_lot_subgroups_chart_one_point_per_lot(api_url: str, auth: RoleAuth, db:
     assert got["subgroup"] == "lot"
     assert got["points"]["key"] == [number for number, _ in lots]
     assert got["points"]["n"] == [10, 10, 10]
+
+
+def test_csv_export_of_a_characteristic_named_with_any_text_is_no_server_error(api_url: str, auth: RoleAuth) -> None:
+    # Found by the API fuzzer: a characteristic with a DEL and characters outside Latin-1 made the download's
+    # Content-Disposition header unencodable, a 500. The name is kept in RFC 6266's filename* (UTF-8).
+    characteristic = "¬ß;Ù£C\U000f06a6\U000f9ee7)Í>\x7f토크"
+    got = httpx.get(
+        _url(api_url, quote(characteristic, safe="")),
+        params={**ALL, "chart": "xbar_r", "format": "csv"},
+        auth=auth.viewer,
+    )
+    assert got.status_code == 200, got.text
+    disposition = got.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="spc_') and "filename*=UTF-8''" in disposition
+    assert quote("토크") in disposition  # the full name survives, percent-encoded

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from cloud_api.http.deps import DbDep, LangDep, ManagerDep, OperatorDep, ViewerDep, get_settings
+from cloud_api.http.disposition import content_disposition
 from cloud_api.http.spc_format import result_csv, result_json
 from cloud_api.services import alerts, spc
 from cloud_api.services.spc import Series
@@ -73,8 +74,8 @@ async def chart(
             settings.spc_max_values,
         )
     if format == "csv":
-        name = f"spc_{process_id}_{characteristic}_{spec.chart.value}.csv".replace('"', "")
-        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        name = f"spc_{process_id}_{characteristic}_{spec.chart.value}.csv"
+        headers = {"Content-Disposition": content_disposition("attachment", name)}
         return Response(result_csv(result), media_type="text/csv; charset=utf-8", headers=headers)
     # Straight to JSON bytes from the columns: FastAPI's generic encoder would walk tens of thousands of points.
     return Response(result_json(result), media_type="application/json")

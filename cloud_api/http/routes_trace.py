@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from cloud_api.http.deps import DbDep, LangDep, ViewerDep
+from cloud_api.http.disposition import content_disposition
 from cloud_api.http.query_guard import QueryGuard
 from cloud_api.services import defects, dhr_pdf, trace
 from cloud_api.services.trace_models import Defects, LotTrace, Recall, SerialTrace
@@ -74,7 +74,7 @@ async def serial_dhr(serial_number: str, db: DbDep, lang: TraceLang, principal: 
         pdf,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": _disposition("inline", f"DHR-{serial_number}.pdf"),
+            "Content-Disposition": content_disposition("inline", f"DHR-{serial_number}.pdf"),
             "Cache-Control": "no-store",
         },
     )
@@ -110,7 +110,7 @@ async def components(
         return Response(
             trace.recall_csv(found, lang),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": _disposition("attachment", name)},
+            headers={"Content-Disposition": content_disposition("attachment", name)},
         )
     return RecallAnswer(data=found)
 
@@ -126,11 +126,3 @@ async def defect_list(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> DefectsAnswer:
     return DefectsAnswer(data=await defects.list_defects(db, start, end, process_id, limit, lang))
-
-
-def _disposition(kind: str, name: str) -> str:
-    """A Content-Disposition header value: headers are Latin-1, and a component lot may be any text (한글, control
-    characters), so an ASCII `filename` for old clients and the full name as RFC 6266 `filename*` (UTF-8)."""
-    kept = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-    ascii_name = "".join(ch if ch.isascii() else "_" for ch in kept)
-    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(kept, safe='')}"
